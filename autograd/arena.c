@@ -1,0 +1,87 @@
+/* The tape's arena: intermediates, their gradients and tape records live here for one step.
+ *
+ * It grows by chunks, so nobody sizes it up front. On reset, if the step needed more than one
+ * chunk, the chunks are replaced by a single one of the total size: from the second step on a
+ * training loop runs inside one chunk and makes no heap allocation at all.
+ *
+ * With debug checks on, two arenas alternate and the released one is poisoned, so that an
+ * intermediate of the previous step has a dead magic number and any op that receives it fails
+ * with a clear message instead of reading reused memory. */
+#include <string.h>
+#include "autograd/internal.h"
+
+typedef struct chunk {
+    struct chunk *next;
+    size_t size, used;
+    unsigned char *base;
+} chunk;
+
+typedef struct {
+    chunk *head;        /* current chunk (newest first) */
+    size_t total;       /* bytes of all chunks */
+} arena;
+
+enum { MIN_CHUNK = 1 << 20, ALIGN = 64, POISON = 0xDB };
+
+static _Thread_local arena arenas[2];
+static _Thread_local int current;
+
+static chunk *chunk_new(size_t size, chunk *next)
+{
+    chunk *c = tg__malloc(sizeof *c);
+    c->base = tg__malloc(size);
+    c->size = size;
+    c->used = 0;
+    c->next = next;
+    return c;
+}
+
+void *tg__arena_alloc(size_t bytes)
+{
+    arena *a = &arenas[current];
+    size_t need = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    if (!a->head || a->head->used + need > a->head->size) {
+        size_t size = a->head ? 2 * a->head->size : MIN_CHUNK;
+        while (size < need) size *= 2;
+        a->head = chunk_new(size, a->head);
+        a->total += size;
+    }
+    void *p = a->head->base + a->head->used;
+    a->head->used += need;
+    return p;
+}
+
+void *tg__arena_calloc(size_t bytes)
+{
+    void *p = tg__arena_alloc(bytes);
+    memset(p, 0, bytes);
+    return p;
+}
+
+static void release(arena *a, bool poison)
+{
+    if (!a->head) return;
+    if (poison)
+        for (chunk *c = a->head; c; c = c->next) memset(c->base, POISON, c->used);
+    if (a->head->next) { /* several chunks: merge into one of the total size */
+        size_t total = a->total;
+        while (a->head) {
+            chunk *next = a->head->next;
+            tg__free(a->head->base);
+            tg__free(a->head);
+            a->head = next;
+        }
+        a->head = chunk_new(total, NULL);
+        if (poison) memset(a->head->base, POISON, total);
+    }
+    a->head->used = 0;
+}
+
+void tg__arena_reset(void)
+{
+    bool checks = tg__debug_checks_on();
+    release(&arenas[current], checks);
+    if (checks) current ^= 1;
+}
+
+size_t tg__arena_reserved(void) { return arenas[0].total + arenas[1].total; }

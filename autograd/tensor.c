@@ -1,0 +1,325 @@
+/* Persistent tensors: creation, element access, conversion, printing. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "autograd/internal.h"
+
+static uint64_t alloc_count;
+
+uint64_t tg_alloc_count(void) { return alloc_count; }
+
+/* 64-byte alignment suits AVX-512 loads and BLIS packing alike. */
+void *tg__malloc(size_t bytes)
+{
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, rounded ? rounded : 64);
+    if (!p) tg__fail("out of memory allocating %zu bytes", bytes);
+    alloc_count++;
+    return p;
+}
+
+void *tg__calloc(size_t bytes)
+{
+    void *p = tg__malloc(bytes);
+    memset(p, 0, bytes);
+    return p;
+}
+
+void tg__free(void *p) { free(p); }
+
+size_t tg_dtype_size(tg_dtype dtype)
+{
+    switch (dtype) {
+    case TG_F32: return sizeof(float);
+    case TG_F64: return sizeof(double);
+    case TG_I32: return sizeof(int32_t);
+    }
+    tg__fail("unknown dtype %d", (int)dtype);
+}
+
+const char *tg_dtype_name(tg_dtype dtype)
+{
+    switch (dtype) {
+    case TG_F32: return "f32";
+    case TG_F64: return "f64";
+    case TG_I32: return "i32";
+    }
+    return "?";
+}
+
+size_t tg__bytes(const tg_tensor *t) { return (size_t)t->numel * tg_dtype_size(t->dtype); }
+
+int tg__normalize_axis(int axis, int ndim, const char *op)
+{
+    int a = axis < 0 ? axis + ndim : axis;
+    if (a < 0 || a >= ndim)
+        tg__fail("%s: axis %d out of range for a tensor of rank %d", op, axis, ndim);
+    return a;
+}
+
+/* Fills the header fields shared by persistent tensors and intermediates. */
+void tg__init_header(tg_tensor *t, tg_dtype dtype, int ndim, const int64_t *shape,
+                     const char *op)
+{
+    if (ndim < 0 || ndim > TG_MAX_DIMS)
+        tg__fail("%s: rank %d not supported (0..%d)", op, ndim, TG_MAX_DIMS);
+    memset(t, 0, sizeof *t);
+    t->magic = TG_MAGIC_LIVE;
+    t->dtype = dtype;
+    t->ndim = ndim;
+    t->numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0) tg__fail("%s: negative size %lld in axis %d", op, (long long)shape[i], i);
+        t->shape[i] = shape[i];
+        t->numel *= shape[i];
+    }
+}
+
+static tg_tensor *new_persistent(tg_dtype dtype, int ndim, const int64_t *shape, const char *op)
+{
+    tg_tensor *t = tg__malloc(sizeof *t);
+    tg__init_header(t, dtype, ndim, shape, op);
+    t->persistent = true;
+    t->owns_data = true;
+    t->data = tg__calloc(tg__bytes(t));
+    return t;
+}
+
+tg_tensor *tg_zeros(tg_dtype dtype, int ndim, const int64_t *shape)
+{
+    return new_persistent(dtype, ndim, shape, "tg_zeros");
+}
+
+tg_tensor *tg_full(tg_dtype dtype, int ndim, const int64_t *shape, double value)
+{
+    tg_tensor *t = new_persistent(dtype, ndim, shape, "tg_full");
+    tg_fill_(t, value);
+    return t;
+}
+
+tg_tensor *tg_ones(tg_dtype dtype, int ndim, const int64_t *shape)
+{
+    return tg_full(dtype, ndim, shape, 1.0);
+}
+
+tg_tensor *tg_from_data(tg_dtype dtype, int ndim, const int64_t *shape, const void *data)
+{
+    tg_tensor *t = new_persistent(dtype, ndim, shape, "tg_from_data");
+    if (t->numel) memcpy(t->data, data, tg__bytes(t));
+    return t;
+}
+
+tg_tensor *tg_wrap(tg_dtype dtype, int ndim, const int64_t *shape, void *data)
+{
+    tg_tensor *t = tg__malloc(sizeof *t);
+    tg__init_header(t, dtype, ndim, shape, "tg_wrap");
+    t->persistent = true;
+    t->data = data;
+    return t;
+}
+
+tg_tensor *tg_arange(tg_dtype dtype, double start, double stop, double step)
+{
+    if (step == 0 || !isfinite(start) || !isfinite(stop) || !isfinite(step))
+        tg__fail("tg_arange: need finite start/stop and a non-zero step (got %g, %g, %g)",
+                 start, stop, step);
+    int64_t n = (int64_t)ceil((stop - start) / step);
+    if (n < 0) n = 0;
+    tg_tensor *t = new_persistent(dtype, TG_SHAPE(n), "tg_arange");
+    for (int64_t i = 0; i < n; i++)
+        tg_set_flat(t, i, start + (double)i * step);
+    return t;
+}
+
+tg_tensor *tg_rand_uniform(tg_dtype dtype, int ndim, const int64_t *shape, double lo, double hi,
+                           tg_rng *rng)
+{
+    tg_tensor *t = new_persistent(dtype, ndim, shape, "tg_rand_uniform");
+    for (int64_t i = 0; i < t->numel; i++)
+        tg_set_flat(t, i, lo + (hi - lo) * tg_rng_uniform(rng));
+    return t;
+}
+
+tg_tensor *tg_rand_normal(tg_dtype dtype, int ndim, const int64_t *shape, double mean,
+                          double std, tg_rng *rng)
+{
+    tg_tensor *t = new_persistent(dtype, ndim, shape, "tg_rand_normal");
+    for (int64_t i = 0; i < t->numel; i++)
+        tg_set_flat(t, i, mean + std * tg_rng_normal(rng));
+    return t;
+}
+
+tg_tensor *tg_clone(const tg_tensor *src)
+{
+    tg__check_live(src, "tg_clone");
+    return tg_from_data(src->dtype, src->ndim, src->shape, src->data);
+}
+
+tg_tensor *tg_to_dtype(const tg_tensor *src, tg_dtype dtype)
+{
+    tg__check_live(src, "tg_to_dtype");
+    tg_tensor *t = new_persistent(dtype, src->ndim, src->shape, "tg_to_dtype");
+    tg_copy_(t, src);
+    return t;
+}
+
+void tg_free(tg_tensor *t)
+{
+    if (!t) return;
+    tg__check_live(t, "tg_free");
+    if (!t->persistent)
+        tg__fail("tg_free: '%s' is an intermediate owned by the tape; tg_tape_reset() releases it",
+                 t->name ? t->name : "tensor");
+    if (t->grad) tg_free(t->grad);
+    if (t->owns_data) tg__free(t->data);
+    t->magic = 0;
+    tg__free(t);
+}
+
+tg_tensor *tg_set_requires_grad(tg_tensor *t, bool requires_grad)
+{
+    tg__check_live(t, "tg_set_requires_grad");
+    if (requires_grad && t->dtype == TG_I32)
+        tg__fail("tg_set_requires_grad: int32 tensors cannot require grad");
+    t->requires_grad = requires_grad;
+    return t;
+}
+
+tg_tensor *tg_set_name(tg_tensor *t, const char *name)
+{
+    t->name = name;
+    return t;
+}
+
+void tg_zero_grad(tg_tensor *t)
+{
+    tg__check_live(t, "tg_zero_grad");
+    if (t->grad) memset(t->grad->data, 0, tg__bytes(t->grad));
+}
+
+double tg_get_flat(const tg_tensor *t, int64_t i)
+{
+    switch (t->dtype) {
+    case TG_F32: return ((const float *)t->data)[i];
+    case TG_F64: return ((const double *)t->data)[i];
+    case TG_I32: return ((const int32_t *)t->data)[i];
+    }
+    return NAN;
+}
+
+void tg_set_flat(tg_tensor *t, int64_t i, double v)
+{
+    switch (t->dtype) {
+    case TG_F32: ((float *)t->data)[i] = (float)v; break;
+    case TG_F64: ((double *)t->data)[i] = v; break;
+    case TG_I32: ((int32_t *)t->data)[i] = (int32_t)v; break;
+    }
+}
+
+void tg_fill_(tg_tensor *t, double value)
+{
+    tg__check_live(t, "tg_fill_");
+    for (int64_t i = 0; i < t->numel; i++)
+        tg_set_flat(t, i, value);
+}
+
+void tg_copy_(tg_tensor *dst, const tg_tensor *src)
+{
+    tg__check_live(dst, "tg_copy_");
+    tg__check_live(src, "tg_copy_");
+    if (dst->numel != src->numel)
+        tg__fail("tg_copy_: %lld elements into %lld", (long long)src->numel,
+                 (long long)dst->numel);
+    if (dst->dtype == src->dtype) {
+        if (dst->numel) memmove(dst->data, src->data, tg__bytes(src));
+        return;
+    }
+    for (int64_t i = 0; i < src->numel; i++)
+        tg_set_flat(dst, i, tg_get_flat(src, i));
+}
+
+static int64_t flat_index(const tg_tensor *t, const int64_t *index, const char *op)
+{
+    int64_t flat = 0;
+    for (int d = 0; d < t->ndim; d++) {
+        if (index[d] < 0 || index[d] >= t->shape[d])
+            tg__fail("%s: index %lld out of range for axis %d of size %lld", op,
+                     (long long)index[d], d, (long long)t->shape[d]);
+        flat = flat * t->shape[d] + index[d];
+    }
+    return flat;
+}
+
+double tg_get(const tg_tensor *t, const int64_t *index)
+{
+    tg__check_live(t, "tg_get");
+    return tg_get_flat(t, flat_index(t, index, "tg_get"));
+}
+
+void tg_set(tg_tensor *t, const int64_t *index, double value)
+{
+    tg__check_live(t, "tg_set");
+    tg_set_flat(t, flat_index(t, index, "tg_set"), value);
+}
+
+double tg_item(const tg_tensor *t)
+{
+    tg__check_live(t, "tg_item");
+    if (t->numel != 1)
+        tg__fail("tg_item: tensor has %lld elements, expected 1", (long long)t->numel);
+    return tg_get_flat(t, 0);
+}
+
+bool tg_same_shape(const tg_tensor *a, const tg_tensor *b)
+{
+    if (a->ndim != b->ndim) return false;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d]) return false;
+    return true;
+}
+
+char *tg_shape_str(const tg_tensor *t, char *buf, size_t len)
+{
+    size_t used = (size_t)snprintf(buf, len, "[");
+    for (int d = 0; d < t->ndim && used < len; d++)
+        used += (size_t)snprintf(buf + used, len - used, d ? ", %lld" : "%lld",
+                                 (long long)t->shape[d]);
+    if (used < len) snprintf(buf + used, len - used, "] %s", tg_dtype_name(t->dtype));
+    return buf;
+}
+
+/* Prints nested brackets like NumPy; axes longer than 6 show their first and last 3 entries. */
+static void print_axis(const tg_tensor *t, FILE *out, int axis, int64_t offset, int indent)
+{
+    const int64_t edge = 3;
+    int64_t n = t->shape[axis], stride = 1;
+    for (int d = axis + 1; d < t->ndim; d++) stride *= t->shape[d];
+    fputc('[', out);
+    for (int64_t i = 0; i < n; i++) {
+        if (n > 2 * edge && i == edge) {
+            fprintf(out, axis == t->ndim - 1 ? "..., " : "...,\n%*s", indent + 1, "");
+            i = n - edge;
+        }
+        if (axis == t->ndim - 1) {
+            if (t->dtype == TG_I32) fprintf(out, "%d", (int)tg_get_flat(t, offset + i));
+            else fprintf(out, "%.6g", tg_get_flat(t, offset + i));
+        } else {
+            print_axis(t, out, axis + 1, offset + i * stride, indent + 1);
+        }
+        if (i + 1 < n) fprintf(out, axis == t->ndim - 1 ? ", " : ",\n%*s", indent + 1, "");
+    }
+    fputc(']', out);
+}
+
+void tg_print(const tg_tensor *t, FILE *out)
+{
+    char shape[128];
+    tg__check_live(t, "tg_print");
+    if (t->name) fprintf(out, "%s = ", t->name);
+    fprintf(out, "tensor(");
+    if (t->ndim == 0) fprintf(out, "%.6g", tg_get_flat(t, 0));
+    else if (t->numel == 0) fprintf(out, "[]");
+    else print_axis(t, out, 0, 0, 7 + (t->name ? (int)strlen(t->name) + 3 : 0));
+    fprintf(out, ", shape %s%s)\n", tg_shape_str(t, shape, sizeof shape),
+            t->requires_grad ? ", requires_grad" : "");
+}

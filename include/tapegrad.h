@@ -1,0 +1,7 @@
+/* tapegrad: a define-by-run reverse-mode automatic differentiation engine in C.
+ * The one header a program includes. See README.md for a tour. */
+#ifndef TAPEGRAD_H
+#define TAPEGRAD_H
+#include "tg/core.h"
+#include "tg/data.h"
+#endif

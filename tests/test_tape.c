@@ -1,0 +1,291 @@
+/* The tape: recording, backward, accumulation, fan-out, no-grad, reset, errors, debugging aids. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+#include "tapegrad.h"
+
+static jmp_buf on_error;
+static void jump_back(const char *message, void *ud) { (void)message, (void)ud; longjmp(on_error, 1); }
+
+/* Runs stmt and asserts that it raised a tapegrad error whose message contains needle. */
+#define EXPECT_ERROR(stmt, needle)                                                             \
+    do {                                                                                       \
+        tg_error_handler prev = tg_set_error_handler(jump_back, NULL);                         \
+        if (setjmp(on_error) == 0) {                                                           \
+            stmt;                                                                              \
+            tg_set_error_handler(prev, NULL);                                                  \
+            fail_msg("expected an error containing '%s'", needle);                             \
+        }                                                                                      \
+        tg_set_error_handler(prev, NULL);                                                      \
+        if (!strstr(tg_last_error(), needle))                                                  \
+            fail_msg("error '%s' does not mention '%s'", tg_last_error(), needle);             \
+    } while (0)
+
+static int teardown(void **state) { (void)state; tg_tape_reset(); return 0; }
+
+static void test_chain_rule_scalar(void **state)
+{
+    (void)state;
+    tg_tensor *x = tg_set_requires_grad(tg_full(TG_F64, TG_SHAPE(1), 2.0), true);
+    /* y = exp(x)·x² ; dy/dx = exp(x)(x² + 2x) */
+    tg_tensor *y = tg_mul(tg_exp(x), tg_square(x));
+    tg_backward(y);
+    assert_float_equal(tg_item(y), exp(2.0) * 4, 1e-12);
+    assert_float_equal(tg_item(x->grad), exp(2.0) * 8, 1e-12);
+    tg_free(x);
+}
+
+static void test_fan_out_accumulates(void **state)
+{
+    (void)state;
+    tg_tensor *x = tg_set_requires_grad(tg_full(TG_F32, TG_SHAPE(3), 3.0), true);
+    /* y = sum(x·x + x) -> dy/dx = 2x + 1 = 7 */
+    tg_tensor *y = tg_sum(tg_add(tg_mul(x, x), x));
+    tg_backward(y);
+    for (int i = 0; i < 3; i++) assert_float_equal(tg_get_flat(x->grad, i), 7.0, 1e-6);
+    tg_free(x);
+}
+
+static void test_leaf_gradients_accumulate_until_zeroed(void **state)
+{
+    (void)state;
+    tg_tensor *w = tg_set_requires_grad(tg_full(TG_F64, TG_SHAPE(2), 1.5), true);
+    for (int step = 0; step < 3; step++) {
+        tg_backward(tg_sum(tg_mul_scalar(w, 2.0)));
+        tg_tape_reset();
+    }
+    assert_float_equal(tg_get_flat(w->grad, 0), 6.0, 0);
+    tg_zero_grad(w);
+    tg_backward(tg_sum(w));
+    assert_float_equal(tg_get_flat(w->grad, 1), 1.0, 0);
+    tg_free(w);
+}
+
+static void test_backward_twice_on_same_tape(void **state)
+{
+    (void)state;
+    tg_tensor *x = tg_set_requires_grad(tg_full(TG_F64, TG_SHAPE(1), 3.0), true);
+    tg_tensor *y = tg_square(tg_mul_scalar(x, 2.0)); /* 4x², dy/dx = 8x = 24 */
+    tg_backward(y);
+    tg_backward(y); /* intermediate grads restart at zero; the leaf accumulates */
+    assert_float_equal(tg_item(x->grad), 48.0, 1e-12);
+    tg_free(x);
+}
+
+static void test_long_chain(void **state)
+{
+    (void)state;
+    tg_tensor *x = tg_set_requires_grad(tg_full(TG_F64, TG_SHAPE(1), 1.0), true);
+    tg_tensor *h = x;
+    for (int i = 0; i < 10000; i++) h = tg_mul_scalar(h, 1.0001);
+    tg_backward(h);
+    assert_float_equal(tg_item(x->grad), pow(1.0001, 10000), 1e-9);
+    assert_int_equal(tg_tape_length(), 10000);
+    tg_free(x);
+}
+
+static void test_backward_with_output_gradient(void **state)
+{
+    (void)state;
+    tg_tensor *x = tg_set_requires_grad(tg_from_data(TG_F64, TG_SHAPE(3), (double[]){1, 2, 3}), true);
+    tg_tensor *g = tg_from_data(TG_F64, TG_SHAPE(3), (double[]){1, 10, 100});
+    tg_backward_with(tg_square(x), g); /* grad = 2x·g */
+    assert_float_equal(tg_get_flat(x->grad, 0), 2, 0);
+    assert_float_equal(tg_get_flat(x->grad, 1), 40, 0);
+    assert_float_equal(tg_get_flat(x->grad, 2), 600, 0);
+    tg_free(x);
+    tg_free(g);
+}
+
+static void test_no_grad_records_nothing(void **state)
+{
+    (void)state;
+    tg_tensor *w = tg_set_requires_grad(tg_ones(TG_F32, TG_SHAPE(4)), true);
+    bool previous = tg_set_grad_enabled(false);
+    tg_tensor *y = tg_relu(tg_mul(w, w));
+    tg_set_grad_enabled(previous);
+    assert_int_equal(tg_tape_length(), 0);
+    assert_false(y->requires_grad);
+    assert_null(w->grad);
+    EXPECT_ERROR(tg_backward(tg_sum(y)), "does not require grad");
+    tg_free(w);
+}
+
+static void test_only_inputs_needing_grad_get_one(void **state)
+{
+    (void)state;
+    tg_tensor *a = tg_set_requires_grad(tg_ones(TG_F64, TG_SHAPE(2)), true);
+    tg_tensor *c = tg_ones(TG_F64, TG_SHAPE(2));
+    tg_backward(tg_sum(tg_mul(a, c)));
+    assert_non_null(a->grad);
+    assert_null(c->grad);
+    tg_free(a);
+    tg_free(c);
+}
+
+static void test_non_scalar_backward_is_an_error(void **state)
+{
+    (void)state;
+    tg_tensor *x = tg_set_requires_grad(tg_ones(TG_F32, TG_SHAPE(2, 2)), true);
+    EXPECT_ERROR(tg_backward(tg_relu(x)), "not a scalar");
+    tg_free(x);
+}
+
+static void test_use_after_reset_is_detected(void **state)
+{
+    (void)state;
+    tg_set_debug_checks(true);
+    tg_tensor *x = tg_set_requires_grad(tg_ones(TG_F32, TG_SHAPE(2)), true);
+    tg_tensor *h = tg_relu(x);
+    tg_tape_reset();
+    EXPECT_ERROR(tg_relu(h), "used after release");
+    tg_free(x);
+}
+
+static void test_freeing_an_intermediate_is_an_error(void **state)
+{
+    (void)state;
+    tg_tensor *x = tg_ones(TG_F32, TG_SHAPE(2));
+    tg_tensor *h = tg_relu(x);
+    EXPECT_ERROR(tg_free(h), "owned by the tape");
+    tg_free(x);
+}
+
+static void test_dtype_mismatch_is_an_error(void **state)
+{
+    (void)state;
+    tg_tensor *a = tg_ones(TG_F32, TG_SHAPE(2)), *b = tg_ones(TG_F64, TG_SHAPE(2));
+    tg_tensor *labels = tg_zeros(TG_I32, TG_SHAPE(2));
+    EXPECT_ERROR(tg_add(a, b), "tg_add: dtypes differ");
+    EXPECT_ERROR(tg_exp(labels), "tg_exp: expected a float32 or float64");
+    tg_free(a), tg_free(b), tg_free(labels);
+}
+
+static void test_anomaly_mode_names_the_op(void **state)
+{
+    (void)state;
+    tg_tensor *x = tg_from_data(TG_F64, TG_SHAPE(2), (double[]){1, -1});
+    tg_set_anomaly_mode(true);
+    EXPECT_ERROR(tg_log(tg_mul_scalar(x, 2)), "tg_log produced");
+    tg_set_anomaly_mode(false);
+    tg_tensor *y = tg_log(x); /* off: NaN passes silently, like PyTorch */
+    assert_true(isnan(tg_get_flat(y, 1)));
+    tg_free(x);
+}
+
+static void test_arena_stops_growing(void **state)
+{
+    (void)state;
+    tg_tensor *w = tg_set_requires_grad(tg_rand_normal(TG_F32, TG_SHAPE(64, 64), 0, 1, NULL), true);
+    tg_tensor *x = tg_rand_normal(TG_F32, TG_SHAPE(8, 64), 0, 1, NULL);
+    uint64_t after_warmup = 0;
+    for (int step = 0; step < 20; step++) {
+        if (step == 3) after_warmup = tg_alloc_count();
+        tg_tensor *h = x;
+        for (int l = 0; l < 50; l++) h = tg_tanh(tg_matmul(h, w)); /* > 1 MiB: several chunks */
+        tg_backward(tg_sum(h));
+        tg_tape_reset();
+    }
+    assert_int_equal(tg_alloc_count(), after_warmup);
+    tg_free(w), tg_free(x);
+}
+
+static void test_tape_print_and_dot(void **state)
+{
+    (void)state;
+    tg_tensor *x = tg_set_name(tg_set_requires_grad(tg_ones(TG_F32, TG_SHAPE(2, 3)), true), "x");
+    tg_tensor *loss = tg_sum(tg_relu(x));
+    char path[] = "/tmp/tg_tape_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(tg_tape_write_dot(path, loss), 0);
+    FILE *f = fopen(path, "r");
+    char text[4096] = {0};
+    assert_true(fread(text, 1, sizeof text - 1, f) > 0);
+    fclose(f);
+    unlink(path);
+    assert_non_null(strstr(text, "digraph"));
+    assert_non_null(strstr(text, "tg_relu"));
+    assert_non_null(strstr(text, "tg_sum"));
+    FILE *mem = tmpfile();
+    tg_tape_print(mem);
+    rewind(mem);
+    memset(text, 0, sizeof text);
+    assert_true(fread(text, 1, sizeof text - 1, mem) > 0);
+    fclose(mem);
+    assert_non_null(strstr(text, "2 records"));
+    tg_free(x);
+}
+
+static void test_creation_and_access(void **state)
+{
+    (void)state;
+    tg_tensor *a = tg_arange(TG_I32, 0, 6, 1);
+    assert_int_equal(a->numel, 6);
+    assert_int_equal((int)tg_get_flat(a, 5), 5);
+    tg_tensor *m = tg_full(TG_F64, TG_SHAPE(2, 3), 0.5);
+    tg_set(m, (int64_t[]){1, 2}, 7);
+    assert_float_equal(tg_get(m, (int64_t[]){1, 2}), 7, 0);
+    assert_float_equal(tg_get_flat(m, 5), 7, 0);
+    EXPECT_ERROR(tg_get(m, (int64_t[]){2, 0}), "out of range");
+    tg_tensor *f = tg_to_dtype(m, TG_F32);
+    assert_int_equal(f->dtype, TG_F32);
+    assert_float_equal(tg_get_flat(f, 0), 0.5, 0);
+    char s[64];
+    assert_string_equal(tg_shape_str(m, s, sizeof s), "[2, 3] f64");
+    FILE *mem = tmpfile();
+    tg_print(m, mem);
+    rewind(mem);
+    char text[256] = {0};
+    assert_true(fread(text, 1, sizeof text - 1, mem) > 0);
+    fclose(mem);
+    assert_non_null(strstr(text, "[[0.5, 0.5, 0.5],"));
+    tg_free(a), tg_free(m), tg_free(f);
+}
+
+static void test_rng_is_deterministic(void **state)
+{
+    (void)state;
+    tg_rng a, b;
+    tg_rng_seed(&a, 42);
+    tg_rng_seed(&b, 42);
+    for (int i = 0; i < 100; i++) assert_true(tg_rng_next(&a) == tg_rng_next(&b));
+    double sum = 0, sq = 0;
+    for (int i = 0; i < 100000; i++) {
+        double z = tg_rng_normal(&a);
+        sum += z, sq += z * z;
+    }
+    assert_float_equal(sum / 1e5, 0, 0.02);
+    assert_float_equal(sq / 1e5, 1, 0.02);
+    for (int i = 0; i < 1000; i++) assert_true(tg_rng_below(&a, 7) < 7);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_chain_rule_scalar, teardown),
+        cmocka_unit_test_teardown(test_fan_out_accumulates, teardown),
+        cmocka_unit_test_teardown(test_leaf_gradients_accumulate_until_zeroed, teardown),
+        cmocka_unit_test_teardown(test_backward_twice_on_same_tape, teardown),
+        cmocka_unit_test_teardown(test_long_chain, teardown),
+        cmocka_unit_test_teardown(test_backward_with_output_gradient, teardown),
+        cmocka_unit_test_teardown(test_no_grad_records_nothing, teardown),
+        cmocka_unit_test_teardown(test_only_inputs_needing_grad_get_one, teardown),
+        cmocka_unit_test_teardown(test_non_scalar_backward_is_an_error, teardown),
+        cmocka_unit_test_teardown(test_use_after_reset_is_detected, teardown),
+        cmocka_unit_test_teardown(test_freeing_an_intermediate_is_an_error, teardown),
+        cmocka_unit_test_teardown(test_dtype_mismatch_is_an_error, teardown),
+        cmocka_unit_test_teardown(test_anomaly_mode_names_the_op, teardown),
+        cmocka_unit_test_teardown(test_arena_stops_growing, teardown),
+        cmocka_unit_test_teardown(test_tape_print_and_dot, teardown),
+        cmocka_unit_test_teardown(test_creation_and_access, teardown),
+        cmocka_unit_test_teardown(test_rng_is_deterministic, teardown),
+    };
+    return cmocka_run_group_tests_name("tape", tests, NULL, NULL);
+}
