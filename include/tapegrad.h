@@ -3,5 +3,4 @@
 #ifndef TAPEGRAD_H
 #define TAPEGRAD_H
 #include "tg/core.h"
-#include "tg/data.h"
 #endif

@@ -1,0 +1,300 @@
+/* Every matrix product of tapegrad: serial BLIS underneath, tapegrad's own threads on top.
+ *
+ * - Transposes are expressed as BLIS row/column strides, so nothing is ever copied.
+ * - BLIS 0.9.0 does not recognise Zen 5 and would run its portable C kernels (~15% of peak), so on
+ *   first use we choose the kernel set ourselves unless the user set BLIS_ARCH_TYPE.
+ * - Large products are split into column (or row) blocks of C, one per thread; each thread calls
+ *   serial BLIS on its block. The worker pool is created lazily and then only woken, never
+ *   re-created, and a call allocates nothing. docs/blas.md has the measurements behind the
+ *   kernel choice and the split threshold. */
+#include "autograd/blas.h"
+#include "tg/core.h"
+
+#include <blis.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define MAX_THREADS 64
+/* Below this many multiply-adds (M*N*K) waking a second thread costs more than it saves. */
+#ifndef TG_BLAS_SPLIT_MIN_MNK
+#define TG_BLAS_SPLIT_MIN_MNK (1LL << 21)
+#endif
+#define SPLIT_ALIGN 16 /* block edges on multiples of 16 elements (64-byte lines for f32) */
+
+/* BLIS 0.9.0 integer ids for BLIS_ARCH_TYPE (names are not accepted). */
+enum { ARCH_SKX = 0, ARCH_HASWELL = 3, ARCH_ZEN3 = 6 };
+
+/* One product (or one block of it) in BLIS terms: op() already folded into the strides. */
+typedef struct {
+    bool f64;
+    int64_t m, n, k;
+    const void *alpha, *beta;
+    const void *a, *b;
+    void *c;
+    int64_t rsa, csa, rsb, csb, rsc, csc;
+} gemm_job;
+
+/* ---- initialisation and information ---------------------------------------------------------- */
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static atomic_int num_threads = 1;
+static char info_base[160];
+static char info[192];
+static pthread_mutex_t info_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void update_info(void) {
+    int n = atomic_load(&num_threads);
+    pthread_mutex_lock(&info_mu);
+    snprintf(info, sizeof info, "%s, %d thread%s", info_base, n, n == 1 ? "" : "s");
+    pthread_mutex_unlock(&info_mu);
+}
+
+/* Which kernels to ask for when the user did not say; reason names the feature that decided. */
+static int auto_arch(const char **reason) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return *reason = "avx512f", ARCH_SKX;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return *reason = "avx2+fma", ARCH_ZEN3;
+    *reason = "no avx2";
+    return -1; /* leave BLIS's own detection alone */
+}
+
+static void init(void) {
+    const char *user = getenv("BLIS_ARCH_TYPE");
+    const char *reason = "BLIS_ARCH_TYPE";
+    bool set_here = false;
+    if (!user || !*user) {
+        int id = auto_arch(&reason);
+        char buf[8];
+        snprintf(buf, sizeof buf, "%d", id);
+        /* BLIS reads the variable once, while it initialises: it must be set before bli_init. */
+        if (id >= 0) set_here = setenv("BLIS_ARCH_TYPE", buf, 1) == 0;
+    }
+    bli_init();
+    if (set_here) unsetenv("BLIS_ARCH_TYPE"); /* do not leak our choice into child processes */
+    bli_error_checking_level_set(BLIS_NO_ERROR_CHECKING); /* tapegrad checks shapes itself */
+
+    const char *variant = bli_info_get_enable_openmp()     ? "openmp"
+                          : bli_info_get_enable_pthreads() ? "pthreads"
+                                                           : "serial";
+    snprintf(info_base, sizeof info_base, "BLIS %s (%s), kernels %s [%s: %s]",
+             bli_info_get_version_str(), variant, bli_arch_string(bli_arch_query_id()),
+             user && *user ? "user" : "auto", user && *user ? "BLIS_ARCH_TYPE" : reason);
+
+    const char *env = getenv("TG_NUM_THREADS");
+    int n = env ? atoi(env) : 1;
+    atomic_store(&num_threads, n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : n);
+    update_info();
+}
+
+static inline void ensure_init(void) { pthread_once(&init_once, init); }
+
+const char *tg_blas_info(void) {
+    ensure_init();
+    return info;
+}
+
+void tg_set_num_threads(int n) {
+    ensure_init();
+    atomic_store(&num_threads, n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : n);
+    update_info();
+}
+
+int tg_get_num_threads(void) {
+    ensure_init();
+    return atomic_load(&num_threads);
+}
+
+/* ---- one product on the calling thread ------------------------------------------------------ */
+
+/* Calls bli_s<op> or bli_d<op>; the void pointers convert to float* or double* implicitly. */
+#define BLIS(j, op, ...) ((j)->f64 ? bli_d##op(__VA_ARGS__) : bli_s##op(__VA_ARGS__))
+#define P(x) ((void *)(x)) /* BLIS's typed API is not const-correct */
+
+static bool is_zero(const gemm_job *j, const void *x) {
+    return j->f64 ? *(const double *)x == 0 : *(const float *)x == 0;
+}
+static bool is_one(const gemm_job *j, const void *x) {
+    return j->f64 ? *(const double *)x == 1 : *(const float *)x == 1;
+}
+
+/* M = 1 and N = 1 go to gemv, K = 1 to ger: BLIS's gemm costs 0.3-12 us more on them. */
+static void run_serial(const gemm_job *j) {
+    if (j->m == 0 || j->n == 0) return;
+    if (j->m == 1) { /* C row = op(B)^T · op(A) row: gemv on the N x K view of op(B) */
+        BLIS(j, gemv, BLIS_NO_TRANSPOSE, BLIS_NO_CONJUGATE, j->n, j->k, P(j->alpha), P(j->b),
+             j->csb, j->rsb, P(j->a), j->csa, P(j->beta), j->c, j->csc);
+    } else if (j->n == 1) { /* C column = op(A) · op(B) column */
+        BLIS(j, gemv, BLIS_NO_TRANSPOSE, BLIS_NO_CONJUGATE, j->m, j->k, P(j->alpha), P(j->a),
+             j->rsa, j->csa, P(j->b), j->rsb, P(j->beta), j->c, j->rsc);
+    } else if (j->k == 1) { /* outer product: C = beta C, then ger (4-10x cheaper than gemm) */
+        if (is_zero(j, j->beta)) /* beta = 0 overwrites, even NaN */
+            BLIS(j, setm, BLIS_NO_CONJUGATE, 0, BLIS_NONUNIT_DIAG, BLIS_DENSE, j->m, j->n,
+                 P(j->beta), j->c, j->rsc, j->csc);
+        else if (!is_one(j, j->beta))
+            BLIS(j, scalm, BLIS_NO_CONJUGATE, 0, BLIS_NONUNIT_DIAG, BLIS_DENSE, j->m, j->n,
+                 P(j->beta), j->c, j->rsc, j->csc);
+        BLIS(j, ger, BLIS_NO_CONJUGATE, BLIS_NO_CONJUGATE, j->m, j->n, P(j->alpha), P(j->a),
+             j->rsa, P(j->b), j->csb, j->c, j->rsc, j->csc);
+    } else {
+        BLIS(j, gemm, BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, j->m, j->n, j->k, P(j->alpha),
+             P(j->a), j->rsa, j->csa, P(j->b), j->rsb, j->csb, P(j->beta), j->c, j->rsc, j->csc);
+    }
+}
+
+/* ---- the worker pool -------------------------------------------------------------------------
+ * Worker w runs jobs[w + 1] of each generation; the caller runs jobs[0] itself. One product uses
+ * the pool at a time (call_mu); a concurrent caller that finds it busy runs serially instead.
+ * Waking a thread through a condition variable costs 15-35 us on these VMs (docs/blas.md), more
+ * than a batch-16 product takes, so both sides first spin for SPIN_SECONDS (back-to-back products
+ * of a training step then cost ~1 us to hand over) and only then sleep. */
+
+#define SPIN_SECONDS 100e-6
+
+static struct {
+    pthread_mutex_t call_mu, mu;
+    pthread_cond_t go, done;
+    int started;                 /* workers created so far (never shrinks; call_mu) */
+    int active;                  /* workers taking part in the current generation */
+    atomic_int sleeping;         /* workers blocked (or about to block) on `go` */
+    atomic_bool caller_sleeping; /* the caller is blocked (or about to block) on `done` */
+    atomic_int pending;          /* workers of this generation that have not finished */
+    atomic_ulong generation;     /* bumped (after jobs/active are written) to start a product */
+    unsigned long born[MAX_THREADS]; /* generation current when worker w was created */
+    gemm_job jobs[MAX_THREADS];
+} pool = {.call_mu = PTHREAD_MUTEX_INITIALIZER, .mu = PTHREAD_MUTEX_INITIALIZER,
+          .go = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
+
+static double seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Spins until done(arg) or SPIN_SECONDS pass; returns done(arg). */
+static bool spin_until(bool (*done)(unsigned long), unsigned long arg) {
+    double t0 = seconds();
+    for (int i = 1;; i++) {
+        if (done(arg)) return true;
+        __builtin_ia32_pause();
+        if (i % 256 == 0 && seconds() - t0 > SPIN_SECONDS) return done(arg);
+    }
+}
+static bool new_generation(unsigned long seen) { return atomic_load(&pool.generation) != seen; }
+static bool all_done(unsigned long unused) { return atomic_load(&pool.pending) == 0; }
+
+static void *worker(void *arg) {
+    int w = (int)(intptr_t)arg;
+    pthread_mutex_lock(&pool.mu);
+    unsigned long seen = pool.born[w];
+    pthread_mutex_unlock(&pool.mu);
+    for (;;) {
+        if (!spin_until(new_generation, seen)) {
+            pthread_mutex_lock(&pool.mu);
+            atomic_fetch_add(&pool.sleeping, 1);
+            while (!new_generation(seen)) pthread_cond_wait(&pool.go, &pool.mu);
+            atomic_fetch_sub(&pool.sleeping, 1);
+            pthread_mutex_unlock(&pool.mu);
+        }
+        seen = atomic_load(&pool.generation);
+        if (w >= pool.active) continue;
+        run_serial(&pool.jobs[w + 1]);
+        if (atomic_fetch_sub(&pool.pending, 1) == 1 && atomic_load(&pool.caller_sleeping)) {
+            pthread_mutex_lock(&pool.mu);
+            pthread_cond_signal(&pool.done);
+            pthread_mutex_unlock(&pool.mu);
+        }
+    }
+    return NULL;
+}
+
+/* Makes sure `want` workers exist (call_mu held); returns how many do. */
+static int grow_pool(int want) {
+    while (pool.started < want) {
+        pthread_t t;
+        pthread_mutex_lock(&pool.mu); /* a new worker must not take an old generation for new */
+        pool.born[pool.started] = atomic_load(&pool.generation);
+        int ok = pthread_create(&t, NULL, worker, (void *)(intptr_t)pool.started) == 0;
+        pthread_mutex_unlock(&pool.mu);
+        if (!ok) break;
+        pthread_detach(t);
+        pool.started++;
+    }
+    return pool.started;
+}
+
+/* Block `part` of `parts` along C's longer side, edges aligned to SPLIT_ALIGN. */
+static gemm_job block(const gemm_job *j, int part, int parts) {
+    size_t es = j->f64 ? sizeof(double) : sizeof(float);
+    bool by_rows = j->m > j->n;
+    int64_t len = by_rows ? j->m : j->n;
+    int64_t step = (len + parts - 1) / parts;
+    step = (step + SPLIT_ALIGN - 1) / SPLIT_ALIGN * SPLIT_ALIGN;
+    int64_t lo = part * step < len ? part * step : len;
+    int64_t hi = lo + step < len ? lo + step : len;
+    gemm_job s = *j;
+    if (by_rows) {
+        s.m = hi - lo;
+        s.a = (const char *)j->a + lo * j->rsa * es;
+        s.c = (char *)j->c + lo * j->rsc * es;
+    } else {
+        s.n = hi - lo;
+        s.b = (const char *)j->b + lo * j->csb * es;
+        s.c = (char *)j->c + lo * j->csc * es;
+    }
+    return s;
+}
+
+static void run(const gemm_job *j) {
+    int64_t blocks = ((j->m > j->n ? j->m : j->n) + SPLIT_ALIGN - 1) / SPLIT_ALIGN;
+    int64_t want = atomic_load(&num_threads);
+    if (want > blocks) want = blocks;
+    if (want <= 1 || j->m * j->n * j->k < TG_BLAS_SPLIT_MIN_MNK ||
+        pthread_mutex_trylock(&pool.call_mu) != 0) {
+        run_serial(j);
+        return;
+    }
+    int workers = grow_pool((int)want - 1);
+    int parts = 1 + (workers < want - 1 ? workers : (int)want - 1);
+    for (int p = 0; p < parts; p++) pool.jobs[p] = block(j, p, parts);
+    pool.active = parts - 1;
+    atomic_store(&pool.pending, parts - 1);
+    atomic_fetch_add(&pool.generation, 1); /* publishes jobs and active to the spinning workers */
+    if (atomic_load(&pool.sleeping)) {     /* and wakes the sleeping ones */
+        pthread_mutex_lock(&pool.mu);
+        pthread_cond_broadcast(&pool.go);
+        pthread_mutex_unlock(&pool.mu);
+    }
+
+    run_serial(&pool.jobs[0]);
+
+    if (!spin_until(all_done, 0)) {
+        pthread_mutex_lock(&pool.mu);
+        atomic_store(&pool.caller_sleeping, true);
+        while (!all_done(0)) pthread_cond_wait(&pool.done, &pool.mu);
+        atomic_store(&pool.caller_sleeping, false);
+        pthread_mutex_unlock(&pool.mu);
+    }
+    pthread_mutex_unlock(&pool.call_mu);
+}
+
+/* ---- the two entry points --------------------------------------------------------------------- */
+
+/* op(X) of a row-major matrix with row stride ld: no transpose -> (ld, 1); transpose -> (1, ld). */
+#define GEMM_ENTRY(name, T, is_f64)                                                               \
+    void name(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T *A,  \
+              int64_t lda, const T *B, int64_t ldb, T beta, T *C, int64_t ldc) {                  \
+        ensure_init();                                                                            \
+        gemm_job j = {.f64 = is_f64, .m = M, .n = N, .k = K, .alpha = &alpha, .beta = &beta,      \
+                      .a = A, .b = B, .c = C,                                                     \
+                      .rsa = trans_a ? 1 : lda, .csa = trans_a ? lda : 1,                         \
+                      .rsb = trans_b ? 1 : ldb, .csb = trans_b ? ldb : 1,                         \
+                      .rsc = ldc, .csc = 1};                                                      \
+        run(&j);                                                                                  \
+    }
+
+GEMM_ENTRY(tg__gemm_f32, float, false)
+GEMM_ENTRY(tg__gemm_f64, double, true)

@@ -1,0 +1,48 @@
+/* Inverted dropout: each element is zeroed with probability p and survivors are scaled by
+ * 1/(1-p), so the expected activation is unchanged and evaluation needs no rescaling. The mask
+ * (one byte per element, from tg_rng_uniform(rng) >= p) lives in the arena for backward. */
+#include "autograd/internal.h"
+
+#define STAMP(KERNEL) KERNEL(float, f32) KERNEL(double, f64)
+#define KERNEL_FOR(NAME, t) ((t)->dtype == TG_F64 ? NAME##_f64 : NAME##_f32)
+
+/* y_i = x_i · mask_i · scale; the backward is the same map applied to g (add = true). */
+#define MASK_KERNEL(T, S)                                                                      \
+    static void apply_mask_##S(int64_t n, const unsigned char *mask, double scale,             \
+                               const void *px, void *py, bool add)                             \
+    {                                                                                          \
+        const T *x = px, s = (T)scale;                                                         \
+        T *y = py;                                                                             \
+        for (int64_t i = 0; i < n; i++) {                                                     \
+            T v = mask[i] ? x[i] * s : 0;                                                      \
+            y[i] = add ? y[i] + v : v;                                                         \
+        }                                                                                      \
+    }
+STAMP(MASK_KERNEL)
+
+/* gx_i += g_i · mask_i / (1 - p) */
+static void dropout_backward(tg_node *node)
+{
+    tg_tensor *x = node->in[0];
+    KERNEL_FOR(apply_mask, x)(x->numel, node->saved, node->f[0], node->out->grad->data,
+                              tg__grad(x), true);
+}
+
+tg_tensor *tg_dropout(tg_tensor *a, double p, bool training, tg_rng *rng)
+{
+    tg__check_float(a, "tg_dropout");
+    if (!(p >= 0 && p < 1)) /* also rejects NaN */
+        tg__fail("tg_dropout: p = %g is outside [0, 1)", p);
+    if (!training || p == 0) return a;
+    unsigned char *mask = tg__arena_alloc((size_t)a->numel);
+    for (int64_t i = 0; i < a->numel; i++) mask[i] = tg_rng_uniform(rng) >= p;
+    double scale = 1 / (1 - p);
+    tg_tensor *out = tg__new_intermediate(a->dtype, a->ndim, a->shape);
+    KERNEL_FOR(apply_mask, a)(a->numel, mask, scale, a->data, out->data, false);
+    tg_node *node = tg__record("tg_dropout", dropout_backward, out, 1, &a);
+    if (node) {
+        node->saved = mask;
+        node->f[0] = scale;
+    }
+    return out;
+}

@@ -1,0 +1,203 @@
+/* Reductions: sum and mean (of all elements or along one axis), max along an axis, argmax.
+ *
+ * An axis reduction views its input as [outer, n, inner], n being the reduced axis: element
+ * (o, k, j) sits at (o·n + k)·inner + j and reduces into out[o·inner + j]. A reduction of all
+ * elements is the view [1, numel, 1]. Kernels are stamped for float and double by STAMP;
+ * <tgmath.h> picks the float or double isnan. */
+#include <string.h>
+#include <tgmath.h>
+#include "autograd/internal.h"
+
+#define STAMP(KERNEL) KERNEL(float, f32) KERNEL(double, f64)
+#define KERNEL_FOR(NAME, t) ((t)->dtype == TG_F64 ? NAME##_f64 : NAME##_f32)
+
+typedef struct {
+    int64_t outer, n, inner;
+} axis_view;
+
+static axis_view view_of(const tg_tensor *a, int axis)
+{
+    axis_view v = {1, a->shape[axis], 1};
+    for (int d = 0; d < axis; d++) v.outer *= a->shape[d];
+    for (int d = axis + 1; d < a->ndim; d++) v.inner *= a->shape[d];
+    return v;
+}
+
+/* The output shape of a reduction along axis; returns its rank. */
+static int reduced_shape(const tg_tensor *a, int axis, bool keepdim, int64_t *shape)
+{
+    int nd = 0;
+    for (int d = 0; d < a->ndim; d++) {
+        if (d != axis) shape[nd++] = a->shape[d];
+        else if (keepdim) shape[nd++] = 1;
+    }
+    return nd;
+}
+
+/* Accumulates in double, o-k-j order (contiguous reads) through a row of `inner` sums. */
+#define SUM_KERNELS(T, S)                                                                      \
+    static void sum_fwd_##S(axis_view v, double scale, const void *px, void *py, double *acc) \
+    {                                                                                          \
+        const T *x = px;                                                                       \
+        T *y = py;                                                                             \
+        for (int64_t o = 0; o < v.outer; o++) {                                               \
+            memset(acc, 0, (size_t)v.inner * sizeof *acc);                                     \
+            for (int64_t k = 0; k < v.n; k++, x += v.inner)                                    \
+                for (int64_t j = 0; j < v.inner; j++) acc[j] += x[j];                          \
+            for (int64_t j = 0; j < v.inner; j++) y[o * v.inner + j] = (T)(acc[j] * scale);    \
+        }                                                                                      \
+    }                                                                                          \
+    static void sum_bwd_##S(axis_view v, double scale, const void *pg, void *pgx)              \
+    {                                                                                          \
+        const T *g = pg;                                                                       \
+        T *gx = pgx;                                                                           \
+        for (int64_t o = 0; o < v.outer; o++, g += v.inner)                                    \
+            for (int64_t k = 0; k < v.n; k++, gx += v.inner)                                   \
+                for (int64_t j = 0; j < v.inner; j++) gx[j] += (T)(g[j] * scale);              \
+    }
+STAMP(SUM_KERNELS)
+
+/* arg[o·inner + j] = the first k of the largest x(o, k, j); a NaN wins, as in PyTorch.
+ * y (the max itself) may be NULL. */
+#define MAX_KERNELS(T, S)                                                                      \
+    static void max_fwd_##S(axis_view v, const void *px, void *py, int64_t *arg)               \
+    {                                                                                          \
+        for (int64_t o = 0; o < v.outer; o++)                                                 \
+            for (int64_t j = 0; j < v.inner; j++) {                                           \
+                const T *x = (const T *)px + o * v.n * v.inner + j;                            \
+                int64_t best = 0;                                                              \
+                for (int64_t k = 1; k < v.n; k++) {                                           \
+                    T c = x[k * v.inner], b = x[best * v.inner];                               \
+                    if (c > b || (isnan(c) && !isnan(b))) best = k;                            \
+                }                                                                              \
+                arg[o * v.inner + j] = best;                                                   \
+                if (py) ((T *)py)[o * v.inner + j] = x[best * v.inner];                        \
+            }                                                                                  \
+    }                                                                                          \
+    static void max_bwd_##S(axis_view v, const int64_t *arg, const void *pg, void *pgx)        \
+    {                                                                                          \
+        const T *g = pg;                                                                       \
+        T *gx = pgx;                                                                           \
+        for (int64_t o = 0; o < v.outer; o++)                                                 \
+            for (int64_t j = 0; j < v.inner; j++) {                                           \
+                int64_t i = o * v.inner + j;                                                   \
+                gx[(o * v.n + arg[i]) * v.inner + j] += g[i];                                  \
+            }                                                                                  \
+    }
+STAMP(MAX_KERNELS)
+
+typedef struct {
+    axis_view v;
+    double scale;
+} sum_saved;
+
+/* d/dx (scale·Σ_k x(o,k,j)) = scale: gx(o,k,j) += scale · g(o,j) */
+static void sum_backward(tg_node *node)
+{
+    const sum_saved *s = node->saved;
+    KERNEL_FOR(sum_bwd, node->out)(s->v, s->scale, node->out->grad->data, tg__grad(node->in[0]));
+}
+
+static tg_tensor *reduce_sum(tg_tensor *a, axis_view v, double scale, int ndim,
+                             const int64_t *shape, const char *op)
+{
+    tg_tensor *out = tg__new_intermediate(a->dtype, ndim, shape);
+    double *acc = tg__arena_alloc((size_t)v.inner * sizeof *acc);
+    KERNEL_FOR(sum_fwd, a)(v, scale, a->data, out->data, acc);
+    tg_node *node = tg__record(op, sum_backward, out, 1, &a);
+    if (node) {
+        sum_saved *s = tg__arena_alloc(sizeof *s);
+        *s = (sum_saved){v, scale};
+        node->saved = s;
+    }
+    return out;
+}
+
+/* The mean of nothing is NaN (as in NumPy and PyTorch), not a division by zero. */
+static double mean_scale(int64_t n) { return n ? 1.0 / (double)n : NAN; }
+
+tg_tensor *tg_sum(tg_tensor *a)
+{
+    tg__check_float(a, "tg_sum");
+    return reduce_sum(a, (axis_view){1, a->numel, 1}, 1.0, 0, NULL, "tg_sum");
+}
+
+tg_tensor *tg_mean(tg_tensor *a)
+{
+    tg__check_float(a, "tg_mean");
+    return reduce_sum(a, (axis_view){1, a->numel, 1}, mean_scale(a->numel), 0, NULL, "tg_mean");
+}
+
+static tg_tensor *sum_along(tg_tensor *a, int axis, bool keepdim, bool mean, const char *op)
+{
+    tg__check_float(a, op);
+    int ax = tg__normalize_axis(axis, a->ndim, op);
+    int64_t shape[TG_MAX_DIMS];
+    int nd = reduced_shape(a, ax, keepdim, shape);
+    axis_view v = view_of(a, ax);
+    return reduce_sum(a, v, mean ? mean_scale(v.n) : 1.0, nd, shape, op);
+}
+
+tg_tensor *tg_sum_axis(tg_tensor *a, int axis, bool keepdim)
+{
+    return sum_along(a, axis, keepdim, false, "tg_sum_axis");
+}
+
+tg_tensor *tg_mean_axis(tg_tensor *a, int axis, bool keepdim)
+{
+    return sum_along(a, axis, keepdim, true, "tg_mean_axis");
+}
+
+/* Validates a max/argmax and returns its view: an empty axis has no maximum. */
+static axis_view max_view(const tg_tensor *a, int axis, int *ax, const char *op)
+{
+    tg__check_float(a, op);
+    *ax = tg__normalize_axis(axis, a->ndim, op);
+    if (a->shape[*ax] == 0) {
+        char s[128];
+        tg__fail("%s: axis %d of %s is empty and has no maximum", op, axis,
+                 tg_shape_str(a, s, sizeof s));
+    }
+    return view_of(a, *ax);
+}
+
+typedef struct {
+    axis_view v;
+    int64_t *arg;
+} max_saved;
+
+/* y = x(o, k*, j) with k* the argmax: gx(o, k*, j) += g(o, j) */
+static void max_backward(tg_node *node)
+{
+    const max_saved *s = node->saved;
+    KERNEL_FOR(max_bwd, node->out)(s->v, s->arg, node->out->grad->data, tg__grad(node->in[0]));
+}
+
+tg_tensor *tg_max_axis(tg_tensor *a, int axis, bool keepdim)
+{
+    int ax;
+    axis_view v = max_view(a, axis, &ax, "tg_max_axis");
+    int64_t shape[TG_MAX_DIMS];
+    tg_tensor *out = tg__new_intermediate(a->dtype, reduced_shape(a, ax, keepdim, shape), shape);
+    int64_t *arg = tg__arena_alloc((size_t)out->numel * sizeof *arg);
+    KERNEL_FOR(max_fwd, a)(v, a->data, out->data, arg);
+    tg_node *node = tg__record("tg_max_axis", max_backward, out, 1, &a);
+    if (node) {
+        max_saved *s = tg__arena_alloc(sizeof *s);
+        *s = (max_saved){v, arg};
+        node->saved = s;
+    }
+    return out;
+}
+
+tg_tensor *tg_argmax(tg_tensor *a, int axis)
+{
+    int ax;
+    axis_view v = max_view(a, axis, &ax, "tg_argmax");
+    int64_t shape[TG_MAX_DIMS];
+    tg_tensor *out = tg__new_intermediate(TG_I32, reduced_shape(a, ax, false, shape), shape);
+    int64_t *arg = tg__arena_alloc((size_t)out->numel * sizeof *arg);
+    KERNEL_FOR(max_fwd, a)(v, a->data, NULL, arg);
+    for (int64_t i = 0; i < out->numel; i++) ((int32_t *)out->data)[i] = (int32_t)arg[i];
+    return out;
+}

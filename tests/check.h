@@ -1,0 +1,138 @@
+/* Shared helpers for the cmocka tests. Include after <cmocka.h> and "tapegrad.h".
+ *
+ *   EXPECT_ERROR("tg_op", statement);      the statement must raise a programming error whose
+ *   expect_error(fn, ctx, "tg_op");          message contains "tg_op" (the tape is reset after)
+ *   expect_gradcheck(f, inputs, n, ctx, "tg_concat axis=%d", axis);
+ *                                          tg_gradcheck must pass; prints "gradcheck ok: ..."
+ *   expect_gradcheck_op(op, ctx, x, "tg_softmax axis=%d", axis);
+ *                                          the same for y = op(x, ctx), through Σ y·w with
+ *                                          random w; x's shape is appended to the label
+ *   param_f64(rng, TG_SHAPE(3, 4))         persistent random F64 tensor with requires_grad
+ *   expect_values(t, expected, n, tol)     t's elements against a double array
+ *   check_summary()                        prints the number of gradient-checked ops */
+#ifndef TG_TESTS_CHECK_H
+#define TG_TESTS_CHECK_H
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static int check_gradchecked_ops;
+
+/* The handler the error helpers install: back to the setjmp of the test. */
+static inline void check_longjmp(const char *message, void *jump)
+{
+    (void)message;
+    longjmp(*(jmp_buf *)jump, 1);
+}
+
+static inline void check_error_names(const char *needle, const char *what)
+{
+    tg_tape_reset(); /* the failed op may have left a half-built step */
+    if (!strstr(tg_last_error(), needle))
+        fail_msg("%s raised \"%s\", which does not mention \"%s\"", what, tg_last_error(),
+                 needle);
+}
+
+/* The statement must fail through tg__fail with a message containing needle. */
+#define EXPECT_ERROR(needle, ...)                                                              \
+    do {                                                                                       \
+        jmp_buf check_jump_;                                                                   \
+        tg_error_handler check_prev_ = tg_set_error_handler(check_longjmp, &check_jump_);      \
+        if (setjmp(check_jump_) == 0) {                                                        \
+            __VA_ARGS__;                                                                       \
+            tg_set_error_handler(check_prev_, NULL);                                           \
+            fail_msg("no error raised by: %s", #__VA_ARGS__);                                  \
+        }                                                                                      \
+        tg_set_error_handler(check_prev_, NULL);                                               \
+        check_error_names(needle, #__VA_ARGS__);                                               \
+    } while (0)
+
+/* The same as a function: fn(ctx) must fail with a message containing needle. */
+static inline void expect_error(void (*fn)(void *ctx), void *ctx, const char *needle)
+{
+    EXPECT_ERROR(needle, fn(ctx));
+}
+
+static inline void check_vgradcheck(tg_scalar_fn f, tg_tensor **inputs, int n, void *ctx,
+                                    const char *label_fmt, va_list ap)
+{
+    char label[256];
+    vsnprintf(label, sizeof label, label_fmt, ap);
+    tg_gradcheck_result r = tg_gradcheck(f, inputs, n, ctx, NULL);
+    if (!r.ok)
+        fail_msg("gradcheck FAILED: %s: input %d index %lld analytic %.10g numeric %.10g", label,
+                 r.worst_input, (long long)r.worst_index, r.analytic, r.numeric);
+    check_gradchecked_ops++;
+    printf("gradcheck ok: %s (%d elements)\n", label, r.checked);
+}
+
+/* tg_gradcheck with the default tolerances must pass; the label says what was checked. */
+static inline __attribute__((format(printf, 5, 6))) void
+expect_gradcheck(tg_scalar_fn f, tg_tensor **inputs, int n, void *ctx, const char *label_fmt, ...)
+{
+    va_list ap;
+    va_start(ap, label_fmt);
+    check_vgradcheck(f, inputs, n, ctx, label_fmt, ap);
+    va_end(ap);
+}
+
+/* One-input ops: gradcheck of Σ op(x)·w with fixed random weights w, so that no gradient is
+ * degenerate (Σ softmax(x) = 1 would have a zero gradient). x: persistent F64, requires_grad. */
+typedef tg_tensor *(*check_op_fn)(tg_tensor *x, void *ctx);
+typedef struct {
+    check_op_fn op;
+    void *ctx;
+    tg_tensor *w;
+} check_projection;
+
+static inline tg_tensor *check_projected(tg_tensor **in, int n, void *ctx)
+{
+    (void)n;
+    check_projection *p = ctx;
+    return tg_sum(tg_mul(p->op(in[0], p->ctx), p->w));
+}
+
+static inline __attribute__((format(printf, 4, 5))) void
+expect_gradcheck_op(check_op_fn op, void *ctx, tg_tensor *x, const char *label_fmt, ...)
+{
+    tg_rng rng;
+    tg_rng_seed(&rng, 42);
+    tg_tensor *y = op(x, ctx);
+    check_projection p = {op, ctx, tg_rand_normal(TG_F64, y->ndim, y->shape, 0, 1, &rng)};
+    tg_tape_reset();
+    char fmt[256], shape[96];
+    snprintf(fmt, sizeof fmt, "%s %s", label_fmt, tg_shape_str(x, shape, sizeof shape));
+    va_list ap;
+    va_start(ap, label_fmt);
+    check_vgradcheck(check_projected, &x, 1, &p, fmt, ap);
+    va_end(ap);
+    tg_free(p.w);
+}
+
+static inline void check_summary(void)
+{
+    printf("gradient-checked ops: %d\n", check_gradchecked_ops);
+}
+
+/* A persistent float64 tensor with N(0, 1) entries and requires_grad: a gradcheck input. */
+static inline tg_tensor *param_f64(tg_rng *rng, int ndim, const int64_t *shape)
+{
+    return tg_set_requires_grad(tg_rand_normal(TG_F64, ndim, shape, 0, 1, rng), true);
+}
+
+/* Every element of t within tol (absolute, plus relative tol) of expected. */
+static inline void expect_values(const tg_tensor *t, const double *expected, int64_t n,
+                                 double tol)
+{
+    if (t->numel != n) fail_msg("expected %lld elements, got %lld", (long long)n,
+                                (long long)t->numel);
+    for (int64_t i = 0; i < n; i++) {
+        double v = tg_get_flat(t, i);
+        if (!(fabs(v - expected[i]) <= tol * (1 + fabs(expected[i]))))
+            fail_msg("element %lld: got %.12g, expected %.12g", (long long)i, v, expected[i]);
+    }
+}
+
+#endif

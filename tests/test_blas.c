@@ -1,0 +1,176 @@
+/* tg__gemm_f32/f64 against a naive triple loop in double: every transpose combination, odd and
+ * degenerate shapes (the gemv and empty paths), padded row strides, beta = 0 over NaN (must
+ * overwrite), beta = 1 accumulation, and the threaded split against one thread. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "autograd/blas.h"
+#include "tg/core.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    bool ta, tb;
+    int64_t m, n, k;
+    double alpha, beta;
+    int64_t pad; /* extra elements at the end of every row (lda = cols + pad, ...) */
+} gemm_case;
+
+static double *random_buf(int64_t n, unsigned *seed) {
+    double *p = malloc((size_t)(n ? n : 1) * sizeof *p);
+    for (int64_t i = 0; i < n; i++) p[i] = (double)rand_r(seed) / RAND_MAX - 0.5;
+    return p;
+}
+
+/* Runs the case in the given precision; returns C (as double) in a new buffer. */
+static double *run_case(const gemm_case *t, bool f64, const double *A, const double *B,
+                        const double *C0, int64_t lda, int64_t ldb, int64_t ldc, int64_t na,
+                        int64_t nb, int64_t nc) {
+    double *out = malloc((size_t)(nc ? nc : 1) * sizeof *out);
+    if (f64) {
+        memcpy(out, C0, (size_t)nc * sizeof *out);
+        tg__gemm_f64(t->ta, t->tb, t->m, t->n, t->k, t->alpha, A, lda, B, ldb, t->beta, out, ldc);
+        return out;
+    }
+    float *a = malloc((size_t)(na + 1) * 4), *b = malloc((size_t)(nb + 1) * 4);
+    float *c = malloc((size_t)(nc + 1) * 4);
+    for (int64_t i = 0; i < na; i++) a[i] = (float)A[i];
+    for (int64_t i = 0; i < nb; i++) b[i] = (float)B[i];
+    for (int64_t i = 0; i < nc; i++) c[i] = (float)C0[i];
+    tg__gemm_f32(t->ta, t->tb, t->m, t->n, t->k, (float)t->alpha, a, lda, b, ldb, (float)t->beta,
+                 c, ldc);
+    for (int64_t i = 0; i < nc; i++) out[i] = c[i];
+    free(a), free(b), free(c);
+    return out;
+}
+
+/* Checks one case in one precision against the double reference; returns the result. */
+static double *check_case(const gemm_case *t, bool f64, unsigned seed) {
+    int64_t rows_a = t->ta ? t->k : t->m, cols_a = t->ta ? t->m : t->k;
+    int64_t rows_b = t->tb ? t->n : t->k, cols_b = t->tb ? t->k : t->n;
+    int64_t lda = cols_a + t->pad, ldb = cols_b + t->pad, ldc = t->n + t->pad;
+    int64_t na = rows_a * lda, nb = rows_b * ldb, nc = t->m * ldc;
+    double *A = random_buf(na, &seed), *B = random_buf(nb, &seed), *C0 = random_buf(nc, &seed);
+    if (!f64) { /* the reference must see the same (rounded) inputs */
+        for (int64_t i = 0; i < na; i++) A[i] = (float)A[i];
+        for (int64_t i = 0; i < nb; i++) B[i] = (float)B[i];
+        for (int64_t i = 0; i < nc; i++) C0[i] = (float)C0[i];
+    }
+    if (t->beta == 0)
+        for (int64_t i = 0; i < nc; i++) C0[i] = NAN; /* beta = 0 must not read C */
+    double *C = run_case(t, f64, A, B, C0, lda, ldb, ldc, na, nb, nc);
+    double eps = f64 ? 1e-13 : 1e-6;
+    for (int64_t i = 0; i < t->m; i++) {
+        for (int64_t j = 0; j < t->n; j++) {
+            double ref = 0, mag = 0;
+            for (int64_t p = 0; p < t->k; p++) {
+                double x = t->ta ? A[p * lda + i] : A[i * lda + p];
+                double y = t->tb ? B[j * ldb + p] : B[p * ldb + j];
+                ref += x * y, mag += fabs(x * y);
+            }
+            double c0 = t->beta == 0 ? 0 : t->beta * C0[i * ldc + j];
+            ref = t->alpha * ref + c0;
+            double tol = eps * (double)(t->k + 2) * (fabs(t->alpha) * mag + fabs(c0) + 1e-30);
+            double got = C[i * ldc + j];
+            if (!(fabs(got - ref) <= tol))
+                fail_msg("%s ta=%d tb=%d %ldx%ldx%ld pad=%ld alpha=%g beta=%g: C[%ld,%ld] = %.17g, "
+                         "expected %.17g", f64 ? "f64" : "f32", t->ta, t->tb, (long)t->m,
+                         (long)t->n, (long)t->k, (long)t->pad, t->alpha, t->beta, (long)i, (long)j,
+                         got, ref);
+        }
+        for (int64_t j = t->n; j < ldc; j++) /* padding is never written */
+            if (memcmp(&C[i * ldc + j], &C0[i * ldc + j], sizeof(double)) != 0 &&
+                !(isnan(C[i * ldc + j]) && isnan(C0[i * ldc + j])))
+                fail_msg("padding of C row %ld was written", (long)i);
+    }
+    free(A), free(B), free(C0);
+    return C;
+}
+
+static const int64_t dims[][3] = {
+    {7, 13, 5}, {1, 10, 784}, {16, 1, 100}, {9, 11, 1}, {1, 1, 3}, {33, 17, 65}, {16, 100, 16},
+};
+
+static void all_cases(double alpha, double beta) {
+    for (int f64 = 0; f64 <= 1; f64++)
+        for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++)
+            for (int ta = 0; ta <= 1; ta++)
+                for (int tb = 0; tb <= 1; tb++)
+                    for (int64_t pad = 0; pad <= 3; pad += 3) {
+                        gemm_case t = {ta, tb, dims[d][0], dims[d][1], dims[d][2], alpha, beta, pad};
+                        free(check_case(&t, f64, (unsigned)(d * 131 + ta * 7 + tb * 3 + pad)));
+                    }
+}
+
+static void test_overwrite(void **state) { (void)state; all_cases(1.0, 0.0); }
+static void test_alpha_beta(void **state) { (void)state; all_cases(0.7, -1.5); }
+static void test_accumulate(void **state) { (void)state; all_cases(1.0, 1.0); }
+
+static void test_degenerate(void **state) {
+    (void)state;
+    gemm_case k0 = {false, false, 4, 5, 0, 1.0, 0.5, 1}; /* C = beta * C */
+    gemm_case k0_zero = {true, true, 4, 5, 0, 1.0, 0.0, 0};
+    gemm_case k0_row = {false, false, 1, 5, 0, 1.0, 0.0, 0}, k0_col = {false, false, 4, 1, 0, 1.0, 2.0, 0};
+    gemm_case alpha0 = {false, true, 6, 7, 8, 0.0, 0.0, 0};
+    for (int f64 = 0; f64 <= 1; f64++) {
+        free(check_case(&k0, f64, 1));
+        free(check_case(&k0_zero, f64, 2));
+        free(check_case(&k0_row, f64, 3));
+        free(check_case(&k0_col, f64, 4));
+        free(check_case(&alpha0, f64, 5));
+    }
+    float c = 42.0f; /* empty products do nothing, not even read their pointers */
+    tg__gemm_f32(false, false, 0, 5, 3, 1.0f, NULL, 3, NULL, 5, 0.0f, NULL, 5);
+    tg__gemm_f32(false, false, 1, 0, 3, 1.0f, NULL, 3, NULL, 0, 0.0f, &c, 0);
+    assert_true(c == 42.0f);
+}
+
+/* Shapes above the split threshold, split by columns and by rows, at 2 and 3 threads: same answer
+ * as the reference and (to rounding) as one thread. */
+static void test_threaded_split(void **state) {
+    (void)state;
+    static const int64_t big[][3] = {{64, 1000, 300}, {999, 70, 257}, {16, 4097, 100}};
+    for (int threads = 2; threads <= 3; threads++)
+        for (size_t d = 0; d < 3; d++)
+            for (int f64 = 0; f64 <= 1; f64++) {
+                gemm_case t = {d == 1, d == 2, big[d][0], big[d][1], big[d][2], 1.0, 1.0, 1};
+                tg_set_num_threads(1);
+                double *one = check_case(&t, f64, 7);
+                tg_set_num_threads(threads);
+                assert_int_equal(tg_get_num_threads(), threads);
+                double *many = check_case(&t, f64, 7);
+                for (int64_t i = 0; i < t.m * (t.n + t.pad); i++)
+                    if (!(fabs(one[i] - many[i]) <= (f64 ? 1e-12 : 1e-4) * (1 + fabs(one[i]))))
+                        fail_msg("threaded result differs at %ld: %g vs %g", (long)i, one[i],
+                                 many[i]);
+                free(one), free(many);
+            }
+    tg_set_num_threads(1);
+}
+
+static void test_info(void **state) {
+    (void)state;
+    tg_set_num_threads(0); /* clamped to 1 */
+    assert_int_equal(tg_get_num_threads(), 1);
+    const char *info = tg_blas_info();
+    assert_non_null(strstr(info, "BLIS"));
+    assert_non_null(strstr(info, "kernels"));
+    assert_non_null(strstr(info, "1 thread"));
+    tg_set_num_threads(2);
+    assert_non_null(strstr(tg_blas_info(), "2 threads"));
+    tg_set_num_threads(1);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_overwrite),      cmocka_unit_test(test_alpha_beta),
+        cmocka_unit_test(test_accumulate),     cmocka_unit_test(test_degenerate),
+        cmocka_unit_test(test_threaded_split), cmocka_unit_test(test_info),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

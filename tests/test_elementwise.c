@@ -1,0 +1,208 @@
+/* Elementwise ops: forward values, broadcasting, and float64 gradient checks of every op. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <math.h>
+#include <string.h>
+#include "tapegrad.h"
+
+typedef tg_tensor *(*binary_fn)(tg_tensor *, tg_tensor *);
+typedef tg_tensor *(*unary_fn)(tg_tensor *);
+
+static const struct { const char *name; binary_fn fn; } binaries[] = {
+    {"add", tg_add}, {"sub", tg_sub}, {"mul", tg_mul},
+    {"div", tg_div}, {"maximum", tg_maximum}, {"minimum", tg_minimum},
+};
+
+/* Weighting the output by fixed random numbers makes every output element matter differently,
+ * so a gradient routed to the wrong element cannot pass. */
+typedef struct { binary_fn bin; unary_fn un; tg_tensor *weights; } ctx_t;
+
+static tg_tensor *weighted_sum(tg_tensor *y, ctx_t *c)
+{
+    if (!c->weights) c->weights = tg_rand_normal(TG_F64, y->ndim, y->shape, 0, 1, NULL);
+    return tg_sum(tg_mul(y, c->weights));
+}
+
+static tg_tensor *f_binary(tg_tensor **in, int n, void *p) { (void)n; return weighted_sum(((ctx_t *)p)->bin(in[0], in[1]), p); }
+static tg_tensor *f_unary(tg_tensor **in, int n, void *p) { (void)n; return weighted_sum(((ctx_t *)p)->un(in[0]), p); }
+
+static tg_tensor *param(int ndim, const int64_t *shape, double lo, double hi)
+{
+    return tg_set_requires_grad(tg_rand_uniform(TG_F64, ndim, shape, lo, hi, NULL), true);
+}
+
+static void check_binary_shapes(int nda, const int64_t *sa, int ndb, const int64_t *sb)
+{
+    for (size_t k = 0; k < sizeof binaries / sizeof *binaries; k++) {
+        /* b in [0.5, 2] keeps div away from 0; distinct ranges avoid max/min ties */
+        tg_tensor *in[2] = {param(nda, sa, -2, 2), param(ndb, sb, 0.5, 2)};
+        ctx_t c = {.bin = binaries[k].fn};
+        tg_gradcheck_result r = tg_gradcheck(f_binary, in, 2, &c, NULL);
+        if (!r.ok) fail_msg("gradcheck failed for tg_%s", binaries[k].name);
+        printf("gradcheck ok: tg_%s (%d checked)\n", binaries[k].name, r.checked);
+        tg_free(in[0]), tg_free(in[1]), tg_free(c.weights);
+    }
+}
+
+static void test_binary_same_shape(void **s) { (void)s; check_binary_shapes(TG_SHAPE(3, 4), TG_SHAPE(3, 4)); }
+static void test_binary_broadcast_row(void **s) { (void)s; check_binary_shapes(TG_SHAPE(3, 4), TG_SHAPE(4)); }
+static void test_binary_broadcast_left(void **s) { (void)s; check_binary_shapes(TG_SHAPE(4), TG_SHAPE(3, 4)); }
+static void test_binary_broadcast_both(void **s) { (void)s; check_binary_shapes(TG_SHAPE(3, 1), TG_SHAPE(1, 4)); }
+static void test_binary_broadcast_rank3(void **s) { (void)s; check_binary_shapes(TG_SHAPE(2, 1, 3), TG_SHAPE(4, 1)); }
+static void test_binary_scalar(void **s) { (void)s; check_binary_shapes(TG_SHAPE(2, 3), 0, NULL); }
+
+static void test_binary_size_zero(void **s)
+{
+    (void)s;
+    tg_tensor *a = tg_zeros(TG_F64, TG_SHAPE(0, 3)), *b = tg_ones(TG_F64, TG_SHAPE(3));
+    tg_tensor *y = tg_add(a, b);
+    assert_int_equal(y->ndim, 2);
+    assert_int_equal(y->shape[0], 0);
+    assert_int_equal(y->numel, 0);
+    tg_free(a), tg_free(b);
+    tg_tape_reset();
+}
+
+static void test_binary_forward_values(void **s)
+{
+    (void)s;
+    tg_tensor *a = tg_from_data(TG_F32, TG_SHAPE(2, 2), (float[]){1, 2, 3, 4});
+    tg_tensor *b = tg_from_data(TG_F32, TG_SHAPE(2), (float[]){10, 1});
+    const float expect[][4] = {{11, 3, 13, 5}, {-9, 1, -7, 3}, {10, 2, 30, 4},
+                               {0.1f, 2, 0.3f, 4}, {10, 2, 10, 4}, {1, 1, 3, 1}};
+    for (int k = 0; k < 6; k++) {
+        tg_tensor *y = binaries[k].fn(a, b);
+        for (int i = 0; i < 4; i++) assert_float_equal(tg_get_flat(y, i), expect[k][i], 1e-6);
+    }
+    tg_free(a), tg_free(b);
+    tg_tape_reset();
+}
+
+static void test_maximum_tie_splits_gradient(void **s)
+{
+    (void)s;
+    tg_tensor *a = tg_set_requires_grad(tg_full(TG_F64, TG_SHAPE(1), 2.0), true);
+    tg_tensor *b = tg_set_requires_grad(tg_full(TG_F64, TG_SHAPE(1), 2.0), true);
+    tg_backward(tg_sum(tg_maximum(a, b)));
+    assert_float_equal(tg_item(a->grad), 0.5, 0);
+    assert_float_equal(tg_item(b->grad), 0.5, 0);
+    tg_free(a), tg_free(b);
+    tg_tape_reset();
+}
+
+static jmp_buf on_error;
+static void jump_back(const char *m, void *ud) { (void)m, (void)ud; longjmp(on_error, 1); }
+
+static void test_broadcast_mismatch_names_op_and_shapes(void **s)
+{
+    (void)s;
+    tg_tensor *a = tg_ones(TG_F32, TG_SHAPE(3, 4)), *b = tg_ones(TG_F32, TG_SHAPE(3));
+    tg_set_error_handler(jump_back, NULL);
+    if (setjmp(on_error) == 0) {
+        tg_mul(a, b);
+        fail_msg("broadcasting [3,4] with [3] must fail");
+    }
+    tg_set_error_handler(NULL, NULL);
+    assert_non_null(strstr(tg_last_error(), "tg_mul: shapes [3, 4] f32 and [3] f32 do not broadcast"));
+    tg_free(a), tg_free(b);
+    tg_tape_reset();
+}
+
+static tg_tensor *sq_scalar(tg_tensor *x) { return tg_mul_scalar(tg_add_scalar(x, 0.5), -3.0); }
+static tg_tensor *pow3(tg_tensor *x) { return tg_pow_scalar(x, 3.0); }
+static tg_tensor *pow_half(tg_tensor *x) { return tg_pow_scalar(x, 0.5); }
+static tg_tensor *pow_neg(tg_tensor *x) { return tg_pow_scalar(x, -1.5); }
+
+static const struct { const char *name; unary_fn fn; double lo, hi; } unaries[] = {
+    {"neg", tg_neg, -2, 2},          {"add/mul_scalar", sq_scalar, -2, 2},
+    {"exp", tg_exp, -2, 2},          {"log", tg_log, 0.2, 3},
+    {"sqrt", tg_sqrt, 0.2, 3},       {"pow_scalar 3", pow3, -2, 2},
+    {"pow_scalar 0.5", pow_half, 0.2, 3}, {"pow_scalar -1.5", pow_neg, 0.2, 3},
+    {"square", tg_square, -2, 2},    {"abs", tg_abs, -2, 2},
+    {"relu", tg_relu, -2, 2},        {"tanh", tg_tanh, -3, 3},
+    {"sigmoid", tg_sigmoid, -5, 5},
+};
+
+static void test_unary_gradients(void **s)
+{
+    (void)s;
+    const int64_t shapes[][3] = {{2, 3, 4}, {1, 1, 1}};
+    for (size_t k = 0; k < sizeof unaries / sizeof *unaries; k++) {
+        for (int sh = 0; sh < 2; sh++) {
+            tg_tensor *x = param(3, shapes[sh], unaries[k].lo, unaries[k].hi);
+            ctx_t c = {.un = unaries[k].fn};
+            tg_gradcheck_result r = tg_gradcheck(f_unary, &x, 1, &c, NULL);
+            if (!r.ok) fail_msg("gradcheck failed for tg_%s", unaries[k].name);
+            if (sh == 0) printf("gradcheck ok: tg_%s (%d checked)\n", unaries[k].name, r.checked);
+            tg_free(x), tg_free(c.weights);
+        }
+    }
+}
+
+static void test_unary_forward_values(void **s)
+{
+    (void)s;
+    tg_tensor *x = tg_from_data(TG_F64, TG_SHAPE(3), (double[]){-1, 0, 2});
+    struct { unary_fn fn; double y[3]; } cases[] = {
+        {tg_relu, {0, 0, 2}}, {tg_abs, {1, 0, 2}}, {tg_square, {1, 0, 4}}, {tg_neg, {1, 0, -2}},
+        {tg_exp, {exp(-1), 1, exp(2)}}, {tg_tanh, {tanh(-1), 0, tanh(2)}},
+        {tg_sigmoid, {1 / (1 + exp(1)), 0.5, 1 / (1 + exp(-2))}},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        tg_tensor *y = cases[k].fn(x);
+        for (int i = 0; i < 3; i++) assert_float_equal(tg_get_flat(y, i), cases[k].y[i], 1e-15);
+    }
+    tg_free(x);
+    tg_tape_reset();
+}
+
+static void test_sigmoid_is_stable_at_extremes(void **s)
+{
+    (void)s;
+    tg_tensor *x = tg_set_requires_grad(tg_from_data(TG_F32, TG_SHAPE(2), (float[]){-1000, 1000}), true);
+    tg_tensor *y = tg_sigmoid(x);
+    assert_float_equal(tg_get_flat(y, 0), 0, 0);
+    assert_float_equal(tg_get_flat(y, 1), 1, 0);
+    tg_backward(tg_sum(y));
+    assert_true(isfinite(tg_get_flat(x->grad, 0)) && isfinite(tg_get_flat(x->grad, 1)));
+    tg_free(x);
+    tg_tape_reset();
+}
+
+static void test_float32_matches_float64(void **s)
+{
+    (void)s;
+    tg_tensor *x64 = tg_rand_uniform(TG_F64, TG_SHAPE(5, 7), 0.2, 2, NULL);
+    tg_tensor *x32 = tg_to_dtype(x64, TG_F32);
+    for (size_t k = 0; k < sizeof unaries / sizeof *unaries; k++) {
+        tg_tensor *a = unaries[k].fn(x64), *b = unaries[k].fn(x32);
+        for (int64_t i = 0; i < a->numel; i++)
+            assert_float_equal(tg_get_flat(b, i), tg_get_flat(a, i), 1e-5 * (1 + fabs(tg_get_flat(a, i))));
+    }
+    tg_free(x64), tg_free(x32);
+    tg_tape_reset();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_binary_same_shape),
+        cmocka_unit_test(test_binary_broadcast_row),
+        cmocka_unit_test(test_binary_broadcast_left),
+        cmocka_unit_test(test_binary_broadcast_both),
+        cmocka_unit_test(test_binary_broadcast_rank3),
+        cmocka_unit_test(test_binary_scalar),
+        cmocka_unit_test(test_binary_size_zero),
+        cmocka_unit_test(test_binary_forward_values),
+        cmocka_unit_test(test_maximum_tie_splits_gradient),
+        cmocka_unit_test(test_broadcast_mismatch_names_op_and_shapes),
+        cmocka_unit_test(test_unary_gradients),
+        cmocka_unit_test(test_unary_forward_values),
+        cmocka_unit_test(test_sigmoid_is_stable_at_extremes),
+        cmocka_unit_test(test_float32_matches_float64),
+    };
+    return cmocka_run_group_tests_name("elementwise", tests, NULL, NULL);
+}
