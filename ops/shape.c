@@ -98,9 +98,10 @@ typedef struct {
     }
 STAMP(SWAP_AXES)
 
+/* lo == hi (a transpose of an axis with itself) is a copy: n1 = 1 keeps the count right. */
 static swap_view swap_view_of(const tg_tensor *t, int lo, int hi)
 {
-    swap_view v = {1, t->shape[lo], 1, t->shape[hi], 1};
+    swap_view v = {1, t->shape[lo], 1, lo == hi ? 1 : t->shape[hi], 1};
     for (int d = 0; d < t->ndim; d++) {
         if (d < lo) v.a *= t->shape[d];
         else if (d > lo && d < hi) v.b *= t->shape[d];

@@ -1,0 +1,131 @@
+/* Engine overhead benchmark (prints figures; not a test):
+ *   - ns per recorded elementwise op on 10-element tensors (forward + its share of backward)
+ *   - µs per logistic-regression training step at batch 1 (784 -> 10: forward, cross-entropy,
+ *     backward, SGD update written inline so only the engine is measured)
+ *   - heap allocations per step after warm-up
+ *   - GFLOP/s of tg_matmul on the shapes of a batch-16 MLP step and on 256x784·784x1024
+ * Every figure is the median of several repetitions. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "tapegrad.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp);
+    return v[n / 2];
+}
+
+enum { REPS = 9 };
+
+/* A chain of 100 ops on 10 elements, then backward: time per op. */
+static double small_op_ns(void)
+{
+    tg_tensor *x = tg_set_requires_grad(tg_rand_normal(TG_F32, TG_SHAPE(10), 0, 1, NULL), true);
+    tg_tensor *c = tg_rand_normal(TG_F32, TG_SHAPE(10), 0, 1, NULL);
+    double t[REPS];
+    const int iters = 2000, ops = 100;
+    for (int r = 0; r < REPS; r++) {
+        double t0 = now();
+        for (int it = 0; it < iters; it++) {
+            tg_tensor *h = x;
+            for (int k = 0; k < ops / 4; k++) h = tg_tanh(tg_add(tg_mul(h, c), tg_mul_scalar(h, 0.5)));
+            tg_backward(tg_sum(h));
+            tg_tape_reset();
+        }
+        t[r] = (now() - t0) / (iters * (double)(ops + 1)) * 1e9;
+    }
+    tg_free(x), tg_free(c);
+    return median(t, REPS);
+}
+
+static void sgd_update(tg_tensor *p, float lr)
+{
+    float *w = p->data, *g = p->grad->data;
+    for (int64_t i = 0; i < p->numel; i++) w[i] -= lr * g[i];
+    tg_zero_grad(p);
+}
+
+/* Logistic regression, batch 1: returns µs per step and sets *allocs to allocations per step. */
+static double logreg_step_us(double *allocs)
+{
+    tg_tensor *W = tg_set_requires_grad(tg_rand_uniform(TG_F32, TG_SHAPE(10, 784), -0.03, 0.03, NULL), true);
+    tg_tensor *b = tg_set_requires_grad(tg_zeros(TG_F32, TG_SHAPE(10)), true);
+    tg_tensor *x = tg_rand_uniform(TG_F32, TG_SHAPE(1, 784), 0, 1, NULL);
+    tg_tensor *y = tg_from_data(TG_I32, TG_SHAPE(1), (int32_t[]){3});
+    const int steps = 20000;
+    double t[REPS];
+    for (int r = 0; r < REPS; r++) {
+        uint64_t a0 = 0;
+        double t0 = 0;
+        for (int s = -100; s < steps; s++) {
+            if (s == 0) a0 = tg_alloc_count(), t0 = now();
+            tg_tensor *loss = tg_cross_entropy(tg_linear(x, W, b), y, TG_REDUCE_MEAN);
+            tg_backward(loss);
+            sgd_update(W, 1e-3f);
+            sgd_update(b, 1e-3f);
+            tg_tape_reset();
+        }
+        t[r] = (now() - t0) / steps * 1e6;
+        *allocs = (double)(tg_alloc_count() - a0) / steps;
+    }
+    tg_free(W), tg_free(b), tg_free(x), tg_free(y);
+    return median(t, REPS);
+}
+
+/* GFLOP/s of the forward product x[M,K]·W[N,K]ᵀ as tg_linear computes it (no bias). */
+static double matmul_gflops(int64_t M, int64_t K, int64_t N)
+{
+    tg_tensor *x = tg_rand_normal(TG_F32, TG_SHAPE(M, K), 0, 1, NULL);
+    tg_tensor *w = tg_rand_normal(TG_F32, TG_SHAPE(N, K), 0, 1, NULL);
+    double flops = 2.0 * (double)(M * K * N), t[REPS];
+    int iters = (int)(2e9 / flops) + 1;
+    for (int r = 0; r < REPS; r++) {
+        double t0 = now();
+        for (int it = 0; it < iters; it++) {
+            tg_linear(x, w, NULL);
+            tg_tape_reset();
+        }
+        t[r] = flops * iters / (now() - t0) / 1e9;
+    }
+    tg_free(x), tg_free(w);
+    return median(t, REPS);
+}
+
+int main(int argc, char **argv)
+{
+    int threads = argc > 1 ? atoi(argv[1]) : 2;
+    tg_set_debug_checks(false);
+    tg_manual_seed(1);
+    printf("tapegrad %s, %s\n", tg_version(), tg_blas_info());
+    printf("small op (10 elements, fwd+bwd):      %8.1f ns/op   (goal < 300)\n", small_op_ns());
+    double allocs;
+    double us = logreg_step_us(&allocs);
+    printf("logistic regression step, batch 1:     %8.2f us/step\n", us);
+    printf("heap allocations per step (steady):    %8.3f        (goal 0)\n", allocs);
+    const int64_t shapes[][3] = {{16, 784, 100}, {16, 100, 10}, {1, 784, 10}, {256, 784, 1024}};
+    for (int s = 0; s < 4; s++) {
+        for (int th = 1; th <= threads; th++) {
+            tg_set_num_threads(th);
+            printf("matmul %4lldx%-4lld . %4lldx%-4lld  %d thread%s: %7.1f GFLOP/s\n",
+                   (long long)shapes[s][0], (long long)shapes[s][1], (long long)shapes[s][1],
+                   (long long)shapes[s][2], th, th > 1 ? "s" : " ",
+                   matmul_gflops(shapes[s][0], shapes[s][1], shapes[s][2]));
+        }
+    }
+    return 0;
+}
