@@ -18,14 +18,16 @@
 #include <time.h>
 
 #define MAX_THREADS 64
-/* Below this many multiply-adds (M*N*K) waking a second thread costs more than it saves. */
+/* Products with fewer multiply-adds (M*N*K) than this stay on the calling thread. On a quiet
+ * machine splitting pays from ~2^20 (batch-16 784x100 products: 1.5-1.9x on 2 threads); below,
+ * the hand-over (~1 us spinning, 15-35 us from sleep) and BLIS's shared pools eat the gain. */
 #ifndef TG_BLAS_SPLIT_MIN_MNK
-#define TG_BLAS_SPLIT_MIN_MNK (1LL << 21)
+#define TG_BLAS_SPLIT_MIN_MNK (1LL << 20)
 #endif
 #define SPLIT_ALIGN 16 /* block edges on multiples of 16 elements (64-byte lines for f32) */
 
-/* BLIS 0.9.0 integer ids for BLIS_ARCH_TYPE (names are not accepted). */
-enum { ARCH_SKX = 0, ARCH_HASWELL = 3, ARCH_ZEN3 = 6 };
+/* BLIS 0.9.0 integer id for BLIS_ARCH_TYPE (names are not accepted; 0 skx, 6 zen3, 25 generic). */
+enum { ARCH_SKX = 0, ARCH_HASWELL = 3 };
 
 /* One product (or one block of it) in BLIS terms: op() already folded into the strides. */
 typedef struct {
@@ -52,13 +54,19 @@ static void update_info(void) {
     pthread_mutex_unlock(&info_mu);
 }
 
-/* Which kernels to ask for when the user did not say; reason names the feature that decided. */
+/* Which kernels to ask for when the user did not say; reason names the feature that decided.
+ * skx (AVX-512) reaches 84-87% of peak on large products, twice haswell's; haswell (AVX2 + the
+ * small-matrix "sup" path) is about 1.3x faster on a whole batch-16 MLP step. BLIS cannot mix
+ * kernel sets per call through Debian's library, so we take the one that keeps large products
+ * at full speed (the GEMM-bound experiments) and lose a little on small batches; the user picks
+ * haswell with BLIS_ARCH_TYPE=3. Measurements: docs/blas.md. */
 static int auto_arch(const char **reason) {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return *reason = "avx512f", ARCH_SKX;
+    if (__builtin_cpu_supports("avx512f"))
+        return *reason = "avx512f", ARCH_SKX;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return *reason = "avx2+fma", ARCH_ZEN3;
-    *reason = "no avx2";
+        return *reason = "avx2+fma", ARCH_HASWELL;
+    *reason = "no avx2: BLIS's own detection";
     return -1; /* leave BLIS's own detection alone */
 }
 

@@ -61,6 +61,7 @@ static void consider(tg_gradcheck_result *r, int input, int64_t index, double an
                      double numeric, const tg_gradcheck_opts *o)
 {
     double e = excess(analytic, numeric, o);
+    if (!isfinite(analytic) || !isfinite(numeric)) e = INFINITY; /* never hidden by a NaN compare */
     r->checked++;
     if (r->checked == 1 || e > r->error) {
         r->error = e;
@@ -101,7 +102,7 @@ static void check_projections(tg_scalar_fn f, tg_tensor **inputs, int n, void *c
 {
     tg_rng rng;
     tg_rng_seed(&rng, o->seed);
-    tg_tensor *dirs[n];
+    tg_tensor *dirs[n > 0 ? n : 1];
     for (int p = 0; p < o->projections; p++) {
         double analytic = 0;
         for (int k = 0; k < n; k++) {

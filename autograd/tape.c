@@ -80,6 +80,8 @@ static void append(tg_node *node)
 tg_node *tg__record(const char *op, tg_backward_fn backward, tg_tensor *out, int n_in,
                     tg_tensor *const *in)
 {
+    if (n_in > TG_MAX_INPUTS)
+        tg__fail("%s: an op records at most %d inputs, got %d", op, TG_MAX_INPUTS, n_in);
     bool needed = false;
     for (int i = 0; i < n_in && !grad_disabled; i++)
         needed |= in[i]->requires_grad;

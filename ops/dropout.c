@@ -1,10 +1,7 @@
 /* Inverted dropout: each element is zeroed with probability p and survivors are scaled by
  * 1/(1-p), so the expected activation is unchanged and evaluation needs no rescaling. The mask
  * (one byte per element, from tg_rng_uniform(rng) >= p) lives in the arena for backward. */
-#include "autograd/internal.h"
-
-#define STAMP(KERNEL) KERNEL(float, f32) KERNEL(double, f64)
-#define KERNEL_FOR(NAME, t) ((t)->dtype == TG_F64 ? NAME##_f64 : NAME##_f32)
+#include "ops/kernel.h"
 
 /* y_i = x_i · mask_i · scale; the backward is the same map applied to g (add = true). */
 #define MASK_KERNEL(T, S)                                                                      \

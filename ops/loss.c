@@ -5,10 +5,7 @@
  * Labels are copied into the arena for backward, so the caller may refill its label buffer. */
 #include <string.h>
 #include <tgmath.h>
-#include "autograd/internal.h"
-
-#define STAMP(KERNEL) KERNEL(float, f32) KERNEL(double, f64)
-#define KERNEL_FOR(NAME, t) ((t)->dtype == TG_F64 ? NAME##_f64 : NAME##_f32)
+#include "ops/kernel.h"
 
 /* The factor that turns the per-sample sum into the result (the mean of nothing is NaN). */
 static double reduction_scale(tg_reduction r, int64_t n, const char *op)

@@ -6,22 +6,7 @@
  * <tgmath.h> picks the float or double isnan. */
 #include <string.h>
 #include <tgmath.h>
-#include "autograd/internal.h"
-
-#define STAMP(KERNEL) KERNEL(float, f32) KERNEL(double, f64)
-#define KERNEL_FOR(NAME, t) ((t)->dtype == TG_F64 ? NAME##_f64 : NAME##_f32)
-
-typedef struct {
-    int64_t outer, n, inner;
-} axis_view;
-
-static axis_view view_of(const tg_tensor *a, int axis)
-{
-    axis_view v = {1, a->shape[axis], 1};
-    for (int d = 0; d < axis; d++) v.outer *= a->shape[d];
-    for (int d = axis + 1; d < a->ndim; d++) v.inner *= a->shape[d];
-    return v;
-}
+#include "ops/kernel.h"
 
 /* The output shape of a reduction along axis; returns its rank. */
 static int reduced_shape(const tg_tensor *a, int axis, bool keepdim, int64_t *shape)

@@ -2,10 +2,7 @@
  * data is the invariant every kernel relies on), so a forward is a copy and a backward an add
  * of the gradient through the same index map. Kernels are stamped for float and double. */
 #include <string.h>
-#include "autograd/internal.h"
-
-#define STAMP(KERNEL) KERNEL(float, f32) KERNEL(double, f64)
-#define KERNEL_FOR(NAME, t) ((t)->dtype == TG_F64 ? NAME##_f64 : NAME##_f32)
+#include "ops/kernel.h"
 
 /* dst[o·dst_stride + t] += src[o·src_stride + t] for o < rows, t < len: a strided block add. */
 #define ADD_BLOCK(T, S)                                                                        \

@@ -5,22 +5,7 @@
  * finite input (the log-sum-exp trick). The input is viewed as [outer, n, inner], n being the
  * axis: row (o, j) is x[(o·n + k)·inner + j], k < n. <tgmath.h> stamps float and double. */
 #include <tgmath.h>
-#include "autograd/internal.h"
-
-#define STAMP(KERNEL) KERNEL(float, f32) KERNEL(double, f64)
-#define KERNEL_FOR(NAME, t) ((t)->dtype == TG_F64 ? NAME##_f64 : NAME##_f32)
-
-typedef struct {
-    int64_t outer, n, inner;
-} axis_view;
-
-static axis_view view_of(const tg_tensor *a, int axis)
-{
-    axis_view v = {1, a->shape[axis], 1};
-    for (int d = 0; d < axis; d++) v.outer *= a->shape[d];
-    for (int d = axis + 1; d < a->ndim; d++) v.inner *= a->shape[d];
-    return v;
-}
+#include "ops/kernel.h"
 
 /* Row r of the view starts at this element; its entries are `inner` apart. */
 static int64_t row_start(axis_view v, int64_t r)

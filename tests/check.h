@@ -39,13 +39,14 @@ static inline void check_error_names(const char *needle, const char *what)
 #define EXPECT_ERROR(needle, ...)                                                              \
     do {                                                                                       \
         jmp_buf check_jump_;                                                                   \
+        void *check_prev_data_ = tg_error_handler_data();                                      \
         tg_error_handler check_prev_ = tg_set_error_handler(check_longjmp, &check_jump_);      \
         if (setjmp(check_jump_) == 0) {                                                        \
             __VA_ARGS__;                                                                       \
-            tg_set_error_handler(check_prev_, NULL);                                           \
+            tg_set_error_handler(check_prev_, check_prev_data_);                                           \
             fail_msg("no error raised by: %s", #__VA_ARGS__);                                  \
         }                                                                                      \
-        tg_set_error_handler(check_prev_, NULL);                                               \
+        tg_set_error_handler(check_prev_, check_prev_data_);                                               \
         check_error_names(needle, #__VA_ARGS__);                                               \
     } while (0)
 

@@ -65,6 +65,20 @@ static void test_catches_a_wrong_gradient_and_names_it(void **state)
     tg_free(x);
 }
 
+static tg_tensor *f_sqrt(tg_tensor **in, int n, void *ctx) { (void)n, (void)ctx; return tg_sum(tg_sqrt(in[0])); }
+
+static void test_non_finite_gradient_fails(void **state)
+{
+    (void)state; /* d sqrt(x)/dx = inf at 0: must not hide behind a NaN comparison */
+    tg_tensor *x = tg_set_requires_grad(tg_from_data(TG_F64, TG_SHAPE(2), (double[]){1, 0}), true);
+    tg_gradcheck_opts o = tg_gradcheck_defaults();
+    o.quiet = true;
+    tg_gradcheck_result r = tg_gradcheck(f_sqrt, &x, 1, NULL, &o);
+    assert_false(r.ok);
+    assert_int_equal(r.worst_index, 1);
+    tg_free(x);
+}
+
 static void test_projection_mode(void **state)
 {
     (void)state;
@@ -118,6 +132,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_passes_correct_gradients),
         cmocka_unit_test(test_catches_a_wrong_gradient_and_names_it),
+        cmocka_unit_test(test_non_finite_gradient_fails),
         cmocka_unit_test(test_projection_mode),
         cmocka_unit_test(test_jacobian_matches_numeric),
     };

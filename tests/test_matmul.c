@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 #include "tapegrad.h"
+#include "tests/check.h"
 
 static tg_tensor *param(int ndim, const int64_t *shape)
 {
@@ -51,9 +52,7 @@ static void test_matmul_all_transposes_gradcheck(void **s)
             tg_tensor *b = tb ? param(TG_SHAPE(N, K)) : param(TG_SHAPE(K, N));
             mm_ctx c = {ta, tb, NULL};
             tg_tensor *in[] = {a, b};
-            tg_gradcheck_result r = tg_gradcheck(f_matmul, in, 2, &c, NULL);
-            assert_true(r.ok);
-            printf("gradcheck ok: tg_matmul_t ta=%d tb=%d (%d checked)\n", ta, tb, r.checked);
+            expect_gradcheck(f_matmul, in, 2, &c, "tg_matmul_t ta=%d tb=%d", ta, tb);
             tg_free(a), tg_free(b), tg_free(c.weights);
         }
 }
@@ -67,10 +66,10 @@ static void test_matmul_edge_shapes(void **s)
         const int64_t *d = shapes[k];
         tg_tensor *in[] = {param(TG_SHAPE(d[0], d[1])), param(TG_SHAPE(d[1], d[2]))};
         mm_ctx c = {false, false, NULL};
-        assert_true(tg_gradcheck(f_matmul, in, 2, &c, NULL).ok);
+        expect_gradcheck(f_matmul, in, 2, &c, "tg_matmul [%lld, %lld]·[%lld, %lld]",
+                         (long long)d[0], (long long)d[1], (long long)d[1], (long long)d[2]);
         tg_free(in[0]), tg_free(in[1]), tg_free(c.weights);
     }
-    printf("gradcheck ok: tg_matmul edge shapes (1xK, Kx1, inner 1)\n");
 }
 
 static tg_tensor *f_linear(tg_tensor **in, int n, void *p)
@@ -89,11 +88,11 @@ static void test_linear_gradcheck(void **s)
         for (int with_bias = 0; with_bias < 2; with_bias++) {
             tg_tensor *in[] = {param(TG_SHAPE(batches[k], 5)), param(TG_SHAPE(3, 5)), param(TG_SHAPE(3))};
             tg_tensor *weights = NULL;
-            assert_true(tg_gradcheck(f_linear, in, 2 + with_bias, &weights, NULL).ok);
+            expect_gradcheck(f_linear, in, 2 + with_bias, &weights, "tg_linear batch %lld%s",
+                             (long long)batches[k], with_bias ? " + bias" : "");
             for (int i = 0; i < 3; i++) tg_free(in[i]);
             tg_free(weights);
         }
-    printf("gradcheck ok: tg_linear (batch 1 and 4, with and without bias)\n");
 }
 
 static void test_linear_matches_matmul_plus_bias(void **s)
@@ -127,40 +126,20 @@ static void test_two_layer_network_gradcheck(void **s)
     net_ctx c = {tg_rand_normal(TG_F64, TG_SHAPE(6, 5), 0, 1, NULL),
                  tg_from_data(TG_I32, TG_SHAPE(6), (int32_t[]){0, 1, 2, 2, 1, 0})};
     tg_tensor *p[] = {param(TG_SHAPE(4, 5)), param(TG_SHAPE(4)), param(TG_SHAPE(3, 4)), param(TG_SHAPE(3))};
-    tg_gradcheck_result r = tg_gradcheck(f_network, p, 4, &c, NULL);
-    assert_true(r.ok);
-    printf("gradcheck ok: two-layer tanh network + cross-entropy (%d checked)\n", r.checked);
+    expect_gradcheck(f_network, p, 4, &c, "two-layer tanh network + tg_cross_entropy");
     for (int i = 0; i < 4; i++) tg_free(p[i]);
     tg_free(c.x), tg_free(c.labels);
 }
-
-static jmp_buf on_error;
-static void jump_back(const char *m, void *ud) { (void)m, (void)ud; longjmp(on_error, 1); }
 
 static void test_shape_errors_name_the_op(void **s)
 {
     (void)s;
     tg_tensor *a = tg_ones(TG_F32, TG_SHAPE(2, 3)), *b = tg_ones(TG_F32, TG_SHAPE(4, 2));
     tg_tensor *v = tg_ones(TG_F32, TG_SHAPE(3));
-    struct { int which; const char *needle; } cases[] = {
-        {0, "tg_matmul: inner sizes differ: [2, 3] f32 · [4, 2] f32 gives 3 vs 4"},
-        {1, "tg_matmul: expected a 2-D tensor, got [3] f32"},
-        {2, "tg_linear: input [2, 3] f32 does not match weight [4, 2] f32"},
-    };
-    tg_set_error_handler(jump_back, NULL);
-    for (int k = 0; k < 3; k++) {
-        if (setjmp(on_error) == 0) {
-            if (cases[k].which == 0) tg_matmul(a, b);
-            if (cases[k].which == 1) tg_matmul(v, a);
-            if (cases[k].which == 2) tg_linear(a, b, NULL);
-            fail_msg("case %d did not raise", k);
-        }
-        if (!strstr(tg_last_error(), cases[k].needle))
-            fail_msg("'%s' lacks '%s'", tg_last_error(), cases[k].needle);
-    }
-    tg_set_error_handler(NULL, NULL);
+    EXPECT_ERROR("tg_matmul: inner sizes differ: [2, 3] f32 · [4, 2] f32 gives 3 vs 4", tg_matmul(a, b));
+    EXPECT_ERROR("tg_matmul: expected a 2-D tensor, got [3] f32", tg_matmul(v, a));
+    EXPECT_ERROR("tg_linear: input [2, 3] f32 does not match weight [4, 2] f32", tg_linear(a, b, NULL));
     tg_free(a), tg_free(b), tg_free(v);
-    tg_tape_reset();
 }
 
 int main(void)
@@ -175,5 +154,7 @@ int main(void)
         cmocka_unit_test(test_two_layer_network_gradcheck),
         cmocka_unit_test(test_shape_errors_name_the_op),
     };
-    return cmocka_run_group_tests_name("matmul", tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("matmul", tests, NULL, NULL);
+    check_summary();
+    return failed;
 }

@@ -53,6 +53,7 @@ struct tg_tensor {
  * longjmp or exit); if it does return, tapegrad aborts. */
 typedef void (*tg_error_handler)(const char *message, void *user_data);
 tg_error_handler tg_set_error_handler(tg_error_handler handler, void *user_data);
+void *tg_error_handler_data(void);  /* the user_data of the installed handler */
 const char *tg_last_error(void); /* the last programming-error message (for tests) */
 
 /* Input errors (files, labels, command-line values) are returned as a status instead; the
@@ -133,7 +134,8 @@ int tg_tape_write_dot(const char *path, const tg_tensor *root); /* 0 on success 
  * benchmark's "allocations per step in steady state". */
 uint64_t tg_alloc_count(void);
 
-/* ---- ops (float32 and float64; every result is an intermediate) ----------------------------
+/* ---- ops (float32 and float64; every result is an intermediate, except that an op which is
+ * the identity, such as dropout in evaluation, returns its input itself) --------------------------
  * Elementwise binary ops broadcast like NumPy. Axis arguments accept negative values. */
 tg_tensor *tg_add(tg_tensor *a, tg_tensor *b);
 tg_tensor *tg_sub(tg_tensor *a, tg_tensor *b);

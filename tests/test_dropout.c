@@ -1,0 +1,148 @@
+/* Inverted dropout: identity (the same tensor) in evaluation and at p = 0, the fraction of zeros
+ * close to p, survivors scaled by 1/(1-p), one seed -> one mask, the gradient equal to the
+ * mask's scaling (by hand and against finite differences with a re-seeded mask), and p outside
+ * [0, 1) rejected. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "tapegrad.h"
+#include "check.h"
+
+static void test_identity(void **state)
+{
+    (void)state;
+    tg_tensor *x = tg_set_requires_grad(tg_ones(TG_F32, TG_SHAPE(4, 5)), true);
+    size_t before = tg_tape_length();
+    assert_ptr_equal(tg_dropout(x, 0.5, false, NULL), x);
+    assert_ptr_equal(tg_dropout(x, 0.0, true, NULL), x);
+    assert_int_equal(tg_tape_length(), before);
+    tg_free(x);
+}
+
+/* Fraction of zeros within 5 standard deviations of p; survivors exactly x/(1-p). */
+static void test_fraction_and_scaling(void **state)
+{
+    (void)state;
+    const int64_t n = 100000;
+    double ps[] = {0.1, 0.5, 0.9};
+    for (int k = 0; k < 6; k++) {
+        double p = ps[k % 3];
+        tg_rng rng;
+        tg_rng_seed(&rng, 100 + (uint64_t)k);
+        tg_tensor *x = tg_rand_uniform(k < 3 ? TG_F64 : TG_F32, TG_SHAPE(n / 100, 100), 1, 2,
+                                       &rng);
+        tg_tensor *y = tg_dropout(x, p, true, &rng);
+        assert_int_equal(y->dtype, x->dtype);
+        assert_true(tg_same_shape(x, y));
+        int64_t zeros = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double v = tg_get_flat(y, i), expect = tg_get_flat(x, i) / (1 - p);
+            if (v == 0) zeros++;
+            else assert_true(fabs(v - expect) <= 1e-6 * expect);
+        }
+        double frac = (double)zeros / (double)n, sd = sqrt(p * (1 - p) / (double)n);
+        if (fabs(frac - p) > 5 * sd) fail_msg("p = %g: fraction of zeros %g", p, frac);
+        tg_tape_reset();
+        tg_free(x);
+    }
+}
+
+static void test_same_seed_same_mask(void **state)
+{
+    (void)state;
+    tg_tensor *x = tg_ones(TG_F64, TG_SHAPE(1000));
+    tg_rng a, b, c;
+    tg_rng_seed(&a, 7);
+    tg_rng_seed(&b, 7);
+    tg_rng_seed(&c, 8);
+    tg_tensor *ya = tg_dropout(x, 0.5, true, &a), *yb = tg_dropout(x, 0.5, true, &b);
+    tg_tensor *yc = tg_dropout(x, 0.5, true, &c);
+    size_t bytes = (size_t)x->numel * sizeof(double);
+    assert_memory_equal(ya->data, yb->data, bytes);
+    assert_memory_not_equal(ya->data, yc->data, bytes);
+    /* NULL means the global generator: the same seed gives the same mask there too */
+    tg_manual_seed(7);
+    tg_tensor *yg = tg_dropout(x, 0.5, true, NULL);
+    assert_memory_equal(ya->data, yg->data, bytes);
+    tg_tape_reset();
+    tg_free(x);
+}
+
+/* backward of Σ dropout(x): 1/(1-p) where kept, 0 where dropped, and accumulation (+=). */
+static void test_gradient_is_mask_scaling(void **state)
+{
+    (void)state;
+    for (int k = 0; k < 2; k++) {
+        tg_dtype dt = k ? TG_F32 : TG_F64;
+        tg_tensor *x = tg_set_requires_grad(tg_full(dt, TG_SHAPE(8, 16), 3.0), true);
+        tg_rng rng;
+        tg_rng_seed(&rng, 5);
+        tg_tensor *y = tg_dropout(x, 0.25, true, &rng);
+        tg_backward(tg_sum(y));
+        int64_t kept = 0;
+        for (int64_t i = 0; i < x->numel; i++) {
+            bool keep = tg_get_flat(y, i) != 0;
+            kept += keep;
+            assert_true(fabs(tg_get_flat(x->grad, i) - (keep ? 1 / 0.75 : 0)) < 1e-6);
+            assert_true(fabs(tg_get_flat(y, i) - (keep ? 3 / 0.75 : 0)) < 1e-6);
+        }
+        assert_true(kept > 0 && kept < x->numel);
+        tg_tape_reset();
+        tg_free(x);
+    }
+}
+
+/* The mask is re-drawn from the same seed at every evaluation, so f is a fixed linear map. */
+static tg_tensor *apply_dropout(tg_tensor *x, void *ctx)
+{
+    tg_rng rng;
+    tg_rng_seed(&rng, 99);
+    return tg_dropout(x, *(double *)ctx, true, &rng);
+}
+
+static void test_gradcheck(void **state)
+{
+    (void)state;
+    tg_rng rng;
+    tg_rng_seed(&rng, 6);
+    double ps[] = {0.2, 0.5, 0.0};
+    tg_tensor *xs[] = {param_f64(&rng, TG_SHAPE(4, 5)), param_f64(&rng, TG_SHAPE(3, 1, 2)),
+                       param_f64(&rng, TG_SHAPE(0, 3))};
+    for (size_t k = 0; k < 3; k++) {
+        for (size_t j = 0; j < 3; j++)
+            expect_gradcheck_op(apply_dropout, &ps[j], xs[k], "tg_dropout p=%g", ps[j]);
+        tg_free(xs[k]);
+    }
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    tg_tensor *x = tg_ones(TG_F64, TG_SHAPE(3));
+    tg_tensor *i = tg_zeros(TG_I32, TG_SHAPE(3));
+    EXPECT_ERROR("tg_dropout: p = 1", tg_dropout(x, 1.0, true, NULL));
+    EXPECT_ERROR("tg_dropout", tg_dropout(x, -0.1, true, NULL));
+    EXPECT_ERROR("tg_dropout", tg_dropout(x, NAN, true, NULL));
+    EXPECT_ERROR("tg_dropout", tg_dropout(x, 1.5, false, NULL)); /* wrong even in evaluation */
+    EXPECT_ERROR("tg_dropout", tg_dropout(i, 0.5, true, NULL));
+    tg_free(x);
+    tg_free(i);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_identity),
+        cmocka_unit_test(test_fraction_and_scaling),
+        cmocka_unit_test(test_same_seed_same_mask),
+        cmocka_unit_test(test_gradient_is_mask_scaling),
+        cmocka_unit_test(test_gradcheck),
+        cmocka_unit_test(test_errors),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    check_summary();
+    return failed;
+}
