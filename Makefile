@@ -17,7 +17,7 @@ SAN     ?=
 CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter \
            $(OPT) $(SAN) -g -fPIC -Iinclude -I. -isystem $(BLIS_INC) $(EXTRA_CFLAGS)
 LDFLAGS := $(SAN) -L$(BLIS_LIB) -Wl,-rpath,$(BLIS_LIB)
-LDLIBS  := -lblis -lzip -lz -llapacke -llapack -lpthread -lm
+LDLIBS  := -lblis -lzip -lz -llapacke -llapack -lstb -lpthread -lm
 
 LIB_SRC  := $(sort $(wildcard autograd/*.c ops/*.c nn/*.c optim/*.c data/*.c plot/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)

@@ -14,6 +14,27 @@ for t in "$build"/tests/test_*; do
   if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then failed=$((failed + 1)); fi
   [ $rc -ne 0 ] && bad_bins+=("$(basename "$t")")
 done
+
+# ---- examples in fast mode (examples/README.md) --------------------------------------------------
+# Each example runs on a small subset for one or two epochs, asserts its result and exits non-zero if
+# the assertion fails; each counts as one test. Its PNGs go to $build/examples/fast/.
+ex_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ex_out="$build/examples/fast"; mkdir -p "$ex_out"
+echo "== examples --fast"
+for ex in perceptron logistic_regression mlp quadratic_net relu_max xor_interval regression custom_op; do
+  args=(--fast --out "$ex_out")
+  [ "$ex" = regression ] && args+=(--csv "$ex_root/examples/data/regression.csv")
+  t0=$(date +%s.%N)
+  out=$(timeout 300 "$build/examples/$ex" "${args[@]}" 2>&1); rc=$?
+  secs=$(echo "$t0 $(date +%s.%N)" | awk '{printf "%.1f", $2 - $1}')
+  if [ $rc -eq 0 ]; then
+    passed=$((passed + 1)); echo "[       OK ] $ex (${secs} s) $(echo "$out" | tail -n 1)"
+  else
+    failed=$((failed + 1)); bad_bins+=("examples/$ex")
+    echo "[  FAILED  ] $ex (${secs} s, exit $rc)"; echo "$out" | tail -n 5 | sed 's/^/    /'
+  fi
+done
+# ---- end of examples ------------------------------------------------------------------------------
 echo
 [ ${#bad_bins[@]} -gt 0 ] && echo "failing: ${bad_bins[*]}"
 echo "$passed passed, $failed failed"

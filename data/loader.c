@@ -1,0 +1,139 @@
+/* Mini-batch loader: an index permutation reshuffled per epoch, rows gathered into batch buffers
+ * allocated once. Two tensor headers per side share each buffer: one with batch_size rows and one
+ * with the remainder, so a short last batch has the right shape[0] without touching a header the
+ * caller may still hold. */
+#include <string.h>
+#include "autograd/internal.h"
+#include "tg/data.h"
+
+struct tg_loader {
+    const tg_tensor *x, *y;
+    int64_t n, batch_size, pos;
+    bool shuffle, drop_last, started, done;
+    tg_rng rng;
+    int64_t *perm;
+    int64_t last_n;            /* rows in the batch last returned */
+    size_t x_row, y_row;       /* bytes per row */
+    tg_tensor *xb_full, *xb_tail, *yb_full, *yb_tail;
+};
+
+static tg_tensor *batch_tensor(const tg_tensor *src, int64_t rows, void *buf)
+{
+    int64_t shape[TG_MAX_DIMS];
+    memcpy(shape, src->shape, sizeof shape);
+    shape[0] = rows;
+    return tg_wrap(src->dtype, src->ndim, shape, buf);
+}
+
+tg_loader *tg_loader_new(const tg_tensor *x, const tg_tensor *y, int64_t batch_size, bool shuffle,
+                         bool drop_last, tg_rng *rng)
+{
+    if (!x) tg__fail("tg_loader_new: x is NULL");
+    tg__check_live(x, "tg_loader_new");
+    if (x->ndim < 1) tg__fail("tg_loader_new: x must have at least one axis (rows)");
+    if (y) {
+        tg__check_live(y, "tg_loader_new");
+        if (y->ndim < 1 || y->shape[0] != x->shape[0])
+            tg__fail("tg_loader_new: x has %lld rows but y has %lld; pass matching tensors",
+                     (long long)x->shape[0], (long long)(y->ndim ? y->shape[0] : 0));
+    }
+    if (batch_size < 1)
+        tg__fail("tg_loader_new: batch_size must be at least 1 (got %lld)", (long long)batch_size);
+
+    tg_loader *L = tg__calloc(sizeof *L);
+    L->x = x;
+    L->y = y;
+    L->n = x->shape[0];
+    L->batch_size = batch_size;
+    L->shuffle = shuffle;
+    L->drop_last = drop_last;
+    tg_rng_seed(&L->rng, tg_rng_next(rng ? rng : tg_global_rng()));
+    L->perm = tg__malloc((size_t)(L->n ? L->n : 1) * sizeof *L->perm);
+    for (int64_t i = 0; i < L->n; i++) L->perm[i] = i;
+
+    int64_t full = L->batch_size <= L->n ? L->batch_size : 0;
+    int64_t tail = drop_last ? 0 : L->n % L->batch_size;
+    int64_t rows = full ? full : tail;
+    L->x_row = L->n ? tg__bytes(x) / (size_t)L->n : 0;
+    void *xbuf = tg__malloc(L->x_row * (size_t)(rows ? rows : 1));
+    L->xb_full = batch_tensor(x, full, xbuf);
+    L->xb_full->owns_data = true;    /* the full header owns the buffer; the tail one borrows */
+    L->xb_tail = batch_tensor(x, tail, xbuf);
+    if (y) {
+        L->y_row = L->n ? tg__bytes(y) / (size_t)L->n : 0;
+        void *ybuf = tg__malloc(L->y_row * (size_t)(rows ? rows : 1));
+        L->yb_full = batch_tensor(y, full, ybuf);
+        L->yb_full->owns_data = true;
+        L->yb_tail = batch_tensor(y, tail, ybuf);
+    }
+    return L;
+}
+
+void tg_loader_reset(tg_loader *L)
+{
+    /* reshuffling the previous permutation is as random as shuffling 0..n-1 again */
+    if (L->shuffle) tg_rng_shuffle(&L->rng, L->perm, L->n);
+    L->pos = 0;
+    L->last_n = 0;
+    L->started = true;
+}
+
+int64_t tg_loader_num_batches(const tg_loader *L)
+{
+    if (L->drop_last) return L->n / L->batch_size;
+    return (L->n + L->batch_size - 1) / L->batch_size;
+}
+
+static void gather(void *dst, const tg_tensor *src, size_t row, const int64_t *idx, int64_t n)
+{
+    char *d = dst;
+    const char *s = src->data;
+    for (int64_t i = 0; i < n; i++) memcpy(d + (size_t)i * row, s + (size_t)idx[i] * row, row);
+}
+
+bool tg_loader_next(tg_loader *L, tg_tensor **xb, tg_tensor **yb)
+{
+    if (!L->started) tg_loader_reset(L);
+    int64_t left = L->n - L->pos;
+    int64_t k = left < L->batch_size ? left : L->batch_size;
+    if (k == 0 || (k < L->batch_size && L->drop_last)) {
+        L->last_n = 0;
+        if (xb) *xb = NULL;
+        if (yb) *yb = NULL;
+        return false;
+    }
+    if (L->x->shape[0] != L->n)
+        tg__fail("tg_loader_next: x changed from %lld to %lld rows after tg_loader_new",
+                 (long long)L->n, (long long)L->x->shape[0]);
+    const int64_t *idx = L->perm + L->pos;
+    tg_tensor *bx = k == L->batch_size ? L->xb_full : L->xb_tail;
+    gather(bx->data, L->x, L->x_row, idx, k);
+    if (xb) *xb = bx;
+    if (L->y) {
+        tg_tensor *by = k == L->batch_size ? L->yb_full : L->yb_tail;
+        gather(by->data, L->y, L->y_row, idx, k);
+        if (yb) *yb = by;
+    } else if (yb) {
+        *yb = NULL;
+    }
+    L->pos += k;
+    L->last_n = k;
+    return true;
+}
+
+const int64_t *tg_loader_batch_indices(const tg_loader *L, int64_t *n)
+{
+    if (n) *n = L->last_n;
+    return L->perm + L->pos - L->last_n;
+}
+
+void tg_loader_free(tg_loader *L)
+{
+    if (!L) return;
+    tg_free(L->xb_tail);
+    tg_free(L->xb_full);
+    tg_free(L->yb_tail);
+    tg_free(L->yb_full);
+    tg__free(L->perm);
+    tg__free(L);
+}

@@ -1,0 +1,142 @@
+/* What every example shares: command-line flags, a wall clock, accuracy on a data set, the
+ * Fashion-MNIST subset of fast mode, and the fast-mode verdict. Kept out of the programs so each
+ * one reads as its model; nothing here knows about any particular model. */
+#ifndef EXAMPLES_COMMON_H
+#define EXAMPLES_COMMON_H
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <tapegrad.h>
+#include <tg/plot.h>
+
+static inline bool ex_flag(int argc, char **argv, const char *name)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], name)) return true;
+    return false;
+}
+
+/* "--name VALUE"; a missing or malformed value is an input error: message and exit status 2. */
+static inline const char *ex_str(int argc, char **argv, const char *name, const char *fallback)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], name)) {
+            if (i + 1 < argc) return argv[i + 1];
+            fprintf(stderr, "%s: %s needs a value\n", argv[0], name);
+            exit(2);
+        }
+    return fallback;
+}
+
+static inline double ex_num(int argc, char **argv, const char *name, double fallback)
+{
+    const char *s = ex_str(argc, argv, name, NULL);
+    if (!s) return fallback;
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end) {
+        fprintf(stderr, "%s: %s: cannot read '%s' as a number\n", argv[0], name, s);
+        exit(2);
+    }
+    return v;
+}
+
+/* A positive whole number ("--epochs 20"); anything else is an input error (exit status 2). */
+static inline int ex_count(int argc, char **argv, const char *name, int fallback)
+{
+    double v = ex_num(argc, argv, name, fallback);
+    if (!(v >= 1 && v <= 1e9) || v != (int)v) {
+        fprintf(stderr, "%s: %s must be a positive whole number, got %g\n", argv[0], name, v);
+        exit(2);
+    }
+    return (int)v;
+}
+
+static inline double ex_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* "<--out dir>/<name>", default directory ".". */
+static inline const char *ex_path(int argc, char **argv, const char *name)
+{
+    static char buf[4][1024];
+    static int k;
+    char *p = buf[k++ % 4];
+    snprintf(p, sizeof buf[0], "%s/%s", ex_str(argc, argv, "--out", "."), name);
+    return p;
+}
+
+/* Curves over epochs 1..n, 800x500; a failure to write is reported, not fatal. */
+static inline void ex_plot(const char *path, const char *title, const char *ylabel, bool log_y,
+                           int n_series, const char *const *names, const double *const *ys, int n)
+{
+    tg_chart c = {.title = title, .xlabel = "epoch", .ylabel = ylabel, .log_y = log_y,
+                  .n_series = n_series, .no_legend = !names};
+    for (int k = 0; k < n_series; k++)
+        c.series[k] = (tg_series){.name = names ? names[k] : NULL, .y = ys[k], .n = n};
+    if (tg_chart_write_png(&c, path, 800, 500) != TG_OK)
+        fprintf(stderr, "warning: %s\n", tg_status_message());
+    else
+        printf("wrote %s\n", path);
+}
+
+/* Fraction of rows whose argmax score is the label, evaluated without recording. */
+static inline double ex_accuracy(tg_module *model, const tg_dataset *d)
+{
+    bool grad = tg_set_grad_enabled(false);
+    tg_module_eval(model);
+    tg_tensor *pred = tg_argmax(tg_module_forward(model, d->x), 1);
+    int64_t n = d->y->numel, hits = 0;
+    for (int64_t i = 0; i < n; i++)
+        hits += ((const int32_t *)pred->data)[i] == ((const int32_t *)d->y->data)[i];
+    tg_tape_reset();
+    tg_module_train(model, true);
+    tg_set_grad_enabled(grad);
+    return n ? (double)hits / (double)n : 0;
+}
+
+/* Fashion-MNIST from --data (default: TG_DATA_DIR or the Debian path). Fast mode keeps the
+ * first n_train training and n_eval validation/test images. Exits with status 2 on bad files. */
+static inline tg_mnist ex_load_mnist(int argc, char **argv, bool fast, int64_t n_train,
+                                     int64_t n_eval)
+{
+    tg_mnist m, cut = {0};
+    tg_mnist_opts o = {.dir = ex_str(argc, argv, "--data", NULL)};
+    if (tg_mnist_load(&o, &m) != TG_OK) {
+        fprintf(stderr, "%s: %s\n", argv[0], tg_status_message());
+        exit(2);
+    }
+    if (!fast) return m;
+    tg_dataset *full[3] = {&m.train, &m.val, &m.test}, *part[3] = {&cut.train, &cut.val, &cut.test};
+    for (int k = 0; k < 3; k++) {
+        tg_dataset rest;
+        int64_t keep = k == 0 ? n_train : n_eval;
+        if (tg_dataset_split(full[k], tg_dataset_size(full[k]) - keep, part[k], &rest) != TG_OK) {
+            fprintf(stderr, "%s: %s\n", argv[0], tg_status_message());
+            exit(2);
+        }
+        tg_dataset_free(&rest);
+    }
+    tg_mnist_free(&m);
+    return cut;
+}
+
+/* The fast-mode verdict: one line, and the exit status of the program. */
+static inline int ex_verdict(bool ok, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    printf("%s: ", ok ? "PASS" : "FAIL");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    return ok ? 0 : 1;
+}
+
+#endif

@@ -1,0 +1,111 @@
+/* XOR and the interval function with one hidden layer, on inputs x in {-1, +1}^D, s = Σ x_i.
+ *
+ * XOR (D = 2): 1 when x1 ≠ x2 (s = 0), else -1. No linear classifier computes it; one hidden
+ * layer does, learned from a random initialisation and also by hand:
+ *     xor(x) = 1 - relu(x1 + x2) - relu(-x1 - x2)          (exactly ±1)
+ * Interval: f(x) = 1 when s lies in [A, B] (integers), else -1, with two ReLU units:
+ *     f(x) = sign(1 - 2 relu(s - B) - 2 relu(A - s))
+ * Inside [A, B] both units are 0; outside, s is an integer at distance >= 1, so one unit is >= 1.
+ * XOR is the interval network with D = 2, A = B = 0.
+ *
+ *   xor_interval [--epochs 500] [--dim 8] [--seed 42] [--out DIR] [--fast] */
+#include <math.h>
+#include "common.h"
+
+/* Row r of the 2^D x D matrix of all sign vectors; bit k of r picks x_k. */
+static tg_tensor *all_sign_vectors(int d)
+{
+    tg_tensor *x = tg_zeros(TG_F64, TG_SHAPE((int64_t)1 << d, d));
+    for (int64_t r = 0; r < x->shape[0]; r++)
+        for (int k = 0; k < d; k++) tg_set_flat(x, r * d + k, (r >> k & 1) ? 1 : -1);
+    return x;
+}
+
+/* Wrong signs of the net's output on every row of x against target(row sum). */
+static int64_t errors(tg_module *net, tg_tensor *x, int a, int b)
+{
+    bool grad = tg_set_grad_enabled(false);
+    tg_tensor *out = tg_module_forward(net, x);
+    int64_t wrong = 0, d = x->shape[1];
+    for (int64_t r = 0; r < x->shape[0]; r++) {
+        double s = 0;
+        for (int64_t k = 0; k < d; k++) s += tg_get_flat(x, r * d + k);
+        wrong += (tg_get_flat(out, r) > 0) != (s >= a && s <= b);
+    }
+    tg_tape_reset();
+    tg_set_grad_enabled(grad);
+    return wrong;
+}
+
+static tg_module *two_layer(int d, int hidden, tg_init init, tg_rng *rng)
+{
+    return tg_sequential_new(3, tg_linear_new(d, hidden, true, init, rng), tg_relu_new(),
+                             tg_linear_new(hidden, 1, true, init, rng));
+}
+
+int main(int argc, char **argv)
+{
+    bool fast = ex_flag(argc, argv, "--fast");
+    int epochs = ex_count(argc, argv, "--epochs", fast ? 300 : 500);
+    int d = ex_count(argc, argv, "--dim", 8);
+    tg_rng rng;
+    tg_rng_seed(&rng, (uint64_t)ex_num(argc, argv, "--seed", 42));
+
+    /* Hand-set XOR: hidden [relu(x1 + x2), relu(-x1 - x2)], output 1 - h1 - h2. */
+    tg_module *hand = two_layer(2, 2, tg_init_f64(tg_init_zeros()), &rng);
+    tg_linear_set(tg_module_child(hand, "0"), (double[]){1, 1, -1, -1}, NULL);
+    tg_linear_set(tg_module_child(hand, "2"), (double[]){-1, -1}, (double[]){1});
+    tg_tensor *x2 = all_sign_vectors(2);
+    int64_t hand_wrong = errors(hand, x2, 0, 0);
+    printf("hand-set XOR: %lld errors on the 4 inputs\n", (long long)hand_wrong);
+
+    /* Learned XOR: 4 hidden ReLUs, logistic loss log(1 + exp(-y z)), Adam on the 4 points. */
+    tg_module *net = two_layer(2, 4, tg_init_f64(tg_init_pytorch()), &rng);
+    tg_tensor *y = tg_from_data(TG_F64, TG_SHAPE(4, 1), (double[]){-1, 1, 1, -1});
+    tg_param_list params = {0};
+    tg_module_parameters(net, &params);
+    tg_adam_opts ao = tg_adam_defaults();
+    ao.lr = 0.01;
+    tg_optimizer *adam = tg_adam_new(&params, ao);
+    double curve[epochs];
+    for (int epoch = 0; epoch < epochs; epoch++) {
+        tg_optimizer_zero_grad(adam);
+        tg_tensor *loss = tg_logistic_loss(tg_module_forward(net, x2), y, TG_REDUCE_MEAN);
+        curve[epoch] = tg_item(loss);
+        tg_backward(loss);
+        tg_optimizer_step(adam);
+        tg_tape_reset();
+    }
+    int64_t learned_wrong = errors(net, x2, 0, 0);
+    printf("learned XOR (%d full-batch Adam steps): loss %.4g, %lld errors\n", epochs,
+           curve[epochs - 1], (long long)learned_wrong);
+    ex_plot(ex_path(argc, argv, "xor_loss.png"), "Learning XOR with 4 ReLUs", "logistic loss",
+            true, 1, NULL, (const double *[]){curve}, epochs);
+
+    /* Interval networks, checked on all 2^D inputs for every integer interval [A, B] of [-D, D]. */
+    tg_tensor *xd = all_sign_vectors(d);
+    int64_t interval_wrong = 0, intervals = 0;
+    double *ones = calloc((size_t)2 * d, sizeof *ones);
+    for (int k = 0; k < d; k++) ones[k] = 1, ones[d + k] = -1;
+    for (int a = -d; a <= d; a++)
+        for (int b = a; b <= d; b++, intervals++) {
+            tg_module *iv = two_layer(d, 2, tg_init_f64(tg_init_zeros()), &rng);
+            tg_linear_set(tg_module_child(iv, "0"), ones, (double[]){-b, a});
+            tg_linear_set(tg_module_child(iv, "2"), (double[]){-2, -2}, (double[]){1});
+            interval_wrong += errors(iv, xd, a, b);
+            tg_module_free(iv);
+        }
+    printf("interval networks, D = %d: %lld intervals x %lld inputs, %lld errors\n", d,
+           (long long)intervals, (long long)xd->shape[0], (long long)interval_wrong);
+
+    free(ones);
+    tg_optimizer_free(adam);
+    tg_param_list_free(&params);
+    tg_free(xd), tg_free(x2), tg_free(y);
+    tg_module_free(net), tg_module_free(hand);
+    if (!fast) return 0;
+    return ex_verdict(hand_wrong + learned_wrong + interval_wrong == 0,
+                      "xor_interval: hand-set XOR %lld, learned XOR %lld, interval nets %lld errors "
+                      "(need 0 each)", (long long)hand_wrong, (long long)learned_wrong,
+                      (long long)interval_wrong);
+}

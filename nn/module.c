@@ -1,0 +1,333 @@
+/* The module tree: registration, recursive traversal (parameters, train/eval, free, print). */
+#include <stdlib.h>
+#include <string.h>
+#include "autograd/internal.h"
+#include "nn/internal.h"
+
+void *tg__xrealloc(void *p, size_t bytes)
+{
+    void *q = realloc(p, bytes ? bytes : 1);
+    if (!q) tg__fail("nn: out of memory allocating %zu bytes", bytes);
+    return q;
+}
+
+char *tg__xstrdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = tg__xrealloc(NULL, n);
+    memcpy(d, s, n);
+    return d;
+}
+
+static void check_module(const tg_module *m, const char *op)
+{
+    if (!m) tg__fail("%s: got a NULL module", op);
+    if (!m->kind)
+        tg__fail("%s: module not initialised (call tg_module_init or tg_module_new)", op);
+}
+
+void tg_module_init(tg_module *m, const char *kind, tg_forward_fn forward)
+{
+    if (!m) tg__fail("tg_module_init: got a NULL module");
+    memset(m, 0, sizeof *m);
+    m->kind = kind ? kind : "Module";
+    m->forward = forward;
+    m->training = true;
+}
+
+void *tg_module_new(size_t size, const char *kind, tg_forward_fn forward)
+{
+    if (size < sizeof(tg_module))
+        tg__fail("tg_module_new: size %zu is smaller than tg_module (%zu); pass the size of the "
+                 "struct that embeds tg_module as its first member", size, sizeof(tg_module));
+    tg_module *m = calloc(1, size);
+    if (!m) tg__fail("tg_module_new: out of memory (%zu bytes)", size);
+    tg_module_init(m, kind, forward);
+    return m;
+}
+
+static void check_new_name(const tg_module *m, const char *name, const char *op)
+{
+    if (!name || !*name)
+        tg__fail("%s: %s needs a non-empty name", op, m->kind);
+    if (strchr(name, '.'))
+        tg__fail("%s: name '%s' contains '.', which separates path components; use '_'", op,
+                 name);
+    for (int i = 0; i < m->n_params; i++)
+        if (strcmp(m->param_names[i], name) == 0)
+            tg__fail("%s: %s already has a parameter named '%s'", op, m->kind, name);
+    for (int i = 0; i < m->n_children; i++)
+        if (strcmp(m->child_names[i], name) == 0)
+            tg__fail("%s: %s already has a child named '%s'", op, m->kind, name);
+}
+
+tg_tensor *tg_module_add_param(tg_module *m, const char *name, tg_tensor *t)
+{
+    check_module(m, "tg_module_add_param");
+    tg__check_float(t, "tg_module_add_param");
+    if (!t->persistent)
+        tg__fail("tg_module_add_param: '%s' is an intermediate; parameters must be persistent "
+                 "tensors (tg_zeros, tg_rand_normal, tg_clone...)", name ? name : "?");
+    check_new_name(m, name, "tg_module_add_param");
+    if (m->n_params == m->cap_params) {
+        m->cap_params = m->cap_params ? 2 * m->cap_params : 4;
+        m->params = tg__xrealloc(m->params, (size_t)m->cap_params * sizeof *m->params);
+        m->param_names = tg__xrealloc(m->param_names,
+                                      (size_t)m->cap_params * sizeof *m->param_names);
+    }
+    m->params[m->n_params] = t;
+    m->param_names[m->n_params] = tg__xstrdup(name);
+    if (!t->name) t->name = m->param_names[m->n_params];
+    m->n_params++;
+    tg_set_requires_grad(t, true);
+    return t;
+}
+
+tg_module *tg_module_add_child(tg_module *m, const char *name, tg_module *child)
+{
+    check_module(m, "tg_module_add_child");
+    check_module(child, "tg_module_add_child");
+    if (child == m) tg__fail("tg_module_add_child: a module cannot be its own child");
+    check_new_name(m, name, "tg_module_add_child");
+    if (m->n_children == m->cap_children) {
+        m->cap_children = m->cap_children ? 2 * m->cap_children : 4;
+        m->children = tg__xrealloc(m->children, (size_t)m->cap_children * sizeof *m->children);
+        m->child_names = tg__xrealloc(m->child_names,
+                                      (size_t)m->cap_children * sizeof *m->child_names);
+    }
+    m->children[m->n_children] = child;
+    m->child_names[m->n_children] = tg__xstrdup(name);
+    m->n_children++;
+    return child;
+}
+
+tg_tensor *tg_module_forward(tg_module *m, tg_tensor *x)
+{
+    check_module(m, "tg_module_forward");
+    if (!m->forward)
+        tg__fail("tg_module_forward: %s has no forward function", m->kind);
+    return m->forward(m, x);
+}
+
+void tg_module_train(tg_module *m, bool training)
+{
+    check_module(m, "tg_module_train");
+    m->training = training;
+    for (int i = 0; i < m->n_children; i++)
+        tg_module_train(m->children[i], training);
+}
+
+void tg_module_eval(tg_module *m) { tg_module_train(m, false); }
+
+/* ---- parameter lists ---------------------------------------------------------------------- */
+void tg_param_list_add(tg_param_list *l, const char *name, tg_tensor *t)
+{
+    if (!l || !name || !t) tg__fail("tg_param_list_add: NULL list, name or tensor");
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 16;
+        l->tensors = tg__xrealloc(l->tensors, (size_t)l->cap * sizeof *l->tensors);
+        l->names = tg__xrealloc(l->names, (size_t)l->cap * sizeof *l->names);
+    }
+    l->tensors[l->n] = t;
+    l->names[l->n] = tg__xstrdup(name);
+    l->n++;
+}
+
+tg_tensor *tg_param_list_find(const tg_param_list *l, const char *name)
+{
+    for (int i = 0; l && i < l->n; i++)
+        if (strcmp(l->names[i], name) == 0) return l->tensors[i];
+    return NULL;
+}
+
+void tg_param_list_clear(tg_param_list *l)
+{
+    for (int i = 0; i < l->n; i++) free(l->names[i]);
+    l->n = 0;
+}
+
+void tg_param_list_free(tg_param_list *l)
+{
+    if (!l) return;
+    tg_param_list_clear(l);
+    free(l->tensors);
+    free(l->names);
+    memset(l, 0, sizeof *l);
+}
+
+static bool list_has(const tg_param_list *l, const tg_tensor *t)
+{
+    for (int i = 0; i < l->n; i++)
+        if (l->tensors[i] == t) return true;
+    return false;
+}
+
+/* prefix holds the dotted path of m ("" at the root), grown in place for the children. */
+static void collect(tg_module *m, char **prefix, size_t *cap, tg_param_list *out, int depth)
+{
+    if (depth > 1000) tg__fail("tg_module_parameters: module tree deeper than 1000 (a cycle?)");
+    size_t base = strlen(*prefix);
+    for (int pass = 0; pass < 2; pass++) {
+        int n = pass == 0 ? m->n_params : m->n_children;
+        for (int i = 0; i < n; i++) {
+            const char *name = pass == 0 ? m->param_names[i] : m->child_names[i];
+            size_t need = base + strlen(name) + 2;
+            if (need > *cap) {
+                *cap = 2 * need;
+                *prefix = tg__xrealloc(*prefix, *cap);
+            }
+            memcpy(*prefix + base, name, strlen(name) + 1);
+            if (pass == 0) {
+                if (!list_has(out, m->params[i])) tg_param_list_add(out, *prefix, m->params[i]);
+            } else {
+                strcat(*prefix, ".");
+                collect(m->children[i], prefix, cap, out, depth + 1);
+            }
+            (*prefix)[base] = '\0';
+        }
+    }
+}
+
+void tg_module_parameters(tg_module *m, tg_param_list *out)
+{
+    check_module(m, "tg_module_parameters");
+    if (!out) tg__fail("tg_module_parameters: NULL output list");
+    tg_param_list_clear(out);
+    size_t cap = 256;
+    char *prefix = tg__xrealloc(NULL, cap);
+    prefix[0] = '\0';
+    collect(m, &prefix, &cap, out, 0);
+    free(prefix);
+}
+
+int64_t tg_module_num_parameters(tg_module *m)
+{
+    tg_param_list l = {0};
+    tg_module_parameters(m, &l);
+    int64_t total = 0;
+    for (int i = 0; i < l.n; i++) total += l.tensors[i]->numel;
+    tg_param_list_free(&l);
+    return total;
+}
+
+void tg_module_zero_grad(tg_module *m)
+{
+    check_module(m, "tg_module_zero_grad");
+    for (int i = 0; i < m->n_params; i++) tg_zero_grad(m->params[i]);
+    for (int i = 0; i < m->n_children; i++) tg_module_zero_grad(m->children[i]);
+}
+
+/* ---- lookup by path ------------------------------------------------------------------------ */
+static tg_module *walk(tg_module *m, const char *path, const char **last)
+{
+    for (;;) {
+        const char *dot = strchr(path, '.');
+        if (!dot) {
+            *last = path;
+            return m;
+        }
+        size_t len = (size_t)(dot - path);
+        tg_module *next = NULL;
+        for (int i = 0; i < m->n_children && !next; i++)
+            if (strlen(m->child_names[i]) == len && memcmp(m->child_names[i], path, len) == 0)
+                next = m->children[i];
+        if (!next) return NULL;
+        m = next;
+        path = dot + 1;
+    }
+}
+
+tg_tensor *tg_module_param(tg_module *m, const char *path)
+{
+    check_module(m, "tg_module_param");
+    const char *last;
+    if (!path || !(m = walk(m, path, &last))) return NULL;
+    for (int i = 0; i < m->n_params; i++)
+        if (strcmp(m->param_names[i], last) == 0) return m->params[i];
+    return NULL;
+}
+
+tg_module *tg_module_child(tg_module *m, const char *path)
+{
+    check_module(m, "tg_module_child");
+    const char *last;
+    if (!path || !(m = walk(m, path, &last))) return NULL;
+    for (int i = 0; i < m->n_children; i++)
+        if (strcmp(m->child_names[i], last) == 0) return m->children[i];
+    return NULL;
+}
+
+/* ---- free: every module and every parameter exactly once, even when shared ----------------- */
+typedef struct {
+    void **items;
+    int n, cap;
+} ptr_set;
+
+static bool set_add(ptr_set *s, void *p)
+{
+    for (int i = 0; i < s->n; i++)
+        if (s->items[i] == p) return false;
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 32;
+        s->items = tg__xrealloc(s->items, (size_t)s->cap * sizeof *s->items);
+    }
+    s->items[s->n++] = p;
+    return true;
+}
+
+static void gather(tg_module *m, ptr_set *mods, ptr_set *params)
+{
+    if (!set_add(mods, m)) return;
+    for (int i = 0; i < m->n_params; i++) set_add(params, m->params[i]);
+    for (int i = 0; i < m->n_children; i++) gather(m->children[i], mods, params);
+}
+
+void tg_module_free(tg_module *m)
+{
+    if (!m) return;
+    check_module(m, "tg_module_free");
+    ptr_set mods = {0}, params = {0};
+    gather(m, &mods, &params);
+    for (int i = 0; i < mods.n; i++) {
+        tg_module *x = mods.items[i];
+        if (x->destroy) x->destroy(x);
+    }
+    for (int i = 0; i < params.n; i++) tg_free(params.items[i]);
+    for (int i = 0; i < mods.n; i++) {
+        tg_module *x = mods.items[i];
+        for (int k = 0; k < x->n_params; k++) free(x->param_names[k]);
+        for (int k = 0; k < x->n_children; k++) free(x->child_names[k]);
+        free(x->params);
+        free(x->param_names);
+        free(x->children);
+        free(x->child_names);
+        free(x);
+    }
+    free(mods.items);
+    free(params.items);
+}
+
+/* ---- printing ------------------------------------------------------------------------------ */
+static void print_tree(const tg_module *m, FILE *out, int indent)
+{
+    char desc[256] = "";
+    if (m->describe) m->describe(m, desc, sizeof desc);
+    fprintf(out, "%s(%s", m->kind, desc);
+    if (m->n_children) {
+        fputc('\n', out);
+        for (int i = 0; i < m->n_children; i++) {
+            fprintf(out, "%*s(%s): ", indent + 2, "", m->child_names[i]);
+            print_tree(m->children[i], out, indent + 2);
+            fputc('\n', out);
+        }
+        fprintf(out, "%*s", indent, "");
+    }
+    fputc(')', out);
+}
+
+void tg_module_print(const tg_module *m, FILE *out)
+{
+    check_module(m, "tg_module_print");
+    print_tree(m, out, 0);
+    fputc('\n', out);
+}

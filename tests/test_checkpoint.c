@@ -1,0 +1,498 @@
+/* Checkpoints in safetensors format: round trips, every kind of damaged file (each fails with a
+ * message naming the file and the tensor, and leaves the model untouched), atomic saves, and
+ * bit-identical resumption of training (N steps + save/load + M steps == N + M steps). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tapegrad.h"
+#include "tests/check.h"
+
+static char dir[64];
+
+static int make_dir(void **state)
+{
+    snprintf(dir, sizeof dir, "/tmp/tg_ckpt_XXXXXX");
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static int remove_dir(void **state)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static const char *path_of(const char *name)
+{
+    static char buf[4][160];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+
+/* A snapshot of every parameter's bytes, to prove a failed load changed nothing. */
+typedef struct {
+    int n;
+    void *bytes[16];
+    size_t size[16];
+} snapshot;
+
+static snapshot take(tg_module *m)
+{
+    snapshot s = {0};
+    tg_param_list ps = {0};
+    tg_module_parameters(m, &ps);
+    assert_true(ps.n <= 16);
+    s.n = ps.n;
+    for (int i = 0; i < ps.n; i++) {
+        s.size[i] = (size_t)ps.tensors[i]->numel * tg_dtype_size(ps.tensors[i]->dtype);
+        s.bytes[i] = malloc(s.size[i] ? s.size[i] : 1);
+        memcpy(s.bytes[i], ps.tensors[i]->data, s.size[i]);
+    }
+    tg_param_list_free(&ps);
+    return s;
+}
+
+static bool same(tg_module *m, const snapshot *s)
+{
+    tg_param_list ps = {0};
+    tg_module_parameters(m, &ps);
+    bool eq = ps.n == s->n;
+    for (int i = 0; eq && i < ps.n; i++) eq = memcmp(ps.tensors[i]->data, s->bytes[i], s->size[i]) == 0;
+    tg_param_list_free(&ps);
+    return eq;
+}
+
+static void release(snapshot *s)
+{
+    for (int i = 0; i < s->n; i++) free(s->bytes[i]);
+}
+
+static void write_file(const char *path, const void *bytes, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, n, f), n);
+    fclose(f);
+}
+
+static unsigned char *read_file(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(*n);
+    assert_int_equal(fread(b, 1, *n, f), *n);
+    fclose(f);
+    return b;
+}
+
+/* A file from a header text and data bytes, with the 8-byte little-endian length in front. */
+static void write_raw(const char *path, const char *header, size_t data_len)
+{
+    size_t h = strlen(header);
+    unsigned char *b = calloc(1, 8 + h + data_len);
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)h >> (8 * i));
+    memcpy(b + 8, header, h);
+    for (size_t i = 0; i < data_len; i++) b[8 + h + i] = (unsigned char)(i * 7 + 1);
+    write_file(path, b, 8 + h + data_len);
+    free(b);
+}
+
+static tg_module *small_model(uint64_t seed)
+{
+    tg_rng rng;
+    tg_rng_seed(&rng, seed);
+    return tg_linear_new(2, 3, true, tg_init_pytorch(), &rng); /* weight [3,2], bias [3] F32 */
+}
+
+/* ---- round trip -------------------------------------------------------------------------------- */
+static void test_round_trip(void **state)
+{
+    tg_rng rng;
+    tg_rng_seed(&rng, 1);
+    tg_module *a = tg_feedforward_new(5, 3, 7, 2, "tanh", 0.1, tg_init_pytorch(), &rng);
+    tg_module *b = tg_feedforward_new(5, 3, 7, 2, "tanh", 0.1, tg_init_normal(0, 1), &rng);
+    const char *p = path_of("ff.safetensors");
+    assert_int_equal(tg_checkpoint_save(p, a, NULL, NULL), TG_OK);
+    assert_int_equal(access(path_of("ff.safetensors.tmp"), F_OK), -1); /* no temporary left */
+    snapshot sa = take(a);
+    assert_false(same(b, &sa));
+    assert_int_equal(tg_checkpoint_load(p, b, NULL, NULL), TG_OK);
+    assert_true(same(b, &sa));
+
+    /* The layout on disk: LE header length, a JSON object padded to 8 bytes, then the data. */
+    size_t n;
+    unsigned char *bytes = read_file(p, &n);
+    uint64_t h = 0;
+    for (int i = 7; i >= 0; i--) h = h << 8 | bytes[i];
+    assert_true(h % 8 == 0 && 8 + h < n);
+    assert_int_equal(bytes[8], '{');
+    char *header = strndup((char *)bytes + 8, (size_t)h);
+    assert_non_null(strstr(header, "\"layers.0.weight\":{\"dtype\":\"F32\",\"shape\":[7,5],"
+                                   "\"data_offsets\":[0,140]}"));
+    assert_non_null(strstr(header, "\"layers.6.bias\""));
+    int64_t total = tg_module_num_parameters(a);
+    assert_int_equal(n - 8 - h, (size_t)total * 4);
+    free(header);
+    free(bytes);
+    release(&sa);
+    tg_module_free(a);
+    tg_module_free(b);
+}
+
+/* Named tensor lists: every dtype, a scalar, an empty tensor, metadata. */
+static void test_tensor_list_round_trip(void **state)
+{
+    tg_tensor *f64 = tg_from_data(TG_F64, TG_SHAPE(2, 2), (double[]){1.5, -2, 1e-300, 3});
+    tg_tensor *i32 = tg_from_data(TG_I32, TG_SHAPE(3), (int32_t[]){-7, 0, 2147483647});
+    tg_tensor *scalar = tg_full(TG_F32, 0, NULL, 0.25);
+    tg_tensor *empty = tg_zeros(TG_F32, TG_SHAPE(0, 4));
+    tg_param_list l = {0};
+    tg_param_list_add(&l, "a \"quoted\" name\\", f64);
+    tg_param_list_add(&l, "labels", i32);
+    tg_param_list_add(&l, "scalar", scalar);
+    tg_param_list_add(&l, "empty", empty);
+    const char *keys[] = {"note"}, *vals[] = {"line\nbreak \"q\""};
+    const char *p = path_of("list.safetensors");
+    assert_int_equal(tg_safetensors_save(p, &l, 1, keys, vals), TG_OK);
+    tg_tensor *f64b = tg_zeros(TG_F64, TG_SHAPE(2, 2)), *i32b = tg_zeros(TG_I32, TG_SHAPE(3));
+    tg_tensor *scalarb = tg_zeros(TG_F32, 0, NULL), *emptyb = tg_zeros(TG_F32, TG_SHAPE(0, 4));
+    tg_param_list m = {0};
+    tg_param_list_add(&m, "scalar", scalarb);
+    tg_param_list_add(&m, "a \"quoted\" name\\", f64b);
+    tg_param_list_add(&m, "empty", emptyb);
+    tg_param_list_add(&m, "labels", i32b);
+    assert_int_equal(tg_safetensors_load(p, &m), TG_OK);
+    assert_memory_equal(f64b->data, f64->data, 4 * sizeof(double));
+    assert_memory_equal(i32b->data, i32->data, 3 * sizeof(int32_t));
+    assert_true(tg_item(scalarb) == 0.25);
+    tg_param_list_free(&l);
+    tg_param_list_free(&m);
+    tg_tensor *all[] = {f64, i32, scalar, empty, f64b, i32b, scalarb, emptyb};
+    for (int i = 0; i < 8; i++) tg_free(all[i]);
+}
+
+/* ---- damaged files -------------------------------------------------------------------------------- */
+#define W_OK_ENTRY "\"weight\":{\"dtype\":\"F32\",\"shape\":[3,2],\"data_offsets\":[0,24]}"
+#define B_OK_ENTRY "\"bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[24,36]}"
+
+typedef struct {
+    const char *what;
+    const char *header;   /* NULL: use raw bytes below */
+    size_t data_len;
+    const char *needles[3];
+} bad_case;
+
+static void expect_rejected(const char *path, const char *what, tg_status want,
+                            const char *const *needles)
+{
+    tg_module *m = small_model(3);
+    snapshot s = take(m);
+    tg_status st = tg_checkpoint_load(path, m, NULL, NULL);
+    if (st == TG_OK) fail_msg("%s: loaded without error", what);
+    if (want != TG_OK && st != want)
+        fail_msg("%s: status %d, expected %d (%s)", what, (int)st, (int)want, tg_status_message());
+    const char *msg = tg_status_message();
+    printf("  %-28s -> %s\n", what, msg);
+    if (!strstr(msg, path)) fail_msg("%s: message \"%s\" does not name the file", what, msg);
+    for (int k = 0; k < 3 && needles[k]; k++)
+        if (!strstr(msg, needles[k]))
+            fail_msg("%s: message \"%s\" does not mention \"%s\"", what, msg, needles[k]);
+    if (!same(m, &s)) fail_msg("%s: the model was modified by a failed load", what);
+    release(&s);
+    tg_module_free(m);
+}
+
+static void test_hand_written_file_loads(void **state)
+{
+    /* Another writer's style: whitespace, other key order, bias data first, no metadata. */
+    const char *p = path_of("hand.safetensors");
+    write_raw(p, "{ \"bias\" : {\"data_offsets\": [0, 12], \"shape\": [3], \"dtype\": \"F32\"},\n"
+                 "  \"weight\": {\"dtype\":\"F32\",\"shape\":[3,2],\"data_offsets\":[12,36]} }   ",
+              36);
+    tg_module *m = small_model(3);
+    assert_int_equal(tg_checkpoint_load(p, m, NULL, NULL), TG_OK);
+    size_t n;
+    unsigned char *bytes = read_file(p, &n);
+    assert_memory_equal(tg_linear_bias(m)->data, bytes + n - 36, 12);
+    assert_memory_equal(tg_linear_weight(m)->data, bytes + n - 24, 24);
+    free(bytes);
+    tg_module_free(m);
+}
+
+static void test_damaged_headers(void **state)
+{
+    const bad_case cases[] = {
+        {"offsets out of range", "{" W_OK_ENTRY ",\"bias\":{\"dtype\":\"F32\",\"shape\":[3],"
+         "\"data_offsets\":[24,40]}}", 36, {"'bias'", "out of range"}},
+        {"wrong shape", "{\"weight\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
+         B_OK_ENTRY "}", 36, {"'weight'", "[2, 3]", "[3, 2]"}},
+        {"wrong dtype", "{\"weight\":{\"dtype\":\"F64\",\"shape\":[3,2],\"data_offsets\":[0,48]},"
+         "\"bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[48,60]}}", 60,
+         {"'weight'", "F64"}},
+        {"missing tensor", "{" W_OK_ENTRY "}", 24, {"missing tensor 'bias'"}},
+        {"unexpected tensor", "{" W_OK_ENTRY "," B_OK_ENTRY ",\"extra\":{\"dtype\":\"F32\","
+         "\"shape\":[1],\"data_offsets\":[36,40]}}", 40, {"unexpected tensor 'extra'"}},
+        {"overlapping offsets", "{" W_OK_ENTRY ",\"bias\":{\"dtype\":\"F32\",\"shape\":[3],"
+         "\"data_offsets\":[20,32]}}", 32, {"'bias'", "overlap"}},
+        {"gap between tensors", "{" W_OK_ENTRY ",\"bias\":{\"dtype\":\"F32\",\"shape\":[3],"
+         "\"data_offsets\":[28,40]}}", 40, {"'bias'", "gap"}},
+        {"span does not match shape", "{" W_OK_ENTRY ",\"bias\":{\"dtype\":\"F32\",\"shape\":[3],"
+         "\"data_offsets\":[24,32]}}", 32, {"'bias'", "12"}},
+        {"extra data at the end", "{" W_OK_ENTRY "," B_OK_ENTRY "}", 40, {"cover 36"}},
+        {"unsupported dtype", "{" W_OK_ENTRY ",\"bias\":{\"dtype\":\"BF16\",\"shape\":[3],"
+         "\"data_offsets\":[24,30]}}", 30, {"'bias'", "BF16"}},
+        {"unknown key", "{" W_OK_ENTRY ",\"bias\":{\"dtype\":\"F32\",\"shap\":[3],"
+         "\"data_offsets\":[24,36]}}", 36, {"'bias'", "shap"}},
+        {"duplicate tensor", "{" W_OK_ENTRY "," W_OK_ENTRY "}", 24, {"'weight'", "twice"}},
+        {"missing colon", "{\"weight\" {\"dtype\":\"F32\"}}", 0, {"malformed", "':'"}},
+        {"unterminated string", "{\"weight", 0, {"malformed", "unterminated"}},
+        {"negative size", "{\"weight\":{\"dtype\":\"F32\",\"shape\":[-3,2],\"data_offsets\":[0,24]}}",
+         24, {"malformed"}},
+        {"float offset", "{" W_OK_ENTRY ",\"bias\":{\"dtype\":\"F32\",\"shape\":[3],"
+         "\"data_offsets\":[24,36.0]}}", 36, {"malformed"}},
+        {"text after the object", "{" W_OK_ENTRY "," B_OK_ENTRY "}x", 36, {"after the header"}},
+        {"not an object", "[1, 2]", 0, {"'{'"}},
+        {"metadata not strings", "{\"__metadata__\":{\"steps\":3}," W_OK_ENTRY "," B_OK_ENTRY "}",
+         36, {"__metadata__"}},
+        {"too many dimensions", "{\"weight\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1],"
+         "\"data_offsets\":[0,4]}}", 4, {"shape"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *p = path_of("bad.safetensors");
+        write_raw(p, cases[i].header, cases[i].data_len);
+        expect_rejected(p, cases[i].what, TG_ERR_FORMAT, cases[i].needles);
+    }
+}
+
+static void test_truncated_and_corrupted_files(void **state)
+{
+    tg_module *m = small_model(5);
+    const char *good = path_of("good.safetensors");
+    assert_int_equal(tg_checkpoint_save(good, m, NULL, NULL), TG_OK);
+    size_t n;
+    unsigned char *bytes = read_file(good, &n);
+    const char *p = path_of("damaged.safetensors");
+
+    /* Data cut short: the last tensor's offsets run past the end. */
+    write_file(p, bytes, n - 4);
+    expect_rejected(p, "truncated data", TG_ERR_FORMAT, (const char *[]){"out of range", NULL});
+    /* Cut inside the header: the length field promises more than the file holds. */
+    write_file(p, bytes, 30);
+    expect_rejected(p, "truncated header", TG_ERR_FORMAT, (const char *[]){"header length", NULL});
+    /* Shorter than the length field itself; empty. */
+    write_file(p, bytes, 5);
+    expect_rejected(p, "5-byte file", TG_ERR_FORMAT, (const char *[]){"too short", NULL});
+    write_file(p, bytes, 0);
+    expect_rejected(p, "empty file", TG_ERR_FORMAT, (const char *[]){"too short", NULL});
+    /* A huge length field (e.g. a different file format). */
+    unsigned char *copy = malloc(n);
+    memcpy(copy, bytes, n);
+    copy[7] = 0x40;
+    write_file(p, copy, n);
+    expect_rejected(p, "huge header length", TG_ERR_FORMAT, (const char *[]){"header length", NULL});
+    /* A corrupted byte in the header's JSON. */
+    memcpy(copy, bytes, n);
+    char *colon = memchr(copy + 8, ':', n - 8);
+    *colon = ';';
+    write_file(p, copy, n);
+    expect_rejected(p, "corrupted header byte", TG_ERR_FORMAT, (const char *[]){"malformed", NULL});
+    /* A NUL in the header. */
+    memcpy(copy, bytes, n);
+    copy[12] = 0;
+    write_file(p, copy, n);
+    expect_rejected(p, "NUL in the header", TG_ERR_FORMAT, (const char *[]){"malformed", NULL});
+    /* No such file. */
+    expect_rejected(path_of("nonexistent.safetensors"), "missing file", TG_ERR_IO,
+                    (const char *[]){"cannot open", NULL});
+    free(copy);
+    free(bytes);
+    tg_module_free(m);
+}
+
+/* ---- atomic saves ------------------------------------------------------------------------------ */
+static void test_failed_save_keeps_old_file(void **state)
+{
+    tg_module *old = small_model(10), *other = small_model(11);
+    const char *p = path_of("atomic.safetensors");
+    assert_int_equal(tg_checkpoint_save(p, old, NULL, NULL), TG_OK);
+    snapshot s = take(old);
+
+    /* The temporary cannot be created (a directory is in the way; works even as root, where
+     * permission bits would not stop the write). */
+    assert_int_equal(mkdir(path_of("atomic.safetensors.tmp"), 0700), 0);
+    tg_status st = tg_checkpoint_save(p, other, NULL, NULL);
+    assert_int_equal(st, TG_ERR_IO);
+    assert_non_null(strstr(tg_status_message(), p));
+    rmdir(path_of("atomic.safetensors.tmp"));
+    /* The old file is intact. */
+    tg_module *check = small_model(12);
+    assert_int_equal(tg_checkpoint_load(p, check, NULL, NULL), TG_OK);
+    assert_true(same(check, &s));
+
+    /* An unwritable or missing directory: an I/O error naming the path, nothing else touched. */
+    const char *nowhere = path_of("no/such/dir/x.safetensors");
+    assert_int_equal(tg_checkpoint_save(nowhere, other, NULL, NULL), TG_ERR_IO);
+    assert_non_null(strstr(tg_status_message(), "no/such/dir"));
+    if (geteuid() != 0) {
+        assert_int_equal(chmod(dir, 0500), 0);
+        assert_int_equal(tg_checkpoint_save(p, other, NULL, NULL), TG_ERR_IO);
+        assert_int_equal(chmod(dir, 0700), 0);
+        assert_int_equal(tg_checkpoint_load(p, check, NULL, NULL), TG_OK);
+        assert_true(same(check, &s));
+    }
+    /* A successful save replaces it. */
+    assert_int_equal(tg_checkpoint_save(p, other, NULL, NULL), TG_OK);
+    assert_int_equal(tg_checkpoint_load(p, check, NULL, NULL), TG_OK);
+    assert_false(same(check, &s));
+    release(&s);
+    tg_module_free(old);
+    tg_module_free(other);
+    tg_module_free(check);
+}
+
+/* ---- resumption ---------------------------------------------------------------------------------- */
+typedef struct {
+    tg_rng rng;            /* init and dropout masks */
+    tg_module *net;
+    tg_param_list ps;
+    tg_optimizer *opt;
+} trainer;
+
+static void trainer_init(trainer *t, uint64_t seed, int kind)
+{
+    tg_rng_seed(&t->rng, seed);
+    t->net = tg_feedforward_new(2, 3, 16, 2, "relu", 0.2, tg_init_pytorch(), &t->rng);
+    memset(&t->ps, 0, sizeof t->ps);
+    tg_module_parameters(t->net, &t->ps);
+    t->opt = kind == 0 ? tg_adam_new(&t->ps, (tg_adam_opts){.lr = 0.01, .beta1 = 0.9,
+                                                            .beta2 = 0.999, .eps = 1e-8,
+                                                            .weight_decay = 1e-3})
+                       : tg_sgd_new(&t->ps, (tg_sgd_opts){.lr = 0.05, .momentum = 0.9,
+                                                          .nesterov = true, .weight_decay = 1e-3});
+}
+
+static void trainer_free(trainer *t)
+{
+    tg_optimizer_free(t->opt);
+    tg_param_list_free(&t->ps);
+    tg_module_free(t->net);
+}
+
+static void train_steps(trainer *t, int from, int to, tg_tensor *x, tg_tensor *y)
+{
+    for (int s = from; s < to; s++) {
+        tg_optimizer_step_decay(t->opt, 0.01, s, 4, 0.5);
+        tg_optimizer_zero_grad(t->opt);
+        tg_tensor *loss = tg_cross_entropy(tg_module_forward(t->net, x), y, TG_REDUCE_MEAN);
+        tg_backward(loss);
+        tg_optimizer_step(t->opt);
+        tg_tape_reset();
+    }
+}
+
+static void test_resume_bit_identical(void **state)
+{
+    enum { N_STEPS = 6, M_STEPS = 5, BATCH = 32 };
+    tg_rng data_rng;
+    tg_rng_seed(&data_rng, 99);
+    tg_tensor *x = tg_rand_normal(TG_F32, TG_SHAPE(BATCH, 2), 0, 1, &data_rng);
+    tg_tensor *y = tg_zeros(TG_I32, TG_SHAPE(BATCH));
+    for (int i = 0; i < BATCH; i++) tg_set_flat(y, i, (double)tg_rng_below(&data_rng, 3));
+
+    for (int kind = 0; kind < 2; kind++) {
+        trainer full, first, second;
+        trainer_init(&full, 7, kind);
+        train_steps(&full, 0, N_STEPS + M_STEPS, x, y);
+
+        trainer_init(&first, 7, kind);
+        train_steps(&first, 0, N_STEPS, x, y);
+        const char *p = path_of("resume.safetensors");
+        assert_int_equal(tg_checkpoint_save(p, first.net, first.opt, &first.rng), TG_OK);
+        trainer_free(&first);
+
+        /* Fresh objects with another seed: everything that matters comes from the file. */
+        trainer_init(&second, 12345, kind);
+        if (tg_checkpoint_load(p, second.net, second.opt, &second.rng) != TG_OK)
+            fail_msg("%s", tg_status_message());
+        assert_int_equal(tg_optimizer_steps(second.opt), N_STEPS);
+        train_steps(&second, N_STEPS, N_STEPS + M_STEPS, x, y);
+
+        snapshot s = take(full.net);
+        if (!same(second.net, &s))
+            fail_msg("%s: resumed training differs from uninterrupted training",
+                     kind ? "sgd" : "adam");
+        /* And the run was not trivially identical: the parameters moved. */
+        trainer fresh;
+        trainer_init(&fresh, 7, kind);
+        assert_false(same(fresh.net, &s));
+        trainer_free(&fresh);
+        release(&s);
+        trainer_free(&full);
+        trainer_free(&second);
+    }
+    tg_free(x);
+    tg_free(y);
+}
+
+/* Optimizer-state mismatches fail before anything is modified. */
+static void test_optimizer_state_errors(void **state)
+{
+    trainer t;
+    trainer_init(&t, 1, 0);
+    const char *model_only = path_of("model_only.safetensors");
+    const char *with_adam = path_of("with_adam.safetensors");
+    assert_int_equal(tg_checkpoint_save(model_only, t.net, NULL, NULL), TG_OK);
+    tg_rng_seed(&t.rng, 5);
+    tg_tensor *x = tg_rand_normal(TG_F32, TG_SHAPE(4, 2), 0, 1, &t.rng);
+    tg_tensor *y = tg_zeros(TG_I32, TG_SHAPE(4));
+    train_steps(&t, 0, 2, x, y);
+    assert_int_equal(tg_checkpoint_save(with_adam, t.net, t.opt, NULL), TG_OK);
+
+    trainer u;
+    trainer_init(&u, 2, 1); /* SGD */
+    snapshot s = take(u.net);
+    assert_int_equal(tg_checkpoint_load(model_only, u.net, u.opt, NULL), TG_ERR_FORMAT);
+    assert_non_null(strstr(tg_status_message(), "no optimizer state"));
+    assert_int_equal(tg_checkpoint_load(with_adam, u.net, u.opt, NULL), TG_ERR_FORMAT);
+    assert_non_null(strstr(tg_status_message(), "'adam'"));
+    assert_int_equal(tg_checkpoint_load(with_adam, u.net, NULL, &u.rng), TG_ERR_FORMAT);
+    assert_non_null(strstr(tg_status_message(), "rng.state"));
+    assert_true(same(u.net, &s));
+    assert_int_equal(tg_optimizer_steps(u.opt), 0);
+    /* Without an optimizer the model part of a full checkpoint loads. */
+    assert_int_equal(tg_checkpoint_load(with_adam, u.net, NULL, NULL), TG_OK);
+    release(&s);
+    s = take(t.net);
+    assert_true(same(u.net, &s));
+    release(&s);
+    tg_free(x);
+    tg_free(y);
+    trainer_free(&t);
+    trainer_free(&u);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_tensor_list_round_trip),
+        cmocka_unit_test(test_hand_written_file_loads),
+        cmocka_unit_test(test_damaged_headers),
+        cmocka_unit_test(test_truncated_and_corrupted_files),
+        cmocka_unit_test(test_failed_save_keeps_old_file),
+        cmocka_unit_test(test_resume_bit_identical),
+        cmocka_unit_test(test_optimizer_state_errors),
+    };
+    return cmocka_run_group_tests(tests, make_dir, remove_dir);
+}

@@ -1,0 +1,368 @@
+/* Optimizers against values computed here from the published update rules (PyTorch's docs for
+ * torch.optim.SGD and torch.optim.Adam), in float64, step by step. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdlib.h>
+
+#include "tapegrad.h"
+#include "tests/check.h"
+
+#define N 3
+
+#define assert_near(a, b, tol)                                                                 \
+    do {                                                                                       \
+        double a_ = (a), b_ = (b);                                                             \
+        if (!(fabs(a_ - b_) <= (tol) * (1 + fabs(b_))))                                        \
+            fail_msg("%s = %.17g, expected %.17g (tol %g)", #a, a_, b_, (double)(tol));         \
+    } while (0)
+
+static const double P0[N] = {0.5, -1.25, 2.0};
+static const double G1[N] = {0.3, -0.7, 1.5};
+static const double G2[N] = {-0.2, 0.4, 0.9};
+static const double G3[N] = {0.05, 0.6, -1.1};
+
+/* One float64 parameter "w" with the values of P0. */
+typedef struct {
+    tg_tensor *w;
+    tg_param_list ps;
+} fixture;
+
+static fixture make(void)
+{
+    fixture f = {.w = tg_set_requires_grad(tg_from_data(TG_F64, TG_SHAPE(N), P0), true)};
+    tg_param_list_add(&f.ps, "w", f.w);
+    return f;
+}
+
+static void drop(fixture *f)
+{
+    tg_param_list_free(&f->ps);
+    tg_free(f->w);
+}
+
+/* Sets p's gradient as a backward would have left it. */
+static void set_grad(tg_tensor *p, const double *g)
+{
+    if (!p->grad) p->grad = tg_zeros(p->dtype, p->ndim, p->shape);
+    for (int64_t i = 0; i < p->numel; i++) tg_set_flat(p->grad, i, g[i]);
+}
+
+static void expect_param(const tg_tensor *p, const double *expected)
+{
+    for (int i = 0; i < N; i++) assert_near(tg_get_flat(p, i), expected[i], 1e-14);
+}
+
+/* ---- SGD ------------------------------------------------------------------------------------ */
+static void test_sgd_plain(void **state)
+{
+    fixture f = make();
+    tg_optimizer *o = tg_sgd_new(&f.ps, (tg_sgd_opts){.lr = 0.1});
+    double p[N];
+    memcpy(p, P0, sizeof p);
+    set_grad(f.w, G1);
+    tg_optimizer_step(o);
+    for (int i = 0; i < N; i++) p[i] -= 0.1 * G1[i];
+    expect_param(f.w, p);
+    set_grad(f.w, G2);
+    tg_optimizer_step(o);
+    for (int i = 0; i < N; i++) p[i] -= 0.1 * G2[i];
+    expect_param(f.w, p);
+    assert_int_equal(tg_optimizer_steps(o), 2);
+    assert_string_equal(tg_optimizer_kind(o), "sgd");
+    tg_optimizer_free(o);
+    drop(&f);
+}
+
+/* buf_1 = g_1 (no dampening on the first step), buf_t = m·buf + (1 - d)·g_t, p -= lr·buf. */
+static void run_momentum(double lr, double m, double d, double wd, bool nesterov)
+{
+    fixture f = make();
+    tg_optimizer *o = tg_sgd_new(&f.ps, (tg_sgd_opts){.lr = lr, .momentum = m, .dampening = d,
+                                                      .weight_decay = wd, .nesterov = nesterov});
+    const double *gs[3] = {G1, G2, G3};
+    double p[N], buf[N] = {0};
+    memcpy(p, P0, sizeof p);
+    for (int t = 0; t < 3; t++) {
+        set_grad(f.w, gs[t]);
+        tg_optimizer_step(o);
+        for (int i = 0; i < N; i++) {
+            double g = gs[t][i] + wd * p[i];
+            buf[i] = t == 0 ? g : m * buf[i] + (1 - d) * g;
+            double step = nesterov ? g + m * buf[i] : buf[i];
+            p[i] -= lr * step;
+        }
+        expect_param(f.w, p);
+    }
+    tg_optimizer_free(o);
+    drop(&f);
+}
+
+static void test_sgd_momentum_first_and_second_step(void **state)
+{
+    /* Spelled out for the first two steps, then the loop above for three. */
+    fixture f = make();
+    tg_optimizer *o = tg_sgd_new(&f.ps, (tg_sgd_opts){.lr = 0.1, .momentum = 0.9});
+    set_grad(f.w, G1);
+    tg_optimizer_step(o);
+    expect_param(f.w, (double[]){0.5 - 0.1 * 0.3, -1.25 + 0.1 * 0.7, 2.0 - 0.1 * 1.5});
+    set_grad(f.w, G2);
+    tg_optimizer_step(o);
+    double b0 = 0.9 * 0.3 - 0.2, b1 = 0.9 * -0.7 + 0.4, b2 = 0.9 * 1.5 + 0.9;
+    expect_param(f.w, (double[]){0.5 - 0.1 * 0.3 - 0.1 * b0, -1.25 + 0.1 * 0.7 - 0.1 * b1,
+                                 2.0 - 0.1 * 1.5 - 0.1 * b2});
+    tg_optimizer_free(o);
+    drop(&f);
+    run_momentum(0.1, 0.9, 0, 0, false);
+}
+
+static void test_sgd_dampening(void **state) { run_momentum(0.05, 0.8, 0.3, 0, false); }
+static void test_sgd_nesterov(void **state) { run_momentum(0.05, 0.9, 0, 0, true); }
+static void test_sgd_weight_decay(void **state)
+{
+    run_momentum(0.1, 0, 0, 0.01, false);   /* plain SGD with L2 */
+    run_momentum(0.1, 0.9, 0.1, 0.05, false);
+    run_momentum(0.1, 0.9, 0, 0.05, true);
+}
+
+/* ---- Adam ------------------------------------------------------------------------------------- */
+/* m_t = β1·m + (1-β1)·g;  v_t = β2·v + (1-β2)·g²;  m̂ = m_t/(1-β1^t);  v̂ = v_t/(1-β2^t);
+ * p -= lr·m̂/(sqrt(v̂) + eps). Weight decay: g += wd·p, or (decoupled) p *= 1 - lr·wd first. */
+static void run_adam(tg_adam_opts a)
+{
+    fixture f = make();
+    tg_optimizer *o = tg_adam_new(&f.ps, a);
+    const double *gs[3] = {G1, G2, G3};
+    double p[N], m[N] = {0}, v[N] = {0};
+    memcpy(p, P0, sizeof p);
+    for (int t = 1; t <= 3; t++) {
+        set_grad(f.w, gs[t - 1]);
+        tg_optimizer_step(o);
+        for (int i = 0; i < N; i++) {
+            double g = gs[t - 1][i];
+            if (a.decoupled) p[i] *= 1 - a.lr * a.weight_decay;
+            else g += a.weight_decay * p[i];
+            m[i] = a.beta1 * m[i] + (1 - a.beta1) * g;
+            v[i] = a.beta2 * v[i] + (1 - a.beta2) * g * g;
+            double mhat = m[i] / (1 - pow(a.beta1, t)), vhat = v[i] / (1 - pow(a.beta2, t));
+            p[i] -= a.lr * mhat / (sqrt(vhat) + a.eps);
+        }
+        expect_param(f.w, p);
+    }
+    tg_optimizer_free(o);
+    drop(&f);
+}
+
+static void test_adam_first_two_steps(void **state)
+{
+    /* First step by hand: m̂ = g and v̂ = g², so p moves by lr·g/(|g| + eps) ≈ lr·sign(g): the
+     * bias correction is what makes the first step full-sized. */
+    fixture f = make();
+    tg_adam_opts a = tg_adam_defaults();
+    assert_near(a.lr, 1e-3, 0);
+    assert_near(a.beta1, 0.9, 0);
+    assert_near(a.beta2, 0.999, 0);
+    assert_near(a.eps, 1e-8, 0);
+    a.lr = 0.01;
+    tg_optimizer *o = tg_adam_new(&f.ps, a);
+    set_grad(f.w, G1);
+    tg_optimizer_step(o);
+    double p1[N];
+    for (int i = 0; i < N; i++) p1[i] = P0[i] - 0.01 * G1[i] / (fabs(G1[i]) + 1e-8);
+    expect_param(f.w, p1);
+    /* Second step: m = 0.09 g1 + 0.1 g2, v = 0.000999 g1² + 0.001 g2², corrections 0.19, 0.001999. */
+    set_grad(f.w, G2);
+    tg_optimizer_step(o);
+    double p2[N];
+    for (int i = 0; i < N; i++) {
+        double m = 0.9 * 0.1 * G1[i] + 0.1 * G2[i];
+        double v = 0.999 * 0.001 * G1[i] * G1[i] + 0.001 * G2[i] * G2[i];
+        p2[i] = p1[i] - 0.01 * (m / 0.19) / (sqrt(v / (1 - 0.999 * 0.999)) + 1e-8);
+    }
+    expect_param(f.w, p2);
+    tg_optimizer_free(o);
+    drop(&f);
+    run_adam(a);
+}
+
+static void test_adam_options(void **state)
+{
+    run_adam((tg_adam_opts){.lr = 0.05, .beta1 = 0.8, .beta2 = 0.99, .eps = 1e-3});
+    run_adam((tg_adam_opts){.lr = 0.05, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
+                            .weight_decay = 0.1});
+    run_adam((tg_adam_opts){.lr = 0.05, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
+                            .weight_decay = 0.1, .decoupled = true});
+}
+
+/* ---- shared behaviour ------------------------------------------------------------------------- */
+/* A parameter no backward reached (grad NULL) is skipped; its state starts at its own first
+ * update, like PyTorch's lazily created state. */
+static void test_params_without_grad_skipped(void **state)
+{
+    tg_tensor *a = tg_set_requires_grad(tg_from_data(TG_F64, TG_SHAPE(N), P0), true);
+    tg_tensor *b = tg_set_requires_grad(tg_from_data(TG_F64, TG_SHAPE(N), P0), true);
+    tg_param_list ps = {0};
+    tg_param_list_add(&ps, "a", a);
+    tg_param_list_add(&ps, "b", b);
+    for (int kind = 0; kind < 2; kind++) {
+        tg_fill_(a, 1.0);
+        for (int i = 0; i < N; i++) tg_set_flat(b, i, P0[i]);
+        tg_free(a->grad);
+        tg_free(b->grad);
+        a->grad = b->grad = NULL;
+        tg_optimizer *o = kind == 0 ? tg_sgd_new(&ps, (tg_sgd_opts){.lr = 0.1, .momentum = 0.9})
+                                    : tg_adam_new(&ps, tg_adam_defaults());
+        set_grad(a, G1);
+        tg_optimizer_step(o);
+        tg_optimizer_step(o);
+        expect_param(b, P0); /* untouched */
+        /* b's first update behaves like a first step. */
+        set_grad(b, G1);
+        tg_fill_(a->grad, 0.0);
+        tg_optimizer_step(o);
+        double p[N];
+        for (int i = 0; i < N; i++)
+            p[i] = kind == 0 ? P0[i] - 0.1 * G1[i] : P0[i] - 1e-3 * G1[i] / (fabs(G1[i]) + 1e-8);
+        expect_param(b, p);
+        tg_optimizer_free(o);
+    }
+    tg_param_list_free(&ps);
+    tg_free(a);
+    tg_free(b);
+}
+
+static void test_zero_grad_lr_schedule(void **state)
+{
+    fixture f = make();
+    tg_optimizer *o = tg_sgd_new(&f.ps, (tg_sgd_opts){.lr = 0.1});
+    set_grad(f.w, G1);
+    tg_optimizer_zero_grad(o);
+    for (int i = 0; i < N; i++) assert_near(tg_get_flat(f.w->grad, i), 0.0, 0);
+    assert_near(tg_optimizer_lr(o), 0.1, 0);
+    tg_optimizer_set_lr(o, 0.5);
+    assert_near(tg_optimizer_lr(o), 0.5, 0);
+    set_grad(f.w, G1);
+    tg_optimizer_step(o);
+    expect_param(f.w, (double[]){0.5 - 0.5 * 0.3, -1.25 + 0.5 * 0.7, 2.0 - 0.5 * 1.5});
+    /* StepLR(step_size=3, gamma=0.1): epochs 0-2 at base, 3-5 at base/10, 6 at base/100. */
+    const double expected[] = {1, 1, 1, 0.1, 0.1, 0.1, 0.01};
+    for (int e = 0; e < 7; e++) {
+        assert_near(tg_lr_step_decay(1.0, e, 3, 0.1), expected[e], 1e-15);
+        assert_near(tg_optimizer_step_decay(o, 0.2, e, 3, 0.1), 0.2 * expected[e], 1e-15);
+        assert_near(tg_optimizer_lr(o), 0.2 * expected[e], 1e-15);
+    }
+    tg_optimizer_free(o);
+    drop(&f);
+}
+
+/* float32 parameters are updated in float32 arithmetic. */
+static void test_sgd_float32(void **state)
+{
+    tg_tensor *w = tg_set_requires_grad(tg_full(TG_F32, TG_SHAPE(1), 1.1), true);
+    tg_param_list ps = {0};
+    tg_param_list_add(&ps, "w", w);
+    tg_optimizer *o = tg_sgd_new(&ps, (tg_sgd_opts){.lr = 0.1});
+    set_grad(w, (double[]){0.3});
+    tg_optimizer_step(o);
+    float expected = 1.1f - 0.1f * 0.3f;
+    assert_memory_equal(w->data, &expected, sizeof expected);
+    tg_optimizer_free(o);
+    tg_param_list_free(&ps);
+    tg_free(w);
+}
+
+/* State is allocated with the optimizer: step() makes no heap allocation, ever. */
+static void test_no_allocation_in_step(void **state)
+{
+    tg_rng rng;
+    tg_rng_seed(&rng, 1);
+    tg_module *net = tg_feedforward_new(4, 3, 8, 1, "relu", 0.0, tg_init_pytorch(), &rng);
+    tg_param_list ps = {0};
+    tg_module_parameters(net, &ps);
+    for (int i = 0; i < ps.n; i++)
+        set_grad(ps.tensors[i], (double[64]){0.1, 0.2, 0.3});
+    for (int kind = 0; kind < 2; kind++) {
+        tg_optimizer *o = kind ? tg_adam_new(&ps, tg_adam_defaults())
+                               : tg_sgd_new(&ps, (tg_sgd_opts){.lr = 0.1, .momentum = 0.9,
+                                                               .weight_decay = 1e-4});
+        uint64_t before = tg_alloc_count();
+        for (int s = 0; s < 5; s++) {
+            tg_optimizer_step(o);
+            tg_optimizer_zero_grad(o);
+        }
+        assert_int_equal(tg_alloc_count(), before);
+        tg_optimizer_free(o);
+    }
+    tg_param_list_free(&ps);
+    tg_module_free(net);
+}
+
+/* End to end: a Linear fitted to y = 2x - 1 by SGD with momentum through the ops. */
+static void test_fit_line(void **state)
+{
+    tg_module *lin = tg_linear_new(1, 1, true, tg_init_f64(tg_init_zeros()), NULL);
+    tg_param_list ps = {0};
+    tg_module_parameters(lin, &ps);
+    tg_optimizer *o = tg_sgd_new(&ps, (tg_sgd_opts){.lr = 0.1, .momentum = 0.5});
+    double xs[8], ys[8];
+    for (int i = 0; i < 8; i++) {
+        xs[i] = -1 + i * 0.25;
+        ys[i] = 2 * xs[i] - 1;
+    }
+    tg_tensor *x = tg_from_data(TG_F64, TG_SHAPE(8, 1), xs), *y = tg_from_data(TG_F64, TG_SHAPE(8, 1), ys);
+    double loss = 0;
+    for (int s = 0; s < 200; s++) {
+        tg_optimizer_zero_grad(o);
+        tg_tensor *l = tg_mse_loss(tg_module_forward(lin, x), y, TG_REDUCE_MEAN);
+        loss = tg_item(l);
+        tg_backward(l);
+        tg_optimizer_step(o);
+        tg_tape_reset();
+    }
+    assert_true(loss < 1e-10);
+    assert_near(tg_get_flat(tg_linear_weight(lin), 0), 2.0, 1e-5);
+    assert_near(tg_get_flat(tg_linear_bias(lin), 0), -1.0, 1e-5);
+    tg_optimizer_free(o);
+    tg_param_list_free(&ps);
+    tg_free(x);
+    tg_free(y);
+    tg_module_free(lin);
+}
+
+static void test_errors(void **state)
+{
+    fixture f = make();
+    EXPECT_ERROR("Nesterov", tg_sgd_new(&f.ps, (tg_sgd_opts){.lr = 0.1, .nesterov = true}));
+    EXPECT_ERROR("Nesterov", tg_sgd_new(&f.ps, (tg_sgd_opts){.lr = 0.1, .momentum = 0.9,
+                                                             .dampening = 0.1, .nesterov = true}));
+    EXPECT_ERROR("betas", tg_adam_new(&f.ps, (tg_adam_opts){.lr = 0.1, .beta1 = 1.0}));
+    EXPECT_ERROR("learning rate", tg_sgd_new(&f.ps, (tg_sgd_opts){.lr = -1}));
+    tg_param_list twice = {0};
+    tg_param_list_add(&twice, "a", f.w);
+    tg_param_list_add(&twice, "b", f.w);
+    EXPECT_ERROR("listed twice", tg_sgd_new(&twice, (tg_sgd_opts){.lr = 0.1}));
+    tg_param_list_free(&twice);
+    drop(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sgd_plain),
+        cmocka_unit_test(test_sgd_momentum_first_and_second_step),
+        cmocka_unit_test(test_sgd_dampening),
+        cmocka_unit_test(test_sgd_nesterov),
+        cmocka_unit_test(test_sgd_weight_decay),
+        cmocka_unit_test(test_adam_first_two_steps),
+        cmocka_unit_test(test_adam_options),
+        cmocka_unit_test(test_params_without_grad_skipped),
+        cmocka_unit_test(test_zero_grad_lr_schedule),
+        cmocka_unit_test(test_sgd_float32),
+        cmocka_unit_test(test_no_allocation_in_step),
+        cmocka_unit_test(test_fit_line),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

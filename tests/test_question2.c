@@ -1,0 +1,313 @@
+/* The Question 2 runner (examples/question2) end to end: it is run as a program, through popen,
+ * from $TG_BUILD/examples/question2 (default build/), and its output and files are checked.
+ *
+ * Short runs on a Fashion-MNIST subset (-limit / -eval_limit): together well under 30 s, most of
+ * it loading the data set. The accuracy floors are far below what these runs reach (logistic
+ * regression ~0.79, the mlp ~0.69 on the same subset) and far above chance (0.10), so they catch
+ * a broken model or training loop, not noise. The tests that need the data set are skipped, with
+ * a message, on a machine without it; the command-line tests never need it. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <tapegrad.h>
+
+#define DATA_DIR TG_FASHION_MNIST_DIR
+
+static char binary[1024];
+static char tmpdir[64];
+
+typedef struct {
+    int status;      /* exit status, or -1 if the program did not exit normally */
+    char out[65536]; /* stdout and stderr together */
+} run_result;
+
+/* Runs "question2 ARGS" (args already shell-quoted) and captures its output and exit status. */
+static run_result *run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static run_result *run(const char *fmt, ...)
+{
+    static run_result r;
+    char args[2048], cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", binary, args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(r.out, 1, sizeof r.out - 1, p);
+    r.out[n] = '\0';
+    int st = pclose(p);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return &r;
+}
+
+static bool have_data(void)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/train-images-idx3-ubyte.gz", DATA_DIR);
+    return access(path, R_OK) == 0;
+}
+
+#define NEED_DATA()                                                                     \
+    do {                                                                                \
+        if (!have_data()) {                                                             \
+            printf("skipped: %s holds no Fashion-MNIST files\n", DATA_DIR);             \
+            skip();                                                                     \
+        }                                                                               \
+    } while (0)
+
+/* The value after "key" in the program's machine-readable RESULT line. */
+static double result_field(const char *out, const char *key)
+{
+    const char *line = strstr(out, "RESULT ");
+    if (!line) fail_msg("no RESULT line in:\n%s", out);
+    char k[64];
+    snprintf(k, sizeof k, " %s=", key);
+    const char *p = strstr(line, k);
+    if (!p) fail_msg("RESULT line has no %s:\n%s", key, line);
+    return atof(p + strlen(k));
+}
+
+static long file_size(const char *dir, const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+static int count_lines(const char *dir, const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    int n = 0;
+    for (int c; (c = fgetc(f)) != EOF;) n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+/* The per-epoch lines ("    1      0.8068 ...") without their timing columns. */
+static void epoch_lines(const char *out, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    size_t used = 0;
+    for (const char *p = out; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        int e;
+        double a, b, c;
+        if (sscanf(p, "%d %lf %lf %lf", &e, &a, &b, &c) == 4 && used + 64 < len)
+            used += (size_t)snprintf(buf + used, len - used, "%d %.6f %.6f %.6f\n", e, a, b, c);
+        p += n + (nl != NULL);
+    }
+}
+
+/* ---- command line ------------------------------------------------------------------------------ */
+
+static void test_help_lists_every_flag(void **state)
+{
+    (void)state;
+    run_result *r = run("-h");
+    assert_int_equal(r->status, 0);
+    const char *flags[] = {"-epochs", "-batch_size", "-learning_rate", "-l2_decay", "-hidden_size",
+                           "-layers", "-dropout", "-activation", "-optimizer", "-data", "-seed",
+                           "-out", "-threads", "-limit", "-fast", "-jobs", "sweep"};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        if (!strstr(r->out, flags[i])) fail_msg("-h does not mention %s:\n%s", flags[i], r->out);
+    assert_non_null(strstr(r->out, "default: 20"));     /* epochs */
+    assert_non_null(strstr(r->out, "default: 0.01"));   /* learning rate */
+    assert_int_equal(run("--help")->status, 0);
+}
+
+/* Every bad command line exits with status 2 and a message naming what is wrong. */
+static void test_bad_values_are_rejected(void **state)
+{
+    (void)state;
+    static const struct { const char *args, *needle; } cases[] = {
+        {"", "give a model"},
+        {"svm", "unknown model 'svm'"},
+        {"mlp -epochs 0", "-epochs"},
+        {"mlp -epochs 2.5", "-epochs: '2.5' is not an integer"},
+        {"mlp --epochs=", "-epochs: empty value"},
+        {"mlp -learning_rate abc", "-learning_rate: 'abc' is not a finite number"},
+        {"mlp -learning_rate 0", "-learning_rate"},
+        {"mlp -learning_rate nan", "-learning_rate"},
+        {"mlp -l2_decay -1", "-l2_decay"},
+        {"mlp -dropout 1", "-dropout"},
+        {"mlp --dropout=-0.1", "-dropout"},
+        {"mlp -activation sigmoid", "-activation: 'sigmoid' is not one of relu, tanh"},
+        {"mlp -optimizer rmsprop", "-optimizer"},
+        {"mlp -batch_size 0", "-batch_size"},
+        {"mlp -hidden_size x", "-hidden_size"},
+        {"mlp -layers 0", "-layers"},
+        {"mlp -threads 0", "-threads"},
+        {"mlp -limit -5", "-limit"},
+        {"mlp -seed -1", "-seed"},
+        {"mlp -bogus 3", "unknown flag '-bogus'"},
+        {"mlp -epochs", "-epochs needs a value"},
+        {"mlp extra", "unexpected argument 'extra'"},
+        {"mlp -jobs 2", "-jobs is for sweeps"},
+        {"sweep", "sweep: say which"},
+        {"sweep 2.4", "unknown grid '2.4'"},
+        {"sweep grid", "give the model"},
+        {"sweep grid mlp -dropout 0.3,2", "-dropout"},
+        {"sweep 2.2 -epochs 0", "-epochs"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        run_result *r = run("%s -data /nonexistent -out %s/never", cases[i].args, tmpdir);
+        if (r->status != 2)
+            fail_msg("'question2 %s' exited with %d, expected 2; output:\n%s", cases[i].args,
+                     r->status, r->out);
+        if (!strstr(r->out, cases[i].needle))
+            fail_msg("'question2 %s': message does not mention \"%s\":\n%s", cases[i].args,
+                     cases[i].needle, r->out);
+        if (!strstr(r->out, "question2 -h"))
+            fail_msg("'question2 %s': message does not point to -h:\n%s", cases[i].args, r->out);
+    }
+    /* Nothing was started, so nothing was written. */
+    char never[128];
+    snprintf(never, sizeof never, "%s/never", tmpdir);
+    assert_int_not_equal(access(never, F_OK), 0);
+}
+
+/* A data folder without the files is an input error: exit status 1, the path in the message. */
+static void test_missing_data_is_an_input_error(void **state)
+{
+    (void)state;
+    run_result *r = run("mlp -fast -data %s/no-such-folder -out %s/nodata", tmpdir, tmpdir);
+    assert_int_equal(r->status, 1);
+    if (!strstr(r->out, "no-such-folder")) fail_msg("message does not name the folder:\n%s", r->out);
+}
+
+/* ---- training ---------------------------------------------------------------------------------- */
+
+static void test_logistic_regression_fast(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    char out[128];
+    snprintf(out, sizeof out, "%s/lr", tmpdir);
+    run_result *r = run("logistic_regression -fast -out %s", out);
+    if (r->status != 0) fail_msg("exit %d:\n%s", r->status, r->out);
+    printf("%s", r->out);
+    assert_non_null(strstr(r->out, "BLIS"));                       /* the BLAS line first */
+    assert_non_null(strstr(r->out, "batch 1, lr 0.01"));           /* the homework's defaults */
+    double valid = result_field(r->out, "valid_acc"), test = result_field(r->out, "test_acc");
+    if (!(valid > 0.70 && test > 0.70))
+        fail_msg("logistic regression reached valid %.4f, test %.4f (expected > 0.70)", valid, test);
+    /* The hot loop makes no heap allocation once warm. */
+    assert_non_null(strstr(r->out, "steady-state training steps (epochs 2..2): 0\n"));
+    assert_int_equal(count_lines(out, "metrics.csv"), 3); /* header + 2 epochs */
+    assert_int_equal(count_lines(out, "metrics.jsonl"), 2);
+    assert_true(file_size(out, "summary.json") > 100);
+    assert_true(file_size(out, "loss.png") > 1000);
+    assert_true(file_size(out, "accuracy.png") > 1000);
+}
+
+/* The mlp with the --flag=value spelling, twice with one seed: identical curves; another seed
+ * gives other curves. */
+static void test_mlp_fast_is_deterministic(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    static char a[4096], b[4096], c[4096];
+    run_result *r = run("mlp --limit=3000 --eval_limit=1000 --epochs=2 --seed=7 -out %s/mlp1", tmpdir);
+    if (r->status != 0) fail_msg("exit %d:\n%s", r->status, r->out);
+    printf("%s", r->out);
+    assert_non_null(strstr(r->out, "batch 16, lr 0.01, l2 0, sgd, hidden 100 x 1, relu, dropout 0.3"));
+    double valid = result_field(r->out, "valid_acc");
+    if (!(valid > 0.55)) fail_msg("mlp reached valid %.4f (expected > 0.55)", valid);
+    assert_non_null(strstr(r->out, "(epochs 2..2): 0\n"));
+    epoch_lines(r->out, a, sizeof a);
+    r = run("mlp -limit 3000 -eval_limit 1000 -epochs 2 -seed 7 -out %s/mlp2", tmpdir);
+    assert_int_equal(r->status, 0);
+    epoch_lines(r->out, b, sizeof b);
+    r = run("mlp -limit 3000 -eval_limit 1000 -epochs 2 -seed 8 -out %s/mlp3", tmpdir);
+    assert_int_equal(r->status, 0);
+    epoch_lines(r->out, c, sizeof c);
+    assert_true(strlen(a) > 20);
+    assert_string_equal(a, b);
+    assert_string_not_equal(a, c);
+}
+
+/* Sweep 2.1 on a small subset in two processes: one folder per learning rate, report and charts. */
+static void test_sweep_2_1(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    char out[128];
+    snprintf(out, sizeof out, "%s/sweep", tmpdir);
+    run_result *r = run("sweep 2.1 -limit 1000 -eval_limit 500 -epochs 1 -jobs 2 -quiet -out %s", out);
+    printf("%s", r->out);
+    if (r->status != 0) fail_msg("exit %d:\n%s", r->status, r->out);
+    const char *dirs[] = {"2.1-lr0.001", "2.1-lr0.01", "2.1-lr0.1"};
+    for (int i = 0; i < 3; i++) {
+        char sub[256];
+        snprintf(sub, sizeof sub, "%s/%s", out, dirs[i]);
+        assert_int_equal(count_lines(sub, "metrics.csv"), 2);
+        assert_true(file_size(sub, "accuracy.png") > 1000);
+    }
+    assert_true(file_size(out, "2.1_lr_valid_acc.png") > 1000);
+    assert_true(file_size(out, "2.1_lr_loss.png") > 1000);
+    char path[256];
+    snprintf(path, sizeof path, "%s/report.md", out);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    static char md[16384];
+    md[fread(md, 1, sizeof md - 1, f)] = '\0';
+    fclose(f);
+    assert_non_null(strstr(md, "## Question 2.1"));
+    assert_non_null(strstr(md, "learning_rate 0.001"));
+    assert_non_null(strstr(md, "learning_rate 0.1"));
+    assert_non_null(strstr(md, "Best by final validation accuracy"));
+    assert_non_null(strstr(md, "![2.1_lr_valid_acc.png]"));
+    assert_null(strstr(md, "failed"));
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    const char *build = getenv("TG_BUILD");
+    snprintf(binary, sizeof binary, "%s/examples/question2", build && *build ? build : "build");
+    if (access(binary, X_OK) != 0) {
+        fprintf(stderr, "test_question2: %s is not built (make builds it; TG_BUILD names the "
+                        "build folder)\n", binary);
+        return -1;
+    }
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/tg_test_question2_XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_help_lists_every_flag),
+        cmocka_unit_test(test_bad_values_are_rejected),
+        cmocka_unit_test(test_missing_data_is_an_input_error),
+        cmocka_unit_test(test_logistic_regression_fast),
+        cmocka_unit_test(test_mlp_fast_is_deterministic),
+        cmocka_unit_test(test_sweep_2_1),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
