@@ -187,6 +187,7 @@ tg_tensor *tg_set_requires_grad(tg_tensor *t, bool requires_grad)
 
 tg_tensor *tg_set_name(tg_tensor *t, const char *name)
 {
+    tg__check_live(t, "tg_set_name");
     t->name = name;
     return t;
 }

@@ -145,7 +145,7 @@ tg_status tg_idx_load_images(const char *path, tg_tensor **images, int *rows, in
 tg_status tg_idx_load_labels(const char *path, tg_tensor **labels)
 {
     *labels = NULL;
-    uint32_t dims[1] = {0};
+    uint32_t dims[3] = {0}; /* idx_open may name dims[1..2] in messages */
     size_t item = 0;
     tg__reader r;
     tg_status st = idx_open(&r, path, IDX_LABELS, dims, &item);

@@ -2,7 +2,7 @@
 # Runs every cmocka test binary of a build folder, then prints one closing line with the totals.
 set -u
 build=${1:-build}
-passed=0; failed=0; bad_bins=()
+passed=0; failed=0; gradchecked=0; bad_bins=()
 for t in "$build"/tests/test_*; do
   [ -x "$t" ] || continue
   echo "== $(basename "$t")"
@@ -10,7 +10,8 @@ for t in "$build"/tests/test_*; do
   echo "$out"
   p=$(echo "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END {print s+0}')
   f=$(echo "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END {print s+0}')
-  passed=$((passed + p)); failed=$((failed + f))
+  g=$(echo "$out" | grep -c '^gradcheck ok:')
+  passed=$((passed + p)); failed=$((failed + f)); gradchecked=$((gradchecked + g))
   if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then failed=$((failed + 1)); fi
   [ $rc -ne 0 ] && bad_bins+=("$(basename "$t")")
 done
@@ -36,6 +37,7 @@ for ex in perceptron logistic_regression mlp quadratic_net relu_max xor_interval
 done
 # ---- end of examples ------------------------------------------------------------------------------
 echo
+echo "gradient checks passed (float64, one line 'gradcheck ok:' each above): $gradchecked"
 [ ${#bad_bins[@]} -gt 0 ] && echo "failing: ${bad_bins[*]}"
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ] && [ ${#bad_bins[@]} -eq 0 ]
