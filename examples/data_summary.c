@@ -1,6 +1,9 @@
-/* Loads Fashion-MNIST and prints the size and class counts of each split, and how long loading
- * took. Usage: data_summary [DIR]   (default: $TG_DATA_DIR, else /usr/share/datasets/fashion-mnist)
+/* Loads Fashion-MNIST, prints the size and class counts of each split and how long loading took,
+ * and draws the class counts of the three splits as a chart (data_summary_classes.png).
+ * Usage: data_summary [DIR [CHART.png]]
+ *        (DIR default: $TG_DATA_DIR, else /usr/share/datasets/fashion-mnist)
  * Exits with status 1 and the loader's message when the files are missing or malformed. */
+#include <math.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -20,12 +23,13 @@ static double now(void)
 
 int main(int argc, char **argv)
 {
-    if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
-        fprintf(stderr, "usage: %s [DIR]  (an MNIST-style directory; default %s)\n", argv[0],
+    if (argc > 3 || (argc >= 2 && argv[1][0] == '-')) {
+        fprintf(stderr, "usage: %s [DIR [CHART.png]]  (an MNIST-style directory; default %s)\n", argv[0],
                 TG_FASHION_MNIST_DIR);
         return 2;
     }
-    tg_mnist_opts opts = {.dir = argc == 2 ? argv[1] : NULL};
+    tg_mnist_opts opts = {.dir = argc >= 2 ? argv[1] : NULL};
+    const char *chart_path = argc == 3 ? argv[2] : "data_summary_classes.png";
     tg_mnist m;
     double t0 = now();
     if (tg_mnist_load(&opts, &m) != TG_OK) {
@@ -49,6 +53,20 @@ int main(int argc, char **argv)
            (long long)tg_dataset_size(&m.val), (long long)tg_dataset_size(&m.test));
     printf("features per image: %lld; pixels scaled to [0, 1]\n",
            (long long)(m.train.x->ndim > 1 ? m.train.x->shape[1] : 1));
+
+    /* the class counts per split as a chart: x = class index, one series per split */
+    double x[256], ys[3][256];
+    tg_chart chart = {.title = "Class counts per split", .xlabel = "class",
+                      .ylabel = "images", .n_series = 3, .y_min = 0, .y_max = NAN};
+    for (int s = 0; s < 3; s++) {
+        for (int c = 0; c < k; c++) x[c] = c, ys[s][c] = (double)counts[s][c];
+        chart.series[s] = (tg_series){.name = names[s], .x = x, .y = ys[s], .n = k, .markers = true};
+    }
+    if (tg_chart_write_png(&chart, chart_path, 800, 500) != TG_OK) {
+        fprintf(stderr, "data_summary: %s\n", tg_status_message());
+        return 1;
+    }
+    printf("chart: %s\n", chart_path);
 
     /* one shuffled pass over the training split, to show what an epoch of batching costs */
     tg_rng rng;

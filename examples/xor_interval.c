@@ -22,11 +22,11 @@ static tg_tensor *all_sign_vectors(int d)
 }
 
 /* Wrong signs of the net's output on every row of x against target(row sum). */
-static int64_t errors(tg_module *net, tg_tensor *x, int a, int b)
+static long errors(tg_module *net, tg_tensor *x, int a, int b)
 {
     bool grad = tg_set_grad_enabled(false);
     tg_tensor *out = tg_module_forward(net, x);
-    int64_t wrong = 0, d = x->shape[1];
+    long wrong = 0, d = (long)x->shape[1];
     for (int64_t r = 0; r < x->shape[0]; r++) {
         double s = 0;
         for (int64_t k = 0; k < d; k++) s += tg_get_flat(x, r * d + k);
@@ -48,6 +48,7 @@ int main(int argc, char **argv)
     bool fast = ex_flag(argc, argv, "--fast");
     int epochs = ex_count(argc, argv, "--epochs", fast ? 300 : 500);
     int d = ex_count(argc, argv, "--dim", 8);
+    if (d > 16) return fprintf(stderr, "%s: --dim must be <= 16\n", argv[0]), 2;
     tg_rng rng;
     tg_rng_seed(&rng, (uint64_t)ex_num(argc, argv, "--seed", 42));
 
@@ -56,8 +57,8 @@ int main(int argc, char **argv)
     tg_linear_set(tg_module_child(hand, "0"), (double[]){1, 1, -1, -1}, NULL);
     tg_linear_set(tg_module_child(hand, "2"), (double[]){-1, -1}, (double[]){1});
     tg_tensor *x2 = all_sign_vectors(2);
-    int64_t hand_wrong = errors(hand, x2, 0, 0);
-    printf("hand-set XOR: %lld errors on the 4 inputs\n", (long long)hand_wrong);
+    long hand_wrong = errors(hand, x2, 0, 0);
+    printf("hand-set XOR: %ld errors on the 4 inputs\n", hand_wrong);
 
     /* Learned XOR: 4 hidden ReLUs, logistic loss log(1 + exp(-y z)), Adam on the 4 points. */
     tg_module *net = two_layer(2, 4, tg_init_f64(tg_init_pytorch()), &rng);
@@ -76,15 +77,15 @@ int main(int argc, char **argv)
         tg_optimizer_step(adam);
         tg_tape_reset();
     }
-    int64_t learned_wrong = errors(net, x2, 0, 0);
-    printf("learned XOR (%d full-batch Adam steps): loss %.4g, %lld errors\n", epochs,
-           curve[epochs - 1], (long long)learned_wrong);
+    long learned_wrong = errors(net, x2, 0, 0);
+    printf("learned XOR (%d full-batch Adam steps): loss %.4g, %ld errors\n", epochs,
+           curve[epochs - 1], learned_wrong);
     ex_plot(ex_path(argc, argv, "xor_loss.png"), "Learning XOR with 4 ReLUs", "logistic loss",
             true, 1, NULL, (const double *[]){curve}, epochs);
 
     /* Interval networks, checked on all 2^D inputs for every integer interval [A, B] of [-D, D]. */
     tg_tensor *xd = all_sign_vectors(d);
-    int64_t interval_wrong = 0, intervals = 0;
+    long interval_wrong = 0, intervals = 0;
     double *ones = calloc((size_t)2 * d, sizeof *ones);
     for (int k = 0; k < d; k++) ones[k] = 1, ones[d + k] = -1;
     for (int a = -d; a <= d; a++)
@@ -95,17 +96,12 @@ int main(int argc, char **argv)
             interval_wrong += errors(iv, xd, a, b);
             tg_module_free(iv);
         }
-    printf("interval networks, D = %d: %lld intervals x %lld inputs, %lld errors\n", d,
-           (long long)intervals, (long long)xd->shape[0], (long long)interval_wrong);
+    printf("interval networks, D = %d: %ld intervals x %ld inputs, %ld errors\n", d, intervals,
+           1L << d, interval_wrong);
 
-    free(ones);
-    tg_optimizer_free(adam);
-    tg_param_list_free(&params);
-    tg_free(xd), tg_free(x2), tg_free(y);
-    tg_module_free(net), tg_module_free(hand);
-    if (!fast) return 0;
-    return ex_verdict(hand_wrong + learned_wrong + interval_wrong == 0,
-                      "xor_interval: hand-set XOR %lld, learned XOR %lld, interval nets %lld errors "
-                      "(need 0 each)", (long long)hand_wrong, (long long)learned_wrong,
-                      (long long)interval_wrong);
+    free(ones), tg_optimizer_free(adam), tg_param_list_free(&params);
+    tg_free(xd), tg_free(x2), tg_free(y), tg_module_free(net), tg_module_free(hand);
+    return !fast ? 0 : ex_verdict(hand_wrong + learned_wrong + interval_wrong == 0, "xor_interval: "
+                                  "errors: hand-set XOR %ld, learned XOR %ld, interval nets %ld "
+                                  "(need 0 each)", hand_wrong, learned_wrong, interval_wrong);
 }
