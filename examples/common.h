@@ -10,7 +10,6 @@
 #include <string.h>
 #include <time.h>
 #include <tapegrad.h>
-#include <tg/plot.h>
 
 static inline bool ex_flag(int argc, char **argv, const char *name)
 {

@@ -106,8 +106,8 @@ int main(int argc, char **argv)
         double d2 = pow(tg_get_flat(b, 0) - theta[D], 2);
         for (int k = 0; k < D; k++) d2 += pow(tg_get_flat(w, k) - theta[k], 2);
         dist[e] = sqrt(d2), lin[e] = mse(linear, x_test, y_test), net[e] = mse(mlp, x_test, y_test);
-        printf("epoch %3d  |θ - θ*| %.2e  test MSE: linear %.4f  MLP %.4f\n", e + 1, dist[e], lin[e],
-               net[e]);
+        printf("epoch %3d  |θ - θ*| %.2e  test MSE: linear %.4f  MLP %.4f\n", e + 1, dist[e],
+               lin[e], net[e]);
     }
     ex_plot(ex_path(argc, argv, "regression_ridge_distance.png"), "Linear regression vs ridge",
             "|θ - θ*|", true, 1, NULL, (const double *[]){dist}, epochs);

@@ -49,7 +49,7 @@ int main(int argc, char **argv)
     tg_linear_set(tg_module_child(hand, "2"), w2, NULL);
     double mse, hand_worst;
     max_errors(hand, 10000, 1000, &rng, &mse, &hand_worst);
-    printf("hand-set network on 10,000 points of [-1000, 1000]^2: largest error %.3g\n", hand_worst);
+    printf("hand-set network, 10,000 points of [-1000, 1000]^2: largest error %.3g\n", hand_worst);
 
     /* Learn it: 1,000 fixed training points, mini-batches of 16, Adam. */
     tg_module *net = relu_net(tg_init_f64(tg_init_pytorch()), &rng);
