@@ -5,6 +5,7 @@
  *   - heap allocations per step after warm-up
  *   - GFLOP/s of tg_matmul on the shapes of a batch-16 MLP step and on 256x784·784x1024
  * Every figure is the median of several repetitions. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,22 +88,25 @@ static double logreg_step_us(double *allocs)
     return median(t, REPS);
 }
 
-/* GFLOP/s of the forward product x[M,K]·W[N,K]ᵀ as tg_linear computes it (no bias). */
-static double matmul_gflops(int64_t M, int64_t K, int64_t N)
+/* GFLOP/s of tg_matmul (a [M,K] · b [K,N]) or of tg_linear (x [M,K] · W[N,K]ᵀ, no bias), the
+ * product every nn.Linear forward makes. */
+static double matmul_gflops(int64_t M, int64_t K, int64_t N, bool linear)
 {
-    tg_tensor *x = tg_rand_normal(TG_F32, TG_SHAPE(M, K), 0, 1, NULL);
-    tg_tensor *w = tg_rand_normal(TG_F32, TG_SHAPE(N, K), 0, 1, NULL);
+    tg_tensor *a = tg_rand_normal(TG_F32, TG_SHAPE(M, K), 0, 1, NULL);
+    tg_tensor *b = linear ? tg_rand_normal(TG_F32, TG_SHAPE(N, K), 0, 1, NULL)
+                          : tg_rand_normal(TG_F32, TG_SHAPE(K, N), 0, 1, NULL);
     double flops = 2.0 * (double)(M * K * N), t[REPS];
-    int iters = (int)(2e9 / flops) + 1;
+    int iters = (int)(4e9 / flops) + 1;
     for (int r = 0; r < REPS; r++) {
         double t0 = now();
         for (int it = 0; it < iters; it++) {
-            tg_linear(x, w, NULL);
+            if (linear) tg_linear(a, b, NULL);
+            else tg_matmul(a, b);
             tg_tape_reset();
         }
         t[r] = flops * iters / (now() - t0) / 1e9;
     }
-    tg_free(x), tg_free(w);
+    tg_free(a), tg_free(b);
     return median(t, REPS);
 }
 
@@ -118,14 +122,18 @@ int main(int argc, char **argv)
     printf("logistic regression step, batch 1:     %8.2f us/step\n", us);
     printf("heap allocations per step (steady):    %8.3f        (goal 0)\n", allocs);
     const int64_t shapes[][3] = {{16, 784, 100}, {16, 100, 10}, {1, 784, 10}, {256, 784, 1024}};
+    printf("%-24s %-8s %16s %16s\n", "product (M x K . K x N)", "threads", "tg_matmul", "tg_linear");
     for (int s = 0; s < 4; s++) {
         for (int th = 1; th <= threads; th++) {
             tg_set_num_threads(th);
-            printf("matmul %4lldx%-4lld . %4lldx%-4lld  %d thread%s: %7.1f GFLOP/s\n",
-                   (long long)shapes[s][0], (long long)shapes[s][1], (long long)shapes[s][1],
-                   (long long)shapes[s][2], th, th > 1 ? "s" : " ",
-                   matmul_gflops(shapes[s][0], shapes[s][1], shapes[s][2]));
+            char name[64];
+            snprintf(name, sizeof name, "%lldx%lld . %lldx%lld", (long long)shapes[s][0],
+                     (long long)shapes[s][1], (long long)shapes[s][1], (long long)shapes[s][2]);
+            double mm = matmul_gflops(shapes[s][0], shapes[s][1], shapes[s][2], false);
+            double lin = matmul_gflops(shapes[s][0], shapes[s][1], shapes[s][2], true);
+            printf("%-24s %-8d %9.1f GFLOP/s %9.1f GFLOP/s\n", name, th, mm, lin);
         }
     }
+    printf("(GFLOP/s are medians of %d runs; this machine's peak: see bench_gemm)\n", REPS);
     return 0;
 }

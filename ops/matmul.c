@@ -105,11 +105,9 @@ tg_tensor *tg_linear(tg_tensor *x, tg_tensor *w, tg_tensor *b)
     }
     tg_tensor *y = tg__new_intermediate(x->dtype, TG_SHAPE(N, out));
     size_t row = (size_t)out * tg_dtype_size(x->dtype);
-    for (int64_t r = 0; r < N; r++) { /* start from the bias; the GEMM accumulates (beta = 1) */
-        if (b) memcpy((char *)y->data + r * row, b->data, row);
-        else memset((char *)y->data + r * row, 0, row);
-    }
-    gemm(x->dtype, false, true, N, out, in, x->data, in, w->data, in, 1, y->data, out);
+    for (int64_t r = 0; b && r < N; r++) /* start from the bias; the GEMM accumulates onto it */
+        memcpy((char *)y->data + r * row, b->data, row);
+    gemm(x->dtype, false, true, N, out, in, x->data, in, w->data, in, b ? 1 : 0, y->data, out);
     tg_tensor *inputs[3] = {x, w, b};
     tg__record(op, linear_backward, y, b ? 3 : 2, inputs);
     return y;
