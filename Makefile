@@ -12,17 +12,20 @@ MULTI   := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 BLIS_INC := /usr/include/$(MULTI)/blis-serial
 BLIS_LIB := /usr/lib/$(MULTI)/blis-serial
 
-OPT     ?= -O3 -march=native
+OPT     ?= -O3 -march=native -DNDEBUG -fno-math-errno
 SAN     ?=
 CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter \
            $(OPT) $(SAN) -g -fPIC -Iinclude -I. -isystem $(BLIS_INC) $(EXTRA_CFLAGS)
 LDFLAGS := $(SAN) -L$(BLIS_LIB) -Wl,-rpath,$(BLIS_LIB)
 LDLIBS  := -lblis -lzip -lz -llapacke -llapack -lstb -lpthread -lm
 
-LIB_SRC  := $(sort $(wildcard autograd/*.c ops/*.c nn/*.c optim/*.c data/*.c plot/*.c))
+LIB_SRC  := $(sort $(wildcard autograd/*.c ops/*.c nn/*.c optim/*.c data/*.c plot/*.c train/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(sort $(wildcard tests/test_*.c)))
 EX_BIN   := $(patsubst examples/%.c,$(BUILD)/examples/%,$(sort $(wildcard examples/*.c)))
+# A folder examples/NAME/ of .c files (a program too big for one file) is one program too.
+EX_DIRS  := $(sort $(patsubst examples/%/,%,$(dir $(wildcard examples/*/*.c))))
+EX_BIN   += $(EX_DIRS:%=$(BUILD)/examples/%)
 BENCH_BIN:= $(patsubst bench/%.c,$(BUILD)/bench/%,$(sort $(wildcard bench/*.c)))
 HEADERS  := $(wildcard include/*.h include/tg/*.h */*.h)
 SETUP    := $(BUILD)/.setup-done
@@ -52,6 +55,12 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libtapegrad.a $(HEADERS)
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libtapegrad.a $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libtapegrad.a $(LDLIBS)
+# All of a folder's files in one compiler call: small programs, and no object names to clash.
+.SECONDEXPANSION:
+$(EX_DIRS:%=$(BUILD)/examples/%): $(BUILD)/examples/%: $$(wildcard examples/$$*/*.c) \
+                                  $$(wildcard examples/$$*/*.h) $(BUILD)/libtapegrad.a $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^) $(BUILD)/libtapegrad.a $(LDLIBS)
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libtapegrad.a $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libtapegrad.a $(LDLIBS)

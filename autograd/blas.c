@@ -8,7 +8,7 @@
  *   re-created, and a call allocates nothing. docs/blas.md has the measurements behind the
  *   kernel choice and the split threshold. */
 #include "autograd/blas.h"
-#include "tg/core.h"
+#include "autograd/internal.h"
 
 #include <blis.h>
 #include <pthread.h>
@@ -19,10 +19,13 @@
 
 #define MAX_THREADS 64
 /* Products with fewer multiply-adds (M*N*K) than this stay on the calling thread. On a quiet
- * machine splitting pays from ~2^20 (batch-16 784x100 products: 1.5-1.9x on 2 threads); below,
- * the hand-over (~1 us spinning, 15-35 us from sleep) and BLIS's shared pools eat the gain. */
+ * machine splitting pays from ~2^20 (batch-16 784x100 products: 1.5-1.9x on 2 threads), but when
+ * another process holds the second core every split product waits ~250 us for the scheduler:
+ * end to end, the batch-16 MLP ran 5-6x slower on 2 threads with 2^20 (0.32 s vs 0.058 s per
+ * 10k examples) and as fast as 1 thread with 2^24. At ~100 GFLOP/s a 2^24 product takes ~300 us,
+ * about that wait, so smaller ones are never split. docs/blas.md has the figures. */
 #ifndef TG_BLAS_SPLIT_MIN_MNK
-#define TG_BLAS_SPLIT_MIN_MNK (1LL << 20)
+#define TG_BLAS_SPLIT_MIN_MNK (1LL << 24)
 #endif
 #define SPLIT_ALIGN 16 /* block edges on multiples of 16 elements (64-byte lines for f32) */
 
@@ -43,39 +46,72 @@ typedef struct {
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static atomic_int num_threads = 1;
-static char info_base[160];
-static char info[192];
+static char info_base[224];
+static char info[256];
 static pthread_mutex_t info_mu = PTHREAD_MUTEX_INITIALIZER;
 
+static atomic_bool info_ready; /* info_base written (BLIS initialised) */
+
 static void update_info(void) {
+    if (!atomic_load(&info_ready)) return; /* init() writes it once BLIS is up */
     int n = atomic_load(&num_threads);
     pthread_mutex_lock(&info_mu);
     snprintf(info, sizeof info, "%s, %d thread%s", info_base, n, n == 1 ? "" : "s");
     pthread_mutex_unlock(&info_mu);
 }
 
-/* Which kernels to ask for when the user did not say; reason names the feature that decided.
+static int clamp_threads(int n) { return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : n; }
+
+/* The thread count is set up apart from BLIS, so that tg_set_num_threads does not fix the kernel
+ * choice before a tg_blas_prefer call. */
+static pthread_once_t threads_once = PTHREAD_ONCE_INIT;
+static void init_threads(void) {
+    const char *env = getenv("TG_NUM_THREADS");
+    atomic_store(&num_threads, clamp_threads(env ? atoi(env) : 1));
+}
+
+/* Which kernels to ask for when the user did not say; reason names what decided.
  * skx (AVX-512) reaches 84-87% of peak on large products, twice haswell's; haswell (AVX2 + the
- * small-matrix "sup" path) is about 1.3x faster on a whole batch-16 MLP step. BLIS cannot mix
- * kernel sets per call through Debian's library, so we take the one that keeps large products
- * at full speed (the GEMM-bound experiments) and lose a little on small batches; the user picks
- * haswell with BLIS_ARCH_TYPE=3. Measurements: docs/blas.md. */
-static int auto_arch(const char **reason) {
+ * small-matrix "sup" path) is about 1.4x faster on a whole batch-16 MLP step. BLIS cannot mix
+ * kernel sets per call through Debian's library, so by default we take the one that keeps large
+ * products at full speed (the GEMM-bound experiments); tg_blas_prefer(TG_BLAS_SMALL_PRODUCTS)
+ * or BLIS_ARCH_TYPE=3 picks haswell. Measurements: docs/blas.md. */
+static int auto_arch(tg_blas_workload w, const char **reason) {
     __builtin_cpu_init();
+    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (w == TG_BLAS_SMALL_PRODUCTS && avx2)
+        return *reason = "tg_blas_prefer(small products): avx2+fma", ARCH_HASWELL;
     if (__builtin_cpu_supports("avx512f"))
-        return *reason = "avx512f", ARCH_SKX;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return *reason = "avx2+fma", ARCH_HASWELL;
-    *reason = "no avx2: BLIS's own detection";
+        return *reason = w == TG_BLAS_LARGE_PRODUCTS ? "tg_blas_prefer(large products): avx512f"
+                                                     : "auto: avx512f",
+               ARCH_SKX;
+    if (avx2) return *reason = "auto: avx2+fma", ARCH_HASWELL;
+    *reason = "auto: no avx2, BLIS's own detection";
     return -1; /* leave BLIS's own detection alone */
 }
 
-static void init(void) {
+/* The preference of tg_blas_prefer, read once by init(); `initialised` (under prefer_mu) tells a
+ * late tg_blas_prefer that it comes too late. */
+static pthread_mutex_t prefer_mu = PTHREAD_MUTEX_INITIALIZER;
+static tg_blas_workload preferred = TG_BLAS_AUTO;
+static bool initialised;
+
+static bool user_arch(void) {
     const char *user = getenv("BLIS_ARCH_TYPE");
-    const char *reason = "BLIS_ARCH_TYPE";
+    return user && *user;
+}
+
+static void init(void) {
+    pthread_mutex_lock(&prefer_mu);
+    tg_blas_workload w = preferred;
+    initialised = true;
+    pthread_mutex_unlock(&prefer_mu);
+
+    bool user = user_arch();
+    const char *reason = "user: BLIS_ARCH_TYPE";
     bool set_here = false;
-    if (!user || !*user) {
-        int id = auto_arch(&reason);
+    if (!user) {
+        int id = auto_arch(w, &reason);
         char buf[8];
         snprintf(buf, sizeof buf, "%d", id);
         /* BLIS reads the variable once, while it initialises: it must be set before bli_init. */
@@ -88,14 +124,23 @@ static void init(void) {
     const char *variant = bli_info_get_enable_openmp()     ? "openmp"
                           : bli_info_get_enable_pthreads() ? "pthreads"
                                                            : "serial";
-    snprintf(info_base, sizeof info_base, "BLIS %s (%s), kernels %s [%s: %s]",
-             bli_info_get_version_str(), variant, bli_arch_string(bli_arch_query_id()),
-             user && *user ? "user" : "auto", user && *user ? "BLIS_ARCH_TYPE" : reason);
-
-    const char *env = getenv("TG_NUM_THREADS");
-    int n = env ? atoi(env) : 1;
-    atomic_store(&num_threads, n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : n);
+    snprintf(info_base, sizeof info_base, "BLIS %s (%s), kernels %s [%s]",
+             bli_info_get_version_str(), variant, bli_arch_string(bli_arch_query_id()), reason);
+    pthread_once(&threads_once, init_threads);
+    atomic_store(&info_ready, true);
     update_info();
+}
+
+bool tg_blas_prefer(tg_blas_workload workload) {
+    if (workload != TG_BLAS_AUTO && workload != TG_BLAS_SMALL_PRODUCTS &&
+        workload != TG_BLAS_LARGE_PRODUCTS)
+        tg__fail("tg_blas_prefer: unknown workload %d; use TG_BLAS_AUTO, TG_BLAS_SMALL_PRODUCTS "
+                 "or TG_BLAS_LARGE_PRODUCTS", (int)workload);
+    pthread_mutex_lock(&prefer_mu);
+    bool ok = !initialised && !user_arch();
+    if (ok) preferred = workload;
+    pthread_mutex_unlock(&prefer_mu);
+    return ok;
 }
 
 static inline void ensure_init(void) { pthread_once(&init_once, init); }
@@ -106,13 +151,13 @@ const char *tg_blas_info(void) {
 }
 
 void tg_set_num_threads(int n) {
-    ensure_init();
-    atomic_store(&num_threads, n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : n);
+    pthread_once(&threads_once, init_threads);
+    atomic_store(&num_threads, clamp_threads(n));
     update_info();
 }
 
 int tg_get_num_threads(void) {
-    ensure_init();
+    pthread_once(&threads_once, init_threads);
     return atomic_load(&num_threads);
 }
 

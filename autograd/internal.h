@@ -77,6 +77,21 @@ bool tg__debug_checks_on(void);
 /* The records currently on the tape, in execution order. */
 tg_node *const *tg__tape_records(size_t *count);
 
+/* One xoshiro256** step on a state s[4]: tg_rng_next's body, inline for per-element loops
+ * (dropout masks) that keep the state in registers; the stream is the same as tg_rng_next's. */
+static inline uint64_t tg__xoshiro_next(uint64_t *s)
+{
+    uint64_t x = s[1] * 5, result = ((x << 7) | (x >> 57)) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = (s[3] << 45) | (s[3] >> 19);
+    return result;
+}
+
 /* Shared small helpers. */
 int tg__normalize_axis(int axis, int ndim, const char *op);
 size_t tg__bytes(const tg_tensor *t);

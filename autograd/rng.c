@@ -13,8 +13,6 @@ static uint64_t splitmix64(uint64_t *x)
     return z ^ (z >> 31);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
 void tg_rng_seed(tg_rng *rng, uint64_t seed)
 {
     if (!rng) rng = &global_rng;
@@ -22,20 +20,7 @@ void tg_rng_seed(tg_rng *rng, uint64_t seed)
         rng->s[i] = splitmix64(&seed);
 }
 
-uint64_t tg_rng_next(tg_rng *rng)
-{
-    if (!rng) rng = &global_rng;
-    uint64_t *s = rng->s;
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
+uint64_t tg_rng_next(tg_rng *rng) { return tg__xoshiro_next((rng ? rng : &global_rng)->s); }
 
 /* The top 53 bits give every double in [0, 1) on a 2^-53 grid. */
 double tg_rng_uniform(tg_rng *rng) { return (double)(tg_rng_next(rng) >> 11) * 0x1.0p-53; }

@@ -1,9 +1,10 @@
 /* What every example shares: command-line flags, a wall clock, accuracy on a data set, the
- * Fashion-MNIST subset of fast mode, and the fast-mode verdict. Kept out of the programs so each
- * one reads as its model; nothing here knows about any particular model. */
+ * Fashion-MNIST subset of fast mode, the metrics log, and the fast-mode verdict. Kept out of the
+ * programs so each one reads as its model; nothing here knows about any particular model. */
 #ifndef EXAMPLES_COMMON_H
 #define EXAMPLES_COMMON_H
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +84,29 @@ static inline void ex_plot(const char *path, const char *title, const char *ylab
         fprintf(stderr, "warning: %s\n", tg_status_message());
     else
         printf("wrote %s\n", path);
+}
+
+/* "<--out dir>/<name>_metrics.csv", one line per epoch (include/tg/train.h): the curves, which the
+ * charts can be redrawn from. A folder that cannot be written is an input error (exit status 2). */
+static inline tg_metrics_log *ex_metrics_log(int argc, char **argv, const char *name, int n_extra,
+                                             const char *const *extra_names)
+{
+    char file[256];
+    snprintf(file, sizeof file, "%s_metrics.csv", name);
+    tg_metrics_log *log;
+    tg_metrics_opts o = {.n_extra = n_extra, .extra_names = extra_names};
+    if (tg_metrics_log_open(&log, ex_path(argc, argv, file), NULL, &o) != TG_OK) {
+        fprintf(stderr, "%s: %s\n", argv[0], tg_status_message());
+        exit(2);
+    }
+    return log;
+}
+
+/* One epoch into the log; a failed write is reported, not fatal (like a chart's). */
+static inline void ex_log_epoch(tg_metrics_log *log, tg_epoch_metrics m)
+{
+    if (tg_metrics_log_write(log, &m) != TG_OK)
+        fprintf(stderr, "warning: %s\n", tg_status_message());
 }
 
 /* Fraction of rows whose argmax score is the label, evaluated without recording. */

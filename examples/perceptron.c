@@ -8,6 +8,9 @@
  * (b_y += 1, b_ŷ -= 1: the bias is a constant feature 1); on a correct example L = 0 and nothing
  * moves. tests/test_examples_math.c proves the equality bit for bit.
  *
+ * Each epoch goes into perceptron_metrics.csv (train_loss is the mean hinge loss, with the
+ * mistakes and the test accuracy as extra columns); a progress bar shows on a terminal.
+ *
  *   perceptron [--epochs 20] [--seed 42] [--data DIR] [--out DIR] [--fast] */
 #include "common.h"
 
@@ -25,24 +28,38 @@ int main(int argc, char **argv)
     tg_optimizer *sgd = tg_sgd_new(&params, (tg_sgd_opts){.lr = 1});
     tg_loader *loader = tg_loader_new(data.train.x, data.train.y, 1, true, false, &rng);
 
+    tg_metrics_log *log = ex_metrics_log(argc, argv, "perceptron", 2,
+                                         (const char *[]){"test_acc", "mistakes"});
     double val_acc[epochs + 1], test_acc[epochs + 1], t0 = ex_seconds();
     for (int epoch = 0; epoch < epochs; epoch++) {
         tg_tensor *x, *y;
-        int64_t mistakes = 0;
+        double mistakes = 0, hinge = 0, t_epoch = ex_seconds();
+        tg_progress bar;   /* on a terminal only; its "loss" is the mean hinge loss so far */
+        tg_progress_begin(&bar, stderr, TG_PROGRESS_AUTO, "epoch", epoch + 1, epochs,
+                          tg_loader_num_batches(loader));
         tg_loader_reset(loader);
         while (tg_loader_next(loader, &x, &y)) {
             tg_optimizer_zero_grad(sgd);
             tg_tensor *scores = tg_module_forward(model, x);
+            tg_tensor *loss = tg_multiclass_hinge(scores, y, 0, TG_REDUCE_SUM);
             mistakes += tg_get_flat(tg_argmax(scores, 1), 0) != tg_get_flat(y, 0);
-            tg_backward(tg_multiclass_hinge(scores, y, 0, TG_REDUCE_SUM));
+            hinge += tg_item(loss);
+            tg_progress_step(&bar, 1, tg_item(loss));
+            tg_backward(loss);
             tg_optimizer_step(sgd);
             tg_tape_reset();
         }
+        tg_progress_end(&bar);
         val_acc[epoch] = ex_accuracy(model, &data.val);
         test_acc[epoch] = ex_accuracy(model, &data.test);
-        printf("epoch %2d  mistakes %5lld  val acc %.4f  test acc %.4f  (%.1f s)\n", epoch + 1,
-               (long long)mistakes, val_acc[epoch], test_acc[epoch], ex_seconds() - t0);
+        printf("epoch %2d  mistakes %5.0f  val acc %.4f  test acc %.4f  (%.1f s)\n", epoch + 1,
+               mistakes, val_acc[epoch], test_acc[epoch], ex_seconds() - t0);
+        double mean_hinge = hinge / (double)tg_dataset_size(&data.train);
+        ex_log_epoch(log, (tg_epoch_metrics){epoch + 1, mean_hinge, NAN, val_acc[epoch],
+                                             ex_seconds() - t_epoch,
+                                             (double[]){test_acc[epoch], mistakes}});
     }
+    tg_metrics_log_close(log);
     ex_plot(ex_path(argc, argv, "perceptron_accuracy.png"), "Perceptron on Fashion-MNIST",
             "accuracy", false, 2, (const char *[]){"validation", "test"},
             (const double *[]){val_acc, test_acc}, epochs);

@@ -6,4 +6,5 @@
 #include "tg/plot.h"
 #include "tg/nn.h"
 #include "tg/data.h"
+#include "tg/train.h"
 #endif

@@ -1,0 +1,262 @@
+/* The command line of question2: the flag table, -h, parsing "-flag v" / "--flag=v", and the
+ * validation that turns flag texts into a configuration (shared by single runs and sweep grids). */
+#include "question2.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+const flag_spec q2_flags[N_FLAGS] = {
+    [F_EPOCHS] = {"epochs", "N", "20", "training epochs"},
+    [F_BATCH] = {"batch_size", "N", "1 for logistic_regression, 16 for mlp",
+                 "examples per SGD step"},
+    [F_LR] = {"learning_rate", "X", "0.01", "learning rate (> 0)"},
+    [F_L2] = {"l2_decay", "X", "0", "L2 weight decay (the optimizer's weight_decay, >= 0)"},
+    [F_HIDDEN] = {"hidden_size", "N", "100", "units per hidden layer (mlp)"},
+    [F_LAYERS] = {"layers", "N", "1", "hidden layers (mlp)"},
+    [F_DROPOUT] = {"dropout", "P", "0.3", "dropout probability after each hidden layer, in [0, 1) (mlp)"},
+    [F_ACT] = {"activation", "relu|tanh", "relu", "hidden activation (mlp)"},
+    [F_OPT] = {"optimizer", "sgd|adam", "sgd", "optimizer (no momentum; Adam's betas 0.9, 0.999)"},
+    [F_DATA] = {"data", "DIR", TG_FASHION_MNIST_DIR,
+                "folder of the four Fashion-MNIST IDX files (.gz or plain)"},
+    [F_SEED] = {"seed", "N", "42", "seed of initialisation, dropout and shuffling"},
+    [F_OUT] = {"out", "DIR", "out", "output folder, created (sweeps: a subfolder per configuration, "
+                                    "report.md)"},
+    [F_THREADS] = {"threads", "N", "1", "threads for large matrix products (1..64)"},
+    [F_LIMIT] = {"limit", "N", "all (50000)", "train on the first N training examples only"},
+    [F_EVAL_LIMIT] = {"eval_limit", "N", "all (10000)",
+                      "evaluate on the first N validation and test examples only"},
+    [F_JOBS] = {"jobs", "N", "1", "sweep: configurations run at once, one process each"},
+    [F_FAST] = {"fast", NULL, "off", "quick check: -limit 5000 -eval_limit 2000 -epochs 2 unless "
+                                     "given", true},
+    [F_QUIET] = {"quiet", NULL, "off", "no per-epoch lines", true},
+    [F_DEBUG_CHECKS] = {"debug_checks", NULL, "off",
+                        "detect use of released intermediates (tg_set_debug_checks; slower)", true},
+};
+
+void q2_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: " PROG " MODEL [flags]          train and evaluate one model\n"
+            "       " PROG " sweep WHICH [flags]    run a grid of configurations and write "
+            "report.md\n"
+            "\n"
+            "MODEL: logistic_regression | mlp\n"
+            "WHICH: 2.1   logistic regression, learning_rate 0.001, 0.01, 0.1 (batch 1)\n"
+            "       2.2   mlp defaults, then learning_rate {0.001, 0.1}, hidden_size 200, dropout "
+            "0.5,\n"
+            "             activation tanh, one at a time\n"
+            "       2.3   mlp with 2 and 3 hidden layers\n"
+            "       all   2.1, 2.2 and 2.3\n"
+            "       grid MODEL   every combination of comma-separated flag values, e.g.\n"
+            "             " PROG " sweep grid mlp -learning_rate 0.001,0.1 -dropout 0.3,0.5\n"
+            "In a sweep the other flags are the base every configuration starts from; the data set\n"
+            "is loaded once and each configuration runs in its own process (-jobs at a time).\n"
+            "\n"
+            "Flags take \"-flag value\", \"--flag value\", \"-flag=value\" or \"--flag=value\":\n");
+    for (int i = 0; i < N_FLAGS; i++) {
+        char left[48];
+        snprintf(left, sizeof left, "-%s%s%s", q2_flags[i].name, q2_flags[i].metavar ? " " : "",
+                 q2_flags[i].metavar ? q2_flags[i].metavar : "");
+        if (27 + strlen(q2_flags[i].help) + strlen(q2_flags[i].def) + 12 <= 100)
+            fprintf(f, "  %-24s %s (default: %s)\n", left, q2_flags[i].help, q2_flags[i].def);
+        else
+            fprintf(f, "  %-24s %s\n  %-24s (default: %s)\n", left, q2_flags[i].help, "",
+                    q2_flags[i].def);
+    }
+    fprintf(f, "  %-24s this help\n", "-h, --help");
+    fprintf(f,
+            "\nPrints one line per epoch (training loss, validation loss and accuracy, seconds of\n"
+            "training and of evaluation), then the test accuracy, and writes metrics.csv,\n"
+            "metrics.jsonl, summary.json, loss.png and accuracy.png into -out. Exit status:\n"
+            "0 success, 1 a run failed (unreadable data, output folder), 2 a bad command line.\n");
+}
+
+tg_status q2_bad(const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return tg_status_set(TG_ERR_VALUE, "%s", msg);
+}
+
+static int find_flag(const char *name, size_t len)
+{
+    for (int i = 0; i < N_FLAGS; i++)
+        if (strlen(q2_flags[i].name) == len && strncmp(q2_flags[i].name, name, len) == 0) return i;
+    return -1;
+}
+
+tg_status q2_parse_flags(int argc, char **argv, int first, raw_flags *raw, const char **pos,
+                         int max_pos, int *n_pos, bool *help)
+{
+    *n_pos = 0;
+    for (int i = first; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help") || !strcmp(a, "-help")) {
+            *help = true;
+            continue;
+        }
+        if (a[0] != '-' || a[1] == '\0') {
+            if (*n_pos == max_pos) return q2_bad("unexpected argument '%s'", a);
+            pos[(*n_pos)++] = a;
+            continue;
+        }
+        const char *name = a + (a[1] == '-' ? 2 : 1);
+        const char *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        int f = find_flag(name, len);
+        if (f < 0) return q2_bad("unknown flag '%.*s' (run '" PROG " -h' for the list)", (int)len + (int)(name - a), a);
+        if (q2_flags[f].boolean) {
+            if (eq && strcmp(eq + 1, "1") && strcmp(eq + 1, "0") && strcmp(eq + 1, "true") &&
+                strcmp(eq + 1, "false"))
+                return q2_bad("-%s takes no value (or =1 / =0), got '%s'", q2_flags[f].name, eq + 1);
+            raw->v[f] = (eq && (!strcmp(eq + 1, "0") || !strcmp(eq + 1, "false"))) ? NULL : "1";
+            continue;
+        }
+        if (eq) {
+            raw->v[f] = eq + 1;
+        } else {
+            /* "-epochs -seed 3" is a forgotten value, not the value "-seed"; "-l2_decay -1" is
+             * a (bad) value. */
+            const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+            bool next_is_flag = false;
+            if (next && next[0] == '-') {
+                const char *nn = next + (next[1] == '-' ? 2 : 1);
+                const char *neq = strchr(nn, '=');
+                next_is_flag = find_flag(nn, neq ? (size_t)(neq - nn) : strlen(nn)) >= 0 ||
+                               !strcmp(nn, "h") || !strcmp(nn, "help");
+            }
+            if (!next || next_is_flag)
+                return q2_bad("-%s needs a value (%s)", q2_flags[f].name, q2_flags[f].metavar);
+            raw->v[f] = argv[++i];
+        }
+        if (!raw->v[f][0]) return q2_bad("-%s: empty value", q2_flags[f].name);
+    }
+    return TG_OK;
+}
+
+static tg_status parse_int(int f, const char *s, long long lo, long long hi, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || *end || errno)
+        return q2_bad("-%s: '%s' is not an integer", q2_flags[f].name, s);
+    if (v < lo || v > hi)
+        return q2_bad("-%s: %lld is out of range [%lld, %lld]", q2_flags[f].name, v, lo, hi);
+    *out = v;
+    return TG_OK;
+}
+
+/* lo_open: the value must be > lo (else >= lo); hi_open likewise for hi. */
+static tg_status parse_real(int f, const char *s, double lo, bool lo_open, double hi,
+                            bool hi_open, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !isfinite(v))
+        return q2_bad("-%s: '%s' is not a finite number", q2_flags[f].name, s);
+    if (lo_open ? !(v > lo) : !(v >= lo))
+        return q2_bad("-%s: %s must be %s %g", q2_flags[f].name, s, lo_open ? ">" : ">=", lo);
+    if (hi_open ? !(v < hi) : !(v <= hi))
+        return q2_bad("-%s: %s must be %s %g", q2_flags[f].name, s, hi_open ? "<" : "<=", hi);
+    *out = v;
+    return TG_OK;
+}
+
+static tg_status parse_choice(int f, const char *s, const char *a, const char *b, char *out,
+                              size_t len)
+{
+    if (strcmp(s, a) && strcmp(s, b))
+        return q2_bad("-%s: '%s' is not one of %s, %s", q2_flags[f].name, s, a, b);
+    snprintf(out, len, "%s", s);
+    return TG_OK;
+}
+
+tg_status q2_parse_model(const char *s, bool *logistic)
+{
+    if (!strcmp(s, "logistic_regression")) *logistic = true;
+    else if (!strcmp(s, "mlp")) *logistic = false;
+    else return q2_bad("unknown model '%s': use logistic_regression or mlp", s);
+    return TG_OK;
+}
+
+tg_status q2_make_config(const raw_flags *raw, bool logistic, q2_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->logistic = logistic;
+    const char *const *v = raw->v;
+    bool fast = v[F_FAST] != NULL;
+    long long n;
+    tg_status st;
+#define TRY(x) do { if ((st = (x)) != TG_OK) return st; } while (0)
+    TRY(parse_int(F_EPOCHS, v[F_EPOCHS] ? v[F_EPOCHS] : fast ? "2" : "20", 1, 100000, &n));
+    c->epochs = (int)n;
+    TRY(parse_int(F_BATCH, v[F_BATCH] ? v[F_BATCH] : logistic ? "1" : "16", 1, 1 << 24, &n));
+    c->batch_size = n;
+    TRY(parse_real(F_LR, v[F_LR] ? v[F_LR] : "0.01", 0, true, 1e6, false, &c->lr));
+    TRY(parse_real(F_L2, v[F_L2] ? v[F_L2] : "0", 0, false, 1e6, false, &c->l2));
+    TRY(parse_int(F_HIDDEN, v[F_HIDDEN] ? v[F_HIDDEN] : "100", 1, 1 << 20, &n));
+    c->hidden_size = n;
+    TRY(parse_int(F_LAYERS, v[F_LAYERS] ? v[F_LAYERS] : "1", 1, 64, &n));
+    c->layers = (int)n;
+    TRY(parse_real(F_DROPOUT, v[F_DROPOUT] ? v[F_DROPOUT] : "0.3", 0, false, 1, true, &c->dropout));
+    TRY(parse_choice(F_ACT, v[F_ACT] ? v[F_ACT] : "relu", "relu", "tanh", c->activation,
+                     sizeof c->activation));
+    TRY(parse_choice(F_OPT, v[F_OPT] ? v[F_OPT] : "sgd", "sgd", "adam", c->optimizer,
+                     sizeof c->optimizer));
+    c->data = v[F_DATA] ? v[F_DATA] : TG_FASHION_MNIST_DIR;
+    {
+        const char *s = v[F_SEED] ? v[F_SEED] : "42";
+        char *end;
+        errno = 0;
+        unsigned long long u = strtoull(s, &end, 10);
+        if (end == s || *end || errno || s[0] == '-')
+            return q2_bad("-seed: '%s' is not a non-negative integer", s);
+        c->seed = u;
+    }
+    const char *out = v[F_OUT] ? v[F_OUT] : "out";
+    if (strlen(out) > PATH_MAX - 64) return q2_bad("-out: path too long");
+    snprintf(c->out, sizeof c->out, "%s", out);
+    TRY(parse_int(F_THREADS, v[F_THREADS] ? v[F_THREADS] : "1", 1, 64, &n));
+    c->threads = (int)n;
+    TRY(parse_int(F_JOBS, v[F_JOBS] ? v[F_JOBS] : "1", 1, 256, &n));
+    c->jobs = (int)n;
+    c->limit = fast ? FAST_LIMIT : 0;
+    if (v[F_LIMIT]) {
+        TRY(parse_int(F_LIMIT, v[F_LIMIT], 1, INT64_MAX, &n));
+        c->limit = n;
+    }
+    c->eval_limit = fast ? FAST_EVAL_LIMIT : 0;
+    if (v[F_EVAL_LIMIT]) {
+        TRY(parse_int(F_EVAL_LIMIT, v[F_EVAL_LIMIT], 1, INT64_MAX, &n));
+        c->eval_limit = n;
+    }
+    c->quiet = v[F_QUIET] != NULL;
+    c->debug_checks = v[F_DEBUG_CHECKS] != NULL;
+#undef TRY
+    return TG_OK;
+}
+
+void q2_describe(const q2_config *c, char *buf, size_t len)
+{
+    int k = snprintf(buf, len, "%s: epochs %d, batch %lld, lr %g, l2 %g, %s",
+                     c->logistic ? "logistic_regression" : "mlp", c->epochs,
+                     (long long)c->batch_size, c->lr, c->l2, c->optimizer);
+    if (!c->logistic && k > 0 && (size_t)k < len)
+        snprintf(buf + k, len - (size_t)k, ", hidden %lld x %d, %s, dropout %g",
+                 (long long)c->hidden_size, c->layers, c->activation, c->dropout);
+}
+
+int q2_usage_error(void)
+{
+    fprintf(stderr, PROG ": %s\nrun '" PROG " -h' for the flags and their defaults\n",
+            tg_status_message());
+    return EXIT_USAGE;
+}

@@ -1,0 +1,86 @@
+/* question2: the two modes (one model, or a sweep) and the single run. See question2.h for the
+ * command line and the protocol, and for what each file of this program holds. */
+#include "question2.h"
+
+#include <string.h>
+
+/* One model: load, train (run.c), print the results, write the files. */
+static int single_run(const q2_config *c)
+{
+    q2_blas_setup(c);
+    printf("%s\n", tg_blas_info());
+    tg_status st = q2_make_dirs(c->out);
+    if (st != TG_OK) {
+        fprintf(stderr, PROG ": %s\n", tg_status_message());
+        return 1;
+    }
+    q2_data d;
+    double t0 = q2_now();
+    if (q2_load_data(c->data, c->limit, c->eval_limit, &d) != TG_OK) {
+        fprintf(stderr, PROG ": -data %s: %s\n", c->data, tg_status_message());
+        return 1;
+    }
+    printf("loaded %s in %.2f s\n", c->data, q2_now() - t0);
+
+    q2_result r;
+    if (q2_run(c, &d, "", &r) != TG_OK) {
+        fprintf(stderr, PROG ": %s\n", tg_status_message());
+        q2_result_free(&r);
+        q2_free_data(&d);
+        return 1;
+    }
+    int64_t n_full = d.m.train.x->shape[0];
+    printf("final test accuracy %.4f (test loss %.4f), valid accuracy %.4f\n", r.test_acc,
+           r.test_loss, r.valid_acc[r.epochs - 1]);
+    double full = r.sec_per_epoch * (double)n_full / (double)r.n_train;
+    printf("seconds per epoch (training only): %.3f on %lld examples", r.sec_per_epoch,
+           (long long)r.n_train);
+    if (r.n_train != n_full) printf(" = %.3f extrapolated to %lld", full, (long long)n_full);
+    printf("\n");
+    if (r.steps_measured)
+        printf("tapegrad heap allocations in %lld steady-state training steps (epochs 2..%d): "
+               "%llu\n", (long long)r.steps_measured, r.epochs,
+               (unsigned long long)r.allocs_measured);
+    int rc = 0;
+    const char *title = c->logistic ? "Logistic regression" : "Feed-forward network";
+    if (q2_write_run_files(c, &r, title) != TG_OK) {
+        fprintf(stderr, PROG ": %s\n", tg_status_message());
+        rc = 1;
+    } else {
+        printf("wrote %s/{metrics.csv, metrics.jsonl, summary.json, loss.png, accuracy.png}\n",
+               c->out);
+    }
+    /* One machine-readable line, the same as bench/q2_torch.py's (bench/compare_q2.sh reads it). */
+    printf("RESULT valid_acc=%.4f test_acc=%.4f sec_per_epoch=%.4f sec_per_full_epoch=%.4f "
+           "train_examples=%lld\n",
+           r.valid_acc[r.epochs - 1], r.test_acc, r.sec_per_epoch, full, (long long)r.n_train);
+    q2_result_free(&r);
+    q2_free_data(&d);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && !strcmp(argv[1], "sweep")) return q2_sweep_main(argc, argv);
+
+    raw_flags raw = {0};
+    const char *pos[1];
+    int n_pos;
+    bool help = false;
+    q2_config c;
+    if (q2_parse_flags(argc, argv, 1, &raw, pos, 1, &n_pos, &help) != TG_OK)
+        return q2_usage_error();
+    if (help) { q2_usage(stdout); return 0; }
+    if (n_pos == 0) {
+        q2_bad("give a model: logistic_regression or mlp (or 'sweep WHICH')");
+        return q2_usage_error();
+    }
+    bool logistic;
+    if (q2_parse_model(pos[0], &logistic) != TG_OK || q2_make_config(&raw, logistic, &c) != TG_OK)
+        return q2_usage_error();
+    if (raw.v[F_JOBS]) {
+        q2_bad("-jobs is for sweeps ('" PROG " sweep ...')");
+        return q2_usage_error();
+    }
+    return single_run(&c);
+}

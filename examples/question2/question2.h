@@ -1,0 +1,162 @@
+/* Question 2 of the homework, in C: logistic regression and a feed-forward network on
+ * Fashion-MNIST, with the homework's command line, plus a sweep mode that runs a question's whole
+ * grid and writes a Markdown report with combined charts.
+ *
+ *     question2 mlp                                  the default experiment (2.2 defaults)
+ *     question2 logistic_regression -learning_rate 0.001
+ *     question2 sweep all -jobs 2                    2.1, 2.2 and 2.3 in two processes
+ *     question2 sweep grid mlp -dropout 0.3,0.5 -hidden_size 100,200
+ *     question2 -h                                   every flag and its default
+ *
+ * The protocol is bench/q2_torch.py's (the PyTorch reference): validation = the last 10,000
+ * training images, a fresh shuffle every epoch, cross-entropy, SGD or Adam with weight_decay =
+ * l2_decay, PyTorch's default initialisation; training loss = mean of the epoch's batch losses,
+ * validation loss = mean over examples, evaluation in eval mode without gradients.
+ *
+ * Exit status: 0 success, 1 a run failed (data files, output folder), 2 a bad command line.
+ *
+ * The program, one idea per file: main.c (the two modes, and the single run), flags.c (command
+ * line), data.c (the data set, loaded once), run.c (one training run), files.c (a run's output
+ * files), sweep.c (grids and parallel runs), report.c (the sweep's report.md and charts). This
+ * header holds what they share. */
+#ifndef QUESTION2_H
+#define QUESTION2_H
+
+#include <tapegrad.h>
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+#define PROG "question2"
+#define EXIT_USAGE 2
+#define EVAL_BATCH 1000   /* rows per evaluation forward: bounds the arena, one GEMM each */
+#define FAST_LIMIT 5000
+#define FAST_EVAL_LIMIT 2000
+#define FAST_EPOCHS 2
+#define MAX_CONFIGS 256
+
+/* ---- flags (flags.c) ----------------------------------------------------------------------------
+ * Parsing keeps every flag's text; a configuration is built from the texts afterwards, so a sweep
+ * grid ("-dropout 0.3,0.5") and a single run share one validator. */
+enum {
+    F_EPOCHS, F_BATCH, F_LR, F_L2, F_HIDDEN, F_LAYERS, F_DROPOUT, F_ACT, F_OPT, F_DATA, F_SEED,
+    F_OUT, F_THREADS, F_LIMIT, F_EVAL_LIMIT, F_JOBS, F_FAST, F_QUIET, F_DEBUG_CHECKS, N_FLAGS
+};
+
+typedef struct {
+    const char *name, *metavar, *def, *help;
+    bool boolean;
+} flag_spec;
+
+extern const flag_spec q2_flags[N_FLAGS];
+
+typedef struct {
+    const char *v[N_FLAGS]; /* NULL: not given */
+} raw_flags;
+
+/* A fully validated configuration of one run. */
+typedef struct {
+    char id[48];            /* sweep: "2.2-lr0.1"; single run: "" */
+    char question[8];       /* "2.1", "2.2", "2.3", "grid" or "" */
+    char varied[48];        /* what this sweep row changes, e.g. "learning_rate 0.1" */
+    bool logistic;          /* logistic_regression, else mlp */
+    int epochs;
+    int64_t batch_size;
+    double lr, l2, dropout;
+    int64_t hidden_size;
+    int layers;
+    char activation[8], optimizer[8];
+    const char *data;
+    uint64_t seed;
+    char out[PATH_MAX];
+    int threads, jobs;
+    int64_t limit, eval_limit;  /* 0: all */
+    bool quiet, debug_checks;
+} q2_config;
+
+void q2_usage(FILE *f);
+/* An input error: the message goes through tg_status like the library's own. */
+tg_status q2_bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Reads flags from argv[first..]; positional arguments go to pos (at most max_pos). */
+tg_status q2_parse_flags(int argc, char **argv, int first, raw_flags *raw, const char **pos,
+                         int max_pos, int *n_pos, bool *help);
+tg_status q2_parse_model(const char *s, bool *logistic);
+/* Builds and validates a configuration from flag texts (NULL = default). */
+tg_status q2_make_config(const raw_flags *raw, bool logistic, q2_config *c);
+/* "mlp: epochs 20, batch 16, lr 0.01, l2 0, sgd, hidden 100 x 1, relu, dropout 0.3" */
+void q2_describe(const q2_config *c, char *buf, size_t len);
+/* The message of the last failed parse, the pointer to -h, and the exit status of a bad command
+ * line. */
+int q2_usage_error(void);
+
+/* ---- data (data.c) ------------------------------------------------------------------------------
+ * The data set as loaded once, and the (possibly limited) views a run trains on. Views borrow the
+ * loaded buffers (tg_wrap), so -limit copies nothing. */
+typedef struct {
+    tg_mnist m;
+    tg_tensor *x[3], *y[3];   /* train, valid, test views */
+} q2_data;
+
+tg_status q2_load_data(const char *dir, int64_t limit, int64_t eval_limit, q2_data *d);
+void q2_free_data(q2_data *d);
+
+/* ---- one run (run.c) ------------------------------------------------------------------------- */
+typedef struct {
+    int epochs;
+    double *train_loss, *valid_loss, *valid_acc, *sec_train, *sec_eval;
+    double test_loss, test_acc;
+    double sec_per_epoch;        /* mean training seconds per epoch */
+    double total_sec;            /* the whole run, evaluation included */
+    int64_t steps_measured;      /* training steps of epochs 2.. (steady state) */
+    uint64_t allocs_measured;    /* tapegrad heap allocations during those steps */
+    int64_t n_train, n_valid, n_test;
+} q2_result;
+
+/* Before anything touches BLAS (tg_blas_info included): tg_blas_prefer for c's product sizes, and
+ * c's thread count. A sweep calls it once, with its base configuration. */
+void q2_blas_setup(const q2_config *c);
+void q2_result_alloc(q2_result *r, int epochs);
+void q2_result_free(q2_result *r);
+/* Trains and evaluates one configuration; prints as it goes (each line prefixed by prefix) and
+ * logs each epoch into c->out/metrics.csv and metrics.jsonl (the folder must exist). The status
+ * is the log's: a log that cannot be created stops the run before training, a failed write is
+ * returned at the end. Free *r with q2_result_free in either case. */
+tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_result *r);
+
+/* ---- a run's files (files.c) ----------------------------------------------------------------- */
+tg_status q2_make_dirs(const char *path);                       /* mkdir -p */
+void q2_join(char *out, size_t len, const char *dir, const char *file);
+/* summary.json (settings and final figures), loss.png and accuracy.png into c->out. */
+tg_status q2_write_run_files(const q2_config *c, const q2_result *r, const char *title);
+
+/* ---- sweeps (sweep.c, report.c) -------------------------------------------------------------- */
+typedef struct {
+    q2_config cfg;
+    /* read back from the child's files */
+    bool ok;
+    int status;             /* the child's exit status, or 128 + signal */
+    q2_result r;
+    double best_valid_acc;
+    int best_epoch;
+} sweep_row;
+
+typedef struct {
+    sweep_row rows[MAX_CONFIGS];
+    int n;
+} sweep;
+
+int q2_sweep_main(int argc, char **argv);
+tg_status q2_write_report(const sweep *s, const char *which, const q2_config *base,
+                          const q2_data *d, double wall, const char *dir);
+
+static inline double q2_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+#endif

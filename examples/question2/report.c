@@ -1,0 +1,207 @@
+/* The report of a sweep: report.md (a table per question, the best configuration) and the
+ * combined charts that put a question's curves side by side. */
+#include "question2.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+
+/* One chart comparing some rows (indices), validation accuracy or training/validation loss. */
+static tg_status combined_chart(const sweep *s, const int *idx, const char *const *labels, int n,
+                                bool loss, const char *title, const char *dir, const char *file,
+                                char *written, size_t wlen)
+{
+    tg_chart ch = {.title = title, .xlabel = "epoch",
+                   .ylabel = loss ? "validation loss (solid), training loss (dashed)"
+                                  : "validation accuracy"};
+    static char names[TG_CHART_MAX_SERIES][64];
+    for (int i = 0; i < n; i++) {
+        const sweep_row *row = &s->rows[idx[i]];
+        if (!row->ok) continue;
+        if (loss ? ch.n_series + 2 > TG_CHART_MAX_SERIES : ch.n_series == TG_CHART_MAX_SERIES) break;
+        int k = ch.n_series;
+        snprintf(names[i % TG_CHART_MAX_SERIES], sizeof names[0], "%s", labels ? labels[i] : row->cfg.varied);
+        static const uint32_t tab10[] = {0x1f77b4, 0xff7f0e, 0x2ca02c, 0xd62728,
+                                         0x9467bd, 0x8c564b, 0xe377c2, 0x7f7f7f};
+        uint32_t col = TG_RGB(tab10[i % 8]);
+        const q2_result *r = &row->r;
+        bool mk = r->epochs <= 30;
+        if (loss) {
+            ch.series[k] = (tg_series){.name = names[i % TG_CHART_MAX_SERIES], .y = r->valid_loss,
+                                       .n = r->epochs, .color = col, .markers = mk};
+            ch.series[k + 1] = (tg_series){.name = NULL, .y = r->train_loss, .n = r->epochs,
+                                           .color = col, .dashed = true};
+            ch.n_series += 2;
+        } else {
+            ch.series[k] = (tg_series){.name = names[i % TG_CHART_MAX_SERIES], .y = r->valid_acc,
+                                       .n = r->epochs, .color = col, .markers = mk};
+            ch.n_series++;
+        }
+    }
+    if (ch.n_series == 0) return TG_OK;
+    char path[PATH_MAX + 64];
+    q2_join(path, sizeof path, dir, file);
+    tg_status st = tg_chart_write_png(&ch, path, 800, 500);
+    if (st == TG_OK) {
+        size_t u = strlen(written);
+        snprintf(written + u, wlen - u, "%s%s", u ? " " : "", file);
+    }
+    return st;
+}
+
+static int find_row(const sweep *s, const char *id)
+{
+    for (int i = 0; i < s->n; i++)
+        if (!strcmp(s->rows[i].cfg.id, id)) return i;
+    return -1;
+}
+
+/* Charts for one question: a chart per varied setting (with the defaults row as reference). */
+static void question_charts(const sweep *s, const char *q, const char *dir, FILE *md)
+{
+    typedef struct { const char *file, *title; const char *ids[4], *labels[4]; } group;
+    static const group groups[] = {
+        {"2.1_lr", "2.1 logistic regression: learning rate", {"2.1-lr0.001", "2.1-lr0.01", "2.1-lr0.1"},
+         {"lr 0.001", "lr 0.01", "lr 0.1"}},
+        {"2.2_lr", "2.2 mlp: learning rate", {"2.2-lr0.001", "2.2-default", "2.2-lr0.1"},
+         {"lr 0.001", "lr 0.01 (default)", "lr 0.1"}},
+        {"2.2_hidden", "2.2 mlp: hidden size", {"2.2-default", "2.2-hidden200"},
+         {"hidden 100 (default)", "hidden 200"}},
+        {"2.2_dropout", "2.2 mlp: dropout", {"2.2-default", "2.2-dropout0.5"},
+         {"dropout 0.3 (default)", "dropout 0.5"}},
+        {"2.2_activation", "2.2 mlp: activation", {"2.2-default", "2.2-tanh"},
+         {"relu (default)", "tanh"}},
+        {"2.3_layers", "2.3 mlp: hidden layers", {"2.2-default", "2.3-layers2", "2.3-layers3"},
+         {"1 layer (2.2 default)", "2 layers", "3 layers"}},
+    };
+    for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
+        if (strncmp(groups[g].file, q, strlen(q)) != 0) continue;
+        int idx[4], n = 0;
+        const char *labels[4];
+        for (int i = 0; i < 4 && groups[g].ids[i]; i++) {
+            int k = find_row(s, groups[g].ids[i]);
+            if (k >= 0 && s->rows[k].ok) labels[n] = groups[g].labels[i], idx[n++] = k;
+        }
+        if (n == 0) continue;
+        char written[256] = "", file[64], title[128];
+        for (int loss = 0; loss < 2; loss++) {
+            snprintf(file, sizeof file, "%s_%s.png", groups[g].file, loss ? "loss" : "valid_acc");
+            snprintf(title, sizeof title, "%s (%s)", groups[g].title,
+                     loss ? "loss" : "validation accuracy");
+            if (combined_chart(s, idx, labels, n, loss, title, dir, file, written, sizeof written) != TG_OK)
+                fprintf(stderr, PROG ": %s\n", tg_status_message());
+        }
+        fprintf(md, "\n**%s**\n\n", groups[g].title);
+        char *save = NULL;
+        for (char *t = strtok_r(written, " ", &save); t; t = strtok_r(NULL, " ", &save))
+            fprintf(md, "![%s](%s) ", t, t);
+        fprintf(md, "\n");
+    }
+}
+
+static void fmt_cell(char *buf, size_t len, bool show, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void fmt_cell(char *buf, size_t len, bool show, const char *fmt, ...)
+{
+    if (!show) { snprintf(buf, len, "–"); return; }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+}
+
+tg_status q2_write_report(const sweep *s, const char *which, const q2_config *base,
+                              const q2_data *d, double wall, const char *dir)
+{
+    char path[PATH_MAX + 32];
+    q2_join(path, sizeof path, dir, "report.md");
+    FILE *md = fopen(path, "w");
+    if (!md) return tg_status_set(TG_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    time_t t = time(NULL);
+    char date[64];
+    strftime(date, sizeof date, "%Y-%m-%d %H:%M %Z", localtime(&t));
+    fprintf(md, "# Question 2 sweep: %s\n\n", which);
+    fprintf(md, "Written by `examples/question2/` on %s. Data: `%s`", date, base->data);
+    int64_t n_train = d->x[0]->shape[0], n_full = d->m.train.x->shape[0];
+    fprintf(md, " (train %lld%s, validation %lld%s, test %lld%s examples)", (long long)n_train,
+            n_train < n_full ? " — a subset (-limit)" : "", (long long)d->x[1]->shape[0],
+            d->x[1]->shape[0] < d->m.val.x->shape[0] ? " (-eval_limit)" : "",
+            (long long)d->x[2]->shape[0],
+            d->x[2]->shape[0] < d->m.test.x->shape[0] ? " (-eval_limit)" : "");
+    fprintf(md, ".\n%s; %d configuration(s) at a time, %.0f s of wall time in all. Seed %llu.\n",
+            tg_blas_info(), base->jobs, wall, (unsigned long long)base->seed);
+    fprintf(md, "\nAccuracies are final-epoch figures; *best valid* is the highest validation "
+                "accuracy of any epoch. s/epoch is training time only (evaluation excluded)%s.\n",
+            base->jobs > 1 ? "; configurations ran in parallel and shared the CPU, so their "
+                             "times are not speed benchmarks" : "");
+
+    const char *questions[] = {"2.1", "2.2", "2.3", "grid"};
+    for (int qi = 0; qi < 4; qi++) {
+        const char *q = questions[qi];
+        int best = -1, count = 0;
+        for (int i = 0; i < s->n; i++) {
+            const sweep_row *row = &s->rows[i];
+            if (strcmp(row->cfg.question, q)) continue;
+            count++;
+            if (row->ok && (best < 0 || row->r.valid_acc[row->r.epochs - 1] >
+                                            s->rows[best].r.valid_acc[s->rows[best].r.epochs - 1]))
+                best = i;
+        }
+        if (!count) continue;
+        fprintf(md, "\n## %s%s\n\n", !strcmp(q, "grid") ? "Grid" : "Question ", !strcmp(q, "grid") ? "" : q);
+        fprintf(md, "| configuration | model | epochs | batch | lr | l2 | optimizer | hidden | layers "
+                    "| dropout | activation | valid acc | best valid (epoch) | test acc | s/epoch "
+                    "| total s |\n");
+        fprintf(md, "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|\n");
+        for (int i = 0; i < s->n; i++) {
+            const sweep_row *row = &s->rows[i];
+            const q2_config *c = &row->cfg;
+            if (strcmp(c->question, q)) continue;
+            bool mlp = !c->logistic;
+            char h[24], l[24], dr[24], act[24];
+            fmt_cell(h, sizeof h, mlp, "%lld", (long long)c->hidden_size);
+            fmt_cell(l, sizeof l, mlp, "%d", c->layers);
+            fmt_cell(dr, sizeof dr, mlp, "%g", c->dropout);
+            fmt_cell(act, sizeof act, mlp, "%s", c->activation);
+            fprintf(md, "| %s%s%s | %s | %d | %lld | %g | %g | %s | %s | %s | %s | %s | ",
+                    i == best ? "**" : "", c->varied, i == best ? "**" : "",
+                    mlp ? "mlp" : "logistic", c->epochs, (long long)c->batch_size, c->lr, c->l2,
+                    c->optimizer, h, l, dr, act);
+            if (row->ok)
+                fprintf(md, "%.4f | %.4f (%d) | %.4f | %.2f | %.0f |\n",
+                        row->r.valid_acc[row->r.epochs - 1], row->best_valid_acc, row->best_epoch,
+                        row->r.test_acc, row->r.sec_per_epoch, row->r.total_sec);
+            else
+                fprintf(md, "failed (exit %d) | | | | |\n", row->status);
+        }
+        if (best >= 0)
+            fprintf(md, "\nBest by final validation accuracy: **%s** (`%s/`) — validation %.4f, "
+                        "test %.4f.\n",
+                    s->rows[best].cfg.varied, s->rows[best].cfg.id,
+                    s->rows[best].r.valid_acc[s->rows[best].r.epochs - 1], s->rows[best].r.test_acc);
+        if (strcmp(q, "grid")) {
+            question_charts(s, q, dir, md);
+        } else {
+            /* The first configurations that fit on a chart (8 accuracy curves, 4 loss pairs). */
+            int idx[TG_CHART_MAX_SERIES], n = 0;
+            for (int i = 0; i < s->n && n < TG_CHART_MAX_SERIES; i++)
+                if (!strcmp(s->rows[i].cfg.question, "grid") && s->rows[i].ok) idx[n++] = i;
+            char written[256] = "";
+            if (combined_chart(s, idx, NULL, n, false, "Grid: validation accuracy", dir,
+                               "grid_valid_acc.png", written, sizeof written) != TG_OK ||
+                combined_chart(s, idx, NULL, n, true, "Grid: loss", dir, "grid_loss.png", written,
+                               sizeof written) != TG_OK)
+                fprintf(stderr, PROG ": %s\n", tg_status_message());
+            fprintf(md, "\n");
+            char *save = NULL;
+            for (char *w = strtok_r(written, " ", &save); w; w = strtok_r(NULL, " ", &save))
+                fprintf(md, "![%s](%s) ", w, w);
+            fprintf(md, "\n");
+        }
+    }
+    fprintf(md, "\nEach configuration's folder holds metrics.csv, metrics.jsonl, summary.json, "
+                "loss.png and accuracy.png.\n");
+    if (fclose(md) != 0) return tg_status_set(TG_ERR_IO, "%s: write failed", path);
+    return TG_OK;
+}

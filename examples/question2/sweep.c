@@ -1,0 +1,299 @@
+/* Sweeps: the grids of questions 2.1-2.3 (or every combination of comma-separated flag values),
+ * each configuration trained in a forked process that shares the loaded data set, at most -jobs at
+ * once; the parent reads back what each child wrote and writes the report (report.c). */
+#include "question2.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Adds a configuration: base flags plus overrides (pairs of flag index and text, -1 ends). */
+static tg_status sweep_add(sweep *s, const raw_flags *base, bool logistic, const char *question,
+                           const char *id, const char *varied, ...)
+{
+    if (s->n == MAX_CONFIGS) return q2_bad("sweep: more than %d configurations", MAX_CONFIGS);
+    raw_flags raw = *base;
+    va_list ap;
+    va_start(ap, varied);
+    for (int f; (f = va_arg(ap, int)) >= 0;) raw.v[f] = va_arg(ap, const char *);
+    va_end(ap);
+    sweep_row *row = &s->rows[s->n];
+    memset(row, 0, sizeof *row);
+    tg_status st = q2_make_config(&raw, logistic, &row->cfg);
+    if (st != TG_OK) return st;
+    snprintf(row->cfg.question, sizeof row->cfg.question, "%s", question);
+    snprintf(row->cfg.id, sizeof row->cfg.id, "%s", id);
+    snprintf(row->cfg.varied, sizeof row->cfg.varied, "%s", varied);
+    s->n++;
+    return TG_OK;
+}
+
+static tg_status sweep_question(sweep *s, const raw_flags *base, const char *q)
+{
+    tg_status st = TG_OK;
+    if (!strcmp(q, "2.1") || !strcmp(q, "all")) {
+        static const char *lrs[] = {"0.001", "0.01", "0.1"};
+        for (int i = 0; i < 3 && st == TG_OK; i++) {
+            char id[48], varied[48];
+            snprintf(id, sizeof id, "2.1-lr%s", lrs[i]);
+            snprintf(varied, sizeof varied, "learning_rate %s", lrs[i]);
+            st = sweep_add(s, base, true, "2.1", id, varied, F_LR, lrs[i], -1);
+        }
+    }
+    if (st == TG_OK && (!strcmp(q, "2.2") || !strcmp(q, "all"))) {
+        /* Defaults, then one setting changed at a time (the default's value is the default row). */
+        if (st == TG_OK) st = sweep_add(s, base, false, "2.2", "2.2-default", "defaults", -1);
+        if (st == TG_OK) st = sweep_add(s, base, false, "2.2", "2.2-lr0.001", "learning_rate 0.001", F_LR, "0.001", -1);
+        if (st == TG_OK) st = sweep_add(s, base, false, "2.2", "2.2-lr0.1", "learning_rate 0.1", F_LR, "0.1", -1);
+        if (st == TG_OK) st = sweep_add(s, base, false, "2.2", "2.2-hidden200", "hidden_size 200", F_HIDDEN, "200", -1);
+        if (st == TG_OK) st = sweep_add(s, base, false, "2.2", "2.2-dropout0.5", "dropout 0.5", F_DROPOUT, "0.5", -1);
+        if (st == TG_OK) st = sweep_add(s, base, false, "2.2", "2.2-tanh", "activation tanh", F_ACT, "tanh", -1);
+    }
+    if (st == TG_OK && (!strcmp(q, "2.3") || !strcmp(q, "all"))) {
+        if (st == TG_OK) st = sweep_add(s, base, false, "2.3", "2.3-layers2", "layers 2", F_LAYERS, "2", -1);
+        if (st == TG_OK) st = sweep_add(s, base, false, "2.3", "2.3-layers3", "layers 3", F_LAYERS, "3", -1);
+    }
+    return st;
+}
+
+/* Every combination of the comma-separated values of the grid flags. */
+static tg_status sweep_grid(sweep *s, const raw_flags *base, bool logistic)
+{
+    static const int axes[] = {F_EPOCHS, F_BATCH, F_LR, F_L2, F_HIDDEN, F_LAYERS, F_DROPOUT, F_ACT,
+                               F_OPT, F_SEED};
+    enum { N_AXES = sizeof axes / sizeof axes[0], MAX_VALUES = 16 };
+    static char storage[N_AXES][512];
+    const char *vals[N_AXES][MAX_VALUES];
+    int count[N_AXES];
+    int total = 1;
+    for (int a = 0; a < N_AXES; a++) {
+        const char *v = base->v[axes[a]];
+        count[a] = 1;
+        vals[a][0] = v;
+        if (!v || !strchr(v, ',')) continue;
+        if (strlen(v) >= sizeof storage[a]) return q2_bad("-%s: list too long", q2_flags[axes[a]].name);
+        snprintf(storage[a], sizeof storage[a], "%s", v);
+        count[a] = 0;
+        for (char *save = NULL, *t = strtok_r(storage[a], ",", &save); t;
+             t = strtok_r(NULL, ",", &save)) {
+            if (count[a] == MAX_VALUES)
+                return q2_bad("-%s: more than %d values", q2_flags[axes[a]].name, MAX_VALUES);
+            vals[a][count[a]++] = t;
+        }
+        if (count[a] == 0) return q2_bad("-%s: empty list", q2_flags[axes[a]].name);
+        total *= count[a];
+        if (total > MAX_CONFIGS) return q2_bad("sweep grid: more than %d configurations", MAX_CONFIGS);
+    }
+    for (int k = 0; k < total; k++) {
+        raw_flags raw = *base;
+        char varied[48] = "", id[48];
+        int rest = k;
+        size_t used = 0;
+        for (int a = N_AXES - 1; a >= 0; a--) {
+            int i = rest % count[a];
+            rest /= count[a];
+            raw.v[axes[a]] = vals[a][i];
+            if (count[a] > 1 && used < sizeof varied)
+                used += (size_t)snprintf(varied + used, sizeof varied - used, "%s%s %s",
+                                         used ? ", " : "", q2_flags[axes[a]].name, vals[a][i]);
+        }
+        snprintf(id, sizeof id, "grid-%03d", k + 1);
+        tg_status st = sweep_add(s, &raw, logistic, "grid", id, used ? varied : "base", -1);
+        if (st != TG_OK) return st;
+    }
+    return TG_OK;
+}
+
+/* Reads back what a child wrote: its metrics log (tg_metrics_read_csv) and its summary's numbers. */
+static bool read_row(sweep_row *row)
+{
+    char path[PATH_MAX + 32];
+    q2_join(path, sizeof path, row->cfg.out, "metrics.csv");
+    tg_metrics_table t;
+    if (tg_metrics_read_csv(path, &t) != TG_OK) return false;
+    q2_result *r = &row->r;
+    q2_result_alloc(r, row->cfg.epochs);
+    static const char *const names[5] = {"train_loss", "valid_loss", "valid_acc", "sec_train",
+                                          "sec_eval"};
+    double *dst[5] = {r->train_loss, r->valid_loss, r->valid_acc, r->sec_train, r->sec_eval};
+    bool complete = t.n_rows == row->cfg.epochs;
+    for (int k = 0; k < 5 && complete; k++) {
+        const double *col = tg_metrics_column(&t, names[k]);
+        if (col) memcpy(dst[k], col, (size_t)t.n_rows * sizeof *col);
+        complete = col != NULL;
+    }
+    tg_metrics_table_free(&t);
+    if (!complete) return false;
+    r->epochs = row->cfg.epochs;
+    q2_join(path, sizeof path, row->cfg.out, "summary.json");
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    struct { const char *key; double *dst; } keys[] = {
+        {"\"test_acc\":", &r->test_acc}, {"\"test_loss\":", &r->test_loss},
+        {"\"sec_per_epoch\":", &r->sec_per_epoch}, {"\"total_sec\":", &r->total_sec}};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const char *p = strstr(buf, keys[i].key);
+        if (!p || sscanf(p + strlen(keys[i].key), "%lf", keys[i].dst) != 1) return false;
+    }
+    row->best_valid_acc = -1;
+    for (int e = 0; e < r->epochs; e++)
+        if (r->valid_acc[e] > row->best_valid_acc) row->best_valid_acc = r->valid_acc[e], row->best_epoch = e + 1;
+    return true;
+}
+
+/* The child's side: train, write the files, exit. */
+static int child_run(const sweep_row *row, const q2_data *d)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0); /* whole lines, so parallel children do not interleave */
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "[%s] ", row->cfg.id);
+    if (q2_make_dirs(row->cfg.out) != TG_OK) {
+        fprintf(stderr, PROG ": %s\n", tg_status_message());
+        return 1;
+    }
+    q2_result r;
+    if (q2_run(&row->cfg, d, prefix, &r) != TG_OK) {
+        fprintf(stderr, PROG ": %s\n", tg_status_message());
+        q2_result_free(&r);
+        return 1;
+    }
+    printf("%sdone: valid %.4f, test %.4f, %.3f s/epoch\n", prefix, r.valid_acc[r.epochs - 1],
+           r.test_acc, r.sec_per_epoch);
+    char title[96];
+    snprintf(title, sizeof title, "%s (%s)", row->cfg.id, row->cfg.logistic ? "logistic regression" : "mlp");
+    int rc = 0;
+    if (q2_write_run_files(&row->cfg, &r, title) != TG_OK) {
+        fprintf(stderr, PROG ": %s\n", tg_status_message());
+        rc = 1;
+    }
+    q2_result_free(&r);
+    return rc;
+}
+
+/* Runs every row, at most jobs at once, each in a forked child sharing the loaded data. */
+static void sweep_execute(sweep *s, const q2_data *d, int jobs)
+{
+    pid_t pids[MAX_CONFIGS];
+    int running = 0, next = 0;
+    while (next < s->n || running > 0) {
+        while (running < jobs && next < s->n) {
+            fflush(stdout);
+            fflush(stderr);
+            pid_t pid = fork();
+            if (pid < 0) {
+                fprintf(stderr, PROG ": fork: %s\n", strerror(errno));
+                s->rows[next].status = -1;
+                next++;
+                continue;
+            }
+            if (pid == 0) _exit(child_run(&s->rows[next], d));
+            pids[next++] = pid;
+            running++;
+        }
+        int status;
+        pid_t done = wait(&status);
+        if (done < 0) break;
+        for (int i = 0; i < next; i++)
+            if (pids[i] == done) {
+                s->rows[i].status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+                pids[i] = 0;
+                running--;
+            }
+    }
+    for (int i = 0; i < s->n; i++)
+        s->rows[i].ok = s->rows[i].status == 0 && read_row(&s->rows[i]);
+}
+
+int q2_sweep_main(int argc, char **argv)
+{
+    raw_flags raw = {0};
+    const char *pos[2];
+    int n_pos;
+    bool help = false;
+    if (q2_parse_flags(argc, argv, 2, &raw, pos, 2, &n_pos, &help) != TG_OK)
+        return q2_usage_error();
+    if (help) { q2_usage(stdout); return 0; }
+    if (n_pos < 1) {
+        q2_bad("sweep: say which: 2.1, 2.2, 2.3, all, or grid MODEL");
+        return q2_usage_error();
+    }
+    const char *which = pos[0];
+    bool grid = !strcmp(which, "grid");
+    if (!grid && strcmp(which, "2.1") && strcmp(which, "2.2") && strcmp(which, "2.3") &&
+        strcmp(which, "all")) {
+        q2_bad("sweep: unknown grid '%s': use 2.1, 2.2, 2.3, all, or grid MODEL", which);
+        return q2_usage_error();
+    }
+    if (grid ? n_pos != 2 : n_pos != 1) {
+        q2_bad(grid ? "sweep grid: give the model (logistic_regression or mlp)"
+                 : "sweep %s: unexpected argument '%s'", which, n_pos > 1 ? pos[1] : "");
+        return q2_usage_error();
+    }
+    bool grid_logistic = false;
+    if (grid && q2_parse_model(pos[1], &grid_logistic) != TG_OK) return q2_usage_error();
+
+    /* The base configuration (validates the common flags once, with a clear message). */
+    q2_config base;
+    raw_flags base_raw = raw;
+    if (grid)
+        for (int f = 0; f < N_FLAGS; f++)
+            if (base_raw.v[f] && strchr(base_raw.v[f], ',')) base_raw.v[f] = NULL;
+    if (q2_make_config(&base_raw, grid_logistic, &base) != TG_OK) return q2_usage_error();
+
+    static sweep s;
+    tg_status st = grid ? sweep_grid(&s, &raw, grid_logistic) : sweep_question(&s, &raw, which);
+    if (st != TG_OK) return q2_usage_error();
+    for (int i = 0; i < s.n; i++) {
+        q2_config *c = &s.rows[i].cfg;
+        /* make_config caps -out at PATH_MAX - 64 characters and ids are shorter than 48. */
+        char id[sizeof c->id];
+        memcpy(id, c->id, sizeof id); /* (gcc cannot tell c->id and c->out apart) */
+        snprintf(c->out, sizeof c->out, "%.*s/%s", PATH_MAX - 64, base.out, id);
+        c->jobs = base.jobs;
+    }
+
+    q2_blas_setup(&base);
+    printf("%s\n", tg_blas_info());
+    if (q2_make_dirs(base.out) != TG_OK) {
+        fprintf(stderr, PROG ": %s\n", tg_status_message());
+        return 1;
+    }
+    double t0 = q2_now();
+    q2_data d;
+    if (q2_load_data(base.data, base.limit, base.eval_limit, &d) != TG_OK) {
+        fprintf(stderr, PROG ": -data %s: %s\n", base.data, tg_status_message());
+        return 1;
+    }
+    printf("loaded %s in %.2f s; %d configuration(s), %d at a time, output in %s/\n", base.data,
+           q2_now() - t0, s.n, base.jobs, base.out);
+    sweep_execute(&s, &d, base.jobs);
+    double wall = q2_now() - t0;
+
+    int failed = 0;
+    for (int i = 0; i < s.n; i++) failed += !s.rows[i].ok;
+    if (q2_write_report(&s, grid ? "grid" : which, &base, &d, wall, base.out) != TG_OK) {
+        fprintf(stderr, PROG ": %s\n", tg_status_message());
+        failed++;
+    }
+    printf("\n%-16s %-36s %9s %9s %8s\n", "configuration", "settings", "valid", "test", "s/epoch");
+    for (int i = 0; i < s.n; i++) {
+        const sweep_row *row = &s.rows[i];
+        if (row->ok)
+            printf("%-16s %-36s %9.4f %9.4f %8.3f\n", row->cfg.id, row->cfg.varied,
+                   row->r.valid_acc[row->r.epochs - 1], row->r.test_acc, row->r.sec_per_epoch);
+        else
+            printf("%-16s %-36s   failed (exit %d)\n", row->cfg.id, row->cfg.varied, row->status);
+        q2_result_free(&s.rows[i].r);
+    }
+    printf("wrote %s/report.md (%.0f s)\n", base.out, wall);
+    q2_free_data(&d);
+    return failed ? 1 : 0;
+}
