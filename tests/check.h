@@ -9,14 +9,19 @@
  *                                          random w; x's shape is appended to the label
  *   param_f64(rng, TG_SHAPE(3, 4))         persistent random F64 tensor with requires_grad
  *   expect_values(t, expected, n, tol)     t's elements against a double array
- *   check_summary()                        prints the number of gradient-checked ops */
+ *   check_summary()                        prints the number of gradient-checked ops
+ *   check_tmpdir / check_tmpdir_setup / check_tmpdir_teardown
+ *                                          one temporary folder per test program, removed
+ *                                          with everything in it (cmocka group fixtures) */
 #ifndef TG_TESTS_CHECK_H
 #define TG_TESTS_CHECK_H
 
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int check_gradchecked_ops;
 
@@ -134,6 +139,24 @@ static inline void expect_values(const tg_tensor *t, const double *expected, int
         if (!(fabs(v - expected[i]) <= tol * (1 + fabs(expected[i]))))
             fail_msg("element %lld: got %.12g, expected %.12g", (long long)i, v, expected[i]);
     }
+}
+
+/* A fresh folder under /tmp for the test program's files: check_tmpdir after the group setup. */
+static char check_tmpdir[64];
+
+static inline int check_tmpdir_setup(void **state)
+{
+    (void)state;
+    snprintf(check_tmpdir, sizeof check_tmpdir, "/tmp/tg_test_XXXXXX");
+    return mkdtemp(check_tmpdir) ? 0 : -1;
+}
+
+static inline int check_tmpdir_teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", check_tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
 }
 
 #endif

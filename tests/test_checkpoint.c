@@ -13,27 +13,13 @@
 #include "tapegrad.h"
 #include "tests/check.h"
 
-static char dir[64];
-
-static int make_dir(void **state)
-{
-    snprintf(dir, sizeof dir, "/tmp/tg_ckpt_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int remove_dir(void **state)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
 
 static const char *path_of(const char *name)
 {
     static char buf[4][160];
     static int k;
     k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    snprintf(buf[k], sizeof buf[k], "%s/%s", check_tmpdir, name);
     return buf[k];
 }
 
@@ -345,9 +331,9 @@ static void test_failed_save_keeps_old_file(void **state)
     assert_int_equal(tg_checkpoint_save(nowhere, other, NULL, NULL), TG_ERR_IO);
     assert_non_null(strstr(tg_status_message(), "no/such/dir"));
     if (geteuid() != 0) {
-        assert_int_equal(chmod(dir, 0500), 0);
+        assert_int_equal(chmod(check_tmpdir, 0500), 0);
         assert_int_equal(tg_checkpoint_save(p, other, NULL, NULL), TG_ERR_IO);
-        assert_int_equal(chmod(dir, 0700), 0);
+        assert_int_equal(chmod(check_tmpdir, 0700), 0);
         assert_int_equal(tg_checkpoint_load(p, check, NULL, NULL), TG_OK);
         assert_true(same(check, &s));
     }
@@ -494,5 +480,5 @@ int main(void)
         cmocka_unit_test(test_resume_bit_identical),
         cmocka_unit_test(test_optimizer_state_errors),
     };
-    return cmocka_run_group_tests(tests, make_dir, remove_dir);
+    return cmocka_run_group_tests(tests, check_tmpdir_setup, check_tmpdir_teardown);
 }

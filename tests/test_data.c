@@ -15,37 +15,8 @@
 #include <zlib.h>
 
 #include "tapegrad.h"
+#include "tests/check.h"
 
-static char tmpdir[64];
-
-static int group_setup(void **state)
-{
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/tg_test_data_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat sb;
-        if (stat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) remove_tree(p);
-        else unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
-static int group_teardown(void **state)
-{
-    remove_tree(tmpdir);
-    return 0;
-}
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
@@ -54,7 +25,7 @@ static const char *tpath(const char *name)
     static char buf[8][256];
     static int k;
     char *p = buf[k++ % 8];
-    snprintf(p, 256, "%s/%s", tmpdir, name);
+    snprintf(p, 256, "%s/%s", check_tmpdir, name);
     return p;
 }
 
@@ -312,7 +283,7 @@ static void test_missing_files(void **state)
     assert_status(tg_npz_load(p, "x", &t), TG_ERR_IO, "does-not-exist.gz");
     assert_status(tg_csv_load(p, NULL, &t, &u), TG_ERR_IO, "does-not-exist.gz");
     /* a directory is not a data file */
-    assert_int_not_equal(tg_idx_load_labels(tmpdir, &t), TG_OK);
+    assert_int_not_equal(tg_idx_load_labels(check_tmpdir, &t), TG_OK);
     assert_null(t);
     tg_mnist m;
     assert_status(tg_mnist_load(&(tg_mnist_opts){.dir = tpath("no-such-dir")}, &m), TG_ERR_IO,
@@ -1026,5 +997,5 @@ int main(void)
         cmocka_unit_test(test_loader_seeded_order),
         cmocka_unit_test(test_loader_misuse),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, check_tmpdir_setup, check_tmpdir_teardown);
 }

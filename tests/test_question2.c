@@ -21,11 +21,11 @@
 #include <unistd.h>
 
 #include <tapegrad.h>
+#include "tests/check.h"
 
 #define DATA_DIR TG_FASHION_MNIST_DIR
 
 static char binary[1024];
-static char tmpdir[64];
 
 typedef struct {
     int status;      /* exit status, or -1 if the program did not exit normally */
@@ -167,7 +167,7 @@ static void test_bad_values_are_rejected(void **state)
         {"sweep 2.2 -epochs 0", "-epochs"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        run_result *r = run("%s -data /nonexistent -out %s/never", cases[i].args, tmpdir);
+        run_result *r = run("%s -data /nonexistent -out %s/never", cases[i].args, check_tmpdir);
         if (r->status != 2)
             fail_msg("'question2 %s' exited with %d, expected 2; output:\n%s", cases[i].args,
                      r->status, r->out);
@@ -179,7 +179,7 @@ static void test_bad_values_are_rejected(void **state)
     }
     /* Nothing was started, so nothing was written. */
     char never[128];
-    snprintf(never, sizeof never, "%s/never", tmpdir);
+    snprintf(never, sizeof never, "%s/never", check_tmpdir);
     assert_int_not_equal(access(never, F_OK), 0);
 }
 
@@ -187,7 +187,7 @@ static void test_bad_values_are_rejected(void **state)
 static void test_missing_data_is_an_input_error(void **state)
 {
     (void)state;
-    run_result *r = run("mlp -fast -data %s/no-such-folder -out %s/nodata", tmpdir, tmpdir);
+    run_result *r = run("mlp -fast -data %s/no-such-folder -out %s/nodata", check_tmpdir, check_tmpdir);
     assert_int_equal(r->status, 1);
     if (!strstr(r->out, "no-such-folder")) fail_msg("message does not name the folder:\n%s", r->out);
 }
@@ -199,7 +199,7 @@ static void test_logistic_regression_fast(void **state)
     (void)state;
     NEED_DATA();
     char out[128];
-    snprintf(out, sizeof out, "%s/lr", tmpdir);
+    snprintf(out, sizeof out, "%s/lr", check_tmpdir);
     run_result *r = run("logistic_regression -fast -out %s", out);
     if (r->status != 0) fail_msg("exit %d:\n%s", r->status, r->out);
     printf("%s", r->out);
@@ -226,7 +226,7 @@ static void test_mlp_fast_is_deterministic(void **state)
     NEED_DATA();
     static char a[4096], b[4096], c[4096];
     run_result *r = run("mlp --limit=3000 --eval_limit=1000 --epochs=2 --seed=7 --debug_checks "
-                        "-out %s/mlp1", tmpdir);
+                        "-out %s/mlp1", check_tmpdir);
     if (r->status != 0) fail_msg("exit %d:\n%s", r->status, r->out);
     printf("%s", r->out);
     assert_non_null(strstr(r->out, "batch 16, lr 0.01, l2 0, sgd, hidden 100 x 1, relu, dropout 0.3"));
@@ -234,10 +234,10 @@ static void test_mlp_fast_is_deterministic(void **state)
     if (!(valid > 0.55)) fail_msg("mlp reached valid %.4f (expected > 0.55)", valid);
     assert_non_null(strstr(r->out, "(epochs 2..2): 0\n"));
     epoch_lines(r->out, a, sizeof a);
-    r = run("mlp -limit 3000 -eval_limit 1000 -epochs 2 -seed 7 -out %s/mlp2", tmpdir);
+    r = run("mlp -limit 3000 -eval_limit 1000 -epochs 2 -seed 7 -out %s/mlp2", check_tmpdir);
     assert_int_equal(r->status, 0);
     epoch_lines(r->out, b, sizeof b);
-    r = run("mlp -limit 3000 -eval_limit 1000 -epochs 2 -seed 8 -out %s/mlp3", tmpdir);
+    r = run("mlp -limit 3000 -eval_limit 1000 -epochs 2 -seed 8 -out %s/mlp3", check_tmpdir);
     assert_int_equal(r->status, 0);
     epoch_lines(r->out, c, sizeof c);
     assert_true(strlen(a) > 20);
@@ -251,7 +251,7 @@ static void test_sweep_2_1(void **state)
     (void)state;
     NEED_DATA();
     char out[128];
-    snprintf(out, sizeof out, "%s/sweep", tmpdir);
+    snprintf(out, sizeof out, "%s/sweep", check_tmpdir);
     run_result *r = run("sweep 2.1 -limit 1000 -eval_limit 500 -epochs 1 -jobs 2 -quiet -out %s", out);
     printf("%s", r->out);
     if (r->status != 0) fail_msg("exit %d:\n%s", r->status, r->out);
@@ -289,16 +289,7 @@ static int group_setup(void **state)
                         "build folder)\n", binary);
         return -1;
     }
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/tg_test_question2_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return check_tmpdir_setup(state);
 }
 
 int main(void)
@@ -311,5 +302,5 @@ int main(void)
         cmocka_unit_test(test_mlp_fast_is_deterministic),
         cmocka_unit_test(test_sweep_2_1),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, check_tmpdir_teardown);
 }

@@ -17,15 +17,15 @@
 #include <unistd.h>
 
 #include "tapegrad.h"
+#include "tests/check.h"
 
-static char tmpdir[64];
 
 static const char *tmp_path(const char *name)
 {
     static char p[4][256];
     static int k;
     char *s = p[k++ % 4];
-    snprintf(s, sizeof p[0], "%s/%s", tmpdir, name);
+    snprintf(s, sizeof p[0], "%s/%s", check_tmpdir, name);
     return s;
 }
 
@@ -369,21 +369,6 @@ static void test_progress_on_a_pseudo_terminal(void **state)
     close(master);
 }
 
-static int group_setup(void **state)
-{
-    (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/tg_test_train_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -397,5 +382,5 @@ int main(void)
         cmocka_unit_test(test_progress_silent_off_a_terminal),
         cmocka_unit_test(test_progress_on_a_pseudo_terminal),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, check_tmpdir_setup, check_tmpdir_teardown);
 }
