@@ -22,7 +22,7 @@ done
 ex_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ex_out="$build/examples/fast"; mkdir -p "$ex_out"
 echo "== examples --fast"
-for ex in perceptron logistic_regression mlp quadratic_net relu_max xor_interval regression custom_op; do
+for ex in hello_grad mlp_modules perceptron logistic_regression mlp quadratic_net relu_max xor_interval regression custom_op; do
   args=(--fast --out "$ex_out")
   [ "$ex" = regression ] && args+=(--csv "$ex_root/examples/data/regression.csv")
   t0=$(date +%s.%N)
