@@ -19,7 +19,8 @@ CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wshadow -Wno-unused-paramet
 LDFLAGS := $(SAN) -L$(BLIS_LIB) -Wl,-rpath,$(BLIS_LIB)
 LDLIBS  := -lblis -lzip -lz -llapacke -llapack -lstb -lpthread -lm
 
-LIB_SRC  := $(sort $(wildcard autograd/*.c ops/*.c nn/*.c optim/*.c data/*.c plot/*.c train/*.c))
+LIB_DIRS := autograd ops nn optim data plot train
+LIB_SRC  := $(sort $(wildcard $(LIB_DIRS:%=%/*.c)))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(sort $(wildcard tests/test_*.c)))
 EX_BIN   := $(patsubst examples/%.c,$(BUILD)/examples/%,$(sort $(wildcard examples/*.c)))
@@ -27,7 +28,10 @@ EX_BIN   := $(patsubst examples/%.c,$(BUILD)/examples/%,$(sort $(wildcard exampl
 EX_DIRS  := $(sort $(patsubst examples/%/,%,$(dir $(wildcard examples/*/*.c))))
 EX_BIN   += $(EX_DIRS:%=$(BUILD)/examples/%)
 BENCH_BIN:= $(patsubst bench/%.c,$(BUILD)/bench/%,$(sort $(wildcard bench/*.c)))
-HEADERS  := $(wildcard include/*.h include/tg/*.h */*.h)
+# Objects depend on the library's headers; tests and examples also on their folder's own.
+HEADERS  := $(wildcard include/*.h include/tg/*.h $(LIB_DIRS:%=%/*.h))
+TEST_HDR := $(wildcard tests/*.h)
+EX_HDR   := $(wildcard examples/*.h)
 SETUP    := $(BUILD)/.setup-done
 
 .PHONY: all lib test test-asan run bench clean setup
@@ -49,16 +53,16 @@ $(BUILD)/libtapegrad.a: $(LIB_OBJ)
 $(BUILD)/libtapegrad.so: $(LIB_OBJ)
 	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c $(BUILD)/libtapegrad.a $(HEADERS)
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libtapegrad.a $(HEADERS) $(TEST_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libtapegrad.a -lcmocka $(LDLIBS)
-$(BUILD)/examples/%: examples/%.c $(BUILD)/libtapegrad.a $(HEADERS)
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libtapegrad.a $(HEADERS) $(EX_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libtapegrad.a $(LDLIBS)
 # All of a folder's files in one compiler call: small programs, and no object names to clash.
 .SECONDEXPANSION:
 $(EX_DIRS:%=$(BUILD)/examples/%): $(BUILD)/examples/%: $$(wildcard examples/$$*/*.c) \
-                                  $$(wildcard examples/$$*/*.h) $(BUILD)/libtapegrad.a $(HEADERS)
+                                  $$(wildcard examples/$$*/*.h) $(BUILD)/libtapegrad.a $(HEADERS) $(EX_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^) $(BUILD)/libtapegrad.a $(LDLIBS)
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libtapegrad.a $(HEADERS)

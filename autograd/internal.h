@@ -63,6 +63,19 @@ void *tg__malloc(size_t bytes);
 void *tg__calloc(size_t bytes);
 void tg__free(void *p);
 
+/* Big persistent buffers (data sets): not counted by tg_alloc_count, NULL rather than a failure
+ * on exhaustion, so a loader can report the file it was reading. */
+/* 64-byte aligned malloc (free with free()); NULL on failure. */
+void *tg__aligned_bytes(size_t n);
+/* Prefaults [p, p+n) for writing in one call (see tensor.c for why). Only for sizes backed by
+ * real data, never for sizes read from a header. */
+void tg__prefault(void *p, size_t n);
+/* A persistent tensor with uninitialised (prefaulted) data, for buffers about to be overwritten
+ * entirely; tg_zeros would fault every page twice as slowly and zero it for nothing. */
+tg_tensor *tg__tensor_uninit(tg_dtype dtype, int ndim, const int64_t *shape);
+/* A persistent tensor that takes ownership of buf (from tg__read_alloc). */
+tg_tensor *tg__tensor_adopt(tg_dtype dtype, int ndim, const int64_t *shape, void *buf);
+
 /* Arena: chunked bump allocator owned by the tape (autograd/arena.c). */
 void tg__arena_reset(void);
 size_t tg__arena_reserved(void);

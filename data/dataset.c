@@ -98,25 +98,32 @@ static tg_tensor *take_rows(const tg_tensor *src, const int64_t *idx, int64_t fi
     return t;
 }
 
-static void check_split(const tg_dataset *src, int64_t n_second, const char *op)
+/* Clears both outputs (so a failed split leaves nothing to free), then checks the source and
+ * the size of the second part. A malformed source is a programming error (the handler); a size
+ * out of range is bad input (a status). */
+static tg_status check_split(const tg_dataset *src, int64_t n_second, const char *op,
+                             tg_dataset *first, tg_dataset *second)
 {
+    memset(first, 0, sizeof *first);
+    memset(second, 0, sizeof *second);
     if (!src || !src->x || !src->y)
         tg__fail("%s: the source data set is empty (load it first)", op);
     if (src->x->ndim < 1 || src->y->shape[0] != src->x->shape[0])
         tg__fail("%s: x has %lld rows, y has %lld", op, (long long)src->x->shape[0],
                  (long long)src->y->shape[0]);
+    int64_t n = src->x->shape[0];
+    if (n_second < 0 || n_second > n)
+        return tg_status_set(TG_ERR_VALUE, "%s: cannot split %lld rows off a data set of %lld",
+                             op, (long long)n_second, (long long)n);
+    return TG_OK;
 }
 
 tg_status tg_dataset_split(const tg_dataset *src, int64_t n_second, tg_dataset *first,
                            tg_dataset *second)
 {
-    memset(first, 0, sizeof *first);
-    memset(second, 0, sizeof *second);
-    check_split(src, n_second, "tg_dataset_split");
+    tg_status st = check_split(src, n_second, "tg_dataset_split", first, second);
+    if (st != TG_OK) return st;
     int64_t n = src->x->shape[0];
-    if (n_second < 0 || n_second > n)
-        return tg_status_set(TG_ERR_VALUE, "cannot split %lld rows off a data set of %lld",
-                             (long long)n_second, (long long)n);
     int64_t n_first = n - n_second;
     *first = (tg_dataset){take_rows(src->x, NULL, 0, n_first), take_rows(src->y, NULL, 0, n_first),
                           src->n_classes};
@@ -134,13 +141,9 @@ static int cmp_i64(const void *a, const void *b)
 tg_status tg_dataset_random_split(const tg_dataset *src, int64_t n_second, tg_rng *rng,
                                   tg_dataset *first, tg_dataset *second)
 {
-    memset(first, 0, sizeof *first);
-    memset(second, 0, sizeof *second);
-    check_split(src, n_second, "tg_dataset_random_split");
+    tg_status st = check_split(src, n_second, "tg_dataset_random_split", first, second);
+    if (st != TG_OK) return st;
     int64_t n = src->x->shape[0];
-    if (n_second < 0 || n_second > n)
-        return tg_status_set(TG_ERR_VALUE, "cannot split %lld rows off a data set of %lld",
-                             (long long)n_second, (long long)n);
     if (!rng) rng = tg_global_rng();
     int64_t *perm = malloc((size_t)(n ? n : 1) * sizeof *perm);
     if (!perm) return tg_status_set(TG_ERR_NOMEM, "random split: out of memory");

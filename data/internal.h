@@ -36,15 +36,5 @@ tg_status tg__read_alloc(tg__reader *r, size_t want, void **buf, size_t *got);
 /* Counts the bytes left until the end of the data (for "trailing data" messages). */
 tg_status tg__read_rest(tg__reader *r, uint64_t *n);
 
-/* 64-byte aligned malloc (free with free()); NULL on failure. */
-void *tg__aligned_bytes(size_t n);
-/* Prefaults [p, p+n) for writing in one call (see reader.c for why). Only for sizes backed by
- * real data, never for sizes read from a header. */
-void tg__prefault(void *p, size_t n);
-/* A persistent tensor with uninitialised (prefaulted) data, for buffers about to be overwritten
- * entirely; tg_zeros would fault every page twice as slowly and zero it for nothing. */
-tg_tensor *tg__tensor_uninit(tg_dtype dtype, int ndim, const int64_t *shape);
-/* A persistent tensor that takes ownership of buf (from tg__read_alloc). */
-tg_tensor *tg__tensor_adopt(tg_dtype dtype, int ndim, const int64_t *shape, void *buf);
 
 #endif

@@ -124,6 +124,65 @@ static inline double ex_accuracy(tg_module *model, const tg_dataset *d)
     return n ? (double)hits / (double)n : 0;
 }
 
+/* The plain training loop of a classifier, one epoch: per batch zero_grad, forward,
+ * cross-entropy, backward, step, and release the step's intermediates. Returns the mean loss
+ * per example (the loss is a per-batch mean, weighted by the batch size). */
+static inline double ex_train_epoch(tg_module *model, tg_optimizer *opt, tg_loader *loader,
+                                    int epoch, int epochs)
+{
+    tg_tensor *x, *y;
+    double total = 0;
+    int64_t seen = 0;
+    tg_progress bar;   /* on a terminal only: batches, running loss, speed, time left */
+    tg_progress_begin(&bar, stderr, TG_PROGRESS_AUTO, "epoch", epoch + 1, epochs,
+                      tg_loader_num_batches(loader));
+    tg_loader_reset(loader);
+    while (tg_loader_next(loader, &x, &y)) {
+        tg_optimizer_zero_grad(opt);
+        tg_tensor *loss = tg_cross_entropy(tg_module_forward(model, x), y, TG_REDUCE_MEAN);
+        double l = tg_item(loss);
+        total += l * (double)y->numel;
+        seen += y->numel;
+        tg_progress_step(&bar, y->numel, l);
+        tg_backward(loss);
+        tg_optimizer_step(opt);
+        tg_tape_reset();
+    }
+    tg_progress_end(&bar);
+    return seen ? total / (double)seen : 0;
+}
+
+/* Trains for `epochs` with ex_train_epoch, prints one line per epoch with the validation and
+ * test accuracy, logs each epoch to <name>_metrics.csv and draws <name>_loss.png and
+ * <name>_accuracy.png. Returns the final validation accuracy. */
+static inline double ex_fit_classifier(int argc, char **argv, const char *name, const char *title,
+                                       tg_module *model, tg_optimizer *opt, tg_loader *loader,
+                                       const tg_mnist *data, int epochs)
+{
+    tg_metrics_log *log = ex_metrics_log(argc, argv, name, 1, (const char *[]){"test_acc"});
+    double train_loss[epochs], val_acc[epochs], test_acc[epochs], t0 = ex_seconds();
+    for (int epoch = 0; epoch < epochs; epoch++) {
+        double t_epoch = ex_seconds();
+        train_loss[epoch] = ex_train_epoch(model, opt, loader, epoch, epochs);
+        val_acc[epoch] = ex_accuracy(model, &data->val);
+        test_acc[epoch] = ex_accuracy(model, &data->test);
+        printf("epoch %2d  train loss %.4f  val acc %.4f  test acc %.4f  (%.1f s)\n", epoch + 1,
+               train_loss[epoch], val_acc[epoch], test_acc[epoch], ex_seconds() - t0);
+        ex_log_epoch(log, (tg_epoch_metrics){epoch + 1, train_loss[epoch], NAN, val_acc[epoch],
+                                             ex_seconds() - t_epoch, &test_acc[epoch]});
+    }
+    tg_metrics_log_close(log);
+    char file[256], heading[256];
+    snprintf(file, sizeof file, "%s_loss.png", name);
+    snprintf(heading, sizeof heading, "%s: loss", title);
+    ex_plot(ex_path(argc, argv, file), heading, "training cross-entropy", false, 1, NULL,
+            (const double *[]){train_loss}, epochs);
+    snprintf(file, sizeof file, "%s_accuracy.png", name);
+    ex_plot(ex_path(argc, argv, file), title, "accuracy", false, 2,
+            (const char *[]){"validation", "test"}, (const double *[]){val_acc, test_acc}, epochs);
+    return val_acc[epochs - 1];
+}
+
 /* Fashion-MNIST from --data (default: TG_DATA_DIR or the Debian path). Fast mode keeps the
  * first n_train training and n_eval validation/test images. Exits with status 2 on bad files. */
 static inline tg_mnist ex_load_mnist(int argc, char **argv, bool fast, int64_t n_train,
@@ -148,6 +207,17 @@ static inline tg_mnist ex_load_mnist(int argc, char **argv, bool fast, int64_t n
     }
     tg_mnist_free(&m);
     return cut;
+}
+
+/* Releases what a Fashion-MNIST training program built, in the reverse order of building it. */
+static inline void ex_release(tg_loader *loader, tg_optimizer *opt, tg_param_list *params,
+                              tg_module *model, tg_mnist *data)
+{
+    tg_loader_free(loader);
+    tg_optimizer_free(opt);
+    tg_param_list_free(params);
+    tg_module_free(model);
+    tg_mnist_free(data);
 }
 
 /* The fast-mode verdict: one line, and the exit status of the program. */

@@ -65,11 +65,7 @@ int main(int argc, char **argv)
             (const double *[]){val_acc, test_acc}, epochs);
 
     double final = val_acc[epochs - 1];
-    tg_loader_free(loader);
-    tg_optimizer_free(sgd);
-    tg_param_list_free(&params);
-    tg_module_free(model);
-    tg_mnist_free(&data);
+    ex_release(loader, sgd, &params, model, &data);
     if (!fast) return 0;
     return ex_verdict(final > 0.6, "perceptron: validation accuracy %.4f after %d epoch(s) on "
                       "2000 examples (need > 0.6)", final, epochs);
