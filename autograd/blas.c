@@ -334,7 +334,7 @@ static void run(const gemm_job *j) {
     pthread_mutex_unlock(&pool.call_mu);
 }
 
-/* ---- the two entry points --------------------------------------------------------------------- */
+/* ---- the two entry points ------------------------------------------------------------------- */
 
 /* op(X) of a row-major matrix with row stride ld: no transpose -> (ld, 1); transpose -> (1, ld). */
 #define GEMM_ENTRY(name, T, is_f64)                                                               \

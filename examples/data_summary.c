@@ -24,8 +24,8 @@ static double now(void)
 int main(int argc, char **argv)
 {
     if (argc > 3 || (argc >= 2 && argv[1][0] == '-')) {
-        fprintf(stderr, "usage: %s [DIR [CHART.png]]  (an MNIST-style directory; default %s)\n", argv[0],
-                TG_FASHION_MNIST_DIR);
+        fprintf(stderr, "usage: %s [DIR [CHART.png]]  (an MNIST-style directory; default %s)\n",
+                argv[0], TG_FASHION_MNIST_DIR);
         return 2;
     }
     tg_mnist_opts opts = {.dir = argc >= 2 ? argv[1] : NULL};
@@ -60,7 +60,8 @@ int main(int argc, char **argv)
                       .ylabel = "images", .n_series = 3, .y_min = 0, .y_max = NAN};
     for (int s = 0; s < 3; s++) {
         for (int c = 0; c < k; c++) x[c] = c, ys[s][c] = (double)counts[s][c];
-        chart.series[s] = (tg_series){.name = names[s], .x = x, .y = ys[s], .n = k, .markers = true};
+        chart.series[s] =
+            (tg_series){.name = names[s], .x = x, .y = ys[s], .n = k, .markers = true};
     }
     if (tg_chart_write_png(&chart, chart_path, 800, 500) != TG_OK) {
         fprintf(stderr, "data_summary: %s\n", tg_status_message());

@@ -435,7 +435,8 @@ static int draw_legend(ctx *k, float *cov)
     if (n == 0 || ch->no_legend) return 0;
     double s = k->s, pad = 7 * s, handle = 26 * s, gap = 8 * s;
     double row = text_h(k, k->fs_legend) * 1.25;
-    double bw = pad + handle + gap + name_w + pad, bh = 2 * pad + n * row - (row - text_h(k, k->fs_legend));
+    double bw = pad + handle + gap + name_w + pad,
+           bh = 2 * pad + n * row - (row - text_h(k, k->fs_legend));
     double inset = 9 * s;
     double L = k->plot.left + inset, R = k->plot.right - inset - bw;
     double T = k->plot.top + inset, B = k->plot.bottom - inset - bh;
@@ -477,8 +478,9 @@ static int draw_legend(ctx *k, float *cov)
         }
         pen_segment(&p, hx0, cy, hx1, cy);
         if (se->markers) cov_disk(cov, k->c.w, all, (hx0 + hx1) / 2, cy, 3.2 * s);
-        composite(&k->c, cov, (rect){(int)x0, (int)(cy - 8 * s - 2), (int)ceil(x0 + pad + handle) + 1,
-                                     (int)(cy + 8 * s + 2)},
+        composite(&k->c, cov,
+                  (rect){(int)x0, (int)(cy - 8 * s - 2), (int)ceil(x0 + pad + handle) + 1,
+                         (int)(cy + 8 * s + 2)},
                   k->color[i]);
         if (tg__font_draw(k->font, &k->c, se->name, k->fs_legend, x0 + pad + handle + gap,
                           ty, 0, 0, 0, COL_TEXT))
@@ -521,7 +523,8 @@ static tg_status check(const tg_chart *ch, const char *path, int width, int heig
             return tg_status_set(TG_ERR_VALUE,
                                  "%s: fixed %c range [%g, %g] is invalid (need min < max, NaN for "
                                  "an automatic end%s)",
-                                 path, a ? 'y' : 'x', lo, hi, a && ch->log_y ? ", > 0 on a log axis" : "");
+                                 path, a ? 'y' : 'x', lo, hi,
+                                 a && ch->log_y ? ", > 0 on a log axis" : "");
     }
     return TG_OK;
 }
@@ -615,7 +618,8 @@ static tg_status render(ctx *k, float *cov)
     /* x ticks: as many as fit with room between labels. */
     for (double target = fmin(12, plot_w / (70 * s)); ; target *= 0.8) {
         linear_ticks(&k->ax, k->ax.lo, k->ax.hi, fmax(target, 1), integer_x, uminus, false);
-        double room = k->ax.n > 1 ? plot_w * (k->ax.at[1] - k->ax.at[0]) / (k->ax.hi - k->ax.lo) : 1e9;
+        double room =
+            k->ax.n > 1 ? plot_w * (k->ax.at[1] - k->ax.at[0]) / (k->ax.hi - k->ax.lo) : 1e9;
         if (room > max_label_w(k, &k->ax, k->fs_tick) + 12 * s || target < 1.5) break;
     }
 
@@ -634,35 +638,41 @@ static tg_status render(ctx *k, float *cov)
 
     /* Frame and outward ticks. */
     int fw = gw;
-    fill_rect(c, k->plot.left - fw + 1, k->plot.top - fw + 1, k->plot.right + fw - 1, k->plot.top, COL_FRAME);
-    fill_rect(c, k->plot.left - fw + 1, k->plot.bottom, k->plot.right + fw - 1, k->plot.bottom + fw - 1, COL_FRAME);
+    fill_rect(c, k->plot.left - fw + 1, k->plot.top - fw + 1, k->plot.right + fw - 1, k->plot.top,
+              COL_FRAME);
+    fill_rect(c, k->plot.left - fw + 1, k->plot.bottom, k->plot.right + fw - 1,
+              k->plot.bottom + fw - 1, COL_FRAME);
     fill_rect(c, k->plot.left - fw + 1, k->plot.top, k->plot.left, k->plot.bottom, COL_FRAME);
     fill_rect(c, k->plot.right, k->plot.top, k->plot.right + fw - 1, k->plot.bottom, COL_FRAME);
     int tl = (int)lround(tick_len);
     double label_y = k->plot.bottom + fw + tick_len + tick_pad;
     for (int i = 0; i < k->ax.n; i++) {
         int x = (int)floor(map_x(k, k->ax.at[i]));
-        fill_rect(c, x - gw / 2, k->plot.bottom + fw, x - gw / 2 + gw - 1, k->plot.bottom + fw - 1 + tl, COL_FRAME);
-        if (tg__font_draw(k->font, c, k->ax.label[i], k->fs_tick, x + 0.5, label_y, 1, 0, 0, COL_TEXT))
+        fill_rect(c, x - gw / 2, k->plot.bottom + fw, x - gw / 2 + gw - 1,
+                  k->plot.bottom + fw - 1 + tl, COL_FRAME);
+        if (tg__font_draw(k->font, c, k->ax.label[i], k->fs_tick, x + 0.5, label_y, 1, 0, 0,
+                          COL_TEXT))
             return TG_ERR_NOMEM;
     }
     for (int i = 0; i < k->ay.n; i++) {
         int y = (int)floor(map_y(k, k->ay.at[i]));
-        fill_rect(c, k->plot.left - fw + 1 - tl, y - gw / 2, k->plot.left - fw, y - gw / 2 + gw - 1, COL_FRAME);
-        if (tg__font_draw(k->font, c, k->ay.label[i], k->fs_tick, k->plot.left - fw - tick_len - tick_pad,
-                          y + 0.5, 2, 1, 0, COL_TEXT))
+        fill_rect(c, k->plot.left - fw + 1 - tl, y - gw / 2, k->plot.left - fw, y - gw / 2 + gw - 1,
+                  COL_FRAME);
+        if (tg__font_draw(k->font, c, k->ay.label[i], k->fs_tick,
+                          k->plot.left - fw - tick_len - tick_pad, y + 0.5, 2, 1, 0, COL_TEXT))
             return TG_ERR_NOMEM;
     }
 
     if (draw_legend(k, cov)) return TG_ERR_NOMEM;
 
-    double pcx = (k->plot.left + k->plot.right + 1) / 2.0, pcy = (k->plot.top + k->plot.bottom + 1) / 2.0;
-    if (has_text(ch->title) &&
-        tg__font_draw(k->font, c, ch->title, k->fs_title, pcx, k->plot.top - 8 * s, 1, 2, 0, 0x111111))
+    double pcx = (k->plot.left + k->plot.right + 1) / 2.0,
+           pcy = (k->plot.top + k->plot.bottom + 1) / 2.0;
+    if (has_text(ch->title) && tg__font_draw(k->font, c, ch->title, k->fs_title, pcx,
+                                             k->plot.top - 8 * s, 1, 2, 0, 0x111111))
         return TG_ERR_NOMEM;
     if (has_text(ch->xlabel) &&
-        tg__font_draw(k->font, c, ch->xlabel, k->fs_label, pcx, label_y + text_h(k, k->fs_tick) + label_pad,
-                      1, 0, 0, COL_TEXT))
+        tg__font_draw(k->font, c, ch->xlabel, k->fs_label, pcx,
+                      label_y + text_h(k, k->fs_tick) + label_pad, 1, 0, 0, COL_TEXT))
         return TG_ERR_NOMEM;
     if (has_text(ch->ylabel) &&
         tg__font_draw(k->font, c, ch->ylabel, k->fs_label, margin, pcy, 1, 0, 1, COL_TEXT))
@@ -692,7 +702,8 @@ tg_status tg_chart_write_png(const tg_chart *chart, const char *path, int width,
     float *cov = calloc((size_t)width * (size_t)height, sizeof *cov);
     k.font = tg__font_open();
     if (!k.c.px || !cov || !k.font) {
-        st = tg_status_set(TG_ERR_NOMEM, "%s: out of memory for a %dx%d chart", path, width, height);
+        st =
+            tg_status_set(TG_ERR_NOMEM, "%s: out of memory for a %dx%d chart", path, width, height);
     } else {
         st = render(&k, cov);
         if (st != TG_OK) st = tg_status_set(st, "%s: out of memory rendering the chart", path);

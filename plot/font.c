@@ -186,7 +186,8 @@ static int tt_raster(const tg__font *f, const char *s, double px, double x0, uin
         double ipen = floor(pen);
         float frac = (float)(pen - ipen);
         int ix0, iy0, ix1, iy1;
-        stbtt_GetGlyphBitmapBoxSubpixel(&f->info, gi, scale, scale, frac, 0, &ix0, &iy0, &ix1, &iy1);
+        stbtt_GetGlyphBitmapBoxSubpixel(&f->info, gi, scale, scale, frac, 0, &ix0, &iy0, &ix1,
+                                        &iy1);
         int gw = ix1 - ix0, gh = iy1 - iy0;
         if (gw > 0 && gh > 0) {
             if ((size_t)gw * (size_t)gh > gcap) {

@@ -17,7 +17,8 @@ tg_status q2_make_dirs(const char *path)
             char saved = *p;
             *p = '\0';
             if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return tg_status_set(TG_ERR_IO, "%s: cannot create folder: %s", buf, strerror(errno));
+                return tg_status_set(TG_ERR_IO, "%s: cannot create folder: %s", buf,
+                                     strerror(errno));
             *p = saved;
             if (!saved) break;
         }

@@ -16,14 +16,15 @@ const flag_spec q2_flags[N_FLAGS] = {
     [F_L2] = {"l2_decay", "X", "0", "L2 weight decay (the optimizer's weight_decay, >= 0)"},
     [F_HIDDEN] = {"hidden_size", "N", "100", "units per hidden layer (mlp)"},
     [F_LAYERS] = {"layers", "N", "1", "hidden layers (mlp)"},
-    [F_DROPOUT] = {"dropout", "P", "0.3", "dropout probability after each hidden layer, in [0, 1) (mlp)"},
+    [F_DROPOUT] = {"dropout", "P", "0.3",
+                   "dropout probability after each hidden layer, in [0, 1) (mlp)"},
     [F_ACT] = {"activation", "relu|tanh", "relu", "hidden activation (mlp)"},
     [F_OPT] = {"optimizer", "sgd|adam", "sgd", "optimizer (no momentum; Adam's betas 0.9, 0.999)"},
     [F_DATA] = {"data", "DIR", TG_FASHION_MNIST_DIR,
                 "folder of the four Fashion-MNIST IDX files (.gz or plain)"},
     [F_SEED] = {"seed", "N", "42", "seed of initialisation, dropout and shuffling"},
-    [F_OUT] = {"out", "DIR", "out", "output folder, created (sweeps: a subfolder per configuration, "
-                                    "report.md)"},
+    [F_OUT] = {"out", "DIR", "out",
+               "output folder, created (sweeps: a subfolder per configuration, report.md)"},
     [F_THREADS] = {"threads", "N", "1", "threads for large matrix products (1..64)"},
     [F_LIMIT] = {"limit", "N", "all (50000)", "train on the first N training examples only"},
     [F_EVAL_LIMIT] = {"eval_limit", "N", "all (10000)",
@@ -52,8 +53,8 @@ void q2_usage(FILE *f)
             "       all   2.1, 2.2 and 2.3\n"
             "       grid MODEL   every combination of comma-separated flag values, e.g.\n"
             "             " PROG " sweep grid mlp -learning_rate 0.001,0.1 -dropout 0.3,0.5\n"
-            "In a sweep the other flags are the base every configuration starts from; the data set\n"
-            "is loaded once and each configuration runs in its own process (-jobs at a time).\n"
+            "In a sweep the other flags are the base every configuration starts from; the data\n"
+            "set is loaded once and each configuration runs in its own process (-jobs at a time).\n"
             "\n"
             "Flags take \"-flag value\", \"--flag value\", \"-flag=value\" or \"--flag=value\":\n");
     for (int i = 0; i < N_FLAGS; i++) {
@@ -110,11 +111,14 @@ tg_status q2_parse_flags(int argc, char **argv, int first, raw_flags *raw, const
         const char *eq = strchr(name, '=');
         size_t len = eq ? (size_t)(eq - name) : strlen(name);
         int f = find_flag(name, len);
-        if (f < 0) return q2_bad("unknown flag '%.*s' (run '" PROG " -h' for the list)", (int)len + (int)(name - a), a);
+        if (f < 0)
+            return q2_bad("unknown flag '%.*s' (run '" PROG " -h' for the list)",
+                          (int)len + (int)(name - a), a);
         if (q2_flags[f].boolean) {
             if (eq && strcmp(eq + 1, "1") && strcmp(eq + 1, "0") && strcmp(eq + 1, "true") &&
                 strcmp(eq + 1, "false"))
-                return q2_bad("-%s takes no value (or =1 / =0), got '%s'", q2_flags[f].name, eq + 1);
+                return q2_bad("-%s takes no value (or =1 / =0), got '%s'", q2_flags[f].name,
+                              eq + 1);
             raw->v[f] = (eq && (!strcmp(eq + 1, "0") || !strcmp(eq + 1, "false"))) ? NULL : "1";
             continue;
         }

@@ -19,9 +19,11 @@ static tg_status combined_chart(const sweep *s, const int *idx, const char *cons
     for (int i = 0; i < n; i++) {
         const sweep_row *row = &s->rows[idx[i]];
         if (!row->ok) continue;
-        if (loss ? ch.n_series + 2 > TG_CHART_MAX_SERIES : ch.n_series == TG_CHART_MAX_SERIES) break;
+        if (loss ? ch.n_series + 2 > TG_CHART_MAX_SERIES : ch.n_series == TG_CHART_MAX_SERIES)
+            break;
         int k = ch.n_series;
-        snprintf(names[i % TG_CHART_MAX_SERIES], sizeof names[0], "%s", labels ? labels[i] : row->cfg.varied);
+        snprintf(names[i % TG_CHART_MAX_SERIES], sizeof names[0], "%s",
+                 labels ? labels[i] : row->cfg.varied);
         static const uint32_t tab10[] = {0x1f77b4, 0xff7f0e, 0x2ca02c, 0xd62728,
                                          0x9467bd, 0x8c564b, 0xe377c2, 0x7f7f7f};
         uint32_t col = TG_RGB(tab10[i % 8]);
@@ -62,8 +64,8 @@ static void question_charts(const sweep *s, const char *q, const char *dir, FILE
 {
     typedef struct { const char *file, *title; const char *ids[4], *labels[4]; } group;
     static const group groups[] = {
-        {"2.1_lr", "2.1 logistic regression: learning rate", {"2.1-lr0.001", "2.1-lr0.01", "2.1-lr0.1"},
-         {"lr 0.001", "lr 0.01", "lr 0.1"}},
+        {"2.1_lr", "2.1 logistic regression: learning rate",
+         {"2.1-lr0.001", "2.1-lr0.01", "2.1-lr0.1"}, {"lr 0.001", "lr 0.01", "lr 0.1"}},
         {"2.2_lr", "2.2 mlp: learning rate", {"2.2-lr0.001", "2.2-default", "2.2-lr0.1"},
          {"lr 0.001", "lr 0.01 (default)", "lr 0.1"}},
         {"2.2_hidden", "2.2 mlp: hidden size", {"2.2-default", "2.2-hidden200"},
@@ -89,7 +91,8 @@ static void question_charts(const sweep *s, const char *q, const char *dir, FILE
             snprintf(file, sizeof file, "%s_%s.png", groups[g].file, loss ? "loss" : "valid_acc");
             snprintf(title, sizeof title, "%s (%s)", groups[g].title,
                      loss ? "loss" : "validation accuracy");
-            if (combined_chart(s, idx, labels, n, loss, title, dir, file, written, sizeof written) != TG_OK)
+            if (combined_chart(s, idx, labels, n, loss, title, dir, file, written,
+                               sizeof written) != TG_OK)
                 fprintf(stderr, PROG ": %s\n", tg_status_message());
         }
         fprintf(md, "\n**%s**\n\n", groups[g].title);
@@ -149,11 +152,14 @@ tg_status q2_write_report(const sweep *s, const char *which, const q2_config *ba
                 best = i;
         }
         if (!count) continue;
-        fprintf(md, "\n## %s%s\n\n", !strcmp(q, "grid") ? "Grid" : "Question ", !strcmp(q, "grid") ? "" : q);
-        fprintf(md, "| configuration | model | epochs | batch | lr | l2 | optimizer | hidden | layers "
-                    "| dropout | activation | valid acc | best valid (epoch) | test acc | s/epoch "
-                    "| total s |\n");
-        fprintf(md, "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|\n");
+        fprintf(md, "\n## %s%s\n\n", !strcmp(q, "grid") ? "Grid" : "Question ",
+                !strcmp(q, "grid") ? "" : q);
+        fprintf(md,
+                "| configuration | model | epochs | batch | lr | l2 | optimizer | hidden | layers "
+                "| dropout | activation | valid acc | best valid (epoch) | test acc | s/epoch "
+                "| total s |\n");
+        fprintf(md,
+                "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|\n");
         for (int i = 0; i < s->n; i++) {
             const sweep_row *row = &s->rows[i];
             const q2_config *c = &row->cfg;
@@ -176,10 +182,12 @@ tg_status q2_write_report(const sweep *s, const char *which, const q2_config *ba
                 fprintf(md, "failed (exit %d) | | | | |\n", row->status);
         }
         if (best >= 0)
-            fprintf(md, "\nBest by final validation accuracy: **%s** (`%s/`) — validation %.4f, "
-                        "test %.4f.\n",
+            fprintf(md,
+                    "\nBest by final validation accuracy: **%s** (`%s/`) — validation %.4f, "
+                    "test %.4f.\n",
                     s->rows[best].cfg.varied, s->rows[best].cfg.id,
-                    s->rows[best].r.valid_acc[s->rows[best].r.epochs - 1], s->rows[best].r.test_acc);
+                    s->rows[best].r.valid_acc[s->rows[best].r.epochs - 1],
+                    s->rows[best].r.test_acc);
         if (strcmp(q, "grid")) {
             question_charts(s, q, dir, md);
         } else {

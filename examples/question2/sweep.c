@@ -4,23 +4,19 @@
 #include "question2.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Adds a configuration: base flags plus overrides (pairs of flag index and text, -1 ends). */
+/* Adds a configuration: the base flags with at most one flag changed (flag -1: none). */
 static tg_status sweep_add(sweep *s, const raw_flags *base, bool logistic, const char *question,
-                           const char *id, const char *varied, ...)
+                           const char *id, const char *varied, int flag, const char *value)
 {
     if (s->n == MAX_CONFIGS) return q2_bad("sweep: more than %d configurations", MAX_CONFIGS);
     raw_flags raw = *base;
-    va_list ap;
-    va_start(ap, varied);
-    for (int f; (f = va_arg(ap, int)) >= 0;) raw.v[f] = va_arg(ap, const char *);
-    va_end(ap);
+    if (flag >= 0) raw.v[flag] = value;
     sweep_row *row = &s->rows[s->n];
     memset(row, 0, sizeof *row);
     tg_status st = q2_make_config(&raw, logistic, &row->cfg);
@@ -32,32 +28,38 @@ static tg_status sweep_add(sweep *s, const raw_flags *base, bool logistic, const
     return TG_OK;
 }
 
+/* The homework's grids: 2.1 tunes logistic regression's learning rate; 2.2 changes one setting of
+ * the feed-forward network at a time from its defaults (the first row); 2.3 adds hidden layers. */
+static const struct {
+    const char *question, *id, *varied;
+    int flag;   /* -1: the defaults */
+    const char *value;
+} homework_grid[] = {
+    {"2.1", "2.1-lr0.001", "learning_rate 0.001", F_LR, "0.001"},
+    {"2.1", "2.1-lr0.01", "learning_rate 0.01", F_LR, "0.01"},
+    {"2.1", "2.1-lr0.1", "learning_rate 0.1", F_LR, "0.1"},
+    {"2.2", "2.2-default", "defaults", -1, NULL},
+    {"2.2", "2.2-lr0.001", "learning_rate 0.001", F_LR, "0.001"},
+    {"2.2", "2.2-lr0.1", "learning_rate 0.1", F_LR, "0.1"},
+    {"2.2", "2.2-hidden200", "hidden_size 200", F_HIDDEN, "200"},
+    {"2.2", "2.2-dropout0.5", "dropout 0.5", F_DROPOUT, "0.5"},
+    {"2.2", "2.2-tanh", "activation tanh", F_ACT, "tanh"},
+    {"2.3", "2.3-layers2", "layers 2", F_LAYERS, "2"},
+    {"2.3", "2.3-layers3", "layers 3", F_LAYERS, "3"},
+};
+
+/* The rows of question q ("2.1", "2.2", "2.3" or "all"). */
 static tg_status sweep_question(sweep *s, const raw_flags *base, const char *q)
 {
-    tg_status st = TG_OK;
-    if (!strcmp(q, "2.1") || !strcmp(q, "all")) {
-        static const char *lrs[] = {"0.001", "0.01", "0.1"};
-        for (int i = 0; i < 3 && st == TG_OK; i++) {
-            char id[48], varied[48];
-            snprintf(id, sizeof id, "2.1-lr%s", lrs[i]);
-            snprintf(varied, sizeof varied, "learning_rate %s", lrs[i]);
-            st = sweep_add(s, base, true, "2.1", id, varied, F_LR, lrs[i], -1);
-        }
+    for (size_t i = 0; i < sizeof homework_grid / sizeof homework_grid[0]; i++) {
+        const char *question = homework_grid[i].question;
+        if (strcmp(q, question) && strcmp(q, "all")) continue;
+        tg_status st = sweep_add(s, base, !strcmp(question, "2.1"), question, homework_grid[i].id,
+                                 homework_grid[i].varied, homework_grid[i].flag,
+                                 homework_grid[i].value);
+        if (st != TG_OK) return st;
     }
-    if (st == TG_OK && (!strcmp(q, "2.2") || !strcmp(q, "all"))) {
-        /* Defaults, then one setting changed at a time (the default's value is the default row). */
-        if (st == TG_OK) st = sweep_add(s, base, false, "2.2", "2.2-default", "defaults", -1);
-        if (st == TG_OK) st = sweep_add(s, base, false, "2.2", "2.2-lr0.001", "learning_rate 0.001", F_LR, "0.001", -1);
-        if (st == TG_OK) st = sweep_add(s, base, false, "2.2", "2.2-lr0.1", "learning_rate 0.1", F_LR, "0.1", -1);
-        if (st == TG_OK) st = sweep_add(s, base, false, "2.2", "2.2-hidden200", "hidden_size 200", F_HIDDEN, "200", -1);
-        if (st == TG_OK) st = sweep_add(s, base, false, "2.2", "2.2-dropout0.5", "dropout 0.5", F_DROPOUT, "0.5", -1);
-        if (st == TG_OK) st = sweep_add(s, base, false, "2.2", "2.2-tanh", "activation tanh", F_ACT, "tanh", -1);
-    }
-    if (st == TG_OK && (!strcmp(q, "2.3") || !strcmp(q, "all"))) {
-        if (st == TG_OK) st = sweep_add(s, base, false, "2.3", "2.3-layers2", "layers 2", F_LAYERS, "2", -1);
-        if (st == TG_OK) st = sweep_add(s, base, false, "2.3", "2.3-layers3", "layers 3", F_LAYERS, "3", -1);
-    }
-    return st;
+    return TG_OK;
 }
 
 /* Every combination of the comma-separated values of the grid flags. */
@@ -75,7 +77,8 @@ static tg_status sweep_grid(sweep *s, const raw_flags *base, bool logistic)
         count[a] = 1;
         vals[a][0] = v;
         if (!v || !strchr(v, ',')) continue;
-        if (strlen(v) >= sizeof storage[a]) return q2_bad("-%s: list too long", q2_flags[axes[a]].name);
+        if (strlen(v) >= sizeof storage[a])
+            return q2_bad("-%s: list too long", q2_flags[axes[a]].name);
         snprintf(storage[a], sizeof storage[a], "%s", v);
         count[a] = 0;
         for (char *save = NULL, *t = strtok_r(storage[a], ",", &save); t;
@@ -86,7 +89,8 @@ static tg_status sweep_grid(sweep *s, const raw_flags *base, bool logistic)
         }
         if (count[a] == 0) return q2_bad("-%s: empty list", q2_flags[axes[a]].name);
         total *= count[a];
-        if (total > MAX_CONFIGS) return q2_bad("sweep grid: more than %d configurations", MAX_CONFIGS);
+        if (total > MAX_CONFIGS)
+            return q2_bad("sweep grid: more than %d configurations", MAX_CONFIGS);
     }
     for (int k = 0; k < total; k++) {
         raw_flags raw = *base;
@@ -102,13 +106,14 @@ static tg_status sweep_grid(sweep *s, const raw_flags *base, bool logistic)
                                          used ? ", " : "", q2_flags[axes[a]].name, vals[a][i]);
         }
         snprintf(id, sizeof id, "grid-%03d", k + 1);
-        tg_status st = sweep_add(s, &raw, logistic, "grid", id, used ? varied : "base", -1);
+        tg_status st = sweep_add(s, &raw, logistic, "grid", id, used ? varied : "base", -1, NULL);
         if (st != TG_OK) return st;
     }
     return TG_OK;
 }
 
-/* Reads back what a child wrote: its metrics log (tg_metrics_read_csv) and its summary's numbers. */
+/* Reads back what a child wrote: its metrics log (tg_metrics_read_csv) and its summary's numbers.
+ */
 static bool read_row(sweep_row *row)
 {
     char path[PATH_MAX + 32];
@@ -145,7 +150,8 @@ static bool read_row(sweep_row *row)
     }
     row->best_valid_acc = -1;
     for (int e = 0; e < r->epochs; e++)
-        if (r->valid_acc[e] > row->best_valid_acc) row->best_valid_acc = r->valid_acc[e], row->best_epoch = e + 1;
+        if (r->valid_acc[e] > row->best_valid_acc)
+            row->best_valid_acc = r->valid_acc[e], row->best_epoch = e + 1;
     return true;
 }
 
@@ -168,7 +174,8 @@ static int child_run(const sweep_row *row, const q2_data *d)
     printf("%sdone: valid %.4f, test %.4f, %.3f s/epoch\n", prefix, r.valid_acc[r.epochs - 1],
            r.test_acc, r.sec_per_epoch);
     char title[96];
-    snprintf(title, sizeof title, "%s (%s)", row->cfg.id, row->cfg.logistic ? "logistic regression" : "mlp");
+    snprintf(title, sizeof title, "%s (%s)", row->cfg.id,
+             row->cfg.logistic ? "logistic regression" : "mlp");
     int rc = 0;
     if (q2_write_run_files(&row->cfg, &r, title) != TG_OK) {
         fprintf(stderr, PROG ": %s\n", tg_status_message());
@@ -203,7 +210,8 @@ static void sweep_execute(sweep *s, const q2_data *d, int jobs)
         if (done < 0) break;
         for (int i = 0; i < next; i++)
             if (pids[i] == done) {
-                s->rows[i].status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+                s->rows[i].status =
+                    WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
                 pids[i] = 0;
                 running--;
             }

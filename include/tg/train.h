@@ -85,14 +85,14 @@ void tg_metrics_table_free(tg_metrics_table *t);                              /*
 /* ---- progress bar ----------------------------------------------------------------------------
  *   epoch 3/20 [##########..........] 1563/3125 loss 0.4321 48210 ex/s 0:03 left
  * (batches done/total, the mean of the epoch's batch losses so far, examples per second since
- * tg_progress_begin, the time left at that pace). Drawn on one line (carriage return, no newline). TG_PROGRESS_AUTO draws only when out is a
- * terminal (isatty, and TERM is not "dumb"): in CI and pipes every call does nothing, and the
- * caller's one line per epoch is the log. TG_PROGRESS_ON draws whatever out is (tests, or a log
- * that wants the bar); TG_PROGRESS_OFF never draws (a -quiet flag). Redrawn at most 10 times per
- * second; tg_progress_step reads the clock only every few batches (the stride adapts to the speed,
- * ~50 reads per second), so a step costs a few additions, no system call and no allocation.
- * tg_progress_end erases the line, so the caller's epoch line takes its place. The struct is the
- * caller's (on the stack); nothing is allocated. */
+ * tg_progress_begin, the time left at that pace). Drawn on one line (carriage return, no newline).
+ * TG_PROGRESS_AUTO draws only when out is a terminal (isatty, and TERM is not "dumb"): in CI and
+ * pipes every call does nothing, and the caller's one line per epoch is the log. TG_PROGRESS_ON
+ * draws whatever out is (tests, or a log that wants the bar); TG_PROGRESS_OFF never draws (a -quiet
+ * flag). Redrawn at most 10 times per second; tg_progress_step reads the clock only every few
+ * batches (the stride adapts to the speed, ~50 reads per second), so a step costs a few additions,
+ * no system call and no allocation. tg_progress_end erases the line, so the caller's epoch line
+ * takes its place. The struct is the caller's (on the stack); nothing is allocated. */
 typedef enum { TG_PROGRESS_AUTO = 0, TG_PROGRESS_ON, TG_PROGRESS_OFF } tg_progress_mode;
 
 typedef struct {
