@@ -9,6 +9,8 @@
  *                                          random w; x's shape is appended to the label
  *   param_f64(rng, TG_SHAPE(3, 4))         persistent random F64 tensor with requires_grad
  *   expect_values(t, expected, n, tol)     t's elements against a double array
+ *   assert_near(a, b, tol)                 |a - b| <= tol, in double (cmocka's
+ *                                          assert_float_equal rounds both sides to float)
  *   check_summary()                        prints the number of gradient-checked ops
  *   check_tmpdir / check_tmpdir_setup / check_tmpdir_teardown
  *                                          one temporary folder per test program, removed
@@ -24,6 +26,13 @@
 #include <unistd.h>
 
 static int check_gradchecked_ops;
+
+#define assert_near(a, b, tol)                                                                 \
+    do {                                                                                       \
+        double a_ = (a), b_ = (b);                                                             \
+        if (!(fabs(a_ - b_) <= (tol)))                                                         \
+            fail_msg("%s = %.17g, expected %.17g (tol %g)", #a, a_, b_, (double)(tol));         \
+    } while (0)
 
 /* The handler the error helpers install: back to the setjmp of the test. */
 static inline void check_longjmp(const char *message, void *jump)

@@ -10,14 +10,6 @@
 #include "tapegrad.h"
 #include "tests/check.h"
 
-/* |a - b| <= tol in double (cmocka's assert_float_equal rounds to float). */
-#define assert_near(a, b, tol)                                                                 \
-    do {                                                                                       \
-        double a_ = (a), b_ = (b);                                                             \
-        if (!(fabs(a_ - b_) <= (tol)))                                                         \
-            fail_msg("%s = %.17g, expected %.17g (tol %g)", #a, a_, b_, (double)(tol));         \
-    } while (0)
-
 static void expect_names(tg_module *m, const char *const *names, int n)
 {
     tg_param_list ps = {0};

@@ -12,7 +12,8 @@
 
 #define N 3
 
-#define assert_near(a, b, tol)                                                                 \
+/* |a - b| <= tol·(1 + |b|): relative for large values, absolute near zero. */
+#define assert_close(a, b, tol)                                                                \
     do {                                                                                       \
         double a_ = (a), b_ = (b);                                                             \
         if (!(fabs(a_ - b_) <= (tol) * (1 + fabs(b_))))                                        \
@@ -52,7 +53,7 @@ static void set_grad(tg_tensor *p, const double *g)
 
 static void expect_param(const tg_tensor *p, const double *expected)
 {
-    for (int i = 0; i < N; i++) assert_near(tg_get_flat(p, i), expected[i], 1e-14);
+    for (int i = 0; i < N; i++) assert_close(tg_get_flat(p, i), expected[i], 1e-14);
 }
 
 /* ---- SGD ------------------------------------------------------------------------------------ */
@@ -161,10 +162,10 @@ static void test_adam_first_two_steps(void **state)
      * bias correction is what makes the first step full-sized. */
     fixture f = make();
     tg_adam_opts a = tg_adam_defaults();
-    assert_near(a.lr, 1e-3, 0);
-    assert_near(a.beta1, 0.9, 0);
-    assert_near(a.beta2, 0.999, 0);
-    assert_near(a.eps, 1e-8, 0);
+    assert_close(a.lr, 1e-3, 0);
+    assert_close(a.beta1, 0.9, 0);
+    assert_close(a.beta2, 0.999, 0);
+    assert_close(a.eps, 1e-8, 0);
     a.lr = 0.01;
     tg_optimizer *o = tg_adam_new(&f.ps, a);
     set_grad(f.w, G1);
@@ -239,19 +240,19 @@ static void test_zero_grad_lr_schedule(void **state)
     tg_optimizer *o = tg_sgd_new(&f.ps, (tg_sgd_opts){.lr = 0.1});
     set_grad(f.w, G1);
     tg_optimizer_zero_grad(o);
-    for (int i = 0; i < N; i++) assert_near(tg_get_flat(f.w->grad, i), 0.0, 0);
-    assert_near(tg_optimizer_lr(o), 0.1, 0);
+    for (int i = 0; i < N; i++) assert_close(tg_get_flat(f.w->grad, i), 0.0, 0);
+    assert_close(tg_optimizer_lr(o), 0.1, 0);
     tg_optimizer_set_lr(o, 0.5);
-    assert_near(tg_optimizer_lr(o), 0.5, 0);
+    assert_close(tg_optimizer_lr(o), 0.5, 0);
     set_grad(f.w, G1);
     tg_optimizer_step(o);
     expect_param(f.w, (double[]){0.5 - 0.5 * 0.3, -1.25 + 0.5 * 0.7, 2.0 - 0.5 * 1.5});
     /* StepLR(step_size=3, gamma=0.1): epochs 0-2 at base, 3-5 at base/10, 6 at base/100. */
     const double expected[] = {1, 1, 1, 0.1, 0.1, 0.1, 0.01};
     for (int e = 0; e < 7; e++) {
-        assert_near(tg_lr_step_decay(1.0, e, 3, 0.1), expected[e], 1e-15);
-        assert_near(tg_optimizer_step_decay(o, 0.2, e, 3, 0.1), 0.2 * expected[e], 1e-15);
-        assert_near(tg_optimizer_lr(o), 0.2 * expected[e], 1e-15);
+        assert_close(tg_lr_step_decay(1.0, e, 3, 0.1), expected[e], 1e-15);
+        assert_close(tg_optimizer_step_decay(o, 0.2, e, 3, 0.1), 0.2 * expected[e], 1e-15);
+        assert_close(tg_optimizer_lr(o), 0.2 * expected[e], 1e-15);
     }
     tg_optimizer_free(o);
     drop(&f);
@@ -322,8 +323,8 @@ static void test_fit_line(void **state)
         tg_tape_reset();
     }
     assert_true(loss < 1e-10);
-    assert_near(tg_get_flat(tg_linear_weight(lin), 0), 2.0, 1e-5);
-    assert_near(tg_get_flat(tg_linear_bias(lin), 0), -1.0, 1e-5);
+    assert_close(tg_get_flat(tg_linear_weight(lin), 0), 2.0, 1e-5);
+    assert_close(tg_get_flat(tg_linear_bias(lin), 0), -1.0, 1e-5);
     tg_optimizer_free(o);
     tg_param_list_free(&ps);
     tg_free(x);
