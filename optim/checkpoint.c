@@ -1,8 +1,10 @@
 /* Checkpoints: a module's parameters, optionally an optimizer's state and a generator's state, in
  * one safetensors file. Loading validates everything first and then copies, so a bad file never
  * leaves a half-loaded model. */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "autograd/internal.h"
@@ -19,10 +21,11 @@ static char *state_name(const char *param, const char *what)
     return s;
 }
 
-/* Parses the whole string as an integer / a double; false on any leftover character. */
+/* Parses the whole string as a non-negative integer / a finite double, written the way the
+ * saver writes them (no leading space or sign, nothing after); false otherwise. */
 static bool parse_i64(const char *s, int64_t *out)
 {
-    if (!s || !*s) return false;
+    if (!s || !isdigit((unsigned char)*s)) return false;
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
@@ -33,13 +36,26 @@ static bool parse_i64(const char *s, int64_t *out)
 
 static bool parse_f64(const char *s, double *out)
 {
-    if (!s || !*s) return false;
+    if (!s || !(isdigit((unsigned char)*s) || *s == '.' || *s == '-')) return false;
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || *end) return false;
+    if (errno || *end || !isfinite(v)) return false;
     *out = v;
     return true;
+}
+
+/* The optimizer's settings as text, saved beside its state: resuming with other settings (Adam
+ * state into AdamW, another momentum) would silently not be the same run, so loading refuses it. */
+static void settings_text(const tg_optimizer *o, char *buf, size_t n)
+{
+    if (!strcmp(o->kind, "sgd"))
+        snprintf(buf, n, "momentum=%.17g dampening=%.17g nesterov=%d weight_decay=%.17g",
+                 o->sgd.momentum, o->sgd.dampening, (int)o->sgd.nesterov, o->sgd.weight_decay);
+    else
+        snprintf(buf, n, "beta1=%.17g beta2=%.17g eps=%.17g weight_decay=%.17g decoupled=%d",
+                 o->adam.beta1, o->adam.beta2, o->adam.eps, o->adam.weight_decay,
+                 (int)o->adam.decoupled);
 }
 
 tg_status tg_checkpoint_save(const char *path, tg_module *model, const tg_optimizer *opt,
@@ -70,7 +86,7 @@ tg_status tg_checkpoint_save(const char *path, tg_module *model, const tg_optimi
         }
     }
     const char *keys[8], *vals[8];
-    char steps[32], lr[40], rng_text[80];
+    char steps[32], lr[40], rng_text[80], settings[256];
     int n_meta = 0;
     keys[n_meta] = "format", vals[n_meta++] = "pt";
     keys[n_meta] = "producer", vals[n_meta++] = "tapegrad";
@@ -80,6 +96,8 @@ tg_status tg_checkpoint_save(const char *path, tg_module *model, const tg_optimi
         keys[n_meta] = "optim.kind", vals[n_meta++] = opt->kind;
         keys[n_meta] = "optim.steps", vals[n_meta++] = steps;
         keys[n_meta] = "optim.lr", vals[n_meta++] = lr;
+        settings_text(opt, settings, sizeof settings);
+        keys[n_meta] = "optim.settings", vals[n_meta++] = settings;
     }
     if (rng) {
         snprintf(rng_text, sizeof rng_text, "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64,
@@ -151,6 +169,15 @@ tg_status tg_checkpoint_load(const char *path, tg_module *model, tg_optimizer *o
         else if (!parse_f64(tg__st_meta(&f, "optim.lr"), &opt_lr) || !(opt_lr >= 0))
             st = tg_status_set(TG_ERR_FORMAT, "%s: __metadata__ optim.lr is missing or not a "
                                "learning rate", path);
+    }
+    if (st == TG_OK && opt) {
+        /* Files from before settings were saved (or from other writers) carry none. */
+        const char *saved = tg__st_meta(&f, "optim.settings");
+        char mine[256];
+        settings_text(opt, mine, sizeof mine);
+        if (saved && strcmp(saved, mine) != 0)
+            st = tg_status_set(TG_ERR_FORMAT, "%s: the optimizer state was saved with other "
+                               "settings (%s) than this optimizer's (%s)", path, saved, mine);
     }
     for (int i = 0; st == TG_OK && opt && i < opt->n; i++) {
         int present = 0;

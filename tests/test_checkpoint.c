@@ -468,6 +468,62 @@ static void test_optimizer_state_errors(void **state)
     trainer_free(&u);
 }
 
+/* Replaces the first occurrence of `from` in the file with `to` (same length, so the header stays
+ * well-formed): a checkpoint whose metadata another program has edited. */
+static void patch_file(const char *path, const char *from, const char *to)
+{
+    assert_int_equal(strlen(from), strlen(to));
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    size_t k = strlen(from), at = 0;
+    while (at + k <= n && memcmp(buf + at, from, k) != 0) at++;
+    assert_true(at + k <= n);
+    memcpy(buf + at, to, k);
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, n, f), n);
+    fclose(f);
+}
+
+/* Metadata that would make resumption wrong: an infinite learning rate, a step count with a sign,
+ * or other optimizer settings than the loading optimizer's. */
+static void test_optimizer_metadata_errors(void **state)
+{
+    trainer t;
+    trainer_init(&t, 1, 1); /* SGD, momentum 0.9, Nesterov */
+    tg_optimizer_set_lr(t.opt, 0.5);
+    const char *p = path_of("meta.safetensors");
+    snapshot s = take(t.net);
+
+    assert_int_equal(tg_checkpoint_save(p, t.net, t.opt, NULL), TG_OK);
+    patch_file(p, "\"optim.lr\":\"0.5\"", "\"optim.lr\":\"inf\"");
+    assert_int_equal(tg_checkpoint_load(p, t.net, t.opt, NULL), TG_ERR_FORMAT);
+    assert_non_null(strstr(tg_status_message(), "optim.lr"));
+    assert_near(tg_optimizer_lr(t.opt), 0.5, 0);
+
+    assert_int_equal(tg_checkpoint_save(p, t.net, t.opt, NULL), TG_OK);
+    patch_file(p, "\"optim.steps\":\"0\"", "\"optim.steps\":\"+\"");
+    assert_int_equal(tg_checkpoint_load(p, t.net, t.opt, NULL), TG_ERR_FORMAT);
+    assert_non_null(strstr(tg_status_message(), "optim.steps"));
+
+    assert_int_equal(tg_checkpoint_save(p, t.net, t.opt, NULL), TG_OK);
+    tg_optimizer *other = tg_sgd_new(&t.ps, (tg_sgd_opts){.lr = 0.05, .momentum = 0.5});
+    assert_int_equal(tg_checkpoint_load(p, t.net, other, NULL), TG_ERR_FORMAT);
+    assert_non_null(strstr(tg_status_message(), "other settings (momentum=0.9"));
+    assert_near(tg_optimizer_lr(other), 0.05, 0);
+    /* The same settings load, and the learning rate comes from the file. */
+    assert_int_equal(tg_checkpoint_load(p, t.net, t.opt, NULL), TG_OK);
+    assert_near(tg_optimizer_lr(t.opt), 0.5, 0);
+    assert_true(same(t.net, &s));
+
+    tg_optimizer_free(other);
+    release(&s);
+    trainer_free(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -479,6 +535,7 @@ int main(void)
         cmocka_unit_test(test_failed_save_keeps_old_file),
         cmocka_unit_test(test_resume_bit_identical),
         cmocka_unit_test(test_optimizer_state_errors),
+        cmocka_unit_test(test_optimizer_metadata_errors),
     };
     return cmocka_run_group_tests(tests, check_tmpdir_setup, check_tmpdir_teardown);
 }

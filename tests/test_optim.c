@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <float.h>
 #include <stdlib.h>
 
 #include "tapegrad.h"
@@ -274,6 +275,24 @@ static void test_sgd_float32(void **state)
     tg_free(w);
 }
 
+/* Float32 Adam stays within rounding of the float64 rule: its first step with g = 1 is -lr
+ * (m̂ = v̂ = 1). Computing 1-β2 in float (1.0f - 0.999f) would be 57 ulps off here. */
+static void test_adam_float32_rounding(void **state)
+{
+    tg_tensor *w = tg_set_requires_grad(tg_zeros(TG_F32, TG_SHAPE(1)), true);
+    tg_param_list ps = {0};
+    tg_param_list_add(&ps, "w", w);
+    tg_adam_opts opts = tg_adam_defaults();
+    tg_optimizer *o = tg_adam_new(&ps, opts);
+    set_grad(w, (double[]){1});
+    tg_optimizer_step(o);
+    double exact = -opts.lr / (1 + opts.eps);
+    assert_near(tg_get_flat(w, 0), exact, 4 * FLT_EPSILON * opts.lr);
+    tg_optimizer_free(o);
+    tg_param_list_free(&ps);
+    tg_free(w);
+}
+
 /* State is allocated with the optimizer: step() makes no heap allocation, ever. */
 static void test_no_allocation_in_step(void **state)
 {
@@ -361,6 +380,7 @@ int main(void)
         cmocka_unit_test(test_params_without_grad_skipped),
         cmocka_unit_test(test_zero_grad_lr_schedule),
         cmocka_unit_test(test_sgd_float32),
+        cmocka_unit_test(test_adam_float32_rounding),
         cmocka_unit_test(test_no_allocation_in_step),
         cmocka_unit_test(test_fit_line),
         cmocka_unit_test(test_errors),

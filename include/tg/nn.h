@@ -255,13 +255,13 @@ tg_status tg_safetensors_save(const char *path, const tg_param_list *tensors, in
 tg_status tg_safetensors_load(const char *path, const tg_param_list *tensors);
 
 /* A module's parameters under their dotted names; with opt, its state too ("optim.state.<param>.
- * momentum_buffer" for SGD, ".exp_avg", ".exp_avg_sq", ".step" for Adam) and its kind, step count
- * and learning rate in __metadata__; with rng, the generator state (needed for bit-identical
+ * momentum_buffer" for SGD, ".exp_avg", ".exp_avg_sq", ".step" for Adam) and its kind, step count,
+ * learning rate and settings (momentum, betas, ...) in __metadata__; with rng, the generator state (needed for bit-identical
  * resumption when dropout or shuffling draw from it). opt and rng may be NULL. */
 tg_status tg_checkpoint_save(const char *path, tg_module *model, const tg_optimizer *opt,
                              const tg_rng *rng);
 /* Loads what tg_checkpoint_save wrote. opt non-NULL requires optimizer state of the same kind
- * over the same parameters; rng non-NULL requires a saved generator. Optimizer entries in the
+ * and settings over the same parameters (the learning rate is restored from the file); rng non-NULL requires a saved generator. Optimizer entries in the
  * file are ignored when opt is NULL. Nothing is modified unless everything validates. */
 tg_status tg_checkpoint_load(const char *path, tg_module *model, tg_optimizer *opt, tg_rng *rng);
 
