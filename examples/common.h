@@ -10,7 +10,41 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <tapegrad.h>
+
+/* How flag `arg` appears in usage ("[--epochs 20] [--fast]"): 1 when it takes a value
+ * ("[--epochs 20]"), 0 for a switch ("[--fast]"), -1 when it is not there. */
+static inline int ex_usage_flag(const char *usage, const char *arg)
+{
+    size_t n = strlen(arg);
+    for (const char *p = strchr(usage, '['); p && n; p = strchr(p + 1, '[')) {
+        if (strncmp(p + 1, arg, n) != 0) continue;
+        if (p[1 + n] == ' ') return 1;
+        if (p[1 + n] == ']') return 0;
+    }
+    return -1;
+}
+
+/* The first call of every example: -h/--help prints the usage and exits 0; an argument that the
+ * usage does not list (a typo, one dash instead of two) exits 2 instead of being ignored. The
+ * values themselves are checked where they are read (ex_num, ex_count, ...). */
+static inline void ex_check_args(int argc, char **argv, const char *usage)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: %s %s\n", argv[0], usage);
+            exit(0);
+        }
+        int takes_value = ex_usage_flag(usage, argv[i]);
+        if (takes_value < 0) {
+            fprintf(stderr, "%s: unknown argument '%s'\nusage: %s %s\n", argv[0], argv[i],
+                    argv[0], usage);
+            exit(2);
+        }
+        i += takes_value; /* skip the value: "--lr -1" is a value, not a flag */
+    }
+}
 
 static inline bool ex_flag(int argc, char **argv, const char *name)
 {
@@ -44,6 +78,17 @@ static inline double ex_num(int argc, char **argv, const char *name, double fall
     return v;
 }
 
+/* A positive finite number ("--lr 0.001"); anything else is an input error (exit status 2). */
+static inline double ex_positive(int argc, char **argv, const char *name, double fallback)
+{
+    double v = ex_num(argc, argv, name, fallback);
+    if (!(v > 0 && isfinite(v))) {
+        fprintf(stderr, "%s: %s must be a positive number, got %g\n", argv[0], name, v);
+        exit(2);
+    }
+    return v;
+}
+
 /* A positive whole number ("--epochs 20"); anything else is an input error (exit status 2). */
 static inline int ex_count(int argc, char **argv, const char *name, int fallback)
 {
@@ -55,6 +100,17 @@ static inline int ex_count(int argc, char **argv, const char *name, int fallback
     return (int)v;
 }
 
+/* "--seed N" (default 42): a whole number in [0, 2^53], so every seed is exact. */
+static inline uint64_t ex_seed(int argc, char **argv)
+{
+    double v = ex_num(argc, argv, "--seed", 42);
+    if (!(v >= 0 && v <= 9007199254740992.0) || v != floor(v)) {
+        fprintf(stderr, "%s: --seed must be a whole number >= 0, got %g\n", argv[0], v);
+        exit(2);
+    }
+    return (uint64_t)v;
+}
+
 static inline double ex_seconds(void)
 {
     struct timespec ts;
@@ -62,13 +118,16 @@ static inline double ex_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* "<--out dir>/<name>", default directory ".". */
+/* "<--out dir>/<name>", default directory "out" (created if missing, one level; a folder that
+ * cannot be made shows up as the write's error). */
 static inline const char *ex_path(int argc, char **argv, const char *name)
 {
     static char buf[4][1024];
     static int k;
     char *p = buf[k++ % 4];
-    snprintf(p, sizeof buf[0], "%s/%s", ex_str(argc, argv, "--out", "."), name);
+    const char *dir = ex_str(argc, argv, "--out", "out");
+    (void)mkdir(dir, 0777);
+    snprintf(p, sizeof buf[0], "%s/%s", dir, name);
     return p;
 }
 

@@ -2,9 +2,7 @@
  * autograd/internal.h, gradient-checked, then used as the activation of a small regressor.
  *
  *   forward   y = x·σ(x)
- *   backward  dy/dx = σ(x) + x·σ(x)(1 - σ(x)) = σ(x)·(1 + x·(1 - σ(x)))
- *
- *   custom_op [--epochs 300] [--seed 42] [--out DIR] [--fast] */
+ *   backward  dy/dx = σ(x) + x·σ(x)(1 - σ(x)) = σ(x)·(1 + x·(1 - σ(x))) */
 #include <tgmath.h>
 #include "common.h"
 #include "autograd/internal.h" /* the op API: tg__new_intermediate, tg__record, tg__grad */
@@ -54,10 +52,11 @@ static tg_tensor *swish_forward(tg_module *self, tg_tensor *x) { return swish(x)
 
 int main(int argc, char **argv)
 {
+    ex_check_args(argc, argv, "[--epochs 300] [--seed 42] [--out DIR] [--fast]");
     bool fast = ex_flag(argc, argv, "--fast");
     int epochs = ex_count(argc, argv, "--epochs", fast ? 150 : 300);
     tg_rng rng;
-    tg_rng_seed(&rng, (uint64_t)ex_num(argc, argv, "--seed", 42));
+    tg_rng_seed(&rng, ex_seed(argc, argv));
 
     tg_tensor *in[2] = {tg_rand_normal(TG_F64, TG_SHAPE(5, 3), 0, 2, &rng),
                         tg_rand_normal(TG_F64, TG_SHAPE(4, 3), 0, 1, &rng)};

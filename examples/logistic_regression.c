@@ -4,18 +4,19 @@
  *   SGD, learning rate 0.001, one example at a time, W and b start at zero.
  *
  * Each epoch goes into logistic_regression_metrics.csv (the test accuracy as an extra column);
- * the curves into logistic_regression_{loss,accuracy}.png; a progress bar shows on a terminal.
- *
- *   logistic_regression [--epochs 20] [--lr 0.001] [--seed 42] [--data DIR] [--out DIR] [--fast] */
+ * the curves into logistic_regression_{loss,accuracy}.png; a progress bar shows on a terminal. */
 #include "common.h"
 
 int main(int argc, char **argv)
 {
+    ex_check_args(argc, argv,
+                  "[--epochs 20] [--lr 0.001] [--seed 42] [--data DIR] "
+                  "[--out DIR] [--fast]");
     bool fast = ex_flag(argc, argv, "--fast");
     int epochs = ex_count(argc, argv, "--epochs", fast ? 1 : 20);
-    double lr = ex_num(argc, argv, "--lr", 0.001);
+    double lr = ex_positive(argc, argv, "--lr", 0.001);
     tg_rng rng;
-    tg_rng_seed(&rng, (uint64_t)ex_num(argc, argv, "--seed", 42));
+    tg_rng_seed(&rng, ex_seed(argc, argv));
     tg_mnist data = ex_load_mnist(argc, argv, fast, 10000, 1000);
 
     tg_module *model = tg_linear_new(784, 10, true, tg_init_zeros(), &rng);

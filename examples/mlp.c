@@ -4,19 +4,20 @@
  *   weights ~ N(0.1, 0.1²), biases 0; SGD, learning rate 0.001, one example at a time.
  *
  * Each epoch goes into mlp_metrics.csv (the test accuracy as an extra column); a progress
- * bar shows on a terminal; the curves go into mlp_loss.png and mlp_accuracy.png.
- *
- *   mlp [--epochs 20] [--hidden 200] [--lr 0.001] [--seed 42] [--data DIR] [--out DIR] [--fast] */
+ * bar shows on a terminal; the curves go into mlp_loss.png and mlp_accuracy.png. */
 #include "common.h"
 
 int main(int argc, char **argv)
 {
+    ex_check_args(argc, argv,
+                  "[--epochs 20] [--hidden 200] [--lr 0.001] [--seed 42] "
+                  "[--data DIR] [--out DIR] [--fast]");
     bool fast = ex_flag(argc, argv, "--fast");
     int epochs = ex_count(argc, argv, "--epochs", fast ? 1 : 20);
     int hidden = ex_count(argc, argv, "--hidden", 200);
-    double lr = ex_num(argc, argv, "--lr", 0.001);
+    double lr = ex_positive(argc, argv, "--lr", 0.001);
     tg_rng rng;
-    tg_rng_seed(&rng, (uint64_t)ex_num(argc, argv, "--seed", 42));
+    tg_rng_seed(&rng, ex_seed(argc, argv));
     tg_mnist data = ex_load_mnist(argc, argv, fast, 10000, 1000);
 
     tg_init init = tg_init_normal(0.1, 0.1);

@@ -9,17 +9,16 @@
  * moves. tests/test_examples_math.c proves the equality bit for bit.
  *
  * Each epoch goes into perceptron_metrics.csv (train_loss is the mean hinge loss, with the
- * mistakes and the test accuracy as extra columns); a progress bar shows on a terminal.
- *
- *   perceptron [--epochs 20] [--seed 42] [--data DIR] [--out DIR] [--fast] */
+ * mistakes and the test accuracy as extra columns); a progress bar shows on a terminal. */
 #include "common.h"
 
 int main(int argc, char **argv)
 {
+    ex_check_args(argc, argv, "[--epochs 20] [--seed 42] [--data DIR] [--out DIR] [--fast]");
     bool fast = ex_flag(argc, argv, "--fast");
     int epochs = ex_count(argc, argv, "--epochs", fast ? 1 : 20);
     tg_rng rng;
-    tg_rng_seed(&rng, (uint64_t)ex_num(argc, argv, "--seed", 42));
+    tg_rng_seed(&rng, ex_seed(argc, argv));
     tg_mnist data = ex_load_mnist(argc, argv, fast, 2000, 1000);
 
     tg_module *model = tg_linear_new(784, 10, true, tg_init_zeros(), &rng);

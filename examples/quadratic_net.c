@@ -6,9 +6,7 @@
  * so the squared loss has a closed-form minimum over c (least squares, LAPACKE_dgels). With
  * K >= D the net can reach it (any symmetric M is Wᵀ Diag(v) W: its eigendecomposition); with
  * K < D only matrices of rank <= K are reachable and the loss stays above the closed form.
- * Data: x ~ N(0, I_D), y = xᵀ A x + 0.1·noise with a random full-rank A.
- *
- *   quadratic_net [--dim 5] [--k 2·dim] [--steps 3000] [--seed 42] [--out DIR] [--fast] */
+ * Data: x ~ N(0, I_D), y = xᵀ A x + 0.1·noise with a random full-rank A. */
 #include <lapacke.h>
 #include <math.h>
 #include "common.h"
@@ -46,13 +44,16 @@ static void train(int k, int d, tg_tensor *x, tg_tensor *y, int steps, double *c
 
 int main(int argc, char **argv)
 {
+    ex_check_args(argc, argv,
+                  "[--dim 5] [--k 2·dim] [--steps 3000] [--seed 42] [--out DIR] "
+                  "[--fast]");
     bool fast = ex_flag(argc, argv, "--fast");
     int d = ex_count(argc, argv, "--dim", 5), p = d * (d + 1) / 2;
     int steps = ex_count(argc, argv, "--steps", fast ? 1000 : 3000);
     int ks[2] = {ex_count(argc, argv, "--k", 2 * d), d / 2 > 0 ? d / 2 : 1};
     if (d > MAX_D) return fprintf(stderr, "%s: --dim must be <= %d\n", argv[0], MAX_D), 2;
     tg_rng rng;
-    tg_rng_seed(&rng, (uint64_t)ex_num(argc, argv, "--seed", 42));
+    tg_rng_seed(&rng, ex_seed(argc, argv));
 
     tg_tensor *a = tg_rand_normal(TG_F64, TG_SHAPE(d, d), 0, 1, &rng);
     tg_tensor *x = tg_rand_normal(TG_F64, TG_SHAPE(N, d), 0, 1, &rng);

@@ -6,10 +6,7 @@
  * The linear loss has a closed-form minimiser, ridge regression on X̃ = [X 1]:
  *   θ* = argmin |X̃θ - y|² + (λn/2)|θ|² = least squares of [X̃; sqrt(λn/2) I] θ ≈ [y; 0],
  * and |θ - θ*| is plotted per epoch. examples/data/regression.csv (500 rows) comes from
- * --make-csv: y = 1.5x1 - 2x2 + 0.5x3 + sin(2x4) + x5·x6 + 0.1·noise, x ~ U(-2, 2)^6.
- *
- *   regression [--csv examples/data/regression.csv] [--epochs 100] [--out DIR] [--fast]
- *   regression --make-csv PATH [--rows 500] [--seed 42] */
+ * --make-csv: y = 1.5x1 - 2x2 + 0.5x3 + sin(2x4) + x5·x6 + 0.1·noise, x ~ U(-2, 2)^6. */
 #include <lapacke.h>
 #include <math.h>
 #include "common.h"
@@ -66,11 +63,14 @@ static void train_epoch(tg_module *m, tg_optimizer *opt, tg_loader *loader)
 
 int main(int argc, char **argv)
 {
+    ex_check_args(argc, argv,
+                  "[--csv FILE] [--epochs 100] [--seed 42] [--out DIR] [--fast]\n"
+                  "   or: regression [--make-csv PATH] [--rows 500] [--seed 42]");
     bool fast = ex_flag(argc, argv, "--fast");
     int epochs = ex_count(argc, argv, "--epochs", fast ? 40 : 100);
     const char *csv = ex_str(argc, argv, "--csv", "examples/data/regression.csv");
     tg_rng rng;
-    tg_rng_seed(&rng, (uint64_t)ex_num(argc, argv, "--seed", 42));
+    tg_rng_seed(&rng, ex_seed(argc, argv));
     if (ex_str(argc, argv, "--make-csv", NULL))
         return make_csv(ex_str(argc, argv, "--make-csv", NULL), ex_count(argc, argv, "--rows", 500),
                         &rng);

@@ -5,9 +5,7 @@
  *
  * so W1 = [[1, 1], [-1, -1], [1, -1], [-1, 1]], w2 = [½, -½, ½, ½], zero biases. The same
  * architecture is then trained from a random initialisation (Adam, squared loss) on points of
- * [-1, 1]²; the best linear predictor of max there has mean squared error 1/18 ≈ 0.056.
- *
- *   relu_max [--epochs 200] [--seed 42] [--out DIR] [--fast] */
+ * [-1, 1]²; the best linear predictor of max there has mean squared error 1/18 ≈ 0.056. */
 #include <math.h>
 #include "common.h"
 
@@ -38,10 +36,11 @@ static void max_errors(tg_module *net, int64_t n, double range, tg_rng *rng, dou
 
 int main(int argc, char **argv)
 {
+    ex_check_args(argc, argv, "[--epochs 200] [--seed 42] [--out DIR] [--fast]");
     bool fast = ex_flag(argc, argv, "--fast");
     int epochs = ex_count(argc, argv, "--epochs", fast ? 30 : 200);
     tg_rng rng;
-    tg_rng_seed(&rng, (uint64_t)ex_num(argc, argv, "--seed", 42));
+    tg_rng_seed(&rng, ex_seed(argc, argv));
 
     static const double w1[] = {1, 1, -1, -1, 1, -1, -1, 1}, w2[] = {0.5, -0.5, 0.5, 0.5};
     tg_module *hand = relu_net(tg_init_f64(tg_init_zeros()), &rng);

@@ -6,9 +6,7 @@
  * Interval: f(x) = 1 when s lies in [A, B] (integers), else -1, with two ReLU units:
  *     f(x) = sign(1 - 2 relu(s - B) - 2 relu(A - s))
  * Inside [A, B] both units are 0; outside, s is an integer at distance >= 1, so one unit is >= 1.
- * XOR is the interval network with D = 2, A = B = 0.
- *
- *   xor_interval [--epochs 500] [--dim 8] [--seed 42] [--out DIR] [--fast] */
+ * XOR is the interval network with D = 2, A = B = 0. */
 #include <math.h>
 #include "common.h"
 
@@ -45,12 +43,13 @@ static tg_module *two_layer(int d, int hidden, tg_init init, tg_rng *rng)
 
 int main(int argc, char **argv)
 {
+    ex_check_args(argc, argv, "[--epochs 500] [--dim 8] [--seed 42] [--out DIR] [--fast]");
     bool fast = ex_flag(argc, argv, "--fast");
     int epochs = ex_count(argc, argv, "--epochs", fast ? 300 : 500);
     int d = ex_count(argc, argv, "--dim", 8);
     if (d > 16) return fprintf(stderr, "%s: --dim must be <= 16\n", argv[0]), 2;
     tg_rng rng;
-    tg_rng_seed(&rng, (uint64_t)ex_num(argc, argv, "--seed", 42));
+    tg_rng_seed(&rng, ex_seed(argc, argv));
 
     /* Hand-set XOR: hidden [relu(x1 + x2), relu(-x1 - x2)], output 1 - h1 - h2. */
     tg_module *hand = two_layer(2, 2, tg_init_f64(tg_init_zeros()), &rng);

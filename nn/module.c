@@ -83,11 +83,23 @@ tg_tensor *tg_module_add_param(tg_module *m, const char *name, tg_tensor *t)
     return t;
 }
 
+/* Whether m is root or one of its descendants: a cycle would make every recursive walk
+ * (parameters, train/eval, printing) endless. */
+static bool contains(const tg_module *root, const tg_module *m)
+{
+    if (root == m) return true;
+    for (int i = 0; i < root->n_children; i++)
+        if (contains(root->children[i], m)) return true;
+    return false;
+}
+
 tg_module *tg_module_add_child(tg_module *m, const char *name, tg_module *child)
 {
     check_module(m, "tg_module_add_child");
     check_module(child, "tg_module_add_child");
-    if (child == m) tg__fail("tg_module_add_child: a module cannot be its own child");
+    if (contains(child, m))
+        tg__fail("tg_module_add_child: adding %s '%s' would make a cycle (it already contains "
+                 "the parent)", child->kind, name ? name : "");
     check_new_name(m, name, "tg_module_add_child");
     if (m->n_children == m->cap_children) {
         m->cap_children = m->cap_children ? 2 * m->cap_children : 4;

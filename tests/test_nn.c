@@ -385,6 +385,11 @@ static void test_errors(void **state)
     EXPECT_ERROR("tg_dropout_new", tg_dropout_new(1.0));
     EXPECT_ERROR("tg_linear_new", tg_linear_new(0, 3, true, tg_init_pytorch(), NULL));
     EXPECT_ERROR("tg_module_forward", tg_module_forward(NULL, extra));
+    /* Cycles: a module into itself, or into its own descendant. */
+    tg_module *inner = tg_module_add_child(box, "inner", tg_module_new(sizeof(tg_module), "Box",
+                                                                       NULL));
+    EXPECT_ERROR("would make a cycle", tg_module_add_child(box, "self", box));
+    EXPECT_ERROR("would make a cycle", tg_module_add_child(inner, "outer", box));
     tg_free(extra);
     tg_module_free(box);
 }

@@ -21,7 +21,8 @@ const flag_spec q2_flags[N_FLAGS] = {
     [F_ACT] = {"activation", "relu|tanh", "relu", "hidden activation (mlp)"},
     [F_OPT] = {"optimizer", "sgd|adam", "sgd", "optimizer (no momentum; Adam's betas 0.9, 0.999)"},
     [F_DATA] = {"data", "DIR", TG_FASHION_MNIST_DIR,
-                "folder of the four Fashion-MNIST IDX files (.gz or plain)"},
+                "folder of the four Fashion-MNIST IDX files (.gz or plain); default $TG_DATA_DIR "
+                "if set"},
     [F_SEED] = {"seed", "N", "42", "seed of initialisation, dropout and shuffling"},
     [F_OUT] = {"out", "DIR", "out",
                "output folder, created (sweeps: a subfolder per configuration, report.md)"},
@@ -210,12 +211,20 @@ tg_status q2_make_config(const raw_flags *raw, bool logistic, q2_config *c)
     c->hidden_size = n;
     TRY(parse_int(F_LAYERS, v[F_LAYERS] ? v[F_LAYERS] : "1", 1, 64, &n));
     c->layers = (int)n;
+    /* Each bound alone allows networks no machine holds: cap the parameter count instead, so a
+     * typo is a message, not an out-of-memory abort. */
+    double h = (double)c->hidden_size;
+    double n_params = logistic ? 7850 : 795 * h + (c->layers - 1) * (h * h + h) + 10;
+    if (n_params > MAX_PARAMS)
+        return q2_bad("-hidden_size %lld with -layers %d: %.3g parameters, more than this runner's "
+                      "limit of %.0e", (long long)c->hidden_size, c->layers, n_params, MAX_PARAMS);
     TRY(parse_real(F_DROPOUT, v[F_DROPOUT] ? v[F_DROPOUT] : "0.3", 0, false, 1, true, &c->dropout));
     TRY(parse_choice(F_ACT, v[F_ACT] ? v[F_ACT] : "relu", "relu", "tanh", c->activation,
                      sizeof c->activation));
     TRY(parse_choice(F_OPT, v[F_OPT] ? v[F_OPT] : "sgd", "sgd", "adam", c->optimizer,
                      sizeof c->optimizer));
-    c->data = v[F_DATA] ? v[F_DATA] : TG_FASHION_MNIST_DIR;
+    c->data = v[F_DATA] ? v[F_DATA] : getenv("TG_DATA_DIR") ? getenv("TG_DATA_DIR")
+                                                              : TG_FASHION_MNIST_DIR;
     {
         const char *s = v[F_SEED] ? v[F_SEED] : "42";
         char *end;

@@ -37,6 +37,8 @@
 #define FAST_EVAL_LIMIT 2000
 #define FAST_EPOCHS 2
 #define MAX_CONFIGS 256
+/* Largest network a run accepts: 5e8 float parameters, with gradients and momentum ~6 GB. */
+#define MAX_PARAMS 5e8
 
 /* ---- flags (flags.c) ----------------------------------------------------------------------------
  * Parsing keeps every flag's text; a configuration is built from the texts afterwards, so a sweep
@@ -61,7 +63,7 @@ typedef struct {
 typedef struct {
     char id[48];            /* sweep: "2.2-lr0.1"; single run: "" */
     char question[8];       /* "2.1", "2.2", "2.3", "grid" or "" */
-    char varied[48];        /* what this sweep row changes, e.g. "learning_rate 0.1" */
+    char varied[160];       /* what this sweep row changes, e.g. "learning_rate 0.1" */
     bool logistic;          /* logistic_regression, else mlp */
     int epochs;
     int64_t batch_size;

@@ -15,7 +15,7 @@ static tg_status combined_chart(const sweep *s, const int *idx, const char *cons
     tg_chart ch = {.title = title, .xlabel = "epoch",
                    .ylabel = loss ? "validation loss (solid), training loss (dashed)"
                                   : "validation accuracy"};
-    static char names[TG_CHART_MAX_SERIES][64];
+    static char names[TG_CHART_MAX_SERIES][sizeof s->rows[0].cfg.varied];
     for (int i = 0; i < n; i++) {
         const sweep_row *row = &s->rows[idx[i]];
         if (!row->ok) continue;
@@ -59,31 +59,51 @@ static int find_row(const sweep *s, const char *id)
     return -1;
 }
 
+typedef enum { BY_LR, BY_HIDDEN, BY_DROPOUT, BY_ACTIVATION, BY_LAYERS } chart_setting;
+
+/* A curve's legend: the value the row actually ran with (the base flags may have changed the
+ * defaults), and "(2.2 default)" on the row every 2.2 setting is compared against. */
+static void curve_label(char *buf, size_t len, const sweep_row *row, chart_setting by)
+{
+    const q2_config *c = &row->cfg;
+    int k = 0;
+    switch (by) {
+    case BY_LR: k = snprintf(buf, len, "lr %g", c->lr); break;
+    case BY_HIDDEN: k = snprintf(buf, len, "hidden %lld", (long long)c->hidden_size); break;
+    case BY_DROPOUT: k = snprintf(buf, len, "dropout %g", c->dropout); break;
+    case BY_ACTIVATION: k = snprintf(buf, len, "%s", c->activation); break;
+    case BY_LAYERS:
+        k = snprintf(buf, len, "%d layer%s", c->layers, c->layers > 1 ? "s" : "");
+        break;
+    }
+    if (k > 0 && (size_t)k < len && !strcmp(c->id, "2.2-default"))
+        snprintf(buf + k, len - (size_t)k, " (2.2 default)");
+}
+
 /* Charts for one question: a chart per varied setting (with the defaults row as reference). */
 static void question_charts(const sweep *s, const char *q, const char *dir, FILE *md)
 {
-    typedef struct { const char *file, *title; const char *ids[4], *labels[4]; } group;
+    typedef struct { const char *file, *title; chart_setting by; const char *ids[4]; } group;
     static const group groups[] = {
-        {"2.1_lr", "2.1 logistic regression: learning rate",
-         {"2.1-lr0.001", "2.1-lr0.01", "2.1-lr0.1"}, {"lr 0.001", "lr 0.01", "lr 0.1"}},
-        {"2.2_lr", "2.2 mlp: learning rate", {"2.2-lr0.001", "2.2-default", "2.2-lr0.1"},
-         {"lr 0.001", "lr 0.01 (default)", "lr 0.1"}},
-        {"2.2_hidden", "2.2 mlp: hidden size", {"2.2-default", "2.2-hidden200"},
-         {"hidden 100 (default)", "hidden 200"}},
-        {"2.2_dropout", "2.2 mlp: dropout", {"2.2-default", "2.2-dropout0.5"},
-         {"dropout 0.3 (default)", "dropout 0.5"}},
-        {"2.2_activation", "2.2 mlp: activation", {"2.2-default", "2.2-tanh"},
-         {"relu (default)", "tanh"}},
-        {"2.3_layers", "2.3 mlp: hidden layers", {"2.2-default", "2.3-layers2", "2.3-layers3"},
-         {"1 layer (2.2 default)", "2 layers", "3 layers"}},
+        {"2.1_lr", "2.1 logistic regression: learning rate", BY_LR,
+         {"2.1-lr0.001", "2.1-lr0.01", "2.1-lr0.1"}},
+        {"2.2_lr", "2.2 mlp: learning rate", BY_LR, {"2.2-lr0.001", "2.2-default", "2.2-lr0.1"}},
+        {"2.2_hidden", "2.2 mlp: hidden size", BY_HIDDEN, {"2.2-default", "2.2-hidden200"}},
+        {"2.2_dropout", "2.2 mlp: dropout", BY_DROPOUT, {"2.2-default", "2.2-dropout0.5"}},
+        {"2.2_activation", "2.2 mlp: activation", BY_ACTIVATION, {"2.2-default", "2.2-tanh"}},
+        {"2.3_layers", "2.3 mlp: hidden layers", BY_LAYERS,
+         {"2.2-default", "2.3-layers2", "2.3-layers3"}},
     };
     for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
         if (strncmp(groups[g].file, q, strlen(q)) != 0) continue;
         int idx[4], n = 0;
+        char label_text[4][48];
         const char *labels[4];
         for (int i = 0; i < 4 && groups[g].ids[i]; i++) {
             int k = find_row(s, groups[g].ids[i]);
-            if (k >= 0 && s->rows[k].ok) labels[n] = groups[g].labels[i], idx[n++] = k;
+            if (k < 0 || !s->rows[k].ok) continue;
+            curve_label(label_text[n], sizeof label_text[n], &s->rows[k], groups[g].by);
+            labels[n] = label_text[n], idx[n++] = k;
         }
         if (n == 0) continue;
         char written[256] = "", file[64], title[128];

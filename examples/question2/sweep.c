@@ -62,12 +62,21 @@ static tg_status sweep_question(sweep *s, const raw_flags *base, const char *q)
     return TG_OK;
 }
 
+/* The flags a grid may give several values to ("-learning_rate 0.01,0.1"). */
+static const int axes[] = {F_EPOCHS, F_BATCH, F_LR, F_L2, F_HIDDEN, F_LAYERS, F_DROPOUT, F_ACT,
+                           F_OPT, F_SEED};
+enum { N_AXES = sizeof axes / sizeof axes[0], MAX_VALUES = 16 };
+
+static bool is_grid_axis(int f)
+{
+    for (int a = 0; a < N_AXES; a++)
+        if (axes[a] == f) return true;
+    return false;
+}
+
 /* Every combination of the comma-separated values of the grid flags. */
 static tg_status sweep_grid(sweep *s, const raw_flags *base, bool logistic)
 {
-    static const int axes[] = {F_EPOCHS, F_BATCH, F_LR, F_L2, F_HIDDEN, F_LAYERS, F_DROPOUT, F_ACT,
-                               F_OPT, F_SEED};
-    enum { N_AXES = sizeof axes / sizeof axes[0], MAX_VALUES = 16 };
     static char storage[N_AXES][512];
     const char *vals[N_AXES][MAX_VALUES];
     int count[N_AXES];
@@ -94,7 +103,7 @@ static tg_status sweep_grid(sweep *s, const raw_flags *base, bool logistic)
     }
     for (int k = 0; k < total; k++) {
         raw_flags raw = *base;
-        char varied[48] = "", id[48];
+        char varied[sizeof s->rows[0].cfg.varied] = "", id[48];
         int rest = k;
         size_t used = 0;
         for (int a = N_AXES - 1; a >= 0; a--) {
@@ -251,9 +260,15 @@ int q2_sweep_main(int argc, char **argv)
     /* The base configuration (validates the common flags once, with a clear message). */
     q2_config base;
     raw_flags base_raw = raw;
-    if (grid)
-        for (int f = 0; f < N_FLAGS; f++)
-            if (base_raw.v[f] && strchr(base_raw.v[f], ',')) base_raw.v[f] = NULL;
+    for (int f = 0; grid && f < N_FLAGS; f++) {
+        if (!base_raw.v[f] || !strchr(base_raw.v[f], ',')) continue;
+        if (!is_grid_axis(f)) {
+            q2_bad("sweep grid: -%s takes one value (lists are for the settings of a model and "
+                   "-seed), got '%s'", q2_flags[f].name, base_raw.v[f]);
+            return q2_usage_error();
+        }
+        base_raw.v[f] = NULL; /* checked value by value in sweep_grid */
+    }
     if (q2_make_config(&base_raw, grid_logistic, &base) != TG_OK) return q2_usage_error();
 
     static sweep s;

@@ -174,7 +174,8 @@ typedef tg_tensor *(*tg_activation_fn)(tg_tensor *x);
 tg_activation_fn tg_activation_fn_by_name(const char *name);
 
 /* Inverted dropout with probability p in [0, 1), active only while the module is training.
- * Masks come from rng (NULL: the global generator, read at every forward). */
+ * Masks come from rng (NULL: the global generator, read at every forward). The module keeps the
+ * pointer: rng must outlive it (not a local of the function that builds the model). */
 tg_module *tg_dropout_new(double p);
 tg_module *tg_dropout_new_rng(double p, tg_rng *rng);
 
@@ -187,7 +188,7 @@ tg_module *tg_sequential_append(tg_module *seq, tg_module *m);  /* returns m */
  * [Linear(in, hidden), act, Dropout(p)] × layers, then Linear(hidden, n_classes); with layers
  * == 0 just Linear(n_features, n_classes). Parameters: layers.0.weight, layers.0.bias, layers.3...
  * activation is "relu" or "tanh" (any name of tg_activation_new); an unknown name returns NULL
- * with TG_ERR_VALUE. Dropout masks use rng too. */
+ * with TG_ERR_VALUE. Dropout masks use rng too, so rng must outlive the module. */
 tg_module *tg_feedforward_new(int64_t n_features, int64_t n_classes, int64_t hidden_size,
                               int layers, const char *activation, double dropout, tg_init init,
                               tg_rng *rng);
@@ -256,13 +257,15 @@ tg_status tg_safetensors_load(const char *path, const tg_param_list *tensors);
 
 /* A module's parameters under their dotted names; with opt, its state too ("optim.state.<param>.
  * momentum_buffer" for SGD, ".exp_avg", ".exp_avg_sq", ".step" for Adam) and its kind, step count,
- * learning rate and settings (momentum, betas, ...) in __metadata__; with rng, the generator state (needed for bit-identical
- * resumption when dropout or shuffling draw from it). opt and rng may be NULL. */
+ * learning rate and settings (momentum, betas, ...) in __metadata__; with rng, the generator
+ * state (needed for bit-identical resumption when dropout or shuffling draw from it). opt and rng
+ * may be NULL. */
 tg_status tg_checkpoint_save(const char *path, tg_module *model, const tg_optimizer *opt,
                              const tg_rng *rng);
 /* Loads what tg_checkpoint_save wrote. opt non-NULL requires optimizer state of the same kind
- * and settings over the same parameters (the learning rate is restored from the file); rng non-NULL requires a saved generator. Optimizer entries in the
- * file are ignored when opt is NULL. Nothing is modified unless everything validates. */
+ * and settings over the same parameters (the learning rate is restored from the file); rng
+ * non-NULL requires a saved generator. Optimizer entries in the file are ignored when opt is
+ * NULL. Nothing is modified unless everything validates. */
 tg_status tg_checkpoint_load(const char *path, tg_module *model, tg_optimizer *opt, tg_rng *rng);
 
 #ifdef __cplusplus
