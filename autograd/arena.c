@@ -6,7 +6,10 @@
  *
  * With debug checks on, two arenas alternate and the released one is poisoned, so that an
  * intermediate of the previous step has a dead magic number and any op that receives it fails
- * with a clear message instead of reading reused memory. */
+ * with a clear message instead of reading reused memory. Chunks replaced by a merge stay
+ * allocated (and poisoned) until that arena's next release, so the check never reads freed
+ * memory. The limit: an intermediate from two or more steps back may sit where a live
+ * intermediate of this step now is, and then passes the check. */
 #include <string.h>
 #include "autograd/internal.h"
 
@@ -19,6 +22,7 @@ typedef struct chunk {
 typedef struct {
     chunk *head;        /* current chunk (newest first) */
     size_t total;       /* bytes of all chunks */
+    chunk *retired;     /* debug checks: chunks replaced by the last merge, still poisoned */
 } arena;
 
 enum { MIN_CHUNK = 1 << 20, ALIGN = 64, POISON = 0xDB };
@@ -58,21 +62,30 @@ void *tg__arena_calloc(size_t bytes)
     return p;
 }
 
+static void free_chunks(chunk *c)
+{
+    while (c) {
+        chunk *next = c->next;
+        tg__free(c->base);
+        tg__free(c);
+        c = next;
+    }
+}
+
 static void release(arena *a, bool poison)
 {
+    free_chunks(a->retired); /* a full step of the other arena has passed since they retired */
+    a->retired = NULL;
     if (!a->head) return;
     if (poison)
         for (chunk *c = a->head; c; c = c->next) memset(c->base, POISON, c->used);
     if (a->head->next) { /* several chunks: merge into one of the total size */
-        size_t total = a->total;
-        while (a->head) {
-            chunk *next = a->head->next;
-            tg__free(a->head->base);
-            tg__free(a->head);
-            a->head = next;
-        }
-        a->head = chunk_new(total, NULL);
-        if (poison) memset(a->head->base, POISON, total);
+        if (poison)
+            a->retired = a->head;
+        else
+            free_chunks(a->head);
+        a->head = chunk_new(a->total, NULL);
+        if (poison) memset(a->head->base, POISON, a->total);
     }
     a->head->used = 0;
 }
@@ -82,6 +95,16 @@ void tg__arena_reset(void)
     bool checks = tg__debug_checks_on();
     release(&arenas[current], checks);
     if (checks) current ^= 1;
+}
+
+void tg__arena_free(void)
+{
+    for (int k = 0; k < 2; k++) {
+        free_chunks(arenas[k].head);
+        free_chunks(arenas[k].retired);
+        arenas[k] = (arena){0};
+    }
+    current = 0;
 }
 
 size_t tg__arena_reserved(void) { return arenas[0].total + arenas[1].total; }

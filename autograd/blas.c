@@ -199,7 +199,7 @@ static void run_serial(const gemm_job *j) {
 }
 
 /* ---- the worker pool -------------------------------------------------------------------------
- * Worker w runs jobs[w + 1] of each generation; the caller runs jobs[0] itself. One product uses
+ * Worker w runs jobs[w + 1] of each generation it is assigned to; the caller runs jobs[0] itself. One product uses
  * the pool at a time (call_mu); a concurrent caller that finds it busy runs serially instead.
  * Waking a thread through a condition variable costs 15-35 us on these VMs (docs/blas.md), more
  * than a batch-16 product takes, so both sides first spin for SPIN_SECONDS (back-to-back products
@@ -211,7 +211,10 @@ static struct {
     pthread_mutex_t call_mu, mu;
     pthread_cond_t go, done;
     int started;                 /* workers created so far (never shrinks; call_mu) */
-    int active;                  /* workers taking part in the current generation */
+    /* The generation worker w takes part in, stamped before that generation starts. A worker
+     * that wakes late for one it sat out must not read the next one's jobs or count: it runs only
+     * when its stamp equals the generation it has observed. */
+    atomic_ulong assigned[MAX_THREADS];
     atomic_int sleeping;         /* workers blocked (or about to block) on `go` */
     atomic_bool caller_sleeping; /* the caller is blocked (or about to block) on `done` */
     atomic_int pending;          /* workers of this generation that have not finished */
@@ -253,7 +256,7 @@ static void *worker(void *arg) {
             pthread_mutex_unlock(&pool.mu);
         }
         seen = atomic_load(&pool.generation);
-        if (w >= pool.active) continue;
+        if (atomic_load(&pool.assigned[w]) != seen) continue;
         run_serial(&pool.jobs[w + 1]);
         if (atomic_fetch_sub(&pool.pending, 1) == 1 && atomic_load(&pool.caller_sleeping)) {
             pthread_mutex_lock(&pool.mu);
@@ -313,9 +316,10 @@ static void run(const gemm_job *j) {
     int workers = grow_pool((int)want - 1);
     int parts = 1 + (workers < want - 1 ? workers : (int)want - 1);
     for (int p = 0; p < parts; p++) pool.jobs[p] = block(j, p, parts);
-    pool.active = parts - 1;
+    unsigned long next = atomic_load(&pool.generation) + 1; /* only call_mu's holder bumps it */
+    for (int w = 0; w < parts - 1; w++) atomic_store(&pool.assigned[w], next);
     atomic_store(&pool.pending, parts - 1);
-    atomic_fetch_add(&pool.generation, 1); /* publishes jobs and active to the spinning workers */
+    atomic_store(&pool.generation, next); /* publishes jobs and stamps to the spinning workers */
     if (atomic_load(&pool.sleeping)) {     /* and wakes the sleeping ones */
         pthread_mutex_lock(&pool.mu);
         pthread_cond_broadcast(&pool.go);

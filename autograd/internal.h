@@ -78,6 +78,7 @@ tg_tensor *tg__tensor_adopt(tg_dtype dtype, int ndim, const int64_t *shape, void
 
 /* Arena: chunked bump allocator owned by the tape (autograd/arena.c). */
 void tg__arena_reset(void);
+void tg__arena_free(void);   /* every chunk of this thread's arenas (tg_tape_free) */
 size_t tg__arena_reserved(void);
 
 /* Anomaly mode (autograd/anomaly.c): fails naming the op when out holds a NaN or Inf. */

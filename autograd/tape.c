@@ -164,6 +164,14 @@ void tg_tape_reset(void)
     tg__arena_reset();
 }
 
+void tg_tape_free(void)
+{
+    free(records);
+    records = NULL;
+    n_records = cap_records = 0;
+    tg__arena_free();
+}
+
 /* The tape's records in order, for printing (autograd/tape_print.c). */
 tg_node *const *tg__tape_records(size_t *count)
 {

@@ -1,5 +1,6 @@
 /* Persistent tensors: creation, element access, conversion, printing. */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,9 +8,10 @@
 #include <unistd.h>
 #include "autograd/internal.h"
 
-static uint64_t alloc_count;
+/* Counted from every thread that builds tensors (relaxed: a tally, not a synchronisation). */
+static _Atomic uint64_t alloc_count;
 
-uint64_t tg_alloc_count(void) { return alloc_count; }
+uint64_t tg_alloc_count(void) { return atomic_load_explicit(&alloc_count, memory_order_relaxed); }
 
 /* 64-byte alignment suits AVX-512 loads and BLIS packing alike. */
 void *tg__malloc(size_t bytes)
@@ -17,7 +19,7 @@ void *tg__malloc(size_t bytes)
     size_t rounded = (bytes + 63) & ~(size_t)63;
     void *p = aligned_alloc(64, rounded ? rounded : 64);
     if (!p) tg__fail("out of memory allocating %zu bytes", bytes);
-    alloc_count++;
+    atomic_fetch_add_explicit(&alloc_count, 1, memory_order_relaxed);
     return p;
 }
 

@@ -153,6 +153,34 @@ static void test_threaded_split(void **state) {
     tg_set_num_threads(1);
 }
 
+/* Products that use different numbers of workers, back to back, accumulating (beta = 1): a worker
+ * that sat out one product and wakes late must not run a block of the next one (it would add that
+ * block twice, or leave the caller waiting for a count that went below zero). Under
+ * -fsanitize=thread this also exercises the hand-over's memory ordering. */
+static void test_pool_alternating_part_counts(void **state) {
+    (void)state;
+    enum { K1 = 16384, M2 = 64, N2 = 1024, K2 = 256 };
+    float *a1 = malloc(sizeof(float) * 32 * K1), *b1 = malloc(sizeof(float) * K1 * 32);
+    float *c1 = malloc(sizeof(float) * 32 * 32), *a2 = malloc(sizeof(float) * M2 * K2);
+    float *b2 = malloc(sizeof(float) * K2 * N2), *c2 = malloc(sizeof(float) * M2 * N2);
+    for (int i = 0; i < 32 * K1; i++) a1[i] = b1[i] = 1;
+    for (int i = 0; i < M2 * K2; i++) a2[i] = 1;
+    for (int i = 0; i < K2 * N2; i++) b2[i] = 1;
+    tg_set_num_threads(3);
+    for (int it = 0; it < 300; it++) {
+        /* 32 x 32 x 16384: two blocks of columns, so one worker sits out */
+        tg__gemm_f32(false, false, 32, 32, K1, 1.0f, a1, K1, b1, 32, 0.0f, c1, 32);
+        memset(c2, 0, sizeof(float) * M2 * N2);
+        /* 64 x 1024 x 256: both workers */
+        tg__gemm_f32(false, false, M2, N2, K2, 1.0f, a2, K2, b2, N2, 1.0f, c2, N2);
+        assert_true(c1[0] == (float)K1 && c1[32 * 32 - 1] == (float)K1);
+        for (int i = 0; i < M2 * N2; i++)
+            if (c2[i] != (float)K2) fail_msg("product %d: c[%d] = %g, want %d", it, i, c2[i], K2);
+    }
+    tg_set_num_threads(1);
+    free(a1), free(b1), free(c1), free(a2), free(b2), free(c2);
+}
+
 static void test_info(void **state) {
     (void)state;
     tg_set_num_threads(0); /* clamped to 1 */
@@ -171,6 +199,7 @@ int main(void) {
         cmocka_unit_test(test_overwrite),      cmocka_unit_test(test_alpha_beta),
         cmocka_unit_test(test_accumulate),     cmocka_unit_test(test_degenerate),
         cmocka_unit_test(test_threaded_split), cmocka_unit_test(test_info),
+        cmocka_unit_test(test_pool_alternating_part_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -130,6 +130,10 @@ void tg_print(const tg_tensor *t, FILE *out);   /* readable, summarised for larg
 void tg_backward(tg_tensor *loss);                                 /* loss has one element */
 void tg_backward_with(tg_tensor *output, const tg_tensor *grad_output);
 void tg_tape_reset(void);         /* releases every intermediate and record of the step */
+/* The tape and its arena are per thread and kept for the next step; a thread that ran ops calls
+ * tg_tape_free() before it exits to return that memory (the main thread need not). It implies
+ * tg_tape_reset(); the thread may record again afterwards. */
+void tg_tape_free(void);
 bool tg_grad_enabled(void);
 bool tg_set_grad_enabled(bool enabled);  /* returns the previous setting (no-grad scopes) */
 void tg_set_anomaly_mode(bool on);       /* stop at the first op that produces NaN/Inf */
