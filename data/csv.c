@@ -96,6 +96,7 @@ tg_status tg_csv_load(const char *path, const tg_csv_opts *opts, tg_tensor **x, 
     if (st != TG_OK) return st;
 
     const char *p = text, *end = text + len;
+    if (len >= 3 && !memcmp(p, "\xEF\xBB\xBF", 3)) p += 3; /* UTF-8 byte order mark (Excel) */
     dvec vals = {0};
     span line;
     long long lineno = 0;
@@ -160,7 +161,7 @@ tg_status tg_csv_load(const char *path, const tg_csv_opts *opts, tg_tensor **x, 
             span cell = next_cell(&q, lend, delim);
             char buf[128];
             double v = 0;
-            enum { OK, EMPTY, NAN_, INF_, NOT_INT } why = OK;
+            enum { OK, EMPTY, NAN_, INF_, F32_RANGE, NOT_INT } why = OK;
             if (cell.n == 0) {
                 why = EMPTY;
             } else if (cell.n >= sizeof buf || memchr(cell.s, 0, cell.n)) {
@@ -172,6 +173,8 @@ tg_status tg_csv_load(const char *path, const tg_csv_opts *opts, tg_tensor **x, 
                 v = strtod(buf, &stop);
                 if (stop == buf || *stop) why = NAN_;
                 else if (!isfinite(v)) why = INF_;
+                else if ((c == target ? o.y_dtype : o.x_dtype) == TG_F32 && !isfinite((float)v))
+                    why = F32_RANGE;
                 else if (c == target && o.y_dtype == TG_I32 &&
                          (v != floor(v) || v < INT32_MIN || v > INT32_MAX))
                     why = NOT_INT;
@@ -185,6 +188,7 @@ tg_status tg_csv_load(const char *path, const tg_csv_opts *opts, tg_tensor **x, 
                     [EMPTY] = "empty cell where a number is expected",
                     [NAN_] = "cannot read '%.*s' as a number",
                     [INF_] = "'%.*s' is not a finite number",
+                    [F32_RANGE] = "'%.*s' does not fit in float32 (choose float64)",
                     [NOT_INT] = "'%.*s' is not an integer class label",
                 };
                 char detail[160];

@@ -296,8 +296,13 @@ static void cov_disk(float *cov, int w, rect clip, double cx, double cy, double 
 /* Composites a coverage buffer in one colour over the clip rectangle and clears it. */
 static void composite(tg__canvas *c, float *cov, rect clip, uint32_t rgb)
 {
-    for (int y = clip.top; y <= clip.bottom; y++)
-        for (int x = clip.left; x <= clip.right; x++) {
+    /* The coverage buffer is the canvas's size: never index outside it, whatever the caller's
+     * rectangle (a legend wider than the plot starts left of the canvas). */
+    int left = clip.left > 0 ? clip.left : 0, top = clip.top > 0 ? clip.top : 0;
+    int right = clip.right < c->w - 1 ? clip.right : c->w - 1;
+    int bottom = clip.bottom < c->h - 1 ? clip.bottom : c->h - 1;
+    for (int y = top; y <= bottom; y++)
+        for (int x = left; x <= right; x++) {
             float *p = cov + (size_t)y * (size_t)c->w + (size_t)x;
             if (*p > 0) {
                 tg__blend(c, x, y, rgb, *p);
@@ -422,22 +427,49 @@ static void draw_series(ctx *k, float *cov, int i)
     composite(&k->c, cov, k->plot, k->color[i]);
 }
 
+/* name, or its longest prefix (whole UTF-8 characters) + "…" that is at most max_w wide. */
+static const char *fit_text(const ctx *k, const char *name, double px, double max_w, char *buf,
+                            size_t len)
+{
+    if (tg__font_width(k->font, name, px) <= max_w) return name;
+    size_t lo = 0, hi = strlen(name);
+    if (hi > len - 4) hi = len - 4;
+    while (lo < hi) { /* the longest prefix that fits, by bisection on its byte length */
+        size_t mid = (lo + hi + 1) / 2;
+        while (mid > lo && ((unsigned char)name[mid] & 0xC0) == 0x80) mid--; /* char boundary */
+        if (mid == lo) break;
+        snprintf(buf, len, "%.*s\xE2\x80\xA6", (int)mid, name);
+        if (tg__font_width(k->font, buf, px) <= max_w) lo = mid;
+        else hi = mid - 1;
+    }
+    while (lo > 0 && ((unsigned char)name[lo] & 0xC0) == 0x80) lo--;
+    snprintf(buf, len, "%.*s\xE2\x80\xA6", (int)lo, name);
+    return buf;
+}
+
 static int draw_legend(ctx *k, float *cov)
 {
     const tg_chart *ch = k->ch;
+    double s = k->s, pad = 7 * s, handle = 26 * s, gap = 8 * s, inset = 9 * s;
+    /* Names are cut to fit the plot's width (with "…"), so the box always fits inside it. */
+    double max_name_w = fmax(k->plot.right - k->plot.left - 2 * inset - 2 * pad - handle - gap,
+                             10 * s);
+    static char fitted[TG_CHART_MAX_SERIES][256];
+    const char *names[TG_CHART_MAX_SERIES];
     int n = 0;
     double name_w = 0;
-    for (int i = 0; i < ch->n_series; i++)
-        if (has_text(ch->series[i].name)) {
-            n++;
-            name_w = fmax(name_w, tg__font_width(k->font, ch->series[i].name, k->fs_legend));
-        }
+    for (int i = 0; i < ch->n_series; i++) {
+        names[i] = NULL;
+        if (!has_text(ch->series[i].name)) continue;
+        names[i] = fit_text(k, ch->series[i].name, k->fs_legend, max_name_w, fitted[i],
+                            sizeof fitted[i]);
+        n++;
+        name_w = fmax(name_w, tg__font_width(k->font, names[i], k->fs_legend));
+    }
     if (n == 0 || ch->no_legend) return 0;
-    double s = k->s, pad = 7 * s, handle = 26 * s, gap = 8 * s;
     double row = text_h(k, k->fs_legend) * 1.25;
     double bw = pad + handle + gap + name_w + pad,
            bh = 2 * pad + n * row - (row - text_h(k, k->fs_legend));
-    double inset = 9 * s;
     double L = k->plot.left + inset, R = k->plot.right - inset - bw;
     double T = k->plot.top + inset, B = k->plot.bottom - inset - bh;
     /* Candidate corners in matplotlib's "best" order; the one covering the least data wins. */
@@ -466,7 +498,7 @@ static int draw_legend(ctx *k, float *cov)
     double ty = y0 + pad;
     for (int i = 0; i < ch->n_series; i++) {
         const tg_series *se = &ch->series[i];
-        if (!has_text(se->name)) continue;
+        if (!names[i]) continue;
         double cy = floor(ty + text_h(k, k->fs_legend) / 2) + 0.5;
         pen p = {.cov = cov, .w = k->c.w, .clip = all, .hw = fmax(0.6, 1.0 * s),
                  .dashed = se->dashed, .on = 5.5 * s, .off = 5.0 * s};
@@ -482,7 +514,7 @@ static int draw_legend(ctx *k, float *cov)
                   (rect){(int)x0, (int)(cy - 8 * s - 2), (int)ceil(x0 + pad + handle) + 1,
                          (int)(cy + 8 * s + 2)},
                   k->color[i]);
-        if (tg__font_draw(k->font, &k->c, se->name, k->fs_legend, x0 + pad + handle + gap,
+        if (tg__font_draw(k->font, &k->c, names[i], k->fs_legend, x0 + pad + handle + gap,
                           ty, 0, 0, 0, COL_TEXT))
             return -1;
         ty += row;

@@ -633,6 +633,7 @@ static void test_csv_bad_cell(void **state)
         {"a,b\n1,2\n3\n", "line 3 has 1 columns", TG_ERR_FORMAT},
         {"a,b\n1,nan\n", "'nan' is not a finite number", TG_ERR_FORMAT},
         {"a,b\n1,1e999\n", "not a finite number", TG_ERR_FORMAT},
+        {"a,b\n1,1e300\n", "'1e300' does not fit in float32", TG_ERR_FORMAT},
         {"a,b\n1,2x\n", "cannot read '2x'", TG_ERR_FORMAT},
         {"a,b\n", "no data rows", TG_ERR_FORMAT},
         {"\n\n", "empty file", TG_ERR_FORMAT},
@@ -643,6 +644,19 @@ static void test_csv_bad_cell(void **state)
         tg_csv_opts o = {.target_index = 0, .y_dtype = TG_I32};
         assert_status(tg_csv_load(tpath("bad.csv"), &o, &x, &y), cases[i].code, cases[i].want);
     }
+}
+
+/* A byte order mark (spreadsheets write one) is not part of the first column's name. */
+static void test_csv_byte_order_mark(void **state)
+{
+    const char *text = "\xEF\xBB\xBF" "a,b\n1,2\n3,4\n";
+    write_bytes(tpath("bom.csv"), text, strlen(text));
+    tg_tensor *x, *y;
+    assert_int_equal(tg_csv_load(tpath("bom.csv"), &(tg_csv_opts){.target = "a"}, &x, &y), TG_OK);
+    assert_near(tg_get_flat(y, 1), 3, 0);
+    assert_near(tg_get_flat(x, 1), 4, 0);
+    tg_free(x);
+    tg_free(y);
 }
 
 static void test_csv_missing_target(void **state)
@@ -988,6 +1002,7 @@ int main(void)
         cmocka_unit_test(test_corrupted_inputs_never_crash),
         cmocka_unit_test(test_csv_valid),
         cmocka_unit_test(test_csv_bad_cell),
+        cmocka_unit_test(test_csv_byte_order_mark),
         cmocka_unit_test(test_csv_missing_target),
         cmocka_unit_test(test_splits),
         cmocka_unit_test(test_mnist_dir),

@@ -214,6 +214,30 @@ static void test_text_is_rendered(void **state)
     unsetenv("TG_PLOT_FONT");
 }
 
+/* A legend name far wider than the plot is cut to fit (with "…"): the legend box stays inside
+ * the plot, so nothing is drawn left of it (the sanitizer suite also checks no pixel outside the
+ * canvas is touched). */
+static void test_long_legend_names_fit(void **state)
+{
+    fixture *f = *state;
+    tg_chart c = three_flat_lines();
+    c.ylabel = NULL; /* nothing of its own left of the plot but the tick labels */
+    for (size_t len = 3500; len <= 40000; len *= 11) {
+        char *name = malloc(len + 1);
+        assert_non_null(name);
+        memset(name, 'W', len);
+        name[len] = 0;
+        c.series[0].name = name;
+        assert_int_equal(tg_chart_write_png(&c, f->path, W, H), TG_OK);
+        image im = load(f->path);
+        color_stats s0 = stats(&im, C0);
+        assert_true(s0.count > 0);
+        assert_true(s0.min_x >= 30); /* the legend handle is inside the plot, not off its left */
+        stbi_image_free(im.px);
+        free(name);
+    }
+}
+
 static void test_nan_points_leave_gaps(void **state)
 {
     fixture *f = *state;
@@ -382,6 +406,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_series_drawn_in_their_colours, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_is_rendered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_legend_names_fit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nan_points_leave_gaps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_axis_and_extreme_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plot_curves, setup, teardown),

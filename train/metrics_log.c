@@ -111,7 +111,9 @@ tg_status tg_metrics_log_write(tg_metrics_log *log, const tg_epoch_metrics *m)
     double v[N_FIXED + TG_METRICS_MAX_EXTRA] = {m->train_loss, m->valid_loss, m->valid_acc,
                                                 m->seconds};
     for (int i = 0; i < log->n_extra; i++) v[N_FIXED + i] = m->extra[i];
-    static const char *const fmt[N_FIXED] = {"%.6f", "%.6f", "%.6f", "%.4f"};
+    /* Losses with 8 significant digits: a fixed 6 decimals would write a loss below 5e-7 as 0,
+     * which a log-scale chart redrawn from the log could not show. */
+    static const char *const fmt[N_FIXED] = {"%.8g", "%.8g", "%.6f", "%.4f"};
     for (int k = 0; k < 2; k++) {
         FILE *f = log->file[k];
         if (!f) continue;
@@ -180,6 +182,15 @@ static int split_cells(char *line, char **cells, int max)
     }
 }
 
+/* s without the spaces around it (in place). */
+static char *trim(char *s)
+{
+    while (*s == ' ') s++;
+    size_t n = strlen(s);
+    while (n > 0 && s[n - 1] == ' ') s[--n] = '\0';
+    return s;
+}
+
 static bool read_number(const char *s, double *v)
 {
     while (*s == ' ') s++;
@@ -215,7 +226,7 @@ tg_status tg_metrics_read_csv(const char *path, tg_metrics_table *out)
             if (!out->names) { st = tg_status_set(TG_ERR_NOMEM, "%s: out of memory", path); break; }
             out->n_cols = n;
             for (int i = 0; i < n; i++)
-                if (!(out->names[i] = strdup(cells[i]))) {
+                if (!(out->names[i] = strdup(trim(cells[i])))) {
                     st = tg_status_set(TG_ERR_NOMEM, "%s: out of memory", path);
                     break;
                 }
@@ -246,8 +257,10 @@ tg_status tg_metrics_read_csv(const char *path, tg_metrics_table *out)
     free(line);
     fclose(f);
     if (st == TG_OK && !out->names) st = tg_status_set(TG_ERR_FORMAT, "%s: empty file", path);
-    if (st == TG_OK && n_rows &&
-        !(out->data = malloc((size_t)n_rows * (size_t)n_cols * sizeof *out->data)))
+    /* At least one element: a header-only log (a run that died in epoch 1) still has its
+     * columns, each of length 0, and tg_metrics_column must not take NULL for "absent". */
+    size_t n_data = (size_t)n_rows * (size_t)n_cols;
+    if (st == TG_OK && !(out->data = malloc((n_data ? n_data : 1) * sizeof *out->data)))
         st = tg_status_set(TG_ERR_NOMEM, "%s: out of memory", path);
     if (st != TG_OK) {
         free(rows);

@@ -90,8 +90,8 @@ void tg_metrics_table_free(tg_metrics_table *t);                              /*
  * pipes every call does nothing, and the caller's one line per epoch is the log. TG_PROGRESS_ON
  * draws whatever out is (tests, or a log that wants the bar); TG_PROGRESS_OFF never draws (a -quiet
  * flag). Redrawn at most 10 times per second; tg_progress_step reads the clock only every few
- * batches (the stride adapts to the speed, ~50 reads per second), so a step costs a few additions,
- * no system call and no allocation. tg_progress_end erases the line, so the caller's epoch line
+ * batches (~50 reads per second, and at least every 16 batches, so a slowdown shows at once), so
+ * a step costs a few additions, no system call and no allocation. tg_progress_end erases the line, so the caller's epoch line
  * takes its place. The struct is the caller's (on the stack); nothing is allocated. */
 typedef enum { TG_PROGRESS_AUTO = 0, TG_PROGRESS_ON, TG_PROGRESS_OFF } tg_progress_mode;
 
