@@ -151,9 +151,9 @@ tg_tensor *tg_jacobian(tg_vector_fn f, tg_tensor *input, void *ctx)
     tg__check_float(input, "tg_jacobian");
     tg_tensor *y = f(input, ctx);
     int64_t m = y->numel, n = input->numel;
+    tg_tensor *seed = tg_zeros(y->dtype, y->ndim, y->shape); /* e_i, shaped like the output */
     tg_tape_reset();
     tg_tensor *jac = tg_zeros(TG_F64, TG_SHAPE(m, n));
-    tg_tensor *seed = tg_zeros(input->dtype, TG_SHAPE(m));
     for (int64_t i = 0; i < m; i++) {
         tg_zero_grad(input);
         tg_set_flat(seed, i, 1.0);

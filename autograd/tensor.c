@@ -52,6 +52,25 @@ const char *tg_dtype_name(tg_dtype dtype)
     return "?";
 }
 
+bool tg__same_shape(const tg_tensor *a, const tg_tensor *b)
+{
+    if (a->ndim != b->ndim) return false;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i]) return false;
+    return true;
+}
+
+bool tg__same_squeezed_shape(const tg_tensor *a, const tg_tensor *b)
+{
+    int i = 0, j = 0;
+    for (;;) {
+        while (i < a->ndim && a->shape[i] == 1) i++;
+        while (j < b->ndim && b->shape[j] == 1) j++;
+        if (i == a->ndim || j == b->ndim) return i == a->ndim && j == b->ndim;
+        if (a->shape[i++] != b->shape[j++]) return false;
+    }
+}
+
 size_t tg__bytes(const tg_tensor *t) { return (size_t)t->numel * tg_dtype_size(t->dtype); }
 
 int tg__normalize_axis(int axis, int ndim, const char *op)
@@ -276,9 +295,11 @@ void tg_copy_(tg_tensor *dst, const tg_tensor *src)
 {
     tg__check_live(dst, "tg_copy_");
     tg__check_live(src, "tg_copy_");
-    if (dst->numel != src->numel)
-        tg__fail("tg_copy_: %lld elements into %lld", (long long)src->numel,
-                 (long long)dst->numel);
+    if (!tg__same_shape(dst, src)) {
+        char s1[128], s2[128];
+        tg__fail("tg_copy_: source %s into destination %s (shapes must match; tg_reshape "
+                 "first)", tg_shape_str(src, s1, sizeof s1), tg_shape_str(dst, s2, sizeof s2));
+    }
     if (dst->dtype == src->dtype) {
         if (dst->numel) memmove(dst->data, src->data, tg__bytes(src));
         return;

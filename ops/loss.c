@@ -253,8 +253,8 @@ static int8_t *target_signs(const tg_tensor *z, const tg_tensor *t, const char *
 {
     char s1[128], s2[128];
     tg__check_live(t, op);
-    if (t->numel != z->numel)
-        tg__fail("%s: targets %s and logits %s must have the same number of elements", op,
+    if (!tg__same_squeezed_shape(t, z))
+        tg__fail("%s: targets %s and logits %s must have the same shape (up to size-1 axes)", op,
                  tg_shape_str(t, s1, sizeof s1), tg_shape_str(z, s2, sizeof s2));
     int8_t *y = tg__arena_alloc((size_t)t->numel);
     for (int64_t i = 0; i < t->numel; i++) {

@@ -99,9 +99,9 @@ tg_tensor *tg_linear(tg_tensor *x, tg_tensor *w, tg_tensor *b)
     if (b) {
         tg__check_float(b, op);
         tg__check_same_dtype(x, b, op);
-        if (b->numel != out)
-            tg__fail("%s: bias %s does not match %lld outputs", op,
-                     tg_shape_str(b, s1, sizeof s1), (long long)out);
+        if (b->ndim != 1 || b->shape[0] != out)
+            tg__fail("%s: bias %s does not match %lld outputs (expected [%lld])", op,
+                     tg_shape_str(b, s1, sizeof s1), (long long)out, (long long)out);
     }
     tg_tensor *y = tg__new_intermediate(x->dtype, TG_SHAPE(N, out));
     size_t row = (size_t)out * tg_dtype_size(x->dtype);

@@ -129,7 +129,7 @@ static void test_extreme_gradcheck(void **state)
     double v[] = {1000, -1000, 3, -1000, 1000, -2, 1000, 999, 999.5};
     tg_tensor *x = tg_set_requires_grad(tg_from_data(TG_F64, TG_SHAPE(3, 3), v), true);
     tg_tensor *y = tg_from_data(TG_I32, TG_SHAPE(3), (int32_t[]){1, 1, 2});
-    tg_tensor *t = tg_from_data(TG_I32, TG_SHAPE(9), (int32_t[]){1, -1, 1, 1, -1, 1, -1, 1, 1});
+    tg_tensor *t = tg_from_data(TG_I32, TG_SHAPE(3, 3), (int32_t[]){1, -1, 1, 1, -1, 1, -1, 1, 1});
     loss_arg a = {y, TG_REDUCE_MEAN, 1.0};
     expect_gradcheck_op(apply_ce, &a, x, "tg_cross_entropy at ±1000");
     expect_gradcheck_op(apply_hinge, &a, x, "tg_multiclass_hinge at ±1000");
@@ -281,7 +281,7 @@ static void test_logistic_gradcheck(void **state)
     tg_rng rng;
     tg_rng_seed(&rng, 23);
     tg_tensor *x = param_f64(&rng, TG_SHAPE(3, 4));
-    tg_tensor *yi = tg_zeros(TG_I32, TG_SHAPE(12)), *yf = tg_zeros(TG_F64, TG_SHAPE(3, 4));
+    tg_tensor *yi = tg_zeros(TG_I32, TG_SHAPE(3, 4)), *yf = tg_zeros(TG_F64, TG_SHAPE(3, 4));
     for (int64_t i = 0; i < 12; i++) {
         double s = tg_rng_uniform(&rng) < 0.5 ? -1 : 1;
         tg_set_flat(yi, i, s);
@@ -312,7 +312,7 @@ static void test_errors(void **state)
     tg_tensor *ok = tg_from_data(TG_I32, TG_SHAPE(2), (int32_t[]){0, 2});
     tg_tensor *ok3 = tg_from_data(TG_I32, TG_SHAPE(3), (int32_t[]){0, 2, 1});
     tg_tensor *okf = tg_from_data(TG_F32, TG_SHAPE(2), (float[]){0, 2});
-    tg_tensor *pm = tg_from_data(TG_F64, TG_SHAPE(6), (double[]){1, -1, 1, 0, 1, 1});
+    tg_tensor *pm = tg_from_data(TG_F64, TG_SHAPE(2, 3), (double[]){1, -1, 1, 0, 1, 1});
     EXPECT_ERROR("tg_cross_entropy: label 3 in row 1", tg_cross_entropy(x, bad, TG_REDUCE_MEAN));
     EXPECT_ERROR("tg_cross_entropy: label -1 in row 0", tg_cross_entropy(x, neg, TG_REDUCE_SUM));
     EXPECT_ERROR("tg_cross_entropy", tg_cross_entropy(x, ok3, TG_REDUCE_MEAN));
@@ -328,6 +328,8 @@ static void test_errors(void **state)
     EXPECT_ERROR("tg_logistic_loss: target 3 is 0", tg_logistic_loss(x, pm, TG_REDUCE_MEAN));
     EXPECT_ERROR("tg_logistic_loss", tg_logistic_loss(x, ok, TG_REDUCE_MEAN));
     EXPECT_ERROR("tg_logistic_loss", tg_logistic_loss(bad, ok, TG_REDUCE_MEAN));
+    /* transposed targets: as many elements, another layout */
+    EXPECT_ERROR("must have the same shape", tg_logistic_loss(x, xt, TG_REDUCE_MEAN));
     tg_tensor *all[] = {x, xt, x1, x32, bad, neg, ok, ok3, okf, pm};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) tg_free(all[i]);
 }

@@ -198,7 +198,8 @@ tg_tensor *tg_mse_loss(tg_tensor *pred, tg_tensor *target, tg_reduction r);
 /* max_j (s_j - s_y + margin·[j≠y]); margin 0 is the perceptron's loss. */
 tg_tensor *tg_multiclass_hinge(tg_tensor *scores, const tg_tensor *labels, double margin,
                                tg_reduction r);
-/* log(1 + exp(-y·z)) for y in {-1,+1} (int32 or float), from logits z. */
+/* log(1 + exp(-y·z)) for y in {-1,+1} (int32 or float), from logits z; targets have the logits'
+ * shape up to size-1 axes ([N] targets for [N, 1] logits). */
 tg_tensor *tg_logistic_loss(tg_tensor *logits, const tg_tensor *targets, tg_reduction r);
 /* Inverted dropout: zeroes with probability p, scales survivors by 1/(1-p); identity when
  * training is false or p == 0. */
