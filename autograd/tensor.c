@@ -94,15 +94,28 @@ void tg__init_header(tg_tensor *t, tg_dtype dtype, int ndim, const int64_t *shap
     t->numel = 1;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0) tg__fail("%s: negative size %lld in axis %d", op, (long long)shape[i], i);
+        /* numel and its size in bytes (8 per element at most) must fit in an int64 */
+        if (shape[i] > 0 && t->numel > INT64_MAX / 8 / shape[i])
+            tg__fail("%s: a tensor with axis %d of size %lld has too many elements", op, i,
+                     (long long)shape[i]);
         t->shape[i] = shape[i];
         t->numel *= shape[i];
     }
 }
 
+/* The header is checked before anything is allocated, so a bad shape leaks nothing. */
+static tg_tensor *new_header(tg_dtype dtype, int ndim, const int64_t *shape, const char *op)
+{
+    tg_tensor h;
+    tg__init_header(&h, dtype, ndim, shape, op);
+    tg_tensor *t = tg__malloc(sizeof *t);
+    *t = h;
+    return t;
+}
+
 static tg_tensor *new_persistent(tg_dtype dtype, int ndim, const int64_t *shape, const char *op)
 {
-    tg_tensor *t = tg__malloc(sizeof *t);
-    tg__init_header(t, dtype, ndim, shape, op);
+    tg_tensor *t = new_header(dtype, ndim, shape, op);
     t->persistent = true;
     t->owns_data = true;
     t->data = tg__calloc(tg__bytes(t));
@@ -178,8 +191,7 @@ tg_tensor *tg_from_data(tg_dtype dtype, int ndim, const int64_t *shape, const vo
 
 tg_tensor *tg_wrap(tg_dtype dtype, int ndim, const int64_t *shape, void *data)
 {
-    tg_tensor *t = tg__malloc(sizeof *t);
-    tg__init_header(t, dtype, ndim, shape, "tg_wrap");
+    tg_tensor *t = new_header(dtype, ndim, shape, "tg_wrap");
     t->persistent = true;
     t->data = data;
     return t;
@@ -265,8 +277,18 @@ void tg_zero_grad(tg_tensor *t)
     if (t->grad) memset(t->grad->data, 0, tg__bytes(t->grad));
 }
 
+/* Element i in [0, numel): the public element accessors check it (a wrong index is the commonest
+ * bug of hand-written loops); the ops' kernels index data directly. */
+static void check_index(const tg_tensor *t, int64_t i, const char *op)
+{
+    if ((uint64_t)i >= (uint64_t)t->numel)
+        tg__fail("%s: index %lld out of range for %lld elements", op, (long long)i,
+                 (long long)t->numel);
+}
+
 double tg_get_flat(const tg_tensor *t, int64_t i)
 {
+    check_index(t, i, "tg_get_flat");
     switch (t->dtype) {
     case TG_F32: return ((const float *)t->data)[i];
     case TG_F64: return ((const double *)t->data)[i];
@@ -277,10 +299,15 @@ double tg_get_flat(const tg_tensor *t, int64_t i)
 
 void tg_set_flat(tg_tensor *t, int64_t i, double v)
 {
+    check_index(t, i, "tg_set_flat");
     switch (t->dtype) {
     case TG_F32: ((float *)t->data)[i] = (float)v; break;
     case TG_F64: ((double *)t->data)[i] = v; break;
-    case TG_I32: ((int32_t *)t->data)[i] = (int32_t)v; break;
+    case TG_I32:
+        if (!(v > INT32_MIN - 1.0 && v < INT32_MAX + 1.0)) /* NaN too: the cast would be UB */
+            tg__fail("tg_set_flat: %g does not fit in an int32 tensor", v);
+        ((int32_t *)t->data)[i] = (int32_t)v; /* truncates toward zero, like PyTorch */
+        break;
     }
 }
 

@@ -271,6 +271,14 @@ static void test_creation_and_access(void **state)
     assert_true(fread(text, 1, sizeof text - 1, mem) > 0);
     fclose(mem);
     assert_non_null(strstr(text, "[[0.5, 0.5, 0.5],"));
+    /* Flat access is checked too, and int32 tensors refuse what an int32 cannot hold. */
+    EXPECT_ERROR("tg_get_flat: index 6 out of range for 6 elements", tg_get_flat(m, 6));
+    EXPECT_ERROR("tg_set_flat: index -1 out of range", tg_set_flat(m, -1, 0));
+    EXPECT_ERROR("does not fit in an int32", tg_set_flat(a, 0, NAN));
+    EXPECT_ERROR("does not fit in an int32", tg_set_flat(a, 0, 3e9));
+    tg_set_flat(a, 0, -2.7);
+    assert_near(tg_get_flat(a, 0), -2, 0);
+    EXPECT_ERROR("too many elements", tg_zeros(TG_F32, TG_SHAPE(1 << 20, 1 << 20, 1 << 20)));
     tg_free(a), tg_free(m), tg_free(f);
 }
 
