@@ -1,4 +1,5 @@
 /* Seeing what a model built: the tape as text, or as a Graphviz DOT file. */
+#include <stdlib.h>
 #include "autograd/internal.h"
 
 static const char *label(const tg_tensor *t) { return t->name ? t->name : ""; }
@@ -23,17 +24,41 @@ void tg_tape_print(FILE *out)
     }
 }
 
-/* Nodes are ops (boxes) and leaves (ellipses); only records that reach root are drawn when a
- * root is given, so the file shows the graph of one loss. */
+/* Marks the records root's value depends on: a walk back from root's record, which is enough
+ * because the tape is in execution order (every input's record comes before its consumer). */
+static bool *reaching(tg_node *const *recs, size_t n, const tg_tensor *root)
+{
+    bool *keep = calloc(n ? n : 1, sizeof *keep);
+    if (!keep) return NULL;
+    if (!root || !root->node) { /* no root on the tape: the whole tape */
+        for (size_t k = 0; k < n; k++) keep[k] = true;
+        return keep;
+    }
+    keep[root->node->index] = true;
+    for (size_t k = root->node->index + 1; k-- > 0;) {
+        if (!keep[k]) continue;
+        for (int i = 0; i < recs[k]->n_in; i++)
+            if (recs[k]->in[i]->node) keep[recs[k]->in[i]->node->index] = true;
+    }
+    return keep;
+}
+
+/* Nodes are ops (boxes) and leaves (ellipses); with a root on the tape only the records root
+ * depends on are drawn, so the file shows the graph of one loss. */
 int tg_tape_write_dot(const char *path, const tg_tensor *root)
 {
     size_t n;
     tg_node *const *recs = tg__tape_records(&n);
+    bool *keep = reaching(recs, n, root);
+    if (!keep) return tg_status_set(TG_ERR_NOMEM, "%s: out of memory", path);
     FILE *f = fopen(path, "w");
-    if (!f) return tg_status_set(TG_ERR_IO, "%s: cannot open for writing", path);
-    size_t last = root && root->node ? root->node->index + 1 : n;
+    if (!f) {
+        free(keep);
+        return tg_status_set(TG_ERR_IO, "%s: cannot open for writing", path);
+    }
     fprintf(f, "digraph tape {\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n");
-    for (size_t k = 0; k < last; k++) {
+    for (size_t k = 0; k < n; k++) {
+        if (!keep[k]) continue;
         const tg_node *node = recs[k];
         char shape[96];
         fprintf(f, "  op%zu [shape=box, label=\"%s\\n%s\"];\n", k, node->op,
@@ -50,5 +75,6 @@ int tg_tape_write_dot(const char *path, const tg_tensor *root)
         }
     }
     fprintf(f, "}\n");
+    free(keep);
     return fclose(f) == 0 ? TG_OK : tg_status_set(TG_ERR_IO, "%s: write failed", path);
 }

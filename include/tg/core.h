@@ -207,7 +207,10 @@ tg_tensor *tg_dropout(tg_tensor *a, double p, bool training, tg_rng *rng);
 
 /* ---- gradient checking ---------------------------------------------------------------------
  * f builds a one-element tensor from the inputs with tapegrad ops. The inputs must be float64
- * persistent tensors with requires_grad set. Central differences: (f(x+eps) - f(x-eps)) / 2eps. */
+ * persistent tensors with requires_grad set. Central differences: (f(x+eps) - f(x-eps)) / 2eps.
+ * The checkers run f many times and reset the tape between runs: call them between training
+ * steps, not in the middle of one (the step's intermediates would be released). The inputs'
+ * gradients are left zeroed. */
 typedef tg_tensor *(*tg_scalar_fn)(tg_tensor **inputs, int n_inputs, void *ctx);
 typedef tg_tensor *(*tg_vector_fn)(tg_tensor *input, void *ctx);
 
