@@ -9,6 +9,8 @@
  *   TG_ERR_VALUE  a value the caller's request rules out: label out of range, image/label count
  *                 mismatch, unknown CSV column, an int64 that does not fit int32
  *   TG_ERR_NOMEM  the data is real but does not fit in memory
+ * Trailing data means data beyond what the header announces; bytes after the end of a .gz
+ * file's compressed stream are ignored (zlib's behaviour, and gzip -d's, which only warns).
  * Sizes written in a file header are never trusted for memory: buffers grow with the bytes
  * actually read (or are reserved only up to what the file's size can hold and touched as data
  * arrives), so a lying header yields TG_ERR_FORMAT, not a huge allocation.
