@@ -97,12 +97,14 @@ tg_status q2_parse_flags(int argc, char **argv, int first, raw_flags *raw, const
                          int max_pos, int *n_pos, bool *help)
 {
     *n_pos = 0;
+    /* Help wins over everything else on the line, even a bad flag. */
+    for (int i = first; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help") || !strcmp(argv[i], "-help")) {
+            *help = true;
+            return TG_OK;
+        }
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help") || !strcmp(a, "-help")) {
-            *help = true;
-            continue;
-        }
         if (a[0] != '-' || a[1] == '\0') {
             if (*n_pos == max_pos) return q2_bad("unexpected argument '%s'", a);
             pos[(*n_pos)++] = a;
