@@ -62,7 +62,8 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libtapegrad.a $(HEADERS) $(EX_HDR)
 # All of a folder's files in one compiler call: small programs, and no object names to clash.
 .SECONDEXPANSION:
 $(EX_DIRS:%=$(BUILD)/examples/%): $(BUILD)/examples/%: $$(wildcard examples/$$*/*.c) \
-                                  $$(wildcard examples/$$*/*.h) $(BUILD)/libtapegrad.a $(HEADERS) $(EX_HDR)
+                                  $$(wildcard examples/$$*/*.h) $(BUILD)/libtapegrad.a \
+                                  $(HEADERS) $(EX_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^) $(BUILD)/libtapegrad.a $(LDLIBS)
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libtapegrad.a $(HEADERS)

@@ -23,6 +23,7 @@ typedef struct {
     chunk *head;        /* current chunk (newest first) */
     size_t total;       /* bytes of all chunks */
     chunk *retired;     /* debug checks: chunks replaced by the last merge, still poisoned */
+    size_t retired_total;
 } arena;
 
 enum { MIN_CHUNK = 1 << 20, ALIGN = 64, POISON = 0xDB };
@@ -76,12 +77,13 @@ static void release(arena *a, bool poison)
 {
     free_chunks(a->retired); /* a full step of the other arena has passed since they retired */
     a->retired = NULL;
+    a->retired_total = 0;
     if (!a->head) return;
     if (poison)
         for (chunk *c = a->head; c; c = c->next) memset(c->base, POISON, c->used);
     if (a->head->next) { /* several chunks: merge into one of the total size */
         if (poison)
-            a->retired = a->head;
+            a->retired = a->head, a->retired_total = a->total;
         else
             free_chunks(a->head);
         a->head = chunk_new(a->total, NULL);
@@ -107,4 +109,7 @@ void tg__arena_free(void)
     current = 0;
 }
 
-size_t tg__arena_reserved(void) { return arenas[0].total + arenas[1].total; }
+size_t tg__arena_reserved(void)
+{
+    return arenas[0].total + arenas[1].total + arenas[0].retired_total + arenas[1].retired_total;
+}

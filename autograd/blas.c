@@ -199,11 +199,12 @@ static void run_serial(const gemm_job *j) {
 }
 
 /* ---- the worker pool -------------------------------------------------------------------------
- * Worker w runs jobs[w + 1] of each generation it is assigned to; the caller runs jobs[0] itself. One product uses
- * the pool at a time (call_mu); a concurrent caller that finds it busy runs serially instead.
- * Waking a thread through a condition variable costs 15-35 us on these VMs (docs/blas.md), more
- * than a batch-16 product takes, so both sides first spin for SPIN_SECONDS (back-to-back products
- * of a training step then cost ~1 us to hand over) and only then sleep. */
+ * Worker w runs jobs[w + 1] of each generation it is assigned to (its stamp in `assigned`); the
+ * caller runs jobs[0] itself. One product uses the pool at a time (call_mu); a concurrent caller
+ * that finds it busy runs serially instead. Waking a thread through a condition variable costs
+ * 15-35 us on these VMs (docs/blas.md), more than a batch-16 product takes, so both sides first
+ * spin for SPIN_SECONDS (back-to-back products of a training step then cost ~1 us to hand over)
+ * and only then sleep. */
 
 #define SPIN_SECONDS 100e-6
 
@@ -218,7 +219,7 @@ static struct {
     atomic_int sleeping;         /* workers blocked (or about to block) on `go` */
     atomic_bool caller_sleeping; /* the caller is blocked (or about to block) on `done` */
     atomic_int pending;          /* workers of this generation that have not finished */
-    atomic_ulong generation;     /* bumped (after jobs/active are written) to start a product */
+    atomic_ulong generation;     /* bumped (after jobs and stamps are written) to start a product */
     unsigned long born[MAX_THREADS]; /* generation current when worker w was created */
     gemm_job jobs[MAX_THREADS];
 } pool = {.call_mu = PTHREAD_MUTEX_INITIALIZER, .mu = PTHREAD_MUTEX_INITIALIZER,

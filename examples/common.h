@@ -42,6 +42,11 @@ static inline void ex_check_args(int argc, char **argv, const char *usage)
                     argv[0], usage);
             exit(2);
         }
+        if (takes_value && (i + 1 == argc || ex_usage_flag(usage, argv[i + 1]) >= 0)) {
+            /* "--out --fast": the next word is a flag of its own, not the value */
+            fprintf(stderr, "%s: %s needs a value\n", argv[0], argv[i]);
+            exit(2);
+        }
         i += takes_value; /* skip the value: "--lr -1" is a value, not a flag */
     }
 }

@@ -8,14 +8,14 @@
 int main(int argc, char **argv)
 {
     int fast = argc > 1 && !strcmp(argv[1], "--fast"), n = 300, epochs = fast ? 150 : 400, ok;
-    if (argc > 1 + fast) return fprintf(stderr, "usage: %s [--fast]\n", argv[0]), 2;
+    if (argc > 1 + fast) /* -h: the usage, exit 0; anything else: the usage, exit 2 */
+        return fprintf(stderr, "usage: %s [--fast]\n", argv[0]), strcmp(argv[1], "-h") ? 2 : 0;
     tg_manual_seed(1); /* the global generator: initialisation, noise, dropout masks */
     tg_tensor *x = tg_zeros(TG_F32, TG_SHAPE(n, 2)), *y = tg_zeros(TG_I32, TG_SHAPE(n));
     for (int i = 0; i < n; i++) { /* arm c = i / 100: radius r, angle 4r + 2πc/3 + noise */
         double r = (i % 100 + 1) / 100.0, a = 4 * r + 2 * M_PI * (i / 100) / 3;
         a += 0.2 * tg_rng_normal(NULL);
-        tg_set(x, (int64_t[]){i, 0}, r * sin(a));
-        tg_set(x, (int64_t[]){i, 1}, r * cos(a));
+        tg_set(x, (int64_t[]){i, 0}, r * sin(a)), tg_set(x, (int64_t[]){i, 1}, r * cos(a));
         tg_set_flat(y, i, i / 100);
     }
     tg_module *net = tg_feedforward_new(2, 3, 64, 2, "relu", 0.1, tg_init_pytorch(), NULL);
@@ -34,16 +34,12 @@ int main(int argc, char **argv)
         ok = 0;
         for (int i = 0; i < n; i++) ok += tg_get_flat(pred, i) == tg_get_flat(y, i);
         if (epoch % (epochs / 10) == 0)
-            printf("epoch %3d  loss %.4f  train accuracy %.3f\n", epoch, tg_item(loss),
-                   ok / (double)n);
+            printf("epoch %3d  loss %.4f  accuracy %.3f\n", epoch, tg_item(loss), ok / (double)n);
         tg_set_grad_enabled(grad);
         tg_tape_reset();
     }
-    tg_optimizer_free(opt);
-    tg_param_list_free(&params);
-    tg_module_free(net);
-    tg_free(x);
-    tg_free(y);
+    tg_optimizer_free(opt), tg_param_list_free(&params), tg_module_free(net);
+    tg_free(x), tg_free(y);
     printf("%s: train accuracy %.3f (need >= 0.9)\n", ok >= 0.9 * n ? "PASS" : "FAIL",
            ok / (double)n);
     return ok < 0.9 * n;

@@ -427,23 +427,24 @@ static void draw_series(ctx *k, float *cov, int i)
     composite(&k->c, cov, k->plot, k->color[i]);
 }
 
-/* name, or its longest prefix (whole UTF-8 characters) + "…" that is at most max_w wide. */
-static const char *fit_text(const ctx *k, const char *name, double px, double max_w, char *buf,
-                            size_t len)
+enum { FIT_MAX = 256 }; /* bytes of a fitted legend name, "…" included */
+
+/* name, or its longest prefix of whole UTF-8 characters + "…" that is at most max_w wide, in
+ * buf[FIT_MAX]. Bisection over the characters' start offsets: the width grows with the prefix. */
+static const char *fit_text(const ctx *k, const char *name, double px, double max_w, char *buf)
 {
     if (tg__font_width(k->font, name, px) <= max_w) return name;
-    size_t lo = 0, hi = strlen(name);
-    if (hi > len - 4) hi = len - 4;
-    while (lo < hi) { /* the longest prefix that fits, by bisection on its byte length */
-        size_t mid = (lo + hi + 1) / 2;
-        while (mid > lo && ((unsigned char)name[mid] & 0xC0) == 0x80) mid--; /* char boundary */
-        if (mid == lo) break;
-        snprintf(buf, len, "%.*s\xE2\x80\xA6", (int)mid, name);
+    int starts[FIT_MAX], n = 0; /* starts[i]: byte length of the first i characters */
+    for (size_t b = 0; name[b] && b <= FIT_MAX - 4 && n < FIT_MAX; b++)
+        if (((unsigned char)name[b] & 0xC0) != 0x80) starts[n++] = (int)b;
+    int lo = 0, hi = n - 1; /* prefixes of starts[lo] bytes fit (0 always "fits") */
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        snprintf(buf, FIT_MAX, "%.*s\xE2\x80\xA6", starts[mid], name);
         if (tg__font_width(k->font, buf, px) <= max_w) lo = mid;
         else hi = mid - 1;
     }
-    while (lo > 0 && ((unsigned char)name[lo] & 0xC0) == 0x80) lo--;
-    snprintf(buf, len, "%.*s\xE2\x80\xA6", (int)lo, name);
+    snprintf(buf, FIT_MAX, "%.*s\xE2\x80\xA6", n ? starts[lo] : 0, name);
     return buf;
 }
 
@@ -454,15 +455,14 @@ static int draw_legend(ctx *k, float *cov)
     /* Names are cut to fit the plot's width (with "…"), so the box always fits inside it. */
     double max_name_w = fmax(k->plot.right - k->plot.left - 2 * inset - 2 * pad - handle - gap,
                              10 * s);
-    static char fitted[TG_CHART_MAX_SERIES][256];
+    char fitted[TG_CHART_MAX_SERIES][FIT_MAX]; /* per call: charts may be drawn concurrently */
     const char *names[TG_CHART_MAX_SERIES];
     int n = 0;
     double name_w = 0;
     for (int i = 0; i < ch->n_series; i++) {
         names[i] = NULL;
         if (!has_text(ch->series[i].name)) continue;
-        names[i] = fit_text(k, ch->series[i].name, k->fs_legend, max_name_w, fitted[i],
-                            sizeof fitted[i]);
+        names[i] = fit_text(k, ch->series[i].name, k->fs_legend, max_name_w, fitted[i]);
         n++;
         name_w = fmax(name_w, tg__font_width(k->font, names[i], k->fs_legend));
     }

@@ -35,10 +35,11 @@ extern "C" {
 /* ---- metrics log -----------------------------------------------------------------------------
  * One line per epoch, flushed as it is written (a crashed or interrupted run keeps its curves):
  *   CSV          epoch,train_loss,valid_loss,valid_acc,seconds[,extra...]   (a header line first)
- *   JSON lines   {"epoch": 1, "train_loss": 0.512345, ..., "seconds": 2.5312, "extra": ...}
- * Losses and accuracies are written with 6 decimals, seconds with 4, extra columns with 6
- * significant digits. A value that is not finite (NaN: "not measured") is written as nan in the
- * CSV and null in JSON. Every I/O failure returns TG_ERR_IO with a message naming the path. */
+ *   JSON lines   {"epoch": 1, "train_loss": 0.51234567, ..., "seconds": 2.5312, "extra": ...}
+ * Losses are written with 8 significant digits (a tiny loss stays visible on a log scale),
+ * accuracy with 6 decimals, seconds with 4, extra columns with 6 significant digits. A value
+ * that is not finite (NaN: "not measured") is written as nan in the CSV and null in JSON. Every
+ * I/O failure returns TG_ERR_IO with a message naming the path. */
 #define TG_METRICS_MAX_EXTRA 8
 
 typedef struct {
@@ -91,8 +92,9 @@ void tg_metrics_table_free(tg_metrics_table *t);                              /*
  * draws whatever out is (tests, or a log that wants the bar); TG_PROGRESS_OFF never draws (a -quiet
  * flag). Redrawn at most 10 times per second; tg_progress_step reads the clock only every few
  * batches (~50 reads per second, and at least every 16 batches, so a slowdown shows at once), so
- * a step costs a few additions, no system call and no allocation. tg_progress_end erases the line, so the caller's epoch line
- * takes its place. The struct is the caller's (on the stack); nothing is allocated. */
+ * a step costs a few additions, no system call and no allocation. tg_progress_end erases the
+ * line, so the caller's epoch line takes its place. The struct is the caller's (on the stack);
+ * nothing is allocated. */
 typedef enum { TG_PROGRESS_AUTO = 0, TG_PROGRESS_ON, TG_PROGRESS_OFF } tg_progress_mode;
 
 typedef struct {
