@@ -315,19 +315,23 @@ static void test_errors(void **state)
     tg_tensor *pm = tg_from_data(TG_F64, TG_SHAPE(2, 3), (double[]){1, -1, 1, 0, 1, 1});
     EXPECT_ERROR("tg_cross_entropy: label 3 in row 1", tg_cross_entropy(x, bad, TG_REDUCE_MEAN));
     EXPECT_ERROR("tg_cross_entropy: label -1 in row 0", tg_cross_entropy(x, neg, TG_REDUCE_SUM));
-    EXPECT_ERROR("tg_cross_entropy", tg_cross_entropy(x, ok3, TG_REDUCE_MEAN));
-    EXPECT_ERROR("tg_cross_entropy", tg_cross_entropy(x, okf, TG_REDUCE_MEAN));
-    EXPECT_ERROR("tg_cross_entropy", tg_cross_entropy(x1, ok, TG_REDUCE_MEAN));
-    EXPECT_ERROR("tg_cross_entropy", tg_cross_entropy(x, ok, (tg_reduction)7));
+    EXPECT_ERROR("got [2, 3] f64 and [3] i32", tg_cross_entropy(x, ok3, TG_REDUCE_MEAN));
+    EXPECT_ERROR("got [2, 3] f64 and [2] f32", tg_cross_entropy(x, okf, TG_REDUCE_MEAN));
+    EXPECT_ERROR("got [6] f64 and [2] i32", tg_cross_entropy(x1, ok, TG_REDUCE_MEAN));
+    EXPECT_ERROR("tg_cross_entropy: unknown reduction 7",
+                 tg_cross_entropy(x, ok, (tg_reduction)7));
     EXPECT_ERROR("tg_multiclass_hinge: label 3 in row 1",
                  tg_multiclass_hinge(x, bad, 1, TG_REDUCE_MEAN));
-    EXPECT_ERROR("tg_mse_loss", tg_mse_loss(x, xt, TG_REDUCE_MEAN));
-    EXPECT_ERROR("pred [2, 3] f64 and target [3, 2] f64", tg_mse_loss(x, xt, TG_REDUCE_MEAN));
-    EXPECT_ERROR("tg_mse_loss", tg_mse_loss(x, x1, TG_REDUCE_SUM));
-    EXPECT_ERROR("tg_mse_loss", tg_mse_loss(x, x32, TG_REDUCE_SUM));
+    EXPECT_ERROR("tg_mse_loss: pred [2, 3] f64 and target [3, 2] f64",
+                 tg_mse_loss(x, xt, TG_REDUCE_MEAN));
+    EXPECT_ERROR("target [6] f64 must have the same shape", tg_mse_loss(x, x1, TG_REDUCE_SUM));
+    EXPECT_ERROR("target [2, 3] f32 must have the same shape and dtype",
+                 tg_mse_loss(x, x32, TG_REDUCE_SUM));
     EXPECT_ERROR("tg_logistic_loss: target 3 is 0", tg_logistic_loss(x, pm, TG_REDUCE_MEAN));
-    EXPECT_ERROR("tg_logistic_loss", tg_logistic_loss(x, ok, TG_REDUCE_MEAN));
-    EXPECT_ERROR("tg_logistic_loss", tg_logistic_loss(bad, ok, TG_REDUCE_MEAN));
+    EXPECT_ERROR("targets [2] i32 and logits [2, 3] f64 must have the same shape",
+                 tg_logistic_loss(x, ok, TG_REDUCE_MEAN));
+    EXPECT_ERROR("tg_logistic_loss: expected a float32 or float64 tensor, got [2] i32",
+                 tg_logistic_loss(bad, ok, TG_REDUCE_MEAN));
     /* transposed targets: as many elements, another layout */
     EXPECT_ERROR("must have the same shape", tg_logistic_loss(x, xt, TG_REDUCE_MEAN));
     tg_tensor *all[] = {x, xt, x1, x32, bad, neg, ok, ok3, okf, pm};

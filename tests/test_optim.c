@@ -26,18 +26,22 @@ static const double G1[N] = {0.3, -0.7, 1.5};
 static const double G2[N] = {-0.2, 0.4, 0.9};
 static const double G3[N] = {0.05, 0.6, -1.1};
 
-/* One float64 parameter "w" with the values of P0. */
+/* One parameter "w" with the values of P0 (exact in float32 too). */
 typedef struct {
     tg_tensor *w;
     tg_param_list ps;
 } fixture;
 
-static fixture make(void)
+static fixture make_dtype(tg_dtype dtype)
 {
-    fixture f = {.w = tg_set_requires_grad(tg_from_data(TG_F64, TG_SHAPE(N), P0), true)};
+    tg_tensor *w = tg_set_requires_grad(tg_zeros(dtype, TG_SHAPE(N)), true);
+    for (int i = 0; i < N; i++) tg_set_flat(w, i, P0[i]);
+    fixture f = {.w = w};
     tg_param_list_add(&f.ps, "w", f.w);
     return f;
 }
+
+static fixture make(void) { return make_dtype(TG_F64); }
 
 static void drop(fixture *f)
 {
@@ -52,9 +56,13 @@ static void set_grad(tg_tensor *p, const double *g)
     for (int64_t i = 0; i < p->numel; i++) tg_set_flat(p->grad, i, g[i]);
 }
 
+/* Against the rule computed in double: to 1e-14 for float64 parameters; float32 ones are
+ * updated in float32 (gradients rounded to float too), so to 1e-5 relative, which still catches
+ * a dropped term (weight decay moves p by ~5e-3 per step here) or a wrong coefficient. */
 static void expect_param(const tg_tensor *p, const double *expected)
 {
-    for (int i = 0; i < N; i++) assert_close(tg_get_flat(p, i), expected[i], 1e-14);
+    double tol = p->dtype == TG_F32 ? 1e-5 : 1e-14;
+    for (int i = 0; i < N; i++) assert_close(tg_get_flat(p, i), expected[i], tol);
 }
 
 /* ---- SGD ------------------------------------------------------------------------------------ */
@@ -79,9 +87,10 @@ static void test_sgd_plain(void **state)
 }
 
 /* buf_1 = g_1 (no dampening on the first step), buf_t = m·buf + (1 - d)·g_t, p -= lr·buf. */
-static void run_momentum(double lr, double m, double d, double wd, bool nesterov)
+static void run_momentum_dtype(tg_dtype dtype, double lr, double m, double d, double wd,
+                               bool nesterov)
 {
-    fixture f = make();
+    fixture f = make_dtype(dtype);
     tg_optimizer *o = tg_sgd_new(&f.ps, (tg_sgd_opts){.lr = lr, .momentum = m, .dampening = d,
                                                       .weight_decay = wd, .nesterov = nesterov});
     const double *gs[3] = {G1, G2, G3};
@@ -100,6 +109,13 @@ static void run_momentum(double lr, double m, double d, double wd, bool nesterov
     }
     tg_optimizer_free(o);
     drop(&f);
+}
+
+/* Every SGD case runs for float64 and float32 parameters (models train in float32). */
+static void run_momentum(double lr, double m, double d, double wd, bool nesterov)
+{
+    run_momentum_dtype(TG_F64, lr, m, d, wd, nesterov);
+    run_momentum_dtype(TG_F32, lr, m, d, wd, nesterov);
 }
 
 static void test_sgd_momentum_first_and_second_step(void **state)
@@ -132,9 +148,9 @@ static void test_sgd_weight_decay(void **state)
 /* ---- Adam ------------------------------------------------------------------------------------- */
 /* m_t = β1·m + (1-β1)·g;  v_t = β2·v + (1-β2)·g²;  m̂ = m_t/(1-β1^t);  v̂ = v_t/(1-β2^t);
  * p -= lr·m̂/(sqrt(v̂) + eps). Weight decay: g += wd·p, or (decoupled) p *= 1 - lr·wd first. */
-static void run_adam(tg_adam_opts a)
+static void run_adam_dtype(tg_dtype dtype, tg_adam_opts a)
 {
-    fixture f = make();
+    fixture f = make_dtype(dtype);
     tg_optimizer *o = tg_adam_new(&f.ps, a);
     const double *gs[3] = {G1, G2, G3};
     double p[N], m[N] = {0}, v[N] = {0};
@@ -155,6 +171,12 @@ static void run_adam(tg_adam_opts a)
     }
     tg_optimizer_free(o);
     drop(&f);
+}
+
+static void run_adam(tg_adam_opts a)
+{
+    run_adam_dtype(TG_F64, a);
+    run_adam_dtype(TG_F32, a);
 }
 
 static void test_adam_first_two_steps(void **state)

@@ -197,6 +197,11 @@ static void test_anomaly_mode_names_the_op(void **state)
     tg_tensor *x = tg_from_data(TG_F64, TG_SHAPE(2), (double[]){1, -1});
     tg_set_anomaly_mode(true);
     EXPECT_ERROR("tg_log produced", tg_log(tg_mul_scalar(x, 2)));
+    /* backward: sqrt is finite at 0, its derivative 1/(2·sqrt(x)) is not */
+    tg_tensor *z = tg_set_requires_grad(tg_zeros(TG_F64, TG_SHAPE(2)), true);
+    EXPECT_ERROR("anomaly: backward of tg_sqrt produced inf at element 0",
+                 tg_backward(tg_sum(tg_sqrt(z))));
+    tg_free(z);
     tg_set_anomaly_mode(false);
     tg_tensor *y = tg_log(x); /* off: NaN passes silently, like PyTorch */
     assert_true(isnan(tg_get_flat(y, 1)));

@@ -78,15 +78,16 @@ void tg_manual_seed(uint64_t seed);                /* seeds the global generator
 
 /* ---- library information and threads ------------------------------------------------------ */
 const char *tg_version(void);
-const char *tg_blas_info(void);    /* e.g. "BLIS 0.9.0, kernels skx (auto: avx512f), 1 thread" */
+/* e.g. "BLIS 0.9.0 (serial), kernels skx [auto: avx512f], 1 thread" */
+const char *tg_blas_info(void);
 /* Which BLIS kernel set to pick when the user has not set BLIS_ARCH_TYPE. BLIS uses one set per
  * process, fixed when it initialises (first product or tg_blas_info call; tg_set_num_threads does
  * not initialise it). TG_BLAS_AUTO (the default) and TG_BLAS_LARGE_PRODUCTS: skx on AVX-512 CPUs
  * (~2x haswell on large products), haswell on AVX2 ones. TG_BLAS_SMALL_PRODUCTS: haswell wherever
- * AVX2+FMA exist (BLIS's small-matrix path; ~1.3x on batch-16 products when they run on BLIS, but
- * on AVX-512 builds tapegrad's own kernels run those, so it rarely helps). Returns false and
- * changes nothing once BLIS is initialised, or when BLIS_ARCH_TYPE is set (the user's choice
- * wins). Measurements: docs/blas.md. */
+ * AVX2+FMA exist (~1.4-2x on batch-16 products, ~0.6x on large ones; the Question 2 runner picks
+ * it when batch × layer width <= 4096). Returns false and changes nothing once BLIS is
+ * initialised, or when BLIS_ARCH_TYPE is set (the user's choice wins). Measurements:
+ * docs/blas.md. */
 typedef enum { TG_BLAS_AUTO = 0, TG_BLAS_SMALL_PRODUCTS, TG_BLAS_LARGE_PRODUCTS } tg_blas_workload;
 bool tg_blas_prefer(tg_blas_workload workload);
 void tg_set_num_threads(int n);    /* threads for large matrix products (default 1) */
