@@ -167,7 +167,8 @@ static tg_status parse_real(int f, const char *s, double lo, bool lo_open, doubl
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (end == s || *end || errno || !isfinite(v))
+    /* strtod also reads hexadecimal ("0x10" = 16): a decimal number is what a user means */
+    if (end == s || *end || errno || !isfinite(v) || strpbrk(s, "xX"))
         return q2_bad("-%s: '%s' is not a finite number", q2_flags[f].name, s);
     if (lo_open ? !(v > lo) : !(v >= lo))
         return q2_bad("-%s: %s must be %s %g", q2_flags[f].name, s, lo_open ? ">" : ">=", lo);

@@ -9,11 +9,6 @@ static int single_run(const q2_config *c)
 {
     q2_blas_setup(c);
     printf("%s\n", tg_blas_info());
-    tg_status st = q2_make_dirs(c->out);
-    if (st != TG_OK) {
-        fprintf(stderr, PROG ": %s\n", tg_status_message());
-        return 1;
-    }
     q2_data d;
     double t0 = q2_now();
     if (q2_load_data(c->data, c->limit, c->eval_limit, &d) != TG_OK) {
@@ -21,6 +16,12 @@ static int single_run(const q2_config *c)
         return 1;
     }
     printf("loaded %s in %.2f s\n", c->data, q2_now() - t0);
+    /* The output folder only once the data is there: a failed run leaves no empty folder. */
+    if (q2_make_dirs(c->out) != TG_OK) {
+        fprintf(stderr, PROG ": %s\n", tg_status_message());
+        q2_free_data(&d);
+        return 1;
+    }
 
     q2_result r;
     if (q2_run(c, &d, "", &r) != TG_OK) {

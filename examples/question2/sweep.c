@@ -285,14 +285,15 @@ int q2_sweep_main(int argc, char **argv)
 
     q2_blas_setup(&base);
     printf("%s\n", tg_blas_info());
-    if (q2_make_dirs(base.out) != TG_OK) {
-        fprintf(stderr, PROG ": %s\n", tg_status_message());
-        return 1;
-    }
     double t0 = q2_now();
     q2_data d;
     if (q2_load_data(base.data, base.limit, base.eval_limit, &d) != TG_OK) {
         fprintf(stderr, PROG ": -data %s: %s\n", base.data, tg_status_message());
+        return 1;
+    }
+    if (q2_make_dirs(base.out) != TG_OK) { /* after the data: a failed run leaves no folder */
+        fprintf(stderr, PROG ": %s\n", tg_status_message());
+        q2_free_data(&d);
         return 1;
     }
     printf("loaded %s in %.2f s; %d configuration(s), %d at a time, output in %s/\n", base.data,
