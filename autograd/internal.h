@@ -108,7 +108,6 @@ static inline uint64_t tg__xoshiro_next(uint64_t *s)
 
 /* Shared small helpers. */
 int tg__normalize_axis(int axis, int ndim, const char *op);
-bool tg__same_shape(const tg_tensor *a, const tg_tensor *b);
 /* The same shape once size-1 axes are dropped ([N, 1] and [N] agree; [4, 2] and [2, 4] not). */
 bool tg__same_squeezed_shape(const tg_tensor *a, const tg_tensor *b);
 size_t tg__bytes(const tg_tensor *t);

@@ -139,7 +139,7 @@ void tg_backward_with(tg_tensor *out, const tg_tensor *grad_output)
                  tg_shape_str(out, s1, sizeof s1));
     if (grad_output) {
         tg__check_live(grad_output, "tg_backward_with");
-        if (!tg__same_shape(grad_output, out))
+        if (!tg_same_shape(grad_output, out))
             tg__fail("tg_backward_with: grad_output %s does not match output %s",
                      tg_shape_str(grad_output, s2, sizeof s2), tg_shape_str(out, s1, sizeof s1));
     }

@@ -13,11 +13,18 @@ static _Atomic uint64_t alloc_count;
 
 uint64_t tg_alloc_count(void) { return atomic_load_explicit(&alloc_count, memory_order_relaxed); }
 
-/* 64-byte alignment suits AVX-512 loads and BLIS packing alike. */
+/* 64-byte alignment suits AVX-512 loads and BLIS packing alike. NULL when memory is short (or
+ * the size overflows), so data loaders can name the file; tg__malloc fails instead. */
+void *tg__aligned_bytes(size_t n)
+{
+    size_t rounded = (n + 63) & ~(size_t)63;
+    if (rounded < n) return NULL;
+    return aligned_alloc(64, rounded ? rounded : 64);
+}
+
 void *tg__malloc(size_t bytes)
 {
-    size_t rounded = (bytes + 63) & ~(size_t)63;
-    void *p = aligned_alloc(64, rounded ? rounded : 64);
+    void *p = tg__aligned_bytes(bytes);
     if (!p) tg__fail("out of memory allocating %zu bytes", bytes);
     atomic_fetch_add_explicit(&alloc_count, 1, memory_order_relaxed);
     return p;
@@ -50,14 +57,6 @@ const char *tg_dtype_name(tg_dtype dtype)
     case TG_I32: return "i32";
     }
     return "?";
-}
-
-bool tg__same_shape(const tg_tensor *a, const tg_tensor *b)
-{
-    if (a->ndim != b->ndim) return false;
-    for (int i = 0; i < a->ndim; i++)
-        if (a->shape[i] != b->shape[i]) return false;
-    return true;
 }
 
 bool tg__same_squeezed_shape(const tg_tensor *a, const tg_tensor *b)
@@ -120,13 +119,6 @@ static tg_tensor *new_persistent(tg_dtype dtype, int ndim, const int64_t *shape,
     t->owns_data = true;
     t->data = tg__calloc(tg__bytes(t));
     return t;
-}
-
-void *tg__aligned_bytes(size_t n)
-{
-    size_t rounded = (n + 63) & ~(size_t)63;
-    if (rounded < n) return NULL;
-    return aligned_alloc(64, rounded ? rounded : 64);
 }
 
 /* Measured on the project's Firecracker VMs: the first touch of fresh memory costs ~8 ms/MB in
@@ -322,7 +314,7 @@ void tg_copy_(tg_tensor *dst, const tg_tensor *src)
 {
     tg__check_live(dst, "tg_copy_");
     tg__check_live(src, "tg_copy_");
-    if (!tg__same_shape(dst, src)) {
+    if (!tg_same_shape(dst, src)) {
         char s1[128], s2[128];
         tg__fail("tg_copy_: source %s into destination %s (shapes must match; tg_reshape "
                  "first)", tg_shape_str(src, s1, sizeof s1), tg_shape_str(dst, s2, sizeof s2));
