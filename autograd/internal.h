@@ -58,15 +58,17 @@ tg_node *tg__record(const char *op, tg_backward_fn backward, tg_tensor *out, int
  *     float *ga = tg__grad(a); if (ga) ...  */
 void *tg__grad(tg_tensor *t);
 
-/* Counted heap allocation for persistent objects (tensors, grads, arena chunks). */
+/* The counted heap allocator (autograd/alloc.c): every allocation of the library goes through
+ * these, and everything they return is released with tg__free. tg__malloc, tg__calloc and
+ * tg__xrealloc fail (tg__fail) when memory is short; tg__aligned_bytes returns NULL instead, so a
+ * loader can name the file it was reading. tg__malloc and tg__aligned_bytes are 64-byte aligned. */
 void *tg__malloc(size_t bytes);
 void *tg__calloc(size_t bytes);
+void *tg__xrealloc(void *p, size_t bytes);
+char *tg__xstrdup(const char *s);
+void *tg__aligned_bytes(size_t n);
 void tg__free(void *p);
 
-/* Big persistent buffers (data sets): not counted by tg_alloc_count, NULL rather than a failure
- * on exhaustion, so a loader can report the file it was reading. */
-/* 64-byte aligned malloc (free with free()); NULL on failure. */
-void *tg__aligned_bytes(size_t n);
 /* Prefaults [p, p+n) for writing in one call (see tensor.c for why). Only for sizes backed by
  * real data, never for sizes read from a header. */
 void tg__prefault(void *p, size_t n);

@@ -68,9 +68,7 @@ static void append(tg_node *node)
 {
     if (n_records == cap_records) {
         size_t cap = cap_records ? 2 * cap_records : 256;
-        tg_node **grown = realloc(records, cap * sizeof *grown);
-        if (!grown) tg__fail("tape: out of memory growing to %zu records", cap);
-        records = grown;
+        records = tg__xrealloc(records, cap * sizeof *records);
         cap_records = cap;
     }
     node->index = n_records;
@@ -166,7 +164,7 @@ void tg_tape_reset(void)
 
 void tg_tape_free(void)
 {
-    free(records);
+    tg__free(records);
     records = NULL;
     n_records = cap_records = 0;
     tg__arena_free();

@@ -1,43 +1,11 @@
 /* Persistent tensors: creation, element access, conversion, printing. */
 #include <math.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include "autograd/internal.h"
-
-/* Counted from every thread that builds tensors (relaxed: a tally, not a synchronisation). */
-static _Atomic uint64_t alloc_count;
-
-uint64_t tg_alloc_count(void) { return atomic_load_explicit(&alloc_count, memory_order_relaxed); }
-
-/* 64-byte alignment suits AVX-512 loads and BLIS packing alike. NULL when memory is short (or
- * the size overflows), so data loaders can name the file; tg__malloc fails instead. */
-void *tg__aligned_bytes(size_t n)
-{
-    size_t rounded = (n + 63) & ~(size_t)63;
-    if (rounded < n) return NULL;
-    return aligned_alloc(64, rounded ? rounded : 64);
-}
-
-void *tg__malloc(size_t bytes)
-{
-    void *p = tg__aligned_bytes(bytes);
-    if (!p) tg__fail("out of memory allocating %zu bytes", bytes);
-    atomic_fetch_add_explicit(&alloc_count, 1, memory_order_relaxed);
-    return p;
-}
-
-void *tg__calloc(size_t bytes)
-{
-    void *p = tg__malloc(bytes);
-    memset(p, 0, bytes);
-    return p;
-}
-
-void tg__free(void *p) { free(p); }
 
 size_t tg_dtype_size(tg_dtype dtype)
 {

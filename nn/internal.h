@@ -5,10 +5,6 @@
 
 #include "tg/nn.h"
 
-/* Heap helpers for module bookkeeping (not per-step memory): fail on out-of-memory. */
-void *tg__xrealloc(void *p, size_t bytes);
-char *tg__xstrdup(const char *s);
-
 /* One tensor entry of a parsed safetensors header. */
 typedef struct {
     char *name;

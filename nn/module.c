@@ -4,21 +4,6 @@
 #include "autograd/internal.h"
 #include "nn/internal.h"
 
-void *tg__xrealloc(void *p, size_t bytes)
-{
-    void *q = realloc(p, bytes ? bytes : 1);
-    if (!q) tg__fail("nn: out of memory allocating %zu bytes", bytes);
-    return q;
-}
-
-char *tg__xstrdup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = tg__xrealloc(NULL, n);
-    memcpy(d, s, n);
-    return d;
-}
-
 static void check_module(const tg_module *m, const char *op)
 {
     if (!m) tg__fail("%s: got a NULL module", op);
