@@ -48,16 +48,17 @@ void tg__anomaly_check_forward(const tg_node *node, const char *op, const tg_ten
              inputs);
 }
 
-void tg__anomaly_check_backward(const tg_node *node)
+void tg__anomaly_check_backward(const tg_node *node, tg_tensor **(*grad_slot)(tg_tensor *t))
 {
     for (int k = 0; k < node->n_in; k++) {
-        const tg_tensor *g = node->in[k]->grad;
+        tg_tensor **slot = grad_slot ? grad_slot(node->in[k]) : &node->in[k]->grad;
+        const tg_tensor *g = slot ? *slot : NULL;
         int64_t bad = g ? first_non_finite(g) : -1;
         if (bad < 0) continue;
         char shape[96], inputs[1024];
         describe_inputs(inputs, sizeof inputs, node->n_in, node->in);
         tg__fail("anomaly: backward of %s produced %g at element %lld of the gradient of "
-                 "input %d %s%s", node->op, tg_get_flat(g, bad), (long long)bad, k,
+                 "input %d %s%s", node->op->name, tg_get_flat(g, bad), (long long)bad, k,
                  tg_shape_str(g, shape, sizeof shape), inputs);
     }
 }

@@ -4,12 +4,14 @@
  * chunk, the chunks are replaced by a single one of the total size: from the second step on a
  * training loop runs inside one chunk and makes no heap allocation at all.
  *
- * With debug checks on, two arenas alternate and the released one is poisoned, so that an
- * intermediate of the previous step has a dead magic number and any op that receives it fails
- * with a clear message instead of reading reused memory. Chunks replaced by a merge stay
- * allocated (and poisoned) until that arena's next release, so the check never reads freed
- * memory. The limit: an intermediate from two or more steps back may sit where a live
- * intermediate of this step now is, and then passes the check. */
+ * Two arenas alternate, step by step, in every build. So the memory of the step just released is
+ * not reused by the next step: an intermediate kept past tg_tape_reset() still has its header,
+ * whose generation (tape.c) no longer matches: any op or accessor that receives it fails with a
+ * clear message instead of reading reused memory. Chunks replaced by a merge stay allocated until
+ * that arena's next release, so such a check never reads freed memory. With debug checks on, the
+ * released arena is also poisoned, so data read through a stale pointer is garbage, never
+ * plausible old values. The limit: an intermediate from two or more steps back may sit where a live intermediate
+ * of this step now is, and then passes the check. */
 #include <string.h>
 #include "autograd/internal.h"
 
@@ -82,21 +84,20 @@ static void release(arena *a, bool poison)
     if (poison)
         for (chunk *c = a->head; c; c = c->next) memset(c->base, POISON, c->used);
     if (a->head->next) { /* several chunks: merge into one of the total size */
-        if (poison)
-            a->retired = a->head, a->retired_total = a->total;
-        else
-            free_chunks(a->head);
+        a->retired = a->head;
+        a->retired_total = a->total;
         a->head = chunk_new(a->total, NULL);
         if (poison) memset(a->head->base, POISON, a->total);
     }
     a->head->used = 0;
 }
 
+/* Releases the arena of the step that ends (its memory is reused only the step after next) and
+ * switches to the other one. */
 void tg__arena_reset(void)
 {
-    bool checks = tg__debug_checks_on();
-    release(&arenas[current], checks);
-    if (checks) current ^= 1;
+    release(&arenas[current], tg__debug_checks_on());
+    current ^= 1;
 }
 
 void tg__arena_free(void)

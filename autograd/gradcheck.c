@@ -192,3 +192,97 @@ tg_tensor *tg_jacobian_numeric(tg_vector_fn f, tg_tensor *input, void *ctx, doub
     tg_set_grad_enabled(previous);
     return jac;
 }
+
+/* ---- second order ---------------------------------------------------------------------------
+ * With fixed random weights w_k, h(x) = Σ_k <∂f/∂x_k, w_k> is a scalar built from the first
+ * derivative. Its gradient through the differentiable backward (create_graph, then a second
+ * backward) is compared with central differences of h, whose values come from the fast
+ * first-order backward; so a differentiable backward that disagrees with its op's fast kernel
+ * fails too. Before that, the gradients of both backwards are compared directly. */
+
+typedef struct {
+    tg_scalar_fn f;
+    tg_tensor **inputs;
+    int n;
+    void *ctx;
+    tg_tensor **w;
+} second_order;
+
+static double weighted_gradient(const second_order *s)
+{
+    tg_tensor *grads[TG_MAX_INPUTS * 4];
+    tg_grad(s->f(s->inputs, s->n, s->ctx), NULL, s->n, s->inputs, grads, false);
+    double h = 0;
+    for (int k = 0; k < s->n; k++)
+        for (int64_t i = 0; i < grads[k]->numel; i++)
+            h += tg_get_flat(grads[k], i) * tg_get_flat(s->w[k], i);
+    tg_tape_reset();
+    return h;
+}
+
+/* dh/dx_k through create_graph, into persistent copies; also checks that the first derivatives
+ * of the two backwards agree (r gets the comparison). */
+static void second_derivatives(const second_order *s, tg_tensor **out, const tg_gradcheck_opts *o,
+                               tg_gradcheck_result *first)
+{
+    tg_tensor *fast[TG_MAX_INPUTS * 4], *graph[TG_MAX_INPUTS * 4], *dh[TG_MAX_INPUTS * 4];
+    tg_tensor *y = s->f(s->inputs, s->n, s->ctx);
+    tg_grad(y, NULL, s->n, s->inputs, fast, false);
+    tg_grad(y, NULL, s->n, s->inputs, graph, true);
+    tg_tensor *h = NULL;
+    for (int k = 0; k < s->n; k++) {
+        for (int64_t i = 0; i < fast[k]->numel; i++)
+            consider(first, k, i, tg_get_flat(graph[k], i), tg_get_flat(fast[k], i), o);
+        tg_tensor *term = tg_sum(tg_mul(graph[k], s->w[k]));
+        h = h ? tg_add(h, term) : term;
+    }
+    if (h && h->requires_grad) tg_grad(h, NULL, s->n, s->inputs, dh, false);
+    for (int k = 0; k < s->n; k++)
+        out[k] = h && h->requires_grad ? tg_to_dtype(dh[k], TG_F64)
+                                       : tg_zeros(TG_F64, s->inputs[k]->ndim, s->inputs[k]->shape);
+    tg_tape_reset();
+}
+
+tg_gradcheck_result tg_gradgradcheck(tg_scalar_fn f, tg_tensor **inputs, int n, void *ctx,
+                                     const tg_gradcheck_opts *opts)
+{
+    tg_gradcheck_opts o = opts ? *opts : tg_gradcheck_defaults();
+    tg_gradcheck_result r = {.ok = true, .worst_input = -1};
+    tg_gradcheck_result first = {.ok = true, .worst_input = -1};
+    if (n > TG_MAX_INPUTS * 4)
+        tg_fail("tg_gradgradcheck: at most %d inputs (got %d)", TG_MAX_INPUTS * 4, n);
+    check_inputs(inputs, n);
+    tg_rng rng;
+    tg_rng_seed(&rng, o.seed);
+    tg_tensor *w[TG_MAX_INPUTS * 4], *second[TG_MAX_INPUTS * 4];
+    for (int k = 0; k < n; k++)
+        w[k] = tg_rand_normal(TG_F64, inputs[k]->ndim, inputs[k]->shape, 0, 1, &rng);
+    second_order s = {f, inputs, n, ctx, w};
+    second_derivatives(&s, second, &o, &first);
+    for (int k = 0; k < n; k++) {
+        double *x = inputs[k]->data;
+        for (int64_t i = 0; i < inputs[k]->numel; i++) {
+            double saved = x[i];
+            x[i] = saved + o.eps;
+            double plus = weighted_gradient(&s);
+            x[i] = saved - o.eps;
+            double minus = weighted_gradient(&s);
+            x[i] = saved;
+            consider(&r, k, i, ((double *)second[k]->data)[i], (plus - minus) / (2 * o.eps), &o);
+        }
+    }
+    for (int k = 0; k < n; k++) tg_free(w[k]), tg_free(second[k]);
+    bool first_ok = first.checked == 0 || first.error <= 0;
+    r.ok = (r.checked == 0 || (r.error <= 0 && isfinite(r.analytic) && isfinite(r.numeric))) &&
+           first_ok;
+    if (!first_ok && !o.quiet)
+        fprintf(stderr, "gradgradcheck failed: the differentiable backward's gradient of input "
+                        "%d, index %lld, is %.10g but the fast backward's is %.10g\n",
+                first.worst_input, (long long)first.worst_index, first.analytic, first.numeric);
+    else if (!r.ok && !o.quiet)
+        fprintf(stderr, "gradgradcheck failed: input %d, index %lld: second derivative %.10g, "
+                        "numeric %.10g (tolerance exceeded by %.3g)\n", r.worst_input,
+                (long long)r.worst_index, r.analytic, r.numeric, r.error);
+    if (!first_ok) r = first, r.ok = false;
+    return r;
+}

@@ -1,19 +1,37 @@
 /* The define-by-run tape: ops append records as they run; backward replays them in reverse.
  *
  * Invariant: records are appended in execution order, so the tape is already topologically
- * sorted, and one reverse sweep visits each op after every op that consumed its output. */
-#include <stdlib.h>
+ * sorted, and one reverse sweep visits each op after every op that consumed its output.
+ *
+ * Two backward passes share the sweep:
+ *   - tg_backward: gradients accumulate into t->grad (leaves keep them across steps);
+ *   - tg_grad (functional, like torch.autograd.grad): gradients go to per-call slots and are
+ *     returned; with create_graph each op's backward_ops builds them with recorded ops, so they
+ *     can be differentiated again. */
 #include <string.h>
 #include "autograd/internal.h"
 
-static _Thread_local tg_node **records;   /* heap array, capacity kept across resets */
+static _Thread_local tg_node **records;   /* capacity kept across resets */
 static _Thread_local size_t n_records, cap_records;
 static _Thread_local bool grad_disabled;
+/* The step an intermediate belongs to; a tensor of an earlier step is released. */
+static _Thread_local uint32_t generation = 1;
 #ifdef NDEBUG
 static _Thread_local bool debug_checks = false;
 #else
 static _Thread_local bool debug_checks = true;
 #endif
+
+/* The functional backward in progress on this thread, or NULL. */
+typedef struct {
+    tg_tensor **node_grads;       /* by record index: the gradient of that record's output */
+    size_t n_nodes;               /* records below this index take part */
+    int n_inputs;
+    tg_tensor *const *inputs;
+    tg_tensor **input_grads;      /* gradients of the inputs that no record produced (leaves) */
+    bool create_graph;
+} grad_pass;
+static _Thread_local grad_pass *active_pass;
 
 bool tg_grad_enabled(void) { return !grad_disabled; }
 
@@ -29,37 +47,44 @@ bool tg__debug_checks_on(void) { return debug_checks; }
 size_t tg_tape_length(void) { return n_records; }
 size_t tg_tape_arena_bytes(void) { return tg__arena_reserved(); }
 
-void tg__check_live(const tg_tensor *t, const char *op)
+/* ---- checks every op makes ---------------------------------------------------------------- */
+
+void tg_check_live(const tg_tensor *t, const char *op)
 {
     if (!t)
-        tg__fail("%s: got a NULL tensor", op);
-    if (t->magic != TG_MAGIC_LIVE)
-        tg__fail("%s: tensor used after release (an intermediate of a step that "
-                 "tg_tape_reset() has released, or a freed tensor); keep a tg_clone() of "
-                 "anything needed across steps", op);
+        tg_fail("%s: got a NULL tensor", op);
+    if (t->magic != TG_MAGIC_LIVE || (!t->persistent && t->generation != generation))
+        tg_fail("%s: tensor used after release (an intermediate of a step that "
+                "tg_tape_reset() has released, or a freed tensor); keep a tg_clone() of "
+                "anything needed across steps", op);
 }
 
-void tg__check_float(const tg_tensor *t, const char *op)
+void tg_check_float(const tg_tensor *t, const char *op)
 {
-    tg__check_live(t, op);
+    tg_check_live(t, op);
     if (t->dtype != TG_F32 && t->dtype != TG_F64) {
         char s[128];
-        tg__fail("%s: expected a float32 or float64 tensor, got %s", op,
-                 tg_shape_str(t, s, sizeof s));
+        tg_fail("%s: expected a float32 or float64 tensor, got %s", op,
+                tg_shape_str(t, s, sizeof s));
     }
 }
 
-void tg__check_same_dtype(const tg_tensor *a, const tg_tensor *b, const char *op)
+void tg_check_same_dtype(const tg_tensor *a, const tg_tensor *b, const char *op)
 {
     if (a->dtype != b->dtype)
-        tg__fail("%s: dtypes differ (%s and %s); convert one with tg_to_dtype", op,
-                 tg_dtype_name(a->dtype), tg_dtype_name(b->dtype));
+        tg_fail("%s: dtypes differ (%s and %s); convert one with tg_to_dtype", op,
+                tg_dtype_name(a->dtype), tg_dtype_name(b->dtype));
 }
 
-tg_tensor *tg__new_intermediate(tg_dtype dtype, int ndim, const int64_t *shape)
+/* ---- outputs and records ------------------------------------------------------------------- */
+
+void *tg_op_scratch(size_t bytes) { return tg__arena_alloc(bytes); }
+
+tg_tensor *tg_op_output(tg_dtype dtype, int ndim, const int64_t *shape)
 {
     tg_tensor *t = tg__arena_alloc(sizeof *t);
-    tg__init_header(t, dtype, ndim, shape, "intermediate");
+    tg__init_header(t, dtype, ndim, shape, "tg_op_output");
+    t->generation = generation;
     t->data = tg__arena_alloc(tg__bytes(t));
     return t;
 }
@@ -75,47 +100,91 @@ static void append(tg_node *node)
     records[n_records++] = node;
 }
 
-tg_node *tg__record(const char *op, tg_backward_fn backward, tg_tensor *out, int n_in,
-                    tg_tensor *const *in)
+tg_node *tg_op_record(const tg_op *op, tg_tensor *out, int n_in, tg_tensor *const *in,
+                      size_t saved_bytes)
 {
     if (n_in > TG_MAX_INPUTS)
-        tg__fail("%s: an op records at most %d inputs, got %d", op, TG_MAX_INPUTS, n_in);
+        tg_fail("%s: an op records at most %d inputs, got %d", op->name, TG_MAX_INPUTS, n_in);
     bool needed = false;
     for (int i = 0; i < n_in && !grad_disabled; i++)
         needed |= in[i]->requires_grad;
     if (tg__anomaly_on())
-        tg__anomaly_check_forward(NULL, op, out, n_in, in);
+        tg__anomaly_check_forward(NULL, op->name, out, n_in, in);
     if (!needed) return NULL;
 
-    tg_node *node = tg__arena_calloc(sizeof *node);
-    node->op = op;
-    node->backward = backward;
-    node->out = out;
-    node->n_in = n_in;
+    tg_node *node = tg__arena_alloc(sizeof *node);
+    *node = (tg_node){.op = op, .out = out, .n_in = n_in};
     for (int i = 0; i < n_in; i++) node->in[i] = in[i];
+    node->saved = saved_bytes ? tg__arena_alloc(saved_bytes) : NULL;
     out->node = node;
     out->requires_grad = true;
     append(node);
     return node;
 }
 
-void *tg__grad(tg_tensor *t)
+/* ---- gradient slots ------------------------------------------------------------------------ */
+
+/* Where the gradient of t lives in the current backward: t->grad, or a slot of the functional
+ * pass (NULL when that pass does not need t's gradient). */
+static tg_tensor **grad_slot(tg_tensor *t)
+{
+    grad_pass *p = active_pass;
+    if (!p) return &t->grad;
+    if (t->node && t->node->index < p->n_nodes && records[t->node->index] == t->node)
+        return &p->node_grads[t->node->index];
+    for (int i = 0; i < p->n_inputs; i++)
+        if (p->inputs[i] == t) return &p->input_grads[i];
+    return NULL;
+}
+
+static tg_tensor *zeros_like_intermediate(const tg_tensor *t)
+{
+    tg_tensor *g = tg_op_output(t->dtype, t->ndim, t->shape);
+    memset(g->data, 0, tg__bytes(g));
+    return g;
+}
+
+void *tg_op_grad(tg_tensor *t)
 {
     if (!t->requires_grad) return NULL;
-    if (!t->grad) {
-        if (t->persistent) {
-            t->grad = tg_zeros(t->dtype, t->ndim, t->shape);
-        } else {
-            t->grad = tg__new_intermediate(t->dtype, t->ndim, t->shape);
-            memset(t->grad->data, 0, tg__bytes(t->grad));
-        }
+    tg_tensor **slot = grad_slot(t);
+    if (!slot) return NULL;
+    if (!*slot)
+        *slot = t->persistent && !active_pass ? tg_zeros(t->dtype, t->ndim, t->shape)
+                                              : zeros_like_intermediate(t);
+    return (*slot)->data;
+}
+
+const void *tg_op_grad_out(const tg_node *node)
+{
+    return active_pass ? active_pass->node_grads[node->index]->data : node->out->grad->data;
+}
+
+/* ---- tg_backward ----------------------------------------------------------------------------- */
+
+static void check_backward_root(const tg_tensor *out, const tg_tensor *grad_output,
+                                const char *op)
+{
+    char s1[128], s2[128];
+    tg_check_float(out, op);
+    if (!out->requires_grad)
+        tg_fail("%s: the output %s does not require grad: no input of the ops that built it has "
+                "requires_grad set (or it was built in a no-grad scope)", op,
+                tg_shape_str(out, s1, sizeof s1));
+    if (!grad_output && out->numel != 1)
+        tg_fail("%s: the output %s is not a scalar; pass its gradient (grad_output) or reduce "
+                "it first (tg_sum, tg_mean)", op, tg_shape_str(out, s1, sizeof s1));
+    if (grad_output) {
+        tg_check_live(grad_output, op);
+        if (!tg_same_shape(grad_output, out))
+            tg_fail("%s: grad_output %s does not match output %s", op,
+                    tg_shape_str(grad_output, s2, sizeof s2), tg_shape_str(out, s1, sizeof s1));
     }
-    return t->grad->data;
 }
 
 static void seed_gradient(tg_tensor *out, const tg_tensor *grad_output)
 {
-    void *g = tg__grad(out);
+    void *g = tg_op_grad(out);
     for (int64_t i = 0; i < out->numel; i++) {
         double v = grad_output ? tg_get_flat(grad_output, i) : 1.0;
         if (out->dtype == TG_F32) ((float *)g)[i] += (float)v;
@@ -125,22 +194,8 @@ static void seed_gradient(tg_tensor *out, const tg_tensor *grad_output)
 
 void tg_backward_with(tg_tensor *out, const tg_tensor *grad_output)
 {
-    char s1[128], s2[128];
-    tg__check_float(out, "tg_backward");
-    if (!out->requires_grad)
-        tg__fail("tg_backward: the output %s does not require grad: no input of the ops that "
-                 "built it has requires_grad set (or it was built in a no-grad scope)",
-                 tg_shape_str(out, s1, sizeof s1));
-    if (!grad_output && out->numel != 1)
-        tg__fail("tg_backward: the output %s is not a scalar; pass its gradient with "
-                 "tg_backward_with(output, grad_output) or reduce it first (tg_sum, tg_mean)",
-                 tg_shape_str(out, s1, sizeof s1));
-    if (grad_output) {
-        tg__check_live(grad_output, "tg_backward_with");
-        if (!tg_same_shape(grad_output, out))
-            tg__fail("tg_backward_with: grad_output %s does not match output %s",
-                     tg_shape_str(grad_output, s2, sizeof s2), tg_shape_str(out, s1, sizeof s1));
-    }
+    check_backward_root(out, grad_output, "tg_backward");
+    if (active_pass) tg_fail("tg_backward: called from inside a backward");
     /* Intermediate gradients start from zero on every backward; leaves keep accumulating. */
     for (size_t k = 0; k < n_records; k++)
         records[k]->out->grad = NULL;
@@ -149,21 +204,101 @@ void tg_backward_with(tg_tensor *out, const tg_tensor *grad_output)
     for (size_t k = out->node->index + 1; k-- > 0;) {
         tg_node *node = records[k];
         if (!node->out->grad) continue; /* does not reach the output */
-        node->backward(node);
-        if (tg__anomaly_on()) tg__anomaly_check_backward(node);
+        node->op->backward(node);
+        if (tg__anomaly_on()) tg__anomaly_check_backward(node, NULL);
     }
 }
 
 void tg_backward(tg_tensor *loss) { tg_backward_with(loss, NULL); }
 
+/* ---- tg_grad: the functional backward -------------------------------------------------------- */
+
+/* Adds g into *slot with a recorded op (create_graph), so the sum is differentiable too. */
+static void accumulate(tg_tensor **slot, tg_tensor *g)
+{
+    if (!slot) return;
+    *slot = *slot ? tg_add(*slot, g) : g;
+}
+
+static void backward_graph_node(tg_node *node, grad_pass *p)
+{
+    if (!node->op->backward_ops)
+        tg_fail("tg_grad: %s has no differentiable backward, so create_graph cannot go through "
+                "it (docs/higher_order.md lists the ops that have one)", node->op->name);
+    tg_tensor *grad_in[TG_MAX_INPUTS] = {0};
+    node->op->backward_ops(node, p->node_grads[node->index], grad_in);
+    for (int i = 0; i < node->n_in; i++) {
+        if (!grad_in[i] || !node->in[i]->requires_grad) continue;
+        if (!tg_same_shape(grad_in[i], node->in[i])) {
+            char s1[128], s2[128];
+            tg_fail("tg_grad: backward_ops of %s gave input %d a gradient %s for an input %s",
+                    node->op->name, i, tg_shape_str(grad_in[i], s1, sizeof s1),
+                    tg_shape_str(node->in[i], s2, sizeof s2));
+        }
+        accumulate(grad_slot(node->in[i]), grad_in[i]);
+    }
+}
+
+static tg_tensor *seed_tensor(tg_tensor *out, tg_tensor *grad_output, bool create_graph)
+{
+    if (grad_output && create_graph && grad_output->dtype == out->dtype)
+        return grad_output; /* kept as is: the result may be differentiated through it */
+    tg_tensor *g = zeros_like_intermediate(out);
+    tg_fill_(g, 1.0);
+    if (grad_output) tg_copy_(g, grad_output);
+    return g;
+}
+
+void tg_grad(tg_tensor *output, tg_tensor *grad_output, int n, tg_tensor *const *inputs,
+             tg_tensor **grads, bool create_graph)
+{
+    check_backward_root(output, grad_output, "tg_grad");
+    if (active_pass) tg_fail("tg_grad: called from inside a backward");
+    for (int i = 0; i < n; i++) {
+        tg_check_float(inputs[i], "tg_grad");
+        if (!inputs[i]->requires_grad)
+            tg_fail("tg_grad: input %d does not require grad", i);
+    }
+    size_t end = output->node ? output->node->index + 1 : 0;
+    grad_pass p = {.node_grads = tg__arena_alloc((end ? end : 1) * sizeof(tg_tensor *)),
+                   .n_nodes = end,
+                   .n_inputs = n, .inputs = inputs,
+                   .input_grads = tg__arena_alloc((size_t)(n ? n : 1) * sizeof(tg_tensor *)),
+                   .create_graph = create_graph};
+    memset(p.node_grads, 0, (end ? end : 1) * sizeof(tg_tensor *));
+    memset(p.input_grads, 0, (size_t)(n ? n : 1) * sizeof(tg_tensor *));
+    bool was_enabled = tg_set_grad_enabled(create_graph);
+    active_pass = &p;
+    tg_tensor **root = grad_slot(output);
+    if (root) *root = seed_tensor(output, grad_output, create_graph);
+    for (size_t k = end; k-- > 0;) {
+        tg_node *node = records[k];
+        if (!p.node_grads[k]) continue;
+        if (create_graph) backward_graph_node(node, &p);
+        else node->op->backward(node);
+        if (tg__anomaly_on()) tg__anomaly_check_backward(node, grad_slot);
+    }
+    for (int i = 0; i < n; i++) {
+        tg_tensor **slot = grad_slot(inputs[i]);
+        grads[i] = *slot ? *slot : zeros_like_intermediate(inputs[i]);
+    }
+    active_pass = NULL;
+    tg_set_grad_enabled(was_enabled);
+}
+
+/* ---- the step's end ---------------------------------------------------------------------- */
+
 void tg_tape_reset(void)
 {
+    if (active_pass) tg_fail("tg_tape_reset: called from inside a backward");
     n_records = 0;
+    generation++;
     tg__arena_reset();
 }
 
 void tg_tape_free(void)
 {
+    tg_tape_reset();
     tg__free(records);
     records = NULL;
     n_records = cap_records = 0;

@@ -11,7 +11,7 @@ void tg_tape_print(FILE *out)
     fprintf(out, "tape: %zu records, arena %zu bytes\n", n, tg_tape_arena_bytes());
     for (size_t k = 0; k < n; k++) {
         char shape[96];
-        fprintf(out, "  #%-4zu %-18s -> %s", k, recs[k]->op,
+        fprintf(out, "  #%-4zu %-18s -> %s", k, recs[k]->op->name,
                 tg_shape_str(recs[k]->out, shape, sizeof shape));
         for (int i = 0; i < recs[k]->n_in; i++) {
             const tg_tensor *in = recs[k]->in[i];
@@ -61,7 +61,7 @@ int tg_tape_write_dot(const char *path, const tg_tensor *root)
         if (!keep[k]) continue;
         const tg_node *node = recs[k];
         char shape[96];
-        fprintf(f, "  op%zu [shape=box, label=\"%s\\n%s\"];\n", k, node->op,
+        fprintf(f, "  op%zu [shape=box, label=\"%s\\n%s\"];\n", k, node->op->name,
                 tg_shape_str(node->out, shape, sizeof shape));
         for (int i = 0; i < node->n_in; i++) {
             const tg_tensor *in = node->in[i];

@@ -27,20 +27,9 @@ const char *tg_dtype_name(tg_dtype dtype)
     return "?";
 }
 
-bool tg__same_squeezed_shape(const tg_tensor *a, const tg_tensor *b)
-{
-    int i = 0, j = 0;
-    for (;;) {
-        while (i < a->ndim && a->shape[i] == 1) i++;
-        while (j < b->ndim && b->shape[j] == 1) j++;
-        if (i == a->ndim || j == b->ndim) return i == a->ndim && j == b->ndim;
-        if (a->shape[i++] != b->shape[j++]) return false;
-    }
-}
+size_t tg_nbytes(const tg_tensor *t) { return (size_t)t->numel * tg_dtype_size(t->dtype); }
 
-size_t tg__bytes(const tg_tensor *t) { return (size_t)t->numel * tg_dtype_size(t->dtype); }
-
-int tg__normalize_axis(int axis, int ndim, const char *op)
+int tg_check_axis(int axis, int ndim, const char *op)
 {
     int a = axis < 0 ? axis + ndim : axis;
     if (a < 0 || a >= ndim)

@@ -3,6 +3,7 @@
 #ifndef TAPEGRAD_H
 #define TAPEGRAD_H
 #include "tg/core.h"
+#include "tg/op.h"
 #include "tg/plot.h"
 #include "tg/nn.h"
 #include "tg/data.h"

@@ -1,7 +1,7 @@
 /* NumPy broadcasting for elementwise binary ops (internal to ops/). */
 #ifndef TG_OPS_BROADCAST_H
 #define TG_OPS_BROADCAST_H
-#include "autograd/internal.h"
+#include "ops/kernel.h"
 
 /* Where output element i reads its operands: a[ia[i]], b[ib[i]]. A NULL index array means the
  * identity (operand has the output's shape), the fast path of same-shape ops. The arrays live in

@@ -2,6 +2,7 @@
  * 1/(1-p), so the expected activation is unchanged and evaluation needs no rescaling. The mask
  * (one byte per element, from tg_rng_uniform(rng) >= p) lives in the arena for backward. */
 #include <math.h>
+#include "autograd/internal.h" /* tg__xoshiro_next: the generator inlined in the mask loop */
 #include "ops/kernel.h"
 
 /* y_i = x_i · mask_i · scale; the backward is the same map applied to g (add = true). */
@@ -16,13 +17,12 @@
             y[i] = add ? y[i] + v : v;                                                         \
         }                                                                                      \
     }
-STAMP(MASK_KERNEL)
+TG_STAMP(MASK_KERNEL)
 
 /* mask_i = tg_rng_uniform(rng) >= p, i.e. k_i·2^-53 >= p for k_i the top 53 bits of the next
  * draw, computed as k_i >= ceil(p·2^53) in integers (exact: p·2^53 only rescales by a power of
  * two). The state is copied into locals: stores through the byte mask may alias anything, which
- * otherwise forces a reload and store of the state per element. Same stream and mask as before,
- * ~5x cheaper than a tg_rng_uniform call per element. */
+ * otherwise forces a reload and store of the state per element. */
 static void make_mask(unsigned char *restrict mask, int64_t n, double p, tg_rng *rng)
 {
     const uint64_t threshold = (uint64_t)ceil(p * 0x1p53);
@@ -31,29 +31,43 @@ static void make_mask(unsigned char *restrict mask, int64_t n, double p, tg_rng 
     for (int k = 0; k < 4; k++) rng->s[k] = s[k];
 }
 
+typedef struct {
+    const unsigned char *mask;
+    double scale;           /* 1 / (1 - p) */
+} dropout_saved;
+
 /* gx_i += g_i · mask_i / (1 - p) */
-static void dropout_backward(tg_node *node)
+static void dropout_backward(const tg_node *node)
 {
+    const dropout_saved *s = node->saved;
     tg_tensor *x = node->in[0];
-    KERNEL_FOR(apply_mask, x)(x->numel, node->saved, node->f[0], node->out->grad->data,
-                              tg__grad(x), true);
+    TG_KERNEL_FOR(apply_mask, x)(x->numel, s->mask, s->scale, tg_op_grad_out(node), tg_op_grad(x),
+                                 true);
 }
+
+/* gx = g · (mask / (1 - p)), the scaled mask a constant */
+static void dropout_backward_ops(const tg_node *node, tg_tensor *g, tg_tensor **grad_in)
+{
+    const dropout_saved *s = node->saved;
+    tg_tensor *x = node->in[0], *m = tg__constant_like(x, 1);
+    TG_KERNEL_FOR(apply_mask, x)(x->numel, s->mask, s->scale, m->data, m->data, false);
+    grad_in[0] = tg_mul(g, m);
+}
+
+static const tg_op dropout_op = {"tg_dropout", dropout_backward, dropout_backward_ops};
 
 tg_tensor *tg_dropout(tg_tensor *a, double p, bool training, tg_rng *rng)
 {
-    tg__check_float(a, "tg_dropout");
+    tg_check_float(a, "tg_dropout");
     if (!(p >= 0 && p < 1)) /* also rejects NaN */
-        tg__fail("tg_dropout: p = %g is outside [0, 1)", p);
+        tg_fail("tg_dropout: p = %g is outside [0, 1)", p);
     if (!training || p == 0) return a;
-    unsigned char *mask = tg__arena_alloc((size_t)a->numel);
+    unsigned char *mask = tg_op_scratch((size_t)a->numel);
     make_mask(mask, a->numel, p, rng ? rng : tg_global_rng());
     double scale = 1 / (1 - p);
-    tg_tensor *out = tg__new_intermediate(a->dtype, a->ndim, a->shape);
-    KERNEL_FOR(apply_mask, a)(a->numel, mask, scale, a->data, out->data, false);
-    tg_node *node = tg__record("tg_dropout", dropout_backward, out, 1, &a);
-    if (node) {
-        node->saved = mask;
-        node->f[0] = scale;
-    }
+    tg_tensor *out = tg_op_output(a->dtype, a->ndim, a->shape);
+    TG_KERNEL_FOR(apply_mask, a)(a->numel, mask, scale, a->data, out->data, false);
+    tg_node *node = tg_op_record(&dropout_op, out, 1, &a, sizeof(dropout_saved));
+    if (node) *(dropout_saved *)node->saved = (dropout_saved){mask, scale};
     return out;
 }

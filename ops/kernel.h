@@ -1,12 +1,11 @@
-/* Shared by the op files: stamping float and double kernels from one definition, and the
- * [outer, n, inner] view of a tensor around one axis. Internal to ops/. */
+/* Shared by the op files: the [outer, n, inner] view of a tensor around one axis, and constants
+ * for differentiable backwards. Internal to ops/; everything else an op uses is the public op API
+ * (include/tg/op.h). */
 #ifndef TG_OPS_KERNEL_H
 #define TG_OPS_KERNEL_H
-#include "autograd/internal.h"
-
-/* STAMP(K) expands K(float, f32) and K(double, f64); KERNEL_FOR picks by the tensor's dtype. */
-#define STAMP(KERNEL) KERNEL(float, f32) KERNEL(double, f64)
-#define KERNEL_FOR(NAME, t) ((t)->dtype == TG_F64 ? NAME##_f64 : NAME##_f32)
+#include <string.h>
+#include "tg/core.h"
+#include "tg/op.h"
 
 /* Element (o, k, j) of the view sits at (o·n + k)·inner + j; n is the size of the axis. */
 typedef struct {
@@ -19,6 +18,15 @@ static inline axis_view view_of(const tg_tensor *a, int axis)
     for (int d = 0; d < axis; d++) v.outer *= a->shape[d];
     for (int d = axis + 1; d < a->ndim; d++) v.inner *= a->shape[d];
     return v;
+}
+
+/* A tensor of the step that no gradient flows through (a mask, a one-hot, a constant), shaped
+ * like t, of dtype t->dtype, filled with value. */
+static inline tg_tensor *tg__constant_like(const tg_tensor *t, double value)
+{
+    tg_tensor *c = tg_op_output(t->dtype, t->ndim, t->shape);
+    tg_fill_(c, value);
+    return c;
 }
 
 #endif

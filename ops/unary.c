@@ -1,16 +1,26 @@
-/* Elementwise unary ops. Each is one line of UNARY_OP: the forward y = f(x) and dy/dx, as C
- * expressions in x, y and the op's scalar argument s; <tgmath.h> makes exp/log/tanh pick the
- * float or double version, so one definition stamps both kernels.
+/* Elementwise unary ops. Each is one line of UNARY_OP: the forward y = f(x), dy/dx as a C
+ * expression in x, y and the op's scalar argument s, and dy/dx again as tapegrad ops on the
+ * tensors X, Y (for differentiable backwards; tests keep the two in agreement). <tgmath.h> makes
+ * exp/log/tanh pick the float or double version, so one definition stamps both kernels.
  * Backward of every op here: gx += g · dy/dx. */
 #include <tgmath.h>
-#include "autograd/internal.h"
+#include "ops/kernel.h"
 
-typedef struct {
-    const char *name;
+typedef struct unary_op {
+    tg_op op;
     void (*forward[2])(int64_t n, const void *x, void *y, double s);
     void (*backward[2])(int64_t n, const void *x, const void *y, const void *g, void *gx,
                         double s);
+    tg_tensor *(*dydx)(tg_tensor *X, tg_tensor *Y, double s);
 } unary_op;
+
+typedef struct {
+    const unary_op *op;
+    double s;
+} unary_saved;
+
+static void unary_backward(const tg_node *node);
+static void unary_backward_ops(const tg_node *node, tg_tensor *g, tg_tensor **grad_in);
 
 #define UNARY_KERNELS(NAME, T, SUFFIX, FWD, DYDX)                                             \
     static void NAME##_fwd_##SUFFIX(int64_t n, const void *px, void *py, double sd)           \
@@ -36,46 +46,77 @@ typedef struct {
         }                                                                                      \
     }
 
-#define UNARY_OP(NAME, FWD, DYDX)                                                             \
+#define UNARY_OP(NAME, FWD, DYDX, DYDX_OPS)                                                   \
     UNARY_KERNELS(NAME, float, f32, FWD, DYDX)                                                 \
     UNARY_KERNELS(NAME, double, f64, FWD, DYDX)                                                \
-    static const unary_op NAME##_op = {"tg_" #NAME, {NAME##_fwd_f32, NAME##_fwd_f64},         \
-                                       {NAME##_bwd_f32, NAME##_bwd_f64}};
+    static tg_tensor *NAME##_dydx(tg_tensor *X, tg_tensor *Y, double s)                        \
+    {                                                                                          \
+        (void)X, (void)Y, (void)s;                                                             \
+        return (DYDX_OPS);                                                                     \
+    }                                                                                          \
+    static const unary_op NAME##_op = {{"tg_" #NAME, unary_backward, unary_backward_ops},     \
+                                       {NAME##_fwd_f32, NAME##_fwd_f64},                       \
+                                       {NAME##_bwd_f32, NAME##_bwd_f64},                       \
+                                       NAME##_dydx};
 
-UNARY_OP(neg, -x, -1)
-UNARY_OP(add_scalar, x + s, 1)
-UNARY_OP(mul_scalar, x * s, s)
-UNARY_OP(exp, exp(x), y)
-UNARY_OP(log, log(x), 1 / x)
-UNARY_OP(sqrt, sqrt(x), 0.5f / y)
-/* d/dx x^s = s·x^(s-1); written so that s = 0 gives 0 rather than 0·inf at x = 0. */
-UNARY_OP(pow_scalar, pow(x, s), s == 0 ? 0 : s * pow(x, s - 1))
-UNARY_OP(square, x * x, 2 * x)
-/* abs'(0) = 0 and relu'(0) = 0, PyTorch's choices. */
-UNARY_OP(abs, fabs(x), (x > 0) - (x < 0))
-UNARY_OP(relu, x > 0 ? x : 0, x > 0)
-UNARY_OP(tanh, tanh(x), 1 - y * y)
-/* Two branches keep exp's argument non-positive: no overflow for large |x|. */
-UNARY_OP(sigmoid, x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)), y * (1 - y))
+/* Constants of the differentiable backwards: no gradient flows through them. */
+static tg_tensor *constant(const tg_tensor *x, double v) { return tg__constant_like(x, v); }
 
-static void unary_backward(tg_node *node)
+/* 1 where x > 0, 0 elsewhere (relu's derivative); sign(x) (abs's). */
+static tg_tensor *step_of(const tg_tensor *x, bool sign)
 {
-    const unary_op *op = node->saved;
+    tg_tensor *c = tg_op_output(x->dtype, x->ndim, x->shape);
+    for (int64_t i = 0; i < x->numel; i++) {
+        double v = tg_get_flat(x, i);
+        tg_set_flat(c, i, v > 0 ? 1 : sign && v < 0 ? -1 : 0);
+    }
+    return c;
+}
+
+static tg_tensor *one_minus(tg_tensor *t) { return tg_add_scalar(tg_neg(t), 1); }
+
+UNARY_OP(neg, -x, -1, constant(X, -1))
+UNARY_OP(add_scalar, x + s, 1, constant(X, 1))
+UNARY_OP(mul_scalar, x * s, s, constant(X, s))
+UNARY_OP(exp, exp(x), y, Y)
+UNARY_OP(log, log(x), 1 / x, tg_pow_scalar(X, -1))
+UNARY_OP(sqrt, sqrt(x), 0.5f / y, tg_mul_scalar(tg_pow_scalar(Y, -1), 0.5))
+/* d/dx x^s = s·x^(s-1); written so that s = 0 gives 0 rather than 0·inf at x = 0. */
+UNARY_OP(pow_scalar, pow(x, s), s == 0 ? 0 : s * pow(x, s - 1),
+         s == 0 ? constant(X, 0) : tg_mul_scalar(tg_pow_scalar(X, s - 1), s))
+UNARY_OP(square, x * x, 2 * x, tg_mul_scalar(X, 2))
+/* abs'(0) = 0 and relu'(0) = 0, PyTorch's choices; relu(NaN) is NaN, as in PyTorch, so that a
+ * diverged run shows. */
+UNARY_OP(abs, fabs(x), (x > 0) - (x < 0), step_of(X, true))
+UNARY_OP(relu, x > 0 || isnan(x) ? x : 0, x > 0, step_of(X, false))
+UNARY_OP(tanh, tanh(x), 1 - y * y, one_minus(tg_square(Y)))
+/* Two branches keep exp's argument non-positive: no overflow for large |x|. */
+UNARY_OP(sigmoid, x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)), y * (1 - y),
+         tg_mul(Y, one_minus(Y)))
+
+/* gx += g · dy/dx */
+static void unary_backward(const tg_node *node)
+{
+    const unary_saved *s = node->saved;
     tg_tensor *x = node->in[0];
-    op->backward[x->dtype == TG_F64](x->numel, x->data, node->out->data, node->out->grad->data,
-                                     tg__grad(x), node->f[0]);
+    s->op->backward[x->dtype == TG_F64](x->numel, x->data, node->out->data,
+                                        tg_op_grad_out(node), tg_op_grad(x), s->s);
+}
+
+/* gx = g · dy/dx, with dy/dx built from ops on x and y */
+static void unary_backward_ops(const tg_node *node, tg_tensor *g, tg_tensor **grad_in)
+{
+    const unary_saved *s = node->saved;
+    grad_in[0] = tg_mul(g, s->op->dydx(node->in[0], node->out, s->s));
 }
 
 static tg_tensor *unary(const unary_op *op, tg_tensor *x, double s)
 {
-    tg__check_float(x, op->name);
-    tg_tensor *out = tg__new_intermediate(x->dtype, x->ndim, x->shape);
+    tg_check_float(x, op->op.name);
+    tg_tensor *out = tg_op_output(x->dtype, x->ndim, x->shape);
     op->forward[x->dtype == TG_F64](x->numel, x->data, out->data, s);
-    tg_node *node = tg__record(op->name, unary_backward, out, 1, &x);
-    if (node) {
-        node->saved = (void *)op;
-        node->f[0] = s;
-    }
+    tg_node *node = tg_op_record(&op->op, out, 1, &x, sizeof(unary_saved));
+    if (node) *(unary_saved *)node->saved = (unary_saved){op, s};
     return out;
 }
 

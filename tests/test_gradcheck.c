@@ -6,27 +6,27 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #include <math.h>
-#include "autograd/internal.h"
 #include "tapegrad.h"
 #include "tests/check.h"
 
 /* A deliberately wrong op: y = x³ with backward 3x² + 1 on element 2 only. */
-static void bad_cube_backward(tg_node *node)
+static void bad_cube_backward(const tg_node *node)
 {
-    const double *x = node->in[0]->data, *g = node->out->grad->data;
-    double *gx = tg__grad(node->in[0]);
+    const double *x = node->in[0]->data, *g = tg_op_grad_out(node);
+    double *gx = tg_op_grad(node->in[0]);
     for (int64_t i = 0; i < node->out->numel; i++)
         gx[i] += g[i] * (3 * x[i] * x[i] + (i == 2 ? 1.0 : 0));
 }
 
 static tg_tensor *bad_cube(tg_tensor *x)
 {
-    tg_tensor *y = tg__new_intermediate(TG_F64, x->ndim, x->shape);
+    tg_tensor *y = tg_op_output(TG_F64, x->ndim, x->shape);
     for (int64_t i = 0; i < x->numel; i++) {
         double v = ((double *)x->data)[i];
         ((double *)y->data)[i] = v * v * v;
     }
-    tg__record("bad_cube", bad_cube_backward, y, 1, &x);
+    static const tg_op bad_cube_op = {"bad_cube", bad_cube_backward, NULL};
+    tg_op_record(&bad_cube_op, y, 1, &x, 0);
     return y;
 }
 

@@ -27,6 +27,7 @@ typedef struct tg_node tg_node;
 
 struct tg_tensor {
     uint32_t magic;          /* TG_MAGIC_LIVE while usable; ops refuse anything else */
+    uint32_t generation;     /* intermediates: the step that made it (a later step refuses it) */
     tg_dtype dtype;
     int ndim;
     int64_t shape[TG_MAX_DIMS];
@@ -123,6 +124,7 @@ void tg_set(tg_tensor *t, const int64_t *index, double value);
 double tg_get_flat(const tg_tensor *t, int64_t i);
 void tg_set_flat(tg_tensor *t, int64_t i, double value);
 bool tg_same_shape(const tg_tensor *a, const tg_tensor *b);
+size_t tg_nbytes(const tg_tensor *t);                      /* numel · element size */
 /* "[2, 3] f32" style shape string in a caller buffer; returns buf. */
 char *tg_shape_str(const tg_tensor *t, char *buf, size_t len);
 void tg_print(const tg_tensor *t, FILE *out);   /* readable, summarised for large tensors */
@@ -130,6 +132,14 @@ void tg_print(const tg_tensor *t, FILE *out);   /* readable, summarised for larg
 /* ---- the tape ------------------------------------------------------------------------------ */
 void tg_backward(tg_tensor *loss);                                 /* loss has one element */
 void tg_backward_with(tg_tensor *output, const tg_tensor *grad_output);
+/* The functional gradient (torch.autograd.grad): grads[i] = d output / d inputs[i], returned as
+ * intermediates of the step; no tensor's ->grad is touched. grad_output (NULL for a scalar
+ * output) weights the output's elements (a vector-Jacobian product). With create_graph the
+ * gradient computation is itself recorded, so grads can be differentiated again (any order; an
+ * op without a differentiable backward then fails naming itself). An input the output does not
+ * depend on gets zeros. */
+void tg_grad(tg_tensor *output, tg_tensor *grad_output, int n, tg_tensor *const *inputs,
+             tg_tensor **grads, bool create_graph);
 void tg_tape_reset(void);         /* releases every intermediate and record of the step */
 /* The tape and its arena are per thread and kept for the next step; a thread that ran ops calls
  * tg_tape_free() before it exits to return that memory (the main thread need not). It implies
@@ -158,6 +168,10 @@ tg_tensor *tg_mul(tg_tensor *a, tg_tensor *b);
 tg_tensor *tg_div(tg_tensor *a, tg_tensor *b);
 tg_tensor *tg_maximum(tg_tensor *a, tg_tensor *b);
 tg_tensor *tg_minimum(tg_tensor *a, tg_tensor *b);
+/* a repeated along size-1 (or missing leading) axes to shape, and its adjoint: the sum of a over
+ * the axes that shape has as 1 (or lacks), as NumPy/PyTorch broadcasting defines them. */
+tg_tensor *tg_broadcast_to(tg_tensor *a, int ndim, const int64_t *shape);
+tg_tensor *tg_sum_to(tg_tensor *a, int ndim, const int64_t *shape);
 tg_tensor *tg_add_scalar(tg_tensor *a, double s);
 tg_tensor *tg_mul_scalar(tg_tensor *a, double s);
 tg_tensor *tg_neg(tg_tensor *a);
@@ -187,7 +201,10 @@ tg_tensor *tg_argmax(tg_tensor *a, int axis);                      /* int32, not
 tg_tensor *tg_reshape(tg_tensor *a, int ndim, const int64_t *shape); /* one entry may be -1 */
 tg_tensor *tg_transpose(tg_tensor *a, int axis0, int axis1);
 tg_tensor *tg_concat(tg_tensor **parts, int n, int axis);
+tg_tensor *tg_narrow(tg_tensor *a, int axis, int64_t start, int64_t length); /* a slice */
 tg_tensor *tg_gather_rows(tg_tensor *a, const tg_tensor *index);    /* a[index[i], ...] */
+/* zeros [n_rows, ...] with out[index[k]] += a[k]: gather_rows' adjoint (index_add in PyTorch) */
+tg_tensor *tg_scatter_rows(tg_tensor *a, const tg_tensor *index, int64_t n_rows);
 
 tg_tensor *tg_softmax(tg_tensor *a, int axis);
 tg_tensor *tg_log_softmax(tg_tensor *a, int axis);
@@ -238,6 +255,22 @@ tg_gradcheck_result tg_gradcheck(tg_scalar_fn f, tg_tensor **inputs, int n_input
  * returns a persistent float64 tensor. */
 tg_tensor *tg_jacobian(tg_vector_fn f, tg_tensor *input, void *ctx);
 tg_tensor *tg_jacobian_numeric(tg_vector_fn f, tg_tensor *input, void *ctx, double eps);
+
+/* ---- second order (through differentiable backwards; see tg_grad) --------------------------
+ * Second derivatives against finite differences of the first: with fixed random weights w,
+ * h(x) = Σ_k <∂f/∂x_k, w_k>; the gradient of h through create_graph is compared, element by
+ * element, with central differences of h. It also fails when an op's differentiable backward
+ * and its fast backward give different first derivatives. Same inputs and options as
+ * tg_gradcheck (at most 16 inputs; projections are not used). */
+tg_gradcheck_result tg_gradgradcheck(tg_scalar_fn f, tg_tensor **inputs, int n_inputs, void *ctx,
+                                     const tg_gradcheck_opts *opts /* NULL: defaults */);
+/* For f returning one element, at input (persistent, requires_grad): the Hessian-vector product
+ * H v (input's shape), the full Hessian [numel, numel] (small inputs: one backward per row), and
+ * for any f the Jacobian-vector product J u (output's shape, by the double-vjp trick). Each
+ * returns a persistent tensor of the input's dtype and resets the tape. */
+tg_tensor *tg_hvp(tg_vector_fn f, tg_tensor *input, const tg_tensor *v, void *ctx);
+tg_tensor *tg_hessian(tg_vector_fn f, tg_tensor *input, void *ctx);
+tg_tensor *tg_jvp(tg_vector_fn f, tg_tensor *input, const tg_tensor *u, void *ctx);
 
 #ifdef __cplusplus
 }
