@@ -71,7 +71,7 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libtapegrad.a $(HEADERS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libtapegrad.a $(LDLIBS)
 
 test: $(TEST_BIN) $(EX_BIN)
-	@bash scripts/run_tests.sh $(BUILD)
+	@SAN="$(SAN)" bash scripts/run_tests.sh $(BUILD)
 
 test-asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -fno-omit-frame-pointer" \

@@ -30,6 +30,7 @@ typedef struct {
     tg_tensor *const *inputs;
     tg_tensor **input_grads;      /* gradients of the inputs that no record produced (leaves) */
     bool create_graph;
+    bool grad_was_enabled;        /* restored at the end (or by tg_tape_reset after an error) */
 } grad_pass;
 static _Thread_local grad_pass *active_pass;
 
@@ -148,7 +149,8 @@ void *tg_op_grad(tg_tensor *t)
 {
     if (!t->requires_grad) return NULL;
     tg_tensor **slot = grad_slot(t);
-    if (!slot) return NULL;
+    if (!slot) /* a tensor tg_grad was not asked about: a buffer that is thrown away */
+        return zeros_like_intermediate(t)->data;
     if (!*slot)
         *slot = t->persistent && !active_pass ? tg_zeros(t->dtype, t->ndim, t->shape)
                                               : zeros_like_intermediate(t);
@@ -267,7 +269,7 @@ void tg_grad(tg_tensor *output, tg_tensor *grad_output, int n, tg_tensor *const 
                    .create_graph = create_graph};
     memset(p.node_grads, 0, (end ? end : 1) * sizeof(tg_tensor *));
     memset(p.input_grads, 0, (size_t)(n ? n : 1) * sizeof(tg_tensor *));
-    bool was_enabled = tg_set_grad_enabled(create_graph);
+    p.grad_was_enabled = tg_set_grad_enabled(create_graph);
     active_pass = &p;
     tg_tensor **root = grad_slot(output);
     if (root) *root = seed_tensor(output, grad_output, create_graph);
@@ -283,14 +285,17 @@ void tg_grad(tg_tensor *output, tg_tensor *grad_output, int n, tg_tensor *const 
         grads[i] = *slot ? *slot : zeros_like_intermediate(inputs[i]);
     }
     active_pass = NULL;
-    tg_set_grad_enabled(was_enabled);
+    tg_set_grad_enabled(p.grad_was_enabled);
 }
 
 /* ---- the step's end ---------------------------------------------------------------------- */
 
 void tg_tape_reset(void)
 {
-    if (active_pass) tg_fail("tg_tape_reset: called from inside a backward");
+    if (active_pass) { /* an error handler left a tg_grad by longjmp: end that pass */
+        tg_set_grad_enabled(active_pass->grad_was_enabled);
+        active_pass = NULL;
+    }
     n_records = 0;
     generation++;
     tg__arena_reset();

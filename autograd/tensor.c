@@ -230,6 +230,7 @@ void tg_zero_grad(tg_tensor *t)
  * bug of hand-written loops); the ops' kernels index data directly. */
 static void check_index(const tg_tensor *t, int64_t i, const char *op)
 {
+    tg_check_live(t, op);
     if ((uint64_t)i >= (uint64_t)t->numel)
         tg__fail("%s: index %lld out of range for %lld elements", op, (long long)i,
                  (long long)t->numel);

@@ -2,7 +2,7 @@
 # Runs every cmocka test binary of a build folder, then prints one closing line with the totals.
 set -u
 build=${1:-build}
-passed=0; failed=0; gradchecked=0; bad_bins=()
+passed=0; failed=0; gradchecked=0; gradgradchecked=0; gradgradskipped=0; bad_bins=()
 for t in "$build"/tests/test_*; do
   [ -x "$t" ] || continue
   echo "== $(basename "$t")"
@@ -11,7 +11,9 @@ for t in "$build"/tests/test_*; do
   p=$(echo "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END {print s+0}')
   f=$(echo "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END {print s+0}')
   g=$(echo "$out" | grep -c '^gradcheck ok:')
+  gg=$(echo "$out" | grep -c '^gradgradcheck ok:'); gs=$(echo "$out" | grep -c '^gradgradcheck skipped:')
   passed=$((passed + p)); failed=$((failed + f)); gradchecked=$((gradchecked + g))
+  gradgradchecked=$((gradgradchecked + gg)); gradgradskipped=$((gradgradskipped + gs))
   if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then failed=$((failed + 1)); fi
   [ $rc -ne 0 ] && bad_bins+=("$(basename "$t")")
 done
@@ -40,8 +42,25 @@ for ex in hello_grad mlp_modules data_summary perceptron logistic_regression mlp
   fi
 done
 # ---- end of examples ------------------------------------------------------------------------------
+
+# ---- extension points build out of tree -----------------------------------------------------------
+# A user's op (and optimizer) need only the public headers: compile them with -Iinclude alone.
+echo "== out-of-tree builds"
+for src in examples/custom_op.c; do
+  bin="$build/out_of_tree_$(basename "$src" .c)"
+  # shellcheck disable=SC2086 # SAN (from make) holds several flags
+  if cc -std=c11 -Wall -Wextra -Werror ${SAN:-} -I"$ex_root/include" -o "$bin" "$ex_root/$src" \
+       "$build/libtapegrad.a" -L/usr/lib/$(gcc -print-multiarch)/blis-serial -lblis -lzip -lz \
+       -llapacke -llapack -lstb -lpthread -lm 2>"$bin.log" && "$bin" --fast >/dev/null 2>&1; then
+    passed=$((passed + 1)); echo "[       OK ] $src builds with -Iinclude only and runs"
+  else
+    failed=$((failed + 1)); bad_bins+=("out-of-tree $src"); echo "[  FAILED  ] $src out of tree"
+    sed 's/^/    /' "$bin.log" | head -n 10
+  fi
+done
 echo
 echo "gradient checks passed (float64, one line 'gradcheck ok:' each above): $gradchecked"
+echo "second-order checks passed ('gradgradcheck ok:'): $gradgradchecked; skipped, an op without a differentiable backward ('gradgradcheck skipped:'): $gradgradskipped"
 [ ${#bad_bins[@]} -gt 0 ] && echo "failing: ${bad_bins[*]}"
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ] && [ ${#bad_bins[@]} -eq 0 ]
