@@ -24,7 +24,7 @@ done
 ex_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ex_out="$build/examples/fast"; mkdir -p "$ex_out"
 echo "== examples --fast"
-for ex in hello_grad mlp_modules data_summary perceptron logistic_regression mlp quadratic_net relu_max xor_interval regression custom_op; do
+for ex in hello_grad mlp_modules data_summary perceptron logistic_regression mlp quadratic_net relu_max xor_interval regression custom_op second_order; do
   case $ex in
     hello_grad) args=() ;;               # no flags: it is the README's 20-line program
     mlp_modules) args=(--fast) ;;        # self-contained: writes nothing
@@ -46,12 +46,13 @@ done
 # ---- extension points build out of tree -----------------------------------------------------------
 # A user's op (and optimizer) need only the public headers: compile them with -Iinclude alone.
 echo "== out-of-tree builds"
-for src in examples/custom_op.c; do
+for src in examples/custom_op.c examples/second_order.c; do
   bin="$build/out_of_tree_$(basename "$src" .c)"
   # shellcheck disable=SC2086 # SAN (from make) holds several flags
   if cc -std=c11 -Wall -Wextra -Werror ${SAN:-} -I"$ex_root/include" -o "$bin" "$ex_root/$src" \
        "$build/libtapegrad.a" -L/usr/lib/$(gcc -print-multiarch)/blis-serial -lblis -lzip -lz \
-       -llapacke -llapack -lstb -lpthread -lm 2>"$bin.log" && "$bin" --fast >/dev/null 2>&1; then
+       -llapacke -llapack -lstb -lpthread -lm 2>"$bin.log" &&
+     "$bin" --fast --out "$ex_out" >/dev/null 2>&1; then
     passed=$((passed + 1)); echo "[       OK ] $src builds with -Iinclude only and runs"
   else
     failed=$((failed + 1)); bad_bins+=("out-of-tree $src"); echo "[  FAILED  ] $src out of tree"

@@ -139,6 +139,8 @@ static const struct { const char *name; unary_fn fn; double lo, hi; } unaries[] 
     {"square", tg_square, -2, 2},    {"abs", tg_abs, -2, 2},
     {"relu", tg_relu, -2, 2},        {"tanh", tg_tanh, -3, 3},
     {"sigmoid", tg_sigmoid, -5, 5},
+    {"sin", tg_sin, -4, 4},
+    {"cos", tg_cos, -4, 4},
 };
 
 static void test_unary_gradients(void **s)

@@ -184,6 +184,8 @@ tg_tensor *tg_abs(tg_tensor *a);
 tg_tensor *tg_relu(tg_tensor *a);
 tg_tensor *tg_tanh(tg_tensor *a);
 tg_tensor *tg_sigmoid(tg_tensor *a);
+tg_tensor *tg_sin(tg_tensor *a);
+tg_tensor *tg_cos(tg_tensor *a);
 
 tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b);                  /* [M,K]·[K,N] */
 /* op(a)·op(b) with transposes read through strides, never copied. */
