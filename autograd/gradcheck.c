@@ -102,7 +102,7 @@ static void check_projections(tg_scalar_fn f, tg_tensor **inputs, int n, void *c
 {
     tg_rng rng;
     tg_rng_seed(&rng, o->seed);
-    tg_tensor *dirs[n > 0 ? n : 1];
+    tg_tensor **dirs = tg__malloc((size_t)(n > 0 ? n : 1) * sizeof *dirs);
     for (int p = 0; p < o->projections; p++) {
         double analytic = 0;
         for (int k = 0; k < n; k++) {
@@ -118,6 +118,7 @@ static void check_projections(tg_scalar_fn f, tg_tensor **inputs, int n, void *c
         consider(r, -1, p, analytic, (plus - minus) / (2 * o->eps), o);
         for (int k = 0; k < n; k++) tg_free(dirs[k]);
     }
+    tg__free(dirs);
 }
 
 tg_gradcheck_result tg_gradcheck(tg_scalar_fn f, tg_tensor **inputs, int n, void *ctx,
@@ -125,8 +126,8 @@ tg_gradcheck_result tg_gradcheck(tg_scalar_fn f, tg_tensor **inputs, int n, void
 {
     tg_gradcheck_opts o = opts ? *opts : tg_gradcheck_defaults();
     tg_gradcheck_result r = {.ok = true, .worst_input = -1};
-    tg_tensor *grads[n > 0 ? n : 1];
     check_inputs(inputs, n);
+    tg_tensor **grads = tg__malloc((size_t)(n > 0 ? n : 1) * sizeof *grads);
     analytic_gradients(f, inputs, n, ctx, grads);
     if (o.projections > 0) check_projections(f, inputs, n, ctx, grads, &o, &r);
     else check_elements(f, inputs, n, ctx, grads, &o, &r);
@@ -134,6 +135,7 @@ tg_gradcheck_result tg_gradcheck(tg_scalar_fn f, tg_tensor **inputs, int n, void
         tg_free(grads[k]);
         tg_zero_grad(inputs[k]);
     }
+    tg__free(grads);
     r.ok = r.error <= 0 && isfinite(r.analytic) && isfinite(r.numeric);
     if (r.checked == 0) r.ok = true;
     if (!r.ok && !o.quiet)

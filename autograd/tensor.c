@@ -78,10 +78,10 @@ static tg_tensor *new_persistent(tg_dtype dtype, int ndim, const int64_t *shape,
     return t;
 }
 
-/* Measured on the project's Firecracker VMs: the first touch of fresh memory costs ~8 ms/MB in
- * page faults (1.5-1.9 s for Fashion-MNIST's 188 MB of floats); prefaulting the range with one
- * madvise call costs ~2 ms/MB. Elsewhere it is a small win or a no-op (errors are ignored: old
- * kernels without MADV_POPULATE_WRITE just fault as usual). */
+/* On some virtual machines the first touch of fresh memory faults page by page at a high cost;
+ * prefaulting the whole range with one madvise call is several times cheaper (figures in
+ * docs/data_loading.md). Elsewhere it is a small win or a no-op (errors are ignored: old kernels
+ * without MADV_POPULATE_WRITE just fault as usual). */
 void tg__prefault(void *p, size_t n)
 {
 #ifdef MADV_POPULATE_WRITE
