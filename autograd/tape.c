@@ -8,6 +8,7 @@
  *   - tg_grad (functional, like torch.autograd.grad): gradients go to per-call slots and are
  *     returned; with create_graph each op's backward_ops builds them with recorded ops, so they
  *     can be differentiated again. */
+#include <stddef.h>
 #include <string.h>
 #include "autograd/internal.h"
 
@@ -90,6 +91,9 @@ tg_tensor *tg_op_output(tg_dtype dtype, int ndim, const int64_t *shape)
     return t;
 }
 
+/* Where the saved state starts after a record: aligned for any field an op saves. */
+enum { SAVED_OFFSET = (sizeof(tg_node) + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1) };
+
 static void append(tg_node *node)
 {
     if (n_records == cap_records) {
@@ -113,10 +117,11 @@ tg_node *tg_op_record(const tg_op *op, tg_tensor *out, int n_in, tg_tensor *cons
         tg__anomaly_check_forward(NULL, op->name, out, n_in, in);
     if (!needed) return NULL;
 
-    tg_node *node = tg__arena_alloc(sizeof *node);
+    /* The saved state sits right after the record: one allocation, one cache line or two. */
+    tg_node *node = tg__arena_alloc(SAVED_OFFSET + saved_bytes);
     *node = (tg_node){.op = op, .out = out, .n_in = n_in};
     for (int i = 0; i < n_in; i++) node->in[i] = in[i];
-    node->saved = saved_bytes ? tg__arena_alloc(saved_bytes) : NULL;
+    node->saved = saved_bytes ? (char *)node + SAVED_OFFSET : NULL;
     out->node = node;
     out->requires_grad = true;
     append(node);
