@@ -92,7 +92,8 @@ tg_tensor *tg_op_output(tg_dtype dtype, int ndim, const int64_t *shape)
 }
 
 /* Where the saved state starts after a record: aligned for any field an op saves. */
-enum { SAVED_OFFSET = (sizeof(tg_node) + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1) };
+enum { SAVED_ALIGN = _Alignof(max_align_t) };
+enum { SAVED_OFFSET = (sizeof(tg_node) + SAVED_ALIGN - 1) & ~(SAVED_ALIGN - 1) };
 
 static void append(tg_node *node)
 {

@@ -228,7 +228,8 @@ int main(int argc, char **argv)
     printf("  largest difference: %.2e\n", err3);
     int info = eigenvalues(hess, w_ce);
     print_values("eigenvalues:", w_ce);
-    tg_tensor *x_sin = tg_set_requires_grad(tg_rand_uniform(TG_F64, TG_SHAPE(K), 0.5, 2.5, &rng), true);
+    tg_tensor *x_sin = tg_rand_uniform(TG_F64, TG_SHAPE(K), 0.5, 2.5, &rng);
+    tg_set_requires_grad(x_sin, true);
     tg_tensor *hess_sin = tg_hessian(sum_sin_fn, x_sin, NULL);
     info |= eigenvalues(hess_sin, w_sin);
     print_values("sum(sin(x)) at x in (0.5, 2.5), eigenvalues:", w_sin);

@@ -62,8 +62,10 @@ static void matmul_backward_ops(const tg_node *node, tg_tensor *g, tg_tensor **g
     const matmul_saved *s = node->saved;
     tg_tensor *a = node->in[0], *b = node->in[1];
     bool ta = s->trans_a, tb = s->trans_b;
-    if (a->requires_grad) grad_in[0] = ta ? tg_matmul_t(b, tb, g, true) : tg_matmul_t(g, false, b, !tb);
-    if (b->requires_grad) grad_in[1] = tb ? tg_matmul_t(g, true, a, ta) : tg_matmul_t(a, !ta, g, false);
+    if (a->requires_grad)
+        grad_in[0] = ta ? tg_matmul_t(b, tb, g, true) : tg_matmul_t(g, false, b, !tb);
+    if (b->requires_grad)
+        grad_in[1] = tb ? tg_matmul_t(g, true, a, ta) : tg_matmul_t(a, !ta, g, false);
 }
 
 static const tg_op matmul_op = {"tg_matmul", matmul_backward, matmul_backward_ops};
