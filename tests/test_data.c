@@ -877,10 +877,6 @@ static void test_loader_every_index_once(void **state)
         int seen[103] = {0};
         for (int i = 0; i < 103; i++) seen[order[i]]++;
         for (int i = 0; i < 103; i++) assert_int_equal(seen[i], 1);
-        /* after the epoch, next keeps returning false until a reset */
-        tg_tensor *xb, *yb;
-        assert_false(tg_loader_next(L, &xb, &yb));
-        assert_null(xb);
     }
     tg_loader_free(L);
 
@@ -924,6 +920,56 @@ static void test_loader_drop_last(void **state)
     /* exact multiple: no short batch either way */
     L = tg_loader_new(x, y, 103, true, false, NULL);
     assert_int_equal(run_epoch(L, order, sizes), 1);
+    tg_loader_free(L);
+    tg_free(x);
+    tg_free(y);
+}
+
+/* A loop that never calls tg_loader_reset: next says "end of epoch" once (false, NULL batches),
+ * then starts the next epoch by itself, in a new order, with every row once. */
+static void test_loader_starts_next_epoch_by_itself(void **state)
+{
+    tg_tensor *x, *y, *xb, *yb;
+    tagged(23, &x, &y);
+    tg_rng rng;
+    tg_rng_seed(&rng, 9);
+    tg_loader *L = tg_loader_new(x, y, 5, true, false, &rng);
+    int64_t order[3][23];
+    for (int e = 0; e < 3; e++) {
+        int64_t k = 0, batches = 0;
+        while (tg_loader_next(L, &xb, &yb)) {
+            for (int64_t i = 0; i < xb->shape[0]; i++) order[e][k++] = (int64_t)tg_get_flat(xb, 2 * i);
+            batches++;
+        }
+        assert_null(xb);
+        assert_null(yb);
+        assert_int_equal(batches, 5);
+        assert_int_equal(k, 23);
+        int seen[23] = {0};
+        for (int i = 0; i < 23; i++) seen[order[e][i]]++;
+        for (int i = 0; i < 23; i++) assert_int_equal(seen[i], 1);
+    }
+    assert_memory_not_equal(order[0], order[1], sizeof order[0]);
+    assert_memory_not_equal(order[1], order[2], sizeof order[0]);
+
+    /* Calling tg_loader_reset at the top of each epoch gives the same orders as not calling it. */
+    tg_rng_seed(&rng, 9);
+    tg_loader *R = tg_loader_new(x, y, 5, true, false, &rng);
+    for (int e = 0; e < 3; e++) {
+        int64_t k = 0;
+        tg_loader_reset(R);
+        while (tg_loader_next(R, &xb, &yb))
+            for (int64_t i = 0; i < xb->shape[0]; i++)
+                assert_int_equal((int64_t)tg_get_flat(xb, 2 * i), order[e][k++]);
+        assert_int_equal(k, 23);
+    }
+    /* A reset in the middle of an epoch starts a fresh one: every row again. */
+    assert_true(tg_loader_next(R, &xb, &yb));
+    tg_loader_reset(R);
+    int64_t rows = 0;
+    while (tg_loader_next(R, &xb, &yb)) rows += xb->shape[0];
+    assert_int_equal(rows, 23);
+    tg_loader_free(R);
     tg_loader_free(L);
     tg_free(x);
     tg_free(y);
@@ -1009,6 +1055,7 @@ int main(void)
         cmocka_unit_test(test_fashion_mnist),
         cmocka_unit_test(test_loader_every_index_once),
         cmocka_unit_test(test_loader_drop_last),
+        cmocka_unit_test(test_loader_starts_next_epoch_by_itself),
         cmocka_unit_test(test_loader_seeded_order),
         cmocka_unit_test(test_loader_misuse),
     };

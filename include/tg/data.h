@@ -127,9 +127,8 @@ void tg_mnist_free(tg_mnist *m);
  *
  *     tg_loader *L = tg_loader_new(train.x, train.y, 64, true, false, &rng);
  *     for (int epoch = 0; epoch < 10; epoch++) {
- *         tg_loader_reset(L);                       // new epoch, new order
  *         tg_tensor *xb, *yb;
- *         while (tg_loader_next(L, &xb, &yb)) { ... }
+ *         while (tg_loader_next(L, &xb, &yb)) { ... }   // false once at the end of the epoch
  *     }
  *     tg_loader_free(L);
  *
@@ -140,9 +139,10 @@ typedef struct tg_loader tg_loader;
 
 tg_loader *tg_loader_new(const tg_tensor *x, const tg_tensor *y, int64_t batch_size, bool shuffle,
                          bool drop_last, tg_rng *rng);
-/* Starts an epoch (reshuffles when shuffle is set). tg_loader_next calls it by itself before the
- * first epoch; after the last batch of an epoch tg_loader_next returns false (and sets *xb, *yb
- * to NULL) until the next reset. */
+/* Starts an epoch (reshuffles when shuffle is set), abandoning the rest of the current one.
+ * tg_loader_next calls it by itself: after the last batch of an epoch it returns false once (and
+ * sets *xb, *yb to NULL), and the following call starts the next epoch in a new order. Calling
+ * it at the top of every epoch as well changes nothing (the same orders either way). */
 void tg_loader_reset(tg_loader *L);
 bool tg_loader_next(tg_loader *L, tg_tensor **xb, tg_tensor **yb);
 int64_t tg_loader_num_batches(const tg_loader *L);   /* per epoch */
