@@ -145,7 +145,7 @@ tg_status tg_dataset_random_split(const tg_dataset *src, int64_t n_second, tg_rn
     if (st != TG_OK) return st;
     int64_t n = src->x->shape[0];
     if (!rng) rng = tg_global_rng();
-    int64_t *perm = malloc((size_t)(n ? n : 1) * sizeof *perm);
+    int64_t *perm = tg__aligned_bytes((size_t)(n ? n : 1) * sizeof *perm);
     if (!perm) return tg_status_set(TG_ERR_NOMEM, "random split: out of memory");
     for (int64_t i = 0; i < n; i++) perm[i] = i;
     tg_rng_shuffle(rng, perm, n);
@@ -157,7 +157,7 @@ tg_status tg_dataset_random_split(const tg_dataset *src, int64_t n_second, tg_rn
                           src->n_classes};
     *second = (tg_dataset){take_rows(src->x, perm + n_first, 0, n_second),
                            take_rows(src->y, perm + n_first, 0, n_second), src->n_classes};
-    free(perm);
+    tg__free(perm);
     return TG_OK;
 }
 
