@@ -734,6 +734,114 @@ static void test_splits(void **state)
     tg_dataset_free(&all);
 }
 
+static void test_subsets(void **state)
+{
+    tg_dataset all = tagged_dataset(50, 5), h, s, r, r2;
+    assert_int_equal(tg_dataset_head(&all, 7, &h), TG_OK);
+    assert_int_equal(tg_dataset_size(&h), 7);
+    assert_int_equal(h.n_classes, 5);
+    assert_memory_equal(h.x->data, all.x->data, 7 * 3 * sizeof(float));
+    assert_memory_equal(h.y->data, all.y->data, 7 * sizeof(int32_t));
+    tg_dataset_free(&h);
+    assert_int_equal(tg_dataset_head(&all, 0, &h), TG_OK);
+    assert_int_equal(tg_dataset_size(&h), 0);
+    tg_dataset_free(&h);
+    assert_status(tg_dataset_head(&all, 51, &h), TG_ERR_VALUE,
+                  "tg_dataset_head: asked for 51 rows of a data set of 50");
+    assert_null(h.x);
+    assert_status(tg_dataset_head(&all, -1, &h), TG_ERR_VALUE, "asked for -1 rows");
+
+    const int64_t idx[4] = {49, 0, 7, 7};
+    assert_int_equal(tg_dataset_subset(&all, idx, 4, &s), TG_OK);
+    assert_int_equal(tg_dataset_size(&s), 4);
+    for (int i = 0; i < 4; i++) {
+        assert_true(((float *)s.x->data)[3 * i + 1] == (float)(idx[i] * 3 + 1));
+        assert_int_equal(((int32_t *)s.y->data)[i], idx[i] % 5);
+    }
+    tg_dataset_free(&s);
+    const int64_t bad[3] = {1, 50, 2};
+    assert_status(tg_dataset_subset(&all, bad, 3, &s), TG_ERR_VALUE,
+                  "index 50 (position 1 of the list) is outside the data set's rows [0, 50)");
+    assert_null(s.x);
+    const int64_t neg[1] = {-3};
+    assert_status(tg_dataset_subset(&all, neg, 1, &s), TG_ERR_VALUE, "index -3");
+
+    tg_rng a, b;
+    tg_rng_seed(&a, 11);
+    tg_rng_seed(&b, 11);
+    assert_int_equal(tg_dataset_random_subset(&all, 20, &a, &r), TG_OK);
+    assert_int_equal(tg_dataset_random_subset(&all, 20, &b, &r2), TG_OK);
+    assert_memory_equal(r.x->data, r2.x->data, 20 * 3 * sizeof(float));   /* the seed decides */
+    int64_t prev = -1;
+    for (int i = 0; i < 20; i++) {   /* distinct rows, intact, in their original order */
+        int64_t row = (int64_t)((float *)r.x->data)[3 * i] / 3;
+        assert_true(row > prev);
+        assert_int_equal(((int32_t *)r.y->data)[i], row % 5);
+        prev = row;
+    }
+    assert_memory_not_equal(r.x->data, all.x->data, 20 * 3 * sizeof(float));   /* not the head */
+    tg_dataset_free(&r);
+    tg_dataset_free(&r2);
+    assert_status(tg_dataset_random_subset(&all, 60, &a, &r), TG_ERR_VALUE,
+                  "tg_dataset_random_subset: asked for 60 rows of a data set of 50");
+    tg_dataset_free(&all);
+}
+
+/* Writes an MNIST-style directory: n_train train images of size tr x tr, n_test of te x te. */
+static const char *mnist_dir(const char *name, uint32_t n_train, uint32_t tr, uint32_t n_test,
+                             uint32_t te)
+{
+    const char *dir = tpath(name);
+    mkdir(dir, 0700);
+    static unsigned char buf[16384];
+    unsigned char lab[64];
+    char p[512];
+    for (int i = 0; i < 64; i++) lab[i] = (unsigned char)(i % 10);
+    size_t n = make_images(buf, 0x803, n_train, tr, tr, SIZE_MAX);
+    snprintf(p, sizeof p, "%s/train-images-idx3-ubyte", dir);
+    write_bytes(p, buf, n);
+    n = make_labels(buf, n_train, lab, n_train);
+    snprintf(p, sizeof p, "%s/train-labels-idx1-ubyte", dir);
+    write_bytes(p, buf, n);
+    n = make_images(buf, 0x803, n_test, te, te, SIZE_MAX);
+    snprintf(p, sizeof p, "%s/t10k-images-idx3-ubyte", dir);
+    write_bytes(p, buf, n);
+    n = make_labels(buf, n_test, lab, n_test);
+    snprintf(p, sizeof p, "%s/t10k-labels-idx1-ubyte", dir);
+    write_bytes(p, buf, n);
+    return dir;
+}
+
+/* Issue 17, defects 1 and 4: caught at loading, not after training. */
+static void test_mnist_refuses_what_cannot_train(void **state)
+{
+    tg_mnist m;
+    const char *dir = mnist_dir("mnist_sizes", 30, 4, 10, 5);
+    assert_status(tg_mnist_load(&(tg_mnist_opts){.dir = dir, .n_val = 5}, &m), TG_ERR_VALUE,
+                  "t10k-images-idx3-ubyte holds 5x5 images but the training images");
+    assert_non_null(strstr(tg_status_message(), "train-images-idx3-ubyte) are 4x4"));
+    assert_null(m.train.x);
+    assert_null(m.test.x);
+
+    dir = mnist_dir("mnist_no_test", 30, 4, 0, 4);
+    assert_status(tg_mnist_load(&(tg_mnist_opts){.dir = dir, .n_val = 5}, &m), TG_ERR_VALUE,
+                  "t10k-images-idx3-ubyte: no test images");
+    assert_null(m.train.x);
+
+    dir = mnist_dir("mnist_no_train", 10, 4, 10, 4);
+    assert_status(tg_mnist_load(&(tg_mnist_opts){.dir = dir, .n_val = 10}, &m), TG_ERR_VALUE,
+                  "no training images (the file holds 10, 10 of them for validation)");
+    dir = mnist_dir("mnist_empty", 0, 4, 10, 4);
+    assert_status(tg_mnist_load(&(tg_mnist_opts){.dir = dir, .n_val = TG_MNIST_NO_VAL}, &m),
+                  TG_ERR_VALUE, "no training images");
+    /* same sizes, both non-empty: fine */
+    dir = mnist_dir("mnist_fine", 12, 4, 3, 4);
+    assert_int_equal(tg_mnist_load(&(tg_mnist_opts){.dir = dir, .n_val = TG_MNIST_NO_VAL}, &m),
+                     TG_OK);
+    assert_int_equal(tg_dataset_size(&m.test), 3);
+    tg_mnist_free(&m);
+}
+
 /* An MNIST-style directory of small synthetic files (names without .gz for the test set). */
 static void test_mnist_dir(void **state)
 {
@@ -1051,7 +1159,9 @@ int main(void)
         cmocka_unit_test(test_csv_byte_order_mark),
         cmocka_unit_test(test_csv_missing_target),
         cmocka_unit_test(test_splits),
+        cmocka_unit_test(test_subsets),
         cmocka_unit_test(test_mnist_dir),
+        cmocka_unit_test(test_mnist_refuses_what_cannot_train),
         cmocka_unit_test(test_fashion_mnist),
         cmocka_unit_test(test_loader_every_index_once),
         cmocka_unit_test(test_loader_drop_last),

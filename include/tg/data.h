@@ -92,12 +92,25 @@ tg_status tg_dataset_split(const tg_dataset *src, int64_t n_second, tg_dataset *
 tg_status tg_dataset_random_split(const tg_dataset *src, int64_t n_second, tg_rng *rng,
                                   tg_dataset *first, tg_dataset *second);
 
+/* Subsets: new data sets holding copies of chosen rows of src (left untouched), to free with
+ * tg_dataset_free. A count outside [0, size] or an index outside [0, size) is TG_ERR_VALUE naming
+ * the function, the count or the index and its position, and the data set's size.
+ *   tg_dataset_head           the first n rows
+ *   tg_dataset_subset         rows idx[0..n), in that order (repeats allowed)
+ *   tg_dataset_random_subset  n distinct rows drawn uniformly at random (rng: NULL means the global
+ *                             generator; the same seed, the same rows), in their original order */
+tg_status tg_dataset_head(const tg_dataset *src, int64_t n, tg_dataset *out);
+tg_status tg_dataset_subset(const tg_dataset *src, const int64_t *idx, int64_t n, tg_dataset *out);
+tg_status tg_dataset_random_subset(const tg_dataset *src, int64_t n, tg_rng *rng, tg_dataset *out);
+
 /* ---- MNIST-style directories -----------------------------------------------------------------
  * Loads <dir>/train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz
  * and t10k-labels-idx1-ubyte.gz (the names without .gz are tried when the .gz file is missing).
  * dir: opts->dir, else the environment variable TG_DATA_DIR, else TG_FASHION_MNIST_DIR.
  * Validation = the LAST n_val training images (default 10,000), or n_val random ones when
- * random_val is set (seeded by seed); train = the rest; test = the t10k files. */
+ * random_val is set (seeded by seed); train = the rest; test = the t10k files.
+ * TG_ERR_VALUE, before any training can start, when no training or no test image is left or when
+ * the test images differ in size (rows x cols) from the training images. */
 #define TG_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
 #define TG_MNIST_NO_VAL (-1)
 
