@@ -140,6 +140,29 @@ static void test_metrics_log_one_file_and_memory_only(void **state)
     assert_int_equal(tg_metrics_log_close(log), TG_OK);
 }
 
+/* A chart straight from the log's columns, against its first column. */
+static void test_metrics_log_plot(void **state)
+{
+    (void)state;
+    tg_metrics_log *log;
+    assert_int_equal(tg_metrics_log_open(&log, NULL, NULL, 3,
+                                         (const char *[]){"epoch", "train", "valid"}), TG_OK);
+    for (int e = 1; e <= 5; e++)
+        assert_int_equal(tg_metrics_log_write(log, (double[]){e, 1.0 / e, 1.5 / e}), TG_OK);
+    const char *png = tmp_path("log.png");
+    assert_int_equal(tg_metrics_log_plot(log, png, "loss", "cross-entropy", true, 2,
+                                         (const char *[]){"train", "valid"}, NULL), TG_OK);
+    FILE *f = fopen(png, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    assert_true(ftell(f) > 1000);
+    fclose(f);
+    assert_int_equal(tg_metrics_log_plot(log, png, "x", "y", false, 1, (const char *[]){"test"},
+                                         NULL), TG_ERR_VALUE);
+    assert_message_has("the log has no column 'test'");
+    assert_int_equal(tg_metrics_log_close(log), TG_OK);
+}
+
 static void test_metrics_log_errors_name_the_path(void **state)
 {
     (void)state;
@@ -599,6 +622,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_metrics_log_written_and_read_back),
         cmocka_unit_test(test_metrics_log_one_file_and_memory_only),
+        cmocka_unit_test(test_metrics_log_plot),
         cmocka_unit_test(test_metrics_log_errors_name_the_path),
         cmocka_unit_test(test_metrics_read_errors),
         cmocka_unit_test(test_evaluate_classifier),

@@ -1,6 +1,7 @@
 /* The metrics log (include/tg/train.h): the program's columns, one row per call, written as CSV
  * and JSON lines side by side and flushed at once, and kept in memory as columns for charts; and
  * a CSV read back into columns for redrawing them. */
+#include "tg/plot.h"
 #include "tg/train.h"
 
 #include <errno.h>
@@ -157,6 +158,26 @@ const double *tg_metrics_log_column(const tg_metrics_log *log, const char *name)
             return log->data ? log->data + (size_t)c * (size_t)log->cap_rows : none;
         }
     return NULL;
+}
+
+tg_status tg_metrics_log_plot(const tg_metrics_log *log, const char *path, const char *title,
+                              const char *ylabel, bool log_y, int n, const char *const *columns,
+                              const char *const *labels)
+{
+    if (!log || n < 1 || n > TG_CHART_MAX_SERIES || !columns)
+        return tg_status_set(TG_ERR_VALUE, "tg_metrics_log_plot: %d columns (give 1 to %d)", n,
+                             TG_CHART_MAX_SERIES);
+    tg_chart c = {.title = title, .xlabel = log->names[0], .ylabel = ylabel, .log_y = log_y,
+                  .n_series = n};
+    for (int k = 0; k < n; k++) {
+        const double *y = tg_metrics_log_column(log, columns[k]);
+        if (!y)
+            return tg_status_set(TG_ERR_VALUE, "tg_metrics_log_plot: %s: the log has no column "
+                                 "'%s'", path, columns[k]);
+        c.series[k] = (tg_series){.name = labels ? labels[k] : columns[k],
+                                  .x = log->data, .y = y, .n = (int)log->n_rows};
+    }
+    return tg_chart_write_png(&c, path, 800, 500);
 }
 
 tg_status tg_metrics_log_close(tg_metrics_log *log)

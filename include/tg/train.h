@@ -150,6 +150,13 @@ int64_t tg_metrics_log_rows(const tg_metrics_log *log);
 /* The column's values so far (tg_metrics_log_rows of them), valid until the next write or close;
  * NULL when no column has that name. */
 const double *tg_metrics_log_column(const tg_metrics_log *log, const char *name);
+/* An 800x500 PNG line chart of n columns of the log (1 to TG_CHART_MAX_SERIES), one series each,
+ * named by labels[k] (labels NULL: the column names), against the log's first column (an epoch or
+ * step; its name labels the x axis). log_y: a logarithmic y axis, for losses. An unknown column is
+ * TG_ERR_VALUE; the chart's own errors are tg_chart_write_png's. */
+tg_status tg_metrics_log_plot(const tg_metrics_log *log, const char *path, const char *title,
+                              const char *ylabel, bool log_y, int n, const char *const *columns,
+                              const char *const *labels);
 /* Closes the files and frees the log (NULL is fine); TG_ERR_IO if a final write failed. */
 tg_status tg_metrics_log_close(tg_metrics_log *log);
 
