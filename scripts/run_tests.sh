@@ -42,6 +42,27 @@ for ex in hello_grad shortest_mlp mlp_modules data_summary perceptron logistic_r
     echo "[  FAILED  ] $ex (${secs} s, exit $rc)"; echo "$out" | tail -n 5 | sed 's/^/    /'
   fi
 done
+# Sizes and counts beyond sane limits are refused before anything is allocated: exit status 2 and
+# a message naming the flag (not an abort, an overflow or a stack array that does not fit).
+while read -r ex flag value; do
+  out=$("$build/examples/$ex" "$flag" "$value" --out "$ex_out" 2>&1); rc=$?
+  if [ $rc -eq 2 ] && echo "$out" | grep -q -- "$flag"; then
+    passed=$((passed + 1)); echo "[       OK ] $ex $flag $value: exit 2, $(echo "$out" | head -n 1)"
+  else
+    failed=$((failed + 1)); bad_bins+=("examples/$ex $flag $value")
+    echo "[  FAILED  ] $ex $flag $value: exit $rc"; echo "$out" | tail -n 3 | sed 's/^/    /'
+  fi
+done <<'LIMITS'
+mlp --hidden 1e9
+mlp --epochs 1e9
+quadratic_net --k 1e9
+quadratic_net --dim 46341
+quadratic_net --steps 1e9
+custom_op --epochs 20000000
+relu_max --epochs 1e9
+xor_interval --dim 17
+LIMITS
+
 # The same example built by clang must print the same result: random draws never depend on the
 # order in which a compiler evaluates a call's arguments (C leaves it unspecified; gcc and clang
 # differ). Only for a build without sanitizers (clang cannot link gcc's ASan runtime).
