@@ -184,20 +184,6 @@ static inline void ex_plot_log(int argc, char **argv, const char *file, const tg
         printf("wrote %s\n", path);
 }
 
-/* Curves over epochs 1..n from arrays, 800x500; a failure to write is reported, not fatal. */
-static inline void ex_plot(const char *path, const char *title, const char *ylabel, bool log_y,
-                           int n_series, const char *const *names, const double *const *ys, int n)
-{
-    tg_chart c = {.title = title, .xlabel = "epoch", .ylabel = ylabel, .log_y = log_y,
-                  .n_series = n_series, .no_legend = !names};
-    for (int k = 0; k < n_series; k++)
-        c.series[k] = (tg_series){.name = names ? names[k] : NULL, .y = ys[k], .n = n};
-    if (tg_chart_write_png(&c, path, 800, 500) != TG_OK)
-        fprintf(stderr, "warning: %s\n", tg_status_message());
-    else
-        printf("wrote %s\n", path);
-}
-
 /* Fashion-MNIST from --data (default: TG_DATA_DIR or the Debian path). Fast mode keeps the
  * first n_train training and n_eval validation/test images. Exits with status 2 on bad files. */
 static inline tg_mnist ex_load_mnist(int argc, char **argv, bool fast, int64_t n_train,
