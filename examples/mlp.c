@@ -57,10 +57,10 @@ int main(int argc, char **argv)
         ex_log(log, (double[]){epoch, train_loss, valid.accuracy, test.accuracy,
                                ex_seconds() - t0});
     }
-    ex_plot_log(argc, argv, "mlp_loss.png", log, "MLP: loss", "training cross-entropy", false, 1,
-            (const char *[]){"train_loss"}, NULL);
+    ex_plot_log(argc, argv, "mlp_loss.png", log, "MLP: loss", "training cross-entropy", false,
+                1, (const char *[]){"train_loss"}, NULL);
     ex_plot_log(argc, argv, "mlp_accuracy.png", log, "MLP", "accuracy", false, 2,
-            (const char *[]){"valid_acc", "test_acc"}, (const char *[]){"validation", "test"});
+                (const char *[]){"valid_acc", "test_acc"}, (const char *[]){"validation", "test"});
 
     double final = tg_metrics_log_column(log, "valid_acc")[epochs - 1];
     tg_metrics_log_close(log);

@@ -55,9 +55,9 @@ int main(int argc, char **argv)
         ex_log(log, (double[]){epoch, mean_hinge, mistakes, valid.accuracy, test.accuracy,
                                ex_seconds() - t0});
     }
-    ex_plot_log(argc, argv, "perceptron_accuracy.png", log, "Perceptron on Fashion-MNIST", "accuracy",
-            false, 2, (const char *[]){"valid_acc", "test_acc"},
-            (const char *[]){"validation", "test"});
+    ex_plot_log(argc, argv, "perceptron_accuracy.png", log, "Perceptron on Fashion-MNIST",
+                "accuracy", false, 2, (const char *[]){"valid_acc", "test_acc"},
+                (const char *[]){"validation", "test"});
 
     double final = tg_metrics_log_column(log, "valid_acc")[epochs - 1];
     tg_metrics_log_close(log);

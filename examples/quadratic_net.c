@@ -86,8 +86,9 @@ int main(int argc, char **argv)
         printf("K = %2d, D = %d: trained loss %.6f, closed-form loss %.6f, max |c_Θ - ĉ| = %.2g\n",
                ks[r], d, final[r], closed, worst[r]);
         snprintf(names[r], sizeof names[r], "network, K = %d", ks[r]);
-        chart.series[r] = (tg_series){.name = names[r], .x = tg_metrics_log_column(curve[r], "step"),
-                                      .y = tg_metrics_log_column(curve[r], "mse"), .n = steps};
+        chart.series[r] = (tg_series){.name = names[r], .n = steps,
+                                      .x = tg_metrics_log_column(curve[r], "step"),
+                                      .y = tg_metrics_log_column(curve[r], "mse")};
     }
     printf("\n  i  j   closed-form ĉ   c_Θ (K = %d)   c_Θ (K = %d)\n", ks[0], ks[1]);
     for (int i = 0, q = 0; i < d; i++)

@@ -24,7 +24,8 @@ done
 ex_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ex_out="$build/examples/fast"; mkdir -p "$ex_out"
 echo "== examples --fast"
-for ex in hello_grad shortest_mlp mlp_modules data_summary perceptron logistic_regression mlp quadratic_net relu_max xor_interval regression custom_op; do
+for ex in hello_grad shortest_mlp mlp_modules data_summary perceptron logistic_regression mlp \
+          quadratic_net relu_max xor_interval regression custom_op; do
   case $ex in
     hello_grad) args=() ;;               # no flags: it is the README's 20-line program
     shortest_mlp) args=() ;;             # no flags: the README's shortest Fashion-MNIST program

@@ -1046,7 +1046,8 @@ static void test_loader_starts_next_epoch_by_itself(void **state)
     for (int e = 0; e < 3; e++) {
         int64_t k = 0, batches = 0;
         while (tg_loader_next(L, &xb, &yb)) {
-            for (int64_t i = 0; i < xb->shape[0]; i++) order[e][k++] = (int64_t)tg_get_flat(xb, 2 * i);
+            for (int64_t i = 0; i < xb->shape[0]; i++)
+                order[e][k++] = (int64_t)tg_get_flat(xb, 2 * i);
             batches++;
         }
         assert_null(xb);
