@@ -17,9 +17,9 @@ tg_gradcheck_opts tg_gradcheck_defaults(void)
 static void check_inputs(tg_tensor **inputs, int n)
 {
     for (int k = 0; k < n; k++) {
-        tg__check_live(inputs[k], "tg_gradcheck");
+        tg_check_live(inputs[k], "tg_gradcheck");
         if (inputs[k]->dtype != TG_F64 || !inputs[k]->persistent || !inputs[k]->requires_grad)
-            tg__fail("tg_gradcheck: input %d must be a persistent float64 tensor with "
+            tg_fail("tg_gradcheck: input %d must be a persistent float64 tensor with "
                      "requires_grad (finite differences in float32 are too coarse)", k);
     }
 }
@@ -29,9 +29,9 @@ static double evaluate(tg_scalar_fn f, tg_tensor **inputs, int n, void *ctx)
 {
     bool previous = tg_set_grad_enabled(false);
     tg_tensor *y = f(inputs, n, ctx);
-    tg__check_live(y, "tg_gradcheck");
+    tg_check_live(y, "tg_gradcheck");
     if (y->numel != 1)
-        tg__fail("tg_gradcheck: the function must return one element, got %lld",
+        tg_fail("tg_gradcheck: the function must return one element, got %lld",
                  (long long)y->numel);
     double v = tg_get_flat(y, 0);
     tg_set_grad_enabled(previous);
@@ -150,7 +150,7 @@ tg_gradcheck_result tg_gradcheck(tg_scalar_fn f, tg_tensor **inputs, int n, void
 /* Row i of the Jacobian is the gradient of output i: one backward per output, seeded with e_i. */
 tg_tensor *tg_jacobian(tg_vector_fn f, tg_tensor *input, void *ctx)
 {
-    tg__check_float(input, "tg_jacobian");
+    tg_check_float(input, "tg_jacobian");
     tg_tensor *y = f(input, ctx);
     int64_t m = y->numel, n = input->numel;
     tg_tensor *seed = tg_zeros(y->dtype, y->ndim, y->shape); /* e_i, shaped like the output */
@@ -172,7 +172,7 @@ tg_tensor *tg_jacobian(tg_vector_fn f, tg_tensor *input, void *ctx)
 
 tg_tensor *tg_jacobian_numeric(tg_vector_fn f, tg_tensor *input, void *ctx, double eps)
 {
-    tg__check_float(input, "tg_jacobian_numeric");
+    tg_check_float(input, "tg_jacobian_numeric");
     bool previous = tg_set_grad_enabled(false);
     int64_t m = f(input, ctx)->numel, n = input->numel;
     tg_tape_reset();

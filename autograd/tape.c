@@ -87,7 +87,7 @@ tg_tensor *tg_op_output(tg_dtype dtype, int ndim, const int64_t *shape)
     tg_tensor *t = tg__arena_alloc(sizeof *t);
     tg__init_header(t, dtype, ndim, shape, "tg_op_output");
     t->generation = generation;
-    t->data = tg__arena_alloc(tg__bytes(t));
+    t->data = tg__arena_alloc(tg_nbytes(t));
     return t;
 }
 
@@ -147,7 +147,7 @@ static tg_tensor **grad_slot(tg_tensor *t)
 static tg_tensor *zeros_like_intermediate(const tg_tensor *t)
 {
     tg_tensor *g = tg_op_output(t->dtype, t->ndim, t->shape);
-    memset(g->data, 0, tg__bytes(g));
+    memset(g->data, 0, tg_nbytes(g));
     return g;
 }
 
