@@ -32,8 +32,11 @@ ifeq ($(NATIVE),1)
 OPT     += -march=native
 endif
 SAN     ?=
+# -ffp-contract=off: no fused multiply-adds the source does not write, so every CPU (and every
+# clone of autograd/cpu_clones.h) computes the same bits; gcc's default for -std=c11, not clang's.
 TG_CFLAGS := -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter \
-             $(OPT) $(SAN) -fPIC -Iinclude -I. -isystem $(BLIS_INC) $(EXTRA_CFLAGS)
+             -ffp-contract=off $(OPT) $(SAN) -fPIC -Iinclude -I. -isystem $(BLIS_INC) \
+             $(EXTRA_CFLAGS)
 ALL_CFLAGS  = $(TG_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SAN) -L$(BLIS_LIB) -Wl,-rpath,$(BLIS_LIB) $(LDFLAGS)
 LIB_LIBS := -lblis -lzip -lz -lstb -lpthread -lm
