@@ -20,7 +20,8 @@ endif
 # mpicc exists only once set-up has run: this generated file depends on the mpi set's stamp, so
 # make installs the set first, writes the file and reads the makefiles again (GNU make remakes
 # included makefiles). With NO_SETUP=1 it is written once; delete it after installing MPI.
-ifeq ($(filter clean,$(MAKECMDGOALS)),)
+# Only the goals that build dist/ ask for MPI: `make lib` still installs only the lib set.
+ifneq ($(if $(MAKECMDGOALS),$(filter all test dist examples/ddp_mlp,$(MAKECMDGOALS)),all),)
 -include $(BUILD)/mpi.mk
 endif
 ifeq ($(NO_SETUP),1)
