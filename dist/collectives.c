@@ -44,7 +44,12 @@ void tg_dist_sum(double *values, int n)
 {
     tg__dist_require_init("tg_dist_sum");
     int world = tg_dist_world_size();
-    double *all = tg_dist_is_main() ? tg__malloc(sizeof(double) * (size_t)n * (size_t)world) : NULL;
+    /* A step's few metrics fit on the stack: no heap allocation per step. */
+    double small[256];
+    size_t count = (size_t)n * (size_t)world;
+    double *all = !tg_dist_is_main() ? NULL
+                  : count <= 256     ? small
+                                     : tg__malloc(sizeof(double) * count);
     MPI_Request r;
     MPI_Igather(values, n, MPI_DOUBLE, all, n, MPI_DOUBLE, 0, MPI_COMM_WORLD, &r);
     tg__dist_wait(&r, 1, "tg_dist_sum");
@@ -54,7 +59,7 @@ void tg_dist_sum(double *values, int n)
             for (int k = 1; k < world; k++) s += all[(size_t)k * (size_t)n + (size_t)i];
             values[i] = s;
         }
-        tg__free(all);
+        if (all != small) tg__free(all);
     }
     MPI_Ibcast(values, n, MPI_DOUBLE, 0, MPI_COMM_WORLD, &r);
     tg__dist_wait(&r, 1, "tg_dist_sum");
