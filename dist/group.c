@@ -101,7 +101,7 @@ void tg__dist_wait(MPI_Request *requests, int n, const char *what)
             tg__dist_abort(3, "%s: no answer from the other ranks for %.0f s (a rank died, hangs, "
                            "or takes another code path); raise TG_DIST_TIMEOUT if a step is "
                            "really that slow", what, timeout_seconds);
-        sched_yield();
+        if ((spins & 63) == 63) sched_yield();
     }
 }
 
