@@ -8,7 +8,9 @@
 # Every round runs the eight configurations back to back, so a change in the machine's load hits
 # all of them; the table gives, per configuration, the median over rounds of each run's median
 # step time, the speedup T1/T2 and the efficiency T1/(2·T2) (same global batch: 2 processes
-# each do half the work). Both sides use one BLAS thread per process. Load averages are printed
+# each do half the work), and for tapegrad with 2 processes the part of the step spent in
+# tg_ddp_finish ("wait ms": communication the backward did not hide, and waiting for the slower
+# process). Both sides use one BLAS thread per process. Load averages are printed
 # before and after: on a shared 2-core machine they say how much of the 2 cores the runs had.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,7 +29,7 @@ $py -c 'import torch.distributed' 2>/dev/null || { echo "bench_dist: no torch (T
 steps_of() { [ "$1" = gemm ] && echo 30 || echo 1500; }
 tg_run() { # model np
   "${mpi[@]}" -np "$2" "$build/examples/ddp_mlp" --model "$1" --steps "$(steps_of "$1")" |
-    sed -n 's/^median step \([0-9.]*\) ms.*/\1/p'
+    sed -n 's/^median step \([0-9.]*\) ms, of which \([0-9.]*\) ms.*/\1 \2/p'
 }
 torch_run() { # model np
   local port=$((29500 + RANDOM % 1000)) pids=() r
@@ -54,17 +56,18 @@ done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 awk -v rounds="$rounds" '
-  { t[$1" "$2" "$3] = t[$1" "$2" "$3] " " $4 }
+  { t[$1" "$2" "$3] = t[$1" "$2" "$3] " " $4; if (NF == 5) w[$1" "$2" "$3] = w[$1" "$2" "$3] " " $5 }
   function med(s,   a, n, i, j, x) {
     n = split(s, a, " ")
     for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j+1] = a[j]; a[j+1] = x }
     return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
   }
   END {
-    printf "%-6s %-9s %12s %12s %8s %10s   runs (ms, 1 proc | 2 procs)\n", "model", "impl", "1 proc ms", "2 procs ms", "speedup", "efficiency"
+    printf "%-6s %-9s %12s %12s %8s %10s %10s   runs (ms, 1 proc | 2 procs)\n", "model", "impl", "1 proc ms", "2 procs ms", "speedup", "efficiency", "wait ms"
     split("gemm small", ms, " "); split("tapegrad torch", is, " ")
     for (a = 1; a <= 2; a++) for (b = 1; b <= 2; b++) {
       k1 = ms[a]" "is[b]" 1"; k2 = ms[a]" "is[b]" 2"; t1 = med(t[k1]); t2 = med(t[k2])
-      printf "%-6s %-9s %12.3f %12.3f %8.2f %9.0f%%  %s |%s\n", ms[a], is[b], t1, t2, t1/t2, 50*t1/t2, t[k1], t[k2]
+      wt = (k2 in w) ? sprintf("%.3f", med(w[k2])) : "-"
+      printf "%-6s %-9s %12.3f %12.3f %8.2f %9.0f%% %10s  %s |%s\n", ms[a], is[b], t1, t2, t1/t2, 50*t1/t2, wt, t[k1], t[k2]
     }
   }' "$tmp/all"

@@ -30,6 +30,7 @@ struct tg_ddp {
     bool learned, deterministic, no_overlap, armed;
     bucket *buckets;
     int n_buckets, next_launch, overlapped;
+    double wait_seconds;         /* inside the last tg_ddp_finish */
     double weight;
     unsigned char *buf, *gathered;
     size_t buf_bytes;
@@ -90,6 +91,7 @@ tg_ddp *tg_ddp_new(const tg_param_list *params, const tg_ddp_opts *opts)
 
 int tg_ddp_num_buckets(const tg_ddp *d) { return d->n_buckets; }
 int tg_ddp_overlapped_buckets(const tg_ddp *d) { return d->overlapped; }
+double tg_ddp_wait_seconds(const tg_ddp *d) { return d->wait_seconds; }
 
 static int find_param(const tg_ddp *d, const tg_tensor *t)
 {
@@ -241,6 +243,7 @@ static void unpack(tg_ddp *d)
 void tg_ddp_finish(tg_ddp *d)
 {
     if (!d->armed) tg__fail("tg_ddp_finish: call tg_ddp_begin before the backward");
+    double t0 = MPI_Wtime();
     tg_set_backward_hook(NULL, NULL);
     d->armed = false;
     int during_backward = d->next_launch;
@@ -260,6 +263,7 @@ void tg_ddp_finish(tg_ddp *d)
     }
     d->overlapped = during_backward;
     unpack(d);
+    d->wait_seconds = MPI_Wtime() - t0;
     if (!d->learned) {
         memcpy(d->uses, d->seen, sizeof(int) * (size_t)d->n);
         d->learned = true;

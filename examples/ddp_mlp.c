@@ -23,7 +23,7 @@ static const char usage[] =
 typedef struct {
     double ms[4096];
     int n;
-} step_times;
+} step_times;     /* milliseconds of the timed steps */
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -117,7 +117,7 @@ int main(int argc, char **argv)
                tg_ddp_num_buckets(ddp), dopts.deterministic ? ", deterministic" : "",
                dopts.no_overlap ? ", no overlap" : "");
 
-    static step_times times;
+    static step_times times, waits;
     int steps = 0;
     for (int epoch = first_epoch; epoch < epochs; epoch++) {
         tg_shard_loader_reset(L);
@@ -133,7 +133,10 @@ int main(int argc, char **argv)
             tg_ddp_backward(ddp, loss, w);
             tg_optimizer_step(opt);
             tg_tape_reset();
-            if (++steps > 3 && times.n < 4096) times.ms[times.n++] = 1e3 * (ex_seconds() - t0);
+            if (++steps > 3 && times.n < 4096) {
+                times.ms[times.n++] = 1e3 * (ex_seconds() - t0);
+                waits.ms[waits.n++] = 1e3 * tg_ddp_wait_seconds(ddp);
+            }
             if (max_steps && steps >= max_steps) break;
         }
         tg_dist_sum(sums, 1);
@@ -144,11 +147,12 @@ int main(int argc, char **argv)
         if (max_steps && steps >= max_steps) break;
     }
     /* The ranks' medians are close: every step ends in the same reduction. */
-    double med[1] = {median(&times)};
-    tg_dist_sum(med, 1);
+    double med[2] = {median(&times), median(&waits)};
+    tg_dist_sum(med, 2);
     if (tg_dist_is_main())
-        printf("median step %.3f ms (mean of the ranks' medians, %d steps timed per rank)\n",
-               med[0] / world, times.n);
+        printf("median step %.3f ms, of which %.3f ms waiting for gradients after the backward "
+               "(means of the ranks' medians, %d steps timed per rank)\n", med[0] / world,
+               med[1] / world, times.n);
     double final_acc = dist_accuracy(model, &m.val);
     const char *ckpt = ex_str(argc, argv, "--checkpoint", NULL);
     if (ckpt && tg_dist_is_main()) tg_dist_check(tg_checkpoint_save(ckpt, model, opt, NULL), ckpt);

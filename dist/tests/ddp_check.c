@@ -8,6 +8,7 @@
  *       compares every later step with the curve of the uninterrupted run
  *   ddp_check fault-input | fault-hang | fault-die   rank 1 fails in one of three ways */
 #include <math.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,11 +18,15 @@
 
 enum { N_ROWS = 200, N_IN = 20, N_HIDDEN = 32, N_OUT = 10, BATCH = 27 };
 
-static int fail(const char *fmt, const char *a, double x, double y)
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
     fprintf(stderr, "ddp_check: rank %d: ", tg_dist_rank());
-    fprintf(stderr, fmt, a, x, y);
+    vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
+    va_end(ap);
     return 1;
 }
 
@@ -173,8 +178,13 @@ static int curve(int steps, const char *out, int save_at, const char *ckpt)
     net ref = make_net(7), full = make_net(7);
     tg_rng_seed(&rng, 3);
     tg_loader *ref_loader = tg_loader_new(d.x, d.y, BATCH, true, false, &rng);
+    tg_tensor *acc_t[8];
     float *acc[8];
-    for (int i = 0; i < ref.ps.n; i++) acc[i] = malloc(tg_nbytes(ref.ps.tensors[i]));
+    for (int i = 0; i < ref.ps.n; i++) {
+        tg_tensor *p = ref.ps.tensors[i];
+        acc_t[i] = tg_zeros(p->dtype, p->ndim, p->shape);
+        acc[i] = acc_t[i]->data;
+    }
 
     FILE *f = tg_dist_is_main() ? fopen(out, "w") : NULL;
     int bad = 0, overlapped_steps = 0;
@@ -193,27 +203,26 @@ static int curve(int steps, const char *out, int save_at, const char *ckpt)
         double full_loss = full_step(&full, xb, yb);
         if (f) fprintf(f, "%d %.17g %.17g\n", s + 1, loss, batch_sum);
         if (loss != ref_loss || !same_params(&n, &ref))
-            bad = fail("step %s: loss %.17g, one process with the same shards %.17g (and the "
-                       "parameters must be identical)", (char[]){(char)('0' + s % 10), 0}, loss,
-                       ref_loss);
+            bad = fail("step %d: loss %.17g, one process with the same shards %.17g (the loss and "
+                       "every parameter must be identical)", s + 1, loss, ref_loss);
         double rel = fabs(loss - full_loss) / fabs(full_loss);
         if (rel > worst_rel) worst_rel = rel;
         if (rel > 1e-4)
-            bad = fail("%s: loss %.17g, unsharded one-process loss %.17g", "tolerance", loss,
-                       full_loss);
+            bad = fail("step %d: loss %.17g, unsharded one-process loss %.17g (tolerance 1e-4)",
+                       s + 1, loss, full_loss);
         if (ckpt && s + 1 == save_at && tg_dist_is_main())
             tg_dist_check(tg_checkpoint_save(ckpt, n.model, n.opt, NULL), ckpt);
     }
     if (f) fclose(f);
     if (!bad && steps > 2 && overlapped_steps < steps - 2)
-        bad = fail("%s: a bucket's reduction started during backward in only %g of %g steps",
-                   "overlap", overlapped_steps, steps);
+        bad = fail("overlap: a bucket's reduction started during backward in only %d of %d steps",
+                   overlapped_steps, steps);
     if (!bad && tg_dist_is_main())
         printf("ok: %d ranks, %d steps, %d buckets: bit-identical to one process with the same "
                "shards; largest relative loss difference to the unsharded batch %.3g; reduction "
                "overlapped backward in %d steps\n", world, steps, tg_ddp_num_buckets(ddp),
                worst_rel, overlapped_steps);
-    for (int i = 0; i < ref.ps.n; i++) free(acc[i]);
+    for (int i = 0; i < ref.ps.n; i++) tg_free(acc_t[i]);
     tg_loader_free(ref_loader);
     free_net(&ref);
     free_net(&full);
@@ -238,7 +247,7 @@ static int resume(int steps, const char *ckpt, const char *curve_path)
     int64_t start = tg_optimizer_steps(n.opt);
     tg_shard_loader_seek(L, start);
     FILE *f = fopen(curve_path, "r");
-    if (!f) return fail("%s: cannot read (%g %g)", curve_path, 0, 0);
+    if (!f) return fail("%s: cannot read it", curve_path);
     int bad = 0, compared = 0;
     double worst = 0;
     for (int64_t s = start; s < steps && !bad; s++) {
@@ -246,18 +255,22 @@ static int resume(int steps, const char *ckpt, const char *curve_path)
         int k = 0;
         double loss = ddp_step(&n, ddp, L, &batch_sum);
         while (k != s + 1 && fscanf(f, "%d %lf %lf", &k, &want_loss, &want_sum) == 3) {}
-        if (k != s + 1) { bad = fail("%s: no step in the curve (%g %g)", curve_path, 0, 0); break; }
+        if (k != s + 1) {
+            bad = fail("%s: no step %lld in the curve", curve_path, (long long)s + 1);
+            break;
+        }
         if (batch_sum != want_sum)
-            bad = fail("%s: resumed run drew another global batch (checksum %.17g, want %.17g)",
-                       "seek", batch_sum, want_sum);
+            bad = fail("step %lld: the resumed run drew another global batch (checksum %.17g, "
+                       "want %.17g)", (long long)s + 1, batch_sum, want_sum);
         double rel = fabs(loss - want_loss) / fabs(want_loss);
         if (rel > worst) worst = rel;
-        if (rel > 1e-4) bad = fail("%s: loss %.17g, uninterrupted run %.17g", "resume", loss,
-                                   want_loss);
+        if (rel > 1e-4)
+            bad = fail("step %lld: loss %.17g, uninterrupted run %.17g (tolerance 1e-4)",
+                       (long long)s + 1, loss, want_loss);
         compared++;
     }
     fclose(f);
-    if (!bad && compared == 0) bad = fail("%s: nothing compared (%g %g)", ckpt, 0, 0);
+    if (!bad && compared == 0) bad = fail("%s: no step left to compare", ckpt);
     if (!bad && tg_dist_is_main())
         printf("ok: resumed at step %lld with %d ranks: %d steps on the same global batches, "
                "largest relative loss difference %.3g\n", (long long)start,

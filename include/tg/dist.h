@@ -93,6 +93,9 @@ void tg_ddp_backward(tg_ddp *d, tg_tensor *loss, double weight);
 int tg_ddp_num_buckets(const tg_ddp *d);
 /* Buckets whose reduction started inside the last backward (before tg_ddp_finish). */
 int tg_ddp_overlapped_buckets(const tg_ddp *d);
+/* Seconds the last tg_ddp_finish took: the communication the backward did not hide (and the
+ * wait for slower ranks), with the packing of late buckets and the unpacking. */
+double tg_ddp_wait_seconds(const tg_ddp *d);
 void tg_ddp_free(tg_ddp *d);                   /* NULL is fine */
 
 /* ---- sharded loader --------------------------------------------------------------------- */
