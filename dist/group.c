@@ -119,6 +119,7 @@ MPI_Datatype tg__dist_mpi_type(tg_dtype dtype)
     case TG_F32: return MPI_FLOAT;
     case TG_F64: return MPI_DOUBLE;
     case TG_I32: return MPI_INT32_T;
+    case TG_I64: return MPI_INT64_T;
     }
     tg__fail("tapegrad dist: unknown dtype %d", (int)dtype);
 }
