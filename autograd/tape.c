@@ -15,6 +15,8 @@
 static _Thread_local tg_node **records;   /* capacity kept across resets */
 static _Thread_local size_t n_records, cap_records;
 static _Thread_local bool grad_disabled;
+static _Thread_local tg_backward_hook backward_hook;
+static _Thread_local void *backward_hook_data;
 /* The step an intermediate belongs to; a tensor of an earlier step is released. */
 static _Thread_local uint32_t generation = 1;
 #ifdef NDEBUG
@@ -34,6 +36,12 @@ typedef struct {
     bool grad_was_enabled;        /* restored at the end (or by tg_tape_reset after an error) */
 } grad_pass;
 static _Thread_local grad_pass *active_pass;
+
+void tg_set_backward_hook(tg_backward_hook hook, void *user_data)
+{
+    backward_hook = hook;
+    backward_hook_data = user_data;
+}
 
 bool tg_grad_enabled(void) { return !grad_disabled; }
 
@@ -222,6 +230,7 @@ void tg_backward_with(tg_tensor *out, const tg_tensor *grad_output)
         if (!node->out->grad) continue; /* does not reach the output */
         node->op->backward(node);
         if (tg__anomaly_on()) tg__anomaly_check_backward(node, NULL);
+        if (backward_hook) backward_hook(node, backward_hook_data);
     }
 }
 
