@@ -91,6 +91,18 @@ if command -v clang >/dev/null && ! nm "$build/libtapegrad.a" 2>/dev/null | grep
 fi
 # ---- end of examples ------------------------------------------------------------------------------
 
+# ---- the public header from C++ (extern "C", no C-only keywords), when a C++ compiler is here ----
+if command -v g++ >/dev/null; then
+  if echo '#include <tapegrad.h>
+int main() { return tg_version() == nullptr; }' | g++ -std=c++17 -Wall -Werror -I"$ex_root/include" \
+       -x c++ -fsyntax-only - 2>"$build/cxx_header.log"; then
+    passed=$((passed + 1)); echo "[       OK ] <tapegrad.h> compiles as C++17"
+  else
+    failed=$((failed + 1)); bad_bins+=("C++ header"); echo "[  FAILED  ] <tapegrad.h> as C++"
+    head -n 5 "$build/cxx_header.log" | sed 's/^/    /'
+  fi
+fi
+
 # ---- extension points build out of tree -----------------------------------------------------------
 # A user's op (and optimizer) need only the public headers: compile them with -Iinclude alone.
 echo "== out-of-tree builds"
