@@ -38,6 +38,10 @@ tg_status tg__st_check(const tg__st_file *f, const tg__st_entry *e, const tg_ten
 /* Copies e's data (checked) into dst. */
 void tg__st_copy(const tg__st_file *f, const tg__st_entry *e, tg_tensor *dst);
 
+/* Name comparisons made by the reader and writer so far (a test hook: loads must stay
+ * O(n log n) in the header's entries). */
+uint64_t tg__st_name_compares(void);
+
 /* Atomic write of named tensors and string metadata. */
 tg_status tg__st_write(const char *path, int n, const char *const *names,
                        const tg_tensor *const *tensors, int n_meta,
