@@ -15,6 +15,12 @@ typedef struct {
     bool used;                 /* set by the loader when the entry has been claimed */
 } tg__st_entry;
 
+/* A name and the position it came from, in an array sorted by name for lookups. */
+typedef struct {
+    const char *name;
+    int index;
+} tg__st_named;
+
 /* A safetensors file read whole and validated structurally: header length, JSON syntax, known
  * dtypes, shapes, offsets in range, contiguous and covering the data section exactly. */
 typedef struct {
@@ -27,6 +33,8 @@ typedef struct {
     tg__st_entry *entries;
     int n_meta;
     char **meta_keys, **meta_values;
+    tg__st_named *by_name;     /* entries sorted by name (tg__st_find) */
+    tg__st_named *meta_by_key; /* metadata sorted by key (tg__st_meta) */
 } tg__st_file;
 
 tg_status tg__st_open(const char *path, tg__st_file *f);   /* on error f is left empty */

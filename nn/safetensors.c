@@ -32,6 +32,52 @@ static int name_cmp(const char *a, const char *b)
     return strcmp(a, b);
 }
 
+/* ---- names sorted for lookup ------------------------------------------------------------------
+ * Duplicate checks and lookups go through a sorted copy of the names: O(n log n) comparisons in
+ * the worst case whatever the header holds (glibc's qsort is a merge sort), where a scan per name
+ * costs n²/2 and a fixed hash can be flooded by crafted names. */
+static int by_name(const void *a, const void *b)
+{
+    return name_cmp(((const tg__st_named *)a)->name, ((const tg__st_named *)b)->name);
+}
+
+/* Sorts v by name; returns a name that appears twice, or NULL. */
+static const char *sort_names(tg__st_named *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, by_name);
+    for (int i = 1; i < n; i++)
+        if (name_cmp(v[i - 1].name, v[i].name) == 0) return v[i].name;
+    return NULL;
+}
+
+/* The index stored with name in v (sorted), or -1. */
+static int find_name(const tg__st_named *v, int n, const char *name)
+{
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2, c = name_cmp(v[mid].name, name);
+        if (c == 0) return v[mid].index;
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return -1;
+}
+
+static tg__st_named *names_of(const char *const *names, int n)
+{
+    tg__st_named *v = tg__xrealloc(NULL, (size_t)(n ? n : 1) * sizeof *v);
+    for (int i = 0; i < n; i++) v[i] = (tg__st_named){names[i], i};
+    return v;
+}
+
+/* Room for one more element of an array of n: the size doubles at powers of two, so n appends
+ * copy O(n) bytes in all. */
+static void *grow(void *p, int n, size_t size)
+{
+    if (n & (n - 1)) return p;
+    return tg__xrealloc(p, (size_t)(n ? 2 * n : 1) * size);
+}
+
 static bool host_little_endian(void)
 {
     const uint16_t one = 1;
@@ -136,7 +182,7 @@ static void sync_parent_dir(const char *path)
         (void)fsync(fd);
         close(fd);
     }
-    free(copy);
+    tg__free(copy);
 }
 
 tg_status tg__st_write(const char *path, int n, const char *const *names,
@@ -149,14 +195,19 @@ tg_status tg__st_write(const char *path, int n, const char *const *names,
             return tg_status_set(TG_ERR_VALUE, "%s: tensor %d has an empty or reserved name",
                                  path, i);
         tg__check_live(tensors[i], "tg_safetensors_save");
-        for (int j = 0; j < i; j++)
-            if (name_cmp(names[i], names[j]) == 0)
-                return tg_status_set(TG_ERR_VALUE, "%s: tensor name '%s' appears twice", path,
-                                     names[i]);
     }
     for (int i = 0; i < n_meta; i++)
         if (!meta_keys[i] || !meta_values[i])
             return tg_status_set(TG_ERR_VALUE, "%s: metadata entry %d is NULL", path, i);
+    tg__st_named *sorted = names_of(names, n);
+    const char *twice = sort_names(sorted, n);
+    tg__free(sorted);
+    if (twice) return tg_status_set(TG_ERR_VALUE, "%s: tensor name '%s' appears twice", path, twice);
+    sorted = names_of(meta_keys, n_meta);
+    twice = sort_names(sorted, n_meta);
+    tg__free(sorted);
+    if (twice)
+        return tg_status_set(TG_ERR_VALUE, "%s: metadata key '%s' appears twice", path, twice);
 
     /* Data order: 8-byte dtypes first, then 4-byte ones, so every tensor is aligned to its
      * element size when the header is padded to a multiple of 8 (what the reference writer
@@ -223,9 +274,9 @@ tg_status tg__st_write(const char *path, int n, const char *const *names,
     if (st != TG_OK) remove(tmp);
     else sync_parent_dir(path);
 done:
-    free(tmp);
-    free(h.s);
-    free(order);
+    tg__free(tmp);
+    tg__free(h.s);
+    tg__free(order);
     return st;
 }
 
@@ -309,7 +360,7 @@ static void put_utf8(strbuf *b, uint32_t cp)
     sb_put(b, u, n);
 }
 
-/* A string literal -> malloc'd UTF-8 (NULL on error). NUL characters are refused: names are
+/* A string literal -> UTF-8 from tg__xrealloc (NULL on error). NUL characters are refused: names are
  * C strings. */
 static char *parse_string(parser *p)
 {
@@ -349,7 +400,7 @@ static char *parse_string(parser *p)
         if (cp == 0) { perr(p, "NUL character in string"); break; }
         put_utf8(&b, cp);
     }
-    free(b.s);
+    tg__free(b.s);
     return NULL;
 }
 
@@ -391,15 +442,17 @@ static bool parse_uint_array(parser *p, uint64_t *vals, int max, int *n, const c
 
 static void free_file(tg__st_file *f)
 {
-    for (int i = 0; i < f->n; i++) free(f->entries[i].name);
+    for (int i = 0; i < f->n; i++) tg__free(f->entries[i].name);
     for (int i = 0; i < f->n_meta; i++) {
-        free(f->meta_keys[i]);
-        free(f->meta_values[i]);
+        tg__free(f->meta_keys[i]);
+        tg__free(f->meta_values[i]);
     }
-    free(f->entries);
-    free(f->meta_keys);
-    free(f->meta_values);
-    free(f->bytes);
+    tg__free(f->entries);
+    tg__free(f->meta_keys);
+    tg__free(f->meta_values);
+    tg__free(f->by_name);
+    tg__free(f->meta_by_key);
+    tg__free(f->bytes);
     memset(f, 0, sizeof *f);
 }
 
@@ -416,32 +469,32 @@ static bool parse_metadata(parser *p, tg__st_file *f)
         char *k = parse_string(p);
         if (!k) return false;
         if (!expect(p, ':')) {
-            free(k);
+            tg__free(k);
             return false;
         }
         skip_ws(p);
         if (p->pos >= p->len || p->s[p->pos] != '"') {
-            free(k);
+            tg__free(k);
             return perr(p, "__metadata__ values must be strings");
         }
         char *v = parse_string(p);
         if (!v) {
-            free(k);
+            tg__free(k);
             return false;
         }
-        for (int i = 0; i < f->n_meta; i++)
-            if (name_cmp(f->meta_keys[i], k) == 0) {
-                free(k);
-                free(v);
-                return perr(p, "duplicate key in __metadata__");
-            }
-        f->meta_keys = tg__xrealloc(f->meta_keys, (size_t)(f->n_meta + 1) * sizeof(char *));
-        f->meta_values = tg__xrealloc(f->meta_values, (size_t)(f->n_meta + 1) * sizeof(char *));
+        f->meta_keys = grow(f->meta_keys, f->n_meta, sizeof(char *));
+        f->meta_values = grow(f->meta_values, f->n_meta, sizeof(char *));
         f->meta_keys[f->n_meta] = k;
         f->meta_values[f->n_meta] = v;
         f->n_meta++;
     } while (accept(p, ','));
-    return expect(p, '}');
+    if (!expect(p, '}')) return false;
+    f->meta_by_key = names_of((const char *const *)f->meta_keys, f->n_meta);
+    const char *twice = sort_names(f->meta_by_key, f->n_meta);
+    if (!twice) return true;
+    char msg[96];
+    snprintf(msg, sizeof msg, "duplicate key \"%.40s\" in __metadata__", twice);
+    return perr(p, msg);
 }
 
 static bool tensor_error(parser *p, const char *name, const char *what)
@@ -474,7 +527,7 @@ static bool parse_entry(parser *p, tg__st_entry *e)
                     snprintf(msg, sizeof msg, "unsupported dtype \"%.40s\" (F32, F64, I32 are)", d);
                     ok = tensor_error(p, e->name, msg);
                 }
-                free(d);
+                tg__free(d);
             }
             have_dtype = true;
         } else if (ok && strcmp(key, "shape") == 0 && !have_shape) {
@@ -499,7 +552,7 @@ static bool parse_entry(parser *p, tg__st_entry *e)
                              strcmp(key, "data_offsets") == 0 ? "duplicate" : "unknown", key);
             ok = tensor_error(p, e->name, msg);
         }
-        free(key);
+        tg__free(key);
         if (!ok) return false;
     } while (accept(p, ','));
     if (!expect(p, '}')) return false;
@@ -518,23 +571,17 @@ static bool parse_header(parser *p, tg__st_file *f)
         char *name = parse_string(p);
         if (!name) return false;
         if (!expect(p, ':')) {
-            free(name);
+            tg__free(name);
             return false;
         }
         if (strcmp(name, "__metadata__") == 0) {
-            free(name);
+            tg__free(name);
             if (have_meta) return perr(p, "two __metadata__ objects");
             have_meta = true;
             if (!parse_metadata(p, f)) return false;
             continue;
         }
-        for (int i = 0; i < f->n; i++)
-            if (name_cmp(f->entries[i].name, name) == 0) {
-                tensor_error(p, name, "appears twice in the header");
-                free(name);
-                return false;
-            }
-        f->entries = tg__xrealloc(f->entries, (size_t)(f->n + 1) * sizeof *f->entries);
+        f->entries = grow(f->entries, f->n, sizeof *f->entries);
         tg__st_entry *e = &f->entries[f->n++];
         memset(e, 0, sizeof *e);
         e->name = name;
@@ -544,7 +591,10 @@ static bool parse_header(parser *p, tg__st_file *f)
 end:
     skip_ws(p);
     if (p->pos != p->len) return perr(p, "unexpected text after the header object");
-    return true;
+    f->by_name = tg__xrealloc(NULL, (size_t)(f->n ? f->n : 1) * sizeof *f->by_name);
+    for (int i = 0; i < f->n; i++) f->by_name[i] = (tg__st_named){f->entries[i].name, i};
+    const char *twice = sort_names(f->by_name, f->n);
+    return twice ? tensor_error(p, twice, "appears twice in the header") : true;
 }
 
 /* Entries sorted by begin offset must tile [0, data_size) exactly. */
@@ -598,7 +648,7 @@ static tg_status check_layout(tg__st_file *f)
     if (st == TG_OK && at != f->data_size)
         st = tg_status_set(TG_ERR_FORMAT, "%s: the data section has %zu bytes but the tensors "
                            "cover %" PRIu64, f->path, f->data_size, at);
-    free(idx);
+    tg__free(idx);
     return st;
 }
 
@@ -620,7 +670,7 @@ tg_status tg__st_open(const char *path, tg__st_file *f)
         return tg_status_set(TG_ERR_FORMAT, "%s: %zu bytes, too short for a safetensors file "
                              "(truncated?)", path, f->size);
     }
-    f->bytes = malloc(f->size);
+    f->bytes = tg__aligned_bytes(f->size);
     if (!f->bytes) {
         fclose(fp);
         return tg_status_set(TG_ERR_NOMEM, "%s: cannot allocate %zu bytes to read it", path,
@@ -662,16 +712,14 @@ tg_status tg__st_open(const char *path, tg__st_file *f)
 
 tg__st_entry *tg__st_find(const tg__st_file *f, const char *name)
 {
-    for (int i = 0; i < f->n; i++)
-        if (name_cmp(f->entries[i].name, name) == 0) return &f->entries[i];
-    return NULL;
+    int i = find_name(f->by_name, f->n, name);
+    return i < 0 ? NULL : &f->entries[i];
 }
 
 const char *tg__st_meta(const tg__st_file *f, const char *key)
 {
-    for (int i = 0; i < f->n_meta; i++)
-        if (name_cmp(f->meta_keys[i], key) == 0) return f->meta_values[i];
-    return NULL;
+    int i = find_name(f->meta_by_key, f->n_meta, key);
+    return i < 0 ? NULL : f->meta_values[i];
 }
 
 static void shape_text(char *buf, size_t len, tg_dtype dtype, int ndim, const int64_t *shape)
@@ -731,7 +779,7 @@ tg_status tg_safetensors_load(const char *path, const tg_param_list *tensors)
                                "being loaded)", path, f.entries[i].name);
     if (st == TG_OK)
         for (int i = 0; i < tensors->n; i++) tg__st_copy(&f, found[i], tensors->tensors[i]);
-    free(found);
+    tg__free(found);
     tg__st_close(&f);
     return st;
 }
