@@ -8,7 +8,9 @@
 /* One tensor entry of a parsed safetensors header. */
 typedef struct {
     char *name;
-    tg_dtype dtype;
+    tg_dtype dtype;            /* of the tensor it loads into (F16 and BF16 widen to F32) */
+    const char *file_dtype;    /* as the header names it: "F32", "BF16", ... */
+    size_t file_size;          /* bytes per element in the file */
     int ndim;
     int64_t shape[TG_MAX_DIMS];
     uint64_t begin, end;       /* byte offsets into the data section */

@@ -86,7 +86,46 @@ static bool host_little_endian(void)
 
 static const char *file_dtype_name(tg_dtype d)
 {
-    return d == TG_F32 ? "F32" : d == TG_F64 ? "F64" : "I32";
+    switch (d) {
+    case TG_F32: return "F32";
+    case TG_F64: return "F64";
+    case TG_I32: return "I32";
+    case TG_I64: return "I64";
+    }
+    return "?";
+}
+
+/* The file dtypes that load, the dtype of the tensor each loads into, and their size in the
+ * file. F16 and BF16 widen to F32 exactly: every half and bfloat16 value is a float32 value. */
+static const struct {
+    const char *name;
+    tg_dtype dtype;
+    size_t size;
+} file_dtypes[] = {
+    {"F32", TG_F32, 4}, {"F64", TG_F64, 8}, {"I32", TG_I32, 4}, {"I64", TG_I64, 8},
+    {"F16", TG_F32, 2}, {"BF16", TG_F32, 2},
+};
+
+static float half_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, mant = h & 0x3ffu, bits;
+    if (exp == 0) { /* zero and subnormals: mant · 2^-24, exact in float */
+        float mag = (float)mant * 0x1p-24f;
+        return sign ? -mag : mag;
+    }
+    if (exp == 31) bits = sign | 0x7f800000u | mant << 13; /* inf, NaN */
+    else bits = sign | (exp + 127 - 15) << 23 | mant << 13;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static float bfloat16_to_float(uint16_t h)
+{
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
 }
 
 /* Copies n elements of size esize, reversing bytes on a big-endian host (files are LE). */
@@ -519,12 +558,16 @@ static bool parse_entry(parser *p, tg__st_entry *e)
             char *d = parse_string(p);
             ok = d != NULL;
             if (ok) {
-                if (strcmp(d, "F32") == 0) e->dtype = TG_F32;
-                else if (strcmp(d, "F64") == 0) e->dtype = TG_F64;
-                else if (strcmp(d, "I32") == 0) e->dtype = TG_I32;
-                else {
-                    char msg[96];
-                    snprintf(msg, sizeof msg, "unsupported dtype \"%.40s\" (F32, F64, I32 are)", d);
+                for (size_t k = 0; k < sizeof file_dtypes / sizeof file_dtypes[0]; k++)
+                    if (strcmp(d, file_dtypes[k].name) == 0) {
+                        e->dtype = file_dtypes[k].dtype;
+                        e->file_dtype = file_dtypes[k].name;
+                        e->file_size = file_dtypes[k].size;
+                    }
+                if (!e->file_dtype) {
+                    char msg[112];
+                    snprintf(msg, sizeof msg, "unsupported dtype \"%.40s\" (F32, F64, I32, I64, "
+                             "F16, BF16 are)", d);
                     ok = tensor_error(p, e->name, msg);
                 }
                 tg__free(d);
@@ -616,7 +659,7 @@ static tg_status check_layout(tg__st_file *f)
                                      e->name);
             numel *= (uint64_t)e->shape[d];
         }
-        uint64_t bytes = numel * tg_dtype_size(e->dtype);
+        uint64_t bytes = numel * e->file_size;
         if (e->end < e->begin)
             return tg_status_set(TG_ERR_FORMAT, "%s: tensor '%s': data_offsets [%" PRIu64
                                  ", %" PRIu64 "] end before they begin", f->path, e->name,
@@ -630,7 +673,7 @@ static tg_status check_layout(tg__st_file *f)
             return tg_status_set(TG_ERR_FORMAT, "%s: tensor '%s': data_offsets [%" PRIu64
                                  ", %" PRIu64 "] span %" PRIu64 " bytes but %s shape needs %"
                                  PRIu64, f->path, e->name, e->begin, e->end, e->end - e->begin,
-                                 file_dtype_name(e->dtype), bytes);
+                                 e->file_dtype, bytes);
     }
     const tg__st_entry **idx = tg__xrealloc(NULL, (size_t)(f->n ? f->n : 1) * sizeof *idx);
     for (int i = 0; i < f->n; i++) idx[i] = &f->entries[i];
@@ -722,9 +765,9 @@ const char *tg__st_meta(const tg__st_file *f, const char *key)
     return i < 0 ? NULL : f->meta_values[i];
 }
 
-static void shape_text(char *buf, size_t len, tg_dtype dtype, int ndim, const int64_t *shape)
+static void shape_text(char *buf, size_t len, const char *dtype, int ndim, const int64_t *shape)
 {
-    size_t used = (size_t)snprintf(buf, len, "%s [", file_dtype_name(dtype));
+    size_t used = (size_t)snprintf(buf, len, "%s [", dtype);
     for (int d = 0; d < ndim && used < len; d++)
         used += (size_t)snprintf(buf + used, len - used, d ? ", %lld" : "%lld",
                                  (long long)shape[d]);
@@ -737,15 +780,25 @@ tg_status tg__st_check(const tg__st_file *f, const tg__st_entry *e, const tg_ten
     for (int d = 0; same && d < e->ndim; d++) same = e->shape[d] == dst->shape[d];
     if (same) return TG_OK;
     char a[160], b[160];
-    shape_text(a, sizeof a, e->dtype, e->ndim, e->shape);
-    shape_text(b, sizeof b, dst->dtype, dst->ndim, dst->shape);
+    shape_text(a, sizeof a, e->file_dtype, e->ndim, e->shape);
+    shape_text(b, sizeof b, file_dtype_name(dst->dtype), dst->ndim, dst->shape);
     return tg_status_set(TG_ERR_FORMAT, "%s: tensor '%s' is %s in the file but %s in the model",
                          f->path, e->name, a, b);
 }
 
 void tg__st_copy(const tg__st_file *f, const tg__st_entry *e, tg_tensor *dst)
 {
-    copy_le(dst->data, f->data + e->begin, (size_t)dst->numel, tg_dtype_size(dst->dtype));
+    const unsigned char *src = f->data + e->begin;
+    bool half = strcmp(e->file_dtype, "F16") == 0, bf16 = strcmp(e->file_dtype, "BF16") == 0;
+    if (!half && !bf16) {
+        copy_le(dst->data, src, (size_t)dst->numel, tg_dtype_size(dst->dtype));
+        return;
+    }
+    float *out = dst->data;
+    for (int64_t i = 0; i < dst->numel; i++) {
+        uint16_t h = (uint16_t)(src[2 * i] | src[2 * i + 1] << 8);
+        out[i] = half ? half_to_float(h) : bfloat16_to_float(h);
+    }
 }
 
 /* ---- public: named tensor lists ------------------------------------------------------------ */
@@ -758,7 +811,15 @@ tg_status tg_safetensors_save(const char *path, const tg_param_list *tensors, in
                         meta_values);
 }
 
-tg_status tg_safetensors_load(const char *path, const tg_param_list *tensors)
+static void report_add(char ***names, int *n, const char *name)
+{
+    *names = grow(*names, *n, sizeof **names);
+    (*names)[(*n)++] = tg__xstrdup(name);
+}
+
+/* Strict: a missing or unexpected name is an error. Otherwise they go to report (if any). */
+static tg_status load_list(const char *path, const tg_param_list *tensors, bool strict,
+                           tg_load_report *report)
 {
     if (!tensors) return tg_status_set(TG_ERR_VALUE, "%s: NULL tensor list", path ? path : "?");
     tg__st_file f;
@@ -766,20 +827,52 @@ tg_status tg_safetensors_load(const char *path, const tg_param_list *tensors)
     if (st != TG_OK) return st;
     size_t n_found = (size_t)(tensors->n ? tensors->n : 1);
     tg__st_entry **found = tg__xrealloc(NULL, n_found * sizeof *found);
+    tg_load_report r = {0};
     for (int i = 0; i < tensors->n && st == TG_OK; i++) {
         found[i] = tg__st_find(&f, tensors->names[i]);
-        if (!found[i])
+        if (!found[i] && strict)
             st = tg_status_set(TG_ERR_FORMAT, "%s: missing tensor '%s'", path, tensors->names[i]);
+        else if (!found[i])
+            report_add(&r.missing, &r.n_missing, tensors->names[i]);
         else if ((st = tg__st_check(&f, found[i], tensors->tensors[i])) == TG_OK)
             found[i]->used = true;
     }
-    for (int i = 0; i < f.n && st == TG_OK; i++)
-        if (!f.entries[i].used)
+    for (int i = 0; i < f.n && st == TG_OK; i++) {
+        if (f.entries[i].used) continue;
+        if (strict)
             st = tg_status_set(TG_ERR_FORMAT, "%s: unexpected tensor '%s' (not in the list "
                                "being loaded)", path, f.entries[i].name);
+        else
+            report_add(&r.unexpected, &r.n_unexpected, f.entries[i].name);
+    }
     if (st == TG_OK)
-        for (int i = 0; i < tensors->n; i++) tg__st_copy(&f, found[i], tensors->tensors[i]);
+        for (int i = 0; i < tensors->n; i++)
+            if (found[i]) tg__st_copy(&f, found[i], tensors->tensors[i]);
+    if (st == TG_OK && report) *report = r;
+    else tg_load_report_free(&r);
     tg__free(found);
     tg__st_close(&f);
     return st;
+}
+
+tg_status tg_safetensors_load(const char *path, const tg_param_list *tensors)
+{
+    return load_list(path, tensors, true, NULL);
+}
+
+tg_status tg_safetensors_load_nonstrict(const char *path, const tg_param_list *tensors,
+                                        tg_load_report *report)
+{
+    if (report) *report = (tg_load_report){0};
+    return load_list(path, tensors, false, report);
+}
+
+void tg_load_report_free(tg_load_report *report)
+{
+    if (!report) return;
+    for (int i = 0; i < report->n_missing; i++) tg__free(report->missing[i]);
+    for (int i = 0; i < report->n_unexpected; i++) tg__free(report->unexpected[i]);
+    tg__free(report->missing);
+    tg__free(report->unexpected);
+    *report = (tg_load_report){0};
 }
