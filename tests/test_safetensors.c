@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include <math.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 
 #include "tapegrad.h"
 #include "nn/internal.h"
@@ -232,6 +233,68 @@ static void test_nonstrict_load_reports_names(void **state)
     free_tensors(&model);
 }
 
+/* ---- PyTorch's side: tools/safetensors_torch.py with Debian's python3-torch --------------- */
+/* tapegrad writes a file, torch reads and writes it again and writes its own file of every dtype
+ * tapegrad reads; one Python process for both (importing torch takes seconds). */
+static void test_torch_interop(void **state)
+{
+    const int64_t steps = ((int64_t)1 << 53) + 3;
+    tg_param_list l = {0}, back = {0};
+    tg_param_list_add(&l, "w", tg_rand_normal(TG_F32, TG_SHAPE(3, 5), 0, 1, NULL));
+    tg_param_list_add(&l, "b", tg_rand_normal(TG_F64, TG_SHAPE(5), 0, 1, NULL));
+    tg_param_list_add(&l, "bn.num_batches_tracked", tg_from_data(TG_I64, 0, NULL, &steps));
+    tg_param_list_add(&l, "labels", tg_full(TG_I32, TG_SHAPE(4), -3));
+    const char *ours = path_of("ours.safetensors"), *theirs = path_of("theirs.safetensors");
+    const char *demo = path_of("demo.safetensors");
+    const char *keys[] = {"epoch"}, *vals[] = {"3"};
+    assert_int_equal(tg_safetensors_save(ours, &l, 1, keys, vals), TG_OK);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 -c 'import sys; sys.path.insert(0, \"tools\"); "
+             "import safetensors_torch as s; s.main([\"\", \"copy\", \"%s\", \"%s\"]); "
+             "s.main([\"\", \"demo\", \"%s\"])'", ours, theirs, demo);
+    int rc = system(cmd);
+    if (WIFEXITED(rc) && WEXITSTATUS(rc) == 77) {
+        printf("skipped: /usr/bin/python3 cannot import torch (scripts/setup.sh torch)\n");
+        free_tensors(&l);
+        skip();
+    }
+    if (rc != 0) fail_msg("failed (status %d): %s", rc, cmd);
+
+    for (int i = 0; i < l.n; i++) tg_param_list_add(&back, l.names[i], tg_clone(l.tensors[i]));
+    for (int i = 0; i < l.n; i++) tg_fill_(back.tensors[i], 0);
+    assert_int_equal(tg_safetensors_load(theirs, &back), TG_OK);
+    for (int i = 0; i < l.n; i++)
+        assert_memory_equal(back.tensors[i]->data, l.tensors[i]->data,
+                            (size_t)l.tensors[i]->numel * tg_dtype_size(l.tensors[i]->dtype));
+    tg__st_file f;
+    assert_int_equal(tg__st_open(theirs, &f), TG_OK);
+    assert_string_equal(tg__st_meta(&f, "epoch"), "3");
+    tg__st_close(&f);
+    free_tensors(&l);
+    free_tensors(&back);
+
+    /* Values as the helper's demo_tensors() documents them. */
+    tg_param_list_add(&l, "f32", tg_zeros(TG_F32, TG_SHAPE(2, 3)));
+    tg_param_list_add(&l, "f64", tg_zeros(TG_F64, TG_SHAPE(3)));
+    tg_param_list_add(&l, "f16", tg_zeros(TG_F32, TG_SHAPE(4)));
+    tg_param_list_add(&l, "bf16", tg_zeros(TG_F32, TG_SHAPE(2, 2)));
+    tg_param_list_add(&l, "i64", tg_zeros(TG_I64, TG_SHAPE(3)));
+    tg_param_list_add(&l, "i32", tg_zeros(TG_I32, TG_SHAPE(2)));
+    tg_param_list_add(&l, "bn.num_batches_tracked", tg_zeros(TG_I64, 0, NULL));
+    assert_int_equal(tg_safetensors_load(demo, &l), TG_OK);
+    for (int i = 0; i < 6; i++) assert_true(((float *)l.tensors[0]->data)[i] == (float)(i / 4.0));
+    for (int i = 0; i < 3; i++) assert_true(((double *)l.tensors[1]->data)[i] == i / 10.0);
+    for (int i = 0; i < 4; i++) {
+        assert_true(((float *)l.tensors[2]->data)[i] == (float)(i / 8.0 - 0.25));
+        assert_true(((float *)l.tensors[3]->data)[i] == (float)(i / 8.0 - 0.25));
+    }
+    const int64_t *i64 = l.tensors[4]->data;
+    assert_true(i64[0] == -1 && i64[1] == (int64_t)1 << 40 && i64[2] == ((int64_t)1 << 62) + 1);
+    assert_near(tg_get_flat(l.tensors[5], 1), -8, 0);
+    assert_true(*(int64_t *)l.tensors[6]->data == 123456789012LL);
+    free_tensors(&l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -241,6 +304,7 @@ int main(void)
         cmocka_unit_test(test_int64_round_trip),
         cmocka_unit_test(test_half_and_bfloat16_widen_to_f32),
         cmocka_unit_test(test_nonstrict_load_reports_names),
+        cmocka_unit_test(test_torch_interop),
     };
     return cmocka_run_group_tests(tests, check_tmpdir_setup, check_tmpdir_teardown);
 }
