@@ -1,87 +1,128 @@
-# tapegrad — build, test, benchmark.
-#   make            library (static + shared), examples, tests, benchmarks
+# tapegrad — build, test, benchmark, install, package.
+#   make            library (static + shared), examples, tests, benchmarks, tools
+#   make lib        the library alone (needs only the library's own packages)
 #   make test       the cmocka suite (+ examples in fast mode), release build
 #   make test-asan  the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make run        the default experiment (Question 2.2 MLP on Fashion-MNIST)
-# The first target of any build runs scripts/setup.sh, which installs missing Debian packages.
+#   make install    headers, libraries, tapegrad.pc, tools and man pages under
+#                   $(DESTDIR)$(PREFIX) (PREFIX=/usr/local; LIBDIR=$(PREFIX)/lib/<multiarch>)
+#   make uninstall  removes what install put there
+#   make install-check  a staged install, then a program built with pkg-config against it
+#   make deb        Debian packages (dpkg-buildpackage) into build/deb/; make deb-test installs
+#                   them and builds a program with pkg-config
+#   make docs       the API reference (Doxygen) into build/docs/api/
+# The build honours CC, CFLAGS, CPPFLAGS, LDFLAGS. NATIVE=1 adds -march=native (this machine's
+# instruction set: never for a library that is installed or copied elsewhere). Each target
+# installs the Debian packages it needs first (scripts/setup.sh lib|test|examples|data|...);
+# NO_SETUP=1 skips that (packages provided otherwise, e.g. Build-Depends).
 
+VERSION := $(shell sed -n 's/^\#define TG_VERSION_STRING "\(.*\)"/\1/p' include/tg/core.h)
+MAJOR   := $(firstword $(subst ., ,$(VERSION)))
 BUILD   ?= build
-MULTI   := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+MULTI   := $(shell gcc -print-multiarch 2>/dev/null || dpkg-architecture -qDEB_HOST_MULTIARCH \
+             2>/dev/null || echo x86_64-linux-gnu)
 # Single-threaded BLIS: the lowest per-call overhead; tapegrad splits large products across its
 # own threads (autograd/blas.c). See docs/blas.md for the measurements behind this choice.
 BLIS_INC := /usr/include/$(MULTI)/blis-serial
 BLIS_LIB := /usr/lib/$(MULTI)/blis-serial
 
-OPT     ?= -O3 -march=native -DNDEBUG -fno-math-errno
+CFLAGS  ?= -g
+OPT     ?= -O3 -DNDEBUG -fno-math-errno
+ifeq ($(NATIVE),1)
+OPT     += -march=native
+endif
 SAN     ?=
-CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter \
-           $(OPT) $(SAN) -g -fPIC -Iinclude -I. -isystem $(BLIS_INC) $(EXTRA_CFLAGS)
-LDFLAGS := $(SAN) -L$(BLIS_LIB) -Wl,-rpath,$(BLIS_LIB)
-LDLIBS  := -lblis -lzip -lz -llapacke -llapack -lstb -lpthread -lm
+TG_CFLAGS := -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter \
+             $(OPT) $(SAN) -fPIC -Iinclude -I. -isystem $(BLIS_INC) $(EXTRA_CFLAGS)
+ALL_CFLAGS  = $(TG_CFLAGS) $(CPPFLAGS) $(CFLAGS)
+ALL_LDFLAGS = $(SAN) -L$(BLIS_LIB) -Wl,-rpath,$(BLIS_LIB) $(LDFLAGS)
+LIB_LIBS := -lblis -lzip -lz -lstb -lpthread -lm
+# Examples and tests also solve least squares with LAPACKE (quadratic_net, regression).
+LDLIBS   := $(LIB_LIBS) -llapacke -llapack
 
 LIB_DIRS := autograd ops nn optim data plot train
 LIB_SRC  := $(sort $(wildcard $(LIB_DIRS:%=%/*.c)))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+SONAME   := libtapegrad.so.$(MAJOR)
+SHLIB    := $(BUILD)/libtapegrad.so.$(VERSION)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(sort $(wildcard tests/test_*.c)))
 EX_BIN   := $(patsubst examples/%.c,$(BUILD)/examples/%,$(sort $(wildcard examples/*.c)))
 # A folder examples/NAME/ of .c files (a program too big for one file) is one program too.
 EX_DIRS  := $(sort $(patsubst examples/%/,%,$(dir $(wildcard examples/*/*.c))))
 EX_BIN   += $(EX_DIRS:%=$(BUILD)/examples/%)
 BENCH_BIN:= $(patsubst bench/%.c,$(BUILD)/bench/%,$(sort $(wildcard bench/*.c)))
+TOOL_BIN := $(patsubst tools/%.c,$(BUILD)/tools/%,$(sort $(wildcard tools/*.c)))
 # Objects depend on the library's headers; tests and examples also on their folder's own.
 HEADERS  := $(wildcard include/*.h include/tg/*.h $(LIB_DIRS:%=%/*.h))
 TEST_HDR := $(wildcard tests/*.h)
 EX_HDR   := $(wildcard examples/*.h)
-SETUP    := $(BUILD)/.setup-done
 
-.PHONY: all lib test test-asan run bench clean setup
-all: lib $(EX_BIN) $(TEST_BIN) $(BENCH_BIN)
-lib: $(BUILD)/libtapegrad.a $(BUILD)/libtapegrad.so
+.PHONY: all lib tools test test-asan run bench clean install uninstall install-check \
+        deb deb-test docs
+all: lib $(EX_BIN) $(TEST_BIN) $(BENCH_BIN) $(TOOL_BIN)
+lib: $(BUILD)/libtapegrad.a $(SHLIB)
+tools: $(TOOL_BIN)
 
-setup: $(SETUP)
-$(SETUP): scripts/setup.sh
+# One stamp per package set, so `make lib` installs only the library's packages.
+ifeq ($(NO_SETUP),1)
+setup-%: ;
+else
+setup-%: $(BUILD)/.setup-%-done ;
+.PRECIOUS: $(BUILD)/.setup-%-done
+$(BUILD)/.setup-%-done: scripts/setup.sh
 	@mkdir -p $(BUILD)
-	bash scripts/setup.sh
+	bash scripts/setup.sh $*
 	@touch $@
+endif
 
-$(BUILD)/%.o: %.c $(HEADERS) | $(SETUP)
+$(BUILD)/%.o: %.c $(HEADERS) | setup-lib
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/libtapegrad.a: $(LIB_OBJ)
-	ar rcs $@ $^
-$(BUILD)/libtapegrad.so: $(LIB_OBJ)
-	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	rm -f $@
+	$(AR) rcs $@ $^
+# Only tg_ names are exported (mk/tapegrad.map); the soname carries the major version.
+$(SHLIB): $(LIB_OBJ) mk/tapegrad.map
+	$(CC) -shared $(ALL_LDFLAGS) -Wl,-soname,$(SONAME) -Wl,--version-script=mk/tapegrad.map \
+	  -o $@ $(LIB_OBJ) $(LIB_LIBS)
+	ln -sf $(notdir $@) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/libtapegrad.so
 
-$(BUILD)/tests/%: tests/%.c $(BUILD)/libtapegrad.a $(HEADERS) $(TEST_HDR)
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libtapegrad.a $(HEADERS) $(TEST_HDR) | setup-test
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libtapegrad.a -lcmocka $(LDLIBS)
-$(BUILD)/examples/%: examples/%.c $(BUILD)/libtapegrad.a $(HEADERS) $(EX_HDR)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libtapegrad.a -lcmocka $(LDLIBS)
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libtapegrad.a $(HEADERS) $(EX_HDR) | setup-examples
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libtapegrad.a $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libtapegrad.a $(LDLIBS)
 # All of a folder's files in one compiler call: small programs, and no object names to clash.
 .SECONDEXPANSION:
 $(EX_DIRS:%=$(BUILD)/examples/%): $(BUILD)/examples/%: $$(wildcard examples/$$*/*.c) \
                                   $$(wildcard examples/$$*/*.h) $(BUILD)/libtapegrad.a \
-                                  $(HEADERS) $(EX_HDR)
+                                  $(HEADERS) $(EX_HDR) | setup-examples
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^) $(BUILD)/libtapegrad.a $(LDLIBS)
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libtapegrad.a $(HEADERS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(filter %.c,$^) $(BUILD)/libtapegrad.a $(LDLIBS)
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libtapegrad.a $(HEADERS) | setup-examples
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libtapegrad.a $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libtapegrad.a $(LDLIBS)
+$(BUILD)/tools/%: tools/%.c $(BUILD)/libtapegrad.a $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libtapegrad.a $(LIB_LIBS)
 
-test: $(TEST_BIN) $(EX_BIN)
+test: $(TEST_BIN) $(EX_BIN) $(TOOL_BIN) | setup-data
 	@bash scripts/run_tests.sh $(BUILD)
 
 test-asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -fno-omit-frame-pointer" \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
 
-run: $(EX_BIN)
+run: $(EX_BIN) | setup-data
 	$(BUILD)/examples/question2 mlp $(ARGS)
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
+
+include mk/install.mk
 
 clean:
 	rm -rf build build-asan

@@ -11,7 +11,7 @@ bool tg__anomaly_on(void) { return anomaly; }
 
 static int64_t first_non_finite(const tg_tensor *t)
 {
-    if (t->dtype == TG_I32) return -1;
+    if (t->dtype == TG_I32 || t->dtype == TG_I64) return -1;
     for (int64_t i = 0; i < t->numel; i++)
         if (!isfinite(tg_get_flat(t, i))) return i;
     return -1;

@@ -13,6 +13,7 @@ size_t tg_dtype_size(tg_dtype dtype)
     case TG_F32: return sizeof(float);
     case TG_F64: return sizeof(double);
     case TG_I32: return sizeof(int32_t);
+    case TG_I64: return sizeof(int64_t);
     }
     tg__fail("unknown dtype %d", (int)dtype);
 }
@@ -23,6 +24,7 @@ const char *tg_dtype_name(tg_dtype dtype)
     case TG_F32: return "f32";
     case TG_F64: return "f64";
     case TG_I32: return "i32";
+    case TG_I64: return "i64";
     }
     return "?";
 }
@@ -207,8 +209,8 @@ void tg_free(tg_tensor *t)
 tg_tensor *tg_set_requires_grad(tg_tensor *t, bool requires_grad)
 {
     tg__check_live(t, "tg_set_requires_grad");
-    if (requires_grad && t->dtype == TG_I32)
-        tg__fail("tg_set_requires_grad: int32 tensors cannot require grad");
+    if (requires_grad && (t->dtype == TG_I32 || t->dtype == TG_I64))
+        tg__fail("tg_set_requires_grad: %s tensors cannot require grad", tg_dtype_name(t->dtype));
     t->requires_grad = requires_grad;
     return t;
 }
@@ -242,6 +244,7 @@ double tg_get_flat(const tg_tensor *t, int64_t i)
     case TG_F32: return ((const float *)t->data)[i];
     case TG_F64: return ((const double *)t->data)[i];
     case TG_I32: return ((const int32_t *)t->data)[i];
+    case TG_I64: return (double)((const int64_t *)t->data)[i];
     }
     return NAN;
 }
@@ -256,6 +259,11 @@ void tg_set_flat(tg_tensor *t, int64_t i, double v)
         if (!(v > INT32_MIN - 1.0 && v < INT32_MAX + 1.0)) /* NaN too: the cast would be UB */
             tg__fail("tg_set_flat: %g does not fit in an int32 tensor", v);
         ((int32_t *)t->data)[i] = (int32_t)v; /* truncates toward zero, like PyTorch */
+        break;
+    case TG_I64:
+        if (!(v >= -0x1p63 && v < 0x1p63))
+            tg__fail("tg_set_flat: %g does not fit in an int64 tensor", v);
+        ((int64_t *)t->data)[i] = (int64_t)v;
         break;
     }
 }
@@ -348,6 +356,8 @@ static void print_axis(const tg_tensor *t, FILE *out, int axis, int64_t offset, 
         }
         if (axis == t->ndim - 1) {
             if (t->dtype == TG_I32) fprintf(out, "%d", (int)tg_get_flat(t, offset + i));
+            else if (t->dtype == TG_I64)
+                fprintf(out, "%lld", (long long)((const int64_t *)t->data)[offset + i]);
             else fprintf(out, "%.6g", tg_get_flat(t, offset + i));
         } else {
             print_axis(t, out, axis + 1, offset + i * stride, indent + 1);

@@ -4,6 +4,7 @@
  * size before use. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <libgen.h>
 #include <stdlib.h>
@@ -16,6 +17,67 @@
 /* The reference implementation's limit; a larger "header" means a corrupt length field. */
 #define MAX_HEADER_BYTES 100000000u
 
+/* Every comparison of two tensor or metadata names, counted so a test can check that loading
+ * and saving stay O(n log n) in the number of entries (relaxed: a tally, not a synchronisation). */
+static _Atomic uint64_t name_compares;
+
+uint64_t tg__st_name_compares(void)
+{
+    return atomic_load_explicit(&name_compares, memory_order_relaxed);
+}
+
+static int name_cmp(const char *a, const char *b)
+{
+    atomic_fetch_add_explicit(&name_compares, 1, memory_order_relaxed);
+    return strcmp(a, b);
+}
+
+/* ---- names sorted for lookup ------------------------------------------------------------------
+ * Duplicate checks and lookups go through a sorted copy of the names: O(n log n) comparisons in
+ * the worst case whatever the header holds (glibc's qsort is a merge sort), where a scan per name
+ * costs n²/2 and a fixed hash can be flooded by crafted names. */
+static int by_name(const void *a, const void *b)
+{
+    return name_cmp(((const tg__st_named *)a)->name, ((const tg__st_named *)b)->name);
+}
+
+/* Sorts v by name; returns a name that appears twice, or NULL. */
+static const char *sort_names(tg__st_named *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, by_name);
+    for (int i = 1; i < n; i++)
+        if (name_cmp(v[i - 1].name, v[i].name) == 0) return v[i].name;
+    return NULL;
+}
+
+/* The index stored with name in v (sorted), or -1. */
+static int find_name(const tg__st_named *v, int n, const char *name)
+{
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2, c = name_cmp(v[mid].name, name);
+        if (c == 0) return v[mid].index;
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return -1;
+}
+
+static tg__st_named *names_of(const char *const *names, int n)
+{
+    tg__st_named *v = tg__xrealloc(NULL, (size_t)(n ? n : 1) * sizeof *v);
+    for (int i = 0; i < n; i++) v[i] = (tg__st_named){names[i], i};
+    return v;
+}
+
+/* Room for one more element of an array of n: the size doubles at powers of two, so n appends
+ * copy O(n) bytes in all. */
+static void *grow(void *p, int n, size_t size)
+{
+    if (n & (n - 1)) return p;
+    return tg__xrealloc(p, (size_t)(n ? 2 * n : 1) * size);
+}
+
 static bool host_little_endian(void)
 {
     const uint16_t one = 1;
@@ -24,7 +86,46 @@ static bool host_little_endian(void)
 
 static const char *file_dtype_name(tg_dtype d)
 {
-    return d == TG_F32 ? "F32" : d == TG_F64 ? "F64" : "I32";
+    switch (d) {
+    case TG_F32: return "F32";
+    case TG_F64: return "F64";
+    case TG_I32: return "I32";
+    case TG_I64: return "I64";
+    }
+    return "?";
+}
+
+/* The file dtypes that load, the dtype of the tensor each loads into, and their size in the
+ * file. F16 and BF16 widen to F32 exactly: every half and bfloat16 value is a float32 value. */
+static const struct {
+    const char *name;
+    tg_dtype dtype;
+    size_t size;
+} file_dtypes[] = {
+    {"F32", TG_F32, 4}, {"F64", TG_F64, 8}, {"I32", TG_I32, 4}, {"I64", TG_I64, 8},
+    {"F16", TG_F32, 2}, {"BF16", TG_F32, 2},
+};
+
+static float half_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, mant = h & 0x3ffu, bits;
+    if (exp == 0) { /* zero and subnormals: mant · 2^-24, exact in float */
+        float mag = (float)mant * 0x1p-24f;
+        return sign ? -mag : mag;
+    }
+    if (exp == 31) bits = sign | 0x7f800000u | mant << 13; /* inf, NaN */
+    else bits = sign | (exp + 127 - 15) << 23 | mant << 13;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static float bfloat16_to_float(uint16_t h)
+{
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
 }
 
 /* Copies n elements of size esize, reversing bytes on a big-endian host (files are LE). */
@@ -120,7 +221,7 @@ static void sync_parent_dir(const char *path)
         (void)fsync(fd);
         close(fd);
     }
-    free(copy);
+    tg__free(copy);
 }
 
 tg_status tg__st_write(const char *path, int n, const char *const *names,
@@ -133,14 +234,19 @@ tg_status tg__st_write(const char *path, int n, const char *const *names,
             return tg_status_set(TG_ERR_VALUE, "%s: tensor %d has an empty or reserved name",
                                  path, i);
         tg__check_live(tensors[i], "tg_safetensors_save");
-        for (int j = 0; j < i; j++)
-            if (strcmp(names[i], names[j]) == 0)
-                return tg_status_set(TG_ERR_VALUE, "%s: tensor name '%s' appears twice", path,
-                                     names[i]);
     }
     for (int i = 0; i < n_meta; i++)
         if (!meta_keys[i] || !meta_values[i])
             return tg_status_set(TG_ERR_VALUE, "%s: metadata entry %d is NULL", path, i);
+    tg__st_named *sorted = names_of(names, n);
+    const char *twice = sort_names(sorted, n);
+    tg__free(sorted);
+    if (twice) return tg_status_set(TG_ERR_VALUE, "%s: tensor name '%s' appears twice", path, twice);
+    sorted = names_of(meta_keys, n_meta);
+    twice = sort_names(sorted, n_meta);
+    tg__free(sorted);
+    if (twice)
+        return tg_status_set(TG_ERR_VALUE, "%s: metadata key '%s' appears twice", path, twice);
 
     /* Data order: 8-byte dtypes first, then 4-byte ones, so every tensor is aligned to its
      * element size when the header is padded to a multiple of 8 (what the reference writer
@@ -207,9 +313,9 @@ tg_status tg__st_write(const char *path, int n, const char *const *names,
     if (st != TG_OK) remove(tmp);
     else sync_parent_dir(path);
 done:
-    free(tmp);
-    free(h.s);
-    free(order);
+    tg__free(tmp);
+    tg__free(h.s);
+    tg__free(order);
     return st;
 }
 
@@ -293,7 +399,7 @@ static void put_utf8(strbuf *b, uint32_t cp)
     sb_put(b, u, n);
 }
 
-/* A string literal -> malloc'd UTF-8 (NULL on error). NUL characters are refused: names are
+/* A string literal -> UTF-8 from tg__xrealloc (NULL on error). NUL characters are refused: names are
  * C strings. */
 static char *parse_string(parser *p)
 {
@@ -333,7 +439,7 @@ static char *parse_string(parser *p)
         if (cp == 0) { perr(p, "NUL character in string"); break; }
         put_utf8(&b, cp);
     }
-    free(b.s);
+    tg__free(b.s);
     return NULL;
 }
 
@@ -375,15 +481,17 @@ static bool parse_uint_array(parser *p, uint64_t *vals, int max, int *n, const c
 
 static void free_file(tg__st_file *f)
 {
-    for (int i = 0; i < f->n; i++) free(f->entries[i].name);
+    for (int i = 0; i < f->n; i++) tg__free(f->entries[i].name);
     for (int i = 0; i < f->n_meta; i++) {
-        free(f->meta_keys[i]);
-        free(f->meta_values[i]);
+        tg__free(f->meta_keys[i]);
+        tg__free(f->meta_values[i]);
     }
-    free(f->entries);
-    free(f->meta_keys);
-    free(f->meta_values);
-    free(f->bytes);
+    tg__free(f->entries);
+    tg__free(f->meta_keys);
+    tg__free(f->meta_values);
+    tg__free(f->by_name);
+    tg__free(f->meta_by_key);
+    tg__free(f->bytes);
     memset(f, 0, sizeof *f);
 }
 
@@ -400,32 +508,32 @@ static bool parse_metadata(parser *p, tg__st_file *f)
         char *k = parse_string(p);
         if (!k) return false;
         if (!expect(p, ':')) {
-            free(k);
+            tg__free(k);
             return false;
         }
         skip_ws(p);
         if (p->pos >= p->len || p->s[p->pos] != '"') {
-            free(k);
+            tg__free(k);
             return perr(p, "__metadata__ values must be strings");
         }
         char *v = parse_string(p);
         if (!v) {
-            free(k);
+            tg__free(k);
             return false;
         }
-        for (int i = 0; i < f->n_meta; i++)
-            if (strcmp(f->meta_keys[i], k) == 0) {
-                free(k);
-                free(v);
-                return perr(p, "duplicate key in __metadata__");
-            }
-        f->meta_keys = tg__xrealloc(f->meta_keys, (size_t)(f->n_meta + 1) * sizeof(char *));
-        f->meta_values = tg__xrealloc(f->meta_values, (size_t)(f->n_meta + 1) * sizeof(char *));
+        f->meta_keys = grow(f->meta_keys, f->n_meta, sizeof(char *));
+        f->meta_values = grow(f->meta_values, f->n_meta, sizeof(char *));
         f->meta_keys[f->n_meta] = k;
         f->meta_values[f->n_meta] = v;
         f->n_meta++;
     } while (accept(p, ','));
-    return expect(p, '}');
+    if (!expect(p, '}')) return false;
+    f->meta_by_key = names_of((const char *const *)f->meta_keys, f->n_meta);
+    const char *twice = sort_names(f->meta_by_key, f->n_meta);
+    if (!twice) return true;
+    char msg[96];
+    snprintf(msg, sizeof msg, "duplicate key \"%.40s\" in __metadata__", twice);
+    return perr(p, msg);
 }
 
 static bool tensor_error(parser *p, const char *name, const char *what)
@@ -450,15 +558,19 @@ static bool parse_entry(parser *p, tg__st_entry *e)
             char *d = parse_string(p);
             ok = d != NULL;
             if (ok) {
-                if (strcmp(d, "F32") == 0) e->dtype = TG_F32;
-                else if (strcmp(d, "F64") == 0) e->dtype = TG_F64;
-                else if (strcmp(d, "I32") == 0) e->dtype = TG_I32;
-                else {
-                    char msg[96];
-                    snprintf(msg, sizeof msg, "unsupported dtype \"%.40s\" (F32, F64, I32 are)", d);
+                for (size_t k = 0; k < sizeof file_dtypes / sizeof file_dtypes[0]; k++)
+                    if (strcmp(d, file_dtypes[k].name) == 0) {
+                        e->dtype = file_dtypes[k].dtype;
+                        e->file_dtype = file_dtypes[k].name;
+                        e->file_size = file_dtypes[k].size;
+                    }
+                if (!e->file_dtype) {
+                    char msg[112];
+                    snprintf(msg, sizeof msg, "unsupported dtype \"%.40s\" (F32, F64, I32, I64, "
+                             "F16, BF16 are)", d);
                     ok = tensor_error(p, e->name, msg);
                 }
-                free(d);
+                tg__free(d);
             }
             have_dtype = true;
         } else if (ok && strcmp(key, "shape") == 0 && !have_shape) {
@@ -483,7 +595,7 @@ static bool parse_entry(parser *p, tg__st_entry *e)
                              strcmp(key, "data_offsets") == 0 ? "duplicate" : "unknown", key);
             ok = tensor_error(p, e->name, msg);
         }
-        free(key);
+        tg__free(key);
         if (!ok) return false;
     } while (accept(p, ','));
     if (!expect(p, '}')) return false;
@@ -502,23 +614,17 @@ static bool parse_header(parser *p, tg__st_file *f)
         char *name = parse_string(p);
         if (!name) return false;
         if (!expect(p, ':')) {
-            free(name);
+            tg__free(name);
             return false;
         }
         if (strcmp(name, "__metadata__") == 0) {
-            free(name);
+            tg__free(name);
             if (have_meta) return perr(p, "two __metadata__ objects");
             have_meta = true;
             if (!parse_metadata(p, f)) return false;
             continue;
         }
-        for (int i = 0; i < f->n; i++)
-            if (strcmp(f->entries[i].name, name) == 0) {
-                tensor_error(p, name, "appears twice in the header");
-                free(name);
-                return false;
-            }
-        f->entries = tg__xrealloc(f->entries, (size_t)(f->n + 1) * sizeof *f->entries);
+        f->entries = grow(f->entries, f->n, sizeof *f->entries);
         tg__st_entry *e = &f->entries[f->n++];
         memset(e, 0, sizeof *e);
         e->name = name;
@@ -528,7 +634,10 @@ static bool parse_header(parser *p, tg__st_file *f)
 end:
     skip_ws(p);
     if (p->pos != p->len) return perr(p, "unexpected text after the header object");
-    return true;
+    f->by_name = tg__xrealloc(NULL, (size_t)(f->n ? f->n : 1) * sizeof *f->by_name);
+    for (int i = 0; i < f->n; i++) f->by_name[i] = (tg__st_named){f->entries[i].name, i};
+    const char *twice = sort_names(f->by_name, f->n);
+    return twice ? tensor_error(p, twice, "appears twice in the header") : true;
 }
 
 /* Entries sorted by begin offset must tile [0, data_size) exactly. */
@@ -550,7 +659,7 @@ static tg_status check_layout(tg__st_file *f)
                                      e->name);
             numel *= (uint64_t)e->shape[d];
         }
-        uint64_t bytes = numel * tg_dtype_size(e->dtype);
+        uint64_t bytes = numel * e->file_size;
         if (e->end < e->begin)
             return tg_status_set(TG_ERR_FORMAT, "%s: tensor '%s': data_offsets [%" PRIu64
                                  ", %" PRIu64 "] end before they begin", f->path, e->name,
@@ -564,7 +673,7 @@ static tg_status check_layout(tg__st_file *f)
             return tg_status_set(TG_ERR_FORMAT, "%s: tensor '%s': data_offsets [%" PRIu64
                                  ", %" PRIu64 "] span %" PRIu64 " bytes but %s shape needs %"
                                  PRIu64, f->path, e->name, e->begin, e->end, e->end - e->begin,
-                                 file_dtype_name(e->dtype), bytes);
+                                 e->file_dtype, bytes);
     }
     const tg__st_entry **idx = tg__xrealloc(NULL, (size_t)(f->n ? f->n : 1) * sizeof *idx);
     for (int i = 0; i < f->n; i++) idx[i] = &f->entries[i];
@@ -582,7 +691,7 @@ static tg_status check_layout(tg__st_file *f)
     if (st == TG_OK && at != f->data_size)
         st = tg_status_set(TG_ERR_FORMAT, "%s: the data section has %zu bytes but the tensors "
                            "cover %" PRIu64, f->path, f->data_size, at);
-    free(idx);
+    tg__free(idx);
     return st;
 }
 
@@ -604,7 +713,7 @@ tg_status tg__st_open(const char *path, tg__st_file *f)
         return tg_status_set(TG_ERR_FORMAT, "%s: %zu bytes, too short for a safetensors file "
                              "(truncated?)", path, f->size);
     }
-    f->bytes = malloc(f->size);
+    f->bytes = tg__aligned_bytes(f->size);
     if (!f->bytes) {
         fclose(fp);
         return tg_status_set(TG_ERR_NOMEM, "%s: cannot allocate %zu bytes to read it", path,
@@ -646,21 +755,19 @@ tg_status tg__st_open(const char *path, tg__st_file *f)
 
 tg__st_entry *tg__st_find(const tg__st_file *f, const char *name)
 {
-    for (int i = 0; i < f->n; i++)
-        if (strcmp(f->entries[i].name, name) == 0) return &f->entries[i];
-    return NULL;
+    int i = find_name(f->by_name, f->n, name);
+    return i < 0 ? NULL : &f->entries[i];
 }
 
 const char *tg__st_meta(const tg__st_file *f, const char *key)
 {
-    for (int i = 0; i < f->n_meta; i++)
-        if (strcmp(f->meta_keys[i], key) == 0) return f->meta_values[i];
-    return NULL;
+    int i = find_name(f->meta_by_key, f->n_meta, key);
+    return i < 0 ? NULL : f->meta_values[i];
 }
 
-static void shape_text(char *buf, size_t len, tg_dtype dtype, int ndim, const int64_t *shape)
+static void shape_text(char *buf, size_t len, const char *dtype, int ndim, const int64_t *shape)
 {
-    size_t used = (size_t)snprintf(buf, len, "%s [", file_dtype_name(dtype));
+    size_t used = (size_t)snprintf(buf, len, "%s [", dtype);
     for (int d = 0; d < ndim && used < len; d++)
         used += (size_t)snprintf(buf + used, len - used, d ? ", %lld" : "%lld",
                                  (long long)shape[d]);
@@ -673,15 +780,25 @@ tg_status tg__st_check(const tg__st_file *f, const tg__st_entry *e, const tg_ten
     for (int d = 0; same && d < e->ndim; d++) same = e->shape[d] == dst->shape[d];
     if (same) return TG_OK;
     char a[160], b[160];
-    shape_text(a, sizeof a, e->dtype, e->ndim, e->shape);
-    shape_text(b, sizeof b, dst->dtype, dst->ndim, dst->shape);
+    shape_text(a, sizeof a, e->file_dtype, e->ndim, e->shape);
+    shape_text(b, sizeof b, file_dtype_name(dst->dtype), dst->ndim, dst->shape);
     return tg_status_set(TG_ERR_FORMAT, "%s: tensor '%s' is %s in the file but %s in the model",
                          f->path, e->name, a, b);
 }
 
 void tg__st_copy(const tg__st_file *f, const tg__st_entry *e, tg_tensor *dst)
 {
-    copy_le(dst->data, f->data + e->begin, (size_t)dst->numel, tg_dtype_size(dst->dtype));
+    const unsigned char *src = f->data + e->begin;
+    bool half = strcmp(e->file_dtype, "F16") == 0, bf16 = strcmp(e->file_dtype, "BF16") == 0;
+    if (!half && !bf16) {
+        copy_le(dst->data, src, (size_t)dst->numel, tg_dtype_size(dst->dtype));
+        return;
+    }
+    float *out = dst->data;
+    for (int64_t i = 0; i < dst->numel; i++) {
+        uint16_t h = (uint16_t)(src[2 * i] | src[2 * i + 1] << 8);
+        out[i] = half ? half_to_float(h) : bfloat16_to_float(h);
+    }
 }
 
 /* ---- public: named tensor lists ------------------------------------------------------------ */
@@ -694,7 +811,15 @@ tg_status tg_safetensors_save(const char *path, const tg_param_list *tensors, in
                         meta_values);
 }
 
-tg_status tg_safetensors_load(const char *path, const tg_param_list *tensors)
+static void report_add(char ***names, int *n, const char *name)
+{
+    *names = grow(*names, *n, sizeof **names);
+    (*names)[(*n)++] = tg__xstrdup(name);
+}
+
+/* Strict: a missing or unexpected name is an error. Otherwise they go to report (if any). */
+static tg_status load_list(const char *path, const tg_param_list *tensors, bool strict,
+                           tg_load_report *report)
 {
     if (!tensors) return tg_status_set(TG_ERR_VALUE, "%s: NULL tensor list", path ? path : "?");
     tg__st_file f;
@@ -702,20 +827,52 @@ tg_status tg_safetensors_load(const char *path, const tg_param_list *tensors)
     if (st != TG_OK) return st;
     size_t n_found = (size_t)(tensors->n ? tensors->n : 1);
     tg__st_entry **found = tg__xrealloc(NULL, n_found * sizeof *found);
+    tg_load_report r = {0};
     for (int i = 0; i < tensors->n && st == TG_OK; i++) {
         found[i] = tg__st_find(&f, tensors->names[i]);
-        if (!found[i])
+        if (!found[i] && strict)
             st = tg_status_set(TG_ERR_FORMAT, "%s: missing tensor '%s'", path, tensors->names[i]);
+        else if (!found[i])
+            report_add(&r.missing, &r.n_missing, tensors->names[i]);
         else if ((st = tg__st_check(&f, found[i], tensors->tensors[i])) == TG_OK)
             found[i]->used = true;
     }
-    for (int i = 0; i < f.n && st == TG_OK; i++)
-        if (!f.entries[i].used)
+    for (int i = 0; i < f.n && st == TG_OK; i++) {
+        if (f.entries[i].used) continue;
+        if (strict)
             st = tg_status_set(TG_ERR_FORMAT, "%s: unexpected tensor '%s' (not in the list "
                                "being loaded)", path, f.entries[i].name);
+        else
+            report_add(&r.unexpected, &r.n_unexpected, f.entries[i].name);
+    }
     if (st == TG_OK)
-        for (int i = 0; i < tensors->n; i++) tg__st_copy(&f, found[i], tensors->tensors[i]);
-    free(found);
+        for (int i = 0; i < tensors->n; i++)
+            if (found[i]) tg__st_copy(&f, found[i], tensors->tensors[i]);
+    if (st == TG_OK && report) *report = r;
+    else tg_load_report_free(&r);
+    tg__free(found);
     tg__st_close(&f);
     return st;
+}
+
+tg_status tg_safetensors_load(const char *path, const tg_param_list *tensors)
+{
+    return load_list(path, tensors, true, NULL);
+}
+
+tg_status tg_safetensors_load_nonstrict(const char *path, const tg_param_list *tensors,
+                                        tg_load_report *report)
+{
+    if (report) *report = (tg_load_report){0};
+    return load_list(path, tensors, false, report);
+}
+
+void tg_load_report_free(tg_load_report *report)
+{
+    if (!report) return;
+    for (int i = 0; i < report->n_missing; i++) tg__free(report->missing[i]);
+    for (int i = 0; i < report->n_unexpected; i++) tg__free(report->unexpected[i]);
+    tg__free(report->missing);
+    tg__free(report->unexpected);
+    *report = (tg_load_report){0};
 }

@@ -236,8 +236,8 @@ static void test_damaged_headers(void **state)
         {"span does not match shape", "{" W_OK_ENTRY ",\"bias\":{\"dtype\":\"F32\",\"shape\":[3],"
          "\"data_offsets\":[24,32]}}", 32, {"'bias'", "12"}},
         {"extra data at the end", "{" W_OK_ENTRY "," B_OK_ENTRY "}", 40, {"cover 36"}},
-        {"unsupported dtype", "{" W_OK_ENTRY ",\"bias\":{\"dtype\":\"BF16\",\"shape\":[3],"
-         "\"data_offsets\":[24,30]}}", 30, {"'bias'", "BF16"}},
+        {"unsupported dtype", "{" W_OK_ENTRY ",\"bias\":{\"dtype\":\"F8_E5M2\",\"shape\":[3],"
+         "\"data_offsets\":[24,27]}}", 27, {"'bias'", "F8_E5M2"}},
         {"unknown key", "{" W_OK_ENTRY ",\"bias\":{\"dtype\":\"F32\",\"shap\":[3],"
          "\"data_offsets\":[24,36]}}", 36, {"'bias'", "shap"}},
         {"duplicate tensor", "{" W_OK_ENTRY "," W_OK_ENTRY "}", 24, {"'weight'", "twice"}},

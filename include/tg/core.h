@@ -20,7 +20,9 @@ extern "C" {
 
 #define TG_MAX_DIMS 6
 
-typedef enum { TG_F32 = 0, TG_F64 = 1, TG_I32 = 2 } tg_dtype;
+/* TG_I64 holds data (safetensors int64, e.g. batch norm's num_batches_tracked): element access,
+ * conversion, printing and files; ops take float tensors (and I32 labels or indices) only. */
+typedef enum { TG_F32 = 0, TG_F64 = 1, TG_I32 = 2, TG_I64 = 3 } tg_dtype;
 
 typedef struct tg_tensor tg_tensor;
 typedef struct tg_node tg_node;
@@ -78,6 +80,13 @@ tg_rng *tg_global_rng(void);
 void tg_manual_seed(uint64_t seed);                /* seeds the global generator */
 
 /* ---- library information and threads ------------------------------------------------------ */
+/* Semantic versioning: the major number is the shared library's soname (libtapegrad.so.0).
+ * tg_version() is the library a program runs with, TG_VERSION_STRING the header it compiled
+ * against. */
+#define TG_VERSION_MAJOR 0
+#define TG_VERSION_MINOR 2
+#define TG_VERSION_PATCH 0
+#define TG_VERSION_STRING "0.2.0"
 const char *tg_version(void);
 /* e.g. "BLIS 0.9.0 (serial), kernels skx [auto: avx512f], 1 thread" */
 const char *tg_blas_info(void);

@@ -252,8 +252,22 @@ double tg_optimizer_step_decay(tg_optimizer *opt, double base_lr, int64_t epoch,
 tg_status tg_safetensors_save(const char *path, const tg_param_list *tensors, int n_meta,
                               const char *const *meta_keys, const char *const *meta_values);
 /* Strict load into existing tensors: every listed name must be present with the same dtype and
- * shape, and the file must hold nothing else. */
+ * shape, and the file must hold nothing else. File dtypes F32, F64, I32 and I64 load into tensors
+ * of that dtype; F16 and BF16 into F32 tensors, widened exactly. */
 tg_status tg_safetensors_load(const char *path, const tg_param_list *tensors);
+
+/* What a non-strict load could not match, as PyTorch's load_state_dict(strict=False) reports. */
+typedef struct {
+    int n_missing, n_unexpected;
+    char **missing;      /* listed but not in the file: left as they were */
+    char **unexpected;   /* in the file but not listed: ignored */
+} tg_load_report;
+/* Non-strict load: every listed tensor the file holds is loaded; the others are named in
+ * report (may be NULL; free it with tg_load_report_free). A tensor present in both with another
+ * dtype or shape is still an error, and then nothing is loaded. */
+tg_status tg_safetensors_load_nonstrict(const char *path, const tg_param_list *tensors,
+                                        tg_load_report *report);
+void tg_load_report_free(tg_load_report *report);   /* back to {0} */
 
 /* A module's parameters under their dotted names; with opt, its state too ("optim.state.<param>.
  * momentum_buffer" for SGD, ".exp_avg", ".exp_avg_sq", ".step" for Adam) and its kind, step count,
