@@ -65,6 +65,12 @@ struct tg_module {
 
     bool training;               /* true after init (PyTorch's default); see tg_module_train */
     int cap_params, cap_children;
+
+    /* Registered with tg_module_add_buffer (state that is saved but not trained). */
+    int n_buffers;
+    tg_tensor **buffers;
+    char **buffer_names;
+    int cap_buffers;
 };
 
 /* Initialises a module header in caller-allocated memory (zeroed fields, training = true). */
@@ -78,6 +84,12 @@ void *tg_module_new(size_t size, const char *kind, tg_forward_fn forward);
 tg_tensor *tg_module_add_param(tg_module *m, const char *name, tg_tensor *t);
 /* Registers a child module (ownership passes to m). Returns child. */
 tg_module *tg_module_add_child(tg_module *m, const char *name, tg_module *child);
+/* Registers a persistent tensor of any dtype as a buffer (register_buffer): state the module
+ * keeps and checkpoints save, but that is not trained: requires_grad stays false and
+ * tg_module_parameters does not list it, so optimizers never see it (batch norm's running
+ * statistics). Ownership and names as for parameters; names are unique among a module's
+ * parameters, buffers and children. Returns t. */
+tg_tensor *tg_module_add_buffer(tg_module *m, const char *name, tg_tensor *t);
 
 tg_tensor *tg_module_forward(tg_module *m, tg_tensor *x);
 void tg_module_train(tg_module *m, bool training);   /* recursive, like model.train(mode) */
@@ -85,8 +97,10 @@ void tg_module_eval(tg_module *m);                   /* tg_module_train(m, false
 void tg_module_free(tg_module *m);                   /* recursive; NULL is fine */
 void tg_module_zero_grad(tg_module *m);              /* zeroes every parameter's gradient */
 int64_t tg_module_num_parameters(tg_module *m);      /* elements, each shared tensor once */
-/* Parameter and child by dotted path ("layers.0.weight", "layers.3"); NULL if absent. */
+/* Parameter, buffer and child by dotted path ("layers.0.weight", "bn.running_mean",
+ * "layers.3"); NULL if absent. */
 tg_tensor *tg_module_param(tg_module *m, const char *path);
+tg_tensor *tg_module_buffer(tg_module *m, const char *path);
 tg_module *tg_module_child(tg_module *m, const char *path);
 /* PyTorch-style tree: "FeedforwardNetwork(\n  (layers): Sequential(\n    (0): Linear(...". */
 void tg_module_print(const tg_module *m, FILE *out);
@@ -104,6 +118,12 @@ typedef struct {
 /* Replaces the list's contents with m's parameters in registration order, depth first (a
  * module's own parameters, then each child's), each tensor once, like named_parameters(). */
 void tg_module_parameters(tg_module *m, tg_param_list *out);
+/* The same for buffers ("bn.running_mean", ...), like named_buffers(). */
+void tg_module_buffers(tg_module *m, tg_param_list *out);
+/* Everything a checkpoint holds, in state_dict() order: per module its parameters, then its
+ * buffers, then each child's state ("conv.weight", "bn.weight", "bn.bias", "bn.running_mean",
+ * "bn.running_var", "bn.num_batches_tracked", ...), each tensor once. */
+void tg_module_state(tg_module *m, tg_param_list *out);
 void tg_param_list_add(tg_param_list *l, const char *name, tg_tensor *t); /* name copied */
 tg_tensor *tg_param_list_find(const tg_param_list *l, const char *name);  /* NULL if absent */
 void tg_param_list_clear(tg_param_list *l);                               /* keeps capacity */
