@@ -36,6 +36,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "conv.h"
 #include "core.h"
 
 #ifdef __cplusplus
@@ -301,6 +302,50 @@ tg_status tg_checkpoint_save(const char *path, tg_module *model, const tg_optimi
  * non-NULL requires a saved generator. Optimizer entries in the file are ignored when opt is
  * NULL. Nothing is modified unless everything validates. */
 tg_status tg_checkpoint_load(const char *path, tg_module *model, tg_optimizer *opt, tg_rng *rng);
+
+/* ---- image modules (the ops are in conv.h) ---------------------------------------------------
+ * NCHW inputs, PyTorch's layers and default initialisation:
+ *
+ *     tg_module *net = tg_sequential_new(4,
+ *         tg_conv2d_new(1, 6, 5, &(tg_conv2d_opts){.padding = {2, 2}}, true, tg_init_pytorch(),
+ *                       &rng),
+ *         tg_batch_norm2d_new(6, NULL), tg_relu_new(),
+ *         tg_max_pool2d_new(&(tg_pool2d_opts){.kernel = {2, 2}}));
+ */
+
+/* Conv2d(in, out, kernel x kernel) with opts' stride, padding, dilation, groups (NULL: defaults);
+ * weight [out, in/groups, k, k], bias [out] when bias is set. tg_init_pytorch() is nn.Conv2d's
+ * default: kaiming_uniform(a=√5) weights and U(±1/√fan_in) bias, fan_in = in/groups·k². The
+ * other initialisers of tg_init use PyTorch's conv fans (fan_out = out·k² for Xavier);
+ * TG_INIT_VALUES reads the weight in [out, in/groups, k, k] order. */
+tg_module *tg_conv2d_new(int64_t in_channels, int64_t out_channels, int kernel,
+                         const tg_conv2d_opts *opts, bool bias, tg_init init, tg_rng *rng);
+
+/* MaxPool2d / AvgPool2d with opts (kernel required; stride 0 = the kernel), and
+ * AdaptiveAvgPool2d((out_h, out_w)); no parameters. */
+tg_module *tg_max_pool2d_new(const tg_pool2d_opts *opts);
+tg_module *tg_avg_pool2d_new(const tg_pool2d_opts *opts);
+tg_module *tg_adaptive_avg_pool2d_new(int64_t out_h, int64_t out_w);
+/* Flatten(start_dim, end_dim): nn.Flatten() is tg_flatten_new(1, -1). */
+tg_module *tg_flatten_new(int start_axis, int end_axis);
+
+/* Batch normalisation over axis 1: BatchNorm1d takes [N, C] or [N, C, L], BatchNorm2d
+ * [N, C, H, W]. Parameters weight (ones) and bias (zeros) unless no_affine; buffers running_mean
+ * (zeros), running_var (ones) and num_batches_tracked (I64 scalar, 0) unless no_running_stats.
+ * While training (tg_module_train): batch statistics, running statistics updated with momentum
+ * (unbiased variance), num_batches_tracked += 1 per forward; in eval mode: the running
+ * statistics. Zero fields are PyTorch's defaults (eps 1e-5, momentum 0.1, float32); PyTorch's
+ * momentum=None (a cumulative average) is not offered. */
+typedef struct {
+    double eps;              /* 0: 1e-5 */
+    double momentum;         /* 0: 0.1; in (0, 1] */
+    bool no_affine;          /* affine=False */
+    bool no_running_stats;   /* track_running_stats=False: batch statistics in eval mode too */
+    tg_dtype dtype;          /* TG_F32 (default) or TG_F64 */
+} tg_batch_norm_opts;
+
+tg_module *tg_batch_norm1d_new(int64_t num_features, const tg_batch_norm_opts *opts);
+tg_module *tg_batch_norm2d_new(int64_t num_features, const tg_batch_norm_opts *opts);
 
 #ifdef __cplusplus
 }
