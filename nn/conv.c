@@ -31,7 +31,8 @@ static void conv2d_describe(const tg_module *self, char *buf, size_t len)
     if (o->padding[0] || o->padding[1])
         n += snprintf(buf + n, len - (size_t)n, ", padding=(%d, %d)", o->padding[0],
                       o->padding[1]);
-    if ((size_t)n < len && (or_default(o->dilation[0], 1) != 1 || or_default(o->dilation[1], 1) != 1))
+    bool dilated = or_default(o->dilation[0], 1) != 1 || or_default(o->dilation[1], 1) != 1;
+    if ((size_t)n < len && dilated)
         n += snprintf(buf + n, len - (size_t)n, ", dilation=(%d, %d)", o->dilation[0],
                       o->dilation[1]);
     if ((size_t)n < len && or_default(o->groups, 1) != 1)

@@ -42,7 +42,7 @@ static double std_of(const tg_tensor *t)
     return sqrt(sq / (double)(t->numel - 1));
 }
 
-/* ---- buffers in the module tree --------------------------------------------------------------- */
+/* ---- buffers in the module tree ------------------------------------------------------------- */
 static tg_tensor *pass_forward(tg_module *self, tg_tensor *x) { return x; }
 
 static void test_buffers(void **state)
@@ -81,7 +81,7 @@ static void test_buffers(void **state)
     tg_module_free(root);   /* frees buffers too (ASan checks) */
 }
 
-/* ---- Conv2d and BatchNorm initialisation ------------------------------------------------------ */
+/* ---- Conv2d and BatchNorm initialisation ---------------------------------------------------- */
 static void test_conv2d_init(void **state)
 {
     tg_rng rng;
@@ -152,10 +152,11 @@ static void test_batch_norm_init(void **state)
     assert_int_equal(l.n, 0);
     tg_param_list_free(&l);
     tg_module_free(bn);
-    EXPECT_ERROR("momentum in (0, 1]", tg_batch_norm2d_new(3, &(tg_batch_norm_opts){.momentum = 2}));
+    EXPECT_ERROR("momentum in (0, 1]",
+                 tg_batch_norm2d_new(3, &(tg_batch_norm_opts){.momentum = 2}));
 }
 
-/* ---- batch norm: train and eval --------------------------------------------------------------- */
+/* ---- batch norm: train and eval ------------------------------------------------------------- */
 static void test_batch_norm_train_eval(void **state)
 {
     tg_rng rng;
@@ -184,7 +185,8 @@ static void test_batch_norm_train_eval(void **state)
     tg_tensor *y = tg_module_forward(bn, x);
     for (int64_t k = 0; k < c; k++) {
         assert_near(tg_get_flat(rm, k), 0.1 * mean[k], 1e-12);
-        assert_near(tg_get_flat(rv, k), 0.9 + 0.1 * var[k] * (double)per / (double)(per - 1), 1e-12);
+        double unbiased = var[k] * (double)per / (double)(per - 1);
+        assert_near(tg_get_flat(rv, k), 0.9 + 0.1 * unbiased, 1e-12);
         for (int64_t i = 0; i < n; i++) {
             int64_t at = (i * c + k) * h * w + 3;
             assert_near(tg_get_flat(y, at), (tg_get_flat(x, at) - mean[k]) / sqrt(var[k] + 1e-5),
@@ -221,7 +223,7 @@ static void test_batch_norm_train_eval(void **state)
     tg_module_free(seq);
 }
 
-/* ---- pooling and flatten ---------------------------------------------------------------------- */
+/* ---- pooling and flatten -------------------------------------------------------------------- */
 static void test_pool_flatten(void **state)
 {
     tg_rng rng;
@@ -273,7 +275,7 @@ static void test_pool_flatten(void **state)
     tg_free(x);
 }
 
-/* ---- a CNN: checkpoints with buffers, and a few training steps ------------------------------- */
+/* ---- a CNN: checkpoints with buffers, and a few training steps ----------------------------- */
 /* LeNet-5 for 1x28x28 inputs: conv 5x5 pad 2 -> 6, pool, conv 5x5 -> 16, pool, 120, 84, out. */
 static tg_module *lenet(int n_classes, bool batch_norm, tg_rng *rng)
 {

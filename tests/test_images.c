@@ -101,7 +101,8 @@ static void expect_bad(const char *path, tg_status code, const char *needle)
 {
     tg_dataset d;
     tg_status st = tg_cifar10_load_files(1, &path, &d);
-    if (st != code) fail_msg("%s: status %d, expected %d (%s)", path, st, code, tg_status_message());
+    if (st != code)
+        fail_msg("%s: status %d, expected %d (%s)", path, st, code, tg_status_message());
     if (!strstr(tg_status_message(), path) || !strstr(tg_status_message(), needle))
         fail_msg("message \"%s\" should name %s and say \"%s\"", tg_status_message(), path, needle);
     assert_null(d.x);

@@ -23,7 +23,8 @@ double ax_accuracy(tg_module *model, const tg_dataset *d)
     for (int64_t at = 0; at < n; at += 500) {
         int64_t len = n - at < 500 ? n - at : 500;
         tg_tensor *pred = tg_argmax(tg_module_forward(model, tg_narrow(d->x, 0, at, len)), 1);
-        for (int64_t i = 0; i < len; i++) hits += ((const int32_t *)pred->data)[i] == labels[at + i];
+        const int32_t *p = pred->data;
+        for (int64_t i = 0; i < len; i++) hits += p[i] == labels[at + i];
         tg_tape_reset();
     }
     tg_module_train(model, true);
