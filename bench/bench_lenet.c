@@ -28,13 +28,20 @@ int main(int argc, char **argv)
     tg_rng_seed(&rng, 1);
     tg_init init = tg_init_pytorch();
     tg_pool2d_opts pool = {.kernel = {2, 2}};
-    tg_module *net = tg_sequential_new(
-        12, tg_conv2d_new(1, 6, 5, &(tg_conv2d_opts){.padding = {2, 2}}, true, init, &rng),
-        tg_relu_new(), tg_max_pool2d_new(&pool), tg_conv2d_new(6, 16, 5, NULL, true, init, &rng),
-        tg_relu_new(), tg_max_pool2d_new(&pool), tg_flatten_new(1, -1),
-        tg_linear_new(400, 120, true, init, &rng), tg_relu_new(),
-        tg_linear_new(120, 84, true, init, &rng), tg_relu_new(),
-        tg_linear_new(84, 10, true, init, &rng));
+    tg_module *net = tg_sequential_new(0);   /* one layer per statement: draws in order */
+    tg_sequential_append(net, tg_conv2d_new(1, 6, 5, &(tg_conv2d_opts){.padding = {2, 2}}, true,
+                                            init, &rng));
+    tg_sequential_append(net, tg_relu_new());
+    tg_sequential_append(net, tg_max_pool2d_new(&pool));
+    tg_sequential_append(net, tg_conv2d_new(6, 16, 5, NULL, true, init, &rng));
+    tg_sequential_append(net, tg_relu_new());
+    tg_sequential_append(net, tg_max_pool2d_new(&pool));
+    tg_sequential_append(net, tg_flatten_new(1, -1));
+    tg_sequential_append(net, tg_linear_new(400, 120, true, init, &rng));
+    tg_sequential_append(net, tg_relu_new());
+    tg_sequential_append(net, tg_linear_new(120, 84, true, init, &rng));
+    tg_sequential_append(net, tg_relu_new());
+    tg_sequential_append(net, tg_linear_new(84, 10, true, init, &rng));
     tg_param_list ps = {0};
     tg_module_parameters(net, &ps);
     tg_optimizer *opt = tg_adam_new(&ps, tg_adam_defaults());

@@ -8,18 +8,27 @@
  * The training loop is written out below. bench/lenet_torch.py is the same protocol in PyTorch. */
 #include "common.h"
 
+/* One layer per statement: the order of a call's arguments is unspecified in C, and each layer
+ * draws its initial weights from rng, so the layers are made (and drawn) in a fixed order. */
 static tg_module *lenet5(tg_rng *rng)
 {
     tg_init init = tg_init_pytorch();
     tg_pool2d_opts pool = {.kernel = {2, 2}};
-    return tg_sequential_new(
-        12, tg_conv2d_new(1, 6, 5, &(tg_conv2d_opts){.padding = {2, 2}}, true, init, rng),
-        tg_relu_new(), tg_max_pool2d_new(&pool),
-        tg_conv2d_new(6, 16, 5, NULL, true, init, rng), tg_relu_new(), tg_max_pool2d_new(&pool),
-        tg_flatten_new(1, -1),
-        tg_linear_new(16 * 5 * 5, 120, true, init, rng), tg_relu_new(),
-        tg_linear_new(120, 84, true, init, rng), tg_relu_new(),
-        tg_linear_new(84, 10, true, init, rng));
+    tg_module *net = tg_sequential_new(0);
+    tg_sequential_append(net, tg_conv2d_new(1, 6, 5, &(tg_conv2d_opts){.padding = {2, 2}}, true,
+                                            init, rng));
+    tg_sequential_append(net, tg_relu_new());
+    tg_sequential_append(net, tg_max_pool2d_new(&pool));
+    tg_sequential_append(net, tg_conv2d_new(6, 16, 5, NULL, true, init, rng));
+    tg_sequential_append(net, tg_relu_new());
+    tg_sequential_append(net, tg_max_pool2d_new(&pool));
+    tg_sequential_append(net, tg_flatten_new(1, -1));
+    tg_sequential_append(net, tg_linear_new(16 * 5 * 5, 120, true, init, rng));
+    tg_sequential_append(net, tg_relu_new());
+    tg_sequential_append(net, tg_linear_new(120, 84, true, init, rng));
+    tg_sequential_append(net, tg_relu_new());
+    tg_sequential_append(net, tg_linear_new(84, 10, true, init, rng));
+    return net;
 }
 
 /* Accuracy in eval mode without recording, 1000 images at a time (the activations of a whole
