@@ -29,7 +29,7 @@ void *tg__aligned_bytes(size_t n)
 void *tg__malloc(size_t bytes)
 {
     void *p = tg__aligned_bytes(bytes);
-    if (!p) tg__fail("out of memory allocating %zu bytes", bytes);
+    if (!p) tg_fail("out of memory allocating %zu bytes", bytes);
     return p;
 }
 
@@ -44,7 +44,7 @@ void *tg__calloc(size_t bytes)
 void *tg__xrealloc(void *p, size_t bytes)
 {
     void *q = realloc(p, bytes ? bytes : 1);
-    if (!q) tg__fail("out of memory allocating %zu bytes", bytes);
+    if (!q) tg_fail("out of memory allocating %zu bytes", bytes);
     count();
     return q;
 }

@@ -43,7 +43,7 @@ void tg__anomaly_check_forward(const tg_node *node, const char *op, const tg_ten
     if (bad < 0) return;
     char shape[96], inputs[1024];
     describe_inputs(inputs, sizeof inputs, n_in, in);
-    tg__fail("anomaly: %s produced %g at element %lld of its output %s%s", op,
+    tg_fail("anomaly: %s produced %g at element %lld of its output %s%s", op,
              tg_get_flat(out, bad), (long long)bad, tg_shape_str(out, shape, sizeof shape),
              inputs);
 }
@@ -57,7 +57,7 @@ void tg__anomaly_check_backward(const tg_node *node, tg_tensor **(*grad_slot)(tg
         if (bad < 0) continue;
         char shape[96], inputs[1024];
         describe_inputs(inputs, sizeof inputs, node->n_in, node->in);
-        tg__fail("anomaly: backward of %s produced %g at element %lld of the gradient of "
+        tg_fail("anomaly: backward of %s produced %g at element %lld of the gradient of "
                  "input %d %s%s", node->op->name, tg_get_flat(g, bad), (long long)bad, k,
                  tg_shape_str(g, shape, sizeof shape), inputs);
     }

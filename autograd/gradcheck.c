@@ -17,9 +17,9 @@ tg_gradcheck_opts tg_gradcheck_defaults(void)
 static void check_inputs(tg_tensor **inputs, int n)
 {
     for (int k = 0; k < n; k++) {
-        tg__check_live(inputs[k], "tg_gradcheck");
+        tg_check_live(inputs[k], "tg_gradcheck");
         if (inputs[k]->dtype != TG_F64 || !inputs[k]->persistent || !inputs[k]->requires_grad)
-            tg__fail("tg_gradcheck: input %d must be a persistent float64 tensor with "
+            tg_fail("tg_gradcheck: input %d must be a persistent float64 tensor with "
                      "requires_grad (finite differences in float32 are too coarse)", k);
     }
 }
@@ -29,9 +29,9 @@ static double evaluate(tg_scalar_fn f, tg_tensor **inputs, int n, void *ctx)
 {
     bool previous = tg_set_grad_enabled(false);
     tg_tensor *y = f(inputs, n, ctx);
-    tg__check_live(y, "tg_gradcheck");
+    tg_check_live(y, "tg_gradcheck");
     if (y->numel != 1)
-        tg__fail("tg_gradcheck: the function must return one element, got %lld",
+        tg_fail("tg_gradcheck: the function must return one element, got %lld",
                  (long long)y->numel);
     double v = tg_get_flat(y, 0);
     tg_set_grad_enabled(previous);
@@ -102,7 +102,7 @@ static void check_projections(tg_scalar_fn f, tg_tensor **inputs, int n, void *c
 {
     tg_rng rng;
     tg_rng_seed(&rng, o->seed);
-    tg_tensor *dirs[n > 0 ? n : 1];
+    tg_tensor **dirs = tg__malloc((size_t)(n > 0 ? n : 1) * sizeof *dirs);
     for (int p = 0; p < o->projections; p++) {
         double analytic = 0;
         for (int k = 0; k < n; k++) {
@@ -118,6 +118,7 @@ static void check_projections(tg_scalar_fn f, tg_tensor **inputs, int n, void *c
         consider(r, -1, p, analytic, (plus - minus) / (2 * o->eps), o);
         for (int k = 0; k < n; k++) tg_free(dirs[k]);
     }
+    tg__free(dirs);
 }
 
 tg_gradcheck_result tg_gradcheck(tg_scalar_fn f, tg_tensor **inputs, int n, void *ctx,
@@ -125,8 +126,8 @@ tg_gradcheck_result tg_gradcheck(tg_scalar_fn f, tg_tensor **inputs, int n, void
 {
     tg_gradcheck_opts o = opts ? *opts : tg_gradcheck_defaults();
     tg_gradcheck_result r = {.ok = true, .worst_input = -1};
-    tg_tensor *grads[n > 0 ? n : 1];
     check_inputs(inputs, n);
+    tg_tensor **grads = tg__malloc((size_t)(n > 0 ? n : 1) * sizeof *grads);
     analytic_gradients(f, inputs, n, ctx, grads);
     if (o.projections > 0) check_projections(f, inputs, n, ctx, grads, &o, &r);
     else check_elements(f, inputs, n, ctx, grads, &o, &r);
@@ -134,6 +135,7 @@ tg_gradcheck_result tg_gradcheck(tg_scalar_fn f, tg_tensor **inputs, int n, void
         tg_free(grads[k]);
         tg_zero_grad(inputs[k]);
     }
+    tg__free(grads);
     r.ok = r.error <= 0 && isfinite(r.analytic) && isfinite(r.numeric);
     if (r.checked == 0) r.ok = true;
     if (!r.ok && !o.quiet)
@@ -148,7 +150,7 @@ tg_gradcheck_result tg_gradcheck(tg_scalar_fn f, tg_tensor **inputs, int n, void
 /* Row i of the Jacobian is the gradient of output i: one backward per output, seeded with e_i. */
 tg_tensor *tg_jacobian(tg_vector_fn f, tg_tensor *input, void *ctx)
 {
-    tg__check_float(input, "tg_jacobian");
+    tg_check_float(input, "tg_jacobian");
     tg_tensor *y = f(input, ctx);
     int64_t m = y->numel, n = input->numel;
     tg_tensor *seed = tg_zeros(y->dtype, y->ndim, y->shape); /* e_i, shaped like the output */
@@ -170,7 +172,7 @@ tg_tensor *tg_jacobian(tg_vector_fn f, tg_tensor *input, void *ctx)
 
 tg_tensor *tg_jacobian_numeric(tg_vector_fn f, tg_tensor *input, void *ctx, double eps)
 {
-    tg__check_float(input, "tg_jacobian_numeric");
+    tg_check_float(input, "tg_jacobian_numeric");
     bool previous = tg_set_grad_enabled(false);
     int64_t m = f(input, ctx)->numel, n = input->numel;
     tg_tape_reset();

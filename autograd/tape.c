@@ -8,6 +8,7 @@
  *   - tg_grad (functional, like torch.autograd.grad): gradients go to per-call slots and are
  *     returned; with create_graph each op's backward_ops builds them with recorded ops, so they
  *     can be differentiated again. */
+#include <stddef.h>
 #include <string.h>
 #include "autograd/internal.h"
 
@@ -30,6 +31,7 @@ typedef struct {
     tg_tensor *const *inputs;
     tg_tensor **input_grads;      /* gradients of the inputs that no record produced (leaves) */
     bool create_graph;
+    bool grad_was_enabled;        /* restored at the end (or by tg_tape_reset after an error) */
 } grad_pass;
 static _Thread_local grad_pass *active_pass;
 
@@ -85,9 +87,13 @@ tg_tensor *tg_op_output(tg_dtype dtype, int ndim, const int64_t *shape)
     tg_tensor *t = tg__arena_alloc(sizeof *t);
     tg__init_header(t, dtype, ndim, shape, "tg_op_output");
     t->generation = generation;
-    t->data = tg__arena_alloc(tg__bytes(t));
+    t->data = tg__arena_alloc(tg_nbytes(t));
     return t;
 }
+
+/* Where the saved state starts after a record: aligned for any field an op saves. */
+enum { SAVED_ALIGN = _Alignof(max_align_t) };
+enum { SAVED_OFFSET = (sizeof(tg_node) + SAVED_ALIGN - 1) & ~(SAVED_ALIGN - 1) };
 
 static void append(tg_node *node)
 {
@@ -112,10 +118,11 @@ tg_node *tg_op_record(const tg_op *op, tg_tensor *out, int n_in, tg_tensor *cons
         tg__anomaly_check_forward(NULL, op->name, out, n_in, in);
     if (!needed) return NULL;
 
-    tg_node *node = tg__arena_alloc(sizeof *node);
+    /* The saved state sits right after the record: one allocation, one cache line or two. */
+    tg_node *node = tg__arena_alloc(SAVED_OFFSET + saved_bytes);
     *node = (tg_node){.op = op, .out = out, .n_in = n_in};
     for (int i = 0; i < n_in; i++) node->in[i] = in[i];
-    node->saved = saved_bytes ? tg__arena_alloc(saved_bytes) : NULL;
+    node->saved = saved_bytes ? (char *)node + SAVED_OFFSET : NULL;
     out->node = node;
     out->requires_grad = true;
     append(node);
@@ -140,7 +147,7 @@ static tg_tensor **grad_slot(tg_tensor *t)
 static tg_tensor *zeros_like_intermediate(const tg_tensor *t)
 {
     tg_tensor *g = tg_op_output(t->dtype, t->ndim, t->shape);
-    memset(g->data, 0, tg__bytes(g));
+    memset(g->data, 0, tg_nbytes(g));
     return g;
 }
 
@@ -148,7 +155,8 @@ void *tg_op_grad(tg_tensor *t)
 {
     if (!t->requires_grad) return NULL;
     tg_tensor **slot = grad_slot(t);
-    if (!slot) return NULL;
+    if (!slot) /* a tensor tg_grad was not asked about: a buffer that is thrown away */
+        return zeros_like_intermediate(t)->data;
     if (!*slot)
         *slot = t->persistent && !active_pass ? tg_zeros(t->dtype, t->ndim, t->shape)
                                               : zeros_like_intermediate(t);
@@ -267,7 +275,7 @@ void tg_grad(tg_tensor *output, tg_tensor *grad_output, int n, tg_tensor *const 
                    .create_graph = create_graph};
     memset(p.node_grads, 0, (end ? end : 1) * sizeof(tg_tensor *));
     memset(p.input_grads, 0, (size_t)(n ? n : 1) * sizeof(tg_tensor *));
-    bool was_enabled = tg_set_grad_enabled(create_graph);
+    p.grad_was_enabled = tg_set_grad_enabled(create_graph);
     active_pass = &p;
     tg_tensor **root = grad_slot(output);
     if (root) *root = seed_tensor(output, grad_output, create_graph);
@@ -283,14 +291,17 @@ void tg_grad(tg_tensor *output, tg_tensor *grad_output, int n, tg_tensor *const 
         grads[i] = *slot ? *slot : zeros_like_intermediate(inputs[i]);
     }
     active_pass = NULL;
-    tg_set_grad_enabled(was_enabled);
+    tg_set_grad_enabled(p.grad_was_enabled);
 }
 
 /* ---- the step's end ---------------------------------------------------------------------- */
 
 void tg_tape_reset(void)
 {
-    if (active_pass) tg_fail("tg_tape_reset: called from inside a backward");
+    if (active_pass) { /* an error handler left a tg_grad by longjmp: end that pass */
+        tg_set_grad_enabled(active_pass->grad_was_enabled);
+        active_pass = NULL;
+    }
     n_records = 0;
     generation++;
     tg__arena_reset();

@@ -15,7 +15,7 @@ size_t tg_dtype_size(tg_dtype dtype)
     case TG_I32: return sizeof(int32_t);
     case TG_I64: return sizeof(int64_t);
     }
-    tg__fail("unknown dtype %d", (int)dtype);
+    tg_fail("unknown dtype %d", (int)dtype);
 }
 
 const char *tg_dtype_name(tg_dtype dtype)
@@ -35,7 +35,7 @@ int tg_check_axis(int axis, int ndim, const char *op)
 {
     int a = axis < 0 ? axis + ndim : axis;
     if (a < 0 || a >= ndim)
-        tg__fail("%s: axis %d out of range for a tensor of rank %d", op, axis, ndim);
+        tg_fail("%s: axis %d out of range for a tensor of rank %d", op, axis, ndim);
     return a;
 }
 
@@ -44,17 +44,17 @@ void tg__init_header(tg_tensor *t, tg_dtype dtype, int ndim, const int64_t *shap
                      const char *op)
 {
     if (ndim < 0 || ndim > TG_MAX_DIMS)
-        tg__fail("%s: rank %d not supported (0..%d)", op, ndim, TG_MAX_DIMS);
+        tg_fail("%s: rank %d not supported (0..%d)", op, ndim, TG_MAX_DIMS);
     memset(t, 0, sizeof *t);
     t->magic = TG_MAGIC_LIVE;
     t->dtype = dtype;
     t->ndim = ndim;
     t->numel = 1;
     for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 0) tg__fail("%s: negative size %lld in axis %d", op, (long long)shape[i], i);
+        if (shape[i] < 0) tg_fail("%s: negative size %lld in axis %d", op, (long long)shape[i], i);
         /* numel and its size in bytes (8 per element at most) must fit in an int64 */
         if (shape[i] > 0 && t->numel > INT64_MAX / 8 / shape[i])
-            tg__fail("%s: a tensor with axis %d of size %lld has too many elements", op, i,
+            tg_fail("%s: a tensor with axis %d of size %lld has too many elements", op, i,
                      (long long)shape[i]);
         t->shape[i] = shape[i];
         t->numel *= shape[i];
@@ -76,14 +76,14 @@ static tg_tensor *new_persistent(tg_dtype dtype, int ndim, const int64_t *shape,
     tg_tensor *t = new_header(dtype, ndim, shape, op);
     t->persistent = true;
     t->owns_data = true;
-    t->data = tg__calloc(tg__bytes(t));
+    t->data = tg__calloc(tg_nbytes(t));
     return t;
 }
 
-/* Measured on the project's Firecracker VMs: the first touch of fresh memory costs ~8 ms/MB in
- * page faults (1.5-1.9 s for Fashion-MNIST's 188 MB of floats); prefaulting the range with one
- * madvise call costs ~2 ms/MB. Elsewhere it is a small win or a no-op (errors are ignored: old
- * kernels without MADV_POPULATE_WRITE just fault as usual). */
+/* On some virtual machines the first touch of fresh memory faults page by page at a high cost;
+ * prefaulting the whole range with one madvise call is several times cheaper (figures in
+ * docs/data_loading.md). Elsewhere it is a small win or a no-op (errors are ignored: old kernels
+ * without MADV_POPULATE_WRITE just fault as usual). */
 void tg__prefault(void *p, size_t n)
 {
 #ifdef MADV_POPULATE_WRITE
@@ -101,9 +101,9 @@ void tg__prefault(void *p, size_t n)
 tg_tensor *tg__tensor_uninit(tg_dtype dtype, int ndim, const int64_t *shape)
 {
     tg_tensor *t = tg_wrap(dtype, ndim, shape, NULL);
-    size_t bytes = tg__bytes(t);
+    size_t bytes = tg_nbytes(t);
     t->data = tg__aligned_bytes(bytes);
-    if (!t->data) tg__fail("out of memory allocating %zu bytes", bytes);
+    if (!t->data) tg_fail("out of memory allocating %zu bytes", bytes);
     t->owns_data = true;
     tg__prefault(t->data, bytes);
     return t;
@@ -136,7 +136,7 @@ tg_tensor *tg_ones(tg_dtype dtype, int ndim, const int64_t *shape)
 tg_tensor *tg_from_data(tg_dtype dtype, int ndim, const int64_t *shape, const void *data)
 {
     tg_tensor *t = new_persistent(dtype, ndim, shape, "tg_from_data");
-    if (t->numel) memcpy(t->data, data, tg__bytes(t));
+    if (t->numel) memcpy(t->data, data, tg_nbytes(t));
     return t;
 }
 
@@ -151,7 +151,7 @@ tg_tensor *tg_wrap(tg_dtype dtype, int ndim, const int64_t *shape, void *data)
 tg_tensor *tg_arange(tg_dtype dtype, double start, double stop, double step)
 {
     if (step == 0 || !isfinite(start) || !isfinite(stop) || !isfinite(step))
-        tg__fail("tg_arange: need finite start/stop and a non-zero step (got %g, %g, %g)",
+        tg_fail("tg_arange: need finite start/stop and a non-zero step (got %g, %g, %g)",
                  start, stop, step);
     int64_t n = (int64_t)ceil((stop - start) / step);
     if (n < 0) n = 0;
@@ -181,13 +181,13 @@ tg_tensor *tg_rand_normal(tg_dtype dtype, int ndim, const int64_t *shape, double
 
 tg_tensor *tg_clone(const tg_tensor *src)
 {
-    tg__check_live(src, "tg_clone");
+    tg_check_live(src, "tg_clone");
     return tg_from_data(src->dtype, src->ndim, src->shape, src->data);
 }
 
 tg_tensor *tg_to_dtype(const tg_tensor *src, tg_dtype dtype)
 {
-    tg__check_live(src, "tg_to_dtype");
+    tg_check_live(src, "tg_to_dtype");
     tg_tensor *t = new_persistent(dtype, src->ndim, src->shape, "tg_to_dtype");
     tg_copy_(t, src);
     return t;
@@ -196,9 +196,9 @@ tg_tensor *tg_to_dtype(const tg_tensor *src, tg_dtype dtype)
 void tg_free(tg_tensor *t)
 {
     if (!t) return;
-    tg__check_live(t, "tg_free");
+    tg_check_live(t, "tg_free");
     if (!t->persistent)
-        tg__fail("tg_free: '%s' is an intermediate owned by the tape; tg_tape_reset() releases it",
+        tg_fail("tg_free: '%s' is an intermediate owned by the tape; tg_tape_reset() releases it",
                  t->name ? t->name : "tensor");
     if (t->grad) tg_free(t->grad);
     if (t->owns_data) tg__free(t->data);
@@ -208,32 +208,33 @@ void tg_free(tg_tensor *t)
 
 tg_tensor *tg_set_requires_grad(tg_tensor *t, bool requires_grad)
 {
-    tg__check_live(t, "tg_set_requires_grad");
+    tg_check_live(t, "tg_set_requires_grad");
     if (requires_grad && (t->dtype == TG_I32 || t->dtype == TG_I64))
-        tg__fail("tg_set_requires_grad: %s tensors cannot require grad", tg_dtype_name(t->dtype));
+        tg_fail("tg_set_requires_grad: %s tensors cannot require grad", tg_dtype_name(t->dtype));
     t->requires_grad = requires_grad;
     return t;
 }
 
 tg_tensor *tg_set_name(tg_tensor *t, const char *name)
 {
-    tg__check_live(t, "tg_set_name");
+    tg_check_live(t, "tg_set_name");
     t->name = name;
     return t;
 }
 
 void tg_zero_grad(tg_tensor *t)
 {
-    tg__check_live(t, "tg_zero_grad");
-    if (t->grad) memset(t->grad->data, 0, tg__bytes(t->grad));
+    tg_check_live(t, "tg_zero_grad");
+    if (t->grad) memset(t->grad->data, 0, tg_nbytes(t->grad));
 }
 
 /* Element i in [0, numel): the public element accessors check it (a wrong index is the commonest
  * bug of hand-written loops); the ops' kernels index data directly. */
 static void check_index(const tg_tensor *t, int64_t i, const char *op)
 {
+    tg_check_live(t, op);
     if ((uint64_t)i >= (uint64_t)t->numel)
-        tg__fail("%s: index %lld out of range for %lld elements", op, (long long)i,
+        tg_fail("%s: index %lld out of range for %lld elements", op, (long long)i,
                  (long long)t->numel);
 }
 
@@ -257,7 +258,7 @@ void tg_set_flat(tg_tensor *t, int64_t i, double v)
     case TG_F64: ((double *)t->data)[i] = v; break;
     case TG_I32:
         if (!(v > INT32_MIN - 1.0 && v < INT32_MAX + 1.0)) /* NaN too: the cast would be UB */
-            tg__fail("tg_set_flat: %g does not fit in an int32 tensor", v);
+            tg_fail("tg_set_flat: %g does not fit in an int32 tensor", v);
         ((int32_t *)t->data)[i] = (int32_t)v; /* truncates toward zero, like PyTorch */
         break;
     case TG_I64:
@@ -270,22 +271,22 @@ void tg_set_flat(tg_tensor *t, int64_t i, double v)
 
 void tg_fill_(tg_tensor *t, double value)
 {
-    tg__check_live(t, "tg_fill_");
+    tg_check_live(t, "tg_fill_");
     for (int64_t i = 0; i < t->numel; i++)
         tg_set_flat(t, i, value);
 }
 
 void tg_copy_(tg_tensor *dst, const tg_tensor *src)
 {
-    tg__check_live(dst, "tg_copy_");
-    tg__check_live(src, "tg_copy_");
+    tg_check_live(dst, "tg_copy_");
+    tg_check_live(src, "tg_copy_");
     if (!tg_same_shape(dst, src)) {
         char s1[128], s2[128];
-        tg__fail("tg_copy_: source %s into destination %s (shapes must match; tg_reshape "
+        tg_fail("tg_copy_: source %s into destination %s (shapes must match; tg_reshape "
                  "first)", tg_shape_str(src, s1, sizeof s1), tg_shape_str(dst, s2, sizeof s2));
     }
     if (dst->dtype == src->dtype) {
-        if (dst->numel) memmove(dst->data, src->data, tg__bytes(src));
+        if (dst->numel) memmove(dst->data, src->data, tg_nbytes(src));
         return;
     }
     for (int64_t i = 0; i < src->numel; i++)
@@ -297,7 +298,7 @@ static int64_t flat_index(const tg_tensor *t, const int64_t *index, const char *
     int64_t flat = 0;
     for (int d = 0; d < t->ndim; d++) {
         if (index[d] < 0 || index[d] >= t->shape[d])
-            tg__fail("%s: index %lld out of range for axis %d of size %lld", op,
+            tg_fail("%s: index %lld out of range for axis %d of size %lld", op,
                      (long long)index[d], d, (long long)t->shape[d]);
         flat = flat * t->shape[d] + index[d];
     }
@@ -306,21 +307,21 @@ static int64_t flat_index(const tg_tensor *t, const int64_t *index, const char *
 
 double tg_get(const tg_tensor *t, const int64_t *index)
 {
-    tg__check_live(t, "tg_get");
+    tg_check_live(t, "tg_get");
     return tg_get_flat(t, flat_index(t, index, "tg_get"));
 }
 
 void tg_set(tg_tensor *t, const int64_t *index, double value)
 {
-    tg__check_live(t, "tg_set");
+    tg_check_live(t, "tg_set");
     tg_set_flat(t, flat_index(t, index, "tg_set"), value);
 }
 
 double tg_item(const tg_tensor *t)
 {
-    tg__check_live(t, "tg_item");
+    tg_check_live(t, "tg_item");
     if (t->numel != 1)
-        tg__fail("tg_item: tensor has %lld elements, expected 1", (long long)t->numel);
+        tg_fail("tg_item: tensor has %lld elements, expected 1", (long long)t->numel);
     return tg_get_flat(t, 0);
 }
 
@@ -370,7 +371,7 @@ static void print_axis(const tg_tensor *t, FILE *out, int axis, int64_t offset, 
 void tg_print(const tg_tensor *t, FILE *out)
 {
     char shape[128];
-    tg__check_live(t, "tg_print");
+    tg_check_live(t, "tg_print");
     if (t->name) fprintf(out, "%s = ", t->name);
     fprintf(out, "tensor(");
     if (t->ndim == 0) fprintf(out, "%.6g", tg_get_flat(t, 0));

@@ -42,12 +42,12 @@ static void reverse_row(char *row, int64_t w, size_t elem)
 void tg_random_crop_flip_(tg_tensor *x, int pad, bool flip, tg_rng *rng)
 {
     char s[96];
-    tg__check_float(x, "tg_random_crop_flip_");
+    tg_check_float(x, "tg_random_crop_flip_");
     if (x->ndim != 4)
-        tg__fail("tg_random_crop_flip_: images must be [N, C, H, W], got %s",
+        tg_fail("tg_random_crop_flip_: images must be [N, C, H, W], got %s",
                  tg_shape_str(x, s, sizeof s));
     if (pad < 0)
-        tg__fail("tg_random_crop_flip_: padding must be >= 0 (got %d)", pad);
+        tg_fail("tg_random_crop_flip_: padding must be >= 0 (got %d)", pad);
     if (!rng) rng = tg_global_rng();
     int64_t n = x->shape[0], c = x->shape[1], h = x->shape[2], w = x->shape[3];
     size_t elem = tg_dtype_size(x->dtype), row_bytes = (size_t)w * elem;

@@ -59,7 +59,7 @@ tg_status tg_cifar10_load_files(int n_files, const char *const *paths, tg_datase
 {
     memset(out, 0, sizeof *out);
     if (n_files < 1 || !paths)
-        tg__fail("tg_cifar10_load_files: needs at least one file (got %d)", n_files);
+        tg_fail("tg_cifar10_load_files: needs at least one file (got %d)", n_files);
     unsigned char **raw = tg__calloc((size_t)n_files * sizeof *raw);
     int64_t *counts = tg__calloc((size_t)n_files * sizeof *counts);
     int64_t total = 0;
@@ -94,7 +94,7 @@ tg_status tg_cifar10_load(const char *dir, tg_dataset *train, tg_dataset *test)
 {
     memset(train, 0, sizeof *train);
     memset(test, 0, sizeof *test);
-    if (!dir) tg__fail("tg_cifar10_load: NULL directory");
+    if (!dir) tg_fail("tg_cifar10_load: NULL directory");
     char names[6][4096];
     const char *paths[6];
     for (int i = 0; i < 6; i++) {

@@ -65,8 +65,10 @@ static bool dvec_push(dvec *a, double x)
 {
     if (a->len == a->cap) {
         size_t ncap = a->cap ? a->cap * 2 : 1024;
-        double *nv = ncap > a->cap ? realloc(a->v, ncap * sizeof *nv) : NULL;
+        double *nv = ncap > a->cap ? tg__aligned_bytes(ncap * sizeof *nv) : NULL;
         if (!nv) return false;
+        if (a->len) memcpy(nv, a->v, a->len * sizeof *nv);
+        tg__free(a->v);
         a->v = nv;
         a->cap = ncap;
     }
@@ -231,7 +233,7 @@ tg_status tg_csv_load(const char *path, const tg_csv_opts *opts, tg_tensor **x, 
     if (y) *y = ty;
     st = TG_OK;
 done:
-    free(vals.v);
-    free(text);
+    tg__free(vals.v);
+    tg__free(text);
     return st;
 }

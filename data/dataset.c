@@ -40,12 +40,13 @@ tg_status tg_check_labels(const tg_tensor *y, int n_classes, const char *what)
     return TG_OK;
 }
 
-tg_status tg_dataset_load_idx(const char *images_path, const char *labels_path, int n_classes,
-                              tg_dataset *out)
+/* tg_dataset_load_idx, also telling the image size (rows x cols). */
+static tg_status load_idx_pair(const char *images_path, const char *labels_path, int n_classes,
+                               tg_dataset *out, int *rows, int *cols)
 {
     memset(out, 0, sizeof *out);
     tg_tensor *x = NULL, *y = NULL;
-    tg_status st = tg_idx_load_images(images_path, &x, NULL, NULL);
+    tg_status st = tg_idx_load_images(images_path, &x, rows, cols);
     if (st != TG_OK) return st;
     st = tg_idx_load_labels(labels_path, &y);
     if (st != TG_OK) {
@@ -72,6 +73,13 @@ tg_status tg_dataset_load_idx(const char *images_path, const char *labels_path, 
     }
     *out = (tg_dataset){.x = x, .y = y, .n_classes = n_classes};
     return TG_OK;
+}
+
+tg_status tg_dataset_load_idx(const char *images_path, const char *labels_path, int n_classes,
+                              tg_dataset *out)
+{
+    int rows, cols;
+    return load_idx_pair(images_path, labels_path, n_classes, out, &rows, &cols);
 }
 
 /* ---- splits ---------------------------------------------------------------------------------- */
@@ -145,7 +153,7 @@ tg_status tg_dataset_random_split(const tg_dataset *src, int64_t n_second, tg_rn
     if (st != TG_OK) return st;
     int64_t n = src->x->shape[0];
     if (!rng) rng = tg_global_rng();
-    int64_t *perm = malloc((size_t)(n ? n : 1) * sizeof *perm);
+    int64_t *perm = tg__aligned_bytes((size_t)(n ? n : 1) * sizeof *perm);
     if (!perm) return tg_status_set(TG_ERR_NOMEM, "random split: out of memory");
     for (int64_t i = 0; i < n; i++) perm[i] = i;
     tg_rng_shuffle(rng, perm, n);
@@ -157,7 +165,64 @@ tg_status tg_dataset_random_split(const tg_dataset *src, int64_t n_second, tg_rn
                           src->n_classes};
     *second = (tg_dataset){take_rows(src->x, perm + n_first, 0, n_second),
                            take_rows(src->y, perm + n_first, 0, n_second), src->n_classes};
-    free(perm);
+    tg__free(perm);
+    return TG_OK;
+}
+
+/* ---- subsets --------------------------------------------------------------------------------- */
+
+/* Clears the output, checks the source like a split does, and the count against its size. */
+static tg_status check_subset(const tg_dataset *src, int64_t n, const char *op, tg_dataset *out)
+{
+    tg_dataset unused;
+    tg_status st = check_split(src, 0, op, out, &unused);
+    if (st != TG_OK) return st;
+    int64_t size = src->x->shape[0];
+    if (n < 0 || n > size)
+        return tg_status_set(TG_ERR_VALUE, "%s: asked for %lld rows of a data set of %lld; give "
+                             "a count in [0, %lld]", op, (long long)n, (long long)size,
+                             (long long)size);
+    return TG_OK;
+}
+
+tg_status tg_dataset_head(const tg_dataset *src, int64_t n, tg_dataset *out)
+{
+    tg_status st = check_subset(src, n, "tg_dataset_head", out);
+    if (st != TG_OK) return st;
+    *out = (tg_dataset){take_rows(src->x, NULL, 0, n), take_rows(src->y, NULL, 0, n),
+                        src->n_classes};
+    return TG_OK;
+}
+
+tg_status tg_dataset_subset(const tg_dataset *src, const int64_t *idx, int64_t n, tg_dataset *out)
+{
+    tg_status st = check_subset(src, n < 0 ? n : 0, "tg_dataset_subset", out);
+    if (st != TG_OK) return st;
+    if (n > 0 && !idx) tg__fail("tg_dataset_subset: idx is NULL for %lld rows", (long long)n);
+    int64_t size = src->x->shape[0];
+    for (int64_t i = 0; i < n; i++)
+        if (idx[i] < 0 || idx[i] >= size)
+            return tg_status_set(TG_ERR_VALUE, "tg_dataset_subset: index %lld (position %lld of "
+                                 "the list) is outside the data set's rows [0, %lld)",
+                                 (long long)idx[i], (long long)i, (long long)size);
+    *out = (tg_dataset){take_rows(src->x, idx, 0, n), take_rows(src->y, idx, 0, n),
+                        src->n_classes};
+    return TG_OK;
+}
+
+tg_status tg_dataset_random_subset(const tg_dataset *src, int64_t n, tg_rng *rng, tg_dataset *out)
+{
+    tg_status st = check_subset(src, n, "tg_dataset_random_subset", out);
+    if (st != TG_OK) return st;
+    int64_t size = src->x->shape[0];
+    int64_t *perm = tg__aligned_bytes((size_t)(size ? size : 1) * sizeof *perm);
+    if (!perm) return tg_status_set(TG_ERR_NOMEM, "tg_dataset_random_subset: out of memory");
+    for (int64_t i = 0; i < size; i++) perm[i] = i;
+    tg_rng_shuffle(rng ? rng : tg_global_rng(), perm, size);
+    qsort(perm, (size_t)n, sizeof *perm, cmp_i64);   /* the original order, read sequentially */
+    *out = (tg_dataset){take_rows(src->x, perm, 0, n), take_rows(src->y, perm, 0, n),
+                        src->n_classes};
+    tg__free(perm);
     return TG_OK;
 }
 
@@ -205,11 +270,12 @@ tg_status tg_mnist_load(const tg_mnist_opts *opts, tg_mnist *out)
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
         return tg_status_set(TG_ERR_IO, "%s: no such data directory", dir);
 
-    char img[4096], lab[4096];
+    char img[4096], lab[4096], train_img[4096];
     tg_dataset all;
+    int rows, cols;
     data_file(img, sizeof img, dir, "train-images-idx3-ubyte");
     data_file(lab, sizeof lab, dir, "train-labels-idx1-ubyte");
-    tg_status st = tg_dataset_load_idx(img, lab, n_classes, &all);
+    tg_status st = load_idx_pair(img, lab, n_classes, &all, &rows, &cols);
     if (st != TG_OK) return st;
     int64_t n = tg_dataset_size(&all);
     if (n_val > n) {
@@ -217,6 +283,12 @@ tg_status tg_mnist_load(const tg_mnist_opts *opts, tg_mnist *out)
         return tg_status_set(TG_ERR_VALUE, "%s: asked for %lld validation images, the training "
                              "file holds %lld", img, (long long)n_val, (long long)n);
     }
+    if (n == n_val) {   /* a model trained on nothing would report chance as a result */
+        tg_dataset_free(&all);
+        return tg_status_set(TG_ERR_VALUE, "%s: no training images (the file holds %lld, %lld of "
+                             "them for validation)", img, (long long)n, (long long)n_val);
+    }
+    snprintf(train_img, sizeof train_img, "%s", img);
     if (o.random_val) {
         tg_rng rng;
         tg_rng_seed(&rng, o.seed);
@@ -234,7 +306,16 @@ tg_status tg_mnist_load(const tg_mnist_opts *opts, tg_mnist *out)
 
     data_file(img, sizeof img, dir, "t10k-images-idx3-ubyte");
     data_file(lab, sizeof lab, dir, "t10k-labels-idx1-ubyte");
-    st = tg_dataset_load_idx(img, lab, n_classes, &out->test);
+    int test_rows, test_cols;
+    st = load_idx_pair(img, lab, n_classes, &out->test, &test_rows, &test_cols);
+    if (st == TG_OK && tg_dataset_size(&out->test) == 0)
+        st = tg_status_set(TG_ERR_VALUE, "%s: no test images", img);
+    /* Checked here, not at the first product after training: a model of 28x28 inputs cannot
+     * score 32x32 test images. */
+    if (st == TG_OK && (test_rows != rows || test_cols != cols))
+        st = tg_status_set(TG_ERR_VALUE, "%s holds %dx%d images but the training images (%s) are "
+                           "%dx%d; both sets need one image size", img, test_rows, test_cols,
+                           train_img, rows, cols);
     if (st != TG_OK) {
         tg_mnist_free(out);
         return st;

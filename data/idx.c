@@ -106,9 +106,9 @@ tg_status tg_idx_load_images(const char *path, tg_tensor **images, int *rows, in
     size_t want = (size_t)dims[0] * item, got = 0;
     float *x = want <= r.max_size ? tg__aligned_bytes(want * sizeof(float)) : NULL;
     enum { CHUNK = 1 << 18 };
-    unsigned char *chunk = malloc(CHUNK);
+    unsigned char *chunk = tg__aligned_bytes(CHUNK);
     if (!chunk) {
-        free(x);
+        tg__free(x);
         tg__reader_close(&r);
         return tg_status_set(TG_ERR_NOMEM, "%s: out of memory", path);
     }
@@ -127,13 +127,13 @@ tg_status tg_idx_load_images(const char *path, tg_tensor **images, int *rows, in
         got += (size_t)k;
         if ((size_t)k < n) break;
     }
-    free(chunk);
+    tg__free(chunk);
     if (st == TG_OK) st = idx_check_end(&r, path, "image", dims[0], item, got, want);
     if (st == TG_OK && !x)
         st = tg_status_set(TG_ERR_NOMEM, "%s: out of memory for %u images", path, dims[0]);
     tg__reader_close(&r);
     if (st != TG_OK) {
-        free(x);
+        tg__free(x);
         return st;
     }
     *images = tg__tensor_adopt(TG_F32, TG_SHAPE((int64_t)dims[0], (int64_t)item), x);
@@ -155,7 +155,7 @@ tg_status tg_idx_load_labels(const char *path, tg_tensor **labels)
     st = tg__read_alloc(&r, dims[0], &raw, &got);
     if (st == TG_OK) {
         st = idx_check_end(&r, path, "label", dims[0], 1, got, dims[0]);
-        if (st != TG_OK) free(raw);
+        if (st != TG_OK) tg__free(raw);
     }
     tg__reader_close(&r);
     if (st != TG_OK) return st;
@@ -163,7 +163,7 @@ tg_status tg_idx_load_labels(const char *path, tg_tensor **labels)
     int32_t *y = t->data;
     const unsigned char *b = raw;
     for (size_t i = 0; i < got; i++) y[i] = b[i];
-    free(raw);
+    tg__free(raw);
     *labels = t;
     return TG_OK;
 }

@@ -7,23 +7,23 @@
 static void check_images(const tg_tensor *x, const char *op)
 {
     char s[96];
-    tg__check_float(x, op);
+    tg_check_float(x, op);
     if (x->ndim != 4)
-        tg__fail("%s: images must be [N, C, H, W], got %s (tg_dataset_as_images reshapes "
+        tg_fail("%s: images must be [N, C, H, W], got %s (tg_dataset_as_images reshapes "
                  "[N, H*W] rows)", op, tg_shape_str(x, s, sizeof s));
 }
 
 void tg_dataset_as_images(tg_dataset *d, int64_t channels, int64_t height, int64_t width)
 {
     char s[96];
-    if (!d || !d->x) tg__fail("tg_dataset_as_images: NULL data set or data set without x");
+    if (!d || !d->x) tg_fail("tg_dataset_as_images: NULL data set or data set without x");
     tg_tensor *x = d->x;
     if (!x->persistent)
-        tg__fail("tg_dataset_as_images: x is an intermediate; only a data set's own tensors "
+        tg_fail("tg_dataset_as_images: x is an intermediate; only a data set's own tensors "
                  "can be reshaped in place");
     int64_t n = x->ndim ? x->shape[0] : 0;
     if (channels < 1 || height < 1 || width < 1 || n * channels * height * width != x->numel)
-        tg__fail("tg_dataset_as_images: %s does not hold [%lld, %lld, %lld, %lld] images",
+        tg_fail("tg_dataset_as_images: %s does not hold [%lld, %lld, %lld, %lld] images",
                  tg_shape_str(x, s, sizeof s), (long long)n, (long long)channels,
                  (long long)height, (long long)width);
     x->ndim = 4;
@@ -36,7 +36,7 @@ void tg_channel_stats(const tg_tensor *x, double *mean, double *std)
 {
     check_images(x, "tg_channel_stats");
     int64_t n = x->shape[0], c = x->shape[1], plane = x->shape[2] * x->shape[3];
-    if (n * plane == 0) tg__fail("tg_channel_stats: no images (N*H*W is 0)");
+    if (n * plane == 0) tg_fail("tg_channel_stats: no images (N*H*W is 0)");
     for (int64_t k = 0; k < c; k++) {
         /* Two passes in double: the one-pass E[x²]-E[x]² loses digits over millions of pixels. */
         double sum = 0, sq = 0;
@@ -59,7 +59,7 @@ void tg_normalize_channels_(tg_tensor *x, const double *mean, const double *std)
     int64_t n = x->shape[0], c = x->shape[1], plane = x->shape[2] * x->shape[3];
     for (int64_t k = 0; k < c; k++)
         if (!(std[k] > 0) || !isfinite(std[k]) || !isfinite(mean[k]))
-            tg__fail("tg_normalize_channels_: channel %lld has mean %g, std %g; std must be "
+            tg_fail("tg_normalize_channels_: channel %lld has mean %g, std %g; std must be "
                      "positive and both finite (a constant channel has std 0)", (long long)k,
                      mean[k], std[k]);
     for (int64_t i = 0; i < n; i++)

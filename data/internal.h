@@ -27,8 +27,8 @@ void tg__reader_close(tg__reader *r);   /* safe on a reader that failed to open 
 /* Reads until n bytes or the end of the data; returns the count, or -1 (status set). */
 int64_t tg__read_full(tg__reader *r, void *buf, size_t n);
 
-/* Reads up to `want` bytes into a new buffer (64-byte aligned, free with free()) that grows with
- * the data actually read, so a header that lies about sizes cannot trigger a huge allocation.
+/* Reads up to `want` bytes into a new buffer (64-byte aligned, released with tg__free) that grows
+ * with the data actually read, so a header that lies about sizes cannot trigger a huge allocation.
  * want = SIZE_MAX reads to the end. *got receives the byte count; fewer than want means the data
  * ended. On failure *buf is NULL. One extra zero byte is always allocated after the data. */
 tg_status tg__read_alloc(tg__reader *r, size_t want, void **buf, size_t *got);

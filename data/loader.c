@@ -108,7 +108,10 @@ bool tg_loader_next(tg_loader *L, tg_tensor **xb, tg_tensor **yb)
     int64_t left = L->n - L->pos;
     int64_t k = left < L->batch_size ? left : L->batch_size;
     if (k == 0 || (k < L->batch_size && L->drop_last)) {
+        /* The end of an epoch, said once: the next call starts the next epoch by itself, so a
+         * loop that never calls tg_loader_reset still sees every epoch, each in a new order. */
         L->last_n = 0;
+        L->started = false;
         if (xb) *xb = NULL;
         if (yb) *yb = NULL;
         return false;

@@ -194,16 +194,16 @@ static tg_status npy_read(tg__reader *r, tg_tensor **out)
     }
     if (hlen == 0 || hlen > NPY_MAX_HEADER)
         return bad_header(name, "impossible header length");
-    char *text = malloc(hlen);
+    char *text = tg__aligned_bytes(hlen);
     if (!text) return tg_status_set(TG_ERR_NOMEM, "%s: out of memory", name);
     k = tg__read_full(r, text, hlen);
     if (k < 0 || (size_t)k < hlen) {
-        free(text);
+        tg__free(text);
         return k < 0 ? r->err : tg_status_set(TG_ERR_FORMAT, "%s: truncated npy header", name);
     }
     npy_header h = {0};
     tg_status st = parse_dict(name, text, hlen, &h);
-    free(text);
+    tg__free(text);
     if (st != TG_OK) return st;
 
     size_t numel = 1;
@@ -218,7 +218,7 @@ static tg_status npy_read(tg__reader *r, tg_tensor **out)
     if (st != TG_OK) return st;
     char shp[160];
     if (got < want) {
-        free(buf);
+        tg__free(buf);
         shape_str(&h, shp, sizeof shp);
         return tg_status_set(TG_ERR_FORMAT, "%s: truncated: shape %s needs %zu bytes of data, "
                              "file holds %zu", name, shp, want, got);
@@ -229,7 +229,7 @@ static tg_status npy_read(tg__reader *r, tg_tensor **out)
         st = tg_status_set(TG_ERR_FORMAT, "%s: %llu bytes of trailing data after the array", name,
                            (unsigned long long)extra);
     if (st != TG_OK) {
-        free(buf);
+        tg__free(buf);
         return st;
     }
 
@@ -243,14 +243,14 @@ static tg_status npy_read(tg__reader *r, tg_tensor **out)
             if (src[i] < INT32_MIN || src[i] > INT32_MAX) {
                 st = tg_status_set(TG_ERR_VALUE, "%s: value %lld at flat index %zu does not fit "
                                    "int32", name, (long long)src[i], i);
-                free(buf);
+                tg__free(buf);
                 return st;
             }
         }
         tg_tensor *t = tg_zeros(TG_I32, h.ndim, h.shape);
         int32_t *dst = t->data;
         for (size_t i = 0; i < numel; i++) dst[i] = (int32_t)src[i];
-        free(buf);
+        tg__free(buf);
         *out = t;
         return TG_OK;
     }
@@ -259,12 +259,12 @@ static tg_status npy_read(tg__reader *r, tg_tensor **out)
         tg_tensor *t = tg_zeros(TG_I32, h.ndim, h.shape);
         int32_t *dst = t->data;
         for (size_t i = 0; i < numel; i++) dst[i] = src[i];
-        free(buf);
+        tg__free(buf);
         *out = t;
         return TG_OK;
     }
     }
-    free(buf);
+    tg__free(buf);
     return tg_status_set(TG_ERR_FORMAT, "%s: unsupported dtype", name);
 }
 

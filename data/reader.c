@@ -93,19 +93,19 @@ tg_status tg__read_alloc(tg__reader *r, size_t want, void **out, size_t *got)
             size_t ncap = cap > want / 2 ? want : cap * 2;
             char *nbuf = ncap < SIZE_MAX ? tg__aligned_bytes(ncap + 1) : NULL;
             if (!nbuf) {
-                free(buf);
+                tg__free(buf);
                 return tg_status_set(TG_ERR_NOMEM, "%s: out of memory after %zu bytes", r->name,
                                      len);
             }
             memcpy(nbuf, buf, len);
-            free(buf);
+            tg__free(buf);
             buf = nbuf;
             cap = ncap;
         }
         tg__prefault(buf + len, cap - len);   /* cap - len is at most the bytes read so far */
         int64_t k = r->read(r, buf + len, cap - len);
         if (k < 0) {
-            free(buf);
+            tg__free(buf);
             return r->err;
         }
         if (k == 0) break;

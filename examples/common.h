@@ -1,6 +1,7 @@
-/* What every example shares: command-line flags, a wall clock, accuracy on a data set, the
- * Fashion-MNIST subset of fast mode, the metrics log, and the fast-mode verdict. Kept out of the
- * programs so each one reads as its model; nothing here knows about any particular model. */
+/* The examples' command line: flags and their checks, the --out folder (its metrics log and
+ * charts), --data with the Fashion-MNIST subset of --fast, a wall clock, and the fast-mode verdict.
+ * The training loops and evaluation are in the programs themselves, on the library's toolkit
+ * (include/tg/train.h). */
 #ifndef EXAMPLES_COMMON_H
 #define EXAMPLES_COMMON_H
 
@@ -94,15 +95,27 @@ static inline double ex_positive(int argc, char **argv, const char *name, double
     return v;
 }
 
-/* A positive whole number ("--epochs 20"); anything else is an input error (exit status 2). */
-static inline int ex_count(int argc, char **argv, const char *name, int fallback)
+/* A whole number in [1, max] ("--hidden 200"); anything else is an input error (exit status 2),
+ * checked before anything is sized by it. */
+static inline int ex_count_max(int argc, char **argv, const char *name, int fallback, int max)
 {
     double v = ex_num(argc, argv, name, fallback);
-    if (!(v >= 1 && v <= 1e9) || v != (int)v) {
-        fprintf(stderr, "%s: %s must be a positive whole number, got %g\n", argv[0], name, v);
+    if (!(v >= 1 && v <= max) || v != (int)v) {
+        fprintf(stderr, "%s: %s must be a whole number from 1 to %d, got %g\n", argv[0], name, max,
+                v);
         exit(2);
     }
     return (int)v;
+}
+
+/* Bounds: counts (epochs, steps) whose per-count arrays stay small, and a layer width whose
+ * weights (784 x width floats, with gradients) fit in a few hundred MB. */
+enum { EX_MAX_COUNT = 100000, EX_MAX_WIDTH = 65536 };
+
+/* A count ("--epochs 20"): a whole number from 1 to EX_MAX_COUNT. */
+static inline int ex_count(int argc, char **argv, const char *name, int fallback)
+{
+    return ex_count_max(argc, argv, name, fallback, EX_MAX_COUNT);
 }
 
 /* "--seed N" (default 42): a whole number in [0, 2^53], so every seed is exact. */
@@ -136,115 +149,39 @@ static inline const char *ex_path(int argc, char **argv, const char *name)
     return p;
 }
 
-/* Curves over epochs 1..n, 800x500; a failure to write is reported, not fatal. */
-static inline void ex_plot(const char *path, const char *title, const char *ylabel, bool log_y,
-                           int n_series, const char *const *names, const double *const *ys, int n)
-{
-    tg_chart c = {.title = title, .xlabel = "epoch", .ylabel = ylabel, .log_y = log_y,
-                  .n_series = n_series, .no_legend = !names};
-    for (int k = 0; k < n_series; k++)
-        c.series[k] = (tg_series){.name = names ? names[k] : NULL, .y = ys[k], .n = n};
-    if (tg_chart_write_png(&c, path, 800, 500) != TG_OK)
-        fprintf(stderr, "warning: %s\n", tg_status_message());
-    else
-        printf("wrote %s\n", path);
-}
-
-/* "<--out dir>/<name>_metrics.csv", one line per epoch (include/tg/train.h): the curves, which the
- * charts can be redrawn from. A folder that cannot be written is an input error (exit status 2). */
-static inline tg_metrics_log *ex_metrics_log(int argc, char **argv, const char *name, int n_extra,
-                                             const char *const *extra_names)
+/* "<--out dir>/<name>_metrics.csv": the program's columns, one line per row (include/tg/train.h),
+ * which the charts are drawn from. A folder that cannot be written is an input error (exit 2). */
+static inline tg_metrics_log *ex_metrics_log(int argc, char **argv, const char *name, int n,
+                                             const char *const *columns)
 {
     char file[256];
     snprintf(file, sizeof file, "%s_metrics.csv", name);
     tg_metrics_log *log;
-    tg_metrics_opts o = {.n_extra = n_extra, .extra_names = extra_names};
-    if (tg_metrics_log_open(&log, ex_path(argc, argv, file), NULL, &o) != TG_OK) {
+    if (tg_metrics_log_open(&log, ex_path(argc, argv, file), NULL, n, columns) != TG_OK) {
         fprintf(stderr, "%s: %s\n", argv[0], tg_status_message());
         exit(2);
     }
     return log;
 }
 
-/* One epoch into the log; a failed write is reported, not fatal (like a chart's). */
-static inline void ex_log_epoch(tg_metrics_log *log, tg_epoch_metrics m)
+/* One row into the log; a failed write is reported, not fatal (like a chart's). */
+static inline void ex_log(tg_metrics_log *log, const double *row)
 {
-    if (tg_metrics_log_write(log, &m) != TG_OK)
+    if (tg_metrics_log_write(log, row) != TG_OK)
         fprintf(stderr, "warning: %s\n", tg_status_message());
 }
 
-/* Fraction of rows whose argmax score is the label, evaluated without recording. */
-static inline double ex_accuracy(tg_module *model, const tg_dataset *d)
+/* "<--out dir>/<file>": a chart of n columns of the log against its first; a failure to write is
+ * reported, not fatal. */
+static inline void ex_plot_log(int argc, char **argv, const char *file, const tg_metrics_log *log,
+                               const char *title, const char *ylabel, bool log_y, int n,
+                               const char *const *columns, const char *const *labels)
 {
-    bool grad = tg_set_grad_enabled(false);
-    tg_module_eval(model);
-    tg_tensor *pred = tg_argmax(tg_module_forward(model, d->x), 1);
-    int64_t n = d->y->numel, hits = 0;
-    for (int64_t i = 0; i < n; i++)
-        hits += ((const int32_t *)pred->data)[i] == ((const int32_t *)d->y->data)[i];
-    tg_tape_reset();
-    tg_module_train(model, true);
-    tg_set_grad_enabled(grad);
-    return n ? (double)hits / (double)n : 0;
-}
-
-/* The plain training loop of a classifier, one epoch: per batch zero_grad, forward,
- * cross-entropy, backward, step, and release the step's intermediates. Returns the mean loss
- * per example (the loss is a per-batch mean, weighted by the batch size). */
-static inline double ex_train_epoch(tg_module *model, tg_optimizer *opt, tg_loader *loader,
-                                    int epoch, int epochs)
-{
-    tg_tensor *x, *y;
-    double total = 0;
-    int64_t seen = 0;
-    tg_progress bar;   /* on a terminal only: batches, running loss, speed, time left */
-    tg_progress_begin(&bar, stderr, TG_PROGRESS_AUTO, "epoch", epoch + 1, epochs,
-                      tg_loader_num_batches(loader));
-    tg_loader_reset(loader);
-    while (tg_loader_next(loader, &x, &y)) {
-        tg_optimizer_zero_grad(opt);
-        tg_tensor *loss = tg_cross_entropy(tg_module_forward(model, x), y, TG_REDUCE_MEAN);
-        double l = tg_item(loss);
-        total += l * (double)y->numel;
-        seen += y->numel;
-        tg_progress_step(&bar, y->numel, l);
-        tg_backward(loss);
-        tg_optimizer_step(opt);
-        tg_tape_reset();
-    }
-    tg_progress_end(&bar);
-    return seen ? total / (double)seen : 0;
-}
-
-/* Trains for `epochs` with ex_train_epoch, prints one line per epoch with the validation and
- * test accuracy, logs each epoch to <name>_metrics.csv and draws <name>_loss.png and
- * <name>_accuracy.png. Returns the final validation accuracy. */
-static inline double ex_fit_classifier(int argc, char **argv, const char *name, const char *title,
-                                       tg_module *model, tg_optimizer *opt, tg_loader *loader,
-                                       const tg_mnist *data, int epochs)
-{
-    tg_metrics_log *log = ex_metrics_log(argc, argv, name, 1, (const char *[]){"test_acc"});
-    double train_loss[epochs], val_acc[epochs], test_acc[epochs], t0 = ex_seconds();
-    for (int epoch = 0; epoch < epochs; epoch++) {
-        double t_epoch = ex_seconds();
-        train_loss[epoch] = ex_train_epoch(model, opt, loader, epoch, epochs);
-        val_acc[epoch] = ex_accuracy(model, &data->val);
-        test_acc[epoch] = ex_accuracy(model, &data->test);
-        printf("epoch %2d  train loss %.4f  val acc %.4f  test acc %.4f  (%.1f s)\n", epoch + 1,
-               train_loss[epoch], val_acc[epoch], test_acc[epoch], ex_seconds() - t0);
-        ex_log_epoch(log, (tg_epoch_metrics){epoch + 1, train_loss[epoch], NAN, val_acc[epoch],
-                                             ex_seconds() - t_epoch, &test_acc[epoch]});
-    }
-    tg_metrics_log_close(log);
-    char file[256], heading[256];
-    snprintf(file, sizeof file, "%s_loss.png", name);
-    snprintf(heading, sizeof heading, "%s: loss", title);
-    ex_plot(ex_path(argc, argv, file), heading, "training cross-entropy", false, 1, NULL,
-            (const double *[]){train_loss}, epochs);
-    snprintf(file, sizeof file, "%s_accuracy.png", name);
-    ex_plot(ex_path(argc, argv, file), title, "accuracy", false, 2,
-            (const char *[]){"validation", "test"}, (const double *[]){val_acc, test_acc}, epochs);
-    return val_acc[epochs - 1];
+    const char *path = ex_path(argc, argv, file);
+    if (tg_metrics_log_plot(log, path, title, ylabel, log_y, n, columns, labels) != TG_OK)
+        fprintf(stderr, "warning: %s\n", tg_status_message());
+    else
+        printf("wrote %s\n", path);
 }
 
 /* Fashion-MNIST from --data (default: TG_DATA_DIR or the Debian path). Fast mode keeps the
@@ -261,27 +198,14 @@ static inline tg_mnist ex_load_mnist(int argc, char **argv, bool fast, int64_t n
     if (!fast) return m;
     tg_dataset *full[3] = {&m.train, &m.val, &m.test}, *part[3] = {&cut.train, &cut.val, &cut.test};
     for (int k = 0; k < 3; k++) {
-        tg_dataset rest;
-        int64_t keep = k == 0 ? n_train : n_eval;
-        if (tg_dataset_split(full[k], tg_dataset_size(full[k]) - keep, part[k], &rest) != TG_OK) {
+        int64_t keep = k == 0 ? n_train : n_eval, size = tg_dataset_size(full[k]);
+        if (tg_dataset_head(full[k], keep < size ? keep : size, part[k]) != TG_OK) {
             fprintf(stderr, "%s: %s\n", argv[0], tg_status_message());
             exit(2);
         }
-        tg_dataset_free(&rest);
     }
     tg_mnist_free(&m);
     return cut;
-}
-
-/* Releases what a Fashion-MNIST training program built, in the reverse order of building it. */
-static inline void ex_release(tg_loader *loader, tg_optimizer *opt, tg_param_list *params,
-                              tg_module *model, tg_mnist *data)
-{
-    tg_loader_free(loader);
-    tg_optimizer_free(opt);
-    tg_param_list_free(params);
-    tg_module_free(model);
-    tg_mnist_free(data);
 }
 
 /* The fast-mode verdict: one line, and the exit status of the program. */

@@ -113,8 +113,9 @@ int main(int argc, char **argv)
     printf("second-order check: %s on %d elements\n", ggc.ok ? "ok" : "FAILED", ggc.checked);
 
     tg_module *act = tg_module_new(sizeof(tg_module), "Swish", swish_forward);
-    tg_module *net = tg_sequential_new(3, tg_linear_new(1, 32, true, tg_init_pytorch(), &rng), act,
-                                       tg_linear_new(32, 1, true, tg_init_pytorch(), &rng));
+    tg_module *fc1 = tg_linear_new(1, 32, true, tg_init_pytorch(), &rng);   /* draws fc1 first */
+    tg_module *fc2 = tg_linear_new(32, 1, true, tg_init_pytorch(), &rng);
+    tg_module *net = tg_sequential_new(3, fc1, act, fc2);
     tg_tensor *x = tg_rand_uniform(TG_F32, TG_SHAPE(256, 1), -1, 1, &rng);
     tg_tensor *y = tg_zeros(TG_F32, TG_SHAPE(256, 1));
     for (int i = 0; i < 256; i++) tg_set_flat(y, i, sin(3 * tg_get_flat(x, i)));

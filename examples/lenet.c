@@ -57,7 +57,7 @@ int main(int argc, char **argv)
                               "[--fast]");
     bool fast = ex_flag(argc, argv, "--fast");
     int epochs = ex_count(argc, argv, "--epochs", 10);
-    int batch = ex_count(argc, argv, "--batch", 64);
+    int batch = ex_count_max(argc, argv, "--batch", 64, 60000);
     double lr = ex_positive(argc, argv, "--lr", 0.001);
     tg_rng rng;
     tg_rng_seed(&rng, ex_seed(argc, argv));

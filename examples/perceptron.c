@@ -8,8 +8,8 @@
  * (b_y += 1, b_ŷ -= 1: the bias is a constant feature 1); on a correct example L = 0 and nothing
  * moves. tests/test_examples_math.c proves the equality bit for bit.
  *
- * Each epoch goes into perceptron_metrics.csv (train_loss is the mean hinge loss, with the
- * mistakes and the test accuracy as extra columns); a progress bar shows on a terminal. */
+ * Each epoch goes into perceptron_metrics.csv (train_loss is the mean hinge loss, next to the
+ * mistakes and the accuracies); a progress bar shows on a terminal. */
 #include "common.h"
 
 int main(int argc, char **argv)
@@ -26,17 +26,15 @@ int main(int argc, char **argv)
     tg_module_parameters(model, &params);
     tg_optimizer *sgd = tg_sgd_new(&params, (tg_sgd_opts){.lr = 1});
     tg_loader *loader = tg_loader_new(data.train.x, data.train.y, 1, true, false, &rng);
+    tg_metrics_log *log = ex_metrics_log(argc, argv, "perceptron", 6, (const char *[]){
+        "epoch", "train_loss", "mistakes", "valid_acc", "test_acc", "seconds"});
 
-    tg_metrics_log *log = ex_metrics_log(argc, argv, "perceptron", 2,
-                                         (const char *[]){"test_acc", "mistakes"});
-    double val_acc[epochs + 1], test_acc[epochs + 1], t0 = ex_seconds();
-    for (int epoch = 0; epoch < epochs; epoch++) {
+    for (int epoch = 1; epoch <= epochs; epoch++) {
         tg_tensor *x, *y;
-        double mistakes = 0, hinge = 0, t_epoch = ex_seconds();
+        double mistakes = 0, hinge = 0, t0 = ex_seconds();
         tg_progress bar;   /* on a terminal only; its "loss" is the mean hinge loss so far */
-        tg_progress_begin(&bar, stderr, TG_PROGRESS_AUTO, "epoch", epoch + 1, epochs,
+        tg_progress_begin(&bar, stderr, TG_PROGRESS_AUTO, "epoch", epoch, epochs,
                           tg_loader_num_batches(loader));
-        tg_loader_reset(loader);
         while (tg_loader_next(loader, &x, &y)) {
             tg_optimizer_zero_grad(sgd);
             tg_tensor *scores = tg_module_forward(model, x);
@@ -49,22 +47,22 @@ int main(int argc, char **argv)
             tg_tape_reset();
         }
         tg_progress_end(&bar);
-        val_acc[epoch] = ex_accuracy(model, &data.val);
-        test_acc[epoch] = ex_accuracy(model, &data.test);
-        printf("epoch %2d  mistakes %5.0f  val acc %.4f  test acc %.4f  (%.1f s)\n", epoch + 1,
-               mistakes, val_acc[epoch], test_acc[epoch], ex_seconds() - t0);
+        tg_eval valid = tg_evaluate_classifier(model, data.val.x, data.val.y, 0);
+        tg_eval test = tg_evaluate_classifier(model, data.test.x, data.test.y, 0);
+        printf("epoch %2d  mistakes %5.0f  val acc %.4f  test acc %.4f  (%.1f s)\n", epoch,
+               mistakes, valid.accuracy, test.accuracy, ex_seconds() - t0);
         double mean_hinge = hinge / (double)tg_dataset_size(&data.train);
-        ex_log_epoch(log, (tg_epoch_metrics){epoch + 1, mean_hinge, NAN, val_acc[epoch],
-                                             ex_seconds() - t_epoch,
-                                             (double[]){test_acc[epoch], mistakes}});
+        ex_log(log, (double[]){epoch, mean_hinge, mistakes, valid.accuracy, test.accuracy,
+                               ex_seconds() - t0});
     }
-    tg_metrics_log_close(log);
-    ex_plot(ex_path(argc, argv, "perceptron_accuracy.png"), "Perceptron on Fashion-MNIST",
-            "accuracy", false, 2, (const char *[]){"validation", "test"},
-            (const double *[]){val_acc, test_acc}, epochs);
+    ex_plot_log(argc, argv, "perceptron_accuracy.png", log, "Perceptron on Fashion-MNIST",
+                "accuracy", false, 2, (const char *[]){"valid_acc", "test_acc"},
+                (const char *[]){"validation", "test"});
 
-    double final = val_acc[epochs - 1];
-    ex_release(loader, sgd, &params, model, &data);
+    double final = tg_metrics_log_column(log, "valid_acc")[epochs - 1];
+    tg_metrics_log_close(log);
+    tg_loader_free(loader), tg_optimizer_free(sgd), tg_param_list_free(&params);
+    tg_module_free(model), tg_mnist_free(&data);
     if (!fast) return 0;
     return ex_verdict(final > 0.6, "perceptron: validation accuracy %.4f after %d epoch(s) on "
                       "2000 examples (need > 0.6)", final, epochs);

@@ -11,11 +11,12 @@
 #include <math.h>
 #include "common.h"
 
-enum { N = 1000, MAX_D = 12, MAX_P = MAX_D * (MAX_D + 1) / 2 };
+enum { N = 1000, MAX_D = 12, MAX_P = MAX_D * (MAX_D + 1) / 2, MAX_K = 4096 };
 
-/* Full-batch Adam on the squared loss; fills curve (loss per step) and c = vech(Wᵀ Diag(v) W). */
-static void train(int k, int d, tg_tensor *x, tg_tensor *y, int steps, double *curve, double *c,
-                  tg_rng *rng)
+/* Full-batch Adam on the squared loss; logs (step, loss) into log (in memory) and fills
+ * c = vech(Wᵀ Diag(v) W). */
+static void train(int k, int d, tg_tensor *x, tg_tensor *y, int steps, tg_metrics_log *log,
+                  double *c, tg_rng *rng)
 {
     tg_tensor *w = tg_rand_normal(TG_F64, TG_SHAPE(k, d), 0, 1 / sqrt(d), rng);
     tg_tensor *v = tg_rand_normal(TG_F64, TG_SHAPE(k, 1), 0, 1, rng);
@@ -29,7 +30,7 @@ static void train(int k, int d, tg_tensor *x, tg_tensor *y, int steps, double *c
         tg_optimizer_zero_grad(adam);
         tg_tensor *yhat = tg_matmul(tg_square(tg_linear(x, w, NULL)), v);   /* (Wx)²·v */
         tg_tensor *loss = tg_mse_loss(yhat, y, TG_REDUCE_MEAN);
-        curve[s] = tg_item(loss);
+        tg_metrics_log_write(log, (double[]){s + 1, tg_item(loss)});
         tg_backward(loss);
         tg_optimizer_step(adam);
     }
@@ -48,10 +49,9 @@ int main(int argc, char **argv)
                   "[--dim 5] [--k 2·dim] [--steps 3000] [--seed 42] [--out DIR] "
                   "[--fast]");
     bool fast = ex_flag(argc, argv, "--fast");
-    int d = ex_count(argc, argv, "--dim", 5), p = d * (d + 1) / 2;
+    int d = ex_count_max(argc, argv, "--dim", 5, MAX_D), p = d * (d + 1) / 2;
     int steps = ex_count(argc, argv, "--steps", fast ? 1000 : 3000);
-    int ks[2] = {ex_count(argc, argv, "--k", 2 * d), d / 2 > 0 ? d / 2 : 1};
-    if (d > MAX_D) return fprintf(stderr, "%s: --dim must be <= %d\n", argv[0], MAX_D), 2;
+    int ks[2] = {ex_count_max(argc, argv, "--k", 2 * d, MAX_K), d / 2 > 0 ? d / 2 : 1};
     tg_rng rng;
     tg_rng_seed(&rng, ex_seed(argc, argv));
 
@@ -73,29 +73,36 @@ int main(int argc, char **argv)
     double closed = 0;   /* dgels leaves the residuals' coordinates in rows p..N-1 */
     for (int n = p; n < N; n++) closed += c_hat[n] * c_hat[n] / N;
 
-    double c[2][MAX_P], worst[2] = {0, 0}, *curve[2], *flat = malloc(sizeof(double) * steps);
+    double c[2][MAX_P], worst[2] = {0, 0}, final[2];
     tg_chart chart = {.title = "Quadratic network vs closed form", .xlabel = "Adam step",
                       .ylabel = "training MSE", .log_y = true, .n_series = 3};
     char names[2][32];
+    tg_metrics_log *curve[2];   /* in memory: (step, loss) of each run */
     for (int r = 0; r < 2; r++) {
-        train(ks[r], d, x, y, steps, curve[r] = malloc(sizeof(double) * steps), c[r], &rng);
+        tg_metrics_log_open(&curve[r], NULL, NULL, 2, (const char *[]){"step", "mse"});
+        train(ks[r], d, x, y, steps, curve[r], c[r], &rng);
+        final[r] = tg_metrics_log_column(curve[r], "mse")[steps - 1];
         for (int q = 0; q < p; q++) worst[r] = fmax(worst[r], fabs(c[r][q] - c_hat[q]));
         printf("K = %2d, D = %d: trained loss %.6f, closed-form loss %.6f, max |c_Θ - ĉ| = %.2g\n",
-               ks[r], d, curve[r][steps - 1], closed, worst[r]);
+               ks[r], d, final[r], closed, worst[r]);
         snprintf(names[r], sizeof names[r], "network, K = %d", ks[r]);
-        chart.series[r] = (tg_series){.name = names[r], .y = curve[r], .n = steps};
+        chart.series[r] = (tg_series){.name = names[r], .n = steps,
+                                      .x = tg_metrics_log_column(curve[r], "step"),
+                                      .y = tg_metrics_log_column(curve[r], "mse")};
     }
     printf("\n  i  j   closed-form ĉ   c_Θ (K = %d)   c_Θ (K = %d)\n", ks[0], ks[1]);
     for (int i = 0, q = 0; i < d; i++)
         for (int j = i; j < d; j++, q++)
             printf("%3d%3d %14.4f %14.4f %14.4f\n", i + 1, j + 1, c_hat[q], c[0][q], c[1][q]);
-    for (int s = 0; s < steps; s++) flat[s] = closed;
-    chart.series[2] = (tg_series){.name = "closed form", .y = flat, .n = steps, .dashed = true};
+    double ends[2] = {1, steps}, flat[2] = {closed, closed};   /* a level line needs two points */
+    chart.series[2] = (tg_series){.name = "closed form", .x = ends, .y = flat, .n = 2,
+                                  .dashed = true};
     if (tg_chart_write_png(&chart, ex_path(argc, argv, "quadratic_net_loss.png"), 800, 500))
         fprintf(stderr, "warning: %s\n", tg_status_message());
 
-    double big = curve[0][steps - 1], small = curve[1][steps - 1];
-    free(flat), free(curve[0]), free(curve[1]), tg_free(a), tg_free(x), tg_free(y);
+    double big = final[0], small = final[1];
+    tg_metrics_log_close(curve[0]), tg_metrics_log_close(curve[1]);
+    tg_free(a), tg_free(x), tg_free(y);
     return !fast ? 0 : ex_verdict(closed <= fmin(big, small) + 1e-12 && big <= closed * 1.001 &&
                                   worst[0] < 1e-3 && small > 2 * closed, "quadratic_net: closed "
                                   "form %.6f; K = %d reaches it (%.6f, c within %.1g); K = %d "

@@ -11,8 +11,9 @@
 
 static tg_module *relu_net(tg_init init, tg_rng *rng)
 {
-    return tg_sequential_new(3, tg_linear_new(2, 4, true, init, rng), tg_relu_new(),
-                             tg_linear_new(4, 1, true, init, rng));
+    tg_module *hidden = tg_linear_new(2, 4, true, init, rng);   /* first: the draws' order */
+    tg_module *out = tg_linear_new(4, 1, true, init, rng);
+    return tg_sequential_new(3, hidden, tg_relu_new(), out);
 }
 
 /* Mean squared and largest absolute error of the network against max on n random points. */
@@ -62,19 +63,20 @@ int main(int argc, char **argv)
     ao.lr = 0.01;
     tg_optimizer *adam = tg_adam_new(&params, ao);
     tg_loader *loader = tg_loader_new(x, y, 16, true, false, &rng);
-    double loss_curve[epochs];
-    for (int epoch = 0; epoch < epochs; epoch++) {
+    tg_metrics_log *log = ex_metrics_log(argc, argv, "relu_max", 2,
+                                         (const char *[]){"epoch", "train_mse"});
+    for (int epoch = 1; epoch <= epochs; epoch++) {
         tg_tensor *xb, *yb;
-        loss_curve[epoch] = 0;
-        tg_loader_reset(loader);
+        double mse_sum = 0;
         while (tg_loader_next(loader, &xb, &yb)) {
             tg_optimizer_zero_grad(adam);
             tg_tensor *loss = tg_mse_loss(tg_module_forward(net, xb), yb, TG_REDUCE_MEAN);
-            loss_curve[epoch] += tg_item(loss) / (double)tg_loader_num_batches(loader);
+            mse_sum += tg_item(loss);
             tg_backward(loss);
             tg_optimizer_step(adam);
             tg_tape_reset();
         }
+        ex_log(log, (double[]){epoch, mse_sum / (double)tg_loader_num_batches(loader)});
     }
     double learned_mse, learned_worst;
     max_errors(net, 10000, 1, &rng, &learned_mse, &learned_worst);
@@ -82,8 +84,9 @@ int main(int argc, char **argv)
            epochs, learned_mse, learned_worst);
     tg_module_print(net, stdout);
     for (int k = 0; k < params.n; k++) tg_print(params.tensors[k], stdout);
-    ex_plot(ex_path(argc, argv, "relu_max_loss.png"), "Learning max(x1, x2) with 4 ReLUs",
-            "training MSE", true, 1, NULL, (const double *[]){loss_curve}, epochs);
+    ex_plot_log(argc, argv, "relu_max_loss.png", log, "Learning max(x1, x2) with 4 ReLUs",
+                "training MSE", true, 1, (const char *[]){"train_mse"}, NULL);
+    tg_metrics_log_close(log);
 
     tg_loader_free(loader);
     tg_optimizer_free(adam);

@@ -20,7 +20,7 @@ static void check_input(const batch_norm_module *b, const tg_tensor *x)
     char s[96];
     bool rank_ok = b->spatial_dims == 2 ? x->ndim == 4 : x->ndim == 2 || x->ndim == 3;
     if (!rank_ok || x->shape[1] != b->features)
-        tg__fail("%s(%lld): expected input %s with %lld channels on axis 1, got %s", b->base.kind,
+        tg_fail("%s(%lld): expected input %s with %lld channels on axis 1, got %s", b->base.kind,
                  (long long)b->features,
                  b->spatial_dims == 2 ? "[N, C, H, W]" : "[N, C] or [N, C, L]",
                  (long long)b->features, tg_shape_str(x, s, sizeof s));
@@ -29,7 +29,7 @@ static void check_input(const batch_norm_module *b, const tg_tensor *x)
 static tg_tensor *batch_norm_forward(tg_module *self, tg_tensor *x)
 {
     batch_norm_module *b = (batch_norm_module *)self;
-    tg__check_live(x, b->base.kind);
+    tg_check_live(x, b->base.kind);
     check_input(b, x);
     bool batch_stats = self->training || !b->running_mean;
     if (self->training && b->num_batches)
@@ -51,13 +51,13 @@ static tg_module *batch_norm_new(int64_t features, const tg_batch_norm_opts *opt
 {
     tg_batch_norm_opts o = opts ? *opts : (tg_batch_norm_opts){0};
     double eps = o.eps ? o.eps : 1e-5, momentum = o.momentum ? o.momentum : 0.1;
-    if (features <= 0) tg__fail("%s: num_features must be positive (got %lld)", op,
+    if (features <= 0) tg_fail("%s: num_features must be positive (got %lld)", op,
                                 (long long)features);
     if (!(eps > 0) || !(momentum > 0 && momentum <= 1))
-        tg__fail("%s: eps must be > 0 and momentum in (0, 1] (got eps %g, momentum %g)", op, eps,
+        tg_fail("%s: eps must be > 0 and momentum in (0, 1] (got eps %g, momentum %g)", op, eps,
                  momentum);
     if (o.dtype != TG_F32 && o.dtype != TG_F64)
-        tg__fail("%s: parameters are float32 or float64, not %s", op, tg_dtype_name(o.dtype));
+        tg_fail("%s: parameters are float32 or float64, not %s", op, tg_dtype_name(o.dtype));
     batch_norm_module *b = tg_module_new(sizeof *b, kind, batch_norm_forward);
     b->base.describe = batch_norm_describe;
     b->features = features;

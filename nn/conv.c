@@ -72,18 +72,18 @@ tg_module *tg_conv2d_new(int64_t in_channels, int64_t out_channels, int kernel,
     tg_conv2d_opts o = opts ? *opts : (tg_conv2d_opts){0};
     int groups = o.groups ? o.groups : 1;
     if (in_channels <= 0 || out_channels <= 0 || kernel <= 0)
-        tg__fail("tg_conv2d_new: channels and kernel must be positive (in %lld, out %lld, "
+        tg_fail("tg_conv2d_new: channels and kernel must be positive (in %lld, out %lld, "
                  "kernel %d)", (long long)in_channels, (long long)out_channels, kernel);
     if (groups < 1 || in_channels % groups || out_channels % groups)
-        tg__fail("tg_conv2d_new: groups %d must divide in_channels %lld and out_channels %lld",
+        tg_fail("tg_conv2d_new: groups %d must divide in_channels %lld and out_channels %lld",
                  groups, (long long)in_channels, (long long)out_channels);
     for (int a = 0; a < 2; a++)
         if (opt_or(o.stride, a, 1) < 1 || o.padding[a] < 0 || opt_or(o.dilation, a, 1) < 1)
-            tg__fail("tg_conv2d_new: stride and dilation must be >= 1 and padding >= 0 (axis "
+            tg_fail("tg_conv2d_new: stride and dilation must be >= 1 and padding >= 0 (axis "
                      "%d: stride %d, padding %d, dilation %d)", a, o.stride[a], o.padding[a],
                      o.dilation[a]);
     if (init.dtype != TG_F32 && init.dtype != TG_F64)
-        tg__fail("tg_conv2d_new: parameters are float32 or float64, not %s",
+        tg_fail("tg_conv2d_new: parameters are float32 or float64, not %s",
                  tg_dtype_name(init.dtype));
     conv2d_module *c = tg_module_new(sizeof *c, "Conv2d", conv2d_forward);
     c->base.describe = conv2d_describe;

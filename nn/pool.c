@@ -48,11 +48,11 @@ static void adaptive_describe(const tg_module *self, char *buf, size_t len)
 static tg_module *pool_new(const tg_pool2d_opts *opts, const char *kind, tg_forward_fn forward,
                            const char *op)
 {
-    if (!opts) tg__fail("%s: needs options with the kernel size (.kernel = {2, 2})", op);
+    if (!opts) tg_fail("%s: needs options with the kernel size (.kernel = {2, 2})", op);
     for (int a = 0; a < 2; a++)
         if (opts->kernel[a] < 1 || opts->stride[a] < 0 || opts->padding[a] < 0 ||
             2 * opts->padding[a] > opts->kernel[a])
-            tg__fail("%s: axis %d: kernel %d must be >= 1, stride %d >= 0 (0: the kernel), "
+            tg_fail("%s: axis %d: kernel %d must be >= 1, stride %d >= 0 (0: the kernel), "
                      "padding %d between 0 and half the kernel", op, a, opts->kernel[a],
                      opts->stride[a], opts->padding[a]);
     pool_module *p = tg_module_new(sizeof *p, kind, forward);
@@ -74,7 +74,7 @@ tg_module *tg_avg_pool2d_new(const tg_pool2d_opts *opts)
 tg_module *tg_adaptive_avg_pool2d_new(int64_t out_h, int64_t out_w)
 {
     if (out_h < 1 || out_w < 1)
-        tg__fail("tg_adaptive_avg_pool2d_new: output size must be positive (got %lld x %lld)",
+        tg_fail("tg_adaptive_avg_pool2d_new: output size must be positive (got %lld x %lld)",
                  (long long)out_h, (long long)out_w);
     adaptive_module *a = tg_module_new(sizeof *a, "AdaptiveAvgPool2d", adaptive_forward);
     a->base.describe = adaptive_describe;

@@ -211,7 +211,8 @@ tg_tensor *tg_multiclass_hinge(tg_tensor *scores, const tg_tensor *labels, doubl
     check_classes(scores, labels, op);
     double scale = reduction_scale(r, scores->shape[0], op);
     int32_t *best = tg_op_scratch((size_t)scores->shape[0] * sizeof *best);
-    double total = TG_KERNEL_FOR(hinge_fwd, scores)(scores->shape[0], scores->shape[1], scores->data,
+    double total = TG_KERNEL_FOR(hinge_fwd, scores)(scores->shape[0], scores->shape[1],
+                                                    scores->data,
                                                  labels->data, margin, best);
     tg_tensor *out = scalar_out(scores->dtype, total * scale);
     tg_node *node = tg_op_record(&hinge_op, out, 1, &scores, sizeof(class_saved));

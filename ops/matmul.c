@@ -4,15 +4,24 @@
 #include "autograd/blas.h"
 #include "ops/kernel.h"
 
-/* C = alpha·op(A)·op(B) + beta·C for row-major A [ar, ac] and B [br, bc] as stored. */
+void tg_op_gemm(tg_dtype dtype, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
+                const void *A, int64_t lda, const void *B, int64_t ldb, double beta, void *C,
+                int64_t ldc)
+{
+    if (dtype == TG_F32)
+        tg__gemm_f32(ta, tb, M, N, K, (float)alpha, A, lda, B, ldb, (float)beta, C, ldc);
+    else if (dtype == TG_F64)
+        tg__gemm_f64(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else
+        tg_fail("tg_op_gemm: dtype %s is not float32 or float64", tg_dtype_name(dtype));
+}
+
+/* C = op(A)·op(B) + beta·C for row-major A [ar, ac] and B [br, bc] as stored. */
 static void gemm(tg_dtype dtype, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                  const void *A, int64_t lda, const void *B, int64_t ldb, double beta, void *C,
                  int64_t ldc)
 {
-    if (dtype == TG_F32)
-        tg__gemm_f32(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, (float)beta, C, ldc);
-    else
-        tg__gemm_f64(ta, tb, M, N, K, 1.0, A, lda, B, ldb, beta, C, ldc);
+    tg_op_gemm(dtype, ta, tb, M, N, K, 1.0, A, lda, B, ldb, beta, C, ldc);
 }
 
 static void check_matrix(const tg_tensor *t, const char *op)
@@ -53,8 +62,10 @@ static void matmul_backward_ops(const tg_node *node, tg_tensor *g, tg_tensor **g
     const matmul_saved *s = node->saved;
     tg_tensor *a = node->in[0], *b = node->in[1];
     bool ta = s->trans_a, tb = s->trans_b;
-    if (a->requires_grad) grad_in[0] = ta ? tg_matmul_t(b, tb, g, true) : tg_matmul_t(g, false, b, !tb);
-    if (b->requires_grad) grad_in[1] = tb ? tg_matmul_t(g, true, a, ta) : tg_matmul_t(a, !ta, g, false);
+    if (a->requires_grad)
+        grad_in[0] = ta ? tg_matmul_t(b, tb, g, true) : tg_matmul_t(g, false, b, !tb);
+    if (b->requires_grad)
+        grad_in[1] = tb ? tg_matmul_t(g, true, a, ta) : tg_matmul_t(a, !ta, g, false);
 }
 
 static const tg_op matmul_op = {"tg_matmul", matmul_backward, matmul_backward_ops};

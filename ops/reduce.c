@@ -93,7 +93,8 @@ static tg_tensor *spread(tg_tensor *g, const tg_tensor *x, int axis)
 static void sum_backward(const tg_node *node)
 {
     const sum_saved *s = node->saved;
-    TG_KERNEL_FOR(sum_bwd, node->out)(s->v, s->scale, tg_op_grad_out(node), tg_op_grad(node->in[0]));
+    TG_KERNEL_FOR(sum_bwd, node->out)(s->v, s->scale, tg_op_grad_out(node),
+                                      tg_op_grad(node->in[0]));
 }
 
 static void sum_backward_ops(const tg_node *node, tg_tensor *g, tg_tensor **grad_in)

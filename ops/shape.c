@@ -263,7 +263,8 @@ static void narrow_backward(const tg_node *node)
     const narrow_saved *s = node->saved;
     const tg_tensor *a = node->in[0], *out = node->out;
     int64_t rows = rows_before(a, s->axis), width = rows ? a->numel / rows : 0;
-    int64_t len = rows ? out->numel / rows : 0, inner = a->shape[s->axis] ? width / a->shape[s->axis] : 0;
+    int64_t len = rows ? out->numel / rows : 0;
+    int64_t inner = a->shape[s->axis] ? width / a->shape[s->axis] : 0;
     char *ga = tg_op_grad(node->in[0]);
     if (ga)
         TG_KERNEL_FOR(add_block, out)(rows, len, tg_op_grad_out(node), len,

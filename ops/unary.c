@@ -90,6 +90,8 @@ UNARY_OP(square, x * x, 2 * x, tg_mul_scalar(X, 2))
 UNARY_OP(abs, fabs(x), (x > 0) - (x < 0), step_of(X, true))
 UNARY_OP(relu, x > 0 || isnan(x) ? x : 0, x > 0, step_of(X, false))
 UNARY_OP(tanh, tanh(x), 1 - y * y, one_minus(tg_square(Y)))
+UNARY_OP(sin, sin(x), cos(x), tg_cos(X))
+UNARY_OP(cos, cos(x), -sin(x), tg_neg(tg_sin(X)))
 /* Two branches keep exp's argument non-positive: no overflow for large |x|. */
 UNARY_OP(sigmoid, x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)), y * (1 - y),
          tg_mul(Y, one_minus(Y)))
@@ -132,3 +134,5 @@ tg_tensor *tg_abs(tg_tensor *a) { return unary(&abs_op, a, 0); }
 tg_tensor *tg_relu(tg_tensor *a) { return unary(&relu_op, a, 0); }
 tg_tensor *tg_tanh(tg_tensor *a) { return unary(&tanh_op, a, 0); }
 tg_tensor *tg_sigmoid(tg_tensor *a) { return unary(&sigmoid_op, a, 0); }
+tg_tensor *tg_sin(tg_tensor *a) { return unary(&sin_op, a, 0); }
+tg_tensor *tg_cos(tg_tensor *a) { return unary(&cos_op, a, 0); }

@@ -12,6 +12,7 @@
 #include <stb/stb_image_write.h>
 
 #include "tg/plot.h"
+#include "autograd/internal.h"
 #include "plot/internal.h"
 
 /* matplotlib's tab10 without its grey (too close to the grid and frame). */
@@ -730,8 +731,9 @@ tg_status tg_chart_write_png(const tg_chart *chart, const char *path, int width,
     }
     k.c.w = width;
     k.c.h = height;
-    k.c.px = malloc((size_t)width * (size_t)height * 3);
-    float *cov = calloc((size_t)width * (size_t)height, sizeof *cov);
+    k.c.px = tg__aligned_bytes((size_t)width * (size_t)height * 3);
+    float *cov = tg__aligned_bytes((size_t)width * (size_t)height * sizeof *cov);
+    if (cov) memset(cov, 0, (size_t)width * (size_t)height * sizeof *cov);
     k.font = tg__font_open();
     if (!k.c.px || !cov || !k.font) {
         st =
@@ -742,8 +744,8 @@ tg_status tg_chart_write_png(const tg_chart *chart, const char *path, int width,
         else st = write_png(path, &k.c);
     }
     tg__font_close(k.font);
-    free(cov);
-    free(k.c.px);
+    tg__free(cov);
+    tg__free(k.c.px);
     return st;
 }
 

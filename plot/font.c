@@ -13,6 +13,7 @@
 #include <stb/stb_easy_font.h>
 #pragma GCC diagnostic pop
 
+#include "autograd/internal.h"
 #include "plot/internal.h"
 
 #define DEFAULT_FONT "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
@@ -38,9 +39,9 @@ static unsigned char *read_file(const char *path)
     long n = -1;
     if (fseek(fp, 0, SEEK_END) == 0) n = ftell(fp);
     if (n > 0 && n < MAX_FONT_BYTES && fseek(fp, 0, SEEK_SET) == 0) {
-        buf = malloc((size_t)n);
+        buf = tg__aligned_bytes((size_t)n);
         if (buf && fread(buf, 1, (size_t)n, fp) != (size_t)n) {
-            free(buf);
+            tg__free(buf);
             buf = NULL;
         }
     }
@@ -50,8 +51,9 @@ static unsigned char *read_file(const char *path)
 
 tg__font *tg__font_open(void)
 {
-    tg__font *f = calloc(1, sizeof *f);
+    tg__font *f = tg__aligned_bytes(sizeof *f);
     if (!f) return NULL;
+    memset(f, 0, sizeof *f);
     const char *env = getenv("TG_PLOT_FONT");
     const char *path = env && *env ? env : DEFAULT_FONT;
     f->ttf = read_file(path);
@@ -59,7 +61,7 @@ tg__font *tg__font_open(void)
         int off = stbtt_GetFontOffsetForIndex(f->ttf, 0);
         int asc, desc, gap;
         if (off < 0 || !stbtt_InitFont(&f->info, f->ttf, off)) {
-            free(f->ttf); /* not a font: fall back rather than fail the chart */
+            tg__free(f->ttf); /* not a font: fall back rather than fail the chart */
             f->ttf = NULL;
         } else {
             stbtt_GetFontVMetrics(&f->info, &asc, &desc, &gap);
@@ -78,8 +80,8 @@ tg__font *tg__font_open(void)
 void tg__font_close(tg__font *f)
 {
     if (!f) return;
-    free(f->ttf);
-    free(f);
+    tg__free(f->ttf);
+    tg__free(f);
 }
 
 int tg__font_is_truetype(const tg__font *f) { return f->ttf != NULL; }
@@ -115,7 +117,7 @@ static unsigned utf8_next(const char **ps)
 /* The bitmap font knows printable ASCII only; everything else becomes '?' (minus sign: '-'). */
 static char *easy_ascii(const char *s)
 {
-    char *out = malloc(strlen(s) + 1), *o = out;
+    char *out = tg__aligned_bytes(strlen(s) + 1), *o = out;
     if (!out) return NULL;
     while (*s) {
         unsigned cp = utf8_next(&s);
@@ -149,7 +151,7 @@ double tg__font_width(const tg__font *f, const char *s, double px)
     char *a = easy_ascii(s);
     if (!a) return 0;
     double w = stb_easy_font_width(a) * px / EASY_EM;
-    free(a);
+    tg__free(a);
     return w;
 }
 
@@ -191,9 +193,9 @@ static int tt_raster(const tg__font *f, const char *s, double px, double x0, uin
         int gw = ix1 - ix0, gh = iy1 - iy0;
         if (gw > 0 && gh > 0) {
             if ((size_t)gw * (size_t)gh > gcap) {
-                free(g);
+                tg__free(g);
                 gcap = (size_t)gw * (size_t)gh;
-                g = malloc(gcap);
+                g = tg__aligned_bytes(gcap);
                 if (!g) return -1;
             }
             stbtt_MakeGlyphBitmapSubpixel(&f->info, g, gw, gh, gw, scale, scale, frac, 0, gi);
@@ -201,7 +203,7 @@ static int tt_raster(const tg__font *f, const char *s, double px, double x0, uin
         }
         pen += scale * adv;
     }
-    free(g);
+    tg__free(g);
     return 0;
 }
 
@@ -212,9 +214,9 @@ static int easy_raster(const char *s, double px, double x0, uint8_t *buf, int bw
     char *a = easy_ascii(s);
     if (!a) return -1;
     size_t cap = (strlen(a) + 1) * 300; /* ~270 bytes per character, per the header */
-    float *vb = malloc(cap);
+    float *vb = tg__aligned_bytes(cap);
     if (!vb) {
-        free(a);
+        tg__free(a);
         return -1;
     }
     int nq = stb_easy_font_print(0, 0, a, NULL, vb, (int)cap);
@@ -234,8 +236,8 @@ static int easy_raster(const char *s, double px, double x0, uint8_t *buf, int bw
             }
         }
     }
-    free(vb);
-    free(a);
+    tg__free(vb);
+    tg__free(a);
     return 0;
 }
 
@@ -266,8 +268,9 @@ int tg__font_draw(const tg__font *f, tg__canvas *c, const char *s, double px, do
     }
     int bw = (int)ceil(tw + frac) + 2 * pad, bh = (int)ceil(asc + desc) + 2 * pad;
     int bl = pad + (int)lround(asc);
-    uint8_t *buf = calloc((size_t)bw * (size_t)bh, 1);
+    uint8_t *buf = tg__aligned_bytes((size_t)bw * (size_t)bh);
     if (!buf) return -1;
+    memset(buf, 0, (size_t)bw * (size_t)bh);
     int rc = f->ttf ? tt_raster(f, s, px, pad + frac, buf, bw, bh, bl)
                     : easy_raster(s, px, pad + frac, buf, bw, bh, bl);
     if (rc == 0) {
@@ -286,6 +289,6 @@ int tg__font_draw(const tg__font *f, tg__canvas *c, const char *s, double px, do
                 tg__blend(c, X, Y, rgb, cov / 255.0);
             }
     }
-    free(buf);
+    tg__free(buf);
     return rc;
 }

@@ -2,7 +2,7 @@
 # Runs every cmocka test binary of a build folder, then prints one closing line with the totals.
 set -u
 build=${1:-build}
-passed=0; failed=0; gradchecked=0; bad_bins=()
+passed=0; failed=0; gradchecked=0; gradgradchecked=0; gradgradskipped=0; bad_bins=()
 for t in "$build"/tests/test_*; do
   [ -x "$t" ] || continue
   echo "== $(basename "$t")"
@@ -11,7 +11,9 @@ for t in "$build"/tests/test_*; do
   p=$(echo "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END {print s+0}')
   f=$(echo "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END {print s+0}')
   g=$(echo "$out" | grep -c '^gradcheck ok:')
+  gg=$(echo "$out" | grep -c '^gradgradcheck ok:'); gs=$(echo "$out" | grep -c '^gradgradcheck skipped:')
   passed=$((passed + p)); failed=$((failed + f)); gradchecked=$((gradchecked + g))
+  gradgradchecked=$((gradgradchecked + gg)); gradgradskipped=$((gradgradskipped + gs))
   if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then failed=$((failed + 1)); fi
   [ $rc -ne 0 ] && bad_bins+=("$(basename "$t")")
 done
@@ -22,9 +24,11 @@ done
 ex_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ex_out="$build/examples/fast"; mkdir -p "$ex_out"
 echo "== examples --fast"
-for ex in hello_grad mlp_modules data_summary perceptron logistic_regression mlp quadratic_net relu_max xor_interval regression custom_op lenet alexnet; do
+for ex in hello_grad shortest_mlp mlp_modules data_summary perceptron logistic_regression mlp \
+          quadratic_net relu_max xor_interval regression custom_op second_order lenet alexnet; do
   case $ex in
     hello_grad) args=() ;;               # no flags: it is the README's 20-line program
+    shortest_mlp) args=() ;;             # no flags: the README's shortest Fashion-MNIST program
     mlp_modules) args=(--fast) ;;        # self-contained: writes nothing
     lenet) args=(--fast) ;;              # prints its losses and accuracies, writes nothing
     alexnet) args=(-fast -out "$ex_out/alexnet") ;;   # the homework's single-dash flags
@@ -41,9 +45,73 @@ for ex in hello_grad mlp_modules data_summary perceptron logistic_regression mlp
     echo "[  FAILED  ] $ex (${secs} s, exit $rc)"; echo "$out" | tail -n 5 | sed 's/^/    /'
   fi
 done
+# Sizes and counts beyond sane limits are refused before anything is allocated: exit status 2 and
+# a message naming the flag (not an abort, an overflow or a stack array that does not fit).
+while read -r ex flag value; do
+  out=$("$build/examples/$ex" "$flag" "$value" --out "$ex_out" 2>&1); rc=$?
+  if [ $rc -eq 2 ] && echo "$out" | grep -q -- "$flag"; then
+    passed=$((passed + 1)); echo "[       OK ] $ex $flag $value: exit 2, $(echo "$out" | head -n 1)"
+  else
+    failed=$((failed + 1)); bad_bins+=("examples/$ex $flag $value")
+    echo "[  FAILED  ] $ex $flag $value: exit $rc"; echo "$out" | tail -n 3 | sed 's/^/    /'
+  fi
+done <<'LIMITS'
+mlp --hidden 1e9
+mlp --epochs 1e9
+quadratic_net --k 1e9
+quadratic_net --dim 46341
+quadratic_net --steps 1e9
+custom_op --epochs 20000000
+relu_max --epochs 1e9
+xor_interval --dim 17
+LIMITS
+
+# The same example built by clang must print the same result: random draws never depend on the
+# order in which a compiler evaluates a call's arguments (C leaves it unspecified; gcc and clang
+# differ). Only for a build without sanitizers (clang cannot link gcc's ASan runtime).
+if command -v clang >/dev/null && ! nm "$build/libtapegrad.a" 2>/dev/null | grep -q __asan; then
+  multi=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+  blis=/usr/lib/$multi/blis-serial
+  for ex in mlp xor_interval relu_max regression custom_op; do
+    args=(--fast --out "$ex_out")
+    [ $ex = regression ] && args+=(--csv "$ex_root/examples/data/regression.csv")
+    if ! clang -std=c11 -D_DEFAULT_SOURCE -O2 -w -I"$ex_root/include" -I"$ex_root" \
+         -isystem "/usr/include/$multi/blis-serial" -o "$build/examples/$ex.clang" \
+         "$ex_root/examples/$ex.c" "$build/libtapegrad.a" -L"$blis" -Wl,-rpath,"$blis" \
+         -lblis -lzip -lz -llapacke -llapack -lstb -lpthread -lm; then
+      failed=$((failed + 1)); bad_bins+=("examples/$ex (clang build)"); continue
+    fi
+    a=$("$build/examples/$ex" "${args[@]}" 2>&1 | grep -v '^wrote' | sed 's/([0-9.]* s)//')
+    b=$("$build/examples/$ex.clang" "${args[@]}" 2>&1 | grep -v '^wrote' | sed 's/([0-9.]* s)//')
+    if [ "$a" = "$b" ]; then
+      passed=$((passed + 1)); echo "[       OK ] $ex: gcc and clang builds print the same"
+    else
+      failed=$((failed + 1)); bad_bins+=("examples/$ex (gcc vs clang)")
+      echo "[  FAILED  ] $ex: gcc and clang builds differ"; diff <(echo "$a") <(echo "$b") | head -5
+    fi
+  done
+fi
 # ---- end of examples ------------------------------------------------------------------------------
+
+# ---- extension points build out of tree -----------------------------------------------------------
+# A user's op (and optimizer) need only the public headers: compile them with -Iinclude alone.
+echo "== out-of-tree builds"
+for src in examples/custom_op.c examples/second_order.c; do
+  bin="$build/out_of_tree_$(basename "$src" .c)"
+  # shellcheck disable=SC2086 # SAN (from make) holds several flags
+  if cc -std=c11 -Wall -Wextra -Werror ${SAN:-} -I"$ex_root/include" -o "$bin" "$ex_root/$src" \
+       "$build/libtapegrad.a" -L/usr/lib/$(gcc -print-multiarch)/blis-serial -lblis -lzip -lz \
+       -llapacke -llapack -lstb -lpthread -lm 2>"$bin.log" &&
+     "$bin" --fast --out "$ex_out" >/dev/null 2>&1; then
+    passed=$((passed + 1)); echo "[       OK ] $src builds with -Iinclude only and runs"
+  else
+    failed=$((failed + 1)); bad_bins+=("out-of-tree $src"); echo "[  FAILED  ] $src out of tree"
+    sed 's/^/    /' "$bin.log" | head -n 10
+  fi
+done
 echo
 echo "gradient checks passed (float64, one line 'gradcheck ok:' each above): $gradchecked"
+echo "second-order checks passed ('gradgradcheck ok:'): $gradgradchecked; skipped, an op without a differentiable backward ('gradgradcheck skipped:'): $gradgradskipped"
 [ ${#bad_bins[@]} -gt 0 ] && echo "failing: ${bad_bins[*]}"
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ] && [ ${#bad_bins[@]} -eq 0 ]

@@ -3,7 +3,10 @@
  *   EXPECT_ERROR("tg_op", statement);      the statement must raise a programming error whose
  *   expect_error(fn, ctx, "tg_op");          message contains "tg_op" (the tape is reset after)
  *   expect_gradcheck(f, inputs, n, ctx, "tg_concat axis=%d", axis);
- *                                          tg_gradcheck must pass; prints "gradcheck ok: ..."
+ *                                          tg_gradcheck must pass; prints "gradcheck ok: ...";
+ *                                          then tg_gradgradcheck must pass too (second order,
+ *                                          "gradgradcheck ok: ..."), unless an op on the way has
+ *                                          no differentiable backward ("gradgradcheck skipped:")
  *   expect_gradcheck_op(op, ctx, x, "tg_softmax axis=%d", axis);
  *                                          the same for y = op(x, ctx), through Σ y·w with
  *                                          random w; x's shape is appended to the label
@@ -25,7 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int check_gradchecked_ops;
+static int check_gradchecked_ops, check_gradgradchecked_ops;
 
 #define assert_near(a, b, tol)                                                                 \
     do {                                                                                       \
@@ -70,6 +73,33 @@ static inline void expect_error(void (*fn)(void *ctx), void *ctx, const char *ne
     EXPECT_ERROR(needle, fn(ctx));
 }
 
+/* Second order: an op without a differentiable backward is reported, not failed; any other
+ * error or a mismatch fails the test. */
+static inline void check_gradgradcheck(tg_scalar_fn f, tg_tensor **inputs, int n, void *ctx,
+                                       const char *label)
+{
+    jmp_buf jump;
+    void *prev_data = tg_error_handler_data();
+    tg_error_handler prev = tg_set_error_handler(check_longjmp, &jump);
+    tg_gradcheck_result r = {0};
+    if (setjmp(jump) == 0) {
+        r = tg_gradgradcheck(f, inputs, n, ctx, NULL);
+        tg_set_error_handler(prev, prev_data);
+    } else {
+        tg_set_error_handler(prev, prev_data);
+        tg_tape_reset();
+        if (!strstr(tg_last_error(), "no differentiable backward"))
+            fail_msg("gradgradcheck of %s raised: %s", label, tg_last_error());
+        printf("gradgradcheck skipped: %s: %s\n", label, tg_last_error());
+        return;
+    }
+    if (!r.ok)
+        fail_msg("gradgradcheck FAILED: %s: input %d index %lld second derivative %.10g numeric "
+                 "%.10g", label, r.worst_input, (long long)r.worst_index, r.analytic, r.numeric);
+    check_gradgradchecked_ops++;
+    printf("gradgradcheck ok: %s (%d elements)\n", label, r.checked);
+}
+
 static inline void check_vgradcheck(tg_scalar_fn f, tg_tensor **inputs, int n, void *ctx,
                                     const char *label_fmt, va_list ap)
 {
@@ -81,6 +111,7 @@ static inline void check_vgradcheck(tg_scalar_fn f, tg_tensor **inputs, int n, v
                  r.worst_input, (long long)r.worst_index, r.analytic, r.numeric);
     check_gradchecked_ops++;
     printf("gradcheck ok: %s (%d elements)\n", label, r.checked);
+    check_gradgradcheck(f, inputs, n, ctx, label);
 }
 
 /* tg_gradcheck with the default tolerances must pass; the label says what was checked. */
@@ -128,7 +159,8 @@ expect_gradcheck_op(check_op_fn op, void *ctx, tg_tensor *x, const char *label_f
 
 static inline void check_summary(void)
 {
-    printf("gradient-checked ops: %d\n", check_gradchecked_ops);
+    printf("gradient-checked ops: %d, second order: %d\n", check_gradchecked_ops,
+           check_gradgradchecked_ops);
 }
 
 /* A persistent float64 tensor with N(0, 1) entries and requires_grad: a gradcheck input. */

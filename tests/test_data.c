@@ -734,6 +734,114 @@ static void test_splits(void **state)
     tg_dataset_free(&all);
 }
 
+static void test_subsets(void **state)
+{
+    tg_dataset all = tagged_dataset(50, 5), h, s, r, r2;
+    assert_int_equal(tg_dataset_head(&all, 7, &h), TG_OK);
+    assert_int_equal(tg_dataset_size(&h), 7);
+    assert_int_equal(h.n_classes, 5);
+    assert_memory_equal(h.x->data, all.x->data, 7 * 3 * sizeof(float));
+    assert_memory_equal(h.y->data, all.y->data, 7 * sizeof(int32_t));
+    tg_dataset_free(&h);
+    assert_int_equal(tg_dataset_head(&all, 0, &h), TG_OK);
+    assert_int_equal(tg_dataset_size(&h), 0);
+    tg_dataset_free(&h);
+    assert_status(tg_dataset_head(&all, 51, &h), TG_ERR_VALUE,
+                  "tg_dataset_head: asked for 51 rows of a data set of 50");
+    assert_null(h.x);
+    assert_status(tg_dataset_head(&all, -1, &h), TG_ERR_VALUE, "asked for -1 rows");
+
+    const int64_t idx[4] = {49, 0, 7, 7};
+    assert_int_equal(tg_dataset_subset(&all, idx, 4, &s), TG_OK);
+    assert_int_equal(tg_dataset_size(&s), 4);
+    for (int i = 0; i < 4; i++) {
+        assert_true(((float *)s.x->data)[3 * i + 1] == (float)(idx[i] * 3 + 1));
+        assert_int_equal(((int32_t *)s.y->data)[i], idx[i] % 5);
+    }
+    tg_dataset_free(&s);
+    const int64_t bad[3] = {1, 50, 2};
+    assert_status(tg_dataset_subset(&all, bad, 3, &s), TG_ERR_VALUE,
+                  "index 50 (position 1 of the list) is outside the data set's rows [0, 50)");
+    assert_null(s.x);
+    const int64_t neg[1] = {-3};
+    assert_status(tg_dataset_subset(&all, neg, 1, &s), TG_ERR_VALUE, "index -3");
+
+    tg_rng a, b;
+    tg_rng_seed(&a, 11);
+    tg_rng_seed(&b, 11);
+    assert_int_equal(tg_dataset_random_subset(&all, 20, &a, &r), TG_OK);
+    assert_int_equal(tg_dataset_random_subset(&all, 20, &b, &r2), TG_OK);
+    assert_memory_equal(r.x->data, r2.x->data, 20 * 3 * sizeof(float));   /* the seed decides */
+    int64_t prev = -1;
+    for (int i = 0; i < 20; i++) {   /* distinct rows, intact, in their original order */
+        int64_t row = (int64_t)((float *)r.x->data)[3 * i] / 3;
+        assert_true(row > prev);
+        assert_int_equal(((int32_t *)r.y->data)[i], row % 5);
+        prev = row;
+    }
+    assert_memory_not_equal(r.x->data, all.x->data, 20 * 3 * sizeof(float));   /* not the head */
+    tg_dataset_free(&r);
+    tg_dataset_free(&r2);
+    assert_status(tg_dataset_random_subset(&all, 60, &a, &r), TG_ERR_VALUE,
+                  "tg_dataset_random_subset: asked for 60 rows of a data set of 50");
+    tg_dataset_free(&all);
+}
+
+/* Writes an MNIST-style directory: n_train train images of size tr x tr, n_test of te x te. */
+static const char *mnist_dir(const char *name, uint32_t n_train, uint32_t tr, uint32_t n_test,
+                             uint32_t te)
+{
+    const char *dir = tpath(name);
+    mkdir(dir, 0700);
+    static unsigned char buf[16384];
+    unsigned char lab[64];
+    char p[512];
+    for (int i = 0; i < 64; i++) lab[i] = (unsigned char)(i % 10);
+    size_t n = make_images(buf, 0x803, n_train, tr, tr, SIZE_MAX);
+    snprintf(p, sizeof p, "%s/train-images-idx3-ubyte", dir);
+    write_bytes(p, buf, n);
+    n = make_labels(buf, n_train, lab, n_train);
+    snprintf(p, sizeof p, "%s/train-labels-idx1-ubyte", dir);
+    write_bytes(p, buf, n);
+    n = make_images(buf, 0x803, n_test, te, te, SIZE_MAX);
+    snprintf(p, sizeof p, "%s/t10k-images-idx3-ubyte", dir);
+    write_bytes(p, buf, n);
+    n = make_labels(buf, n_test, lab, n_test);
+    snprintf(p, sizeof p, "%s/t10k-labels-idx1-ubyte", dir);
+    write_bytes(p, buf, n);
+    return dir;
+}
+
+/* Issue 17, defects 1 and 4: caught at loading, not after training. */
+static void test_mnist_refuses_what_cannot_train(void **state)
+{
+    tg_mnist m;
+    const char *dir = mnist_dir("mnist_sizes", 30, 4, 10, 5);
+    assert_status(tg_mnist_load(&(tg_mnist_opts){.dir = dir, .n_val = 5}, &m), TG_ERR_VALUE,
+                  "t10k-images-idx3-ubyte holds 5x5 images but the training images");
+    assert_non_null(strstr(tg_status_message(), "train-images-idx3-ubyte) are 4x4"));
+    assert_null(m.train.x);
+    assert_null(m.test.x);
+
+    dir = mnist_dir("mnist_no_test", 30, 4, 0, 4);
+    assert_status(tg_mnist_load(&(tg_mnist_opts){.dir = dir, .n_val = 5}, &m), TG_ERR_VALUE,
+                  "t10k-images-idx3-ubyte: no test images");
+    assert_null(m.train.x);
+
+    dir = mnist_dir("mnist_no_train", 10, 4, 10, 4);
+    assert_status(tg_mnist_load(&(tg_mnist_opts){.dir = dir, .n_val = 10}, &m), TG_ERR_VALUE,
+                  "no training images (the file holds 10, 10 of them for validation)");
+    dir = mnist_dir("mnist_empty", 0, 4, 10, 4);
+    assert_status(tg_mnist_load(&(tg_mnist_opts){.dir = dir, .n_val = TG_MNIST_NO_VAL}, &m),
+                  TG_ERR_VALUE, "no training images");
+    /* same sizes, both non-empty: fine */
+    dir = mnist_dir("mnist_fine", 12, 4, 3, 4);
+    assert_int_equal(tg_mnist_load(&(tg_mnist_opts){.dir = dir, .n_val = TG_MNIST_NO_VAL}, &m),
+                     TG_OK);
+    assert_int_equal(tg_dataset_size(&m.test), 3);
+    tg_mnist_free(&m);
+}
+
 /* An MNIST-style directory of small synthetic files (names without .gz for the test set). */
 static void test_mnist_dir(void **state)
 {
@@ -877,10 +985,6 @@ static void test_loader_every_index_once(void **state)
         int seen[103] = {0};
         for (int i = 0; i < 103; i++) seen[order[i]]++;
         for (int i = 0; i < 103; i++) assert_int_equal(seen[i], 1);
-        /* after the epoch, next keeps returning false until a reset */
-        tg_tensor *xb, *yb;
-        assert_false(tg_loader_next(L, &xb, &yb));
-        assert_null(xb);
     }
     tg_loader_free(L);
 
@@ -924,6 +1028,57 @@ static void test_loader_drop_last(void **state)
     /* exact multiple: no short batch either way */
     L = tg_loader_new(x, y, 103, true, false, NULL);
     assert_int_equal(run_epoch(L, order, sizes), 1);
+    tg_loader_free(L);
+    tg_free(x);
+    tg_free(y);
+}
+
+/* A loop that never calls tg_loader_reset: next says "end of epoch" once (false, NULL batches),
+ * then starts the next epoch by itself, in a new order, with every row once. */
+static void test_loader_starts_next_epoch_by_itself(void **state)
+{
+    tg_tensor *x, *y, *xb, *yb;
+    tagged(23, &x, &y);
+    tg_rng rng;
+    tg_rng_seed(&rng, 9);
+    tg_loader *L = tg_loader_new(x, y, 5, true, false, &rng);
+    int64_t order[3][23];
+    for (int e = 0; e < 3; e++) {
+        int64_t k = 0, batches = 0;
+        while (tg_loader_next(L, &xb, &yb)) {
+            for (int64_t i = 0; i < xb->shape[0]; i++)
+                order[e][k++] = (int64_t)tg_get_flat(xb, 2 * i);
+            batches++;
+        }
+        assert_null(xb);
+        assert_null(yb);
+        assert_int_equal(batches, 5);
+        assert_int_equal(k, 23);
+        int seen[23] = {0};
+        for (int i = 0; i < 23; i++) seen[order[e][i]]++;
+        for (int i = 0; i < 23; i++) assert_int_equal(seen[i], 1);
+    }
+    assert_memory_not_equal(order[0], order[1], sizeof order[0]);
+    assert_memory_not_equal(order[1], order[2], sizeof order[0]);
+
+    /* Calling tg_loader_reset at the top of each epoch gives the same orders as not calling it. */
+    tg_rng_seed(&rng, 9);
+    tg_loader *R = tg_loader_new(x, y, 5, true, false, &rng);
+    for (int e = 0; e < 3; e++) {
+        int64_t k = 0;
+        tg_loader_reset(R);
+        while (tg_loader_next(R, &xb, &yb))
+            for (int64_t i = 0; i < xb->shape[0]; i++)
+                assert_int_equal((int64_t)tg_get_flat(xb, 2 * i), order[e][k++]);
+        assert_int_equal(k, 23);
+    }
+    /* A reset in the middle of an epoch starts a fresh one: every row again. */
+    assert_true(tg_loader_next(R, &xb, &yb));
+    tg_loader_reset(R);
+    int64_t rows = 0;
+    while (tg_loader_next(R, &xb, &yb)) rows += xb->shape[0];
+    assert_int_equal(rows, 23);
+    tg_loader_free(R);
     tg_loader_free(L);
     tg_free(x);
     tg_free(y);
@@ -1005,10 +1160,13 @@ int main(void)
         cmocka_unit_test(test_csv_byte_order_mark),
         cmocka_unit_test(test_csv_missing_target),
         cmocka_unit_test(test_splits),
+        cmocka_unit_test(test_subsets),
         cmocka_unit_test(test_mnist_dir),
+        cmocka_unit_test(test_mnist_refuses_what_cannot_train),
         cmocka_unit_test(test_fashion_mnist),
         cmocka_unit_test(test_loader_every_index_once),
         cmocka_unit_test(test_loader_drop_last),
+        cmocka_unit_test(test_loader_starts_next_epoch_by_itself),
         cmocka_unit_test(test_loader_seeded_order),
         cmocka_unit_test(test_loader_misuse),
     };

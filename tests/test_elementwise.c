@@ -83,6 +83,29 @@ static void test_binary_forward_values(void **s)
     tg_tape_reset();
 }
 
+
+/* A NaN propagates as in PyTorch (relu(NaN) = NaN, maximum(NaN, 1) = NaN), in float32 and float64:
+ * a diverged run must not look finite. */
+static void test_nan_propagates(void **s)
+{
+    (void)s;
+    for (int d = 0; d < 2; d++) {
+        tg_dtype dt = d ? TG_F64 : TG_F32;
+        tg_tensor *x = tg_from_data(TG_F64, TG_SHAPE(3), (double[]){NAN, -1, 2});
+        tg_tensor *xd = tg_to_dtype(x, dt), *one = tg_full(dt, TG_SHAPE(3), 1);
+        tg_tensor *r = tg_relu(xd), *mx = tg_maximum(xd, one), *mn = tg_minimum(one, xd);
+        tg_tensor *mx2 = tg_maximum(one, xd), *mn2 = tg_minimum(xd, one);
+        assert_true(isnan(tg_get_flat(r, 0)));
+        assert_true(isnan(tg_get_flat(mx, 0)) && isnan(tg_get_flat(mx2, 0)));
+        assert_true(isnan(tg_get_flat(mn, 0)) && isnan(tg_get_flat(mn2, 0)));
+        assert_near(tg_get_flat(r, 1), 0, 0);
+        assert_near(tg_get_flat(mx, 1), 1, 0);
+        assert_near(tg_get_flat(mn, 2), 1, 0);
+        tg_tape_reset();
+        tg_free(x), tg_free(xd), tg_free(one);
+    }
+}
+
 static void test_maximum_tie_splits_gradient(void **s)
 {
     (void)s;
@@ -116,6 +139,8 @@ static const struct { const char *name; unary_fn fn; double lo, hi; } unaries[] 
     {"square", tg_square, -2, 2},    {"abs", tg_abs, -2, 2},
     {"relu", tg_relu, -2, 2},        {"tanh", tg_tanh, -3, 3},
     {"sigmoid", tg_sigmoid, -5, 5},
+    {"sin", tg_sin, -4, 4},
+    {"cos", tg_cos, -4, 4},
 };
 
 static void test_unary_gradients(void **s)
@@ -190,6 +215,7 @@ int main(void)
         cmocka_unit_test(test_binary_size_zero),
         cmocka_unit_test(test_binary_forward_values),
         cmocka_unit_test(test_maximum_tie_splits_gradient),
+        cmocka_unit_test(test_nan_propagates),
         cmocka_unit_test(test_broadcast_mismatch_names_op_and_shapes),
         cmocka_unit_test(test_unary_gradients),
         cmocka_unit_test(test_unary_forward_values),

@@ -142,6 +142,43 @@ static void test_extreme_gradcheck(void **state)
 
 /* ---- MSE ---- */
 
+
+/* Logits sharing a large offset: the loss of a confident row keeps its digits, as PyTorch's does.
+ * Exact values: log1p(e^-20 + e^-21) and log1p(e^-35) (the 1000 cancels exactly). */
+static void test_cross_entropy_confident_rows(void **state)
+{
+    (void)state;
+    for (int d = 0; d < 2; d++) {
+        tg_dtype dt = d ? TG_F64 : TG_F32;
+        tg_tensor *y = tg_from_data(TG_I32, TG_SHAPE(1), (int32_t[]){0});
+        tg_tensor *a = tg_from_data(TG_F64, TG_SHAPE(1, 3), (double[]){1000, 980, 979});
+        tg_tensor *b = tg_from_data(TG_F64, TG_SHAPE(1, 2), (double[]){1000, 965});
+        tg_tensor *ad = tg_to_dtype(a, dt), *bd = tg_to_dtype(b, dt);
+        double la = tg_item(tg_cross_entropy(ad, y, TG_REDUCE_MEAN));
+        double lb = tg_item(tg_cross_entropy(bd, y, TG_REDUCE_MEAN));
+        double exact_a = log1p(exp(-20.0) + exp(-21.0)), exact_b = log1p(exp(-35.0));
+        assert_near(la, exact_a, 1e-6 * exact_a);   /* 2.81941e-9 */
+        assert_near(lb, exact_b, 1e-6 * exact_b);   /* 6.30512e-16, not 0 */
+        double ls = tg_get_flat(tg_log_softmax(bd, 1), 0);
+        assert_near(ls, -exact_b, 1e-6 * exact_b);
+        tg_tape_reset();
+        tg_free(y), tg_free(a), tg_free(b), tg_free(ad), tg_free(bd);
+    }
+}
+
+/* A NaN score gives a NaN hinge loss and a NaN cross-entropy (not a finite one). */
+static void test_losses_propagate_nan(void **state)
+{
+    (void)state;
+    tg_tensor *y = tg_from_data(TG_I32, TG_SHAPE(2), (int32_t[]){0, 1});
+    tg_tensor *x = tg_from_data(TG_F64, TG_SHAPE(2, 3), (double[]){1, NAN, 0, 2, 1, 0});
+    assert_true(isnan(tg_item(tg_multiclass_hinge(x, y, 1, TG_REDUCE_MEAN))));
+    assert_true(isnan(tg_item(tg_multiclass_hinge(x, y, 0, TG_REDUCE_SUM))));
+    assert_true(isnan(tg_item(tg_cross_entropy(x, y, TG_REDUCE_MEAN))));
+    tg_tape_reset();
+    tg_free(x), tg_free(y);
+}
+
 static void test_mse_values(void **state)
 {
     (void)state;
@@ -352,6 +389,8 @@ int main(void)
         cmocka_unit_test(test_logistic_values),
         cmocka_unit_test(test_logistic_extreme),
         cmocka_unit_test(test_logistic_gradcheck),
+        cmocka_unit_test(test_cross_entropy_confident_rows),
+        cmocka_unit_test(test_losses_propagate_nan),
         cmocka_unit_test(test_errors),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -279,6 +280,76 @@ static void test_sweep_2_1(void **state)
     assert_null(strstr(md, "failed"));
 }
 
+/* The running children of pid, from /proc (at most max); 0 when none or unreadable. */
+static int children_of(pid_t pid, pid_t *out, int max)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)pid, (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    int n = 0, c;
+    while (n < max && fscanf(f, "%d", &c) == 1) out[n++] = c;
+    fclose(f);
+    return n;
+}
+
+/* Gone: no such process, or a zombie waiting for init to reap it. */
+static bool process_gone(pid_t pid)
+{
+    char path[64], state = 0;
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return true;
+    int ok = fscanf(f, "%*d (%*[^)]) %c", &state);
+    fclose(f);
+    return ok != 1 || state == 'Z' || state == 'X';
+}
+
+/* Issue 17, defect 8: a sweep killed by SIGKILL or SIGTERM takes its running children with it. */
+static void test_sweep_children_die_with_it(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    int sigs[2] = {SIGKILL, SIGTERM};
+    for (int k = 0; k < 2; k++) {
+        char out[128];
+        snprintf(out, sizeof out, "%s/killed%d", check_tmpdir, k);
+        pid_t parent = fork();
+        assert_true(parent >= 0);
+        if (parent == 0) {
+            freopen("/dev/null", "w", stdout);
+            freopen("/dev/null", "w", stderr);
+            execl(binary, binary, "sweep", "2.1", "-epochs", "50", "-jobs", "2", "-quiet", "-out",
+                  out, (char *)NULL);
+            _exit(127);
+        }
+        pid_t kids[8];
+        int n = 0;
+        for (int t = 0; t < 400 && n < 2; t++) {   /* the data set loads first: up to 20 s */
+            usleep(50000);
+            n = children_of(parent, kids, 8);
+        }
+        if (n < 2) {
+            kill(parent, SIGKILL);
+            waitpid(parent, NULL, 0);
+            fail_msg("the sweep started %d children in 20 s", n);
+        }
+        kill(parent, sigs[k]);
+        int status;
+        assert_int_equal(waitpid(parent, &status, 0), parent);
+        assert_true(WIFSIGNALED(status) && WTERMSIG(status) == sigs[k]);
+        for (int i = 0; i < n; i++) {
+            int t = 0;
+            while (!process_gone(kids[i]) && t++ < 100) usleep(50000);
+            if (!process_gone(kids[i])) {
+                kill(kids[i], SIGKILL);
+                fail_msg("child %d of a sweep killed by signal %d still runs 5 s later",
+                         (int)kids[i], sigs[k]);
+            }
+        }
+    }
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -301,6 +372,7 @@ int main(void)
         cmocka_unit_test(test_logistic_regression_fast),
         cmocka_unit_test(test_mlp_fast_is_deterministic),
         cmocka_unit_test(test_sweep_2_1),
+        cmocka_unit_test(test_sweep_children_die_with_it),
     };
     return cmocka_run_group_tests(tests, group_setup, check_tmpdir_teardown);
 }

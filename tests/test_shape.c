@@ -1,4 +1,5 @@
-/* Shape ops: reshape, transpose, concat, gather_rows. Values by hand (every element of a rank-3
+/* Shape ops: reshape, transpose, concat, narrow, gather_rows, scatter_rows, broadcast_to and
+ * sum_to. Values by hand (every element of a rank-3
  * transpose against its index formula), gradients checked in float64 (size-1 and size-0 axes,
  * negative axes, more parts than a tape record holds, repeated gather indices), float32
  * forward, and errors that name the op and the shapes or the bad index. */
@@ -273,6 +274,103 @@ static void test_gather_gradcheck(void **state)
     tg_free(idx);
 }
 
+
+/* ---- narrow, scatter_rows, broadcast_to, sum_to ---- */
+
+typedef struct {
+    int axis;
+    int64_t start, length;
+} narrow_args;
+
+static tg_tensor *apply_narrow(tg_tensor *x, void *ctx)
+{
+    narrow_args *a = ctx;
+    return tg_narrow(x, a->axis, a->start, a->length);
+}
+
+static void test_narrow(void **state)
+{
+    (void)state;
+    tg_rng rng;
+    tg_rng_seed(&rng, 11);
+    tg_tensor *x = tg_arange(TG_F64, 0, 24, 1), *x3 = tg_reshape(x, TG_SHAPE(2, 3, 4));
+    tg_tensor *y = tg_narrow(x3, 1, 1, 2); /* x3[:, 1:3, :] */
+    assert_int_equal(y->ndim, 3);
+    assert_int_equal(y->shape[1], 2);
+    expect_values(y, (double[]){4, 5, 6, 7, 8, 9, 10, 11, 16, 17, 18, 19, 20, 21, 22, 23}, 16, 0);
+    expect_values(tg_narrow(x3, -1, 3, 1), (double[]){3, 7, 11, 15, 19, 23}, 6, 0);
+    tg_tape_reset();
+    narrow_args cases[] = {{1, 1, 2}, {0, 1, 1}, {2, 0, 4}, {-1, 2, 0}, {2, 3, 1}};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        tg_tensor *p = param_f64(&rng, TG_SHAPE(2, 3, 4));
+        expect_gradcheck_op(apply_narrow, &cases[k], p, "tg_narrow axis=%d start=%lld len=%lld",
+                            cases[k].axis, (long long)cases[k].start, (long long)cases[k].length);
+        tg_free(p);
+    }
+    x3 = tg_reshape(x, TG_SHAPE(2, 3, 4)); /* the checks above reset the tape */
+    EXPECT_ERROR("tg_narrow: [2, 2 + 2) is outside axis 1", tg_narrow(x3, 1, 2, 2));
+    EXPECT_ERROR("tg_narrow: axis 3 out of range", tg_narrow(x, 3, 0, 1));
+    tg_free(x);
+}
+
+static tg_tensor *apply_scatter(tg_tensor *x, void *ctx) { return tg_scatter_rows(x, ctx, 4); }
+
+static void test_scatter_rows(void **state)
+{
+    (void)state;
+    tg_rng rng;
+    tg_rng_seed(&rng, 12);
+    tg_tensor *idx = tg_from_data(TG_I32, TG_SHAPE(3), (int32_t[]){2, 0, 2});
+    tg_tensor *a = tg_from_data(TG_F64, TG_SHAPE(3, 2), (double[]){1, 2, 3, 4, 5, 6});
+    expect_values(tg_scatter_rows(a, idx, 4), (double[]){3, 4, 0, 0, 6, 8, 0, 0}, 8, 0);
+    tg_tape_reset();
+    tg_tensor *p = param_f64(&rng, TG_SHAPE(3, 2));
+    expect_gradcheck_op(apply_scatter, idx, p, "tg_scatter_rows n_rows=4");
+    EXPECT_ERROR("tg_scatter_rows: index[0] = 2 is out of range for 2 rows",
+                 tg_scatter_rows(a, idx, 2));
+    tg_free(p), tg_free(a), tg_free(idx);
+}
+
+typedef struct {
+    int ndim;
+    int64_t shape[4];
+} bcast_shape;
+
+static tg_tensor *apply_broadcast(tg_tensor *x, void *ctx)
+{
+    bcast_shape *a = ctx;
+    return tg_broadcast_to(x, a->ndim, a->shape);
+}
+
+static tg_tensor *apply_sum_to(tg_tensor *x, void *ctx)
+{
+    bcast_shape *a = ctx;
+    return tg_sum_to(x, a->ndim, a->shape);
+}
+
+static void test_broadcast_to_and_sum_to(void **state)
+{
+    (void)state;
+    tg_rng rng;
+    tg_rng_seed(&rng, 13);
+    tg_tensor *col = tg_from_data(TG_F64, TG_SHAPE(2, 1), (double[]){1, 2});
+    tg_tensor *b = tg_broadcast_to(col, TG_SHAPE(3, 2, 3));
+    assert_int_equal(b->numel, 18);
+    expect_values(tg_narrow(b, 0, 2, 1), (double[]){1, 1, 1, 2, 2, 2}, 6, 0);
+    expect_values(tg_sum_to(b, TG_SHAPE(2, 1)), (double[]){9, 18}, 2, 0);
+    expect_values(tg_sum_to(b, 0, NULL), (double[]){27}, 1, 0);
+    tg_tape_reset();
+    bcast_shape big = {3, {3, 2, 3}}, small = {2, {2, 1}}, row = {2, {1, 3}}, scalar = {0, {0}};
+    tg_tensor *p = param_f64(&rng, TG_SHAPE(2, 1)), *q = param_f64(&rng, TG_SHAPE(3, 2, 3));
+    expect_gradcheck_op(apply_broadcast, &big, p, "tg_broadcast_to [3, 2, 3]");
+    expect_gradcheck_op(apply_sum_to, &small, q, "tg_sum_to [2, 1]");
+    expect_gradcheck_op(apply_sum_to, &row, q, "tg_sum_to [1, 3]");
+    expect_gradcheck_op(apply_sum_to, &scalar, q, "tg_sum_to []");
+    EXPECT_ERROR("tg_broadcast_to: [2, 1] f64 does not broadcast", tg_broadcast_to(col, TG_SHAPE(3, 3)));
+    EXPECT_ERROR("tg_sum_to: [4] f64 does not broadcast", tg_sum_to(col, TG_SHAPE(4)));
+    tg_free(p), tg_free(q), tg_free(col);
+}
+
 /* float32 forward of all four ops against float64. */
 static void test_float32_forward(void **state)
 {
@@ -340,6 +438,8 @@ int main(void)
         cmocka_unit_test(test_concat_many_parts), cmocka_unit_test(test_concat_gradcheck),
         cmocka_unit_test(test_gather_values),     cmocka_unit_test(test_gather_gradcheck),
         cmocka_unit_test(test_float32_forward),   cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_narrow),            cmocka_unit_test(test_scatter_rows),
+        cmocka_unit_test(test_broadcast_to_and_sum_to),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     check_summary();

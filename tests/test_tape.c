@@ -142,6 +142,53 @@ static void test_use_after_reset_is_detected(void **state)
     tg_free(x);
 }
 
+
+/* Without debug checks (the release build's default) a kept intermediate is still refused, by
+ * its generation: by ops and by element access, one step later and after a merge of chunks. */
+static void test_use_after_reset_detected_in_release(void **state)
+{
+    (void)state;
+    tg_set_debug_checks(false);
+    tg_tensor *x = tg_set_requires_grad(tg_ones(TG_F32, TG_SHAPE(2)), true);
+    tg_tensor *h = tg_relu(x);
+    tg_tape_reset();
+    EXPECT_ERROR("used after release", tg_relu(h));
+    h = tg_relu(x);
+    tg_tape_reset();
+    tg_relu(x); /* the next step records the same op: h's memory is not reused by it */
+    EXPECT_ERROR("used after release", tg_item(tg_sum(h)));
+    EXPECT_ERROR("used after release", tg_get_flat(h, 0));
+    tg_tensor *big = tg_ones(TG_F32, TG_SHAPE(1000, 1000));
+    for (volatile int step = 0; step < 3; step++) {
+        h = tg_relu(big);
+        tg_tape_reset();
+        EXPECT_ERROR("used after release", tg_relu(h));
+    }
+    tg_free(big), tg_free(x);
+#ifndef NDEBUG
+    tg_set_debug_checks(true);
+#endif
+}
+
+/* The tape's record array is allocated through the counted allocator too. */
+static void test_record_array_is_counted(void **state)
+{
+    (void)state;
+    tg_tape_free();
+    tg_tensor *x = tg_set_requires_grad(tg_ones(TG_F32, TG_SHAPE(4)), true);
+    tg_tensor *big = tg_set_requires_grad(tg_ones(TG_F32, TG_SHAPE(1 << 20)), true);
+    tg_relu(big); /* a first step whose arena chunk is big enough for the next */
+    tg_tape_reset();
+    tg_relu(big);
+    tg_tape_reset();
+    uint64_t before = tg_alloc_count();
+    for (int i = 0; i < 600; i++) tg_relu(x); /* record capacity 256 -> 512 -> 1024 */
+    assert_int_equal(tg_tape_length(), 600);
+    assert_int_equal(tg_alloc_count() - before, 2);
+    tg_tape_reset();
+    tg_free(x), tg_free(big);
+}
+
 /* Each thread has its own tape; one that ran ops returns its arena with tg_tape_free() (the
  * sanitizer suite's leak checker fails this test if anything is left). */
 static void *thread_step(void *arg)
@@ -320,6 +367,8 @@ int main(void)
         cmocka_unit_test_teardown(test_only_inputs_needing_grad_get_one, teardown),
         cmocka_unit_test_teardown(test_non_scalar_backward_is_an_error, teardown),
         cmocka_unit_test_teardown(test_use_after_reset_is_detected, teardown),
+        cmocka_unit_test_teardown(test_use_after_reset_detected_in_release, teardown),
+        cmocka_unit_test_teardown(test_record_array_is_counted, teardown),
         cmocka_unit_test_teardown(test_tape_per_thread_and_freed, teardown),
         cmocka_unit_test_teardown(test_freeing_an_intermediate_is_an_error, teardown),
         cmocka_unit_test_teardown(test_dtype_mismatch_is_an_error, teardown),

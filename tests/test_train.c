@@ -68,100 +68,135 @@ static void test_metrics_log_written_and_read_back(void **state)
 {
     (void)state;
     const char *csv = tmp_path("m.csv"), *jsonl = tmp_path("m.jsonl");
-    static const char *const extra[] = {"sec_eval", "lr"};
+    static const char *const cols[] = {"epoch", "train_loss", "valid_loss", "valid_acc", "lr"};
     tg_metrics_log *log;
-    assert_int_equal(tg_metrics_log_open(&log, csv, jsonl, &(tg_metrics_opts){
-                         .seconds_name = "sec_train", .n_extra = 2, .extra_names = extra}),
-                     TG_OK);
+    assert_int_equal(tg_metrics_log_open(&log, csv, jsonl, 5, cols), TG_OK);
     for (int e = 1; e <= 3; e++) {
-        double x[2] = {0.25 * e, 0.1 / e};
-        tg_epoch_metrics m = {e, 1.0 / e, e == 2 ? NAN : 0.5 + e, 0.7 + 0.01 * e, 2.5 * e, x};
-        assert_int_equal(tg_metrics_log_write(log, &m), TG_OK);
+        double row[5] = {e, 1.0 / e, e == 2 ? NAN : 0.5 + e, 0.7 + 0.01 * e, 0.1 / e};
+        assert_int_equal(tg_metrics_log_write(log, row), TG_OK);
+        /* Each line is on disk as soon as it is written, before the log is closed. */
+        assert_int_equal(tg_metrics_log_rows(log), e);
     }
-    /* Each line is on disk as soon as it is written, before the log is closed. */
     assert_non_null(strstr(read_text(csv), "\n3,"));
+    /* ...and in memory, as columns */
+    const double *acc = tg_metrics_log_column(log, "valid_acc");
+    assert_non_null(acc);
+    assert_near(acc[2], 0.73, 1e-15);
+    assert_true(isnan(tg_metrics_log_column(log, "valid_loss")[1]));
+    assert_null(tg_metrics_log_column(log, "seconds"));
     assert_int_equal(tg_metrics_log_close(log), TG_OK);
 
     assert_string_equal(read_text(csv),
-                        "epoch,train_loss,valid_loss,valid_acc,sec_train,sec_eval,lr\n"
-                        "1,1,1.5,0.710000,2.5000,0.25,0.1\n"
-                        "2,0.5,nan,0.720000,5.0000,0.5,0.05\n"
-                        "3,0.33333333,3.5,0.730000,7.5000,0.75,0.0333333\n");
+                        "epoch,train_loss,valid_loss,valid_acc,lr\n"
+                        "1,1,1.5,0.71,0.1\n"
+                        "2,0.5,nan,0.72,0.05\n"
+                        "3,0.33333333,3.5,0.73,0.033333333\n");
     const char *j = read_text(jsonl);
     assert_non_null(strstr(j, "{\"epoch\": 1, \"train_loss\": 1, \"valid_loss\": 1.5, "
-                              "\"valid_acc\": 0.710000, \"sec_train\": 2.5000, \"sec_eval\": 0.25, "
-                              "\"lr\": 0.1}\n"));
+                              "\"valid_acc\": 0.71, \"lr\": 0.1}\n"));
     assert_non_null(strstr(j, "\"valid_loss\": null,"));   /* NaN is not JSON */
 
     tg_metrics_table t;
     assert_int_equal(tg_metrics_read_csv(csv, &t), TG_OK);
     assert_int_equal(t.n_rows, 3);
-    assert_int_equal(t.n_cols, 7);
+    assert_int_equal(t.n_cols, 5);
     assert_string_equal(t.names[0], "epoch");
-    assert_string_equal(t.names[6], "lr");
+    assert_string_equal(t.names[4], "lr");
     const double *ep = tg_metrics_column(&t, "epoch"), *vl = tg_metrics_column(&t, "valid_loss");
     const double *tl = tg_metrics_column(&t, "train_loss"), *lr = tg_metrics_column(&t, "lr");
     assert_non_null(ep), assert_non_null(vl), assert_non_null(tl), assert_non_null(lr);
-    assert_null(tg_metrics_column(&t, "seconds"));
     for (int r = 0; r < 3; r++) assert_near(ep[r], r + 1, 0);
     assert_near(vl[0], 1.5, 0);
     assert_true(isnan(vl[1]));
-    assert_near(tl[2], 1.0 / 3, 1e-6);
-    assert_near(lr[2], 0.1 / 3, 1e-7);
+    assert_near(tl[2], 1.0 / 3, 1e-8);
+    assert_near(lr[2], 0.1 / 3, 1e-9);
     tg_metrics_table_free(&t);
     assert_null(t.data);
     assert_int_equal(t.n_cols, 0);
 }
 
-/* Only one of the two files, the default column names, no extra columns. */
-static void test_metrics_log_one_file_defaults(void **state)
+/* Any columns (a step counter, an infinite loss), one file only, or memory only. */
+static void test_metrics_log_one_file_and_memory_only(void **state)
 {
     (void)state;
     const char *jsonl = tmp_path("only.jsonl");
     tg_metrics_log *log;
-    assert_int_equal(tg_metrics_log_open(&log, NULL, jsonl, NULL), TG_OK);
-    tg_epoch_metrics m = {1, 0.5, NAN, NAN, 1, NULL};
-    assert_int_equal(tg_metrics_log_write(log, &m), TG_OK);
+    assert_int_equal(tg_metrics_log_open(&log, NULL, jsonl, 2, (const char *[]){"step", "loss"}),
+                     TG_OK);
+    assert_int_equal(tg_metrics_log_write(log, (double[]){1000000, INFINITY}), TG_OK);
     assert_int_equal(tg_metrics_log_close(log), TG_OK);
-    assert_string_equal(read_text(jsonl), "{\"epoch\": 1, \"train_loss\": 0.5, "
-                                          "\"valid_loss\": null, \"valid_acc\": null, "
-                                          "\"seconds\": 1.0000}\n");
+    assert_string_equal(read_text(jsonl), "{\"step\": 1000000, \"loss\": null}\n");
     assert_int_equal(tg_metrics_log_close(NULL), TG_OK);
+
+    /* In memory: 1000 rows grow the columns a few times, never per row once grown. */
+    assert_int_equal(tg_metrics_log_open(&log, NULL, NULL, 1, (const char *[]){"x"}), TG_OK);
+    assert_non_null(tg_metrics_log_column(log, "x"));   /* present, still empty */
+    uint64_t a0 = tg_alloc_count();
+    for (int i = 0; i < 1000; i++) assert_int_equal(tg_metrics_log_write(log, (double[]){i}), TG_OK);
+    assert_true(tg_alloc_count() - a0 <= 5);
+    const double *x = tg_metrics_log_column(log, "x");
+    for (int i = 0; i < 1000; i++) assert_near(x[i], i, 0);
+    assert_int_equal(tg_metrics_log_rows(log), 1000);
+    assert_int_equal(tg_metrics_log_close(log), TG_OK);
+}
+
+/* A chart straight from the log's columns, against its first column. */
+static void test_metrics_log_plot(void **state)
+{
+    (void)state;
+    tg_metrics_log *log;
+    assert_int_equal(tg_metrics_log_open(&log, NULL, NULL, 3,
+                                         (const char *[]){"epoch", "train", "valid"}), TG_OK);
+    for (int e = 1; e <= 5; e++)
+        assert_int_equal(tg_metrics_log_write(log, (double[]){e, 1.0 / e, 1.5 / e}), TG_OK);
+    const char *png = tmp_path("log.png");
+    assert_int_equal(tg_metrics_log_plot(log, png, "loss", "cross-entropy", true, 2,
+                                         (const char *[]){"train", "valid"}, NULL), TG_OK);
+    FILE *f = fopen(png, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    assert_true(ftell(f) > 1000);
+    fclose(f);
+    assert_int_equal(tg_metrics_log_plot(log, png, "x", "y", false, 1, (const char *[]){"test"},
+                                         NULL), TG_ERR_VALUE);
+    assert_message_has("the log has no column 'test'");
+    assert_int_equal(tg_metrics_log_close(log), TG_OK);
 }
 
 static void test_metrics_log_errors_name_the_path(void **state)
 {
     (void)state;
     tg_metrics_log *log = (tg_metrics_log *)1;
+    const char *const one[] = {"epoch"};
     const char *bad = tmp_path("no-such-dir/metrics.csv");
-    assert_int_equal(tg_metrics_log_open(&log, bad, NULL, NULL), TG_ERR_IO);
+    assert_int_equal(tg_metrics_log_open(&log, bad, NULL, 1, one), TG_ERR_IO);
     assert_null(log);
     assert_message_has(bad);
     /* The CSV opened, the JSON lines file did not: nothing is left open, the message names it. */
     const char *bad2 = tmp_path("no-such-dir/metrics.jsonl");
-    assert_int_equal(tg_metrics_log_open(&log, tmp_path("fine.csv"), bad2, NULL), TG_ERR_IO);
+    assert_int_equal(tg_metrics_log_open(&log, tmp_path("fine.csv"), bad2, 1, one), TG_ERR_IO);
     assert_null(log);
     assert_message_has(bad2);
 
-    assert_int_equal(tg_metrics_log_open(&log, NULL, NULL, NULL), TG_ERR_VALUE);
     static const char *const names[] = {"ok", "has space"};
-    assert_int_equal(tg_metrics_log_open(&log, tmp_path("x.csv"), NULL,
-                                         &(tg_metrics_opts){.n_extra = 2, .extra_names = names}),
-                     TG_ERR_VALUE);
+    assert_int_equal(tg_metrics_log_open(&log, tmp_path("x.csv"), NULL, 2, names), TG_ERR_VALUE);
     assert_message_has("has space");
+    assert_int_equal(tg_metrics_log_open(&log, tmp_path("x.csv"), NULL, 2,
+                                         (const char *[]){"a", "a"}), TG_ERR_VALUE);
+    assert_message_has("'a' is named twice");
+    assert_int_equal(tg_metrics_log_open(&log, tmp_path("x.csv"), NULL, 0, names), TG_ERR_VALUE);
     assert_int_equal(tg_metrics_log_open(&log, tmp_path("x.csv"), NULL,
-                                         &(tg_metrics_opts){.n_extra = TG_METRICS_MAX_EXTRA + 1,
-                                                            .extra_names = names}),
-                     TG_ERR_VALUE);
+                                         TG_METRICS_MAX_COLUMNS + 1, names), TG_ERR_VALUE);
+    assert_message_has("65 columns");
 
     /* A full disk: the error comes at the first line that does not fit, with the path. */
     if (access("/dev/full", W_OK) != 0) {
         printf("skipped the full-disk case: no /dev/full\n");
         return;
     }
-    tg_status st = tg_metrics_log_open(&log, "/dev/full", NULL, NULL);
+    tg_status st = tg_metrics_log_open(&log, "/dev/full", NULL, 1, one);
     if (st == TG_OK) {
-        st = tg_metrics_log_write(log, &(tg_epoch_metrics){1, 0.5, 0.5, 0.5, 1, NULL});
+        st = tg_metrics_log_write(log, (double[]){1});
         tg_metrics_log_close(log);
     }
     assert_int_equal(st, TG_ERR_IO);
@@ -204,6 +239,201 @@ static void test_metrics_read_errors(void **state)
     assert_non_null(tg_metrics_column(&t, "b")); /* present, of length 0 (NULL means absent) */
     assert_null(tg_metrics_column(&t, "c"));
     tg_metrics_table_free(&t);
+}
+
+/* ---- evaluation ------------------------------------------------------------------------------ */
+
+/* 10 examples of 3 features, 4 classes, and a linear model with fixed weights. */
+static void small_problem(tg_tensor **x, tg_tensor **y, tg_module **model)
+{
+    tg_rng rng;
+    tg_rng_seed(&rng, 3);
+    *x = tg_rand_normal(TG_F64, TG_SHAPE(10, 3), 0, 1, &rng);
+    *y = tg_zeros(TG_I32, TG_SHAPE(10));
+    for (int i = 0; i < 10; i++) tg_set_flat(*y, i, (i * 7) % 4);
+    *model = tg_linear_new(3, 4, true, tg_init_f64(tg_init_pytorch()), &rng);
+}
+
+/* The same figures the slow way: one forward over every row, in a plain expression. */
+static void direct(tg_module *model, tg_tensor *x, tg_tensor *y, double *loss, double *acc)
+{
+    bool grad = tg_set_grad_enabled(false);
+    tg_tensor *out = tg_module_forward(model, x);
+    *loss = tg_item(tg_cross_entropy(out, y, TG_REDUCE_MEAN));
+    tg_tensor *pred = tg_argmax(out, 1);
+    int hits = 0;
+    for (int i = 0; i < 10; i++) hits += tg_get_flat(pred, i) == tg_get_flat(y, i);
+    *acc = hits / 10.0;
+    tg_tape_reset();
+    tg_set_grad_enabled(grad);
+}
+
+static void test_evaluate_classifier(void **state)
+{
+    (void)state;
+    tg_tensor *x, *y;
+    tg_module *model;
+    small_problem(&x, &y, &model);
+    double loss, acc;
+    direct(model, x, y, &loss, &acc);
+    assert_true(acc > 0 && acc < 1);   /* a case where hits and misses both count */
+    int64_t batches[] = {1, 3, 10, 64, 0};
+    for (int b = 0; b < 5; b++) {
+        tg_eval e = tg_evaluate_classifier(model, x, y, batches[b]);
+        assert_int_equal(e.n, 10);
+        assert_near(e.loss, loss, 1e-12);
+        assert_near(e.accuracy, acc, 0);
+    }
+    /* The modes come back as they were: grad on/off, the model in train or eval mode. */
+    for (int k = 0; k < 4; k++) {
+        bool grad = k & 1, training = k & 2;
+        tg_set_grad_enabled(grad);
+        tg_module_train(model, training);
+        tg_evaluate_classifier(model, x, y, 4);
+        assert_int_equal(tg_grad_enabled(), grad);
+        assert_int_equal(model->training, training);
+    }
+    tg_set_grad_enabled(true);
+    /* Nothing recorded, no gradient made, nothing left on the tape, no allocation once warm. */
+    uint64_t a0 = tg_alloc_count();
+    tg_evaluate_classifier(model, x, y, 3);
+    assert_int_equal(tg_alloc_count(), a0);
+    assert_int_equal(tg_tape_length(), 0);
+    assert_null(tg_linear_weight(model)->grad);
+
+    /* An empty set: no examples, NaN figures (not 0, which reads as a result). */
+    int64_t none = 0;
+    tg_tensor *x0 = tg_zeros(TG_F64, TG_SHAPE(none, 3)), *y0 = tg_zeros(TG_I32, TG_SHAPE(none));
+    tg_eval e = tg_evaluate_classifier(model, x0, y0, 0);
+    assert_int_equal(e.n, 0);
+    assert_true(isnan(e.loss) && isnan(e.accuracy));
+
+    tg_tensor *y9 = tg_zeros(TG_I32, TG_SHAPE(9));
+    EXPECT_ERROR("tg_evaluate_classifier: x has 10 rows but y has 9",
+                 tg_evaluate_classifier(model, x, y9, 0));
+    tg_tensor *yf = tg_zeros(TG_F64, TG_SHAPE(10));
+    EXPECT_ERROR("labels must be an int32 vector", tg_evaluate_classifier(model, x, yf, 0));
+    tg_free(y9), tg_free(yf), tg_free(x0), tg_free(y0);
+    tg_module_free(model), tg_free(x), tg_free(y);
+}
+
+static void test_evaluate_regressor(void **state)
+{
+    (void)state;
+    tg_rng rng;
+    tg_rng_seed(&rng, 4);
+    tg_tensor *x = tg_rand_normal(TG_F64, TG_SHAPE(7, 2), 0, 1, &rng);
+    tg_tensor *y = tg_rand_normal(TG_F64, TG_SHAPE(7, 1), 0, 1, &rng);
+    tg_module *model = tg_linear_new(2, 1, true, tg_init_f64(tg_init_pytorch()), &rng);
+    bool grad = tg_set_grad_enabled(false);
+    tg_tensor *out = tg_module_forward(model, x);
+    double want = 0;
+    for (int i = 0; i < 7; i++) want += pow(tg_get_flat(out, i) - tg_get_flat(y, i), 2) / 7;
+    tg_tape_reset();
+    tg_set_grad_enabled(grad);
+    tg_eval e = tg_evaluate_regressor(model, x, y, 2);
+    assert_int_equal(e.n, 7);
+    assert_near(e.loss, want, 1e-12);
+    assert_true(isnan(e.accuracy));
+    tg_module_free(model), tg_free(x), tg_free(y);
+}
+
+/* ---- one training epoch ---------------------------------------------------------------------- */
+
+typedef struct {
+    tg_tensor *x, *y;
+    tg_module *model;
+    tg_param_list params;
+    tg_optimizer *opt;
+    tg_loader *loader;
+} setup;
+
+static setup make_setup(uint64_t seed)
+{
+    setup s = {0};
+    tg_rng rng;
+    tg_rng_seed(&rng, seed);
+    small_problem(&s.x, &s.y, &s.model);
+    tg_module_parameters(s.model, &s.params);
+    s.opt = tg_sgd_new(&s.params, (tg_sgd_opts){.lr = 0.5});
+    s.loader = tg_loader_new(s.x, s.y, 3, true, false, &rng);
+    return s;
+}
+
+static void free_setup(setup *s)
+{
+    tg_loader_free(s->loader), tg_optimizer_free(s->opt), tg_param_list_free(&s->params);
+    tg_module_free(s->model), tg_free(s->x), tg_free(s->y);
+}
+
+static void test_train_epoch_is_the_plain_loop(void **state)
+{
+    (void)state;
+    setup a = make_setup(8), b = make_setup(8);
+    tg_train_opts o = {.accuracy = true, .progress = TG_PROGRESS_OFF};
+    for (int epoch = 0; epoch < 2; epoch++) {
+        tg_epoch_stats st = tg_train_epoch(a.model, a.opt, a.loader, &o);
+        /* the same epoch written out by hand */
+        double sum = 0, weighted = 0;
+        int64_t steps = 0, hits = 0;
+        tg_tensor *xb, *yb;
+        while (tg_loader_next(b.loader, &xb, &yb)) {
+            tg_optimizer_zero_grad(b.opt);
+            tg_tensor *out = tg_module_forward(b.model, xb);
+            tg_tensor *loss = tg_cross_entropy(out, yb, TG_REDUCE_MEAN);
+            tg_tensor *pred = tg_argmax(out, 1);
+            for (int64_t i = 0; i < yb->numel; i++)
+                hits += tg_get_flat(pred, i) == tg_get_flat(yb, i);
+            tg_backward(loss);
+            tg_optimizer_step(b.opt);
+            sum += tg_item(loss), weighted += tg_item(loss) * (double)yb->numel, steps++;
+            tg_tape_reset();
+        }
+        assert_int_equal(st.steps, 4);
+        assert_int_equal(st.steps, steps);
+        assert_int_equal(st.examples, 10);
+        assert_near(st.loss, sum / steps, 1e-12);
+        assert_near(st.loss_per_example, weighted / 10, 1e-12);
+        assert_near(st.accuracy, hits / 10.0, 0);
+        assert_int_equal(st.nonfinite_step, 0);
+        assert_false(st.stopped);
+        for (int k = 0; k < a.params.n; k++)
+            assert_memory_equal(a.params.tensors[k]->data, b.params.tensors[k]->data,
+                                (size_t)a.params.tensors[k]->numel * sizeof(double));
+    }
+    free_setup(&a), free_setup(&b);
+}
+
+static void test_train_epoch_stops(void **state)
+{
+    (void)state;
+    setup a = make_setup(9);
+    volatile sig_atomic_t stop = 1;
+    tg_train_opts o = {.stop = &stop, .progress = TG_PROGRESS_OFF};
+    tg_epoch_stats st = tg_train_epoch(a.model, a.opt, a.loader, &o);
+    assert_int_equal(st.steps, 0);
+    assert_true(st.stopped);
+    assert_true(isnan(st.loss));
+    stop = 0;
+    st = tg_train_epoch(a.model, a.opt, a.loader, &o);
+    assert_int_equal(st.steps, 4);
+    assert_false(st.stopped);
+
+    /* A NaN in the data: the epoch ends at that step and names it; keep_nonfinite goes on. */
+    tg_set_flat(a.x, 0, NAN);
+    tg_loader_free(a.loader);
+    a.loader = tg_loader_new(a.x, a.y, 10, false, false, NULL);
+    st = tg_train_epoch(a.model, a.opt, a.loader, &(tg_train_opts){.progress = TG_PROGRESS_OFF});
+    assert_int_equal(st.nonfinite_step, 1);
+    assert_int_equal(st.steps, 1);
+    assert_true(isnan(st.loss));
+    tg_loader_free(a.loader);
+    a.loader = tg_loader_new(a.x, a.y, 2, false, false, NULL);
+    st = tg_train_epoch(a.model, a.opt, a.loader,
+                        &(tg_train_opts){.keep_nonfinite = true, .progress = TG_PROGRESS_OFF});
+    assert_int_equal(st.steps, 5);
+    assert_int_equal(st.nonfinite_step, 1);
+    free_setup(&a);
 }
 
 /* ---- progress bar ---------------------------------------------------------------------------- */
@@ -391,9 +621,14 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_metrics_log_written_and_read_back),
-        cmocka_unit_test(test_metrics_log_one_file_defaults),
+        cmocka_unit_test(test_metrics_log_one_file_and_memory_only),
+        cmocka_unit_test(test_metrics_log_plot),
         cmocka_unit_test(test_metrics_log_errors_name_the_path),
         cmocka_unit_test(test_metrics_read_errors),
+        cmocka_unit_test(test_evaluate_classifier),
+        cmocka_unit_test(test_evaluate_regressor),
+        cmocka_unit_test(test_train_epoch_is_the_plain_loop),
+        cmocka_unit_test(test_train_epoch_stops),
         cmocka_unit_test(test_progress_line),
         cmocka_unit_test(test_progress_fits_the_width),
         cmocka_unit_test(test_progress_redraw_rate),

@@ -1,19 +1,22 @@
-/* The per-epoch metrics log (include/tg/train.h): CSV and JSON lines written side by side, one
- * line per epoch, flushed at once; and the CSV read back into columns for redrawing plots. */
+/* The metrics log (include/tg/train.h): the program's columns, one row per call, written as CSV
+ * and JSON lines side by side and flushed at once, and kept in memory as columns for charts; and
+ * a CSV read back into columns for redrawing them. */
+#include "tg/plot.h"
 #include "tg/train.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define N_FIXED 4   /* train_loss, valid_loss, valid_acc, seconds (after epoch) */
+#include "autograd/internal.h"
 
 struct tg_metrics_log {
     FILE *file[2];              /* csv, jsonl; NULL when not asked for */
     char *path[2];
-    int n_extra;
-    char *names[N_FIXED + TG_METRICS_MAX_EXTRA];
+    int n_cols;
+    char **names;
+    int64_t n_rows, cap_rows;
+    double *data;               /* column c is data[c * cap_rows .. c * cap_rows + n_rows - 1] */
 };
 
 static bool plain_name(const char *s)
@@ -30,10 +33,12 @@ static void log_free(tg_metrics_log *log)
 {
     for (int i = 0; i < 2; i++) {
         if (log->file[i]) fclose(log->file[i]);
-        free(log->path[i]);
+        tg__free(log->path[i]);
     }
-    for (int i = 0; i < N_FIXED + log->n_extra; i++) free(log->names[i]);
-    free(log);
+    for (int i = 0; i < log->n_cols; i++) tg__free(log->names[i]);
+    tg__free(log->names);
+    tg__free(log->data);
+    tg__free(log);
 }
 
 /* After a line: flush, so the line is on disk (and visible to `tail -f`) before training goes
@@ -45,91 +50,134 @@ static tg_status check_written(tg_metrics_log *log, int i)
                          strerror(errno ? errno : EIO));
 }
 
-tg_status tg_metrics_log_open(tg_metrics_log **out, const char *csv_path, const char *jsonl_path,
-                              const tg_metrics_opts *opts)
+static tg_status check_columns(int n_cols, const char *const *columns)
 {
-    *out = NULL;
-    tg_metrics_opts o = opts ? *opts : (tg_metrics_opts){0};
-    if (!csv_path && !jsonl_path)
-        return tg_status_set(TG_ERR_VALUE, "tg_metrics_log_open: give a CSV path, a JSON lines "
-                                           "path, or both");
-    if (o.n_extra < 0 || o.n_extra > TG_METRICS_MAX_EXTRA || (o.n_extra && !o.extra_names))
-        return tg_status_set(TG_ERR_VALUE, "tg_metrics_log_open: %d extra columns (0 to %d, "
-                                           "each named)", o.n_extra, TG_METRICS_MAX_EXTRA);
-    const char *names[N_FIXED + TG_METRICS_MAX_EXTRA] = {
-        "train_loss", "valid_loss", "valid_acc", o.seconds_name ? o.seconds_name : "seconds"};
-    for (int i = 0; i < o.n_extra; i++) names[N_FIXED + i] = o.extra_names[i];
-    for (int i = 0; i < N_FIXED + o.n_extra; i++)
-        if (!plain_name(names[i]))
+    if (n_cols < 1 || n_cols > TG_METRICS_MAX_COLUMNS || !columns)
+        return tg_status_set(TG_ERR_VALUE, "tg_metrics_log_open: %d columns (give 1 to %d "
+                                           "names)", n_cols, TG_METRICS_MAX_COLUMNS);
+    for (int i = 0; i < n_cols; i++) {
+        if (!plain_name(columns[i]))
             return tg_status_set(TG_ERR_VALUE, "tg_metrics_log_open: column name '%s' is not a "
                                                "plain identifier ([A-Za-z0-9_])",
-                                 names[i] ? names[i] : "(null)");
+                                 columns[i] ? columns[i] : "(null)");
+        for (int j = 0; j < i; j++)
+            if (!strcmp(columns[i], columns[j]))
+                return tg_status_set(TG_ERR_VALUE, "tg_metrics_log_open: column '%s' is named "
+                                                   "twice", columns[i]);
+    }
+    return TG_OK;
+}
 
-    tg_metrics_log *log = calloc(1, sizeof *log);
-    if (!log) return tg_status_set(TG_ERR_NOMEM, "tg_metrics_log_open: out of memory");
-    log->n_extra = o.n_extra;
-    for (int i = 0; i < N_FIXED + o.n_extra; i++)
-        if (!(log->names[i] = strdup(names[i]))) {
-            log_free(log);
-            return tg_status_set(TG_ERR_NOMEM, "tg_metrics_log_open: out of memory");
-        }
+tg_status tg_metrics_log_open(tg_metrics_log **out, const char *csv_path, const char *jsonl_path,
+                              int n_cols, const char *const *columns)
+{
+    *out = NULL;
+    tg_status st = check_columns(n_cols, columns);
+    if (st != TG_OK) return st;
+    tg_metrics_log *log = tg__calloc(sizeof *log);
+    log->names = tg__calloc((size_t)n_cols * sizeof *log->names);
+    log->n_cols = n_cols;
+    for (int i = 0; i < n_cols; i++) log->names[i] = tg__xstrdup(columns[i]);
     const char *paths[2] = {csv_path, jsonl_path};
     for (int i = 0; i < 2; i++) {
         if (!paths[i]) continue;
-        if (!(log->path[i] = strdup(paths[i]))) {
-            log_free(log);
-            return tg_status_set(TG_ERR_NOMEM, "tg_metrics_log_open: out of memory");
-        }
+        log->path[i] = tg__xstrdup(paths[i]);
         if (!(log->file[i] = fopen(paths[i], "w"))) {
-            tg_status st = tg_status_set(TG_ERR_IO, "%s: cannot write: %s", paths[i],
-                                         strerror(errno));
+            st = tg_status_set(TG_ERR_IO, "%s: cannot write: %s", paths[i], strerror(errno));
             log_free(log);
             return st;
         }
     }
     if (log->file[0]) {
-        fputs("epoch", log->file[0]);
-        for (int i = 0; i < N_FIXED + log->n_extra; i++)
-            fprintf(log->file[0], ",%s", log->names[i]);
+        for (int i = 0; i < n_cols; i++)
+            fprintf(log->file[0], "%s%s", i ? "," : "", log->names[i]);
         fputc('\n', log->file[0]);
-        tg_status st = check_written(log, 0);
+        st = check_written(log, 0);
         if (st != TG_OK) return log_free(log), st;
     }
     *out = log;
     return TG_OK;
 }
 
-/* One value: fmt for a finite one, else the format's word for "missing". */
-static void put_value(FILE *f, const char *fmt, double v, const char *missing)
+/* A whole number (an epoch, a step, a count) as one; anything else with 8 significant digits,
+ * so a loss below 5e-7 is not written as 0 (a log-scale chart redrawn from the file needs it). */
+static void put_value(FILE *f, double v, const char *missing)
 {
-    if (isfinite(v)) fprintf(f, fmt, v);
-    else fputs(missing, f);
+    if (!isfinite(v)) fputs(missing, f);
+    else if (v == floor(v) && fabs(v) < 1e15) fprintf(f, "%.0f", v);
+    else fprintf(f, "%.8g", v);
 }
 
-tg_status tg_metrics_log_write(tg_metrics_log *log, const tg_epoch_metrics *m)
+/* Room for one more row in memory: capacity doubles, so a run of n rows reallocates log2(n)
+ * times, never per row in steady state. */
+static void reserve_row(tg_metrics_log *log)
 {
-    double v[N_FIXED + TG_METRICS_MAX_EXTRA] = {m->train_loss, m->valid_loss, m->valid_acc,
-                                                m->seconds};
-    for (int i = 0; i < log->n_extra; i++) v[N_FIXED + i] = m->extra[i];
-    /* Losses with 8 significant digits: a fixed 6 decimals would write a loss below 5e-7 as 0,
-     * which a log-scale chart redrawn from the log could not show. */
-    static const char *const fmt[N_FIXED] = {"%.8g", "%.8g", "%.6f", "%.4f"};
+    if (log->n_rows < log->cap_rows) return;
+    int64_t cap = log->cap_rows ? 2 * log->cap_rows : 64;
+    double *d = tg__malloc((size_t)cap * (size_t)log->n_cols * sizeof *d);
+    for (int c = 0; c < log->n_cols; c++)
+        if (log->n_rows)
+            memcpy(d + (size_t)c * (size_t)cap, log->data + (size_t)c * (size_t)log->cap_rows,
+                   (size_t)log->n_rows * sizeof *d);
+    tg__free(log->data);
+    log->data = d;
+    log->cap_rows = cap;
+}
+
+tg_status tg_metrics_log_write(tg_metrics_log *log, const double *row)
+{
+    if (!log || !row) tg__fail("tg_metrics_log_write: %s is NULL", log ? "row" : "log");
+    reserve_row(log);
+    for (int c = 0; c < log->n_cols; c++)
+        log->data[(size_t)c * (size_t)log->cap_rows + (size_t)log->n_rows] = row[c];
+    log->n_rows++;
     for (int k = 0; k < 2; k++) {
         FILE *f = log->file[k];
         if (!f) continue;
         bool csv = k == 0;
-        if (csv) fprintf(f, "%d", m->epoch);
-        else fprintf(f, "{\"epoch\": %d", m->epoch);
-        for (int i = 0; i < N_FIXED + log->n_extra; i++) {
-            if (csv) fputc(',', f);
-            else fprintf(f, ", \"%s\": ", log->names[i]);
-            put_value(f, i < N_FIXED ? fmt[i] : "%.6g", v[i], csv ? "nan" : "null");
+        if (!csv) fputc('{', f);
+        for (int i = 0; i < log->n_cols; i++) {
+            if (csv) fputs(i ? "," : "", f);
+            else fprintf(f, "%s\"%s\": ", i ? ", " : "", log->names[i]);
+            put_value(f, row[i], csv ? "nan" : "null");
         }
         fputs(csv ? "\n" : "}\n", f);
         tg_status st = check_written(log, k);
         if (st != TG_OK) return st;
     }
     return TG_OK;
+}
+
+int64_t tg_metrics_log_rows(const tg_metrics_log *log) { return log ? log->n_rows : 0; }
+
+const double *tg_metrics_log_column(const tg_metrics_log *log, const char *name)
+{
+    for (int c = 0; log && c < log->n_cols; c++)
+        if (!strcmp(log->names[c], name)) {
+            static const double none[1] = {0};   /* present but still empty: not NULL */
+            return log->data ? log->data + (size_t)c * (size_t)log->cap_rows : none;
+        }
+    return NULL;
+}
+
+tg_status tg_metrics_log_plot(const tg_metrics_log *log, const char *path, const char *title,
+                              const char *ylabel, bool log_y, int n, const char *const *columns,
+                              const char *const *labels)
+{
+    if (!log || n < 1 || n > TG_CHART_MAX_SERIES || !columns)
+        return tg_status_set(TG_ERR_VALUE, "tg_metrics_log_plot: %d columns (give 1 to %d)", n,
+                             TG_CHART_MAX_SERIES);
+    tg_chart c = {.title = title, .xlabel = log->names[0], .ylabel = ylabel, .log_y = log_y,
+                  .n_series = n};
+    for (int k = 0; k < n; k++) {
+        const double *y = tg_metrics_log_column(log, columns[k]);
+        if (!y)
+            return tg_status_set(TG_ERR_VALUE, "tg_metrics_log_plot: %s: the log has no column "
+                                 "'%s'", path, columns[k]);
+        c.series[k] = (tg_series){.name = labels ? labels[k] : columns[k],
+                                  .x = log->data, .y = y, .n = (int)log->n_rows};
+    }
+    return tg_chart_write_png(&c, path, 800, 500);
 }
 
 tg_status tg_metrics_log_close(tg_metrics_log *log)
@@ -153,9 +201,9 @@ tg_status tg_metrics_log_close(tg_metrics_log *log)
 void tg_metrics_table_free(tg_metrics_table *t)
 {
     if (!t) return;
-    for (int i = 0; i < t->n_cols; i++) free(t->names[i]);
-    free(t->names);
-    free(t->data);
+    for (int i = 0; i < t->n_cols; i++) tg__free(t->names[i]);
+    tg__free(t->names);
+    tg__free(t->data);
     memset(t, 0, sizeof *t);
 }
 
@@ -203,6 +251,42 @@ static bool read_number(const char *s, double *v)
 
 #define MAX_COLS 64
 
+/* p grown from old to new bytes, or NULL (p untouched) when memory is short. */
+static void *grow(void *p, size_t old, size_t new_size)
+{
+    void *q = tg__aligned_bytes(new_size);
+    if (q && old) memcpy(q, p, old);
+    if (q) tg__free(p);
+    return q;
+}
+
+/* The next line of f into *buf (grown as needed): its length, 0 at the end of the file, -1 when
+ * memory is short. The buffer grows with the bytes really read. */
+static long read_line(FILE *f, char **buf, size_t *cap)
+{
+    size_t len = 0;
+    for (int c; (c = fgetc(f)) != EOF;) {
+        if (len + 2 > *cap) {
+            size_t want = *cap ? 2 * *cap : 256;
+            char *g = grow(*buf, len, want);
+            if (!g) return -1;
+            *buf = g, *cap = want;
+        }
+        (*buf)[len++] = (char)c;
+        if (c == '\n') break;
+    }
+    if (len) (*buf)[len] = '\0';
+    return (long)len;
+}
+
+static char *copy_string(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = tg__aligned_bytes(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
 tg_status tg_metrics_read_csv(const char *path, tg_metrics_table *out)
 {
     memset(out, 0, sizeof *out);
@@ -213,7 +297,10 @@ tg_status tg_metrics_read_csv(const char *path, tg_metrics_table *out)
     double *rows = NULL;   /* row-major while reading; transposed at the end */
     tg_status st = TG_OK;
     int n_cols = 0, n_rows = 0;
-    for (long lineno = 1; getline(&line, &cap, f) >= 0; lineno++) {
+    for (long lineno = 1;; lineno++) {
+        long got = read_line(f, &line, &cap);
+        if (got < 0) { st = tg_status_set(TG_ERR_NOMEM, "%s: out of memory", path); break; }
+        if (got == 0) break;
         if (line[strspn(line, " \r\n")] == '\0') continue;   /* blank line */
         int n = split_cells(line, cells, MAX_COLS);
         if (!out->names) {
@@ -222,11 +309,12 @@ tg_status tg_metrics_read_csv(const char *path, tg_metrics_table *out)
                 break;
             }
             n_cols = n;
-            out->names = calloc((size_t)n, sizeof *out->names);
+            out->names = tg__aligned_bytes((size_t)n * sizeof *out->names);
             if (!out->names) { st = tg_status_set(TG_ERR_NOMEM, "%s: out of memory", path); break; }
+            memset(out->names, 0, (size_t)n * sizeof *out->names);
             out->n_cols = n;
             for (int i = 0; i < n; i++)
-                if (!(out->names[i] = strdup(trim(cells[i])))) {
+                if (!(out->names[i] = copy_string(trim(cells[i])))) {
                     st = tg_status_set(TG_ERR_NOMEM, "%s: out of memory", path);
                     break;
                 }
@@ -241,7 +329,7 @@ tg_status tg_metrics_read_csv(const char *path, tg_metrics_table *out)
         }
         if ((size_t)(n_rows + 1) * (size_t)n_cols > rows_cap) {
             size_t want = rows_cap ? 2 * rows_cap : 64 * (size_t)n_cols;
-            double *grown = realloc(rows, want * sizeof *rows);
+            double *grown = grow(rows, (size_t)n_rows * (size_t)n_cols * sizeof *rows, want * sizeof *rows);
             if (!grown) { st = tg_status_set(TG_ERR_NOMEM, "%s: out of memory", path); break; }
             rows = grown, rows_cap = want;
         }
@@ -254,16 +342,16 @@ tg_status tg_metrics_read_csv(const char *path, tg_metrics_table *out)
         if (st != TG_OK) break;
         n_rows++;
     }
-    free(line);
+    tg__free(line);
     fclose(f);
     if (st == TG_OK && !out->names) st = tg_status_set(TG_ERR_FORMAT, "%s: empty file", path);
     /* At least one element: a header-only log (a run that died in epoch 1) still has its
      * columns, each of length 0, and tg_metrics_column must not take NULL for "absent". */
     size_t n_data = (size_t)n_rows * (size_t)n_cols;
-    if (st == TG_OK && !(out->data = malloc((n_data ? n_data : 1) * sizeof *out->data)))
+    if (st == TG_OK && !(out->data = tg__aligned_bytes((n_data ? n_data : 1) * sizeof *out->data)))
         st = tg_status_set(TG_ERR_NOMEM, "%s: out of memory", path);
     if (st != TG_OK) {
-        free(rows);
+        tg__free(rows);
         tg_metrics_table_free(out);
         return st;
     }
@@ -271,6 +359,6 @@ tg_status tg_metrics_read_csv(const char *path, tg_metrics_table *out)
         for (size_t c = 0; c < (size_t)n_cols; c++)
             out->data[c * (size_t)n_rows + r] = rows[r * (size_t)n_cols + c];
     out->n_rows = n_rows;
-    free(rows);
+    tg__free(rows);
     return TG_OK;
 }

@@ -16,20 +16,20 @@ static ax_flags read_flags(int argc, char **argv)
     ax_flags f = {.fast = ex_flag(argc, argv, "-fast")};
     f.data_dir = ex_str(argc, argv, "-data", NULL);
     f.out = ex_str(argc, argv, "-out", "out/alexnet");
-    f.epochs = ex_count(argc, argv, "-epochs", f.fast ? 3 : 20);
-    f.batch = ex_count(argc, argv, "-batch", 64);
+    f.epochs = ex_count_max(argc, argv, "-epochs", f.fast ? 3 : 20, AX_MAX_EPOCHS);
+    f.batch = ex_count_max(argc, argv, "-batch", 64, 4096);
     f.fraction = ex_positive(argc, argv, "-fraction", f.fast ? 0.01 : 0.1);
     f.width = ex_positive(argc, argv, "-width", f.fast ? 0.125 : 1);
-    f.hidden = ex_count(argc, argv, "-hidden", f.fast ? 64 : 4096);
+    f.hidden = ex_count_max(argc, argv, "-hidden", f.fast ? 64 : 4096, 16384);
     f.dropout = ex_num(argc, argv, "-dropout", 0.5);
     f.momentum = ex_num(argc, argv, "-momentum", 0.9);
     f.seed = ex_seed(argc, argv);
-    f.threads = ex_count(argc, argv, "-threads", 1);
+    f.threads = ex_count_max(argc, argv, "-threads", 1, 64);
     f.augment = !ex_flag(argc, argv, "-no_augment");
-    if (f.epochs > AX_MAX_EPOCHS || f.fraction > 1 || !(f.dropout >= 0 && f.dropout < 1) ||
+    if (f.fraction > 1 || f.width > 4 || !(f.dropout >= 0 && f.dropout < 1) ||
         !(f.momentum >= 0 && f.momentum < 1)) {
-        fprintf(stderr, "%s: -epochs at most %d, -fraction at most 1, -dropout and -momentum in "
-                        "[0, 1)\n", argv[0], AX_MAX_EPOCHS);
+        fprintf(stderr, "%s: -fraction at most 1, -width at most 4, -dropout and -momentum in "
+                        "[0, 1)\n", argv[0]);
         exit(2);
     }
     return f;

@@ -4,8 +4,10 @@
 #include "question2.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -194,11 +196,37 @@ static int child_run(const sweep_row *row, const q2_data *d)
     return rc;
 }
 
+/* The children running now, for the signal handler: a sweep stopped by SIGINT or SIGTERM stops
+ * its runs too (a Ctrl-C reaches them through the terminal anyway; a kill of the parent alone
+ * would not). */
+static pid_t pids[MAX_CONFIGS];
+static volatile sig_atomic_t n_started;
+
+static void forward_signal(int sig)
+{
+    for (int i = 0; i < n_started; i++)
+        if (pids[i] > 0) kill(pids[i], sig);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* In a fresh child: die with the parent, however it dies (SIGKILL included: the kernel sends
+ * SIGTERM on its death), and take the default action on signals, not the parent's handler. */
+static void follow_parent(pid_t parent)
+{
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(1);   /* the parent died before prctl took effect */
+}
+
 /* Runs every row, at most jobs at once, each in a forked child sharing the loaded data. */
 static void sweep_execute(sweep *s, const q2_data *d, int jobs)
 {
-    pid_t pids[MAX_CONFIGS];
     int running = 0, next = 0;
+    pid_t self = getpid();
+    signal(SIGINT, forward_signal);
+    signal(SIGTERM, forward_signal);
     while (next < s->n || running > 0) {
         while (running < jobs && next < s->n) {
             fflush(stdout);
@@ -210,8 +238,12 @@ static void sweep_execute(sweep *s, const q2_data *d, int jobs)
                 next++;
                 continue;
             }
-            if (pid == 0) _exit(child_run(&s->rows[next], d));
+            if (pid == 0) {
+                follow_parent(self);
+                _exit(child_run(&s->rows[next], d));
+            }
             pids[next++] = pid;
+            n_started = next;
             running++;
         }
         int status;
@@ -225,6 +257,8 @@ static void sweep_execute(sweep *s, const q2_data *d, int jobs)
                 running--;
             }
     }
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
     for (int i = 0; i < s->n; i++)
         s->rows[i].ok = s->rows[i].status == 0 && read_row(&s->rows[i]);
 }

@@ -93,11 +93,11 @@ const char *tg_blas_info(void);
 /* Which BLIS kernel set to pick when the user has not set BLIS_ARCH_TYPE. BLIS uses one set per
  * process, fixed when it initialises (first product or tg_blas_info call; tg_set_num_threads does
  * not initialise it). TG_BLAS_AUTO (the default) and TG_BLAS_LARGE_PRODUCTS: skx on AVX-512 CPUs
- * (~2x haswell on large products), haswell on AVX2 ones. TG_BLAS_SMALL_PRODUCTS: haswell wherever
- * AVX2+FMA exist (~1.4-2x on batch-16 products, ~0.6x on large ones; the Question 2 runner picks
- * it when batch × layer width <= 4096). Returns false and changes nothing once BLIS is
- * initialised, or when BLIS_ARCH_TYPE is set (the user's choice wins). Measurements:
- * docs/blas.md. */
+ * (faster on large products), haswell on AVX2 ones. TG_BLAS_SMALL_PRODUCTS: haswell wherever
+ * AVX2+FMA exist (faster on small products such as a batch-16 MLP's, slower on large ones; the
+ * Question 2 runner picks it when batch × layer width <= 4096). Returns false and changes nothing
+ * once BLIS is initialised, or when BLIS_ARCH_TYPE is set (the user's choice wins). The
+ * measurements behind these choices: docs/blas.md. */
 typedef enum { TG_BLAS_AUTO = 0, TG_BLAS_SMALL_PRODUCTS, TG_BLAS_LARGE_PRODUCTS } tg_blas_workload;
 bool tg_blas_prefer(tg_blas_workload workload);
 void tg_set_num_threads(int n);    /* threads for large matrix products (default 1) */
@@ -193,6 +193,8 @@ tg_tensor *tg_abs(tg_tensor *a);
 tg_tensor *tg_relu(tg_tensor *a);
 tg_tensor *tg_tanh(tg_tensor *a);
 tg_tensor *tg_sigmoid(tg_tensor *a);
+tg_tensor *tg_sin(tg_tensor *a);
+tg_tensor *tg_cos(tg_tensor *a);
 
 tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b);                  /* [M,K]·[K,N] */
 /* op(a)·op(b) with transposes read through strides, never copied. */

@@ -92,12 +92,25 @@ tg_status tg_dataset_split(const tg_dataset *src, int64_t n_second, tg_dataset *
 tg_status tg_dataset_random_split(const tg_dataset *src, int64_t n_second, tg_rng *rng,
                                   tg_dataset *first, tg_dataset *second);
 
+/* Subsets: new data sets holding copies of chosen rows of src (left untouched), to free with
+ * tg_dataset_free. A count outside [0, size] or an index outside [0, size) is TG_ERR_VALUE naming
+ * the function, the count or the index and its position, and the data set's size.
+ *   tg_dataset_head           the first n rows
+ *   tg_dataset_subset         rows idx[0..n), in that order (repeats allowed)
+ *   tg_dataset_random_subset  n distinct rows drawn uniformly at random (rng: NULL means the global
+ *                             generator; the same seed, the same rows), in their original order */
+tg_status tg_dataset_head(const tg_dataset *src, int64_t n, tg_dataset *out);
+tg_status tg_dataset_subset(const tg_dataset *src, const int64_t *idx, int64_t n, tg_dataset *out);
+tg_status tg_dataset_random_subset(const tg_dataset *src, int64_t n, tg_rng *rng, tg_dataset *out);
+
 /* ---- MNIST-style directories -----------------------------------------------------------------
  * Loads <dir>/train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz
  * and t10k-labels-idx1-ubyte.gz (the names without .gz are tried when the .gz file is missing).
  * dir: opts->dir, else the environment variable TG_DATA_DIR, else TG_FASHION_MNIST_DIR.
  * Validation = the LAST n_val training images (default 10,000), or n_val random ones when
- * random_val is set (seeded by seed); train = the rest; test = the t10k files. */
+ * random_val is set (seeded by seed); train = the rest; test = the t10k files.
+ * TG_ERR_VALUE, before any training can start, when no training or no test image is left or when
+ * the test images differ in size (rows x cols) from the training images. */
 #define TG_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
 #define TG_MNIST_NO_VAL (-1)
 
@@ -127,9 +140,8 @@ void tg_mnist_free(tg_mnist *m);
  *
  *     tg_loader *L = tg_loader_new(train.x, train.y, 64, true, false, &rng);
  *     for (int epoch = 0; epoch < 10; epoch++) {
- *         tg_loader_reset(L);                       // new epoch, new order
  *         tg_tensor *xb, *yb;
- *         while (tg_loader_next(L, &xb, &yb)) { ... }
+ *         while (tg_loader_next(L, &xb, &yb)) { ... }   // false once at the end of the epoch
  *     }
  *     tg_loader_free(L);
  *
@@ -140,9 +152,10 @@ typedef struct tg_loader tg_loader;
 
 tg_loader *tg_loader_new(const tg_tensor *x, const tg_tensor *y, int64_t batch_size, bool shuffle,
                          bool drop_last, tg_rng *rng);
-/* Starts an epoch (reshuffles when shuffle is set). tg_loader_next calls it by itself before the
- * first epoch; after the last batch of an epoch tg_loader_next returns false (and sets *xb, *yb
- * to NULL) until the next reset. */
+/* Starts an epoch (reshuffles when shuffle is set), abandoning the rest of the current one.
+ * tg_loader_next calls it by itself: after the last batch of an epoch it returns false once (and
+ * sets *xb, *yb to NULL), and the following call starts the next epoch in a new order. Calling
+ * it at the top of every epoch as well changes nothing (the same orders either way). */
 void tg_loader_reset(tg_loader *L);
 bool tg_loader_next(tg_loader *L, tg_tensor **xb, tg_tensor **yb);
 int64_t tg_loader_num_batches(const tg_loader *L);   /* per epoch */

@@ -93,6 +93,16 @@ const void *tg_op_grad_out(const tg_node *node);
  * gradient. */
 void *tg_op_grad(tg_tensor *t);
 
+/* ---- matrix products for kernels ---------------------------------------------------------
+ * C = alpha·op(A)·op(B) + beta·C on row-major float (dtype TG_F32) or double (TG_F64) data, with
+ * op(X) = Xᵀ when the flag is set (a transpose read through strides, never copied): A is stored
+ * [M, K] (or [K, M] transposed) with row stride lda, B [K, N] (or [N, K]) with ldb, C [M, N] with
+ * ldc. The library's products go through it: BLIS, with large products split over
+ * tg_set_num_threads threads. */
+void tg_op_gemm(tg_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                double alpha, const void *A, int64_t lda, const void *B, int64_t ldb, double beta,
+                void *C, int64_t ldc);
+
 /* ---- one kernel definition, float and double ----------------------------------------------
  *     #define SCALE_KERNEL(T, S)                                                  \
  *         static void scale_##S(int64_t n, double a, void *px)                    \

@@ -1,0 +1,74 @@
+/* One training epoch, the plain loop (include/tg/train.h). */
+#include <math.h>
+#include <time.h>
+#include "autograd/internal.h"
+#include "tg/nn.h"
+#include "tg/train.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static tg_tensor *batch_loss(tg_loss_kind kind, tg_tensor *out, tg_tensor *y)
+{
+    if (kind == TG_LOSS_MSE) return tg_mse_loss(out, y, TG_REDUCE_MEAN);
+    return tg_cross_entropy(out, y, TG_REDUCE_MEAN);
+}
+
+static int64_t count_hits(tg_tensor *scores, const tg_tensor *labels)
+{
+    bool grad = tg_set_grad_enabled(false);
+    const int32_t *p = tg_argmax(scores, 1)->data, *l = labels->data;
+    tg_set_grad_enabled(grad);
+    int64_t hits = 0;
+    for (int64_t i = 0; i < labels->numel; i++) hits += p[i] == l[i];
+    return hits;
+}
+
+tg_epoch_stats tg_train_epoch(tg_module *model, tg_optimizer *opt, tg_loader *loader,
+                              const tg_train_opts *opts)
+{
+    if (!model || !opt || !loader) tg__fail("tg_train_epoch: model, opt and loader must be given");
+    tg_train_opts o = opts ? *opts : (tg_train_opts){0};
+    if (o.accuracy && o.loss != TG_LOSS_CROSS_ENTROPY)
+        tg__fail("tg_train_epoch: accuracy is for classifiers (TG_LOSS_CROSS_ENTROPY)");
+    tg_epoch_stats s = {.loss = NAN, .loss_per_example = NAN, .accuracy = NAN};
+    double t0 = now(), sum = 0, weighted = 0;
+    int64_t hits = 0;
+    tg_progress bar;   /* on a terminal only: batches, running loss, speed, time left */
+    tg_progress_begin(&bar, o.progress_out, o.progress, o.label, o.epoch, o.epochs,
+                      tg_loader_num_batches(loader));
+    tg_tensor *x, *y;
+    /* The hot loop: everything per step lives in the tape's arena or the loader's buffers. */
+    while (!(o.stop && *o.stop) && tg_loader_next(loader, &x, &y)) {
+        tg_optimizer_zero_grad(opt);
+        tg_tensor *out = tg_module_forward(model, x);
+        tg_tensor *loss = batch_loss(o.loss, out, y);
+        if (o.accuracy) hits += count_hits(out, y);
+        tg_backward(loss);
+        tg_optimizer_step(opt);
+        double l = tg_item(loss);
+        s.steps++;
+        s.examples += y->shape[0];
+        sum += l;
+        weighted += l * (double)y->shape[0];
+        tg_progress_step(&bar, y->shape[0], l);
+        tg_tape_reset();
+        if (!isfinite(l) && !s.nonfinite_step) {
+            s.nonfinite_step = s.steps;
+            if (!o.keep_nonfinite) break;
+        }
+    }
+    tg_progress_end(&bar);
+    s.stopped = o.stop && *o.stop;
+    if (s.steps) {
+        s.loss = sum / (double)s.steps;
+        s.loss_per_example = weighted / (double)s.examples;
+    }
+    if (o.accuracy && s.examples) s.accuracy = (double)hits / (double)s.examples;
+    s.seconds = now() - t0;
+    return s;
+}
