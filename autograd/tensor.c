@@ -263,7 +263,7 @@ void tg_set_flat(tg_tensor *t, int64_t i, double v)
         break;
     case TG_I64:
         if (!(v >= -0x1p63 && v < 0x1p63))
-            tg__fail("tg_set_flat: %g does not fit in an int64 tensor", v);
+            tg_fail("tg_set_flat: %g does not fit in an int64 tensor", v);
         ((int64_t *)t->data)[i] = (int64_t)v;
         break;
     }

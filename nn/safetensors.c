@@ -233,7 +233,7 @@ tg_status tg__st_write(const char *path, int n, const char *const *names,
         if (!names[i] || !*names[i] || strcmp(names[i], "__metadata__") == 0)
             return tg_status_set(TG_ERR_VALUE, "%s: tensor %d has an empty or reserved name",
                                  path, i);
-        tg__check_live(tensors[i], "tg_safetensors_save");
+        tg_check_live(tensors[i], "tg_safetensors_save");
     }
     for (int i = 0; i < n_meta; i++)
         if (!meta_keys[i] || !meta_values[i])

@@ -4,6 +4,7 @@
  * exp/log/tanh pick the float or double version, so one definition stamps both kernels.
  * Backward of every op here: gx += g · dy/dx. */
 #include <tgmath.h>
+#include "autograd/cpu_clones.h"
 #include "ops/kernel.h"
 
 typedef struct unary_op {
@@ -23,7 +24,7 @@ static void unary_backward(const tg_node *node);
 static void unary_backward_ops(const tg_node *node, tg_tensor *g, tg_tensor **grad_in);
 
 #define UNARY_KERNELS(NAME, T, SUFFIX, FWD, DYDX)                                             \
-    static void NAME##_fwd_##SUFFIX(int64_t n, const void *px, void *py, double sd)           \
+    static TG_CPU_CLONES void NAME##_fwd_##SUFFIX(int64_t n, const void *px, void *py, double sd) \
     {                                                                                          \
         const T *xs = px, s = (T)sd;                                                           \
         T *ys = py;                                                                            \
@@ -33,8 +34,8 @@ static void unary_backward_ops(const tg_node *node, tg_tensor *g, tg_tensor **gr
             ys[i] = (FWD);                                                                     \
         }                                                                                      \
     }                                                                                          \
-    static void NAME##_bwd_##SUFFIX(int64_t n, const void *px, const void *py, const void *pg, \
-                                    void *pgx, double sd)                                      \
+    static TG_CPU_CLONES void NAME##_bwd_##SUFFIX(int64_t n, const void *px, const void *py,  \
+                                                  const void *pg, void *pgx, double sd)      \
     {                                                                                          \
         const T *xs = px, *ys = py, *g = pg, s = (T)sd;                                        \
         T *gx = pgx;                                                                           \

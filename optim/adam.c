@@ -3,6 +3,7 @@
  *   m = β1·m + (1-β1)·g;  v = β2·v + (1-β2)·g²;
  *   p -= lr/(1-β1^t) · m / (sqrt(v)/sqrt(1-β2^t) + eps). */
 #include <tgmath.h>
+#include "autograd/cpu_clones.h"
 #include "autograd/internal.h"
 #include "nn/internal.h"
 #include "optim/internal.h"
@@ -17,8 +18,9 @@
     } while (0)
 
 #define ADAM_KERNEL(T, NAME)                                                                     \
-    static void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict v, int64_t n, \
-                     const tg_adam_opts *o, double lr, int64_t t)                                \
+    static TG_CPU_CLONES void NAME(T *restrict p, const T *restrict g, T *restrict m,           \
+                                   T *restrict v, int64_t n, const tg_adam_opts *o, double lr,   \
+                                   int64_t t)                                                    \
     {                                                                                            \
         /* Bias corrections in double whatever T is: β^t for large t is tiny but not zero. */    \
         const T step_size = (T)(lr / (1.0 - pow(o->beta1, (double)t)));                         \

@@ -2,6 +2,7 @@
  *   d = g + wd·p;  buf = d (first update) or m·buf + (1 - dampening)·d;
  *   d = nesterov ? d + m·buf : buf;  p -= lr·d. */
 #include <math.h>
+#include "autograd/cpu_clones.h"
 #include "autograd/internal.h"
 #include "nn/internal.h"
 #include "optim/internal.h"
@@ -12,8 +13,9 @@
  * emit scalar code, ~25% of a batch-16 MLP step. The arithmetic of each case is exactly the one
  * of the single general loop it replaces, so results are bit-identical. */
 #define SGD_KERNEL(T, NAME)                                                                      \
-    static void NAME(T *restrict p, const T *restrict g, T *restrict buf, int64_t n, double lr_, \
-                     double m_, double damp_, double wd_, bool nesterov, bool first)             \
+    static TG_CPU_CLONES void NAME(T *restrict p, const T *restrict g, T *restrict buf,         \
+                                   int64_t n, double lr_, double m_, double damp_, double wd_,   \
+                                   bool nesterov, bool first)                                    \
     {                                                                                            \
         const T lr = (T)lr_, m = (T)m_, keep = (T)(1.0 - damp_), wd = (T)wd_;                  \
         if (!buf) {                                                                              \

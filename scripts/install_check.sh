@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The installed library as a user sees it (issue 15's "done when"): `make install` into a staged
 # tree, a program compiled with `pkg-config --cflags --libs tapegrad` against it and run, a
-# static link through `pkg-config --static`, the soname, and no internal (tg__) symbol exported.
+# static link through `pkg-config --static`, the soname, no internal (tg__) symbol exported, and
+# `make uninstall` removing every file install put there.
 #   scripts/install_check.sh [BUILD]     (make install-check)
 set -euo pipefail
 build=${1:-build}
@@ -57,4 +58,10 @@ $static_line
 echo "install-check: static link through pkg-config --static works"
 LD_LIBRARY_PATH=$stage$libdir "$stage$prefix/bin/tapegrad-ls" -h >/dev/null
 LD_LIBRARY_PATH=$stage$libdir "$stage$prefix/bin/tapegrad-question2" -h >/dev/null
-echo "install-check: installed programs run; ok"
+echo "install-check: installed programs run"
+
+rm -f "$stage"/prog*
+make -s -C "$root" BUILD="$build" PREFIX=$prefix DESTDIR="$stage" uninstall >/dev/null
+left=$(cd "$stage" && find . \( -type f -o -type l \) | sort)
+[ -z "$left" ] || { echo "install-check: uninstall left: $left" >&2; exit 1; }
+echo "install-check: uninstall removes every installed file; ok"

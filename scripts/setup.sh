@@ -39,6 +39,11 @@ sets=("$@")
 [ ${#sets[@]} -eq 0 ] && sets=(lib examples test data)
 [ "${TG_WITH_TORCH:-0}" = 1 ] && sets+=(torch)
 
+# make -j may start several sets at once; one apt-get at a time (dpkg's lock), each checking
+# what is missing only once it holds the lock.
+exec 9>"${TMPDIR:-/tmp}/tapegrad-setup.lock"
+flock 9
+
 missing=()
 for s in "${sets[@]}"; do
   list=$(packages_of "$s") || exit 2
