@@ -10,7 +10,7 @@ typedef struct {
     tg_module base;
     int64_t features;
     int spatial_dims;        /* 1d: 0 or 1 ([N, C] or [N, C, L]); 2d: 2 */
-    double eps, momentum;
+    double eps, momentum;    /* momentum 0: cumulative average (PyTorch's momentum=None) */
     tg_tensor *weight, *bias;                              /* NULL without affine */
     tg_tensor *running_mean, *running_var, *num_batches;   /* NULL without running stats */
 } batch_norm_module;
@@ -32,17 +32,23 @@ static tg_tensor *batch_norm_forward(tg_module *self, tg_tensor *x)
     tg_check_live(x, b->base.kind);
     check_input(b, x);
     bool batch_stats = self->training || !b->running_mean;
-    if (self->training && b->num_batches)
-        tg_set_flat(b->num_batches, 0, tg_get_flat(b->num_batches, 0) + 1);
+    double momentum = b->momentum;
+    if (self->training && b->num_batches) {
+        double seen = tg_get_flat(b->num_batches, 0) + 1;
+        tg_set_flat(b->num_batches, 0, seen);
+        if (momentum == 0) momentum = 1.0 / seen;
+    }
     return tg_batch_norm(x, b->weight, b->bias, b->running_mean, b->running_var, batch_stats,
-                         b->momentum, b->eps);
+                         momentum, b->eps);
 }
 
 static void batch_norm_describe(const tg_module *self, char *buf, size_t len)
 {
     const batch_norm_module *b = (const batch_norm_module *)self;
-    snprintf(buf, len, "%lld, eps=%g, momentum=%g, affine=%s, track_running_stats=%s",
-             (long long)b->features, b->eps, b->momentum, b->weight ? "True" : "False",
+    char momentum[32] = "None";
+    if (b->momentum > 0) snprintf(momentum, sizeof momentum, "%g", b->momentum);
+    snprintf(buf, len, "%lld, eps=%g, momentum=%s, affine=%s, track_running_stats=%s",
+             (long long)b->features, b->eps, momentum, b->weight ? "True" : "False",
              b->running_mean ? "True" : "False");
 }
 
@@ -63,7 +69,7 @@ static tg_module *batch_norm_new(int64_t features, const tg_batch_norm_opts *opt
     b->features = features;
     b->spatial_dims = spatial;
     b->eps = eps;
-    b->momentum = momentum;
+    b->momentum = o.cumulative ? 0 : momentum;
     if (!o.no_affine) {
         b->weight = tg_module_add_param(&b->base, "weight", tg_ones(o.dtype, TG_SHAPE(features)));
         b->bias = tg_module_add_param(&b->base, "bias", tg_zeros(o.dtype, TG_SHAPE(features)));

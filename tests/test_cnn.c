@@ -216,6 +216,20 @@ static void test_batch_norm_train_eval(void **state)
     assert_true(tg_item(nbt) == 2);
     assert_near(tg_get_flat(rm, 1), 0.9 * rm0 + 0.1 * mean[1], 1e-12);
     tg_tape_reset();
+
+    /* momentum=None: the running mean is the plain average of the batch means */
+    tg_module *cum = tg_batch_norm1d_new(2, &(tg_batch_norm_opts){.cumulative = true,
+                                                                  .dtype = TG_F64});
+    tg_tensor *a = tg_rand_normal(TG_F64, TG_SHAPE(6, 2), 1, 1, &rng);
+    tg_tensor *b = tg_rand_normal(TG_F64, TG_SHAPE(6, 2), -3, 1, &rng);
+    tg_module_forward(cum, a);
+    tg_module_forward(cum, b);
+    tg_tape_reset();
+    double ma = 0, mb = 0;
+    for (int i = 0; i < 6; i++) ma += tg_get_flat(a, 2 * i) / 6, mb += tg_get_flat(b, 2 * i) / 6;
+    assert_near(tg_get_flat(tg_module_buffer(cum, "running_mean"), 0), (ma + mb) / 2, 1e-12);
+    tg_module_free(cum);
+    tg_free(a), tg_free(b);
     tg_tensor *rows = tg_zeros(TG_F64, TG_SHAPE(2, 3));
     EXPECT_ERROR("BatchNorm2d(3): expected input [N, C, H, W] with 3 channels",
                  tg_module_forward(bn, rows));

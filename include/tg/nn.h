@@ -334,13 +334,15 @@ tg_module *tg_flatten_new(int start_axis, int end_axis);
  * (zeros), running_var (ones) and num_batches_tracked (I64 scalar, 0) unless no_running_stats.
  * While training (tg_module_train): batch statistics, running statistics updated with momentum
  * (unbiased variance), num_batches_tracked += 1 per forward; in eval mode: the running
- * statistics. Zero fields are PyTorch's defaults (eps 1e-5, momentum 0.1, float32); PyTorch's
- * momentum=None (a cumulative average) is not offered. */
+ * statistics. Zero fields are PyTorch's defaults (eps 1e-5, momentum 0.1, float32);
+ * cumulative is PyTorch's momentum=None: the running statistics are the plain average over every
+ * training batch so far (momentum 1/num_batches_tracked). */
 typedef struct {
     double eps;              /* 0: 1e-5 */
     double momentum;         /* 0: 0.1; in (0, 1] */
     bool no_affine;          /* affine=False */
     bool no_running_stats;   /* track_running_stats=False: batch statistics in eval mode too */
+    bool cumulative;         /* momentum=None; momentum is then ignored */
     tg_dtype dtype;          /* TG_F32 (default) or TG_F64 */
 } tg_batch_norm_opts;
 
