@@ -59,6 +59,7 @@ TOOL_BIN := $(patsubst tools/%.c,$(BUILD)/tools/%,$(sort $(wildcard tools/*.c)))
 HEADERS  := $(wildcard include/*.h include/tg/*.h $(LIB_DIRS:%=%/*.h))
 TEST_HDR := $(wildcard tests/*.h)
 EX_HDR   := $(wildcard examples/*.h)
+include mk/dist.mk
 
 .PHONY: all lib tools test test-asan run bench clean install uninstall install-check \
         deb deb-test docs

@@ -20,7 +20,7 @@ tg_error_handler tg_set_error_handler(tg_error_handler handler, void *ud)
 const char *tg_last_error(void) { return last_error; }
 void *tg_error_handler_data(void) { return user_data; }
 
-noreturn void tg_fail(const char *fmt, ...)
+void tg_fail(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);

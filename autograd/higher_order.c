@@ -30,6 +30,9 @@ static tg_tensor *graph_gradient(tg_vector_fn f, tg_tensor *x, void *ctx, const 
     return g->requires_grad ? g : NULL;
 }
 
+/* The helpers record whatever the caller's grad mode (they are no use otherwise, and PyTorch's
+ * functional API does the same); each puts the mode back. */
+
 tg_tensor *tg_hvp(tg_vector_fn f, tg_tensor *x, const tg_tensor *v, void *ctx)
 {
     check_input(x, "tg_hvp");
@@ -39,6 +42,7 @@ tg_tensor *tg_hvp(tg_vector_fn f, tg_tensor *x, const tg_tensor *v, void *ctx)
         tg_fail("tg_hvp: v %s must have the input's shape %s", tg_shape_str(v, s1, sizeof s1),
                 tg_shape_str(x, s2, sizeof s2));
     }
+    bool was = tg_set_grad_enabled(true);
     tg_tensor *g = graph_gradient(f, x, ctx, "tg_hvp"), *hv = NULL;
     tg_tensor *out = tg_zeros(x->dtype, x->ndim, x->shape);
     if (g) {
@@ -46,6 +50,7 @@ tg_tensor *tg_hvp(tg_vector_fn f, tg_tensor *x, const tg_tensor *v, void *ctx)
         tg_copy_(out, hv);
     }
     tg_tape_reset();
+    tg_set_grad_enabled(was);
     return out;
 }
 
@@ -55,6 +60,7 @@ tg_tensor *tg_hessian(tg_vector_fn f, tg_tensor *x, void *ctx)
     check_input(x, "tg_hessian");
     int64_t n = x->numel;
     tg_tensor *hess = tg_zeros(x->dtype, TG_SHAPE(n, n));
+    bool was = tg_set_grad_enabled(true);
     tg_tensor *g = graph_gradient(f, x, ctx, "tg_hessian");
     for (int64_t i = 0; g && i < n; i++) {
         tg_tensor *e = tg_op_output(g->dtype, g->ndim, g->shape), *row;
@@ -64,6 +70,7 @@ tg_tensor *tg_hessian(tg_vector_fn f, tg_tensor *x, void *ctx)
         for (int64_t j = 0; j < n; j++) tg_set_flat(hess, i * n + j, tg_get_flat(row, j));
     }
     tg_tape_reset();
+    tg_set_grad_enabled(was);
     return hess;
 }
 
@@ -78,6 +85,7 @@ tg_tensor *tg_jvp(tg_vector_fn f, tg_tensor *x, const tg_tensor *u, void *ctx)
         tg_fail("tg_jvp: u %s must have the input's shape %s", tg_shape_str(u, s1, sizeof s1),
                 tg_shape_str(x, s2, sizeof s2));
     }
+    bool was = tg_set_grad_enabled(true);
     tg_tensor *y = f(x, ctx);
     tg_check_float(y, "tg_jvp");
     tg_tensor *out = tg_zeros(y->dtype, y->ndim, y->shape);
@@ -94,5 +102,6 @@ tg_tensor *tg_jvp(tg_vector_fn f, tg_tensor *x, const tg_tensor *u, void *ctx)
         }
     }
     tg_tape_reset();
+    tg_set_grad_enabled(was);
     return out;
 }

@@ -12,7 +12,7 @@
 #define tg__check_live tg_check_live
 #define tg__check_float tg_check_float
 #define tg__check_same_dtype tg_check_same_dtype
-#define tg__normalize_axis tg_check_axis
+#define tg__normalize_axis tg_normalize_axis
 
 /* Arena memory of the current step, 64-byte aligned, released by tg_tape_reset(). */
 void *tg__arena_alloc(size_t bytes);

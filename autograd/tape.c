@@ -15,6 +15,8 @@
 static _Thread_local tg_node **records;   /* capacity kept across resets */
 static _Thread_local size_t n_records, cap_records;
 static _Thread_local bool grad_disabled;
+static _Thread_local tg_backward_hook backward_hook;
+static _Thread_local void *backward_hook_data;
 /* The step an intermediate belongs to; a tensor of an earlier step is released. */
 static _Thread_local uint32_t generation = 1;
 #ifdef NDEBUG
@@ -34,6 +36,12 @@ typedef struct {
     bool grad_was_enabled;        /* restored at the end (or by tg_tape_reset after an error) */
 } grad_pass;
 static _Thread_local grad_pass *active_pass;
+
+void tg_set_backward_hook(tg_backward_hook hook, void *user_data)
+{
+    backward_hook = hook;
+    backward_hook_data = user_data;
+}
 
 bool tg_grad_enabled(void) { return !grad_disabled; }
 
@@ -109,8 +117,15 @@ static void append(tg_node *node)
 tg_node *tg_op_record(const tg_op *op, tg_tensor *out, int n_in, tg_tensor *const *in,
                       size_t saved_bytes)
 {
+    if (!op || !op->backward)
+        tg_fail("tg_op_record: %s has no backward function", op ? op->name : "a NULL op");
     if (n_in > TG_MAX_INPUTS)
-        tg_fail("%s: an op records at most %d inputs, got %d", op->name, TG_MAX_INPUTS, n_in);
+        tg_fail("%s: an op records at most %d inputs, got %d (combine inputs in groups, as "
+                "tg_concat does)", op->name, TG_MAX_INPUTS, n_in);
+    if (!out || out->persistent || out->node)
+        tg_fail("%s: the output to record must be a fresh tg_op_output() tensor", op->name);
+    for (int i = 0; i < n_in; i++)
+        if (!in[i]) tg_fail("%s: input %d is NULL", op->name, i);
     bool needed = false;
     for (int i = 0; i < n_in && !grad_disabled; i++)
         needed |= in[i]->requires_grad;
@@ -184,9 +199,10 @@ static void check_backward_root(const tg_tensor *out, const tg_tensor *grad_outp
                 "it first (tg_sum, tg_mean)", op, tg_shape_str(out, s1, sizeof s1));
     if (grad_output) {
         tg_check_live(grad_output, op);
-        if (!tg_same_shape(grad_output, out))
-            tg_fail("%s: grad_output %s does not match output %s", op,
-                    tg_shape_str(grad_output, s2, sizeof s2), tg_shape_str(out, s1, sizeof s1));
+        if (!tg_same_shape(grad_output, out) || grad_output->dtype != out->dtype)
+            tg_fail("%s: grad_output %s does not match output %s (same shape and dtype; convert "
+                    "with tg_to_dtype)", op, tg_shape_str(grad_output, s2, sizeof s2),
+                    tg_shape_str(out, s1, sizeof s1));
     }
 }
 
@@ -214,6 +230,7 @@ void tg_backward_with(tg_tensor *out, const tg_tensor *grad_output)
         if (!node->out->grad) continue; /* does not reach the output */
         node->op->backward(node);
         if (tg__anomaly_on()) tg__anomaly_check_backward(node, NULL);
+        if (backward_hook) backward_hook(node, backward_hook_data);
     }
 }
 
@@ -237,10 +254,11 @@ static void backward_graph_node(tg_node *node, grad_pass *p)
     node->op->backward_ops(node, p->node_grads[node->index], grad_in);
     for (int i = 0; i < node->n_in; i++) {
         if (!grad_in[i] || !node->in[i]->requires_grad) continue;
-        if (!tg_same_shape(grad_in[i], node->in[i])) {
+        if (!tg_same_shape(grad_in[i], node->in[i]) || grad_in[i]->dtype != node->in[i]->dtype) {
             char s1[128], s2[128];
-            tg_fail("tg_grad: backward_ops of %s gave input %d a gradient %s for an input %s",
-                    node->op->name, i, tg_shape_str(grad_in[i], s1, sizeof s1),
+            tg_fail("tg_grad: backward_ops of %s gave input %d a gradient %s for an input %s "
+                    "(it must have the input's shape and dtype)", node->op->name, i,
+                    tg_shape_str(grad_in[i], s1, sizeof s1),
                     tg_shape_str(node->in[i], s2, sizeof s2));
         }
         accumulate(grad_slot(node->in[i]), grad_in[i]);
@@ -249,7 +267,7 @@ static void backward_graph_node(tg_node *node, grad_pass *p)
 
 static tg_tensor *seed_tensor(tg_tensor *out, tg_tensor *grad_output, bool create_graph)
 {
-    if (grad_output && create_graph && grad_output->dtype == out->dtype)
+    if (grad_output && create_graph)
         return grad_output; /* kept as is: the result may be differentiated through it */
     tg_tensor *g = zeros_like_intermediate(out);
     tg_fill_(g, 1.0);
@@ -262,10 +280,13 @@ void tg_grad(tg_tensor *output, tg_tensor *grad_output, int n, tg_tensor *const 
 {
     check_backward_root(output, grad_output, "tg_grad");
     if (active_pass) tg_fail("tg_grad: called from inside a backward");
+    if (n < 0 || (n > 0 && (!inputs || !grads)))
+        tg_fail("tg_grad: need n >= 0 inputs and room for n gradients (got n = %d)", n);
     for (int i = 0; i < n; i++) {
         tg_check_float(inputs[i], "tg_grad");
         if (!inputs[i]->requires_grad)
-            tg_fail("tg_grad: input %d does not require grad", i);
+            tg_fail("tg_grad: input %d does not require grad; set tg_set_requires_grad before "
+                    "building the output, or leave it out of the inputs", i);
     }
     size_t end = output->node ? output->node->index + 1 : 0;
     grad_pass p = {.node_grads = tg__arena_alloc((end ? end : 1) * sizeof(tg_tensor *)),

@@ -31,7 +31,7 @@ const char *tg_dtype_name(tg_dtype dtype)
 
 size_t tg_nbytes(const tg_tensor *t) { return (size_t)t->numel * tg_dtype_size(t->dtype); }
 
-int tg_check_axis(int axis, int ndim, const char *op)
+int tg_normalize_axis(int axis, int ndim, const char *op)
 {
     int a = axis < 0 ? axis + ndim : axis;
     if (a < 0 || a >= ndim)

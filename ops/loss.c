@@ -84,7 +84,7 @@ static void check_classes(const tg_tensor *x, const tg_tensor *labels, const cha
             double m = -INFINITY, r = 0;                                                       \
             int64_t top = 0;                                                                   \
             for (int64_t j = 0; j < c; j++)                                                   \
-                if (x[j] > m || isnan(x[j])) m = x[j], top = j;                                \
+                if (x[j] > m) m = x[j], top = j; /* a NaN reaches r below */                  \
             for (int64_t j = 0; j < c; j++)                                                   \
                 if (j != top) r += exp((double)x[j] - m);                                      \
             ml[2 * i] = m;                                                                     \

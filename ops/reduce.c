@@ -137,7 +137,7 @@ tg_tensor *tg_mean(tg_tensor *a)
 static tg_tensor *sum_along(const tg_op *op, tg_tensor *a, int axis, bool keepdim, bool mean)
 {
     tg_check_float(a, op->name);
-    int ax = tg_check_axis(axis, a->ndim, op->name);
+    int ax = tg_normalize_axis(axis, a->ndim, op->name);
     int64_t shape[TG_MAX_DIMS];
     int nd = reduced_shape(a, ax, keepdim, shape);
     axis_view v = view_of(a, ax);
@@ -158,7 +158,7 @@ tg_tensor *tg_mean_axis(tg_tensor *a, int axis, bool keepdim)
 static axis_view max_view(const tg_tensor *a, int axis, int *ax, const char *op)
 {
     tg_check_float(a, op);
-    *ax = tg_check_axis(axis, a->ndim, op);
+    *ax = tg_normalize_axis(axis, a->ndim, op);
     if (a->shape[*ax] == 0) {
         char s[128];
         tg_fail("%s: axis %d of %s is empty and has no maximum", op, axis,

@@ -139,8 +139,8 @@ static const tg_op transpose_op = {"tg_transpose", transpose_backward, transpose
 tg_tensor *tg_transpose(tg_tensor *a, int axis0, int axis1)
 {
     tg_check_float(a, "tg_transpose");
-    int d0 = tg_check_axis(axis0, a->ndim, "tg_transpose");
-    int d1 = tg_check_axis(axis1, a->ndim, "tg_transpose");
+    int d0 = tg_normalize_axis(axis0, a->ndim, "tg_transpose");
+    int d1 = tg_normalize_axis(axis1, a->ndim, "tg_transpose");
     int lo = d0 < d1 ? d0 : d1, hi = d0 < d1 ? d1 : d0;
     int64_t shape[TG_MAX_DIMS];
     memcpy(shape, a->shape, sizeof shape);
@@ -161,7 +161,7 @@ static int check_concat(tg_tensor **parts, int n, int axis)
     if (!parts || n < 1) tg_fail("tg_concat: need at least one part (got n = %d)", n);
     for (int k = 0; k < n; k++) tg_check_float(parts[k], "tg_concat");
     if (parts[0]->ndim == 0) tg_fail("tg_concat: cannot concatenate 0-d tensors; reshape first");
-    int ax = tg_check_axis(axis, parts[0]->ndim, "tg_concat");
+    int ax = tg_normalize_axis(axis, parts[0]->ndim, "tg_concat");
     for (int k = 1; k < n; k++) {
         bool ok = parts[k]->dtype == parts[0]->dtype && parts[k]->ndim == parts[0]->ndim;
         for (int d = 0; ok && d < parts[0]->ndim; d++)
@@ -307,7 +307,7 @@ tg_tensor *tg_narrow(tg_tensor *a, int axis, int64_t start, int64_t length)
 {
     tg_check_float(a, "tg_narrow");
     if (a->ndim == 0) tg_fail("tg_narrow: cannot narrow a 0-d tensor");
-    int ax = tg_check_axis(axis, a->ndim, "tg_narrow");
+    int ax = tg_normalize_axis(axis, a->ndim, "tg_narrow");
     if (start < 0 || length < 0 || start > a->shape[ax] - length) {
         char s1[128];
         tg_fail("tg_narrow: [%lld, %lld + %lld) is outside axis %d of %s", (long long)start,

@@ -26,7 +26,7 @@ static int64_t row_start(axis_view v, int64_t r)
             int64_t top = 0;                                                                   \
             double rest = 0;                                                                   \
             for (int64_t k = 0; k < v.n; k++)                                                 \
-                if (x[k * v.inner] > m || isnan(x[k * v.inner])) m = x[k * v.inner], top = k;   \
+                if (x[k * v.inner] > m) m = x[k * v.inner], top = k; /* a NaN reaches rest */  \
             for (int64_t k = 0; k < v.n; k++)                                                 \
                 if (k != top) rest += exp((double)x[k * v.inner] - m);                         \
             double s = 1 + rest;                                                               \
@@ -84,7 +84,7 @@ static const tg_op log_softmax_op = {"tg_log_softmax", softmax_backward, softmax
 static tg_tensor *softmax(const tg_op *op, tg_tensor *a, int axis, bool log_out)
 {
     tg_check_float(a, op->name);
-    int ax = tg_check_axis(axis, a->ndim, op->name);
+    int ax = tg_normalize_axis(axis, a->ndim, op->name);
     tg_tensor *out = tg_op_output(a->dtype, a->ndim, a->shape);
     TG_KERNEL_FOR(softmax_fwd, a)(view_of(a, ax), log_out, a->data, out->data);
     tg_node *node = tg_op_record(op, out, 1, &a, sizeof(softmax_saved));

@@ -7,6 +7,7 @@
 #   setup.sh deb        + Debian packaging tools (dpkg-buildpackage, debhelper, lintian)
 #   setup.sh docs       Doxygen, for the API reference
 #   setup.sh torch      Debian's PyTorch (a comparison tool, never a build dependency)
+#   setup.sh mpi        Open MPI, for data-parallel training (dist/, mk/dist.mk)
 # Several sets may be named at once; no argument means lib, examples, test and data. Called by
 # make (one stamp per set under build/); safe to run by hand and to run twice.
 # TG_WITH_TORCH=1 adds the torch set to whatever is asked for.
@@ -30,7 +31,8 @@ packages_of() {
          echo dpkg-dev debhelper fakeroot lintian build-essential doxygen ;;
     docs) echo doxygen ;;
     torch) echo python3-torch ;;
-    *) echo "setup: unknown package set '$1' (lib, examples, test, data, deb, docs, torch)" >&2
+    mpi) echo libopenmpi-dev openmpi-bin ;;
+    *) echo "setup: unknown package set '$1' (lib, examples, test, data, deb, docs, torch, mpi)" >&2
        exit 2 ;;
   esac
 }

@@ -205,6 +205,83 @@ static void test_jvp_matches_jacobian(void **state)
     tg_free(ju), tg_free(jac), tg_free(u), tg_free(x);
 }
 
+/* The helpers record even inside a no-grad scope (as PyTorch's functional API does) and put the
+ * mode back. */
+static void test_helpers_in_no_grad_scope(void **state)
+{
+    (void)state;
+    const double xs[3] = {0.5, -2, 1.5}, vs[3] = {1, 2, -1};
+    tg_tensor *x = tg_set_requires_grad(tg_from_data(TG_F64, TG_SHAPE(3), xs), true);
+    tg_tensor *v = tg_from_data(TG_F64, TG_SHAPE(3), vs);
+    bool was = tg_set_grad_enabled(false);
+    tg_tensor *h = tg_hessian(cubic, x, NULL), *hv = tg_hvp(cubic, x, v, NULL);
+    tg_tensor *ju = tg_jvp(vector_fn, x, v, NULL);
+    assert_false(tg_grad_enabled());
+    tg_set_grad_enabled(was);
+    assert_near(tg_get_flat(h, 0), 6 * 0.5, 1e-12);
+    assert_near(tg_get_flat(hv, 0), 6 * 0.5 * 1 + 2, 1e-12);
+    assert_true(fabs(tg_get_flat(ju, 0)) > 0);
+    tg_free(h), tg_free(hv), tg_free(ju), tg_free(v), tg_free(x);
+}
+
+/* Edge cases of the ops forms: pow(x, 1)'s second derivative at 0 is 0 (not 0·inf), pow(x, 0)'s
+ * derivative at 0 is 0, and a tie in maximum splits the gradient in the ops form too. */
+static void test_ops_form_edge_cases(void **state)
+{
+    (void)state;
+    tg_tensor *x = tg_set_requires_grad(tg_zeros(TG_F64, TG_SHAPE(2)), true), *g, *h;
+    tg_grad(tg_sum(tg_pow_scalar(x, 1)), NULL, 1, &x, &g, true);
+    tg_grad(tg_sum(tg_mul(g, g)), NULL, 1, &x, &h, false);
+    assert_near(tg_get_flat(g, 0), 1, 0);
+    assert_near(tg_get_flat(h, 0), 0, 0);
+    tg_grad(tg_sum(tg_pow_scalar(x, 0)), NULL, 1, &x, &g, false);
+    assert_near(tg_get_flat(g, 0), 0, 0);
+    tg_grad(tg_sum(tg_pow_scalar(x, 0)), NULL, 1, &x, &g, true);
+    assert_near(tg_get_flat(g, 0), 0, 0);
+    tg_grad(tg_sum(tg_maximum(x, x)), NULL, 1, &x, &g, true); /* 1/2 + 1/2 */
+    assert_near(tg_get_flat(g, 1), 1, 0);
+    tg_grad(tg_sum(tg_minimum(x, x)), NULL, 1, &x, &g, true);
+    assert_near(tg_get_flat(g, 1), 1, 0);
+    tg_tape_reset();
+    tg_free(x);
+}
+
+/* A differentiable backward that is off by a constant has the right second derivative, but its
+ * first derivative disagrees with the fast backward: tg_gradgradcheck must fail. */
+static void cube_backward(const tg_node *node)
+{
+    double *gx = tg_op_grad(node->in[0]);
+    const double *g = tg_op_grad_out(node), *x = node->in[0]->data;
+    for (int64_t i = 0; gx && i < node->out->numel; i++) gx[i] += 3 * x[i] * x[i] * g[i];
+}
+
+static void cube_backward_ops_off(const tg_node *node, tg_tensor *g, tg_tensor **grad_in)
+{
+    tg_tensor *x = node->in[0];
+    grad_in[0] = tg_mul(g, tg_add_scalar(tg_mul_scalar(tg_square(x), 3), 1e-4));
+}
+
+static tg_tensor *cube_off(tg_tensor **in, int n, void *ctx)
+{
+    (void)n, (void)ctx;
+    static const tg_op op = {"cube_off", cube_backward, cube_backward_ops_off};
+    tg_tensor *y = tg_op_output(TG_F64, in[0]->ndim, in[0]->shape);
+    for (int64_t i = 0; i < y->numel; i++) tg_set_flat(y, i, pow(tg_get_flat(in[0], i), 3));
+    tg_op_record(&op, y, 1, in, 0);
+    return tg_sum(y);
+}
+
+static void test_gradgradcheck_catches_disagreeing_backwards(void **state)
+{
+    (void)state;
+    tg_tensor *x = tg_set_requires_grad(tg_full(TG_F64, TG_SHAPE(3), 0.7), true);
+    tg_gradcheck_opts o = tg_gradcheck_defaults();
+    o.quiet = true;
+    assert_true(tg_gradcheck(cube_off, &x, 1, NULL, &o).ok);     /* the fast backward is right */
+    assert_false(tg_gradgradcheck(cube_off, &x, 1, NULL, &o).ok);
+    tg_free(x);
+}
+
 /* ---- errors ---- */
 
 static void first_order_only_backward(const tg_node *node)
@@ -236,11 +313,24 @@ static void test_errors(void **state)
     EXPECT_ERROR("input 0 does not require grad", tg_grad(tg_sum(tg_mul(x, c)), NULL, 1, &c, &g, false));
     EXPECT_ERROR("not a scalar", tg_grad(tg_mul(x, x), NULL, 1, &x, &g, false));
     EXPECT_ERROR("tg_hvp: v", tg_hvp(cubic, x, short_v, NULL));
+    tg_tensor *go32 = tg_full(TG_F32, TG_SHAPE(3), 1);
+    EXPECT_ERROR("grad_output [3] f32 does not match output [3] f64",
+                 tg_grad(tg_sin(x), go32, 1, &x, &g, true));
+    EXPECT_ERROR("tg_grad: need n >= 0", tg_grad(tg_sum(tg_sin(x)), NULL, 1, &x, NULL, false));
+    static const tg_op no_backward = {"no_backward", NULL, NULL};
+    EXPECT_ERROR("tg_op_record: no_backward has no backward function",
+                 tg_op_record(&no_backward, tg_op_output(TG_F64, TG_SHAPE(3)), 1, &x, 0));
+    static const tg_op plain = {"plain", first_order_only_backward, NULL};
+    EXPECT_ERROR("plain: the output to record must be a fresh tg_op_output()",
+                 tg_op_record(&plain, c, 1, &x, 0));
+    EXPECT_ERROR("plain: input 0 is NULL",
+                 tg_op_record(&plain, tg_op_output(TG_F64, TG_SHAPE(3)), 1,
+                              (tg_tensor *[]){NULL}, 0));
     /* after a failed create_graph pass the engine is usable again */
     tg_grad(tg_sum(tg_mul(x, x)), NULL, 1, &x, &g, true);
     assert_true(g->requires_grad);
     tg_tape_reset();
-    tg_free(x), tg_free(c), tg_free(short_v);
+    tg_free(x), tg_free(c), tg_free(short_v), tg_free(go32);
 }
 
 int main(void)
@@ -253,6 +343,9 @@ int main(void)
         cmocka_unit_test(test_grad_unused_and_intermediate_inputs),
         cmocka_unit_test(test_hvp_matches_hessian),
         cmocka_unit_test(test_jvp_matches_jacobian),
+        cmocka_unit_test(test_helpers_in_no_grad_scope),
+        cmocka_unit_test(test_ops_form_edge_cases),
+        cmocka_unit_test(test_gradgradcheck_catches_disagreeing_backwards),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -154,6 +154,11 @@ void tg_tape_reset(void);         /* releases every intermediate and record of t
  * tg_tape_free() before it exits to return that memory (the main thread need not). It implies
  * tg_tape_reset(); the thread may record again afterwards. */
 void tg_tape_free(void);
+/* Called by tg_backward (not tg_grad) after each record's backward, on its thread: data-parallel
+ * training (include/tg/dist.h) starts reducing a parameter's gradient once the sweep has passed
+ * the parameter's last use. NULL removes it. */
+typedef void (*tg_backward_hook)(const tg_node *node, void *user_data);
+void tg_set_backward_hook(tg_backward_hook hook, void *user_data);
 bool tg_grad_enabled(void);
 bool tg_set_grad_enabled(bool enabled);  /* returns the previous setting (no-grad scopes) */
 void tg_set_anomaly_mode(bool on);       /* stop at the first op that produces NaN/Inf */

@@ -37,7 +37,6 @@
 #ifndef TG_OP_H
 #define TG_OP_H
 
-#include <stdnoreturn.h>
 #include "core.h"
 
 #ifdef __cplusplus
@@ -69,11 +68,12 @@ struct tg_node {
 };
 
 /* ---- checking inputs (failures are programming errors: the error handler, then abort) ---- */
-noreturn void tg_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void tg_fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 void tg_check_live(const tg_tensor *t, const char *op);      /* not NULL, not released */
 void tg_check_float(const tg_tensor *t, const char *op);     /* live, float32 or float64 */
 void tg_check_same_dtype(const tg_tensor *a, const tg_tensor *b, const char *op);
-int tg_check_axis(int axis, int ndim, const char *op);       /* negative axes count from the end */
+/* The axis in [0, ndim): negative axes count from the end; out of range fails naming op. */
+int tg_normalize_axis(int axis, int ndim, const char *op);
 
 /* ---- memory of the step (released by tg_tape_reset) ---------------------------------------- */
 /* The op's result: an intermediate with uninitialised data. */

@@ -1,0 +1,295 @@
+/* Gradient averaging in buckets, started from the tape's backward hook (overlap, like DDP).
+ *
+ * A bucket is a run of parameters of one dtype, packed into one contiguous buffer (scaled by the
+ * rank's weight while packing), reduced with one collective and unpacked into the gradients.
+ * Buckets are launched strictly in bucket order on every rank: MPI requires collectives on a
+ * communicator in the same order everywhere, and every rank sweeps the same graph.
+ *
+ * Deterministic order: the buckets are gathered to rank 0 (one communicator), added there in rank
+ * order, then broadcast (a second communicator, so gathers and broadcasts of different buckets
+ * can be in flight at once without their order depending on timing). */
+#include <string.h>
+#include "dist/internal.h"
+
+enum { PENDING, REDUCING, BROADCASTING, DONE };
+
+typedef struct {
+    int first, count;            /* parameters [first, first + count) of the bucket order */
+    tg_dtype dtype;
+    int64_t elems;
+    size_t offset;               /* bytes into d->buf (and into each rank's slot of d->gathered) */
+    int ready, state;
+    MPI_Request req;
+} bucket;
+
+struct tg_ddp {
+    int n;
+    tg_tensor **params;          /* in bucket order: the registration order reversed */
+    const char **names;
+    int *bucket_of, *uses, *seen;
+    bool learned, deterministic, no_overlap, armed;
+    bucket *buckets;
+    int n_buckets, next_launch, overlapped;
+    double wait_seconds;         /* inside the last tg_ddp_finish */
+    double weight;
+    unsigned char *buf, *gathered;
+    size_t buf_bytes;
+    MPI_Comm reduce_comm, bcast_comm;
+};
+
+static void make_buckets(tg_ddp *d, size_t cap)
+{
+    d->buckets = tg__calloc(sizeof(bucket) * (size_t)(d->n ? d->n : 1));
+    size_t offset = 0, bytes = 0;
+    for (int i = 0; i < d->n; i++) {
+        tg_tensor *p = d->params[i];
+        bucket *b = d->n_buckets ? &d->buckets[d->n_buckets - 1] : NULL;
+        bool opens = !b || b->dtype != p->dtype || (bytes > 0 && bytes + tg_nbytes(p) > cap);
+        if (opens) {
+            b = &d->buckets[d->n_buckets++];
+            *b = (bucket){.first = i, .dtype = p->dtype, .offset = offset,
+                          .req = MPI_REQUEST_NULL};
+            bytes = 0;
+        }
+        b->count++;
+        b->elems += p->numel;
+        bytes += tg_nbytes(p);
+        offset += tg_nbytes(p);
+        d->bucket_of[i] = d->n_buckets - 1;
+    }
+    d->buf_bytes = offset;
+}
+
+tg_ddp *tg_ddp_new(const tg_param_list *params, const tg_ddp_opts *opts)
+{
+    tg__dist_require_init("tg_ddp_new");
+    tg_ddp_opts o = opts ? *opts : (tg_ddp_opts){0};
+    tg_ddp *d = tg__calloc(sizeof *d);
+    d->n = params->n;
+    d->deterministic = o.deterministic;
+    d->no_overlap = o.no_overlap;
+    size_t n = (size_t)(d->n ? d->n : 1);
+    d->params = tg__malloc(n * sizeof *d->params);
+    d->names = tg__malloc(n * sizeof *d->names);
+    d->bucket_of = tg__calloc(n * sizeof(int));
+    d->uses = tg__calloc(n * sizeof(int));
+    d->seen = tg__calloc(n * sizeof(int));
+    for (int i = 0; i < d->n; i++) {
+        tg_tensor *p = params->tensors[d->n - 1 - i];
+        tg_check_float(p, "tg_ddp_new");
+        d->params[i] = p;
+        d->names[i] = params->names ? params->names[d->n - 1 - i] : "?";
+    }
+    make_buckets(d, o.bucket_bytes ? o.bucket_bytes : (size_t)1 << 20);
+    d->buf = tg__malloc(d->buf_bytes ? d->buf_bytes : 1);
+    if (d->deterministic && tg_dist_is_main())
+        d->gathered = tg__malloc((d->buf_bytes ? d->buf_bytes : 1) * (size_t)tg_dist_world_size());
+    MPI_Comm_dup(MPI_COMM_WORLD, &d->reduce_comm);
+    MPI_Comm_dup(MPI_COMM_WORLD, &d->bcast_comm);
+    return d;
+}
+
+int tg_ddp_num_buckets(const tg_ddp *d) { return d->n_buckets; }
+int tg_ddp_overlapped_buckets(const tg_ddp *d) { return d->overlapped; }
+double tg_ddp_wait_seconds(const tg_ddp *d) { return d->wait_seconds; }
+
+static int find_param(const tg_ddp *d, const tg_tensor *t)
+{
+    if (!t->persistent) return -1;
+    for (int i = 0; i < d->n; i++)
+        if (d->params[i] == t) return i;
+    return -1;
+}
+
+#define PACK_KERNEL(T, S)                                                                   \
+    static void pack_##S(T *dst, const T *grad, int64_t n, double weight)                   \
+    {                                                                                       \
+        if (!grad) { memset(dst, 0, sizeof(T) * (size_t)n); return; }                       \
+        T w = (T)weight;                                                                    \
+        for (int64_t i = 0; i < n; i++) dst[i] = grad[i] * w;                               \
+    }
+TG_STAMP(PACK_KERNEL)
+
+#define ADD_KERNEL(T, S)                                                                    \
+    static void add_##S(T *acc, const T *x, int64_t n)                                     \
+    {                                                                                       \
+        for (int64_t i = 0; i < n; i++) acc[i] += x[i];                                     \
+    }
+TG_STAMP(ADD_KERNEL)
+
+static void launch(tg_ddp *d, bucket *b)
+{
+    unsigned char *at = d->buf + b->offset;
+    for (int i = b->first; i < b->first + b->count; i++) {
+        tg_tensor *p = d->params[i];
+        const void *g = p->grad ? p->grad->data : NULL;
+        if (p->dtype == TG_F64) pack_f64((double *)at, g, p->numel, d->weight);
+        else pack_f32((float *)at, g, p->numel, d->weight);
+        at += tg_nbytes(p);
+    }
+    MPI_Datatype type = tg__dist_mpi_type(b->dtype);
+    if (d->deterministic) {
+        void *slots = d->gathered ? d->gathered + b->offset * (size_t)tg_dist_world_size() : NULL;
+        MPI_Igather(d->buf + b->offset, (int)b->elems, type, slots, (int)b->elems, type, 0,
+                    d->reduce_comm, &b->req);
+    } else {
+        MPI_Iallreduce(MPI_IN_PLACE, d->buf + b->offset, (int)b->elems, type, MPI_SUM,
+                       d->reduce_comm, &b->req);
+    }
+    b->state = REDUCING;
+}
+
+/* Rank 0 adds the gathered copies in rank order into the bucket, then every rank broadcasts. */
+static void start_broadcast(tg_ddp *d, bucket *b)
+{
+    if (d->gathered) {
+        size_t bytes = (size_t)b->elems * tg_dtype_size(b->dtype);
+        unsigned char *slots = d->gathered + b->offset * (size_t)tg_dist_world_size();
+        unsigned char *out = d->buf + b->offset;
+        memcpy(out, slots, bytes);
+        for (int r = 1; r < tg_dist_world_size(); r++) {
+            if (b->dtype == TG_F64) add_f64((double *)out, (const double *)(slots + r * bytes), b->elems);
+            else add_f32((float *)out, (const float *)(slots + r * bytes), b->elems);
+        }
+    }
+    MPI_Ibcast(d->buf + b->offset, (int)b->elems, tg__dist_mpi_type(b->dtype), 0, d->bcast_comm,
+               &b->req);
+    b->state = BROADCASTING;
+}
+
+/* Lets MPI move data (Open MPI progresses non-blocking collectives only inside MPI calls) and
+ * starts the broadcasts, in bucket order, of the buckets whose gather has finished. */
+static void progress(tg_ddp *d)
+{
+    bool in_order = true;
+    for (int k = 0; k < d->next_launch; k++) {
+        bucket *b = &d->buckets[k];
+        if (b->state == DONE) continue;
+        int flag = 0;
+        MPI_Test(&b->req, &flag, MPI_STATUS_IGNORE);
+        if (!flag) {
+            if (b->state == REDUCING) in_order = false;
+            continue;
+        }
+        if (b->state == REDUCING && d->deterministic) {
+            if (in_order) start_broadcast(d, b); /* else it waits for an earlier bucket */
+        } else {
+            b->state = DONE;
+        }
+    }
+}
+
+static void launch_ready(tg_ddp *d)
+{
+    while (d->next_launch < d->n_buckets &&
+           d->buckets[d->next_launch].ready == d->buckets[d->next_launch].count) {
+        launch(d, &d->buckets[d->next_launch++]);
+    }
+}
+
+static void on_record(const tg_node *node, void *user_data)
+{
+    tg_ddp *d = user_data;
+    bool overlap = d->learned && !d->no_overlap;
+    for (int i = 0; i < node->n_in; i++) {
+        int k = find_param(d, node->in[i]);
+        if (k < 0) continue;
+        d->seen[k]++;
+        if (!overlap) continue;
+        if (d->seen[k] > d->uses[k])
+            tg__fail("tg_ddp: parameter %s is used by more records in this step than in the "
+                     "first (%d > %d), so its gradient was reduced before it was complete; a "
+                     "graph that changes between steps needs tg_ddp_opts.no_overlap",
+                     d->names[k], d->seen[k], d->uses[k]);
+        if (d->seen[k] == d->uses[k]) d->buckets[d->bucket_of[k]].ready++;
+    }
+    if (!overlap) return;
+    launch_ready(d);
+    progress(d);
+}
+
+void tg_ddp_begin(tg_ddp *d, double weight)
+{
+    if (d->armed) tg__fail("tg_ddp_begin: called twice without tg_ddp_finish");
+    if (!(weight >= 0 && weight <= 1))
+        tg__fail("tg_ddp_begin: weight %g is not in [0, 1] (this rank's examples / the global "
+                 "batch's)", weight);
+    d->weight = weight;
+    d->next_launch = 0;
+    d->overlapped = 0;
+    memset(d->seen, 0, sizeof(int) * (size_t)d->n);
+    for (int k = 0; k < d->n_buckets; k++) {
+        d->buckets[k].ready = 0;
+        d->buckets[k].state = PENDING;
+        /* A parameter no record uses is ready from the start. */
+        for (int i = d->buckets[k].first; i < d->buckets[k].first + d->buckets[k].count; i++)
+            if (d->learned && d->uses[i] == 0) d->buckets[k].ready++;
+    }
+    d->armed = true;
+    tg_set_backward_hook(on_record, d);
+}
+
+static void unpack(tg_ddp *d)
+{
+    const unsigned char *at = d->buf;
+    for (int i = 0; i < d->n; i++) {
+        tg_tensor *p = d->params[i];
+        if (!p->grad) p->grad = tg_zeros(p->dtype, p->ndim, p->shape);
+        memcpy(p->grad->data, at, tg_nbytes(p));
+        at += tg_nbytes(p);
+    }
+}
+
+void tg_ddp_finish(tg_ddp *d)
+{
+    if (!d->armed) tg__fail("tg_ddp_finish: call tg_ddp_begin before the backward");
+    double t0 = MPI_Wtime();
+    tg_set_backward_hook(NULL, NULL);
+    d->armed = false;
+    int during_backward = d->next_launch;
+    while (d->next_launch < d->n_buckets) launch(d, &d->buckets[d->next_launch++]);
+    for (int k = 0; k < d->n_buckets; k++) {
+        bucket *b = &d->buckets[k];
+        if (b->state == REDUCING) {
+            tg__dist_wait(&b->req, 1, "tg_ddp_finish (gradient reduction)");
+            if (d->deterministic) start_broadcast(d, b);
+            else b->state = DONE;
+        }
+    }
+    for (int k = 0; k < d->n_buckets; k++) {
+        bucket *b = &d->buckets[k];
+        if (b->state == BROADCASTING) tg__dist_wait(&b->req, 1, "tg_ddp_finish (broadcast)");
+        b->state = DONE;
+    }
+    d->overlapped = during_backward;
+    unpack(d);
+    d->wait_seconds = MPI_Wtime() - t0;
+    if (!d->learned) {
+        memcpy(d->uses, d->seen, sizeof(int) * (size_t)d->n);
+        d->learned = true;
+    }
+}
+
+void tg_ddp_backward(tg_ddp *d, tg_tensor *loss, double weight)
+{
+    tg_ddp_begin(d, weight);
+    if (loss) tg_backward(loss);
+    tg_ddp_finish(d);
+}
+
+void tg_ddp_free(tg_ddp *d)
+{
+    if (!d) return;
+    if (d->armed) tg_set_backward_hook(NULL, NULL);
+    MPI_Comm_free(&d->reduce_comm);
+    MPI_Comm_free(&d->bcast_comm);
+    tg__free(d->params);
+    tg__free(d->names);
+    tg__free(d->bucket_of);
+    tg__free(d->uses);
+    tg__free(d->seen);
+    tg__free(d->buckets);
+    tg__free(d->buf);
+    tg__free(d->gathered);
+    tg__free(d);
+}

@@ -1,0 +1,125 @@
+/* The process group: MPI set-up, rank and size, the deadline on every wait, aborting the job. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sched.h>
+#include "dist/internal.h"
+
+static int rank, world = 1;
+static bool started;             /* this module called MPI_Init (so it also finalizes) */
+static double timeout_seconds = 300;
+
+static tg_status read_timeout_env(void)
+{
+    const char *s = getenv("TG_DIST_TIMEOUT");
+    if (!s || !*s) return TG_OK;
+    char *end;
+    double v = strtod(s, &end);
+    if (*end || v != v)
+        return tg_status_set(TG_ERR_VALUE, "TG_DIST_TIMEOUT=%s: expected a number of seconds "
+                             "(0 or less: no deadline)", s);
+    timeout_seconds = v;
+    return TG_OK;
+}
+
+tg_status tg_dist_init(int *argc, char ***argv)
+{
+    int initialized;
+    MPI_Initialized(&initialized);
+    if (!initialized) {
+        MPI_Init(argc, argv);
+        started = true;
+    }
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    return read_timeout_env();
+}
+
+void tg_dist_finalize(void)
+{
+    int finalized;
+    MPI_Finalized(&finalized);
+    if (started && !finalized) MPI_Finalize();
+    started = false;
+}
+
+void tg__dist_require_init(const char *fn)
+{
+    int initialized;
+    MPI_Initialized(&initialized);
+    if (!initialized) tg__fail("%s: call tg_dist_init first", fn);
+}
+
+int tg_dist_rank(void) { return rank; }
+int tg_dist_world_size(void) { return world; }
+bool tg_dist_is_main(void) { return rank == 0; }
+void tg_dist_set_timeout(double seconds) { timeout_seconds = seconds; }
+double tg_dist_timeout(void) { return timeout_seconds; }
+
+void tg__dist_abort(int code, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "tapegrad dist: rank %d of %d: %s\n", rank, world, msg);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, code);
+    exit(code); /* MPI_Abort does not return; this keeps _Noreturn honest */
+}
+
+void tg_dist_check(tg_status status, const char *what)
+{
+    if (status == TG_OK) return;
+    tg__dist_abort(2, "%s: %s", what, tg_status_message());
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void tg__dist_test(MPI_Request *requests, int n, int *done)
+{
+    MPI_Testall(n, requests, done, MPI_STATUSES_IGNORE);
+}
+
+/* Polling instead of MPI_Waitall: MPI has no wait with a deadline. sched_yield lets the peer
+ * process run when both share a core. */
+void tg__dist_wait(MPI_Request *requests, int n, const char *what)
+{
+    int done = 0;
+    double deadline = timeout_seconds > 0 ? now() + timeout_seconds : 0;
+    for (unsigned spins = 0;; spins++) {
+        MPI_Testall(n, requests, &done, MPI_STATUSES_IGNORE);
+        if (done) return;
+        if (deadline && (spins & 255) == 0 && now() > deadline)
+            tg__dist_abort(3, "%s: no answer from the other ranks for %.0f s (a rank died, hangs, "
+                           "or takes another code path); raise TG_DIST_TIMEOUT if a step is "
+                           "really that slow", what, timeout_seconds);
+        if ((spins & 63) == 63) sched_yield();
+    }
+}
+
+void tg_dist_barrier(void)
+{
+    tg__dist_require_init("tg_dist_barrier");
+    MPI_Request r;
+    MPI_Ibarrier(MPI_COMM_WORLD, &r);
+    tg__dist_wait(&r, 1, "tg_dist_barrier");
+}
+
+MPI_Datatype tg__dist_mpi_type(tg_dtype dtype)
+{
+    switch (dtype) {
+    case TG_F32: return MPI_FLOAT;
+    case TG_F64: return MPI_DOUBLE;
+    case TG_I32: return MPI_INT32_T;
+    case TG_I64: return MPI_INT64_T;
+    }
+    tg__fail("tapegrad dist: unknown dtype %d", (int)dtype);
+}
