@@ -382,6 +382,141 @@ static void test_flatten(void **state)
     tg_free(p);
 }
 
+/* ---- batch norm ---- */
+
+typedef struct {
+    const double *x, *w, *b, *rm0, *rv0, *train_y, *rm1, *rv1, *eval_y;
+    int64_t n, C;
+    int ndim;
+    int64_t shape[4];
+} bn_fixture;
+
+#define BN_FIXTURE(name, ND, ...)                                                              \
+    {name##_x, name##_w, name##_b, name##_rm0, name##_rv0, name##_train_y, name##_rm1,         \
+     name##_rv1, name##_eval_y, LEN(name##_x), LEN(name##_w), ND, {__VA_ARGS__}}
+
+static void check_bn_fixture(const bn_fixture *f, tg_dtype dt)
+{
+    tg_tensor *x = fixture(dt, f->x, f->ndim, f->shape);
+    tg_tensor *w = fixture(dt, f->w, TG_SHAPE(f->C)), *b = fixture(dt, f->b, TG_SHAPE(f->C));
+    tg_tensor *rm = fixture(dt, f->rm0, TG_SHAPE(f->C));
+    tg_tensor *rv = fixture(dt, f->rv0, TG_SHAPE(f->C));
+    expect_fixture(tg_batch_norm(x, w, b, rm, rv, true, 0.1, 1e-5), f->train_y, f->n, dt);
+    expect_fixture(rm, f->rm1, f->C, dt);
+    expect_fixture(rv, f->rv1, f->C, dt);
+    expect_fixture(tg_batch_norm(x, w, b, rm, rv, false, 0.1, 1e-5), f->eval_y, f->n, dt);
+    expect_fixture(rm, f->rm1, f->C, dt); /* evaluation leaves the running statistics alone */
+    expect_fixture(rv, f->rv1, f->C, dt);
+    /* no running statistics: batch statistics in either mode, nothing to update */
+    expect_fixture(tg_batch_norm(x, w, b, NULL, NULL, false, 0.1, 1e-5), f->train_y, f->n, dt);
+    tg_tape_reset();
+    tg_free(x), tg_free(w), tg_free(b), tg_free(rm), tg_free(rv);
+}
+
+static void test_batch_norm_vs_torch(void **state)
+{
+    (void)state;
+    const bn_fixture f[] = {BN_FIXTURE(bn4, 4, 3, 2, 3, 2), BN_FIXTURE(bn2, 2, 5, 3)};
+    for (int k = 0; k < 2; k++) {
+        check_bn_fixture(&f[k], TG_F64);
+        check_bn_fixture(&f[k], TG_F32);
+    }
+}
+
+/* Momentum 1 makes the running statistics the last batch's: mean and unbiased variance. */
+static void test_batch_norm_running_stats(void **state)
+{
+    (void)state;
+    tg_tensor *x = tg_from_data(TG_F64, TG_SHAPE(4, 1), (double[]){1, 2, 3, 6});
+    tg_tensor *rm = tg_zeros(TG_F64, TG_SHAPE(1)), *rv = tg_ones(TG_F64, TG_SHAPE(1));
+    tg_tensor *y = tg_batch_norm(x, NULL, NULL, rm, rv, true, 1.0, 0);
+    assert_near(tg_get_flat(rm, 0), 3, 1e-15);
+    assert_near(tg_get_flat(rv, 0), 14.0 / 3, 1e-14);          /* Σ(x - 3)² / (n - 1) */
+    assert_near(tg_get_flat(y, 3), 3 / sqrt(3.5), 1e-14);       /* biased variance 14/4 */
+    tg_batch_norm(x, NULL, NULL, rm, rv, true, 0.25, 0);
+    assert_near(tg_get_flat(rm, 0), 3, 1e-15);
+    assert_near(tg_get_flat(rv, 0), 14.0 / 3, 1e-14);
+    tg_tensor *e = tg_batch_norm(x, NULL, NULL, rm, rv, false, 0.25, 0);
+    assert_near(tg_get_flat(e, 0), (1 - 3) / sqrt(14.0 / 3), 1e-14);
+    tg_tape_reset();
+    tg_free(x), tg_free(rm), tg_free(rv);
+}
+
+typedef struct {
+    bool training, affine, bias_only;
+    tg_tensor *rm, *rv, *r;
+    bool square;
+} bn_ctx;
+
+static tg_tensor *bn_loss(tg_tensor **in, int n, void *pctx)
+{
+    bn_ctx *c = pctx;
+    tg_tensor *w = c->affine && !c->bias_only ? in[1] : NULL;
+    tg_tensor *b = c->bias_only ? in[1] : c->affine ? in[2] : NULL;
+    tg_tensor *y = tg_batch_norm(in[0], w, b, c->rm, c->rv, c->training, 0.1, 1e-5);
+    return tg_sum(tg_mul(c->square ? tg_square(y) : y, c->r));
+}
+
+static void test_batch_norm_gradcheck(void **state)
+{
+    (void)state;
+    tg_rng rng;
+    tg_rng_seed(&rng, 9);
+    const int64_t shapes[][4] = {{3, 2, 3, 2}, {5, 3, 0, 0}, {1, 2, 2, 3}, {4, 2, 1, 1}};
+    const int ndims[] = {4, 2, 4, 4};
+    for (int k = 0; k < 4; k++) {
+        int64_t C = shapes[k][1];
+        tg_tensor *in[3] = {param_f64(&rng, ndims[k], shapes[k]), param_f64(&rng, TG_SHAPE(C)),
+                            param_f64(&rng, TG_SHAPE(C))};
+        tg_tensor *rm = tg_rand_normal(TG_F64, TG_SHAPE(C), 0, 1, &rng);
+        tg_tensor *rv = tg_rand_uniform(TG_F64, TG_SHAPE(C), 0.5, 2, &rng);
+        bn_ctx c = {.r = tg_rand_normal(TG_F64, ndims[k], shapes[k], 0, 1, &rng)};
+        char shape[64];
+        tg_shape_str(in[0], shape, sizeof shape);
+        for (int mode = 0; mode < 4; mode++) {
+            c.training = mode != 1;
+            c.affine = mode != 2;
+            c.bias_only = mode == 3;
+            c.rm = mode == 0 || mode == 1 ? rm : NULL;
+            c.rv = c.rm ? rv : NULL;
+            int n = c.bias_only ? 2 : c.affine ? 3 : 1;
+            tg_tensor *bias_only[2] = {in[0], in[2]}, **inputs = c.bias_only ? bias_only : in;
+            const char *what[] = {"training, running stats", "evaluation", "training, no affine",
+                                  "training, bias only"};
+            c.square = false;
+            expect_gradcheck(bn_loss, inputs, n, &c, "tg_batch_norm %s %s", what[mode], shape);
+            c.square = true;
+            if (k < 2 || mode == 1)
+                expect_gradgradcheck(bn_loss, inputs, n, &c, "tg_batch_norm second order");
+        }
+        tg_free(in[0]), tg_free(in[1]), tg_free(in[2]);
+        tg_free(rm), tg_free(rv), tg_free(c.r);
+    }
+}
+
+static void test_batch_norm_errors(void **state)
+{
+    (void)state;
+    tg_tensor *x = tg_zeros(TG_F32, TG_SHAPE(4, 3, 2, 2));
+    tg_tensor *w2 = tg_ones(TG_F32, TG_SHAPE(2)), *w3 = tg_ones(TG_F32, TG_SHAPE(3));
+    tg_tensor *wd = tg_ones(TG_F64, TG_SHAPE(3)), *v = tg_zeros(TG_F32, TG_SHAPE(3));
+    tg_tensor *one = tg_zeros(TG_F32, TG_SHAPE(1, 3, 1, 1));
+    EXPECT_ERROR("tg_batch_norm: weight [2] f32 does not match input [4, 3, 2, 2] f32 "
+                 "(expected [3] f32)", tg_batch_norm(x, w2, NULL, NULL, NULL, true, 0.1, 1e-5));
+    EXPECT_ERROR("tg_batch_norm: bias [3] f64",
+                 tg_batch_norm(x, w3, wd, NULL, NULL, true, 0.1, 1e-5));
+    EXPECT_ERROR("running_var [2] f32", tg_batch_norm(x, w3, w3, v, w2, true, 0.1, 1e-5));
+    EXPECT_ERROR("give both running_mean and running_var",
+                 tg_batch_norm(x, NULL, NULL, v, NULL, false, 0.1, 1e-5));
+    EXPECT_ERROR("expected input [N, C] or [N, C, ...], got [3] f32",
+                 tg_batch_norm(w3, NULL, NULL, NULL, NULL, true, 0.1, 1e-5));
+    EXPECT_ERROR("more than one value per channel, input [1, 3, 1, 1] f32 has 1",
+                 tg_batch_norm(one, NULL, NULL, v, w3, true, 0.1, 1e-5));
+    tg_batch_norm(one, NULL, NULL, v, w3, false, 0.1, 1e-5); /* evaluation of one value is fine */
+    tg_tape_reset();
+    tg_free(x), tg_free(w2), tg_free(w3), tg_free(wd), tg_free(v), tg_free(one);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -393,6 +528,10 @@ int main(void)
         cmocka_unit_test(test_pool_gradcheck),
         cmocka_unit_test(test_pool_errors),
         cmocka_unit_test(test_flatten),
+        cmocka_unit_test(test_batch_norm_vs_torch),
+        cmocka_unit_test(test_batch_norm_running_stats),
+        cmocka_unit_test(test_batch_norm_gradcheck),
+        cmocka_unit_test(test_batch_norm_errors),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     check_summary();
