@@ -1,5 +1,6 @@
 /* GFLOP/s of tg_conv2d forward and backward (input and weight gradients, bias) in float32, one
- * thread, on LeNet-5's and AlexNet's convolution layers, next to the machine's peak measured by
+ * thread, on LeNet-5's and AlexNet's convolution layers (a first layer computes no input
+ * gradient, as in training), next to the machine's peak measured by
  * an FMA loop in the same process. bench/conv_torch.py times the same layers in PyTorch.
  * A figure is the median of REPS samples after a warm-up; the machine is shared, so compare
  * medians of one run. Also prints heap allocations per step in steady state (expected 0).
@@ -18,23 +19,24 @@ typedef struct {
     const char *net, *label;
     int64_t n, c, h, w, o, k;
     int stride, pad;
+    bool first;     /* a network's first layer: no input gradient (the data needs none) */
 } layer;
 
 /* LeNet-5 on 28x28 (padded first layer, as torchvision-style ports do) at batch 64; AlexNet's five
  * convolutions on 224x224 at batch 8; the CIFAR-sized AlexNet (32x32, 3x3 kernels) at batch 64. */
 static const layer layers[] = {
-    {"LeNet-5", "conv1 1->6 5x5 p2 @28", 64, 1, 28, 28, 6, 5, 1, 2},
-    {"LeNet-5", "conv2 6->16 5x5 @14", 64, 6, 14, 14, 16, 5, 1, 0},
-    {"AlexNet", "conv1 3->64 11x11 s4 p2 @224", 8, 3, 224, 224, 64, 11, 4, 2},
-    {"AlexNet", "conv2 64->192 5x5 p2 @27", 8, 64, 27, 27, 192, 5, 1, 2},
-    {"AlexNet", "conv3 192->384 3x3 p1 @13", 8, 192, 13, 13, 384, 3, 1, 1},
-    {"AlexNet", "conv4 384->256 3x3 p1 @13", 8, 384, 13, 13, 256, 3, 1, 1},
-    {"AlexNet", "conv5 256->256 3x3 p1 @13", 8, 256, 13, 13, 256, 3, 1, 1},
-    {"CIFAR AlexNet", "conv1 3->64 3x3 p1 @32", 64, 3, 32, 32, 64, 3, 1, 1},
-    {"CIFAR AlexNet", "conv2 64->192 3x3 p1 @16", 64, 64, 16, 16, 192, 3, 1, 1},
-    {"CIFAR AlexNet", "conv3 192->384 3x3 p1 @8", 64, 192, 8, 8, 384, 3, 1, 1},
-    {"CIFAR AlexNet", "conv4 384->256 3x3 p1 @8", 64, 384, 8, 8, 256, 3, 1, 1},
-    {"CIFAR AlexNet", "conv5 256->256 3x3 p1 @8", 64, 256, 8, 8, 256, 3, 1, 1},
+    {"LeNet-5", "conv1 1->6 5x5 p2 @28", 64, 1, 28, 28, 6, 5, 1, 2, true},
+    {"LeNet-5", "conv2 6->16 5x5 @14", 64, 6, 14, 14, 16, 5, 1, 0, false},
+    {"AlexNet", "conv1 3->64 11x11 s4 p2 @224", 8, 3, 224, 224, 64, 11, 4, 2, true},
+    {"AlexNet", "conv2 64->192 5x5 p2 @27", 8, 64, 27, 27, 192, 5, 1, 2, false},
+    {"AlexNet", "conv3 192->384 3x3 p1 @13", 8, 192, 13, 13, 384, 3, 1, 1, false},
+    {"AlexNet", "conv4 384->256 3x3 p1 @13", 8, 384, 13, 13, 256, 3, 1, 1, false},
+    {"AlexNet", "conv5 256->256 3x3 p1 @13", 8, 256, 13, 13, 256, 3, 1, 1, false},
+    {"CIFAR AlexNet", "conv1 3->64 3x3 p1 @32", 64, 3, 32, 32, 64, 3, 1, 1, true},
+    {"CIFAR AlexNet", "conv2 64->192 3x3 p1 @16", 64, 64, 16, 16, 192, 3, 1, 1, false},
+    {"CIFAR AlexNet", "conv3 192->384 3x3 p1 @8", 64, 192, 8, 8, 384, 3, 1, 1, false},
+    {"CIFAR AlexNet", "conv4 384->256 3x3 p1 @8", 64, 384, 8, 8, 256, 3, 1, 1, false},
+    {"CIFAR AlexNet", "conv5 256->256 3x3 p1 @8", 64, 256, 8, 8, 256, 3, 1, 1, false},
 };
 
 static double now(void)
@@ -99,7 +101,7 @@ static timing time_layer(const layer *L, int reps)
     tg_rng rng;
     tg_rng_seed(&rng, 1);
     tg_tensor *x = tg_set_requires_grad(
-        tg_rand_normal(TG_F32, TG_SHAPE(L->n, L->c, L->h, L->w), 0, 1, &rng), true);
+        tg_rand_normal(TG_F32, TG_SHAPE(L->n, L->c, L->h, L->w), 0, 1, &rng), !L->first);
     tg_tensor *w = tg_set_requires_grad(
         tg_rand_normal(TG_F32, TG_SHAPE(L->o, L->c, L->k, L->k), 0, 0.1, &rng), true);
     tg_tensor *b = tg_set_requires_grad(tg_zeros(TG_F32, TG_SHAPE(L->o)), true);
@@ -159,18 +161,19 @@ int main(int argc, char **argv)
         }
         net = L->net;
         timing t = time_layer(L, reps);
-        double f = layer_flop(L), gf = f / t.fwd * 1e-9, gb = 2 * f / t.bwd * 1e-9;
+        double f = layer_flop(L), fb = L->first ? f : 2 * f;
+        double gf = f / t.fwd * 1e-9, gb = fb / t.bwd * 1e-9;
         char label[64];
         snprintf(label, sizeof label, "%s (%lld)", L->label, (long long)L->n);
         printf("%-14s %-30s %9.2f %9.1f %5.1f%% %9.2f %9.1f %5.1f%% %7llu\n", L->net, label,
                t.fwd * 1e3, gf, 100 * gf / peak, t.bwd * 1e3, gb, 100 * gb / peak,
                (unsigned long long)t.allocs);
-        total[0] += t.fwd, total[1] += t.bwd, flops[0] += f, flops[1] += 2 * f;
+        total[0] += t.fwd, total[1] += t.bwd, flops[0] += f, flops[1] += fb;
     }
     printf("%-14s %-30s %9.2f %9.1f %5.1f%% %9.2f %9.1f %5.1f%%\n", net, "all layers",
            total[0] * 1e3, flops[0] / total[0] * 1e-9, 100 * flops[0] / total[0] * 1e-9 / peak,
            total[1] * 1e3, flops[1] / total[1] * 1e-9, 100 * flops[1] / total[1] * 1e-9 / peak);
-    printf("\n(backward = input + weight + bias gradients, counted as 2x the forward's FLOPs; "
-           "medians of %d samples)\n", reps);
+    printf("\n(backward = input + weight + bias gradients, 2x the forward's FLOPs; weight + bias "
+           "only for conv1, whose input is data; medians of %d samples)\n", reps);
     return 0;
 }

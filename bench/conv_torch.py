@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """The layers of bench/bench_conv.c in PyTorch (Debian's python3-torch), one thread, float32:
-forward and backward (input, weight and bias gradients) GFLOP/s, medians of REPS samples after a
+forward and backward (input, weight and bias gradients; no input gradient for a first layer)
+GFLOP/s, medians of REPS samples after a
 warm-up, with oneDNN (PyTorch's default convolution on CPU) and without (its im2col + BLAS path).
     /usr/bin/python3 bench/conv_torch.py [-quick]
 Run it right after build/bench/bench_conv: the machine is shared, compare one run's ratios."""
@@ -31,14 +32,14 @@ LAYERS = [
 ]
 
 
-def time_layer(n, c, h, w, o, k, s, p):
-    x = torch.randn(n, c, h, w, requires_grad=True)
+def time_layer(n, c, h, w, o, k, s, p, first):
+    x = torch.randn(n, c, h, w, requires_grad=not first)
     wt = (torch.randn(o, c, k, k) * 0.1).requires_grad_()
     b = torch.zeros(o, requires_grad=True)
     g = torch.randn_like(F.conv2d(x, wt, b, stride=s, padding=p))
     tf, tb = [], []
     for r in range(REPS + 1):
-        x.grad = wt.grad = b.grad = None
+        x.grad = wt.grad = b.grad = None  # fresh gradients, as after zero_grad(set_to_none)
         t0 = time.perf_counter()
         y = F.conv2d(x, wt, b, stride=s, padding=p)
         t1 = time.perf_counter()
@@ -58,13 +59,15 @@ def main():
     for net, label, n, c, h, w, o, k, s, p in LAYERS:
         oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
         flop = 2.0 * n * o * oh * ow * c * k * k
+        first = label.startswith("conv1")  # no input gradient: its input is data
+        bflop = flop if first else 2 * flop
         with torch.backends.mkldnn.flags(enabled=True):
-            f1, b1 = time_layer(n, c, h, w, o, k, s, p)
+            f1, b1 = time_layer(n, c, h, w, o, k, s, p, first)
         with torch.backends.mkldnn.flags(enabled=False):
-            f2, b2 = time_layer(n, c, h, w, o, k, s, p)
+            f2, b2 = time_layer(n, c, h, w, o, k, s, p, first)
         print("%-14s %-30s %9.2f %9.1f %9.2f %9.1f | %9.1f %9.1f" %
               (net, "%s (%d)" % (label, n), f1 * 1e3, flop / f1 * 1e-9, b1 * 1e3,
-               2 * flop / b1 * 1e-9, flop / f2 * 1e-9, 2 * flop / b2 * 1e-9))
+               bflop / b1 * 1e-9, flop / f2 * 1e-9, bflop / b2 * 1e-9))
 
 
 main()
