@@ -2,7 +2,7 @@
 """The layers of bench/bench_conv.c in PyTorch (Debian's python3-torch), one thread, float32:
 forward and backward (input, weight and bias gradients; no input gradient for a first layer)
 GFLOP/s, medians of REPS samples after a
-warm-up, with oneDNN (PyTorch's default convolution on CPU) and without (its im2col + BLAS path).
+warm-up in thread CPU time (as bench_conv.c: the machine is shared), with oneDNN (PyTorch's default convolution on CPU) and without (its im2col + BLAS path).
     /usr/bin/python3 bench/conv_torch.py [-quick]
 Run it right after build/bench/bench_conv: the machine is shared, compare one run's ratios."""
 import statistics
@@ -40,11 +40,11 @@ def time_layer(n, c, h, w, o, k, s, p, first):
     tf, tb = [], []
     for r in range(REPS + 1):
         x.grad = wt.grad = b.grad = None  # fresh gradients, as after zero_grad(set_to_none)
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         y = F.conv2d(x, wt, b, stride=s, padding=p)
-        t1 = time.perf_counter()
+        t1 = time.thread_time()
         y.backward(g)
-        t2 = time.perf_counter()
+        t2 = time.thread_time()
         if r:
             tf.append(t1 - t0), tb.append(t2 - t1)
     return statistics.median(tf), statistics.median(tb)
