@@ -1,7 +1,9 @@
-/* 2-D convolution by im2col + GEMM, one sample and one group at a time.
+/* 2-D convolution by im2col + GEMM, one group and one sample (for the weight gradient, one chunk
+ * of samples) at a time.
  *
  * im2col lays the receptive fields of one sample's group out as a matrix col [K, P], K = Cg·kH·kW
- * (one row per input channel and kernel offset), P = OH·OW (one column per output pixel). Then
+ * (one row per input channel and kernel offset), P = OH·OW (one column per output pixel); a chunk
+ * of samples sits side by side, [K, nb·P]. Then
  *     forward       Y_g  = W_g · col               [Og, P] = [Og, K] · [K, P]
  *     weight grad   dW_g += G_g · colᵀ
  *     input grad    dX  += col2im(W_gᵀ · G_g)      col2im is im2col's adjoint: it adds back
@@ -38,42 +40,56 @@ static void valid_range(int64_t n_out, int64_t n, int64_t stride, int64_t offset
     if (*lo > *hi) *lo = *hi;
 }
 
+/* Samples per weight-gradient GEMM. Its inner dimension is the number of output pixels, which is
+ * short for small images (64 at 8x8): the [Og, K] result is then read and written once per 64
+ * multiply-adds. Samples side by side in col make that dimension about CHUNK_COLUMNS long
+ * (measured: docs/conv.md; the forward and input-gradient products, whose inner dimensions are
+ * K and Og, measured better one sample at a time, col staying in cache). */
+#define CHUNK_COLUMNS 256
+
+static int64_t chunk_samples(const conv_geom *g)
+{
+    int64_t nb = (CHUNK_COLUMNS + out_pixels(g) - 1) / out_pixels(g);
+    return nb < g->N ? nb : g->N;
+}
+
 /* im2col of Cg channels starting at x (one sample's group), and its adjoint col2im, which adds
- * col back into x. Row (c·kh + i)·kw + j of col holds
+ * col back into x. Row (c·kh + i)·kw + j of col (rows ld apart) holds
  *     x[c, oh·sh - ph + i·dh, ow·sw - pw + j·dw]
  * at column oh·OW + ow, zero where that falls in the padding. */
 #define IM2COL_KERNELS(T, S)                                                                   \
-    static void im2col_##S(const conv_geom *g, const T *x, T *col)                            \
+    static void im2col_##S(const conv_geom *g, const T *x, T *col, int64_t ld)                \
     {                                                                                          \
         int64_t Cg = g->C / g->groups;                                                         \
         for (int64_t c = 0; c < Cg; c++)                                                      \
             for (int64_t i = 0; i < g->kh; i++)                                               \
-                for (int64_t j = 0; j < g->kw; j++) {                                         \
+                for (int64_t j = 0; j < g->kw; j++, col += ld) {                              \
                     int64_t lo, hi, oh_lo, oh_hi;                                              \
                     valid_range(g->OW, g->W, g->sw, j * g->dw - g->pw, &lo, &hi);              \
                     valid_range(g->OH, g->H, g->sh, i * g->dh - g->ph, &oh_lo, &oh_hi);        \
-                    for (int64_t oh = 0; oh < g->OH; oh++, col += g->OW) {                    \
+                    for (int64_t oh = 0; oh < g->OH; oh++) {                                  \
+                        T *dst = col + oh * g->OW;                                             \
                         if (oh < oh_lo || oh >= oh_hi) {                                       \
-                            memset(col, 0, (size_t)g->OW * sizeof *col);                       \
+                            memset(dst, 0, (size_t)g->OW * sizeof *dst);                       \
                             continue;                                                          \
                         }                                                                      \
                         const T *row = x + (c * g->H + oh * g->sh - g->ph + i * g->dh) * g->W  \
                                        + j * g->dw - g->pw;                                    \
-                        for (int64_t ow = 0; ow < lo; ow++) col[ow] = 0;                      \
+                        for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0;                      \
                         if (g->sw == 1) /* the common case, a copy the compiler vectorises */ \
-                            memcpy(col + lo, row + lo, (size_t)(hi - lo) * sizeof *col);       \
+                            memcpy(dst + lo, row + lo, (size_t)(hi - lo) * sizeof *dst);       \
                         else                                                                   \
-                            for (int64_t ow = lo; ow < hi; ow++) col[ow] = row[ow * g->sw];   \
-                        for (int64_t ow = hi; ow < g->OW; ow++) col[ow] = 0;                  \
+                            for (int64_t ow = lo; ow < hi; ow++) dst[ow] = row[ow * g->sw];   \
+                        for (int64_t ow = hi; ow < g->OW; ow++) dst[ow] = 0;                  \
                     }                                                                          \
                 }                                                                              \
     }                                                                                          \
-    static void col2im_##S(const conv_geom *g, const T *col, T *x)                            \
+    static void col2im_##S(const conv_geom *g, const T *col, int64_t ld, T *x)                \
     {                                                                                          \
         int64_t Cg = g->C / g->groups;                                                         \
         for (int64_t c = 0; c < Cg; c++)                                                      \
             for (int64_t i = 0; i < g->kh; i++)                                               \
-                for (int64_t j = 0; j < g->kw; j++) {                                         \
+                for (int64_t j = 0; j < g->kw; j++, col += ld) {                              \
                     int64_t lo, hi, oh_lo, oh_hi;                                              \
                     valid_range(g->OW, g->W, g->sw, j * g->dw - g->pw, &lo, &hi);              \
                     valid_range(g->OH, g->H, g->sh, i * g->dh - g->ph, &oh_lo, &oh_hi);        \
@@ -86,16 +102,29 @@ static void valid_range(int64_t n_out, int64_t n, int64_t stride, int64_t offset
                         else                                                                   \
                             for (int64_t ow = lo; ow < hi; ow++) row[ow * g->sw] += src[ow];  \
                     }                                                                          \
-                    col += g->OH * g->OW;                                                      \
                 }                                                                              \
     }
 TG_STAMP(IM2COL_KERNELS)
 
-/* The three products, per sample and group; every one adds into its destination.
+/* A chunk of m samples of one group: the tensor's rows t[s, o, :] (s < m, o < Og, rows of P
+ * elements, samples O·P apart) copied into the matrix buf [Og, m·P] the GEMM uses. */
+#define CHUNK_KERNELS(T, S)                                                                    \
+    static void chunk_gather_##S(const conv_geom *g, int64_t m, const T *t, T *buf)           \
+    {                                                                                          \
+        int64_t P = out_pixels(g), Og = g->O / g->groups;                                      \
+        for (int64_t o = 0; o < Og; o++)                                                      \
+            for (int64_t s = 0; s < m; s++, buf += P)                                         \
+                memcpy(buf, t + (s * g->O + o) * P, (size_t)P * sizeof *buf);                 \
+    }
+TG_STAMP(CHUNK_KERNELS)
+
+/* The three products, per sample (conv_dw: per chunk of nb samples) and group; every one adds
+ * into its destination.
  *   conv_fwd:  y  += W · im2col(x)
  *   conv_dx:   dx += col2im(Wᵀ · g)
  *   conv_dw:   dw += g · im2col(x)ᵀ
- * col: scratch of K·P elements. */
+ * col: scratch of K·P elements (K·nb·P for conv_dw, whose buf holds Og·nb·P). A one-sample chunk
+ * reads g in place; a larger one gathers it into buf. */
 #define CONV_KERNELS(T, S)                                                                     \
     static void conv_fwd_##S(const conv_geom *g, const T *x, const T *w, T *y, T *col)         \
     {                                                                                          \
@@ -103,7 +132,7 @@ TG_STAMP(IM2COL_KERNELS)
         int64_t Cg = g->C / g->groups;                                                         \
         for (int64_t n = 0; n < g->N; n++)                                                    \
             for (int64_t gr = 0; gr < g->groups; gr++) {                                      \
-                im2col_##S(g, x + (n * g->C + gr * Cg) * g->H * g->W, col);                    \
+                im2col_##S(g, x + (n * g->C + gr * Cg) * g->H * g->W, col, P);                 \
                 tg__gemm_##S(false, false, Og, P, K, 1, w + gr * Og * K, K, col, P, 1,         \
                              y + (n * g->O + gr * Og) * P, P);                                 \
             }                                                                                  \
@@ -116,32 +145,38 @@ TG_STAMP(IM2COL_KERNELS)
             for (int64_t gr = 0; gr < g->groups; gr++) {                                      \
                 tg__gemm_##S(true, false, K, P, Og, 1, w + gr * Og * K, K,                     \
                              gy + (n * g->O + gr * Og) * P, P, 0, col, P);                     \
-                col2im_##S(g, col, dx + (n * g->C + gr * Cg) * g->H * g->W);                   \
+                col2im_##S(g, col, P, dx + (n * g->C + gr * Cg) * g->H * g->W);                \
             }                                                                                  \
     }                                                                                          \
-    static void conv_dw_##S(const conv_geom *g, const T *x, const T *gy, T *dw, T *col)        \
+    static void conv_dw_##S(const conv_geom *g, int64_t nb, const T *x, const T *gy, T *dw,    \
+                            T *col, T *buf)                                                    \
     {                                                                                          \
         int64_t K = group_rows(g), P = out_pixels(g), Og = g->O / g->groups;                   \
         int64_t Cg = g->C / g->groups;                                                         \
-        for (int64_t n = 0; n < g->N; n++)                                                    \
+        for (int64_t n0 = 0; n0 < g->N; n0 += nb)                                             \
             for (int64_t gr = 0; gr < g->groups; gr++) {                                      \
-                im2col_##S(g, x + (n * g->C + gr * Cg) * g->H * g->W, col);                    \
-                tg__gemm_##S(false, true, Og, K, P, 1, gy + (n * g->O + gr * Og) * P, P, col,  \
-                             P, 1, dw + gr * Og * K, K);                                       \
+                int64_t m = g->N - n0 < nb ? g->N - n0 : nb, ld = m * P;                       \
+                const T *gg = gy + (n0 * g->O + gr * Og) * P;                                  \
+                if (m > 1) chunk_gather_##S(g, m, gg, buf), gg = buf;                          \
+                for (int64_t s = 0; s < m; s++)                                               \
+                    im2col_##S(g, x + ((n0 + s) * g->C + gr * Cg) * g->H * g->W, col + s * P, \
+                               ld);                                                            \
+                tg__gemm_##S(false, true, Og, K, ld, 1, gg, ld, col, ld, 1, dw + gr * Og * K,  \
+                             K);                                                               \
             }                                                                                  \
     }
 TG_STAMP(CONV_KERNELS)
 
-static void *col_scratch(const conv_geom *g, tg_dtype dtype)
+static void *scratch_of(int64_t elements, tg_dtype dtype)
 {
-    return tg_op_scratch((size_t)(group_rows(g) * out_pixels(g)) * tg_dtype_size(dtype));
+    return tg_op_scratch((size_t)elements * tg_dtype_size(dtype));
 }
 
 /* The entry points of the kernels for a dtype; a NULL destination is skipped. */
 static void conv_fwd(const conv_geom *g, tg_dtype dt, const void *x, const void *w, void *y)
 {
     if (!y || !g->N) return;
-    void *col = col_scratch(g, dt);
+    void *col = scratch_of(group_rows(g) * out_pixels(g), dt);
     if (dt == TG_F64) conv_fwd_f64(g, x, w, y, col);
     else conv_fwd_f32(g, x, w, y, col);
 }
@@ -149,7 +184,7 @@ static void conv_fwd(const conv_geom *g, tg_dtype dt, const void *x, const void 
 static void conv_dx(const conv_geom *g, tg_dtype dt, const void *w, const void *gy, void *dx)
 {
     if (!dx || !g->N) return;
-    void *col = col_scratch(g, dt);
+    void *col = scratch_of(group_rows(g) * out_pixels(g), dt);
     if (dt == TG_F64) conv_dx_f64(g, w, gy, dx, col);
     else conv_dx_f32(g, w, gy, dx, col);
 }
@@ -157,9 +192,11 @@ static void conv_dx(const conv_geom *g, tg_dtype dt, const void *w, const void *
 static void conv_dw(const conv_geom *g, tg_dtype dt, const void *x, const void *gy, void *dw)
 {
     if (!dw || !g->N) return;
-    void *col = col_scratch(g, dt);
-    if (dt == TG_F64) conv_dw_f64(g, x, gy, dw, col);
-    else conv_dw_f32(g, x, gy, dw, col);
+    int64_t nb = chunk_samples(g), cols = nb * out_pixels(g);
+    void *col = scratch_of(group_rows(g) * cols, dt);
+    void *buf = scratch_of(g->O / g->groups * cols, dt);
+    if (dt == TG_F64) conv_dw_f64(g, nb, x, gy, dw, col, buf);
+    else conv_dw_f32(g, nb, x, gy, dw, col, buf);
 }
 
 /* gb[o] += Σ_{n, p} g[n, o, p]. Eight partial sums let the compiler vectorise the sum (it may
