@@ -1,9 +1,9 @@
 /* GFLOP/s of tg_conv2d forward and backward (input and weight gradients, bias) in float32, one
  * thread, on LeNet-5's and AlexNet's convolution layers (a first layer computes no input
- * gradient, as in training), next to the machine's peak measured by
- * an FMA loop in the same process. bench/conv_torch.py times the same layers in PyTorch.
- * A figure is the median of REPS samples after a warm-up, in thread CPU time; the machine is
- * shared, so compare the medians of one run. Also prints heap allocations per step in steady state (expected 0).
+ * gradient, as in training), next to the machine's peak measured by an FMA loop in the same
+ * process. bench/conv_torch.py times the same layers in PyTorch. A figure is the median of REPS
+ * samples after a warm-up, in thread CPU time; the machine is shared, so compare the medians of
+ * one run. Also prints heap allocations per step in steady state (expected 0).
  *     build/bench/bench_conv [-quick]       (-quick: 3 samples, for a smoke test) */
 #include <immintrin.h>
 #include <stdio.h>
@@ -160,6 +160,13 @@ static double layer_flop(const layer *L)
     return 2.0 * (double)(L->n * L->o * oh * ow * L->c * L->k * L->k);
 }
 
+static void print_total(const char *net, const double *seconds, const double *flop, double peak)
+{
+    double gf = flop[0] / seconds[0] * 1e-9, gb = flop[1] / seconds[1] * 1e-9;
+    printf("%-14s %-30s %9.2f %9.1f %5.1f%% %9.2f %9.1f %5.1f%%\n", net, "all layers",
+           seconds[0] * 1e3, gf, 100 * gf / peak, seconds[1] * 1e3, gb, 100 * gb / peak);
+}
+
 int main(int argc, char **argv)
 {
     int reps = argc > 1 && !strcmp(argv[1], "-quick") ? 3 : REPS;
@@ -174,10 +181,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof layers / sizeof *layers; i++) {
         const layer *L = &layers[i];
         if (net && strcmp(net, L->net)) {
-            printf("%-14s %-30s %9.2f %9.1f %5.1f%% %9.2f %9.1f %5.1f%%\n", net, "all layers",
-                   total[0] * 1e3, flops[0] / total[0] * 1e-9, 100 * flops[0] / total[0] * 1e-9 / peak,
-                   total[1] * 1e3, flops[1] / total[1] * 1e-9,
-                   100 * flops[1] / total[1] * 1e-9 / peak);
+            print_total(net, total, flops, peak);
             total[0] = total[1] = flops[0] = flops[1] = 0;
         }
         net = L->net;
@@ -191,9 +195,7 @@ int main(int argc, char **argv)
                (unsigned long long)t.allocs);
         total[0] += t.fwd, total[1] += t.bwd, flops[0] += f, flops[1] += fb;
     }
-    printf("%-14s %-30s %9.2f %9.1f %5.1f%% %9.2f %9.1f %5.1f%%\n", net, "all layers",
-           total[0] * 1e3, flops[0] / total[0] * 1e-9, 100 * flops[0] / total[0] * 1e-9 / peak,
-           total[1] * 1e3, flops[1] / total[1] * 1e-9, 100 * flops[1] / total[1] * 1e-9 / peak);
+    print_total(net, total, flops, peak);
     printf("\n(backward = input + weight + bias gradients, 2x the forward's FLOPs; weight + bias "
            "only for conv1, whose input is data; medians of %d samples)\n", reps);
     return 0;

@@ -76,8 +76,8 @@ static int64_t chunk_samples(const conv_geom *g)
                         const T *row = x + (c * g->H + oh * g->sh - g->ph + i * g->dh) * g->W  \
                                        + j * g->dw - g->pw;                                    \
                         for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0;                      \
-                        if (g->sw == 1) /* the common case, a copy the compiler vectorises */ \
-                            memcpy(dst + lo, row + lo, (size_t)(hi - lo) * sizeof *dst);       \
+                        if (g->sw == 1) /* the common case: a loop the compiler vectorises */ \
+                            for (int64_t ow = lo; ow < hi; ow++) dst[ow] = row[ow];           \
                         else                                                                   \
                             for (int64_t ow = lo; ow < hi; ow++) dst[ow] = row[ow * g->sw];   \
                         for (int64_t ow = hi; ow < g->OW; ow++) dst[ow] = 0;                  \
@@ -123,8 +123,8 @@ TG_STAMP(CHUNK_KERNELS)
  *   conv_fwd:  y  += W · im2col(x)
  *   conv_dx:   dx += col2im(Wᵀ · g)
  *   conv_dw:   dw += g · im2col(x)ᵀ
- * col: scratch of K·P elements (K·nb·P for conv_dw, whose buf holds Og·nb·P). A one-sample chunk
- * reads g in place; a larger one gathers it into buf. */
+ * col: scratch of K·P elements (K·nb·P for conv_dw, whose buf holds Og·nb·P). A one-sample
+ * chunk reads g in place; a larger one gathers it into buf. */
 #define CONV_KERNELS(T, S)                                                                     \
     static void conv_fwd_##S(const conv_geom *g, const T *x, const T *w, T *y, T *col)         \
     {                                                                                          \
