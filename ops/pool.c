@@ -62,30 +62,50 @@ static pool_geom check_pool(const tg_tensor *x, const tg_pool2d_opts *o, const c
 
 /* ---- max_pool2d ---- */
 
-/* y = the window's maximum, idx = its flat index in x. A NaN wins; a tie keeps the first. */
+/* The outputs o in [lo, hi) whose input index o·stride + offset lies in [0, n). */
+static void valid_range(int64_t n_out, int64_t n, int64_t stride, int64_t offset, int64_t *lo,
+                        int64_t *hi)
+{
+    *lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+    *hi = n - 1 - offset < 0 ? 0 : (n - 1 - offset) / stride + 1;
+    if (*hi > n_out) *hi = n_out;
+    if (*lo > *hi) *lo = *hi;
+}
+
+/* y = the window's maximum, idx = its flat index in x. A NaN wins; a tie keeps the first in
+ * row-major order. One output row at a time, kernel offset by kernel offset, so that the inner
+ * loop runs across outputs (vectorised; a loop within each window is a chain of dependent
+ * compares). idx starts at each window's first element in the image: the result when every
+ * element is -inf. */
 #define MAX_POOL(T, S)                                                                         \
     static void max_pool_##S(const tg_tensor *x, const pool_geom *g, T *y, int32_t *idx)      \
     {                                                                                          \
         const T *px = x->data;                                                                 \
         int64_t planes = x->shape[0] * x->shape[1], H = x->shape[2], W = x->shape[3];          \
         for (int64_t p = 0; p < planes; p++)                                                  \
-            for (int64_t oh = 0; oh < g->OH; oh++)                                            \
-                for (int64_t ow = 0; ow < g->OW; ow++, y++, idx++) {                          \
-                    int64_t h0 = oh * g->sh - g->ph, w0 = ow * g->sw - g->pw;                  \
-                    int64_t h1 = h0 + g->kh < H ? h0 + g->kh : H;                              \
-                    int64_t w1 = w0 + g->kw < W ? w0 + g->kw : W;                              \
-                    if (h0 < 0) h0 = 0;                                                        \
-                    if (w0 < 0) w0 = 0;                                                        \
-                    int64_t best = (p * H + h0) * W + w0;                                      \
-                    T best_v = -INFINITY;                                                      \
-                    for (int64_t h = h0; h < h1; h++)                                         \
-                        for (int64_t w = w0; w < w1; w++) {                                   \
-                            int64_t i = (p * H + h) * W + w;                                   \
-                            if (px[i] > best_v || isnan(px[i])) best = i, best_v = px[i];      \
-                        }                                                                      \
-                    *y = best_v;                                                               \
-                    *idx = (int32_t)best;                                                      \
+            for (int64_t oh = 0; oh < g->OH; oh++, y += g->OW, idx += g->OW) {                \
+                int64_t h0 = oh * g->sh - g->ph;                                               \
+                for (int64_t ow = 0; ow < g->OW; ow++) {                                      \
+                    int64_t w0 = ow * g->sw - g->pw;                                           \
+                    y[ow] = -INFINITY;                                                         \
+                    idx[ow] = (int32_t)((p * H + (h0 < 0 ? 0 : h0)) * W + (w0 < 0 ? 0 : w0));  \
                 }                                                                              \
+                for (int64_t i = 0; i < g->kh; i++) {                                         \
+                    int64_t h = h0 + i;                                                        \
+                    if (h < 0 || h >= H) continue;                                             \
+                    for (int64_t j = 0; j < g->kw; j++) {                                     \
+                        int64_t lo, hi, off = (p * H + h) * W + j - g->pw;                     \
+                        valid_range(g->OW, W, g->sw, j - g->pw, &lo, &hi);                     \
+                        for (int64_t ow = lo; ow < hi; ow++) {                                \
+                            int64_t at = off + ow * g->sw;                                     \
+                            T v = px[at];                                                      \
+                            bool take = v > y[ow] || v != v;                                   \
+                            y[ow] = take ? v : y[ow];                                          \
+                            idx[ow] = take ? (int32_t)at : idx[ow];                            \
+                        }                                                                      \
+                    }                                                                          \
+                }                                                                              \
+            }                                                                                  \
     }                                                                                          \
     static void max_unpool_##S(int64_t n, const int32_t *idx, const void *pg, void *pgx)       \
     {                                                                                          \
