@@ -58,15 +58,37 @@ static int64_t chunk_samples(const conv_geom *g)
  *     x[c, oh·sh - ph + i·dh, ow·sw - pw + j·dw]
  * at column oh·OW + ow, zero where that falls in the padding. */
 #define IM2COL_KERNELS(T, S)                                                                   \
+    /* Stride 1 with "same" width (OW = W): the valid rows of a col row are one contiguous span  \
+     * of the image, copied at once; the columns that fall in the padding are zeroed after. */   \
+    static void im2col_same_##S(const conv_geom *g, const T *x, T *col, int64_t i, int64_t j,  \
+                                int64_t lo, int64_t hi, int64_t oh_lo, int64_t oh_hi)          \
+    {                                                                                          \
+        int64_t OW = g->OW, first = oh_lo * OW + lo, end = (oh_hi - 1) * OW + hi;              \
+        int64_t shift = (i * g->dh - g->ph) * g->W + j * g->dw - g->pw;                        \
+        memset(col, 0, (size_t)(oh_lo * OW) * sizeof *col);                                    \
+        memset(col + oh_hi * OW, 0, (size_t)((g->OH - oh_hi) * OW) * sizeof *col);             \
+        if (oh_lo >= oh_hi) return;                                                            \
+        memcpy(col + first, x + first + shift, (size_t)(end - first) * sizeof *col);           \
+        for (int64_t oh = oh_lo; oh < oh_hi; oh++) {                                          \
+            for (int64_t ow = 0; ow < lo; ow++) col[oh * OW + ow] = 0;                        \
+            for (int64_t ow = hi; ow < OW; ow++) col[oh * OW + ow] = 0;                       \
+        }                                                                                      \
+    }                                                                                          \
     static void im2col_##S(const conv_geom *g, const T *x, T *col, int64_t ld)                \
     {                                                                                          \
         int64_t Cg = g->C / g->groups;                                                         \
+        bool same = g->sw == 1 && g->sh == 1 && g->OW == g->W;                                 \
         for (int64_t c = 0; c < Cg; c++)                                                      \
             for (int64_t i = 0; i < g->kh; i++)                                               \
                 for (int64_t j = 0; j < g->kw; j++, col += ld) {                              \
                     int64_t lo, hi, oh_lo, oh_hi;                                              \
                     valid_range(g->OW, g->W, g->sw, j * g->dw - g->pw, &lo, &hi);              \
                     valid_range(g->OH, g->H, g->sh, i * g->dh - g->ph, &oh_lo, &oh_hi);        \
+                    if (same && lo < hi) {                                                     \
+                        im2col_same_##S(g, x + c * g->H * g->W, col, i, j, lo, hi, oh_lo,      \
+                                        oh_hi);                                                \
+                        continue;                                                              \
+                    }                                                                          \
                     for (int64_t oh = 0; oh < g->OH; oh++) {                                  \
                         T *dst = col + oh * g->OW;                                             \
                         if (oh < oh_lo || oh >= oh_hi) {                                       \

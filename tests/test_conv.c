@@ -137,6 +137,8 @@ static const conv_case conv_cases[] = {
      .bias = true, .opts = {.padding = {1, 1}, .groups = 2}},
     {.label = "depthwise, multiplier 2", .x = {1, 3, 6, 6}, .w = {6, 1, 3, 3},
      .bias = false, .opts = {.stride = {2, 1}, .padding = {1, 1}, .groups = 3}},
+    {.label = "same padding with dilation 2 (rows copied as one span)", .x = {2, 2, 6, 7},
+     .w = {2, 2, 3, 3}, .bias = false, .opts = {.padding = {2, 2}, .dilation = {2, 2}}},
     {.label = "batch 3 in chunks of 2 samples", .x = {3, 1, 8, 16}, .w = {2, 1, 3, 3},
      .bias = true, .opts = {.padding = {1, 1}}},
     {.label = "1x1", .x = {2, 3, 3, 4}, .w = {4, 3, 1, 1}, .bias = true},
