@@ -58,7 +58,8 @@ tg_tensor *tg_flatten(tg_tensor *x, int start_axis, int end_axis);
  * through them. With training true and running statistics given ([C] persistent tensors), they
  * are updated in place: r = (1 - momentum)·r + momentum·batch, the variance unbiased (·n/(n-1))
  * as in PyTorch; no gradient reaches them. With training false they are used instead of the
- * batch's. PyTorch's defaults are momentum 0.1, eps 1e-5. */
+ * batch's. PyTorch's defaults are momentum 0.1, eps 1e-5; its momentum=None (a cumulative
+ * average) is momentum = 1 / (batches seen so far, this one included). */
 tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *weight, tg_tensor *bias,
                          tg_tensor *running_mean, tg_tensor *running_var, bool training,
                          double momentum, double eps);
