@@ -162,8 +162,10 @@ void tg_set_backward_hook(tg_backward_hook hook, void *user_data);
 bool tg_grad_enabled(void);
 bool tg_set_grad_enabled(bool enabled);  /* returns the previous setting (no-grad scopes) */
 void tg_set_anomaly_mode(bool on);       /* stop at the first op that produces NaN/Inf */
-void tg_set_debug_checks(bool on);       /* detect use of released intermediates (default on
-                                            in debug builds, i.e. without NDEBUG) */
+/* Use of an intermediate released by the last tg_tape_reset() is detected in every build; with
+ * debug checks on (default without NDEBUG) the released memory is also poisoned. An intermediate
+ * from two or more resets back may go unnoticed (its memory may hold a live tensor again). */
+void tg_set_debug_checks(bool on);
 size_t tg_tape_length(void);             /* records on the tape */
 size_t tg_tape_arena_bytes(void);        /* bytes the arena has reserved (grows, never shrinks) */
 void tg_tape_print(FILE *out);

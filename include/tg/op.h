@@ -27,13 +27,31 @@
  *
  * Rules a backward follows: it reads the output's gradient (tg_op_grad_out), the inputs, the
  * output and its saved state, and *adds* into each input's gradient buffer (tg_op_grad returns
- * it zeroed on first use, NULL when that input needs no gradient). It never overwrites a
- * gradient: fan-out (one tensor used by several ops) is correct only because every op adds.
+ * it zeroed on first use, NULL when that input needs no gradient: a kernel with several inputs
+ * skips the NULL ones). It never overwrites a gradient: fan-out (one tensor used by several ops)
+ * is correct only because every op adds. The output given to tg_op_record is the fresh result of
+ * tg_op_output; an op has at most TG_MAX_INPUTS inputs (tg_concat of more parts concatenates them
+ * in groups).
  *
  * Higher-order derivatives: an op may also give its backward written with tapegrad ops
  * (tg_op.backward_ops). Then a backward run with create_graph records the gradient computation
- * itself, so the gradient can be differentiated again (tg_grad, tg_hessian in core.h). An op
- * without one is first-order only: a create_graph backward that reaches it fails naming it. */
+ * itself, so the gradient can be differentiated again (tg_grad, tg_hessian in core.h). For the
+ * op above:
+ *
+ *     // gx = g · (x > 0 ? 1 : alpha), the factor a constant: no gradient flows through it
+ *     static void leaky_backward_ops(const tg_node *node, tg_tensor *g, tg_tensor **grad_in)
+ *     {
+ *         const leaky_saved *s = node->saved;
+ *         tg_tensor *x = node->in[0], *k = tg_op_output(x->dtype, x->ndim, x->shape);
+ *         for (int64_t i = 0; i < x->numel; i++)
+ *             tg_set_flat(k, i, tg_get_flat(x, i) > 0 ? 1 : s->alpha);
+ *         grad_in[0] = tg_mul(g, k);
+ *     }
+ *
+ * It must reach the result from g through ops (never read g->data): the result is then
+ * differentiable in g too, which Jacobian-vector products (tg_jvp) need. A tensor made with
+ * tg_op_output and filled by hand (as k) is a constant of the step. An op without backward_ops
+ * is first-order only: a create_graph backward that reaches it fails naming it. */
 #ifndef TG_OP_H
 #define TG_OP_H
 
