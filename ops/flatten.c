@@ -7,7 +7,7 @@ tg_tensor *tg_flatten(tg_tensor *x, int start_axis, int end_axis)
     const char *op = "tg_flatten";
     tg_check_float(x, op);
     if (x->ndim == 0) return tg_reshape(x, TG_SHAPE(1)); /* PyTorch: a 0-d tensor becomes [1] */
-    int lo = tg_check_axis(start_axis, x->ndim, op), hi = tg_check_axis(end_axis, x->ndim, op);
+    int lo = tg_normalize_axis(start_axis, x->ndim, op), hi = tg_normalize_axis(end_axis, x->ndim, op);
     if (lo > hi) {
         char s[128];
         tg_fail("%s: start axis %d comes after end axis %d of %s", op, start_axis, end_axis,
