@@ -4,6 +4,7 @@
 #define TAPEGRAD_H
 #include "tg/core.h"
 #include "tg/op.h"
+#include "tg/conv.h"
 #include "tg/plot.h"
 #include "tg/nn.h"
 #include "tg/data.h"

@@ -1,4 +1,5 @@
-/* The module tree: registration, recursive traversal (parameters, train/eval, free, print). */
+/* The module tree: registration, recursive traversal (parameters, buffers, train/eval, free,
+ * print). */
 #include <stdlib.h>
 #include <string.h>
 #include "autograd/internal.h"
@@ -25,8 +26,7 @@ void *tg_module_new(size_t size, const char *kind, tg_forward_fn forward)
     if (size < sizeof(tg_module))
         tg__fail("tg_module_new: size %zu is smaller than tg_module (%zu); pass the size of the "
                  "struct that embeds tg_module as its first member", size, sizeof(tg_module));
-    tg_module *m = calloc(1, size);
-    if (!m) tg__fail("tg_module_new: out of memory (%zu bytes)", size);
+    tg_module *m = tg__calloc(size);
     tg_module_init(m, kind, forward);
     return m;
 }
@@ -44,6 +44,9 @@ static void check_new_name(const tg_module *m, const char *name, const char *op)
     for (int i = 0; i < m->n_children; i++)
         if (strcmp(m->child_names[i], name) == 0)
             tg__fail("%s: %s already has a child named '%s'", op, m->kind, name);
+    for (int i = 0; i < m->n_buffers; i++)
+        if (strcmp(m->buffer_names[i], name) == 0)
+            tg__fail("%s: %s already has a buffer named '%s'", op, m->kind, name);
 }
 
 tg_tensor *tg_module_add_param(tg_module *m, const char *name, tg_tensor *t)
@@ -65,6 +68,27 @@ tg_tensor *tg_module_add_param(tg_module *m, const char *name, tg_tensor *t)
     if (!t->name) t->name = m->param_names[m->n_params];
     m->n_params++;
     tg_set_requires_grad(t, true);
+    return t;
+}
+
+tg_tensor *tg_module_add_buffer(tg_module *m, const char *name, tg_tensor *t)
+{
+    check_module(m, "tg_module_add_buffer");
+    tg__check_live(t, "tg_module_add_buffer");
+    if (!t->persistent)
+        tg__fail("tg_module_add_buffer: '%s' is an intermediate; buffers must be persistent "
+                 "tensors (tg_zeros, tg_ones, tg_clone...)", name ? name : "?");
+    check_new_name(m, name, "tg_module_add_buffer");
+    if (m->n_buffers == m->cap_buffers) {
+        m->cap_buffers = m->cap_buffers ? 2 * m->cap_buffers : 4;
+        m->buffers = tg__xrealloc(m->buffers, (size_t)m->cap_buffers * sizeof *m->buffers);
+        m->buffer_names = tg__xrealloc(m->buffer_names,
+                                       (size_t)m->cap_buffers * sizeof *m->buffer_names);
+    }
+    m->buffers[m->n_buffers] = t;
+    m->buffer_names[m->n_buffers] = tg__xstrdup(name);
+    if (!t->name) t->name = m->buffer_names[m->n_buffers];
+    m->n_buffers++;
     return t;
 }
 
@@ -139,7 +163,7 @@ tg_tensor *tg_param_list_find(const tg_param_list *l, const char *name)
 
 void tg_param_list_clear(tg_param_list *l)
 {
-    for (int i = 0; i < l->n; i++) free(l->names[i]);
+    for (int i = 0; i < l->n; i++) tg__free(l->names[i]);
     l->n = 0;
 }
 
@@ -147,8 +171,8 @@ void tg_param_list_free(tg_param_list *l)
 {
     if (!l) return;
     tg_param_list_clear(l);
-    free(l->tensors);
-    free(l->names);
+    tg__free(l->tensors);
+    tg__free(l->names);
     memset(l, 0, sizeof *l);
 }
 
@@ -159,42 +183,65 @@ static bool list_has(const tg_param_list *l, const tg_tensor *t)
     return false;
 }
 
-/* prefix holds the dotted path of m ("" at the root), grown in place for the children. */
-static void collect(tg_module *m, char **prefix, size_t *cap, tg_param_list *out, int depth)
+enum { WANT_PARAMS = 1, WANT_BUFFERS = 2 };
+
+/* Appends "<prefix><name>" -> t unless t is listed already (shared tensors appear once). */
+static void add_named(tg_param_list *out, char **prefix, size_t *cap, size_t base,
+                      const char *name, tg_tensor *t)
+{
+    size_t need = base + strlen(name) + 2;
+    if (need > *cap) {
+        *cap = 2 * need;
+        *prefix = tg__xrealloc(*prefix, *cap);
+    }
+    memcpy(*prefix + base, name, strlen(name) + 1);
+    if (t && !list_has(out, t)) tg_param_list_add(out, *prefix, t);
+}
+
+/* prefix holds the dotted path of m ("" at the root), grown in place for the children. Order per
+ * module: parameters, buffers, children (PyTorch's state_dict order). */
+static void collect(tg_module *m, char **prefix, size_t *cap, tg_param_list *out, int want,
+                    int depth)
 {
     if (depth > 1000) tg__fail("tg_module_parameters: module tree deeper than 1000 (a cycle?)");
     size_t base = strlen(*prefix);
-    for (int pass = 0; pass < 2; pass++) {
-        int n = pass == 0 ? m->n_params : m->n_children;
-        for (int i = 0; i < n; i++) {
-            const char *name = pass == 0 ? m->param_names[i] : m->child_names[i];
-            size_t need = base + strlen(name) + 2;
-            if (need > *cap) {
-                *cap = 2 * need;
-                *prefix = tg__xrealloc(*prefix, *cap);
-            }
-            memcpy(*prefix + base, name, strlen(name) + 1);
-            if (pass == 0) {
-                if (!list_has(out, m->params[i])) tg_param_list_add(out, *prefix, m->params[i]);
-            } else {
-                strcat(*prefix, ".");
-                collect(m->children[i], prefix, cap, out, depth + 1);
-            }
-            (*prefix)[base] = '\0';
-        }
+    for (int i = 0; (want & WANT_PARAMS) && i < m->n_params; i++)
+        add_named(out, prefix, cap, base, m->param_names[i], m->params[i]);
+    for (int i = 0; (want & WANT_BUFFERS) && i < m->n_buffers; i++)
+        add_named(out, prefix, cap, base, m->buffer_names[i], m->buffers[i]);
+    for (int i = 0; i < m->n_children; i++) {
+        add_named(out, prefix, cap, base, m->child_names[i], NULL);
+        strcat(*prefix, ".");
+        collect(m->children[i], prefix, cap, out, want, depth + 1);
     }
+    (*prefix)[base] = '\0';
 }
 
-void tg_module_parameters(tg_module *m, tg_param_list *out)
+static void list_tree(tg_module *m, tg_param_list *out, int want, const char *op)
 {
-    check_module(m, "tg_module_parameters");
-    if (!out) tg__fail("tg_module_parameters: NULL output list");
+    check_module(m, op);
+    if (!out) tg__fail("%s: NULL output list", op);
     tg_param_list_clear(out);
     size_t cap = 256;
     char *prefix = tg__xrealloc(NULL, cap);
     prefix[0] = '\0';
-    collect(m, &prefix, &cap, out, 0);
-    free(prefix);
+    collect(m, &prefix, &cap, out, want, 0);
+    tg__free(prefix);
+}
+
+void tg_module_parameters(tg_module *m, tg_param_list *out)
+{
+    list_tree(m, out, WANT_PARAMS, "tg_module_parameters");
+}
+
+void tg_module_buffers(tg_module *m, tg_param_list *out)
+{
+    list_tree(m, out, WANT_BUFFERS, "tg_module_buffers");
+}
+
+void tg_module_state(tg_module *m, tg_param_list *out)
+{
+    list_tree(m, out, WANT_PARAMS | WANT_BUFFERS, "tg_module_state");
 }
 
 int64_t tg_module_num_parameters(tg_module *m)
@@ -244,6 +291,16 @@ tg_tensor *tg_module_param(tg_module *m, const char *path)
     return NULL;
 }
 
+tg_tensor *tg_module_buffer(tg_module *m, const char *path)
+{
+    check_module(m, "tg_module_buffer");
+    const char *last;
+    if (!path || !(m = walk(m, path, &last))) return NULL;
+    for (int i = 0; i < m->n_buffers; i++)
+        if (strcmp(m->buffer_names[i], last) == 0) return m->buffers[i];
+    return NULL;
+}
+
 tg_module *tg_module_child(tg_module *m, const char *path)
 {
     check_module(m, "tg_module_child");
@@ -276,6 +333,7 @@ static void gather(tg_module *m, ptr_set *mods, ptr_set *params)
 {
     if (!set_add(mods, m)) return;
     for (int i = 0; i < m->n_params; i++) set_add(params, m->params[i]);
+    for (int i = 0; i < m->n_buffers; i++) set_add(params, m->buffers[i]);
     for (int i = 0; i < m->n_children; i++) gather(m->children[i], mods, params);
 }
 
@@ -292,16 +350,19 @@ void tg_module_free(tg_module *m)
     for (int i = 0; i < params.n; i++) tg_free(params.items[i]);
     for (int i = 0; i < mods.n; i++) {
         tg_module *x = mods.items[i];
-        for (int k = 0; k < x->n_params; k++) free(x->param_names[k]);
-        for (int k = 0; k < x->n_children; k++) free(x->child_names[k]);
-        free(x->params);
-        free(x->param_names);
-        free(x->children);
-        free(x->child_names);
-        free(x);
+        for (int k = 0; k < x->n_params; k++) tg__free(x->param_names[k]);
+        for (int k = 0; k < x->n_buffers; k++) tg__free(x->buffer_names[k]);
+        for (int k = 0; k < x->n_children; k++) tg__free(x->child_names[k]);
+        tg__free(x->params);
+        tg__free(x->param_names);
+        tg__free(x->buffers);
+        tg__free(x->buffer_names);
+        tg__free(x->children);
+        tg__free(x->child_names);
+        tg__free(x);
     }
-    free(mods.items);
-    free(params.items);
+    tg__free(mods.items);
+    tg__free(params.items);
 }
 
 /* ---- printing ------------------------------------------------------------------------------ */

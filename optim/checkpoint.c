@@ -63,7 +63,7 @@ tg_status tg_checkpoint_save(const char *path, tg_module *model, const tg_optimi
 {
     if (!model) tg__fail("tg_checkpoint_save: NULL model");
     tg_param_list all = {0};
-    tg_module_parameters(model, &all);
+    tg_module_state(model, &all);   /* parameters and buffers */
     /* Scalars holding Adam's per-parameter step counts live until the write is done. */
     tg_tensor **scalars = NULL;
     int n_scalars = 0;
@@ -135,7 +135,7 @@ tg_status tg_checkpoint_load(const char *path, tg_module *model, tg_optimizer *o
     if (st != TG_OK) return st;
 
     tg_param_list params = {0};
-    tg_module_parameters(model, &params);
+    tg_module_state(model, &params);   /* parameters and buffers */
     int n_opt_entries = opt ? opt->n * opt->n_state : 0;
     tg__st_entry **model_e = tg__xrealloc(NULL, (size_t)(params.n + 1) * sizeof *model_e);
     tg__st_entry **state_e = tg__xrealloc(NULL, (size_t)(n_opt_entries + 1) * sizeof *state_e);

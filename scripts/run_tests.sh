@@ -25,11 +25,13 @@ ex_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ex_out="$build/examples/fast"; mkdir -p "$ex_out"
 echo "== examples --fast"
 for ex in hello_grad shortest_mlp mlp_modules data_summary perceptron logistic_regression mlp \
-          quadratic_net relu_max xor_interval regression custom_op second_order; do
+          quadratic_net relu_max xor_interval regression custom_op second_order lenet alexnet; do
   case $ex in
     hello_grad) args=() ;;               # no flags: it is the README's 20-line program
     shortest_mlp) args=() ;;             # no flags: the README's shortest Fashion-MNIST program
     mlp_modules) args=(--fast) ;;        # self-contained: writes nothing
+    lenet) args=(--fast) ;;              # prints its losses and accuracies, writes nothing
+    alexnet) args=(-fast -out "$ex_out/alexnet") ;;   # the homework's single-dash flags
     regression) args=(--fast --out "$ex_out" --csv "$ex_root/examples/data/regression.csv") ;;
     *) args=(--fast --out "$ex_out") ;;
   esac

@@ -163,6 +163,36 @@ int64_t tg_loader_num_batches(const tg_loader *L);   /* per epoch */
 const int64_t *tg_loader_batch_indices(const tg_loader *L, int64_t *n);
 void tg_loader_free(tg_loader *L);                   /* NULL is fine */
 
+/* ---- images: CIFAR-10, NCHW layout, normalisation, augmentation -----------------------------
+ * CIFAR-10's binary version (https://www.cs.toronto.edu/~kriz/cifar.html): files of 3073-byte
+ * records, one label byte (0-9) then 3072 pixel bytes (the 32x32 red, green and blue planes).
+ * x becomes F32 [N, 3, 32, 32] in [0, 1] (pixel / 255), y I32 [N], n_classes 10. Plain or
+ * gzip-compressed files. Errors name the file: missing (TG_ERR_IO), empty or a size that is not
+ * a whole number of records, i.e. a truncated record (TG_ERR_FORMAT), a label above 9
+ * (TG_ERR_VALUE, with the record's index). */
+tg_status tg_cifar10_load_files(int n_files, const char *const *paths, tg_dataset *out);
+/* <dir>/data_batch_1.bin ... data_batch_5.bin as train, <dir>/test_batch.bin as test. */
+tg_status tg_cifar10_load(const char *dir, tg_dataset *train, tg_dataset *test);
+bool tg_cifar10_present(const char *dir);   /* whether <dir>/data_batch_1.bin can be opened */
+
+/* Views the rows of d->x (e.g. IDX images [N, 784]) as images [N, channels, height, width], in
+ * place (no copy; the sizes must multiply to the row length). */
+void tg_dataset_as_images(tg_dataset *d, int64_t channels, int64_t height, int64_t width);
+
+/* Per-channel mean and (population) standard deviation of images [N, C, H, W], into arrays of
+ * C doubles: compute them on the training set, then normalise every set with the same numbers
+ * (x - mean[c]) / std[c], in place (torchvision's Normalize). */
+void tg_channel_stats(const tg_tensor *x, double *mean, double *std);
+void tg_normalize_channels_(tg_tensor *x, const double *mean, const double *std);
+
+/* Augments a batch [N, C, H, W] in place for training: per image a random crop of the image
+ * zero-padded by pad on each side, back to H x W (a shift by dy, dx in [-pad, pad]), then a
+ * horizontal flip with probability 1/2 when flip is set (torchvision's RandomCrop(H, padding=pad)
+ * and RandomHorizontalFlip). Three draws from rng per image (dy, dx, flip; NULL: the global
+ * generator), whatever the options, so the same seed gives the same batches. No allocation. Run
+ * it on the loader's batch (rewritten from the data set at every tg_loader_next). */
+void tg_random_crop_flip_(tg_tensor *x, int pad, bool flip, tg_rng *rng);
+
 #ifdef __cplusplus
 }
 #endif

@@ -36,6 +36,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "conv.h"
 #include "core.h"
 
 #ifdef __cplusplus
@@ -65,6 +66,12 @@ struct tg_module {
 
     bool training;               /* true after init (PyTorch's default); see tg_module_train */
     int cap_params, cap_children;
+
+    /* Registered with tg_module_add_buffer (state that is saved but not trained). */
+    int n_buffers;
+    tg_tensor **buffers;
+    char **buffer_names;
+    int cap_buffers;
 };
 
 /* Initialises a module header in caller-allocated memory (zeroed fields, training = true). */
@@ -78,6 +85,12 @@ void *tg_module_new(size_t size, const char *kind, tg_forward_fn forward);
 tg_tensor *tg_module_add_param(tg_module *m, const char *name, tg_tensor *t);
 /* Registers a child module (ownership passes to m). Returns child. */
 tg_module *tg_module_add_child(tg_module *m, const char *name, tg_module *child);
+/* Registers a persistent tensor of any dtype as a buffer (register_buffer): state the module
+ * keeps and checkpoints save, but that is not trained: requires_grad stays false and
+ * tg_module_parameters does not list it, so optimizers never see it (batch norm's running
+ * statistics). Ownership and names as for parameters; names are unique among a module's
+ * parameters, buffers and children. Returns t. */
+tg_tensor *tg_module_add_buffer(tg_module *m, const char *name, tg_tensor *t);
 
 tg_tensor *tg_module_forward(tg_module *m, tg_tensor *x);
 void tg_module_train(tg_module *m, bool training);   /* recursive, like model.train(mode) */
@@ -85,8 +98,10 @@ void tg_module_eval(tg_module *m);                   /* tg_module_train(m, false
 void tg_module_free(tg_module *m);                   /* recursive; NULL is fine */
 void tg_module_zero_grad(tg_module *m);              /* zeroes every parameter's gradient */
 int64_t tg_module_num_parameters(tg_module *m);      /* elements, each shared tensor once */
-/* Parameter and child by dotted path ("layers.0.weight", "layers.3"); NULL if absent. */
+/* Parameter, buffer and child by dotted path ("layers.0.weight", "bn.running_mean",
+ * "layers.3"); NULL if absent. */
 tg_tensor *tg_module_param(tg_module *m, const char *path);
+tg_tensor *tg_module_buffer(tg_module *m, const char *path);
 tg_module *tg_module_child(tg_module *m, const char *path);
 /* PyTorch-style tree: "FeedforwardNetwork(\n  (layers): Sequential(\n    (0): Linear(...". */
 void tg_module_print(const tg_module *m, FILE *out);
@@ -104,6 +119,12 @@ typedef struct {
 /* Replaces the list's contents with m's parameters in registration order, depth first (a
  * module's own parameters, then each child's), each tensor once, like named_parameters(). */
 void tg_module_parameters(tg_module *m, tg_param_list *out);
+/* The same for buffers ("bn.running_mean", ...), like named_buffers(). */
+void tg_module_buffers(tg_module *m, tg_param_list *out);
+/* Everything a checkpoint holds, in state_dict() order: per module its parameters, then its
+ * buffers, then each child's state ("conv.weight", "bn.weight", "bn.bias", "bn.running_mean",
+ * "bn.running_var", "bn.num_batches_tracked", ...), each tensor once. */
+void tg_module_state(tg_module *m, tg_param_list *out);
 void tg_param_list_add(tg_param_list *l, const char *name, tg_tensor *t); /* name copied */
 tg_tensor *tg_param_list_find(const tg_param_list *l, const char *name);  /* NULL if absent */
 void tg_param_list_clear(tg_param_list *l);                               /* keeps capacity */
@@ -281,6 +302,52 @@ tg_status tg_checkpoint_save(const char *path, tg_module *model, const tg_optimi
  * non-NULL requires a saved generator. Optimizer entries in the file are ignored when opt is
  * NULL. Nothing is modified unless everything validates. */
 tg_status tg_checkpoint_load(const char *path, tg_module *model, tg_optimizer *opt, tg_rng *rng);
+
+/* ---- image modules (the ops are in conv.h) ---------------------------------------------------
+ * NCHW inputs, PyTorch's layers and default initialisation:
+ *
+ *     tg_module *net = tg_sequential_new(4,
+ *         tg_conv2d_new(1, 6, 5, &(tg_conv2d_opts){.padding = {2, 2}}, true, tg_init_pytorch(),
+ *                       &rng),
+ *         tg_batch_norm2d_new(6, NULL), tg_relu_new(),
+ *         tg_max_pool2d_new(&(tg_pool2d_opts){.kernel = {2, 2}}));
+ */
+
+/* Conv2d(in, out, kernel x kernel) with opts' stride, padding, dilation, groups (NULL: defaults);
+ * weight [out, in/groups, k, k], bias [out] when bias is set. tg_init_pytorch() is nn.Conv2d's
+ * default: kaiming_uniform(a=√5) weights and U(±1/√fan_in) bias, fan_in = in/groups·k². The
+ * other initialisers of tg_init use PyTorch's conv fans (fan_out = out·k² for Xavier);
+ * TG_INIT_VALUES reads the weight in [out, in/groups, k, k] order. */
+tg_module *tg_conv2d_new(int64_t in_channels, int64_t out_channels, int kernel,
+                         const tg_conv2d_opts *opts, bool bias, tg_init init, tg_rng *rng);
+
+/* MaxPool2d / AvgPool2d with opts (kernel required; stride 0 = the kernel), and
+ * AdaptiveAvgPool2d((out_h, out_w)); no parameters. */
+tg_module *tg_max_pool2d_new(const tg_pool2d_opts *opts);
+tg_module *tg_avg_pool2d_new(const tg_pool2d_opts *opts);
+tg_module *tg_adaptive_avg_pool2d_new(int64_t out_h, int64_t out_w);
+/* Flatten(start_dim, end_dim): nn.Flatten() is tg_flatten_new(1, -1). */
+tg_module *tg_flatten_new(int start_axis, int end_axis);
+
+/* Batch normalisation over axis 1: BatchNorm1d takes [N, C] or [N, C, L], BatchNorm2d
+ * [N, C, H, W]. Parameters weight (ones) and bias (zeros) unless no_affine; buffers running_mean
+ * (zeros), running_var (ones) and num_batches_tracked (I64 scalar, 0) unless no_running_stats.
+ * While training (tg_module_train): batch statistics, running statistics updated with momentum
+ * (unbiased variance), num_batches_tracked += 1 per forward; in eval mode: the running
+ * statistics. Zero fields are PyTorch's defaults (eps 1e-5, momentum 0.1, float32);
+ * cumulative is PyTorch's momentum=None: the running statistics are the plain average over every
+ * training batch so far (momentum 1/num_batches_tracked). */
+typedef struct {
+    double eps;              /* 0: 1e-5 */
+    double momentum;         /* 0: 0.1; in (0, 1] */
+    bool no_affine;          /* affine=False */
+    bool no_running_stats;   /* track_running_stats=False: batch statistics in eval mode too */
+    bool cumulative;         /* momentum=None; momentum is then ignored */
+    tg_dtype dtype;          /* TG_F32 (default) or TG_F64 */
+} tg_batch_norm_opts;
+
+tg_module *tg_batch_norm1d_new(int64_t num_features, const tg_batch_norm_opts *opts);
+tg_module *tg_batch_norm2d_new(int64_t num_features, const tg_batch_norm_opts *opts);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,202 @@
+/* GFLOP/s of tg_conv2d forward and backward (input and weight gradients, bias) in float32, one
+ * thread, on LeNet-5's and AlexNet's convolution layers (a first layer computes no input
+ * gradient, as in training), next to the machine's peak measured by an FMA loop in the same
+ * process. bench/conv_torch.py times the same layers in PyTorch. A figure is the median of REPS
+ * samples after a warm-up, in thread CPU time; the machine is shared, so compare the medians of
+ * one run. Also prints heap allocations per step in steady state (expected 0).
+ *     build/bench/bench_conv [-quick]       (-quick: 3 samples, for a smoke test) */
+#include <immintrin.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tapegrad.h"
+
+#define REPS 7
+
+typedef struct {
+    const char *net, *label;
+    int64_t n, c, h, w, o, k;
+    int stride, pad;
+    bool first;     /* a network's first layer: no input gradient (the data needs none) */
+} layer;
+
+/* LeNet-5 on 28x28 (padded first layer, as torchvision-style ports do) at batch 64; AlexNet's five
+ * convolutions on 224x224 at batch 8; the CIFAR-sized AlexNet (32x32, 3x3 kernels) at batch 64. */
+static const layer layers[] = {
+    {"LeNet-5", "conv1 1->6 5x5 p2 @28", 64, 1, 28, 28, 6, 5, 1, 2, true},
+    {"LeNet-5", "conv2 6->16 5x5 @14", 64, 6, 14, 14, 16, 5, 1, 0, false},
+    {"AlexNet", "conv1 3->64 11x11 s4 p2 @224", 8, 3, 224, 224, 64, 11, 4, 2, true},
+    {"AlexNet", "conv2 64->192 5x5 p2 @27", 8, 64, 27, 27, 192, 5, 1, 2, false},
+    {"AlexNet", "conv3 192->384 3x3 p1 @13", 8, 192, 13, 13, 384, 3, 1, 1, false},
+    {"AlexNet", "conv4 384->256 3x3 p1 @13", 8, 384, 13, 13, 256, 3, 1, 1, false},
+    {"AlexNet", "conv5 256->256 3x3 p1 @13", 8, 256, 13, 13, 256, 3, 1, 1, false},
+    {"CIFAR AlexNet", "conv1 3->64 3x3 p1 @32", 64, 3, 32, 32, 64, 3, 1, 1, true},
+    {"CIFAR AlexNet", "conv2 64->192 3x3 p1 @16", 64, 64, 16, 16, 192, 3, 1, 1, false},
+    {"CIFAR AlexNet", "conv3 192->384 3x3 p1 @8", 64, 192, 8, 8, 384, 3, 1, 1, false},
+    {"CIFAR AlexNet", "conv4 384->256 3x3 p1 @8", 64, 384, 8, 8, 256, 3, 1, 1, false},
+    {"CIFAR AlexNet", "conv5 256->256 3x3 p1 @8", 64, 256, 8, 8, 256, 3, 1, 1, false},
+};
+
+/* CPU time of this thread: ~5 engineers share 2 cores, and wall time would count the time slices
+ * the others get (conv_torch.py measures the same way). */
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* ---- peak: independent FMA chains (bench/bench_gemm.c's loop) ---- */
+#if defined(__AVX512F__)
+typedef __m512 vec;
+#define VFMA _mm512_fmadd_ps
+#define VSET _mm512_set1_ps
+#define LANES 16
+#else
+typedef __m256 vec;
+#define VFMA _mm256_fmadd_ps
+#define VSET _mm256_set1_ps
+#define LANES 8
+#endif
+#define CHAINS 12 /* > latency (4) x pipes (2), so the FMA units never wait */
+#define FMA_ITERS 20000000L
+
+static double peak_gflops(void)
+{
+    double t[5];
+    volatile float sink = 0;
+    for (int r = 0; r < 5; r++) {
+        vec acc[CHAINS], x = VSET(1e-7f), y = VSET(0.999999f);
+        for (int c = 0; c < CHAINS; c++) acc[c] = VSET((float)c);
+        double t0 = now();
+        for (long it = 0; it < FMA_ITERS; it++)
+            for (int c = 0; c < CHAINS; c++) acc[c] = VFMA(acc[c], y, x);
+        t[r] = now() - t0;
+        for (int c = 0; c < CHAINS; c++) sink += ((float *)&acc[c])[0];
+    }
+    return (double)FMA_ITERS * CHAINS * LANES * 2 / median(t, 5) * 1e-9;
+}
+
+/* ---- one layer ---- */
+
+/* loss = <y, G> for a fixed G, as an op whose backward only adds G into y's gradient: the conv's
+ * backward is then timed alone (tg_backward_with seeds element by element, and an elementwise
+ * tg_mul would add its own cost). Its forward value is not needed and not computed. */
+static void seed_backward(const tg_node *node)
+{
+    const tg_tensor *G = *(tg_tensor *const *)node->saved;
+    float *gy = tg_op_grad(node->in[0]);
+    const float *g = G->data, s = *(const float *)tg_op_grad_out(node);
+    for (int64_t i = 0; i < G->numel; i++) gy[i] += s * g[i];
+}
+static const tg_op seed_op = {"bench seed", seed_backward, NULL};
+
+static tg_tensor *seeded_loss(tg_tensor *y, tg_tensor *G)
+{
+    tg_tensor *loss = tg_op_output(TG_F32, 0, NULL);
+    *(float *)loss->data = 0;
+    tg_node *node = tg_op_record(&seed_op, loss, 1, &y, sizeof G);
+    if (node) *(tg_tensor **)node->saved = G;
+    return loss;
+}
+
+typedef struct {
+    double fwd, bwd;      /* median seconds */
+    uint64_t allocs;      /* heap allocations of the last (steady-state) sample */
+} timing;
+
+static timing time_layer(const layer *L, int reps)
+{
+    tg_rng rng;
+    tg_rng_seed(&rng, 1);
+    tg_tensor *x = tg_set_requires_grad(
+        tg_rand_normal(TG_F32, TG_SHAPE(L->n, L->c, L->h, L->w), 0, 1, &rng), !L->first);
+    tg_tensor *w = tg_set_requires_grad(
+        tg_rand_normal(TG_F32, TG_SHAPE(L->o, L->c, L->k, L->k), 0, 0.1, &rng), true);
+    tg_tensor *b = tg_set_requires_grad(tg_zeros(TG_F32, TG_SHAPE(L->o)), true);
+    tg_conv2d_opts opts = {.stride = {L->stride, L->stride}, .padding = {L->pad, L->pad}};
+    tg_tensor *y = tg_conv2d(x, w, b, &opts);
+    tg_tensor *g = tg_rand_normal(TG_F32, y->ndim, y->shape, 0, 1, &rng);
+    tg_tape_reset();
+    double tf[REPS + 1], tb[REPS + 1];
+    timing t = {0};
+    for (int r = 0; r <= reps; r++) { /* sample 0 is the warm-up */
+        uint64_t a0 = tg_alloc_count();
+        double t0 = now();
+        y = tg_conv2d(x, w, b, &opts);
+        double t1 = now();
+        tg_tensor *loss = seeded_loss(y, g);
+        double t1b = now();
+        tg_backward(loss);
+        double t2 = now();
+        tg_tape_reset();
+        tf[r] = t1 - t0, tb[r] = t2 - t1b;
+        t.allocs = tg_alloc_count() - a0;
+    }
+    t.fwd = median(tf + 1, reps);
+    t.bwd = median(tb + 1, reps);
+    tg_free(x), tg_free(w), tg_free(b), tg_free(g);
+    return t;
+}
+
+static double layer_flop(const layer *L)
+{
+    int64_t oh = (L->h + 2 * L->pad - L->k) / L->stride + 1;
+    int64_t ow = (L->w + 2 * L->pad - L->k) / L->stride + 1;
+    return 2.0 * (double)(L->n * L->o * oh * ow * L->c * L->k * L->k);
+}
+
+static void print_total(const char *net, const double *seconds, const double *flop, double peak)
+{
+    double gf = flop[0] / seconds[0] * 1e-9, gb = flop[1] / seconds[1] * 1e-9;
+    printf("%-14s %-30s %9.2f %9.1f %5.1f%% %9.2f %9.1f %5.1f%%\n", net, "all layers",
+           seconds[0] * 1e3, gf, 100 * gf / peak, seconds[1] * 1e3, gb, 100 * gb / peak);
+}
+
+int main(int argc, char **argv)
+{
+    int reps = argc > 1 && !strcmp(argv[1], "-quick") ? 3 : REPS;
+    tg_set_num_threads(1);
+    printf("%s\n", tg_blas_info());
+    double peak = peak_gflops();
+    printf("peak fp32 (FMA loop, %d-bit vectors): %.1f GFLOP/s on 1 core\n\n", LANES * 32, peak);
+    printf("%-14s %-30s %9s %9s %6s %9s %9s %6s %7s\n", "network", "layer (batch)", "fwd ms",
+           "GFLOP/s", "%peak", "bwd ms", "GFLOP/s", "%peak", "allocs");
+    double total[2] = {0}, flops[2] = {0};
+    const char *net = NULL;
+    for (size_t i = 0; i < sizeof layers / sizeof *layers; i++) {
+        const layer *L = &layers[i];
+        if (net && strcmp(net, L->net)) {
+            print_total(net, total, flops, peak);
+            total[0] = total[1] = flops[0] = flops[1] = 0;
+        }
+        net = L->net;
+        timing t = time_layer(L, reps);
+        double f = layer_flop(L), fb = L->first ? f : 2 * f;
+        double gf = f / t.fwd * 1e-9, gb = fb / t.bwd * 1e-9;
+        char label[64];
+        snprintf(label, sizeof label, "%s (%lld)", L->label, (long long)L->n);
+        printf("%-14s %-30s %9.2f %9.1f %5.1f%% %9.2f %9.1f %5.1f%% %7llu\n", L->net, label,
+               t.fwd * 1e3, gf, 100 * gf / peak, t.bwd * 1e3, gb, 100 * gb / peak,
+               (unsigned long long)t.allocs);
+        total[0] += t.fwd, total[1] += t.bwd, flops[0] += f, flops[1] += fb;
+    }
+    print_total(net, total, flops, peak);
+    printf("\n(backward = input + weight + bias gradients, 2x the forward's FLOPs; weight + bias "
+           "only for conv1, whose input is data; medians of %d samples)\n", reps);
+    return 0;
+}

@@ -1,0 +1,543 @@
+/* Image ops: conv2d, max/avg/adaptive pooling, flatten, batch norm. Forward values and
+ * gradients against PyTorch fixtures (tests/fixtures/make_conv_fixtures.py), in float64 and
+ * float32; gradient checks in float64 over stride/padding/dilation/groups edge cases, odd sizes,
+ * batch 1, kernels larger than the stride, depthwise; second derivatives through the
+ * differentiable backwards; batch-norm train vs eval and running statistics; errors that name the
+ * op and the shapes. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "tapegrad.h"
+#include "check.h"
+#include "fixtures/conv_fixtures.h"
+
+#define LEN(a) ((int64_t)(sizeof(a) / sizeof *(a)))
+
+/* A persistent tensor of dtype dt holding a fixture's float64 values. */
+static tg_tensor *fixture(tg_dtype dt, const double *v, int ndim, const int64_t *shape)
+{
+    tg_tensor *t = tg_from_data(TG_F64, ndim, shape, v);
+    if (dt == TG_F64) return t;
+    tg_tensor *c = tg_to_dtype(t, dt);
+    tg_free(t);
+    return c;
+}
+
+static void expect_fixture(const tg_tensor *t, const double *v, int64_t n, tg_dtype dt)
+{
+    expect_values(t, v, n, dt == TG_F64 ? 1e-12 : 2e-5);
+}
+
+static void expect_gradgradcheck(tg_scalar_fn f, tg_tensor **in, int n, void *ctx,
+                                 const char *label)
+{
+    tg_gradcheck_result r = tg_gradgradcheck(f, in, n, ctx, NULL);
+    if (!r.ok)
+        fail_msg("gradgradcheck FAILED: %s: input %d index %lld analytic %.10g numeric %.10g",
+                 label, r.worst_input, (long long)r.worst_index, r.analytic, r.numeric);
+    printf("gradgradcheck ok: %s (%d elements)\n", label, r.checked);
+}
+
+/* ---- conv2d against PyTorch ---- */
+
+typedef struct {
+    const double *x, *w, *b, *r, *y, *gx, *gw, *gb;
+    int64_t nx, nw, ny;
+    int64_t xs[4], ws[4], ys[4];
+    tg_conv2d_opts opts;
+} conv_fixture;
+
+#define CONV_FIXTURE(name, X, W, Y, ...)                                                       \
+    {.x = name##_x, .w = name##_w, .r = name##_r, .y = name##_y, .gx = name##_gx,              \
+     .gw = name##_gw, .nx = LEN(name##_x), .nw = LEN(name##_w), .ny = LEN(name##_y),           \
+     .xs = X, .ws = W, .ys = Y, __VA_ARGS__}
+#define SHAPE4(a, b, c, d) {a, b, c, d}
+
+static void check_conv_fixture(const conv_fixture *c, tg_dtype dt)
+{
+    tg_tensor *x = tg_set_requires_grad(fixture(dt, c->x, 4, c->xs), true);
+    tg_tensor *w = tg_set_requires_grad(fixture(dt, c->w, 4, c->ws), true);
+    tg_tensor *b = c->b ? tg_set_requires_grad(fixture(dt, c->b, TG_SHAPE(c->ws[0])), true) : NULL;
+    tg_tensor *r = fixture(dt, c->r, 4, c->ys);
+    tg_tensor *y = tg_conv2d(x, w, b, &c->opts);
+    for (int d = 0; d < 4; d++) assert_int_equal(y->shape[d], c->ys[d]);
+    expect_fixture(y, c->y, c->ny, dt);
+    tg_backward(tg_sum(tg_mul(y, r)));
+    expect_fixture(x->grad, c->gx, c->nx, dt);
+    expect_fixture(w->grad, c->gw, c->nw, dt);
+    if (b) expect_fixture(b->grad, c->gb, c->ws[0], dt);
+    tg_tape_reset();
+    tg_free(x), tg_free(w), tg_free(b), tg_free(r);
+}
+
+static const conv_fixture *conv_fixtures(int *n)
+{
+    static const conv_fixture f[] = {
+        CONV_FIXTURE(conv_a, SHAPE4(2, 3, 7, 6), SHAPE4(4, 3, 3, 2), SHAPE4(2, 4, 4, 8),
+                     .b = conv_a_b, .gb = conv_a_gb,
+                     .opts = {.stride = {2, 1}, .padding = {1, 2}, .dilation = {1, 2}}),
+        CONV_FIXTURE(conv_groups, SHAPE4(1, 6, 5, 5), SHAPE4(6, 2, 3, 3), SHAPE4(1, 6, 3, 3),
+                     .b = conv_groups_b, .gb = conv_groups_gb,
+                     .opts = {.stride = {2, 2}, .padding = {1, 1}, .groups = 3}),
+        CONV_FIXTURE(conv_depthwise, SHAPE4(2, 4, 6, 5), SHAPE4(8, 1, 3, 3), SHAPE4(2, 8, 6, 3),
+                     .opts = {.padding = {2, 1}, .dilation = {2, 2}, .groups = 4}),
+        CONV_FIXTURE(conv_1x1, SHAPE4(3, 5, 4, 3), SHAPE4(2, 5, 1, 1), SHAPE4(3, 2, 4, 3)),
+    };
+    *n = (int)(sizeof f / sizeof *f);
+    return f;
+}
+
+static void test_conv_vs_torch(void **state)
+{
+    (void)state;
+    int n;
+    const conv_fixture *f = conv_fixtures(&n);
+    for (int k = 0; k < n; k++) {
+        check_conv_fixture(&f[k], TG_F64);
+        check_conv_fixture(&f[k], TG_F32);
+    }
+}
+
+/* ---- conv2d gradient checks ---- */
+
+typedef struct {
+    tg_conv2d_opts opts;
+    tg_tensor *r;      /* fixed weights of the output */
+    bool square;       /* Σ conv² · r, for second derivatives */
+} conv_ctx;
+
+static tg_tensor *conv_loss(tg_tensor **in, int n, void *pctx)
+{
+    conv_ctx *c = pctx;
+    tg_tensor *y = tg_conv2d(in[0], in[1], n > 2 ? in[2] : NULL, &c->opts);
+    return tg_sum(tg_mul(c->square ? tg_square(y) : y, c->r));
+}
+
+typedef struct {
+    const char *label;
+    int64_t x[4], w[4];
+    bool bias;
+    tg_conv2d_opts opts;
+} conv_case;
+
+static const conv_case conv_cases[] = {
+    {.label = "plain 3x3", .x = {2, 2, 5, 5}, .w = {3, 2, 3, 3}, .bias = true},
+    {.label = "batch 1, odd sizes, stride 2 pad 1", .x = {1, 3, 7, 5}, .w = {2, 3, 3, 3},
+     .bias = true, .opts = {.stride = {2, 2}, .padding = {1, 1}}},
+    {.label = "kernel larger than stride, uneven stride", .x = {2, 1, 9, 8}, .w = {2, 1, 5, 4},
+     .bias = false, .opts = {.stride = {3, 2}, .padding = {2, 0}}},
+    {.label = "stride larger than kernel (skipped pixels)", .x = {1, 2, 8, 7}, .w = {2, 2, 2, 2},
+     .bias = true, .opts = {.stride = {3, 3}}},
+    {.label = "dilation 2x3 with padding", .x = {2, 2, 8, 9}, .w = {2, 2, 3, 2},
+     .bias = true, .opts = {.padding = {2, 3}, .dilation = {2, 3}}},
+    {.label = "groups 2", .x = {2, 4, 5, 4}, .w = {6, 2, 3, 2},
+     .bias = true, .opts = {.padding = {1, 1}, .groups = 2}},
+    {.label = "depthwise, multiplier 2", .x = {1, 3, 6, 6}, .w = {6, 1, 3, 3},
+     .bias = false, .opts = {.stride = {2, 1}, .padding = {1, 1}, .groups = 3}},
+    {.label = "same padding with dilation 2 (rows copied as one span)", .x = {2, 2, 6, 7},
+     .w = {2, 2, 3, 3}, .bias = false, .opts = {.padding = {2, 2}, .dilation = {2, 2}}},
+    {.label = "batch 3 in chunks of 2 samples", .x = {3, 1, 8, 16}, .w = {2, 1, 3, 3},
+     .bias = true, .opts = {.padding = {1, 1}}},
+    {.label = "1x1", .x = {2, 3, 3, 4}, .w = {4, 3, 1, 1}, .bias = true},
+    {.label = "kernel = input (one output pixel)", .x = {2, 2, 4, 3}, .w = {3, 2, 4, 3},
+     .bias = true},
+    {.label = "padding larger than half the kernel", .x = {1, 1, 3, 3}, .w = {1, 1, 2, 2},
+     .bias = false, .opts = {.padding = {2, 2}}},
+};
+
+static tg_tensor **conv_inputs(const conv_case *c, tg_rng *rng, tg_tensor **in, conv_ctx *ctx)
+{
+    in[0] = param_f64(rng, 4, c->x);
+    in[1] = param_f64(rng, 4, c->w);
+    in[2] = c->bias ? param_f64(rng, TG_SHAPE(c->w[0])) : NULL;
+    ctx->opts = c->opts;
+    tg_tensor *y = tg_conv2d(in[0], in[1], in[2], &c->opts);
+    ctx->r = tg_rand_normal(TG_F64, y->ndim, y->shape, 0, 1, rng);
+    tg_tape_reset();
+    return in;
+}
+
+static void test_conv_gradcheck(void **state)
+{
+    (void)state;
+    tg_rng rng;
+    tg_rng_seed(&rng, 3);
+    for (size_t k = 0; k < sizeof conv_cases / sizeof *conv_cases; k++) {
+        const conv_case *c = &conv_cases[k];
+        tg_tensor *in[3];
+        conv_ctx ctx = {.square = false};
+        conv_inputs(c, &rng, in, &ctx);
+        expect_gradcheck(conv_loss, in, c->bias ? 3 : 2, &ctx, "tg_conv2d %s", c->label);
+        ctx.square = true;
+        if (k % 3 == 0) expect_gradgradcheck(conv_loss, in, c->bias ? 3 : 2, &ctx, c->label);
+        tg_free(in[0]), tg_free(in[1]), tg_free(in[2]), tg_free(ctx.r);
+    }
+}
+
+static void test_conv_errors(void **state)
+{
+    (void)state;
+    tg_tensor *x = tg_zeros(TG_F32, TG_SHAPE(2, 4, 5, 5));
+    tg_tensor *w = tg_zeros(TG_F32, TG_SHAPE(3, 4, 3, 3));
+    tg_tensor *w2 = tg_zeros(TG_F32, TG_SHAPE(3, 2, 3, 3));
+    tg_tensor *big = tg_zeros(TG_F32, TG_SHAPE(3, 4, 7, 7));
+    tg_tensor *x3 = tg_zeros(TG_F32, TG_SHAPE(4, 5, 5));
+    tg_tensor *b = tg_zeros(TG_F32, TG_SHAPE(4));
+    tg_tensor *xd = tg_zeros(TG_F64, TG_SHAPE(2, 4, 5, 5));
+    EXPECT_ERROR("tg_conv2d: expected input [N, C, H, W]", tg_conv2d(x3, w, NULL, NULL));
+    EXPECT_ERROR("[2, 4, 5, 5] f32 and weight [3, 2, 3, 3] f32 do not fit groups = 1",
+                 tg_conv2d(x, w2, NULL, NULL));
+    EXPECT_ERROR("do not fit groups = 2", tg_conv2d(x, w2, NULL, &(tg_conv2d_opts){.groups = 2}));
+    EXPECT_ERROR("kernel [3, 4, 7, 7] f32 (dilation 1x1) does not fit input [2, 4, 5, 5]",
+                 tg_conv2d(x, big, NULL, NULL));
+    EXPECT_ERROR("does not fit", tg_conv2d(x, w, NULL, &(tg_conv2d_opts){.dilation = {3, 1}}));
+    EXPECT_ERROR("bias [4] f32 does not match weight [3, 4, 3, 3] f32 (expected [3])",
+                 tg_conv2d(x, w, b, NULL));
+    EXPECT_ERROR("stride -1x1", tg_conv2d(x, w, NULL, &(tg_conv2d_opts){.stride = {-1, 1}}));
+    EXPECT_ERROR("padding 0x-2", tg_conv2d(x, w, NULL, &(tg_conv2d_opts){.padding = {0, -2}}));
+    EXPECT_ERROR("tg_conv2d", tg_conv2d(xd, w, NULL, NULL));
+    tg_free(x), tg_free(w), tg_free(w2), tg_free(big), tg_free(x3), tg_free(b), tg_free(xd);
+}
+
+/* ---- pooling against PyTorch ---- */
+
+static const int64_t pool_shape[4] = {2, 2, 7, 6};
+
+static void test_pool_vs_torch(void **state)
+{
+    (void)state;
+    for (int k = 0; k < 2; k++) {
+        tg_dtype dt = k ? TG_F32 : TG_F64;
+        tg_tensor *x = fixture(dt, pool_x, 4, pool_shape);
+        tg_tensor *y = tg_max_pool2d(x, &(tg_pool2d_opts){.kernel = {3, 3}, .stride = {2, 2},
+                                                          .padding = {1, 1}});
+        assert_int_equal(y->shape[2], 4);
+        assert_int_equal(y->shape[3], 3);
+        expect_fixture(y, maxpool_y, LEN(maxpool_y), dt);
+        expect_fixture(tg_max_pool2d(x, &(tg_pool2d_opts){.kernel = {2, 2}}), maxpool_k2_y,
+                       LEN(maxpool_k2_y), dt);
+        expect_fixture(tg_avg_pool2d(x, &(tg_pool2d_opts){.kernel = {3, 3}, .stride = {2, 2},
+                                                          .padding = {1, 1}}),
+                       avgpool_y, LEN(avgpool_y), dt);
+        expect_fixture(tg_avg_pool2d(x, &(tg_pool2d_opts){.kernel = {3, 2}, .stride = {2, 1},
+                                                          .padding = {1, 1},
+                                                          .exclude_padding = true}),
+                       avgpool_excl_y, LEN(avgpool_excl_y), dt);
+        tg_tensor *a = tg_adaptive_avg_pool2d(x, 3, 4);
+        assert_int_equal(a->shape[2], 3);
+        assert_int_equal(a->shape[3], 4);
+        expect_fixture(a, adaptive_y, LEN(adaptive_y), dt);
+        expect_fixture(tg_adaptive_avg_pool2d(x, 9, 5), adaptive_up_y, LEN(adaptive_up_y), dt);
+        tg_tape_reset();
+        tg_free(x);
+    }
+}
+
+/* A tie goes to the first element; a NaN anywhere in the window is the result. */
+static void test_max_pool_ties_nan(void **state)
+{
+    (void)state;
+    tg_tensor *x = tg_set_requires_grad(
+        tg_from_data(TG_F64, TG_SHAPE(1, 1, 2, 4), (double[]){3, 3, 1, NAN, 3, 2, 0, 5}), true);
+    tg_tensor *y = tg_max_pool2d(x, &(tg_pool2d_opts){.kernel = {2, 2}});
+    assert_near(tg_get_flat(y, 0), 3, 0);
+    assert_true(isnan(tg_get_flat(y, 1)));
+    tg_backward(tg_sum(tg_mul_scalar(tg_narrow(tg_reshape(y, TG_SHAPE(2)), 0, 0, 1), 2)));
+    expect_values(x->grad, (double[]){2, 0, 0, 0, 0, 0, 0, 0}, 8, 0);
+    tg_tape_reset();
+    /* padding is -inf, never the maximum, even of all-negative windows */
+    tg_tensor *neg = tg_full(TG_F32, TG_SHAPE(1, 1, 3, 3), -7);
+    tg_tensor *p = tg_max_pool2d(neg, &(tg_pool2d_opts){.kernel = {3, 3}, .stride = {1, 1},
+                                                        .padding = {1, 1}});
+    for (int64_t i = 0; i < p->numel; i++) assert_near(tg_get_flat(p, i), -7, 0);
+    tg_tape_reset();
+    tg_free(x), tg_free(neg);
+}
+
+/* ---- pooling gradient checks ---- */
+
+typedef struct {
+    const char *label;
+    int kind;          /* 0 max, 1 avg, 2 adaptive */
+    int64_t x[4];
+    tg_pool2d_opts opts;
+    int64_t out_h, out_w;
+} pool_case;
+
+static tg_tensor *apply_pool(tg_tensor *x, void *ctx)
+{
+    const pool_case *c = ctx;
+    if (c->kind == 0) return tg_max_pool2d(x, &c->opts);
+    if (c->kind == 1) return tg_avg_pool2d(x, &c->opts);
+    return tg_adaptive_avg_pool2d(x, c->out_h, c->out_w);
+}
+
+static const pool_case pool_cases[] = {
+    {.label = "tg_max_pool2d 2x2", .kind = 0, .x = {2, 3, 6, 4}, .opts = {.kernel = {2, 2}}},
+    {.label = "tg_max_pool2d 3x3 stride 2 pad 1 (overlapping)", .kind = 0, .x = {1, 2, 7, 5},
+     .opts = {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}}},
+    {.label = "tg_max_pool2d 3x2 stride 1x3 pad 1x0", .kind = 0, .x = {2, 1, 5, 8},
+     .opts = {.kernel = {3, 2}, .stride = {1, 3}, .padding = {1, 0}}},
+    {.label = "tg_avg_pool2d 2x2", .kind = 1, .x = {2, 3, 6, 4}, .opts = {.kernel = {2, 2}}},
+    {.label = "tg_avg_pool2d 3x3 stride 2 pad 1", .kind = 1, .x = {1, 2, 7, 5},
+     .opts = {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}}},
+    {.label = "tg_avg_pool2d 3x2 stride 2x1 pad 1, exclude padding", .kind = 1, .x = {2, 1, 5, 6},
+     .opts = {.kernel = {3, 2}, .stride = {2, 1}, .padding = {1, 1}, .exclude_padding = true}},
+    {.label = "tg_adaptive_avg_pool2d 7x5 -> 3x2", .kind = 2, .x = {2, 2, 7, 5},
+     .out_h = 3, .out_w = 2},
+    {.label = "tg_adaptive_avg_pool2d 4x3 -> 6x5 (overlapping)", .kind = 2, .x = {1, 2, 4, 3},
+     .out_h = 6, .out_w = 5},
+    {.label = "tg_adaptive_avg_pool2d to 1x1", .kind = 2, .x = {2, 3, 3, 4},
+     .out_h = 1, .out_w = 1},
+};
+
+typedef struct {
+    const pool_case *c;
+    tg_tensor *r;
+} pool_ctx;
+
+static tg_tensor *pool_loss_sq(tg_tensor **in, int n, void *pctx)
+{
+    pool_ctx *p = pctx;
+    return tg_sum(tg_mul(tg_square(apply_pool(in[0], (void *)p->c)), p->r));
+}
+
+static void test_pool_gradcheck(void **state)
+{
+    (void)state;
+    tg_rng rng;
+    tg_rng_seed(&rng, 5);
+    for (size_t k = 0; k < sizeof pool_cases / sizeof *pool_cases; k++) {
+        const pool_case *c = &pool_cases[k];
+        tg_tensor *x = param_f64(&rng, 4, c->x);
+        expect_gradcheck_op(apply_pool, (void *)c, x, "%s", c->label);
+        tg_tensor *y = apply_pool(x, (void *)c);
+        pool_ctx p = {c, tg_rand_normal(TG_F64, y->ndim, y->shape, 0, 1, &rng)};
+        tg_tape_reset();
+        expect_gradgradcheck(pool_loss_sq, &x, 1, &p, c->label);
+        tg_free(x), tg_free(p.r);
+    }
+}
+
+static void test_pool_errors(void **state)
+{
+    (void)state;
+    tg_tensor *x = tg_zeros(TG_F32, TG_SHAPE(1, 2, 4, 4));
+    tg_tensor *x2 = tg_zeros(TG_F32, TG_SHAPE(4, 4));
+    EXPECT_ERROR("tg_max_pool2d: expected input [N, C, H, W], got [4, 4] f32",
+                 tg_max_pool2d(x2, &(tg_pool2d_opts){.kernel = {2, 2}}));
+    EXPECT_ERROR("tg_max_pool2d: options are required", tg_max_pool2d(x, NULL));
+    EXPECT_ERROR("tg_avg_pool2d: kernel 0x2",
+                 tg_avg_pool2d(x, &(tg_pool2d_opts){.kernel = {0, 2}}));
+    EXPECT_ERROR("padding 2x0 between 0 and half the kernel",
+                 tg_max_pool2d(x, &(tg_pool2d_opts){.kernel = {3, 3}, .padding = {2, 0}}));
+    EXPECT_ERROR("tg_avg_pool2d: kernel 5x5 does not fit input [1, 2, 4, 4] f32",
+                 tg_avg_pool2d(x, &(tg_pool2d_opts){.kernel = {5, 5}}));
+    EXPECT_ERROR("tg_adaptive_avg_pool2d: output 0x3", tg_adaptive_avg_pool2d(x, 0, 3));
+    EXPECT_ERROR("tg_adaptive_avg_pool2d: expected input", tg_adaptive_avg_pool2d(x2, 1, 1));
+    tg_free(x), tg_free(x2);
+}
+
+/* ---- flatten ---- */
+
+typedef struct {
+    int start, end;
+} flatten_arg;
+
+static tg_tensor *apply_flatten(tg_tensor *x, void *ctx)
+{
+    const flatten_arg *a = ctx;
+    return tg_flatten(x, a->start, a->end);
+}
+
+static void test_flatten(void **state)
+{
+    (void)state;
+    tg_tensor *x = tg_arange(TG_F32, 0, 120, 1);
+    tg_tensor *x4 = tg_reshape(x, TG_SHAPE(2, 3, 4, 5));
+    tg_tensor *f = tg_flatten(x4, 1, -1);
+    assert_int_equal(f->ndim, 2);
+    assert_int_equal(f->shape[0], 2);
+    assert_int_equal(f->shape[1], 60);
+    assert_near(tg_get_flat(f, 77), 77, 0);
+    tg_tensor *m = tg_flatten(x4, 1, 2);
+    assert_int_equal(m->ndim, 3);
+    assert_int_equal(m->shape[1], 12);
+    assert_int_equal(m->shape[2], 5);
+    assert_int_equal(tg_flatten(x4, 0, -1)->ndim, 1);
+    assert_int_equal(tg_flatten(x4, 2, 2)->ndim, 4);
+    EXPECT_ERROR("tg_flatten: start axis 2 comes after end axis 1 of [2, 3, 4, 5] f32",
+                 tg_flatten(x4, 2, 1));
+    x4 = tg_reshape(x, TG_SHAPE(2, 3, 4, 5));
+    EXPECT_ERROR("tg_flatten", tg_flatten(x4, 1, 4));
+    tg_tape_reset();
+    tg_free(x);
+
+    tg_rng rng;
+    tg_rng_seed(&rng, 8);
+    tg_tensor *p = param_f64(&rng, TG_SHAPE(2, 3, 2, 2));
+    flatten_arg args[] = {{1, -1}, {0, 2}, {-2, -1}};
+    for (int k = 0; k < 3; k++)
+        expect_gradcheck_op(apply_flatten, &args[k], p, "tg_flatten %d..%d", args[k].start,
+                            args[k].end);
+    tg_free(p);
+}
+
+/* ---- batch norm ---- */
+
+typedef struct {
+    const double *x, *w, *b, *rm0, *rv0, *train_y, *rm1, *rv1, *eval_y;
+    int64_t n, C;
+    int ndim;
+    int64_t shape[4];
+} bn_fixture;
+
+#define BN_FIXTURE(name, ND, ...)                                                              \
+    {name##_x, name##_w, name##_b, name##_rm0, name##_rv0, name##_train_y, name##_rm1,         \
+     name##_rv1, name##_eval_y, LEN(name##_x), LEN(name##_w), ND, {__VA_ARGS__}}
+
+static void check_bn_fixture(const bn_fixture *f, tg_dtype dt)
+{
+    tg_tensor *x = fixture(dt, f->x, f->ndim, f->shape);
+    tg_tensor *w = fixture(dt, f->w, TG_SHAPE(f->C)), *b = fixture(dt, f->b, TG_SHAPE(f->C));
+    tg_tensor *rm = fixture(dt, f->rm0, TG_SHAPE(f->C));
+    tg_tensor *rv = fixture(dt, f->rv0, TG_SHAPE(f->C));
+    expect_fixture(tg_batch_norm(x, w, b, rm, rv, true, 0.1, 1e-5), f->train_y, f->n, dt);
+    expect_fixture(rm, f->rm1, f->C, dt);
+    expect_fixture(rv, f->rv1, f->C, dt);
+    expect_fixture(tg_batch_norm(x, w, b, rm, rv, false, 0.1, 1e-5), f->eval_y, f->n, dt);
+    expect_fixture(rm, f->rm1, f->C, dt); /* evaluation leaves the running statistics alone */
+    expect_fixture(rv, f->rv1, f->C, dt);
+    /* no running statistics: batch statistics in either mode, nothing to update */
+    expect_fixture(tg_batch_norm(x, w, b, NULL, NULL, false, 0.1, 1e-5), f->train_y, f->n, dt);
+    tg_tape_reset();
+    tg_free(x), tg_free(w), tg_free(b), tg_free(rm), tg_free(rv);
+}
+
+static void test_batch_norm_vs_torch(void **state)
+{
+    (void)state;
+    const bn_fixture f[] = {BN_FIXTURE(bn4, 4, 3, 2, 3, 2), BN_FIXTURE(bn2, 2, 5, 3)};
+    for (int k = 0; k < 2; k++) {
+        check_bn_fixture(&f[k], TG_F64);
+        check_bn_fixture(&f[k], TG_F32);
+    }
+}
+
+/* Momentum 1 makes the running statistics the last batch's: mean and unbiased variance. */
+static void test_batch_norm_running_stats(void **state)
+{
+    (void)state;
+    tg_tensor *x = tg_from_data(TG_F64, TG_SHAPE(4, 1), (double[]){1, 2, 3, 6});
+    tg_tensor *rm = tg_zeros(TG_F64, TG_SHAPE(1)), *rv = tg_ones(TG_F64, TG_SHAPE(1));
+    tg_tensor *y = tg_batch_norm(x, NULL, NULL, rm, rv, true, 1.0, 0);
+    assert_near(tg_get_flat(rm, 0), 3, 1e-15);
+    assert_near(tg_get_flat(rv, 0), 14.0 / 3, 1e-14);          /* Σ(x - 3)² / (n - 1) */
+    assert_near(tg_get_flat(y, 3), 3 / sqrt(3.5), 1e-14);       /* biased variance 14/4 */
+    tg_batch_norm(x, NULL, NULL, rm, rv, true, 0.25, 0);
+    assert_near(tg_get_flat(rm, 0), 3, 1e-15);
+    assert_near(tg_get_flat(rv, 0), 14.0 / 3, 1e-14);
+    tg_tensor *e = tg_batch_norm(x, NULL, NULL, rm, rv, false, 0.25, 0);
+    assert_near(tg_get_flat(e, 0), (1 - 3) / sqrt(14.0 / 3), 1e-14);
+    tg_tape_reset();
+    tg_free(x), tg_free(rm), tg_free(rv);
+}
+
+typedef struct {
+    bool training, affine, bias_only;
+    tg_tensor *rm, *rv, *r;
+    bool square;
+} bn_ctx;
+
+static tg_tensor *bn_loss(tg_tensor **in, int n, void *pctx)
+{
+    bn_ctx *c = pctx;
+    tg_tensor *w = c->affine && !c->bias_only ? in[1] : NULL;
+    tg_tensor *b = c->bias_only ? in[1] : c->affine ? in[2] : NULL;
+    tg_tensor *y = tg_batch_norm(in[0], w, b, c->rm, c->rv, c->training, 0.1, 1e-5);
+    return tg_sum(tg_mul(c->square ? tg_square(y) : y, c->r));
+}
+
+static void test_batch_norm_gradcheck(void **state)
+{
+    (void)state;
+    tg_rng rng;
+    tg_rng_seed(&rng, 9);
+    const int64_t shapes[][4] = {{3, 2, 3, 2}, {5, 3, 0, 0}, {1, 2, 2, 3}, {4, 2, 1, 1}};
+    const int ndims[] = {4, 2, 4, 4};
+    for (int k = 0; k < 4; k++) {
+        int64_t C = shapes[k][1];
+        tg_tensor *in[3] = {param_f64(&rng, ndims[k], shapes[k]), param_f64(&rng, TG_SHAPE(C)),
+                            param_f64(&rng, TG_SHAPE(C))};
+        tg_tensor *rm = tg_rand_normal(TG_F64, TG_SHAPE(C), 0, 1, &rng);
+        tg_tensor *rv = tg_rand_uniform(TG_F64, TG_SHAPE(C), 0.5, 2, &rng);
+        bn_ctx c = {.r = tg_rand_normal(TG_F64, ndims[k], shapes[k], 0, 1, &rng)};
+        char shape[64];
+        tg_shape_str(in[0], shape, sizeof shape);
+        for (int mode = 0; mode < 4; mode++) {
+            c.training = mode != 1;
+            c.affine = mode != 2;
+            c.bias_only = mode == 3;
+            c.rm = mode == 0 || mode == 1 ? rm : NULL;
+            c.rv = c.rm ? rv : NULL;
+            int n = c.bias_only ? 2 : c.affine ? 3 : 1;
+            tg_tensor *bias_only[2] = {in[0], in[2]}, **inputs = c.bias_only ? bias_only : in;
+            const char *what[] = {"training, running stats", "evaluation", "training, no affine",
+                                  "training, bias only"};
+            c.square = false;
+            expect_gradcheck(bn_loss, inputs, n, &c, "tg_batch_norm %s %s", what[mode], shape);
+            c.square = true;
+            if (k < 2 || mode == 1)
+                expect_gradgradcheck(bn_loss, inputs, n, &c, "tg_batch_norm second order");
+        }
+        tg_free(in[0]), tg_free(in[1]), tg_free(in[2]);
+        tg_free(rm), tg_free(rv), tg_free(c.r);
+    }
+}
+
+static void test_batch_norm_errors(void **state)
+{
+    (void)state;
+    tg_tensor *x = tg_zeros(TG_F32, TG_SHAPE(4, 3, 2, 2));
+    tg_tensor *w2 = tg_ones(TG_F32, TG_SHAPE(2)), *w3 = tg_ones(TG_F32, TG_SHAPE(3));
+    tg_tensor *wd = tg_ones(TG_F64, TG_SHAPE(3)), *v = tg_zeros(TG_F32, TG_SHAPE(3));
+    tg_tensor *one = tg_zeros(TG_F32, TG_SHAPE(1, 3, 1, 1));
+    EXPECT_ERROR("tg_batch_norm: weight [2] f32 does not match input [4, 3, 2, 2] f32 "
+                 "(expected [3] f32)", tg_batch_norm(x, w2, NULL, NULL, NULL, true, 0.1, 1e-5));
+    EXPECT_ERROR("tg_batch_norm: bias [3] f64",
+                 tg_batch_norm(x, w3, wd, NULL, NULL, true, 0.1, 1e-5));
+    EXPECT_ERROR("running_var [2] f32", tg_batch_norm(x, w3, w3, v, w2, true, 0.1, 1e-5));
+    EXPECT_ERROR("give both running_mean and running_var",
+                 tg_batch_norm(x, NULL, NULL, v, NULL, false, 0.1, 1e-5));
+    EXPECT_ERROR("expected input [N, C] or [N, C, ...], got [3] f32",
+                 tg_batch_norm(w3, NULL, NULL, NULL, NULL, true, 0.1, 1e-5));
+    EXPECT_ERROR("more than one value per channel, input [1, 3, 1, 1] f32 has 1",
+                 tg_batch_norm(one, NULL, NULL, v, w3, true, 0.1, 1e-5));
+    tg_batch_norm(one, NULL, NULL, v, w3, false, 0.1, 1e-5); /* evaluation of one value is fine */
+    tg_tape_reset();
+    tg_free(x), tg_free(w2), tg_free(w3), tg_free(wd), tg_free(v), tg_free(one);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conv_vs_torch),
+        cmocka_unit_test(test_conv_gradcheck),
+        cmocka_unit_test(test_conv_errors),
+        cmocka_unit_test(test_pool_vs_torch),
+        cmocka_unit_test(test_max_pool_ties_nan),
+        cmocka_unit_test(test_pool_gradcheck),
+        cmocka_unit_test(test_pool_errors),
+        cmocka_unit_test(test_flatten),
+        cmocka_unit_test(test_batch_norm_vs_torch),
+        cmocka_unit_test(test_batch_norm_running_stats),
+        cmocka_unit_test(test_batch_norm_gradcheck),
+        cmocka_unit_test(test_batch_norm_errors),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    check_summary();
+    return failed;
+}
