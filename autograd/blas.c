@@ -51,6 +51,7 @@ static char info[256];
 static pthread_mutex_t info_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static atomic_bool info_ready; /* info_base written (BLIS initialised) */
+static bool sup_reads_past_a; /* the kernels chosen have the A over-read of last_row_apart() */
 
 static void update_info(void) {
     if (!atomic_load(&info_ready)) return; /* init() writes it once BLIS is up */
@@ -120,6 +121,9 @@ static void init(void) {
     bli_init();
     if (set_here) unsetenv("BLIS_ARCH_TYPE"); /* do not leak our choice into child processes */
     bli_error_checking_level_set(BLIS_NO_ERROR_CHECKING); /* tapegrad checks shapes itself */
+    arch_t arch = bli_arch_query_id();
+    sup_reads_past_a = arch == BLIS_ARCH_HASWELL || arch == BLIS_ARCH_ZEN ||
+                       arch == BLIS_ARCH_ZEN2 || arch == BLIS_ARCH_ZEN3;
 
     const char *variant = bli_info_get_enable_openmp()     ? "openmp"
                           : bli_info_get_enable_pthreads() ? "pthreads"
@@ -174,6 +178,30 @@ static bool is_one(const gemm_job *j, const void *x) {
     return j->f64 ? *(const double *)x == 1 : *(const float *)x == 1;
 }
 
+/* BLIS 0.9.0's small-matrix ("sup") kernels of the haswell family (haswell, zen, zen2, zen3)
+ * read past the end of A in one case: f32, A stored by rows and op(B) by columns (the "rd"
+ * kernels) and K % 8 != 0. The one-row edge kernel bli_sgemmsup_rd_haswell_asm_1x16n also loads
+ * the next row of A in its k % 8 loop, so a product whose last row falls to that kernel reads up
+ * to one row stride past A's last element. A row has no size bound, so no padding can cover it:
+ * such a product runs its last row apart, through gemv, which reads exactly; the rows above read
+ * at most the last row, which exists. (The other over-read, of C, is bounded: see blas.h.) */
+static bool last_row_apart(const gemm_job *j) {
+    return sup_reads_past_a && !j->f64 && j->csa == 1 && j->rsb == 1 && j->k % 8 != 0;
+}
+
+static void run_serial(const gemm_job *j);
+
+static void run_last_row_apart(const gemm_job *j) {
+    size_t es = sizeof(float);
+    gemm_job top = *j, last = *j;
+    top.m = j->m - 1;
+    last.m = 1;
+    last.a = (const char *)j->a + (j->m - 1) * j->rsa * es;
+    last.c = (char *)j->c + (j->m - 1) * j->rsc * es;
+    run_serial(&top);
+    run_serial(&last);
+}
+
 /* M = 1 and N = 1 go to gemv, K = 1 to ger: BLIS's gemm costs 0.3-12 us more on them. */
 static void run_serial(const gemm_job *j) {
     if (j->m == 0 || j->n == 0) return;
@@ -192,6 +220,8 @@ static void run_serial(const gemm_job *j) {
                  P(j->beta), j->c, j->rsc, j->csc);
         BLIS(j, ger, BLIS_NO_CONJUGATE, BLIS_NO_CONJUGATE, j->m, j->n, P(j->alpha), P(j->a),
              j->rsa, P(j->b), j->csb, j->c, j->rsc, j->csc);
+    } else if (last_row_apart(j)) {
+        run_last_row_apart(j);
     } else {
         BLIS(j, gemm, BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, j->m, j->n, j->k, P(j->alpha),
              P(j->a), j->rsa, j->csa, P(j->b), j->rsb, j->csb, P(j->beta), j->c, j->rsc, j->csc);
