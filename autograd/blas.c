@@ -52,6 +52,7 @@ static pthread_mutex_t info_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static atomic_bool info_ready; /* info_base written (BLIS initialised) */
 static bool sup_reads_past_a; /* the kernels chosen have the A over-read of last_row_apart() */
+static cntx_t *blis_context;  /* its small-matrix thresholds tell which products use those kernels */
 
 static void update_info(void) {
     if (!atomic_load(&info_ready)) return; /* init() writes it once BLIS is up */
@@ -124,6 +125,7 @@ static void init(void) {
     arch_t arch = bli_arch_query_id();
     sup_reads_past_a = arch == BLIS_ARCH_HASWELL || arch == BLIS_ARCH_ZEN ||
                        arch == BLIS_ARCH_ZEN2 || arch == BLIS_ARCH_ZEN3;
+    blis_context = bli_gks_query_cntx();
 
     const char *variant = bli_info_get_enable_openmp()     ? "openmp"
                           : bli_info_get_enable_pthreads() ? "pthreads"
@@ -180,13 +182,19 @@ static bool is_one(const gemm_job *j, const void *x) {
 
 /* BLIS 0.9.0's small-matrix ("sup") kernels of the haswell family (haswell, zen, zen2, zen3)
  * read past the end of A in one case: f32, A stored by rows and op(B) by columns (the "rd"
- * kernels) and K % 8 != 0. The one-row edge kernel bli_sgemmsup_rd_haswell_asm_1x16n also loads
- * the next row of A in its k % 8 loop, so a product whose last row falls to that kernel reads up
- * to one row stride past A's last element. A row has no size bound, so no padding can cover it:
- * such a product runs its last row apart, through gemv, which reads exactly; the rows above read
- * at most the last row, which exists. (The other over-read, of C, is bounded: see blas.h.) */
+ * kernels), K % 8 != 0, and M % 3 == 1. Their n-loop kernel splits M into 6-row blocks and an
+ * edge of 3 + 1, 2 + 1 or 1 rows; its one-row edge (bli_sgemmsup_rd_haswell_asm_1x16n) also
+ * loads the next row of A in its k % 8 loop, so that product reads up to one row stride past A's
+ * last element. A row has no size bound, so no padding covers it: the last row runs apart,
+ * through gemv, which reads exactly, and the M - 1 rows above ((M - 1) % 3 == 0: no one-row
+ * edge) stay one BLIS call. Products above the small-matrix thresholds (either orientation, in
+ * case BLIS swaps M and N) are packed, which reads exactly. (The other over-read, of C, is
+ * bounded: see blas.h.) */
 static bool last_row_apart(const gemm_job *j) {
-    return sup_reads_past_a && !j->f64 && j->csa == 1 && j->rsb == 1 && j->k % 8 != 0;
+    return sup_reads_past_a && !j->f64 && j->csa == 1 && j->rsb == 1 && j->k % 8 != 0 &&
+           j->m % 3 == 1 &&
+           (bli_cntx_l3_sup_thresh_is_met(BLIS_FLOAT, j->m, j->n, j->k, blis_context) ||
+            bli_cntx_l3_sup_thresh_is_met(BLIS_FLOAT, j->n, j->m, j->k, blis_context));
 }
 
 static void run_serial(const gemm_job *j);
