@@ -182,9 +182,10 @@ static bool is_one(const gemm_job *j, const void *x) {
 
 /* BLIS 0.9.0's small-matrix ("sup") kernels of the haswell family (haswell, zen, zen2, zen3)
  * read past the end of A in one case: f32, A stored by rows and op(B) by columns (the "rd"
- * kernels), K % 8 != 0, and M % 3 == 1. Their n-loop kernel splits M into 6-row blocks and an
- * edge of 3 + 1, 2 + 1 or 1 rows; its one-row edge (bli_sgemmsup_rd_haswell_asm_1x16n) also
- * loads the next row of A in its k % 8 loop, so that product reads up to one row stride past A's
+ * kernels), K % 8 != 0, M % 3 == 1, and the n-loop variant, which BLIS picks when C has more
+ * 16-column blocks than 6-row ones (M / 6 < N / 16). That variant splits M into 6-row blocks and
+ * an edge of 3 + 1, 2 + 1 or 1 rows; its one-row edge (bli_sgemmsup_rd_haswell_asm_1x16n) also
+ * loads the next row of A in its k % 8 loop, so the product reads up to one row stride past A's
  * last element. A row has no size bound, so no padding covers it: the last row runs apart,
  * through gemv, which reads exactly, and the M - 1 rows above ((M - 1) % 3 == 0: no one-row
  * edge) stay one BLIS call. Products above the small-matrix thresholds (either orientation, in
@@ -192,7 +193,7 @@ static bool is_one(const gemm_job *j, const void *x) {
  * bounded: see blas.h.) */
 static bool last_row_apart(const gemm_job *j) {
     return sup_reads_past_a && !j->f64 && j->csa == 1 && j->rsb == 1 && j->k % 8 != 0 &&
-           j->m % 3 == 1 &&
+           j->m % 3 == 1 && j->m / 6 < j->n / 16 &&
            (bli_cntx_l3_sup_thresh_is_met(BLIS_FLOAT, j->m, j->n, j->k, blis_context) ||
             bli_cntx_l3_sup_thresh_is_met(BLIS_FLOAT, j->n, j->m, j->k, blis_context));
 }
