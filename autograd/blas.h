@@ -6,11 +6,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Readable bytes every tapegrad allocation keeps after its end (autograd/alloc.c), because with
- * beta != 0 BLIS 0.9.0's haswell-family small-matrix kernels read past the end of C: their
- * 2-column edge kernel loads 4 floats of each row where it keeps 2 (8 bytes past the last
- * element at most; docs/blas.md). So C must be tapegrad-allocated (or as padded); A and B may be
- * any buffer, borrowed ones included: the one over-read of A is avoided in autograd/blas.c. */
+/* Readable bytes every tapegrad allocation keeps after its end (autograd/alloc.c): a margin for
+ * BLIS kernels that read a little past an operand. The ones measured here (docs/blas.md) are
+ * handled in autograd/blas.c for any buffer, so A, B and C may be anyone's memory; the margin
+ * covers kernel sets this project's machines cannot run. */
 #define TG__BLAS_TAIL_BYTES 64
 
 void tg__gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,

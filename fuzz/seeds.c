@@ -1,6 +1,7 @@
 /* Writes the seed corpora fuzz/corpus/<target>/ (`make fuzz-seeds`): small valid files of every
  * format, made with tapegrad's own writers where it has one, so the fuzzers start from inputs
  * that get past the first checks. Run from the repository root. */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,11 +132,12 @@ static void tapegrad_writer_seeds(void) {
     if (st == TG_OK) st = tg_checkpoint_save(seed_path("checkpoint", "sgd_rng"), model, opt, &rng);
     if (st == TG_OK) st = tg_checkpoint_save(seed_path("checkpoint", "model_only"), model, NULL, NULL);
 
+    static const char *const columns[] = {"epoch", "train_loss", "valid_loss", "valid_acc"};
     tg_metrics_log *log = NULL;
     if (st == TG_OK)
-        st = tg_metrics_log_open(&log, seed_path("metrics_csv", "written"), NULL, NULL);
+        st = tg_metrics_log_open(&log, seed_path("metrics_csv", "written"), NULL, 4, columns);
     for (int e = 1; e <= 3 && st == TG_OK; e++)
-        st = tg_metrics_log_write(log, &(tg_epoch_metrics){e, 1.0 / e, 1.5 / e, 0.3 * e, 0.1, NULL});
+        st = tg_metrics_log_write(log, (double[]){e, 1.0 / e, 1.5 / e, e < 3 ? 0.3 * e : NAN});
     if (st == TG_OK) st = tg_metrics_log_close(log);
     if (st != TG_OK) fprintf(stderr, "seeds: %s\n", tg_status_message()), exit(1);
     tg_free(x), tg_free(w), tg_free(bias);

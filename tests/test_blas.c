@@ -1,8 +1,8 @@
 /* tg__gemm_f32/f64 against a naive triple loop in double: every transpose combination, odd and
  * degenerate shapes (the gemv and empty paths), padded row strides, beta = 0 over NaN (must
  * overwrite), beta = 1 accumulation, and the threaded split against one thread. Then guard pages:
- * no product reads past A or B, nor past C's TG__BLAS_TAIL_BYTES, with every BLIS kernel set this
- * CPU runs (each in a child process, since BLIS fixes its kernels once per process). */
+ * no product reads past A, B or C, with every BLIS kernel set this CPU runs (each in a child
+ * process, since BLIS fixes its kernels once per process). */
 #define _GNU_SOURCE /* malloc_usable_size */
 #include <stdarg.h>
 #include <stddef.h>
@@ -43,14 +43,14 @@ static double *random_buf(int64_t n, unsigned *seed) {
 static double *run_case(const gemm_case *t, bool f64, const double *A, const double *B,
                         const double *C0, int64_t lda, int64_t ldb, int64_t ldc, int64_t na,
                         int64_t nb, int64_t nc) {
-    double *out = malloc((size_t)nc * sizeof *out + TG__BLAS_TAIL_BYTES);
+    double *out = malloc((size_t)(nc ? nc : 1) * sizeof *out);
     if (f64) {
         memcpy(out, C0, (size_t)nc * sizeof *out);
         tg__gemm_f64(t->ta, t->tb, t->m, t->n, t->k, t->alpha, A, lda, B, ldb, t->beta, out, ldc);
         return out;
     }
     float *a = malloc((size_t)(na + 1) * 4), *b = malloc((size_t)(nb + 1) * 4);
-    float *c = malloc((size_t)nc * 4 + TG__BLAS_TAIL_BYTES);
+    float *c = malloc((size_t)(nc + 1) * 4);
     for (int64_t i = 0; i < na; i++) a[i] = (float)A[i];
     for (int64_t i = 0; i < nb; i++) b[i] = (float)B[i];
     for (int64_t i = 0; i < nc; i++) c[i] = (float)C0[i];
@@ -210,7 +210,7 @@ static void test_info(void **state) {
 
 
 /* ---- guard pages ------------------------------------------------------------------------------
- * Each operand ends exactly where an inaccessible page begins (C: TG__BLAS_TAIL_BYTES before it),
+ * Each operand ends exactly where an inaccessible page begins,
  * so any read past it faults; the handler records the address and jumps back, and the sweep names
  * the shape and the operand. Values are irrelevant here (the pages are zero); the tests above
  * check them. */
@@ -255,7 +255,7 @@ static int guarded_product(bool f64, bool ta, bool tb, int64_t m, int64_t n, int
     int64_t lda = ta ? m : k, ldb = tb ? k : n;
     size_t bytes[3] = {(size_t)(m * k) * es, (size_t)(k * n) * es, (size_t)(m * n) * es};
     char *a = guarded_at(&guard_a, bytes[0], 0), *b = guarded_at(&guard_b, bytes[1], 0);
-    char *c = guarded_at(&guard_c, bytes[2], TG__BLAS_TAIL_BYTES);
+    char *c = guarded_at(&guard_c, bytes[2], 0);
     if (sigsetjmp(guard_jump, 1) == 0) {
         if (f64)
             tg__gemm_f64(ta, tb, m, n, k, 1.0, (double *)a, lda, (double *)b, ldb, 1.0,
@@ -357,7 +357,7 @@ static void test_no_read_past_operands(void **state) {
     }
 }
 
-/* Every allocation keeps the tail BLIS may read past C (sizes around the 64-byte rounding). */
+/* Every allocation keeps its margin for BLIS (sizes around the 64-byte rounding). */
 static void test_allocation_tail(void **state) {
     (void)state;
     static const size_t sizes[] = {1, 8, 63, 64, 65, 4096, 100000, 1 << 20};
