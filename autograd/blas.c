@@ -52,7 +52,7 @@ static pthread_mutex_t info_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static atomic_bool info_ready; /* info_base written (BLIS initialised) */
 static bool sup_reads_past_end; /* the kernels chosen read past operands: run_last_row_apart */
-static cntx_t *blis_context;  /* its small-matrix thresholds tell which products use those kernels */
+static cntx_t *blis_context; /* its small-matrix thresholds: which products use those kernels */
 
 static void update_info(void) {
     if (!atomic_load(&info_ready)) return; /* init() writes it once BLIS is up */
@@ -218,7 +218,8 @@ static void blis_gemm(const gemm_job *j) {
 static void run_serial(const gemm_job *j);
 
 /* M >= 2 here. The top M - 1 rows go straight to BLIS: what they read past their end is the last
- * row of A or C ((M - 1) % 3 == 0 besides, so the one-row edge of A does not run). */
+ * row of A or C. They do not split again: in the A case (M - 1) % 3 == 0, so the one-row edge
+ * does not run; in the C case op(B) is stored by rows, so the A case cannot hold. */
 static void run_last_row_apart(const gemm_job *j) {
     size_t es = sizeof(float);
     gemm_job top = *j, last = *j;

@@ -130,7 +130,8 @@ static void tapegrad_writer_seeds(void) {
     tg_rng rng;
     tg_rng_seed(&rng, 7);
     if (st == TG_OK) st = tg_checkpoint_save(seed_path("checkpoint", "sgd_rng"), model, opt, &rng);
-    if (st == TG_OK) st = tg_checkpoint_save(seed_path("checkpoint", "model_only"), model, NULL, NULL);
+    if (st == TG_OK)
+        st = tg_checkpoint_save(seed_path("checkpoint", "model_only"), model, NULL, NULL);
 
     static const char *const columns[] = {"epoch", "train_loss", "valid_loss", "valid_acc"};
     tg_metrics_log *log = NULL;

@@ -66,7 +66,8 @@ static int with_disk_full_at(long limit, tg_status (*write)(void *ctx), void *ct
 
 static void expect_cause(int status, const char *file) {
     const char *cause = strerror(EFBIG);
-    if (status != 1) fail_msg("writing %s on a full disk exited with %d: %s", file, status, message);
+    if (status != 1)
+        fail_msg("writing %s on a full disk exited with %d: %s", file, status, message);
     if (!strstr(message, file) || !strstr(message, cause))
         fail_msg("full disk while writing %s: the message lacks the file or \"%s\": %s", file,
                  cause, message);
