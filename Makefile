@@ -132,3 +132,5 @@ include mk/install.mk
 
 clean:
 	rm -rf build build-asan
+
+include mk/fuzz.mk

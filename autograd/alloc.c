@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include "autograd/blas.h"
 #include "autograd/internal.h"
 
 /* Counted from every thread that allocates (relaxed: a tally, not a synchronisation). */
@@ -19,7 +20,7 @@ static void count(void) { atomic_fetch_add_explicit(&alloc_count, 1, memory_orde
  * instead. */
 void *tg__aligned_bytes(size_t n)
 {
-    size_t rounded = (n + 63) & ~(size_t)63;
+    size_t rounded = (n + TG__BLAS_TAIL_BYTES + 63) & ~(size_t)63; /* a margin for BLIS */
     if (rounded < n) return NULL;
     void *p = aligned_alloc(64, rounded ? rounded : 64);
     if (p) count();

@@ -51,6 +51,8 @@ static char info[256];
 static pthread_mutex_t info_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static atomic_bool info_ready; /* info_base written (BLIS initialised) */
+static bool sup_reads_past_end; /* the kernels chosen read past operands: run_last_row_apart */
+static cntx_t *blis_context; /* its small-matrix thresholds: which products use those kernels */
 
 static void update_info(void) {
     if (!atomic_load(&info_ready)) return; /* init() writes it once BLIS is up */
@@ -120,6 +122,10 @@ static void init(void) {
     bli_init();
     if (set_here) unsetenv("BLIS_ARCH_TYPE"); /* do not leak our choice into child processes */
     bli_error_checking_level_set(BLIS_NO_ERROR_CHECKING); /* tapegrad checks shapes itself */
+    arch_t arch = bli_arch_query_id();
+    sup_reads_past_end = arch == BLIS_ARCH_HASWELL || arch == BLIS_ARCH_ZEN ||
+                       arch == BLIS_ARCH_ZEN2 || arch == BLIS_ARCH_ZEN3;
+    blis_context = bli_gks_query_cntx();
 
     const char *variant = bli_info_get_enable_openmp()     ? "openmp"
                           : bli_info_get_enable_pthreads() ? "pthreads"
@@ -174,6 +180,58 @@ static bool is_one(const gemm_job *j, const void *x) {
     return j->f64 ? *(const double *)x == 1 : *(const float *)x == 1;
 }
 
+/* BLIS 0.9.0's small-matrix ("sup") kernels of the haswell family (haswell, zen, zen2, zen3)
+ * read past the end of an operand in two cases, both f32 and below the small-matrix thresholds
+ * (above them products are packed, which reads exactly). docs/blas.md has the measurements.
+ * - A, stored by rows, with op(B) by columns (the "rd" kernels), K % 8 != 0, M % 3 == 1, in the
+ *   n-loop variant, which BLIS picks when C has more 16-column blocks than 6-row ones
+ *   (M / 6 < N / 16). That variant cuts M into 6-row blocks and an edge of 3 + 1, 2 + 1 or 1 rows;
+ *   its one-row edge (bli_sgemmsup_rd_haswell_asm_1x16n) also loads the next row of A in its
+ *   k % 8 loop: up to one row stride past A's end.
+ * - C, with beta != 0 and op(B) stored by rows (the "rv" kernels), N % 16 in {2, 3, 10, 11, 14,
+ *   15}: the 2-column edge kernel (bli_sgemmsup_rv_haswell_asm_6x2) loads 4 floats of each row of
+ *   C where it keeps 2: up to 8 bytes past C's end.
+ * Either way only the last row reads past the end, so it runs apart, through gemv, which reads
+ * exactly; the rows above read into that last row, which exists, and stay one BLIS call. A row
+ * has no size bound and A, B and C may be anyone's buffers (tg_wrap, tg_op_gemm), so no padding
+ * could do this. */
+static bool below_sup_thresholds(const gemm_job *j) { /* either orientation: BLIS may swap */
+    return bli_cntx_l3_sup_thresh_is_met(BLIS_FLOAT, j->m, j->n, j->k, blis_context) ||
+           bli_cntx_l3_sup_thresh_is_met(BLIS_FLOAT, j->n, j->m, j->k, blis_context);
+}
+
+static bool last_row_reads_past_end(const gemm_job *j) {
+    if (!sup_reads_past_end || j->f64 || !below_sup_thresholds(j)) return false;
+    bool past_a = j->csa == 1 && j->rsb == 1 && j->k % 8 != 0 && j->m % 3 == 1 &&
+                  j->m / 6 < j->n / 16;
+    int64_t edge = j->n % 16;
+    bool past_c = j->csb == 1 && !is_zero(j, j->beta) &&
+                  (edge == 2 || edge == 3 || edge == 10 || edge == 11 || edge == 14 || edge == 15);
+    return past_a || past_c;
+}
+
+static void blis_gemm(const gemm_job *j) {
+    BLIS(j, gemm, BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, j->m, j->n, j->k, P(j->alpha), P(j->a),
+         j->rsa, j->csa, P(j->b), j->rsb, j->csb, P(j->beta), j->c, j->rsc, j->csc);
+}
+
+static void run_serial(const gemm_job *j);
+
+/* M >= 2 here. The top M - 1 rows go straight to BLIS: what they read past their end is the last
+ * row of A or C. They do not split again: in the A case (M - 1) % 3 == 0, so the one-row edge
+ * does not run; in the C case op(B) is stored by rows, so the A case cannot hold. */
+static void run_last_row_apart(const gemm_job *j) {
+    size_t es = sizeof(float);
+    gemm_job top = *j, last = *j;
+    top.m = j->m - 1;
+    last.m = 1;
+    last.a = (const char *)j->a + (j->m - 1) * j->rsa * es;
+    last.c = (char *)j->c + (j->m - 1) * j->rsc * es;
+    if (top.m == 1) run_serial(&top);
+    else blis_gemm(&top);
+    run_serial(&last);
+}
+
 /* M = 1 and N = 1 go to gemv, K = 1 to ger: BLIS's gemm costs 0.3-12 us more on them. */
 static void run_serial(const gemm_job *j) {
     if (j->m == 0 || j->n == 0) return;
@@ -192,9 +250,10 @@ static void run_serial(const gemm_job *j) {
                  P(j->beta), j->c, j->rsc, j->csc);
         BLIS(j, ger, BLIS_NO_CONJUGATE, BLIS_NO_CONJUGATE, j->m, j->n, P(j->alpha), P(j->a),
              j->rsa, P(j->b), j->csb, j->c, j->rsc, j->csc);
+    } else if (last_row_reads_past_end(j)) {
+        run_last_row_apart(j);
     } else {
-        BLIS(j, gemm, BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, j->m, j->n, j->k, P(j->alpha),
-             P(j->a), j->rsa, j->csa, P(j->b), j->rsb, j->csb, P(j->beta), j->c, j->rsc, j->csc);
+        blis_gemm(j);
     }
 }
 

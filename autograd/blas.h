@@ -6,6 +6,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Readable bytes every tapegrad allocation keeps after its end (autograd/alloc.c): a margin for
+ * BLIS kernels that read a little past an operand. The ones measured here (docs/blas.md) are
+ * handled in autograd/blas.c for any buffer, so A, B and C may be anyone's memory; the margin
+ * covers kernel sets this project's machines cannot run. */
+#define TG__BLAS_TAIL_BYTES 64
+
 void tg__gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                   float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                   float beta, float *C, int64_t ldc);

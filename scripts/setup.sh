@@ -6,6 +6,7 @@
 #   setup.sh data       the default data set (Fashion-MNIST), for `make run` and `make test`
 #   setup.sh deb        + Debian packaging tools (dpkg-buildpackage, debhelper, lintian)
 #   setup.sh docs       Doxygen, for the API reference
+#   setup.sh fuzz       clang and libFuzzer, for `make fuzz`
 #   setup.sh torch      Debian's PyTorch (a comparison tool, never a build dependency)
 #   setup.sh mpi        Open MPI, for data-parallel training (dist/, mk/dist.mk)
 # Several sets may be named at once; no argument means lib, examples, test and data. Called by
@@ -30,9 +31,11 @@ packages_of() {
     deb) packages_of lib
          echo dpkg-dev debhelper fakeroot lintian build-essential doxygen ;;
     docs) echo doxygen ;;
+    fuzz) echo clang libclang-rt-dev ;;  # make fuzz: libFuzzer ships with Debian's clang
     torch) echo python3-torch ;;
     mpi) echo libopenmpi-dev openmpi-bin ;;
-    *) echo "setup: unknown package set '$1' (lib, examples, test, data, deb, docs, torch, mpi)" >&2
+    *) echo "setup: unknown package set '$1'" \
+            "(lib, examples, test, data, deb, docs, fuzz, torch, mpi)" >&2
        exit 2 ;;
   esac
 }

@@ -1,6 +1,9 @@
 /* tg__gemm_f32/f64 against a naive triple loop in double: every transpose combination, odd and
  * degenerate shapes (the gemv and empty paths), padded row strides, beta = 0 over NaN (must
- * overwrite), beta = 1 accumulation, and the threaded split against one thread. */
+ * overwrite), beta = 1 accumulation, and the threaded split against one thread. Then guard pages:
+ * no product reads past A, B or C, with every BLIS kernel set this CPU runs (each in a child
+ * process, since BLIS fixes its kernels once per process). */
+#define _GNU_SOURCE /* malloc_usable_size */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -10,9 +13,18 @@
 #include "autograd/blas.h"
 #include "tg/core.h"
 
+#include <blis.h>
+#include <malloc.h>
 #include <math.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "autograd/internal.h"
 
 typedef struct {
     bool ta, tb;
@@ -196,12 +208,177 @@ static void test_info(void **state) {
     tg_set_num_threads(1);
 }
 
-int main(void) {
+
+/* ---- guard pages ------------------------------------------------------------------------------
+ * Each operand ends exactly where an inaccessible page begins,
+ * so any read past it faults; the handler records the address and jumps back, and the sweep names
+ * the shape and the operand. Values are irrelevant here (the pages are zero); the tests above
+ * check them. */
+
+typedef struct {
+    char *map;
+    size_t len, cap; /* cap: bytes usable before the guard page */
+} guarded;
+
+static sigjmp_buf guard_jump;
+static volatile uintptr_t guard_fault;
+
+static void on_fault(int sig, siginfo_t *info, void *ctx) {
+    (void)sig, (void)ctx;
+    guard_fault = (uintptr_t)info->si_addr;
+    siglongjmp(guard_jump, 1);
+}
+
+/* A pointer to `bytes` bytes followed by `tail` accessible bytes and then the guard page. */
+static void *guarded_at(guarded *g, size_t bytes, size_t tail) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    if (bytes + tail > g->cap) {
+        if (g->map) munmap(g->map, g->len);
+        g->cap = (bytes + tail + page - 1) / page * page;
+        g->len = g->cap + page;
+        g->map = mmap(NULL, g->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (g->map == MAP_FAILED || mprotect(g->map + g->cap, page, PROT_NONE) != 0) {
+            perror("guard page");
+            exit(3);
+        }
+    }
+    return g->map + g->cap - tail - bytes;
+}
+
+static guarded guard_a, guard_b, guard_c;
+
+/* Runs one product with guarded operands; returns 0, or 'A', 'B', 'C' for the operand read past
+ * (and '?' for a fault elsewhere), with the bytes past its end in *past. */
+static int guarded_product(bool f64, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                           long *past) {
+    size_t es = f64 ? sizeof(double) : sizeof(float);
+    int64_t lda = ta ? m : k, ldb = tb ? k : n;
+    size_t bytes[3] = {(size_t)(m * k) * es, (size_t)(k * n) * es, (size_t)(m * n) * es};
+    char *a = guarded_at(&guard_a, bytes[0], 0), *b = guarded_at(&guard_b, bytes[1], 0);
+    char *c = guarded_at(&guard_c, bytes[2], 0);
+    if (sigsetjmp(guard_jump, 1) == 0) {
+        if (f64)
+            tg__gemm_f64(ta, tb, m, n, k, 1.0, (double *)a, lda, (double *)b, ldb, 1.0,
+                         (double *)c, n);
+        else
+            tg__gemm_f32(ta, tb, m, n, k, 1.0f, (float *)a, lda, (float *)b, ldb, 1.0f,
+                         (float *)c, n);
+        return 0;
+    }
+    char *ends[3] = {a + bytes[0], b + bytes[1], c + bytes[2]};
+    for (int i = 0; i < 3; i++)
+        if (guard_fault >= (uintptr_t)ends[i] && guard_fault < (uintptr_t)ends[i] + 2 * 4096) {
+            *past = (long)(guard_fault - (uintptr_t)ends[i]);
+            return "ABC"[i];
+        }
+    return '?';
+}
+
+/* One product with guarded operands; prints the first few faults; returns 1 if it faulted. */
+static int guarded_case(bool f64, bool ta, bool tb, int64_t m, int64_t n, int64_t k) {
+    static int shown;
+    long past = 0;
+    int which = guarded_product(f64, ta, tb, m, n, k, &past);
+    if (which && shown++ < 10)
+        fprintf(stderr, "%s: %s ta=%d tb=%d M=%ld N=%ld K=%ld read %ld bytes past the end of %c\n",
+                tg_blas_info(), f64 ? "f64" : "f32", ta, tb, (long)m, (long)n, (long)k, past,
+                which);
+    return which != 0;
+}
+
+/* The sweep one child runs: M, N from 1 to 70, K over the values the kernels branch on (k % 8
+ * and k % 32 tails, the ger path), both transposes, both precisions, beta = 1 (C is read); then
+ * a few large shapes (the packed path above BLIS's small-matrix thresholds, and the threaded
+ * split on 2 threads). Returns the number of products that faulted. */
+static int guard_sweep(void) {
+    struct sigaction sa = {.sa_sigaction = on_fault, .sa_flags = SA_SIGINFO};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, NULL);
+    sigaction(SIGBUS, &sa, NULL);
+    static const int64_t ks[] = {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17, 31, 32, 33, 63, 65, 70};
+    static const int64_t big[][3] = {{16, 100, 784}, {16, 784, 100}, {100, 784, 16},
+                                     {201, 201, 201}, {202, 210, 203}, {1000, 10, 785},
+                                     {10, 1000, 785}, {300, 17, 1001}, {256, 300, 259},
+                                     {520, 520, 241}};
+    int faults = 0;
+    for (int f64 = 0; f64 <= 1; f64++)
+        for (int t = 0; t < 4; t++) {
+            bool ta = t & 1, tb = t & 2;
+            for (int64_t m = 1; m <= 70; m++)
+                for (int64_t n = 1; n <= 70; n++)
+                    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
+                        faults += guarded_case(f64, ta, tb, m, n, ks[i]);
+            for (int threads = 1; threads <= 2; threads++) {
+                tg_set_num_threads(threads);
+                for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
+                    faults += guarded_case(f64, ta, tb, big[i][0], big[i][1], big[i][2]);
+            }
+            tg_set_num_threads(1);
+        }
+    return faults;
+}
+
+/* Kernel sets this CPU can run; a set it lacks would die of SIGILL, so none is forced. */
+static int supported_kernel_sets(int ids[], const char *names[]) {
+    int n = 0;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        ids[n] = BLIS_ARCH_HASWELL, names[n++] = "haswell";
+        ids[n] = BLIS_ARCH_ZEN3, names[n++] = "zen3";
+    }
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+        ids[n] = BLIS_ARCH_SKX, names[n++] = "skx";
+    return n;
+}
+
+static void test_no_read_past_operands(void **state) {
+    (void)state;
+    int ids[4];
+    const char *names[4];
+    int n = supported_kernel_sets(ids, names);
+    if (n == 0) skip(); /* no AVX2: BLIS's own choice, checked by the default child below */
+    for (int i = 0; i < n; i++) {
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+            char id[8];
+            snprintf(id, sizeof id, "%d", ids[i]);
+            setenv("BLIS_ARCH_TYPE", id, 1);
+            execl("/proc/self/exe", "test_blas", "--guard-sweep", (char *)NULL);
+            _exit(127);
+        }
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fail_msg("kernels %s: products read past their operands (exit status %d, signal %d)",
+                     names[i], WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                     WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    }
+}
+
+/* Every allocation keeps its margin for BLIS (sizes around the 64-byte rounding). */
+static void test_allocation_tail(void **state) {
+    (void)state;
+    static const size_t sizes[] = {1, 8, 63, 64, 65, 4096, 100000, 1 << 20};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        void *p = tg__aligned_bytes(sizes[i]);
+        assert_non_null(p);
+        if (malloc_usable_size(p) < sizes[i] + TG__BLAS_TAIL_BYTES)
+            fail_msg("tg__aligned_bytes(%zu) gives %zu usable bytes, fewer than %zu", sizes[i],
+                     malloc_usable_size(p), sizes[i] + TG__BLAS_TAIL_BYTES);
+        tg__free(p);
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--guard-sweep") == 0) return guard_sweep() ? 1 : 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_overwrite),      cmocka_unit_test(test_alpha_beta),
         cmocka_unit_test(test_accumulate),     cmocka_unit_test(test_degenerate),
         cmocka_unit_test(test_threaded_split), cmocka_unit_test(test_info),
         cmocka_unit_test(test_pool_alternating_part_counts),
+        cmocka_unit_test(test_no_read_past_operands), cmocka_unit_test(test_allocation_tail),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,7 @@
 struct tg_metrics_log {
     FILE *file[2];              /* csv, jsonl; NULL when not asked for */
     char *path[2];
+    int err[2];                 /* errno of a file's first failed write, for the close */
     int n_cols;
     char **names;
     int64_t n_rows, cap_rows;
@@ -46,8 +47,8 @@ static void log_free(tg_metrics_log *log)
 static tg_status check_written(tg_metrics_log *log, int i)
 {
     if (fflush(log->file[i]) == 0 && !ferror(log->file[i])) return TG_OK;
-    return tg_status_set(TG_ERR_IO, "%s: write failed: %s", log->path[i],
-                         strerror(errno ? errno : EIO));
+    if (!log->err[i]) log->err[i] = errno ? errno : EIO;
+    return tg_status_set(TG_ERR_IO, "%s: write failed: %s", log->path[i], strerror(log->err[i]));
 }
 
 static tg_status check_columns(int n_cols, const char *const *columns)
@@ -187,10 +188,12 @@ tg_status tg_metrics_log_close(tg_metrics_log *log)
     for (int i = 0; i < 2; i++) {
         if (!log->file[i]) continue;
         bool failed = ferror(log->file[i]) != 0;
+        errno = 0;
         failed |= fclose(log->file[i]) != 0;
         log->file[i] = NULL;
+        int err = log->err[i] ? log->err[i] : errno ? errno : EIO;
         if (failed && st == TG_OK)
-            st = tg_status_set(TG_ERR_IO, "%s: write failed", log->path[i]);
+            st = tg_status_set(TG_ERR_IO, "%s: write failed: %s", log->path[i], strerror(err));
     }
     log_free(log);
     return st;

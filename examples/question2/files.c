@@ -61,7 +61,9 @@ static tg_status write_summary(const q2_config *c, const q2_result *r, const cha
             r->epochs ? r->valid_loss[r->epochs - 1] : NAN, r->test_acc, r->test_loss,
             r->sec_per_epoch, r->total_sec, (long long)r->steps_measured,
             (unsigned long long)r->allocs_measured);
-    if (fclose(f) != 0) return tg_status_set(TG_ERR_IO, "%s: write failed", path);
+    int err = ferror(f) ? (errno ? errno : EIO) : 0;
+    if (fclose(f) != 0 && !err) err = errno ? errno : EIO;
+    if (err) return tg_status_set(TG_ERR_IO, "%s: write failed: %s", path, strerror(err));
     return TG_OK;
 }
 

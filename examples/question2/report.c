@@ -230,6 +230,8 @@ tg_status q2_write_report(const sweep *s, const char *which, const q2_config *ba
     }
     fprintf(md, "\nEach configuration's folder holds metrics.csv, metrics.jsonl, summary.json, "
                 "loss.png and accuracy.png.\n");
-    if (fclose(md) != 0) return tg_status_set(TG_ERR_IO, "%s: write failed", path);
+    int err = ferror(md) ? (errno ? errno : EIO) : 0;
+    if (fclose(md) != 0 && !err) err = errno ? errno : EIO;
+    if (err) return tg_status_set(TG_ERR_IO, "%s: write failed: %s", path, strerror(err));
     return TG_OK;
 }
