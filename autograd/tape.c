@@ -206,14 +206,15 @@ static void check_backward_root(const tg_tensor *out, const tg_tensor *grad_outp
     }
 }
 
+/* g += grad_output (of out's dtype, checked), or += 1 without one. */
 static void seed_gradient(tg_tensor *out, const tg_tensor *grad_output)
 {
     void *g = tg_op_grad(out);
-    for (int64_t i = 0; i < out->numel; i++) {
-        double v = grad_output ? tg_get_flat(grad_output, i) : 1.0;
-        if (out->dtype == TG_F32) ((float *)g)[i] += (float)v;
-        else ((double *)g)[i] += v;
-    }
+    const void *s = grad_output ? grad_output->data : NULL;
+    if (out->dtype == TG_F32)
+        for (int64_t i = 0; i < out->numel; i++) ((float *)g)[i] += s ? ((const float *)s)[i] : 1;
+    else
+        for (int64_t i = 0; i < out->numel; i++) ((double *)g)[i] += s ? ((const double *)s)[i] : 1;
 }
 
 void tg_backward_with(tg_tensor *out, const tg_tensor *grad_output)

@@ -25,7 +25,12 @@ static int reduced_shape(const tg_tensor *a, int axis, bool keepdim, int64_t *sh
     {                                                                                          \
         const T *x = px;                                                                       \
         T *y = py;                                                                             \
-        for (int64_t o = 0; o < v.outer; o++) {                                               \
+        for (int64_t o = 0; v.inner == 1 && o < v.outer; o++, x += v.n) { /* a plain sum */   \
+            double s = 0;                                                                      \
+            for (int64_t k = 0; k < v.n; k++) s += x[k];                                       \
+            y[o] = (T)(s * scale);                                                             \
+        }                                                                                      \
+        for (int64_t o = 0; v.inner > 1 && o < v.outer; o++) {                                \
             memset(acc, 0, (size_t)v.inner * sizeof *acc);                                     \
             for (int64_t k = 0; k < v.n; k++, x += v.inner)                                    \
                 for (int64_t j = 0; j < v.inner; j++) acc[j] += x[j];                          \
