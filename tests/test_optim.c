@@ -81,7 +81,7 @@ static void test_sgd_plain(void **state)
     for (int i = 0; i < N; i++) p[i] -= 0.1 * G2[i];
     expect_param(f.w, p);
     assert_int_equal(tg_optimizer_steps(o), 2);
-    assert_string_equal(tg_optimizer_kind(o), "sgd");
+    assert_string_equal(tg_optimizer_name(o), "sgd");
     tg_optimizer_free(o);
     drop(&f);
 }
