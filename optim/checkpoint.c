@@ -107,7 +107,7 @@ static void loader_config_text(const tg_loader_state *s, char *buf, size_t n)
              s->batch_size, (int)s->shuffle, (int)s->drop_last);
 }
 
-/* ---- saving ------------------------------------------------------------------------------------ */
+/* ---- saving ---------------------------------------------------------------------------------- */
 /* Step counts are saved as F64 scalars (PyTorch's "step" is a float tensor); they live in
  * scalars until the write is done. */
 static void add_optimizer(tg_param_list *all, meta_list *m, const tg_optimizer *o,
@@ -197,7 +197,7 @@ tg_status tg_checkpoint_save(const char *path, tg_module *model, const tg_optimi
     return tg_checkpoint_save_parts(path, &parts);
 }
 
-/* ---- loading: parse and check everything, then commit ------------------------------------------ */
+/* ---- loading: parse and check everything, then commit ---------------------------------------- */
 /* Parses the whole string as a non-negative integer / a finite double, written the way the
  * saver writes them (no leading space or sign, nothing after); false otherwise. */
 static bool parse_i64(const char *s, int64_t *out)
@@ -435,8 +435,8 @@ static void commit(load_plan *p, const tg_checkpoint_parts *parts)
         for (int i = 0; i < o->n; i++) {
             if (p->param_steps[i] == 0) tg__optimizer_init_state(o, i);
             else
-                for (int k = 0; k < o->n_state; k++)
-                    tg__st_copy(&p->f, p->state_e[i * o->n_state + k], o->state[i * o->n_state + k]);
+                for (int j = i * o->n_state; j < (i + 1) * o->n_state; j++)
+                    tg__st_copy(&p->f, p->state_e[j], o->state[j]);
             o->param_steps[i] = p->param_steps[i];
         }
         for (int g = 0; g < o->n_groups; g++) o->groups[g].lr = p->group_lr[g];

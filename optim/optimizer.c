@@ -18,10 +18,10 @@ static void check_group(const tg_optimizer *opt, int group, const char *fn)
         tg__fail("%s: group %d does not exist (the optimizer has %d)", fn, group, opt->n_groups);
 }
 
-static void check_rate(const char *fn, const char *what, double v)
+static void check_rate(const char *fn, const char *kind, const char *what, double v)
 {
     if (!(v >= 0) || !isfinite(v))
-        tg__fail("%s: %s must be finite and >= 0 (got %g)", fn, what, v);
+        tg__fail("%s (%s): %s must be finite and >= 0 (got %g)", fn, kind, what, v);
 }
 
 static double read_double(const void *settings, size_t offset)
@@ -101,8 +101,8 @@ tg_optimizer *tg_optimizer_new(const tg_optimizer_kind *kind, const tg_param_lis
 
     double lr = read_double(settings, kind->lr_offset);
     double wd = read_double(settings, kind->weight_decay_offset);
-    check_rate(fn, "the learning rate", lr);
-    check_rate(fn, "weight_decay", wd);
+    check_rate(fn, kind->name, "the learning rate", lr);
+    check_rate(fn, kind->name, "weight_decay", wd);
     const char *names[TG_OPTIM_MAX_STATE] = {0};
     int n_state = kind->state_names(settings, names);
     if (n_state < 0 || n_state > TG_OPTIM_MAX_STATE)
@@ -125,8 +125,8 @@ int tg_optimizer_add_group(tg_optimizer *opt, const tg_param_list *params, doubl
 {
     const char *fn = "tg_optimizer_add_group";
     check(opt, fn);
-    check_rate(fn, "the learning rate", lr);
-    check_rate(fn, "weight_decay", weight_decay);
+    check_rate(fn, opt->kind->name, "the learning rate", lr);
+    check_rate(fn, opt->kind->name, "weight_decay", weight_decay);
     check_new_params(opt->kind->name, opt, params, fn);
     return append_group(opt, params, lr, weight_decay);
 }
@@ -161,7 +161,7 @@ void tg_optimizer_zero_grad(tg_optimizer *opt)
 void tg_optimizer_set_lr(tg_optimizer *opt, double lr)
 {
     check(opt, "tg_optimizer_set_lr");
-    check_rate("tg_optimizer_set_lr", "the learning rate", lr);
+    check_rate("tg_optimizer_set_lr", opt->kind->name, "the learning rate", lr);
     for (int g = 0; g < opt->n_groups; g++) opt->groups[g].lr = lr;
 }
 
@@ -186,7 +186,7 @@ double tg_optimizer_group_lr(const tg_optimizer *opt, int group)
 void tg_optimizer_set_group_lr(tg_optimizer *opt, int group, double lr)
 {
     check_group(opt, group, "tg_optimizer_set_group_lr");
-    check_rate("tg_optimizer_set_group_lr", "the learning rate", lr);
+    check_rate("tg_optimizer_set_group_lr", opt->kind->name, "the learning rate", lr);
     opt->groups[group].lr = lr;
 }
 

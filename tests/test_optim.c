@@ -1,5 +1,5 @@
 /* Optimizers against values computed here from the published update rules (PyTorch's docs for
- * torch.optim.SGD and torch.optim.Adam), in float64, step by step. */
+ * torch.optim.SGD and Adam), step by step in float64 and float32; parameter groups. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -220,6 +220,65 @@ static void test_adam_options(void **state)
                             .weight_decay = 0.1, .decoupled = true});
 }
 
+/* ---- parameter groups --------------------------------------------------------------------------- */
+/* Two groups, as for "no weight decay on biases": each is updated with its own lr and decay. */
+static void test_param_groups(void **state)
+{
+    tg_tensor *w = tg_set_requires_grad(tg_from_data(TG_F64, TG_SHAPE(N), P0), true);
+    tg_tensor *b = tg_set_requires_grad(tg_from_data(TG_F64, TG_SHAPE(N), P0), true);
+    tg_param_list pw = {0}, pb = {0};
+    tg_param_list_add(&pw, "weight", w);
+    tg_param_list_add(&pb, "bias", b);
+    tg_optimizer *o = tg_sgd_new(&pw, (tg_sgd_opts){.lr = 0.1, .momentum = 0.9,
+                                                    .weight_decay = 0.05});
+    assert_int_equal(tg_optimizer_add_group(o, &pb, 0.02, 0.0), 1);
+    assert_int_equal(tg_optimizer_num_groups(o), 2);
+    assert_close(tg_optimizer_group_lr(o, 0), 0.1, 0);
+    assert_close(tg_optimizer_group_lr(o, 1), 0.02, 0);
+    assert_close(tg_optimizer_group_weight_decay(o, 0), 0.05, 0);
+    assert_close(tg_optimizer_group_weight_decay(o, 1), 0.0, 0);
+    double pw_[N], pb_[N], bw[N] = {0}, bb[N] = {0};
+    memcpy(pw_, P0, sizeof pw_);
+    memcpy(pb_, P0, sizeof pb_);
+    const double *gs[3] = {G1, G2, G3};
+    for (int t = 0; t < 3; t++) {
+        set_grad(w, gs[t]);
+        set_grad(b, gs[t]);
+        tg_optimizer_step(o);
+        for (int i = 0; i < N; i++) {
+            double gw = gs[t][i] + 0.05 * pw_[i], gb = gs[t][i];
+            bw[i] = t == 0 ? gw : 0.9 * bw[i] + gw;
+            bb[i] = t == 0 ? gb : 0.9 * bb[i] + gb;
+            pw_[i] -= 0.1 * bw[i];
+            pb_[i] -= 0.02 * bb[i];
+        }
+        expect_param(w, pw_);
+        expect_param(b, pb_);
+    }
+    /* set_lr sets every group; per-group setters one. */
+    tg_optimizer_set_lr(o, 0.5);
+    assert_close(tg_optimizer_group_lr(o, 1), 0.5, 0);
+    tg_optimizer_set_group_lr(o, 1, 0.25);
+    assert_close(tg_optimizer_group_lr(o, 0), 0.5, 0);
+    assert_close(tg_optimizer_group_lr(o, 1), 0.25, 0);
+    /* StepLR scales each group from the lr it was created with. */
+    assert_close(tg_optimizer_step_lr(o, 5, 2, 0.5), 0.1 * 0.25, 1e-15);
+    assert_close(tg_optimizer_group_lr(o, 1), 0.02 * 0.25, 1e-15);
+    /* The one-base-lr schedule sets every group. */
+    tg_optimizer_step_decay(o, 0.2, 2, 2, 0.5);
+    assert_close(tg_optimizer_group_lr(o, 0), 0.1, 1e-15);
+    assert_close(tg_optimizer_group_lr(o, 1), 0.1, 1e-15);
+
+    EXPECT_ERROR("already in group 0", tg_optimizer_add_group(o, &pw, 0.1, 0));
+    EXPECT_ERROR("group 2 does not exist", tg_optimizer_group_lr(o, 2));
+    EXPECT_ERROR("weight_decay", tg_optimizer_add_group(o, &(tg_param_list){0}, 0.1, -1));
+    tg_optimizer_free(o);
+    tg_param_list_free(&pw);
+    tg_param_list_free(&pb);
+    tg_free(w);
+    tg_free(b);
+}
+
 /* ---- shared behaviour ------------------------------------------------------------------------- */
 /* A parameter no backward reached (grad NULL) is skipped; its state starts at its own first
  * update, like PyTorch's lazily created state. */
@@ -326,9 +385,9 @@ static void test_no_allocation_in_step(void **state)
     for (int i = 0; i < ps.n; i++)
         set_grad(ps.tensors[i], (double[64]){0.1, 0.2, 0.3});
     for (int kind = 0; kind < 2; kind++) {
-        tg_optimizer *o = kind ? tg_adam_new(&ps, tg_adam_defaults())
-                               : tg_sgd_new(&ps, (tg_sgd_opts){.lr = 0.1, .momentum = 0.9,
-                                                               .weight_decay = 1e-4});
+        tg_optimizer *o = kind == 0 ? tg_sgd_new(&ps, (tg_sgd_opts){.lr = 0.1, .momentum = 0.9,
+                                                                    .weight_decay = 1e-4})
+                                    : tg_adam_new(&ps, tg_adam_defaults());
         uint64_t before = tg_alloc_count();
         for (int s = 0; s < 5; s++) {
             tg_optimizer_step(o);
@@ -386,6 +445,9 @@ static void test_errors(void **state)
     tg_param_list_add(&twice, "b", f.w);
     EXPECT_ERROR("listed twice", tg_sgd_new(&twice, (tg_sgd_opts){.lr = 0.1}));
     tg_param_list_free(&twice);
+    /* The kinds' validators: the message names the optimizer and the value. */
+    EXPECT_ERROR("(sgd): weight_decay must be finite",
+                 tg_sgd_new(&f.ps, (tg_sgd_opts){.lr = 0.1, .weight_decay = -1}));
     drop(&f);
 }
 
@@ -399,6 +461,7 @@ int main(void)
         cmocka_unit_test(test_sgd_weight_decay),
         cmocka_unit_test(test_adam_first_two_steps),
         cmocka_unit_test(test_adam_options),
+        cmocka_unit_test(test_param_groups),
         cmocka_unit_test(test_params_without_grad_skipped),
         cmocka_unit_test(test_zero_grad_lr_schedule),
         cmocka_unit_test(test_sgd_float32),

@@ -13,8 +13,8 @@
  *     tg_optimizer_free(opt);
  *
  * Writing an optimizer: fill a tg_optimizer_kind (below) and call tg_optimizer_new with it; the
- * library's SGD, Adam, RMSprop and Adagrad are written exactly so (optim/sgd.c, ...), and
- * examples/custom_optimizer.c is one written outside the library. Checkpoints save, compare and
+ * library's own (optim/sgd.c, optim/adam.c, ...) are written exactly so, with this header only,
+ * and examples/custom_optimizer.c is one written outside the library. Checkpoints save, compare and
  * restore any kind's state through the same description. */
 #ifndef TG_OPTIM_H
 #define TG_OPTIM_H
@@ -99,7 +99,7 @@ typedef struct {
 tg_adam_opts tg_adam_defaults(void);
 tg_optimizer *tg_adam_new(const tg_param_list *params, tg_adam_opts opts);
 
-/* ---- using an optimizer ------------------------------------------------------------------------ */
+/* ---- using an optimizer ------------------------------------------------------------------- */
 void tg_optimizer_step(tg_optimizer *opt);
 void tg_optimizer_zero_grad(tg_optimizer *opt);
 void tg_optimizer_set_lr(tg_optimizer *opt, double lr);  /* every group */
