@@ -407,8 +407,8 @@ static const tg_optimizer_kind signum_kind = {
     .update = signum_update,
 };
 
-enum { ADAM, SGD, SIGNUM, N_KINDS };
-static const char *const kind_names[N_KINDS] = {"adam", "sgd", "signum"};
+enum { ADAM, SGD, RMSPROP, SIGNUM, N_KINDS };
+static const char *const kind_names[N_KINDS] = {"adam", "sgd", "rmsprop", "signum"};
 
 static tg_optimizer *make_optimizer(int kind, const tg_param_list *ps)
 {
@@ -419,6 +419,9 @@ static tg_optimizer *make_optimizer(int kind, const tg_param_list *ps)
     case SGD:
         return tg_sgd_new(ps, (tg_sgd_opts){.lr = 0.05, .momentum = 0.9, .nesterov = true,
                                             .weight_decay = 1e-3});
+    case RMSPROP:
+        return tg_rmsprop_new(ps, (tg_rmsprop_opts){.lr = 0.01, .alpha = 0.9, .eps = 1e-8,
+                                                    .momentum = 0.5, .centered = true});
     default:
         return tg_optimizer_new(&signum_kind, ps, &(signum_opts){.lr = 0.01, .beta = 0.9,
                                                                  .weight_decay = 1e-3,
@@ -633,7 +636,7 @@ static void test_other_kind_or_settings_refused(void **state)
     assert_non_null(strstr(tg_status_message(), "other settings (beta=0.90000000000000002"));
     assert_int_equal(tg_optimizer_steps(other), 0);
     tg_optimizer_free(other);
-    /* Adam's state into AdamW. */
+    /* Adam's state into AdamW, RMSprop's with momentum into one without. */
     tg_adam_opts adam = tg_adam_defaults();
     tg_optimizer *a = tg_adam_new(&t.ps, adam);
     assert_int_equal(tg_checkpoint_save(p, t.net, a, NULL), TG_OK);
@@ -641,8 +644,17 @@ static void test_other_kind_or_settings_refused(void **state)
     tg_optimizer *aw = tg_adam_new(&t.ps, adam);
     assert_int_equal(tg_checkpoint_load(p, t.net, aw, NULL), TG_ERR_FORMAT);
     assert_non_null(strstr(tg_status_message(), "decoupled=0"));
-    tg_optimizer_free(a);
-    tg_optimizer_free(aw);
+    tg_rmsprop_opts rms = tg_rmsprop_defaults();
+    rms.momentum = 0.9;
+    tg_optimizer *r1 = tg_rmsprop_new(&t.ps, rms);
+    train_steps(&(trainer){.net = t.net, .ps = t.ps, .opt = r1}, 0, 1, x, y);
+    assert_int_equal(tg_checkpoint_save(p, t.net, r1, NULL), TG_OK);
+    rms.momentum = 0;
+    tg_optimizer *r0 = tg_rmsprop_new(&t.ps, rms);
+    assert_int_equal(tg_checkpoint_load(p, t.net, r0, NULL), TG_ERR_FORMAT);
+    assert_non_null(strstr(tg_status_message(), "momentum=0.9"));
+    tg_optimizer *all[] = {a, aw, r1, r0};
+    for (int i = 0; i < 4; i++) tg_optimizer_free(all[i]);
     release(&s);
     tg_free(x);
     tg_free(y);
@@ -675,6 +687,7 @@ static void test_state_names_on_disk(void **state)
     const struct { int kind; const char *names[5]; } cases[] = {
         {SIGNUM, {"momentum_buffer", "sign_count", "step"}},
         {ADAM, {"exp_avg", "exp_avg_sq", "step"}},
+        {RMSPROP, {"square_avg", "momentum_buffer", "grad_avg", "step"}}, /* momentum, centered */
         {SGD, {"momentum_buffer"}},
     };
     tg_rng rng;

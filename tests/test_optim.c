@@ -1,5 +1,6 @@
 /* Optimizers against values computed here from the published update rules (PyTorch's docs for
- * torch.optim.SGD and Adam), step by step in float64 and float32; parameter groups. */
+ * torch.optim.SGD, Adam and RMSprop), step by step in float64 and float32, and RMSprop against
+ * numbers from torch itself (tests/torch/optim_fixtures.py); parameter groups. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -220,6 +221,99 @@ static void test_adam_options(void **state)
                             .weight_decay = 0.1, .decoupled = true});
 }
 
+/* ---- RMSprop ----------------------------------------------------------------------------------- */
+/* Printed by tests/torch/optim_fixtures.py: the parameter after each of three steps from P0 with
+ * G1, G2, G3, in float64 and in float32 (torch computing in float32). */
+/* torch 1.13.0a0 */
+static const double TORCH_RMSPROP_DEFAULT_F64[3][N] = {{0.40000003333332224, -1.1500000142857123, 1.9000000066666662}, {0.45566305184059741, -1.1998019721265565, 1.8483602316801968}, {0.44181200244574403, -1.2598425372317519, 1.9019256408785472}};
+static const double TORCH_RMSPROP_DEFAULT_F32[3][N] = {{0.400000036, -1.14999998, 1.89999998}, {0.455663055, -1.19980192, 1.84836018}, {0.441812009, -1.25984251, 1.90192556}};
+static const double TORCH_RMSPROP_ALL_F64[3][N] = {{0.46698113207547171, -1.2168008048289738, 1.9667318982387476}, {0.45383720542780942, -1.2009646431841168, 1.9204992826917304}, {0.43482139022458699, -1.2046909395035623, 1.8977830651016663}};
+static const double TORCH_RMSPROP_ALL_F32[3][N] = {{0.466981143, -1.21680081, 1.96673191}, {0.453837216, -1.20096469, 1.92049932}, {0.434821397, -1.20469093, 1.89778316}};
+static const double TORCH_RMSPROP_MOMENTUM_F64[3][N] = {{1.6666661132869189e-07, -0.7500000714285614, 1.5000000333333314}, {0.028315342536292906, -0.74900989634706261, 0.99180117506764998}, {-0.026782316503133192, -1.0487176343322906, 1.0055287919265612}};
+static const double TORCH_RMSPROP_MOMENTUM_F32[3][N] = {{1.35600573e-07, -0.75000006, 1.5}, {0.0283152983, -0.749009907, 0.991801143}, {-0.0267823655, -1.04871762, 1.00552881}};
+static const double TORCH_RMSPROP_CENTERED_F64[3][N] = {{0.29899249910820064, -1.0489924634426069, 1.7989924495744196}, {0.3983952147132297, -1.132387740644291, 1.6923696425224652}, {0.36127151647495021, -1.2419168043057756, 1.7882418655588745}};
+static const double TORCH_RMSPROP_CENTERED_F32[3][N] = {{0.298992515, -1.0489924, 1.7989924}, {0.39839524, -1.13238764, 1.69236958}, {0.36127153, -1.24191666, 1.78824186}};
+
+/* torch.optim.RMSprop (1.13): g += wd·p; v = α·v + (1-α)·g²; centered: ḡ = α·ḡ + (1-α)·g,
+ * d = sqrt(v - ḡ²) + eps, else d = sqrt(v) + eps; momentum: b = μ·b + g/d, p -= lr·b; else
+ * p -= lr·g/d. */
+static void rmsprop_rule(tg_rmsprop_opts o, double expected[3][N])
+{
+    const double *gs[3] = {G1, G2, G3};
+    double p[N], v[N] = {0}, gavg[N] = {0}, b[N] = {0};
+    memcpy(p, P0, sizeof p);
+    for (int t = 0; t < 3; t++)
+        for (int i = 0; i < N; i++) {
+            double g = gs[t][i] + o.weight_decay * p[i];
+            v[i] = o.alpha * v[i] + (1 - o.alpha) * g * g;
+            gavg[i] = o.alpha * gavg[i] + (1 - o.alpha) * g;
+            double d = sqrt(o.centered ? v[i] - gavg[i] * gavg[i] : v[i]) + o.eps;
+            b[i] = o.momentum * b[i] + g / d;
+            p[i] -= o.lr * (o.momentum > 0 ? b[i] : g / d);
+            expected[t][i] = p[i];
+        }
+}
+
+/* Three steps of o from P0 in dtype, each compared with expected[t] to tol (relative). */
+static void expect_steps(tg_optimizer *o, fixture *f, const double expected[3][N], double tol)
+{
+    const double *gs[3] = {G1, G2, G3};
+    for (int t = 0; t < 3; t++) {
+        set_grad(f->w, gs[t]);
+        tg_optimizer_step(o);
+        for (int i = 0; i < N; i++) assert_close(tg_get_flat(f->w, i), expected[t][i], tol);
+    }
+}
+
+typedef tg_optimizer *(*make_fn)(const tg_param_list *ps, const void *opts);
+static tg_optimizer *make_rmsprop(const tg_param_list *ps, const void *o)
+{
+    return tg_rmsprop_new(ps, *(const tg_rmsprop_opts *)o);
+}
+
+/* The rule computed here (float64 to 1e-14; float32 to 1e-5, as expect_param), and torch's own
+ * numbers: float64 to 1e-14, float32 to 4 float ulps (the same float operations in another
+ * order). */
+static void check_kind(make_fn make_opt, const void *opts, const double rule[3][N],
+                       const double torch_f64[3][N], const double torch_f32[3][N])
+{
+    const struct { tg_dtype dtype; const double (*want)[N]; double tol; } runs[] = {
+        {TG_F64, rule, 1e-14}, {TG_F32, rule, 1e-5},
+        {TG_F64, torch_f64, 1e-14}, {TG_F32, torch_f32, 4 * FLT_EPSILON},
+    };
+    for (int r = 0; r < 4; r++) {
+        fixture f = make_dtype(runs[r].dtype);
+        tg_optimizer *o = make_opt(&f.ps, opts);
+        expect_steps(o, &f, runs[r].want, runs[r].tol);
+        tg_optimizer_free(o);
+        drop(&f);
+    }
+}
+
+static void test_rmsprop(void **state)
+{
+    tg_rmsprop_opts d = tg_rmsprop_defaults();
+    assert_close(d.lr, 0.01, 0);
+    assert_close(d.alpha, 0.99, 0);
+    assert_close(d.eps, 1e-8, 0);
+    assert_true(d.momentum == 0 && d.weight_decay == 0 && !d.centered);
+    const struct { tg_rmsprop_opts o; const double (*f64)[N], (*f32)[N]; } cases[] = {
+        {d, TORCH_RMSPROP_DEFAULT_F64, TORCH_RMSPROP_DEFAULT_F32},
+        {{.lr = 0.01, .alpha = 0.9, .eps = 1e-3, .weight_decay = 0.1, .momentum = 0.8,
+          .centered = true}, TORCH_RMSPROP_ALL_F64, TORCH_RMSPROP_ALL_F32},
+        {{.lr = 0.05, .alpha = 0.99, .eps = 1e-8, .momentum = 0.5},
+         TORCH_RMSPROP_MOMENTUM_F64, TORCH_RMSPROP_MOMENTUM_F32},
+        {{.lr = 0.02, .alpha = 0.99, .eps = 1e-8, .weight_decay = 0.05, .centered = true},
+         TORCH_RMSPROP_CENTERED_F64, TORCH_RMSPROP_CENTERED_F32},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        double rule[3][N];
+        rmsprop_rule(cases[c].o, rule);
+        check_kind(make_rmsprop, &cases[c].o, (const double (*)[N])rule, cases[c].f64,
+                   cases[c].f32);
+    }
+}
+
 /* ---- parameter groups --------------------------------------------------------------------------- */
 /* Two groups, as for "no weight decay on biases": each is updated with its own lr and decay. */
 static void test_param_groups(void **state)
@@ -384,10 +478,14 @@ static void test_no_allocation_in_step(void **state)
     tg_module_parameters(net, &ps);
     for (int i = 0; i < ps.n; i++)
         set_grad(ps.tensors[i], (double[64]){0.1, 0.2, 0.3});
-    for (int kind = 0; kind < 2; kind++) {
+    tg_rmsprop_opts rms = tg_rmsprop_defaults();
+    rms.momentum = 0.9;
+    rms.centered = true;
+    for (int kind = 0; kind < 3; kind++) {
         tg_optimizer *o = kind == 0 ? tg_sgd_new(&ps, (tg_sgd_opts){.lr = 0.1, .momentum = 0.9,
                                                                     .weight_decay = 1e-4})
-                                    : tg_adam_new(&ps, tg_adam_defaults());
+                        : kind == 1 ? tg_adam_new(&ps, tg_adam_defaults())
+                                    : tg_rmsprop_new(&ps, rms);
         uint64_t before = tg_alloc_count();
         for (int s = 0; s < 5; s++) {
             tg_optimizer_step(o);
@@ -446,6 +544,9 @@ static void test_errors(void **state)
     EXPECT_ERROR("listed twice", tg_sgd_new(&twice, (tg_sgd_opts){.lr = 0.1}));
     tg_param_list_free(&twice);
     /* The kinds' validators: the message names the optimizer and the value. */
+    tg_rmsprop_opts rms = tg_rmsprop_defaults();
+    rms.alpha = 1.5;
+    EXPECT_ERROR("(rmsprop): need alpha in [0, 1]", tg_rmsprop_new(&f.ps, rms));
     EXPECT_ERROR("(sgd): weight_decay must be finite",
                  tg_sgd_new(&f.ps, (tg_sgd_opts){.lr = 0.1, .weight_decay = -1}));
     drop(&f);
@@ -461,6 +562,7 @@ int main(void)
         cmocka_unit_test(test_sgd_weight_decay),
         cmocka_unit_test(test_adam_first_two_steps),
         cmocka_unit_test(test_adam_options),
+        cmocka_unit_test(test_rmsprop),
         cmocka_unit_test(test_param_groups),
         cmocka_unit_test(test_params_without_grad_skipped),
         cmocka_unit_test(test_zero_grad_lr_schedule),

@@ -99,6 +99,12 @@ typedef struct {
 tg_adam_opts tg_adam_defaults(void);
 tg_optimizer *tg_adam_new(const tg_param_list *params, tg_adam_opts opts);
 
+/* RMSprop: v = α·v + (1-α)·g², p -= lr·g/(sqrt(v) + eps); centered: v - ḡ² (ḡ the average g);
+ * momentum μ: b = μ·b + g/(...), p -= lr·b. Defaults lr 0.01, alpha 0.99, eps 1e-8. */
+typedef struct { double lr, alpha, eps, weight_decay, momentum; bool centered; } tg_rmsprop_opts;
+tg_rmsprop_opts tg_rmsprop_defaults(void);
+tg_optimizer *tg_rmsprop_new(const tg_param_list *params, tg_rmsprop_opts opts);
+
 /* ---- using an optimizer ------------------------------------------------------------------- */
 void tg_optimizer_step(tg_optimizer *opt);
 void tg_optimizer_zero_grad(tg_optimizer *opt);
