@@ -407,8 +407,8 @@ static const tg_optimizer_kind signum_kind = {
     .update = signum_update,
 };
 
-enum { ADAM, SGD, RMSPROP, SIGNUM, N_KINDS };
-static const char *const kind_names[N_KINDS] = {"adam", "sgd", "rmsprop", "signum"};
+enum { ADAM, SGD, RMSPROP, ADAGRAD, SIGNUM, N_KINDS };
+static const char *const kind_names[N_KINDS] = {"adam", "sgd", "rmsprop", "adagrad", "signum"};
 
 static tg_optimizer *make_optimizer(int kind, const tg_param_list *ps)
 {
@@ -422,6 +422,10 @@ static tg_optimizer *make_optimizer(int kind, const tg_param_list *ps)
     case RMSPROP:
         return tg_rmsprop_new(ps, (tg_rmsprop_opts){.lr = 0.01, .alpha = 0.9, .eps = 1e-8,
                                                     .momentum = 0.5, .centered = true});
+    case ADAGRAD:
+        return tg_adagrad_new(ps, (tg_adagrad_opts){.lr = 0.05, .lr_decay = 0.01,
+                                                    .initial_accumulator_value = 0.1,
+                                                    .eps = 1e-10});
     default:
         return tg_optimizer_new(&signum_kind, ps, &(signum_opts){.lr = 0.01, .beta = 0.9,
                                                                  .weight_decay = 1e-3,
@@ -688,6 +692,7 @@ static void test_state_names_on_disk(void **state)
         {SIGNUM, {"momentum_buffer", "sign_count", "step"}},
         {ADAM, {"exp_avg", "exp_avg_sq", "step"}},
         {RMSPROP, {"square_avg", "momentum_buffer", "grad_avg", "step"}}, /* momentum, centered */
+        {ADAGRAD, {"sum", "step"}},
         {SGD, {"momentum_buffer"}},
     };
     tg_rng rng;

@@ -1,6 +1,6 @@
 /* Optimizers against values computed here from the published update rules (PyTorch's docs for
- * torch.optim.SGD, Adam and RMSprop), step by step in float64 and float32, and RMSprop against
- * numbers from torch itself (tests/torch/optim_fixtures.py); parameter groups. */
+ * torch.optim.SGD, Adam, RMSprop and Adagrad), step by step in float64 and float32, and RMSprop and
+ * Adagrad against numbers from torch itself (tests/torch/optim_fixtures.py); parameter groups. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -221,7 +221,7 @@ static void test_adam_options(void **state)
                             .weight_decay = 0.1, .decoupled = true});
 }
 
-/* ---- RMSprop ----------------------------------------------------------------------------------- */
+/* ---- RMSprop and Adagrad ------------------------------------------------------------------------ */
 /* Printed by tests/torch/optim_fixtures.py: the parameter after each of three steps from P0 with
  * G1, G2, G3, in float64 and in float32 (torch computing in float32). */
 /* torch 1.13.0a0 */
@@ -233,6 +233,10 @@ static const double TORCH_RMSPROP_MOMENTUM_F64[3][N] = {{1.6666661132869189e-07,
 static const double TORCH_RMSPROP_MOMENTUM_F32[3][N] = {{1.35600573e-07, -0.75000006, 1.5}, {0.0283152983, -0.749009907, 0.991801143}, {-0.0267823655, -1.04871762, 1.00552881}};
 static const double TORCH_RMSPROP_CENTERED_F64[3][N] = {{0.29899249910820064, -1.0489924634426069, 1.7989924495744196}, {0.3983952147132297, -1.132387740644291, 1.6923696425224652}, {0.36127151647495021, -1.2419168043057756, 1.7882418655588745}};
 static const double TORCH_RMSPROP_CENTERED_F32[3][N] = {{0.298992515, -1.0489924, 1.7989924}, {0.39839524, -1.13238764, 1.69236958}, {0.36127153, -1.24191666, 1.78824186}};
+static const double TORCH_ADAGRAD_DEFAULT_F64[3][N] = {{0.40000000003333336, -1.1500000000142858, 1.9000000000066666}, {0.45547001964047168, -1.1996138938438154, 1.8485504244668551}, {0.44173396324937636, -1.2593161252504741, 1.90178315549882}};
+static const double TORCH_ADAGRAD_DEFAULT_F32[3][N] = {{0.400000006, -1.14999998, 1.89999998}, {0.455470026, -1.19961393, 1.84855044}, {0.441733956, -1.25931621, 1.90178323}};
+static const double TORCH_ADAGRAD_ALL_F64[3][N] = {{0.4461539289939554, -1.1666890609851075, 1.9048183264290111}, {0.46829696213710298, -1.1928869913921631, 1.8551895022104907}, {0.45526159937893124, -1.2313339997290518, 1.8915924817887619}};
+static const double TORCH_ADAGRAD_ALL_F32[3][N] = {{0.446153939, -1.16668904, 1.9048183}, {0.468296975, -1.19288695, 1.85518944}, {0.455261618, -1.23133397, 1.89159238}};
 
 /* torch.optim.RMSprop (1.13): g += wd·p; v = α·v + (1-α)·g²; centered: ḡ = α·ḡ + (1-α)·g,
  * d = sqrt(v - ḡ²) + eps, else d = sqrt(v) + eps; momentum: b = μ·b + g/d, p -= lr·b; else
@@ -254,6 +258,23 @@ static void rmsprop_rule(tg_rmsprop_opts o, double expected[3][N])
         }
 }
 
+/* torch.optim.Adagrad (1.13): g += wd·p; s += g² (from initial_accumulator_value);
+ * p -= lr/(1 + (t-1)·lr_decay) · g/(sqrt(s) + eps). */
+static void adagrad_rule(tg_adagrad_opts o, double expected[3][N])
+{
+    const double *gs[3] = {G1, G2, G3};
+    double p[N], s[N];
+    memcpy(p, P0, sizeof p);
+    for (int i = 0; i < N; i++) s[i] = o.initial_accumulator_value;
+    for (int t = 0; t < 3; t++)
+        for (int i = 0; i < N; i++) {
+            double g = gs[t][i] + o.weight_decay * p[i];
+            s[i] += g * g;
+            p[i] -= o.lr / (1 + t * o.lr_decay) * g / (sqrt(s[i]) + o.eps);
+            expected[t][i] = p[i];
+        }
+}
+
 /* Three steps of o from P0 in dtype, each compared with expected[t] to tol (relative). */
 static void expect_steps(tg_optimizer *o, fixture *f, const double expected[3][N], double tol)
 {
@@ -269,6 +290,10 @@ typedef tg_optimizer *(*make_fn)(const tg_param_list *ps, const void *opts);
 static tg_optimizer *make_rmsprop(const tg_param_list *ps, const void *o)
 {
     return tg_rmsprop_new(ps, *(const tg_rmsprop_opts *)o);
+}
+static tg_optimizer *make_adagrad(const tg_param_list *ps, const void *o)
+{
+    return tg_adagrad_new(ps, *(const tg_adagrad_opts *)o);
 }
 
 /* The rule computed here (float64 to 1e-14; float32 to 1e-5, as expect_param), and torch's own
@@ -310,6 +335,26 @@ static void test_rmsprop(void **state)
         double rule[3][N];
         rmsprop_rule(cases[c].o, rule);
         check_kind(make_rmsprop, &cases[c].o, (const double (*)[N])rule, cases[c].f64,
+                   cases[c].f32);
+    }
+}
+
+static void test_adagrad(void **state)
+{
+    tg_adagrad_opts d = tg_adagrad_defaults();
+    assert_close(d.lr, 0.01, 0);
+    assert_close(d.eps, 1e-10, 0);
+    assert_true(d.lr_decay == 0 && d.weight_decay == 0 && d.initial_accumulator_value == 0);
+    d.lr = 0.1;
+    const struct { tg_adagrad_opts o; const double (*f64)[N], (*f32)[N]; } cases[] = {
+        {d, TORCH_ADAGRAD_DEFAULT_F64, TORCH_ADAGRAD_DEFAULT_F32},
+        {{.lr = 0.1, .lr_decay = 0.05, .weight_decay = 0.1, .initial_accumulator_value = 0.3,
+          .eps = 1e-6}, TORCH_ADAGRAD_ALL_F64, TORCH_ADAGRAD_ALL_F32},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        double rule[3][N];
+        adagrad_rule(cases[c].o, rule);
+        check_kind(make_adagrad, &cases[c].o, (const double (*)[N])rule, cases[c].f64,
                    cases[c].f32);
     }
 }
@@ -481,11 +526,12 @@ static void test_no_allocation_in_step(void **state)
     tg_rmsprop_opts rms = tg_rmsprop_defaults();
     rms.momentum = 0.9;
     rms.centered = true;
-    for (int kind = 0; kind < 3; kind++) {
+    for (int kind = 0; kind < 4; kind++) {
         tg_optimizer *o = kind == 0 ? tg_sgd_new(&ps, (tg_sgd_opts){.lr = 0.1, .momentum = 0.9,
                                                                     .weight_decay = 1e-4})
                         : kind == 1 ? tg_adam_new(&ps, tg_adam_defaults())
-                                    : tg_rmsprop_new(&ps, rms);
+                        : kind == 2 ? tg_rmsprop_new(&ps, rms)
+                                    : tg_adagrad_new(&ps, tg_adagrad_defaults());
         uint64_t before = tg_alloc_count();
         for (int s = 0; s < 5; s++) {
             tg_optimizer_step(o);
@@ -547,6 +593,10 @@ static void test_errors(void **state)
     tg_rmsprop_opts rms = tg_rmsprop_defaults();
     rms.alpha = 1.5;
     EXPECT_ERROR("(rmsprop): need alpha in [0, 1]", tg_rmsprop_new(&f.ps, rms));
+    tg_adagrad_opts ada = tg_adagrad_defaults();
+    ada.initial_accumulator_value = -0.1;
+    EXPECT_ERROR("(adagrad): lr_decay, initial_accumulator_value", tg_adagrad_new(&f.ps, ada));
+    EXPECT_ERROR("-0.1", tg_adagrad_new(&f.ps, ada));
     EXPECT_ERROR("(sgd): weight_decay must be finite",
                  tg_sgd_new(&f.ps, (tg_sgd_opts){.lr = 0.1, .weight_decay = -1}));
     drop(&f);
@@ -563,6 +613,7 @@ int main(void)
         cmocka_unit_test(test_adam_first_two_steps),
         cmocka_unit_test(test_adam_options),
         cmocka_unit_test(test_rmsprop),
+        cmocka_unit_test(test_adagrad),
         cmocka_unit_test(test_param_groups),
         cmocka_unit_test(test_params_without_grad_skipped),
         cmocka_unit_test(test_zero_grad_lr_schedule),

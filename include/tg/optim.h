@@ -105,6 +105,13 @@ typedef struct { double lr, alpha, eps, weight_decay, momentum; bool centered; }
 tg_rmsprop_opts tg_rmsprop_defaults(void);
 tg_optimizer *tg_rmsprop_new(const tg_param_list *params, tg_rmsprop_opts opts);
 
+/* Adagrad: s += g² (s starts at initial_accumulator_value), p -= lr_t·g/(sqrt(s) + eps) with
+ * lr_t = lr/(1 + (t-1)·lr_decay) at the parameter's t-th update. Defaults lr 0.01, eps 1e-10. */
+typedef struct { double lr, lr_decay, weight_decay, initial_accumulator_value, eps; }
+    tg_adagrad_opts;
+tg_adagrad_opts tg_adagrad_defaults(void);
+tg_optimizer *tg_adagrad_new(const tg_param_list *params, tg_adagrad_opts opts);
+
 /* ---- using an optimizer ------------------------------------------------------------------- */
 void tg_optimizer_step(tg_optimizer *opt);
 void tg_optimizer_zero_grad(tg_optimizer *opt);

@@ -1,4 +1,4 @@
-"""Prints the torch.optim.RMSprop fixtures of tests/test_optim.c.
+"""Prints the torch.optim.RMSprop and torch.optim.Adagrad fixtures of tests/test_optim.c.
 
     /usr/bin/python3 tests/torch/optim_fixtures.py   (Debian's python3-torch 1.13; not a build
                                                        dependency: its output is in the test)
@@ -16,6 +16,9 @@ CASES = [
      dict(lr=0.01, alpha=0.9, eps=1e-3, weight_decay=0.1, momentum=0.8, centered=True)),
     ("rmsprop_momentum", torch.optim.RMSprop, dict(lr=0.05, momentum=0.5)),
     ("rmsprop_centered", torch.optim.RMSprop, dict(lr=0.02, centered=True, weight_decay=0.05)),
+    ("adagrad_default", torch.optim.Adagrad, dict(lr=0.1)),
+    ("adagrad_all", torch.optim.Adagrad,
+     dict(lr=0.1, lr_decay=0.05, weight_decay=0.1, initial_accumulator_value=0.3, eps=1e-6)),
 ]
 
 
