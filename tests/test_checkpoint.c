@@ -565,19 +565,13 @@ static void test_optimizer_state_errors(void **state)
 static void patch_file(const char *path, const char *from, const char *to)
 {
     assert_int_equal(strlen(from), strlen(to));
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    char buf[4096];
-    size_t n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    size_t k = strlen(from), at = 0;
+    size_t n, k = strlen(from), at = 0;
+    unsigned char *buf = read_file(path, &n);
     while (at + k <= n && memcmp(buf + at, from, k) != 0) at++;
     assert_true(at + k <= n);
     memcpy(buf + at, to, k);
-    f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(buf, 1, n, f), n);
-    fclose(f);
+    write_file(path, buf, n);
+    free(buf);
 }
 
 /* Metadata that would make resumption wrong: an infinite learning rate, a step count with a sign,
@@ -855,6 +849,11 @@ static void test_resume_with_loader(void **state)
     assert_false(same(blind.t.net, &s));
     release(&s);
 
+    /* A position past the end of the epoch is refused (the file holds K = 7 steps: epoch 2,
+     * 16 rows in). */
+    patch_file(p, "\"loader.pos\":\"16\"", "\"loader.pos\":\"99\"");
+    assert_int_equal(tg_checkpoint_load_parts(p, &parts), TG_ERR_FORMAT);
+    assert_non_null(strstr(tg_status_message(), "loader.pos"));
     /* A loader of another shape is refused before anything changes. */
     tg_loader *other = tg_loader_new(x, y, 6, true, false, NULL);
     tg_loader_state before = tg_loader_get_state(other);
