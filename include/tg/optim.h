@@ -13,8 +13,9 @@
  *     tg_optimizer_free(opt);
  *
  * Writing an optimizer: fill a tg_optimizer_kind (below) and call tg_optimizer_new with it; the
- * library's own (optim/sgd.c, optim/adam.c, ...) are written exactly so, with this header only,
- * and examples/custom_optimizer.c is one written outside the library. Checkpoints save, compare and
+ * library's own (optim/sgd.c, optim/adam.c, ...) are written exactly so, with this header (and
+ * the library's run-time instruction-set clones on hot loops), and examples/custom_optimizer.c is
+ * one written outside the library. Checkpoints save, compare and
  * restore any kind's state through the same description. */
 #ifndef TG_OPTIM_H
 #define TG_OPTIM_H
