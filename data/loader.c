@@ -11,6 +11,7 @@ struct tg_loader {
     int64_t n, batch_size, pos;
     bool shuffle, drop_last, started, done;
     tg_rng rng;
+    tg_rng order_rng;          /* the state of rng the current epoch's order was drawn from */
     int64_t *perm;
     int64_t last_n;            /* rows in the batch last returned */
     size_t x_row, y_row;       /* bytes per row */
@@ -71,7 +72,10 @@ tg_loader *tg_loader_new(const tg_tensor *x, const tg_tensor *y, int64_t batch_s
 
 void tg_loader_reset(tg_loader *L)
 {
-    /* reshuffling the previous permutation is as random as shuffling 0..n-1 again */
+    /* Every order is drawn from 0..n-1, not from the previous order: it then depends on the
+     * generator state alone, which a checkpoint can save (tg_loader_get_state). */
+    L->order_rng = L->rng;
+    for (int64_t i = 0; i < L->n; i++) L->perm[i] = i;
     if (L->shuffle) tg_rng_shuffle(&L->rng, L->perm, L->n);
     L->pos = 0;
     L->last_n = 0;
@@ -152,4 +156,44 @@ void tg_loader_free(tg_loader *L)
     tg_free(L->yb_full);
     tg__free(L->perm);
     tg__free(L);
+}
+
+tg_loader_state tg_loader_get_state(const tg_loader *L)
+{
+    if (!L) tg__fail("tg_loader_get_state: NULL loader");
+    return (tg_loader_state){
+        .rows = L->n,
+        .batch_size = L->batch_size,
+        .shuffle = L->shuffle,
+        .drop_last = L->drop_last,
+        .started = L->started,
+        .pos = L->started ? L->pos : 0,
+        .rng = L->rng,
+        .order_rng = L->started ? L->order_rng : L->rng,
+    };
+}
+
+void tg_loader_set_state(tg_loader *L, const tg_loader_state *s)
+{
+    if (!L || !s) tg__fail("tg_loader_set_state: NULL loader or state");
+    if (s->rows != L->n || s->batch_size != L->batch_size || s->shuffle != L->shuffle ||
+        s->drop_last != L->drop_last)
+        tg__fail("tg_loader_set_state: the state is of a loader over %lld rows in batches of "
+                 "%lld (shuffle %d, drop_last %d), this one has %lld, %lld (%d, %d)",
+                 (long long)s->rows, (long long)s->batch_size, (int)s->shuffle,
+                 (int)s->drop_last, (long long)L->n, (long long)L->batch_size, (int)L->shuffle,
+                 (int)L->drop_last);
+    if (s->pos < 0 || s->pos > L->n)
+        tg__fail("tg_loader_set_state: position %lld is outside the epoch's 0..%lld rows",
+                 (long long)s->pos, (long long)L->n);
+    if (s->started) {
+        L->rng = s->order_rng;
+        tg_loader_reset(L); /* draws the epoch's order again */
+        L->pos = s->pos;
+    } else {
+        L->started = false;
+        L->pos = 0;
+        L->last_n = 0;
+    }
+    L->rng = s->rng;
 }

@@ -7,6 +7,7 @@
 #include "tg/conv.h"
 #include "tg/plot.h"
 #include "tg/nn.h"
+#include "tg/optim.h"
 #include "tg/data.h"
 #include "tg/train.h"
 #endif

@@ -2,11 +2,11 @@
  *   g += wd·p (L2) or p *= 1 - lr·wd (decoupled, AdamW);
  *   m = β1·m + (1-β1)·g;  v = β2·v + (1-β2)·g²;
  *   p -= lr/(1-β1^t) · m / (sqrt(v)/sqrt(1-β2^t) + eps). */
+#include <stddef.h>
+#include <stdio.h>
 #include <tgmath.h>
 #include "autograd/cpu_clones.h"
-#include "autograd/internal.h"
-#include "nn/internal.h"
-#include "optim/internal.h"
+#include "tg/optim.h"
 
 /* m = β1·m + (1-β1)·g;  v = β2·v + (1-β2)·g²;  p -= step_size · m / (sqrt(v)/sqrt(1-β2^t) + eps) */
 #define ADAM_UPDATE(G)                                                                           \
@@ -20,20 +20,20 @@
 #define ADAM_KERNEL(T, NAME)                                                                     \
     static TG_CPU_CLONES void NAME(T *restrict p, const T *restrict g, T *restrict m,           \
                                    T *restrict v, int64_t n, const tg_adam_opts *o, double lr,   \
-                                   int64_t t)                                                    \
+                                   double wd_, int64_t t)                                        \
     {                                                                                            \
         /* Bias corrections in double whatever T is: β^t for large t is tiny but not zero. */    \
         const T step_size = (T)(lr / (1.0 - pow(o->beta1, (double)t)));                         \
         const T bc2_sqrt = (T)sqrt(1.0 - pow(o->beta2, (double)t));                             \
-        const T b1 = (T)o->beta1, b2 = (T)o->beta2, eps = (T)o->eps, wd = (T)o->weight_decay;   \
-        const T decay = (T)(1.0 - lr * o->weight_decay);                                        \
+        const T b1 = (T)o->beta1, b2 = (T)o->beta2, eps = (T)o->eps, wd = (T)wd_;               \
+        const T decay = (T)(1.0 - lr * wd_);                                                    \
         /* 1-β in double, then rounded once (as PyTorch does): in float, 1.0f - 0.999f is off \
          * by 1.3e-5 relative, which shifts every early Adam step by ~6e-6. */                 \
         const T c1 = (T)(1.0 - o->beta1), c2 = (T)(1.0 - o->beta2);                             \
         /* One straight loop per case (branches hoisted, pointers restrict) so each vectorises; \
-         * the arithmetic is the general rule's, unchanged. sqrt vectorises with -fno-math-errno \
+         * each computes the general rule's arithmetic. sqrt vectorises with -fno-math-errno   \
          * (the release OPT); v >= 0, so errno is never set anyway. */                           \
-        if (o->weight_decay == 0)                                                                \
+        if (wd_ == 0)                                                                            \
             for (int64_t i = 0; i < n; i++) ADAM_UPDATE(g[i]);                                   \
         else if (o->decoupled)                                                                   \
             for (int64_t i = 0; i < n; i++) {                                                    \
@@ -46,19 +46,57 @@
 ADAM_KERNEL(float, adam_f32)
 ADAM_KERNEL(double, adam_f64)
 
-static void adam_step(tg_optimizer *o)
+static void adam_update(const tg_optim_update *u)
 {
-    for (int i = 0; i < o->n; i++) {
-        tg_tensor *p = o->params[i];
-        if (!p->grad) continue; /* never reached by a backward: no update, no state */
-        int64_t t = ++o->param_steps[i];
-        tg_tensor *m = tg__optimizer_state(o, 0, i), *v = tg__optimizer_state(o, 1, i);
-        if (p->dtype == TG_F32)
-            adam_f32(p->data, p->grad->data, m->data, v->data, p->numel, &o->adam, o->lr, t);
-        else
-            adam_f64(p->data, p->grad->data, m->data, v->data, p->numel, &o->adam, o->lr, t);
-    }
+    tg_tensor *p = u->param, *m = u->state[0], *v = u->state[1];
+    if (p->dtype == TG_F32)
+        adam_f32(p->data, u->grad->data, m->data, v->data, p->numel, u->settings, u->lr,
+                 u->weight_decay, u->step);
+    else
+        adam_f64(p->data, u->grad->data, m->data, v->data, p->numel, u->settings, u->lr,
+                 u->weight_decay, u->step);
 }
+
+static int adam_state_names(const void *settings, const char **names)
+{
+    names[0] = "exp_avg";
+    names[1] = "exp_avg_sq";
+    return 2;
+}
+
+static bool adam_validate(const void *settings, char *why, size_t len)
+{
+    const tg_adam_opts *a = settings;
+    if (!(a->beta1 >= 0 && a->beta1 < 1) || !(a->beta2 >= 0 && a->beta2 < 1)) {
+        snprintf(why, len, "betas must be in [0, 1) (got %g, %g); tg_adam_defaults() gives "
+                 "0.9, 0.999", a->beta1, a->beta2);
+        return false;
+    }
+    if (!(a->eps >= 0)) {
+        snprintf(why, len, "eps must be >= 0 (got %g)", a->eps);
+        return false;
+    }
+    return true;
+}
+
+static void adam_describe(const void *settings, char *buf, size_t len)
+{
+    const tg_adam_opts *a = settings;
+    snprintf(buf, len, "beta1=%.17g beta2=%.17g eps=%.17g weight_decay=%.17g decoupled=%d",
+             a->beta1, a->beta2, a->eps, a->weight_decay, (int)a->decoupled);
+}
+
+static const tg_optimizer_kind adam_kind = {
+    .name = "adam",
+    .settings_size = sizeof(tg_adam_opts),
+    .lr_offset = offsetof(tg_adam_opts, lr),
+    .weight_decay_offset = offsetof(tg_adam_opts, weight_decay),
+    .state_names = adam_state_names,
+    .saves_step = true,
+    .validate = adam_validate,
+    .describe = adam_describe,
+    .update = adam_update,
+};
 
 tg_adam_opts tg_adam_defaults(void)
 {
@@ -67,16 +105,5 @@ tg_adam_opts tg_adam_defaults(void)
 
 tg_optimizer *tg_adam_new(const tg_param_list *params, tg_adam_opts opts)
 {
-    if (!(opts.beta1 >= 0 && opts.beta1 < 1) || !(opts.beta2 >= 0 && opts.beta2 < 1))
-        tg__fail("tg_adam_new: betas must be in [0, 1) (got %g, %g); tg_adam_defaults() gives "
-                 "0.9, 0.999", opts.beta1, opts.beta2);
-    if (!(opts.eps >= 0) || !(opts.weight_decay >= 0) || !isfinite(opts.weight_decay))
-        tg__fail("tg_adam_new: eps and weight_decay must be >= 0 (got %g, %g)", opts.eps,
-                 opts.weight_decay);
-    static const char *const names[] = {"exp_avg", "exp_avg_sq"};
-    tg_optimizer *o = tg__optimizer_new("adam", params, opts.lr, 2, names);
-    o->adam = opts;
-    o->per_param_step_saved = true;
-    o->step = adam_step;
-    return o;
+    return tg_optimizer_new(&adam_kind, params, &opts);
 }

@@ -1,36 +1,37 @@
-/* Internal layout of optimizers, shared by the optim/ files and the checkpoint code.
- * Not installed. */
+/* The optimizer's layout, shared by optim/optimizer.c and the checkpoint code. Not installed.
+ * Optimizer kinds never need it: they see only tg_optim_update (include/tg/optim.h). */
 #ifndef TG_OPTIM_INTERNAL_H
 #define TG_OPTIM_INTERNAL_H
 
-#include "tg/nn.h"
+#include "tg/optim.h"
 
-#define TG_OPTIM_MAX_STATE 2
+typedef struct {
+    double lr;
+    double initial_lr;                /* the lr it was created with (tg_optimizer_step_lr) */
+    double weight_decay;
+} tg__optim_group;
 
 struct tg_optimizer {
-    const char *kind;                 /* "sgd", "adam" */
-    void (*step)(tg_optimizer *opt);
-    int n;                            /* parameters */
+    const tg_optimizer_kind *kind;    /* NULL once freed */
+    void *settings;                   /* owned copy of the kind's settings struct */
+    int n;                            /* parameters, over all groups */
     tg_tensor **params;               /* borrowed */
     char **names;                     /* owned copies of the dotted names */
-    double lr;
-    int64_t steps;                    /* step() calls */
-    /* State buffers, allocated at creation (persistent tensors shaped like the parameter):
-     * state[k * n + i] is buffer k of parameter i; its name is state_names[k]. */
+    int *group_of;                    /* the group of parameter i */
+    /* Per parameter: updates applied so far. 0 means "no state yet" (PyTorch creates the state
+     * at a parameter's first update); checkpoints save state only for parameters above 0. */
+    int64_t *param_steps;
+    /* state[i * n_state + k]: state tensor k (named state_names[k]) of parameter i, allocated
+     * when the parameter joins (persistent, shaped like it). */
     int n_state;
     const char *state_names[TG_OPTIM_MAX_STATE];
     tg_tensor **state;
-    /* Per parameter: updates applied so far. 0 means "no state yet" (PyTorch creates the state
-     * at a parameter's first update); Adam's bias correction uses it as t. */
-    int64_t *param_steps;
-    bool per_param_step_saved;        /* checkpoints carry "<name>.step" (Adam) */
-    tg_sgd_opts sgd;
-    tg_adam_opts adam;
+    int n_groups;
+    tg__optim_group *groups;
+    int64_t steps;                    /* step() calls */
 };
 
-/* Common constructor: copies the list, allocates n_state buffers per parameter. */
-tg_optimizer *tg__optimizer_new(const char *kind, const tg_param_list *params, double lr,
-                                int n_state, const char *const *state_names);
-tg_tensor *tg__optimizer_state(const tg_optimizer *opt, int k, int i);
+/* Fills parameter i's state tensors with the kind's initial values. */
+void tg__optimizer_init_state(tg_optimizer *opt, int i);
 
 #endif

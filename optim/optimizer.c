@@ -1,61 +1,154 @@
-/* The common optimizer interface and the step-decay learning-rate schedule. */
+/* The optimizer core: parameter groups, per-parameter step counts and state, the loop over
+ * parameters that calls a kind's update, and the step-decay schedule. Nothing here knows any
+ * particular optimizer. */
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 #include "autograd/internal.h"
-#include "nn/internal.h"
 #include "optim/internal.h"
 
-tg_optimizer *tg__optimizer_new(const char *kind, const tg_param_list *params, double lr,
-                                int n_state, const char *const *state_names)
+static void check(const tg_optimizer *opt, const char *fn)
 {
-    if (!params) tg__fail("tg_%s_new: NULL parameter list", kind);
-    if (!(lr >= 0) || !isfinite(lr))
-        tg__fail("tg_%s_new: learning rate must be finite and >= 0 (got %g)", kind, lr);
-    /* Every check before the first allocation: a failed check leaks nothing. */
+    if (!opt || !opt->kind) tg__fail("%s: got a NULL or freed optimizer", fn);
+}
+
+static void check_group(const tg_optimizer *opt, int group, const char *fn)
+{
+    check(opt, fn);
+    if (group < 0 || group >= opt->n_groups)
+        tg__fail("%s: group %d does not exist (the optimizer has %d)", fn, group, opt->n_groups);
+}
+
+static void check_rate(const char *fn, const char *kind, const char *what, double v)
+{
+    if (!(v >= 0) || !isfinite(v))
+        tg__fail("%s (%s): %s must be finite and >= 0 (got %g)", fn, kind, what, v);
+}
+
+static double read_double(const void *settings, size_t offset)
+{
+    double v;
+    memcpy(&v, (const char *)settings + offset, sizeof v);
+    return v;
+}
+
+/* Every check before the first allocation: a failed check leaks nothing. opt is NULL while the
+ * optimizer is being created. */
+static void check_new_params(const char *kind, const tg_optimizer *opt,
+                             const tg_param_list *params, const char *fn)
+{
+    if (!params) tg__fail("%s (%s): NULL parameter list", fn, kind);
     for (int i = 0; i < params->n; i++) {
-        tg__check_float(params->tensors[i], kind);
+        tg__check_float(params->tensors[i], fn);
         for (int j = 0; j < i; j++)
             if (params->tensors[j] == params->tensors[i])
-                tg__fail("tg_%s_new: parameter '%s' is listed twice (as '%s'); it would be "
-                         "updated twice per step", kind, params->names[i], params->names[j]);
+                tg__fail("%s (%s): parameter '%s' is listed twice (as '%s'); it would be "
+                         "updated twice per step", fn, kind, params->names[i], params->names[j]);
+        for (int j = 0; opt && j < opt->n; j++)
+            if (opt->params[j] == params->tensors[i])
+                tg__fail("%s (%s): parameter '%s' is already in group %d (as '%s'); a parameter "
+                         "belongs to one group", fn, kind, params->names[i],
+                         opt->group_of[j], opt->names[j]);
     }
-    tg_optimizer *o = calloc(1, sizeof *o);
-    if (!o) tg__fail("tg_%s_new: out of memory", kind);
+}
+
+void tg__optimizer_init_state(tg_optimizer *opt, int i)
+{
+    for (int k = 0; k < opt->n_state; k++) {
+        double v = opt->kind->state_init ? opt->kind->state_init(opt->settings, k) : 0.0;
+        tg_fill_(opt->state[i * opt->n_state + k], v);
+    }
+}
+
+static int append_group(tg_optimizer *opt, const tg_param_list *params, double lr, double wd)
+{
+    int g = opt->n_groups++, n0 = opt->n, n = opt->n + params->n;
+    opt->groups = tg__xrealloc(opt->groups, (size_t)opt->n_groups * sizeof *opt->groups);
+    opt->groups[g] = (tg__optim_group){.lr = lr, .initial_lr = lr, .weight_decay = wd};
+    opt->params = tg__xrealloc(opt->params, (size_t)n * sizeof *opt->params);
+    opt->names = tg__xrealloc(opt->names, (size_t)n * sizeof *opt->names);
+    opt->group_of = tg__xrealloc(opt->group_of, (size_t)n * sizeof *opt->group_of);
+    opt->param_steps = tg__xrealloc(opt->param_steps, (size_t)n * sizeof *opt->param_steps);
+    opt->state = tg__xrealloc(opt->state, (size_t)(n * opt->n_state) * sizeof *opt->state);
+    for (int j = 0; j < params->n; j++) {
+        int i = n0 + j;
+        tg_tensor *p = params->tensors[j];
+        opt->params[i] = p;
+        opt->names[i] = tg__xstrdup(params->names[j]);
+        opt->group_of[i] = g;
+        opt->param_steps[i] = 0;
+        for (int k = 0; k < opt->n_state; k++)
+            opt->state[i * opt->n_state + k] = tg_zeros(p->dtype, p->ndim, p->shape);
+        tg__optimizer_init_state(opt, i);
+    }
+    opt->n = n;
+    return g;
+}
+
+tg_optimizer *tg_optimizer_new(const tg_optimizer_kind *kind, const tg_param_list *params,
+                               const void *settings)
+{
+    const char *fn = "tg_optimizer_new";
+    if (!kind || !kind->name || !kind->update || !kind->state_names)
+        tg__fail("%s: the optimizer kind needs at least a name, state_names and update", fn);
+    if (!settings) tg__fail("%s (%s): NULL settings", fn, kind->name);
+    if (kind->lr_offset + sizeof(double) > kind->settings_size ||
+        kind->weight_decay_offset + sizeof(double) > kind->settings_size)
+        tg__fail("%s (%s): lr_offset / weight_decay_offset lie outside the %zu-byte settings",
+                 fn, kind->name, kind->settings_size);
+    char why[256] = "";
+    if (kind->validate && !kind->validate(settings, why, sizeof why))
+        tg__fail("%s (%s): %s", fn, kind->name, why);
+
+    double lr = read_double(settings, kind->lr_offset);
+    double wd = read_double(settings, kind->weight_decay_offset);
+    check_rate(fn, kind->name, "the learning rate", lr);
+    check_rate(fn, kind->name, "weight_decay", wd);
+    const char *names[TG_OPTIM_MAX_STATE] = {0};
+    int n_state = kind->state_names(settings, names);
+    if (n_state < 0 || n_state > TG_OPTIM_MAX_STATE)
+        tg__fail("%s (%s): state_names returned %d; 0 to %d state tensors are possible", fn,
+                 kind->name, n_state, TG_OPTIM_MAX_STATE);
+    check_new_params(kind->name, NULL, params, fn);
+
+    tg_optimizer *o = tg__calloc(sizeof *o);
     o->kind = kind;
-    o->lr = lr;
-    o->n = params->n;
+    o->settings = tg__malloc(kind->settings_size ? kind->settings_size : 1);
+    memcpy(o->settings, settings, kind->settings_size);
     o->n_state = n_state;
-    for (int k = 0; k < n_state; k++) o->state_names[k] = state_names[k];
-    o->params = tg__xrealloc(NULL, (size_t)o->n * sizeof *o->params);
-    o->names = tg__xrealloc(NULL, (size_t)o->n * sizeof *o->names);
-    o->param_steps = tg__xrealloc(NULL, (size_t)o->n * sizeof *o->param_steps);
-    o->state = tg__xrealloc(NULL, (size_t)(n_state * o->n) * sizeof *o->state);
-    for (int i = 0; i < o->n; i++) {
-        tg_tensor *p = params->tensors[i];
-        o->params[i] = p;
-        o->names[i] = tg__xstrdup(params->names[i]);
-        o->param_steps[i] = 0;
-        for (int k = 0; k < n_state; k++)
-            o->state[k * o->n + i] = tg_zeros(p->dtype, p->ndim, p->shape);
-    }
+    for (int k = 0; k < n_state; k++) o->state_names[k] = names[k];
+    append_group(o, params, lr, wd);
     return o;
 }
 
-tg_tensor *tg__optimizer_state(const tg_optimizer *opt, int k, int i)
+int tg_optimizer_add_group(tg_optimizer *opt, const tg_param_list *params, double lr,
+                           double weight_decay)
 {
-    return opt->state[k * opt->n + i];
-}
-
-static void check(const tg_optimizer *opt, const char *op)
-{
-    if (!opt || !opt->step) tg__fail("%s: got a NULL or freed optimizer", op);
+    const char *fn = "tg_optimizer_add_group";
+    check(opt, fn);
+    check_rate(fn, opt->kind->name, "the learning rate", lr);
+    check_rate(fn, opt->kind->name, "weight_decay", weight_decay);
+    check_new_params(opt->kind->name, opt, params, fn);
+    return append_group(opt, params, lr, weight_decay);
 }
 
 void tg_optimizer_step(tg_optimizer *opt)
 {
     check(opt, "tg_optimizer_step");
-    opt->step(opt);
+    for (int i = 0; i < opt->n; i++) {
+        tg_tensor *p = opt->params[i];
+        if (!p->grad) continue; /* never reached by a backward: no update, no state */
+        const tg__optim_group *g = &opt->groups[opt->group_of[i]];
+        tg_optim_update u = {
+            .param = p,
+            .grad = p->grad,
+            .state = opt->state + (size_t)i * (size_t)opt->n_state,
+            .step = ++opt->param_steps[i],
+            .lr = g->lr,
+            .weight_decay = g->weight_decay,
+            .settings = opt->settings,
+        };
+        opt->kind->update(&u);
+    }
     opt->steps++;
 }
 
@@ -68,15 +161,39 @@ void tg_optimizer_zero_grad(tg_optimizer *opt)
 void tg_optimizer_set_lr(tg_optimizer *opt, double lr)
 {
     check(opt, "tg_optimizer_set_lr");
-    if (!(lr >= 0) || !isfinite(lr))
-        tg__fail("tg_optimizer_set_lr: learning rate must be finite and >= 0 (got %g)", lr);
-    opt->lr = lr;
+    check_rate("tg_optimizer_set_lr", opt->kind->name, "the learning rate", lr);
+    for (int g = 0; g < opt->n_groups; g++) opt->groups[g].lr = lr;
 }
 
 double tg_optimizer_lr(const tg_optimizer *opt)
 {
     check(opt, "tg_optimizer_lr");
-    return opt->lr;
+    return opt->groups[0].lr;
+}
+
+int tg_optimizer_num_groups(const tg_optimizer *opt)
+{
+    check(opt, "tg_optimizer_num_groups");
+    return opt->n_groups;
+}
+
+double tg_optimizer_group_lr(const tg_optimizer *opt, int group)
+{
+    check_group(opt, group, "tg_optimizer_group_lr");
+    return opt->groups[group].lr;
+}
+
+void tg_optimizer_set_group_lr(tg_optimizer *opt, int group, double lr)
+{
+    check_group(opt, group, "tg_optimizer_set_group_lr");
+    check_rate("tg_optimizer_set_group_lr", opt->kind->name, "the learning rate", lr);
+    opt->groups[group].lr = lr;
+}
+
+double tg_optimizer_group_weight_decay(const tg_optimizer *opt, int group)
+{
+    check_group(opt, group, "tg_optimizer_group_weight_decay");
+    return opt->groups[group].weight_decay;
 }
 
 int64_t tg_optimizer_steps(const tg_optimizer *opt)
@@ -85,23 +202,26 @@ int64_t tg_optimizer_steps(const tg_optimizer *opt)
     return opt->steps;
 }
 
-const char *tg_optimizer_kind(const tg_optimizer *opt)
+const char *tg_optimizer_name(const tg_optimizer *opt)
 {
-    check(opt, "tg_optimizer_kind");
-    return opt->kind;
+    check(opt, "tg_optimizer_name");
+    return opt->kind->name;
 }
 
 void tg_optimizer_free(tg_optimizer *opt)
 {
     if (!opt) return;
     for (int i = 0; i < opt->n_state * opt->n; i++) tg_free(opt->state[i]);
-    for (int i = 0; i < opt->n; i++) free(opt->names[i]);
-    free(opt->state);
-    free(opt->names);
-    free(opt->params);
-    free(opt->param_steps);
-    opt->step = NULL;
-    free(opt);
+    for (int i = 0; i < opt->n; i++) tg__free(opt->names[i]);
+    tg__free(opt->state);
+    tg__free(opt->names);
+    tg__free(opt->params);
+    tg__free(opt->group_of);
+    tg__free(opt->param_steps);
+    tg__free(opt->groups);
+    tg__free(opt->settings);
+    opt->kind = NULL;
+    tg__free(opt);
 }
 
 double tg_lr_step_decay(double base_lr, int64_t epoch, int64_t step_size, double gamma)
@@ -110,6 +230,15 @@ double tg_lr_step_decay(double base_lr, int64_t epoch, int64_t step_size, double
         tg__fail("tg_lr_step_decay: need step_size > 0 and epoch >= 0 (got %lld, %lld)",
                  (long long)step_size, (long long)epoch);
     return base_lr * pow(gamma, (double)(epoch / step_size));
+}
+
+double tg_optimizer_step_lr(tg_optimizer *opt, int64_t epoch, int64_t step_size, double gamma)
+{
+    check(opt, "tg_optimizer_step_lr");
+    for (int g = 0; g < opt->n_groups; g++)
+        tg_optimizer_set_group_lr(
+            opt, g, tg_lr_step_decay(opt->groups[g].initial_lr, epoch, step_size, gamma));
+    return opt->groups[0].lr;
 }
 
 double tg_optimizer_step_decay(tg_optimizer *opt, double base_lr, int64_t epoch,

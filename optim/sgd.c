@@ -2,16 +2,16 @@
  *   d = g + wd·p;  buf = d (first update) or m·buf + (1 - dampening)·d;
  *   d = nesterov ? d + m·buf : buf;  p -= lr·d. */
 #include <math.h>
+#include <stddef.h>
+#include <stdio.h>
 #include "autograd/cpu_clones.h"
-#include "autograd/internal.h"
-#include "nn/internal.h"
-#include "optim/internal.h"
+#include "tg/optim.h"
 
 /* One definition, stamped for float and double: the update runs in the parameter's dtype.
  * Every case is its own straight loop (the branches are hoisted out of the element loop and the
- * pointers are restrict), so each one vectorises; a per-element test of buf / wd / first made gcc
- * emit scalar code, ~25% of a batch-16 MLP step. The arithmetic of each case is exactly the one
- * of the single general loop it replaces, so results are bit-identical. */
+ * pointers are restrict), so each one vectorises; a per-element test of buf / wd / first keeps
+ * gcc from vectorising (docs/DESIGN.md, optimizers). Each case computes exactly the general
+ * rule's arithmetic, so the cases agree bit for bit with it. */
 #define SGD_KERNEL(T, NAME)                                                                      \
     static TG_CPU_CLONES void NAME(T *restrict p, const T *restrict g, T *restrict buf,         \
                                    int64_t n, double lr_, double m_, double damp_, double wd_,   \
@@ -52,36 +52,61 @@
 SGD_KERNEL(float, sgd_f32)
 SGD_KERNEL(double, sgd_f64)
 
-static void sgd_step(tg_optimizer *o)
+static void sgd_update(const tg_optim_update *u)
 {
-    const tg_sgd_opts *s = &o->sgd;
-    for (int i = 0; i < o->n; i++) {
-        tg_tensor *p = o->params[i];
-        if (!p->grad) continue; /* never reached by a backward: no update, no state */
-        tg_tensor *buf = o->n_state ? tg__optimizer_state(o, 0, i) : NULL;
-        bool first = o->param_steps[i] == 0;
-        if (p->dtype == TG_F32)
-            sgd_f32(p->data, p->grad->data, buf ? buf->data : NULL, p->numel, o->lr, s->momentum,
-                    s->dampening, s->weight_decay, s->nesterov, first);
-        else
-            sgd_f64(p->data, p->grad->data, buf ? buf->data : NULL, p->numel, o->lr, s->momentum,
-                    s->dampening, s->weight_decay, s->nesterov, first);
-        o->param_steps[i]++;
-    }
+    const tg_sgd_opts *s = u->settings;
+    tg_tensor *p = u->param, *buf = s->momentum != 0 ? u->state[0] : NULL;
+    bool first = u->step == 1;
+    if (p->dtype == TG_F32)
+        sgd_f32(p->data, u->grad->data, buf ? buf->data : NULL, p->numel, u->lr, s->momentum,
+                s->dampening, u->weight_decay, s->nesterov, first);
+    else
+        sgd_f64(p->data, u->grad->data, buf ? buf->data : NULL, p->numel, u->lr, s->momentum,
+                s->dampening, u->weight_decay, s->nesterov, first);
 }
+
+static int sgd_state_names(const void *settings, const char **names)
+{
+    const tg_sgd_opts *s = settings;
+    names[0] = "momentum_buffer";
+    return s->momentum != 0 ? 1 : 0; /* plain SGD keeps no state, as PyTorch */
+}
+
+static bool sgd_validate(const void *settings, char *why, size_t len)
+{
+    const tg_sgd_opts *s = settings;
+    if (!(s->momentum >= 0) || !isfinite(s->momentum) || !isfinite(s->dampening)) {
+        snprintf(why, len, "momentum must be finite and >= 0 and dampening finite (got %g, %g)",
+                 s->momentum, s->dampening);
+        return false;
+    }
+    if (s->nesterov && (s->momentum <= 0 || s->dampening != 0)) {
+        snprintf(why, len, "Nesterov momentum requires momentum > 0 and dampening 0 (got %g, %g)",
+                 s->momentum, s->dampening);
+        return false;
+    }
+    return true;
+}
+
+static void sgd_describe(const void *settings, char *buf, size_t len)
+{
+    const tg_sgd_opts *s = settings;
+    snprintf(buf, len, "momentum=%.17g dampening=%.17g nesterov=%d weight_decay=%.17g",
+             s->momentum, s->dampening, (int)s->nesterov, s->weight_decay);
+}
+
+static const tg_optimizer_kind sgd_kind = {
+    .name = "sgd",
+    .settings_size = sizeof(tg_sgd_opts),
+    .lr_offset = offsetof(tg_sgd_opts, lr),
+    .weight_decay_offset = offsetof(tg_sgd_opts, weight_decay),
+    .state_names = sgd_state_names,
+    .validate = sgd_validate,
+    .describe = sgd_describe,
+    .update = sgd_update,
+};
 
 tg_optimizer *tg_sgd_new(const tg_param_list *params, tg_sgd_opts opts)
 {
-    if (!(opts.momentum >= 0) || !(opts.weight_decay >= 0) || !isfinite(opts.momentum) ||
-        !isfinite(opts.weight_decay) || !isfinite(opts.dampening))
-        tg__fail("tg_sgd_new: momentum and weight_decay must be finite and >= 0 (got %g, %g)",
-                 opts.momentum, opts.weight_decay);
-    if (opts.nesterov && (opts.momentum <= 0 || opts.dampening != 0))
-        tg__fail("tg_sgd_new: Nesterov momentum requires momentum > 0 and dampening 0 "
-                 "(got %g, %g)", opts.momentum, opts.dampening);
-    static const char *const names[] = {"momentum_buffer"};
-    tg_optimizer *o = tg__optimizer_new("sgd", params, opts.lr, opts.momentum != 0 ? 1 : 0, names);
-    o->sgd = opts;
-    o->step = sgd_step;
-    return o;
+    return tg_optimizer_new(&sgd_kind, params, &opts);
 }

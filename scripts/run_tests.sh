@@ -25,7 +25,8 @@ ex_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ex_out="$build/examples/fast"; mkdir -p "$ex_out"
 echo "== examples --fast"
 for ex in hello_grad shortest_mlp mlp_modules data_summary perceptron logistic_regression mlp \
-          quadratic_net relu_max xor_interval regression custom_op second_order lenet alexnet; do
+          quadratic_net relu_max xor_interval regression custom_op second_order lenet alexnet \
+          custom_optimizer; do
   case $ex in
     hello_grad) args=() ;;               # no flags: it is the README's 20-line program
     shortest_mlp) args=() ;;             # no flags: the README's shortest Fashion-MNIST program
@@ -108,7 +109,7 @@ fi
 # ---- extension points build out of tree -----------------------------------------------------------
 # A user's op (and optimizer) need only the public headers: compile them with -Iinclude alone.
 echo "== out-of-tree builds"
-for src in examples/custom_op.c examples/second_order.c; do
+for src in examples/custom_op.c examples/second_order.c examples/custom_optimizer.c; do
   bin="$build/out_of_tree_$(basename "$src" .c)"
   # shellcheck disable=SC2086 # SAN (from make) holds several flags
   if cc -std=c11 -Wall -Wextra -Werror ${SAN:-} -I"$ex_root/include" -o "$bin" "$ex_root/$src" \

@@ -347,6 +347,92 @@ static void test_failed_save_keeps_old_file(void **state)
     tg_module_free(check);
 }
 
+/* ---- an optimizer kind the library does not know --------------------------------------------- */
+/* Signed momentum with a decaying step: b = β·b + g, p -= lr/sqrt(t)·sign(b) - lr·wd·p. Two state
+ * tensors (one starting at `start`, not 0) and a saved step count: everything a checkpoint must
+ * carry through the kind's description alone. */
+typedef struct {
+    double lr, beta, weight_decay, start;
+} signum_opts;
+
+static int signum_state_names(const void *settings, const char **names)
+{
+    names[0] = "momentum_buffer";
+    names[1] = "sign_count";
+    return 2;
+}
+
+static double signum_state_init(const void *settings, int k)
+{
+    return k == 0 ? ((const signum_opts *)settings)->start : 0.0;
+}
+
+static bool signum_validate(const void *settings, char *why, size_t len)
+{
+    const signum_opts *o = settings;
+    if (o->beta >= 0 && o->beta < 1) return true;
+    snprintf(why, len, "beta must be in [0, 1) (got %g)", o->beta);
+    return false;
+}
+
+static void signum_describe(const void *settings, char *buf, size_t len)
+{
+    const signum_opts *o = settings;
+    snprintf(buf, len, "beta=%.17g start=%.17g", o->beta, o->start);
+}
+
+static void signum_update(const tg_optim_update *u)
+{
+    const signum_opts *o = u->settings;
+    double step = u->lr / sqrt((double)u->step);
+    for (int64_t i = 0; i < u->param->numel; i++) {
+        double b = o->beta * tg_get_flat(u->state[0], i) + tg_get_flat(u->grad, i);
+        double p = tg_get_flat(u->param, i);
+        tg_set_flat(u->state[0], i, b);
+        tg_set_flat(u->state[1], i, tg_get_flat(u->state[1], i) + (b > 0));
+        tg_set_flat(u->param, i, p - step * ((b > 0) - (b < 0)) - u->lr * u->weight_decay * p);
+    }
+}
+
+static const tg_optimizer_kind signum_kind = {
+    .name = "signum",
+    .settings_size = sizeof(signum_opts),
+    .lr_offset = offsetof(signum_opts, lr),
+    .weight_decay_offset = offsetof(signum_opts, weight_decay),
+    .state_names = signum_state_names,
+    .state_init = signum_state_init,
+    .saves_step = true,
+    .validate = signum_validate,
+    .describe = signum_describe,
+    .update = signum_update,
+};
+
+enum { ADAM, SGD, RMSPROP, ADAGRAD, SIGNUM, N_KINDS };
+static const char *const kind_names[N_KINDS] = {"adam", "sgd", "rmsprop", "adagrad", "signum"};
+
+static tg_optimizer *make_optimizer(int kind, const tg_param_list *ps)
+{
+    switch (kind) {
+    case ADAM:
+        return tg_adam_new(ps, (tg_adam_opts){.lr = 0.01, .beta1 = 0.9, .beta2 = 0.999,
+                                              .eps = 1e-8, .weight_decay = 1e-3});
+    case SGD:
+        return tg_sgd_new(ps, (tg_sgd_opts){.lr = 0.05, .momentum = 0.9, .nesterov = true,
+                                            .weight_decay = 1e-3});
+    case RMSPROP:
+        return tg_rmsprop_new(ps, (tg_rmsprop_opts){.lr = 0.01, .alpha = 0.9, .eps = 1e-8,
+                                                    .momentum = 0.5, .centered = true});
+    case ADAGRAD:
+        return tg_adagrad_new(ps, (tg_adagrad_opts){.lr = 0.05, .lr_decay = 0.01,
+                                                    .initial_accumulator_value = 0.1,
+                                                    .eps = 1e-10});
+    default:
+        return tg_optimizer_new(&signum_kind, ps, &(signum_opts){.lr = 0.01, .beta = 0.9,
+                                                                 .weight_decay = 1e-3,
+                                                                 .start = 0.25});
+    }
+}
+
 /* ---- resumption ---------------------------------------------------------------------------------- */
 typedef struct {
     tg_rng rng;            /* init and dropout masks */
@@ -361,11 +447,7 @@ static void trainer_init(trainer *t, uint64_t seed, int kind)
     t->net = tg_feedforward_new(2, 3, 16, 2, "relu", 0.2, tg_init_pytorch(), &t->rng);
     memset(&t->ps, 0, sizeof t->ps);
     tg_module_parameters(t->net, &t->ps);
-    t->opt = kind == 0 ? tg_adam_new(&t->ps, (tg_adam_opts){.lr = 0.01, .beta1 = 0.9,
-                                                            .beta2 = 0.999, .eps = 1e-8,
-                                                            .weight_decay = 1e-3})
-                       : tg_sgd_new(&t->ps, (tg_sgd_opts){.lr = 0.05, .momentum = 0.9,
-                                                          .nesterov = true, .weight_decay = 1e-3});
+    t->opt = make_optimizer(kind, &t->ps);
 }
 
 static void trainer_free(trainer *t)
@@ -396,7 +478,7 @@ static void test_resume_bit_identical(void **state)
     tg_tensor *y = tg_zeros(TG_I32, TG_SHAPE(BATCH));
     for (int i = 0; i < BATCH; i++) tg_set_flat(y, i, (double)tg_rng_below(&data_rng, 3));
 
-    for (int kind = 0; kind < 2; kind++) {
+    for (int kind = 0; kind < N_KINDS; kind++) {
         trainer full, first, second;
         trainer_init(&full, 7, kind);
         train_steps(&full, 0, N_STEPS + M_STEPS, x, y);
@@ -417,7 +499,17 @@ static void test_resume_bit_identical(void **state)
         snapshot s = take(full.net);
         if (!same(second.net, &s))
             fail_msg("%s: resumed training differs from uninterrupted training",
-                     kind ? "sgd" : "adam");
+                     kind_names[kind]);
+        /* The optimizer state came back bit for bit too. */
+        const char *pa = path_of("resume_a.safetensors"), *pb = path_of("resume_b.safetensors");
+        assert_int_equal(tg_checkpoint_save(pa, full.net, full.opt, NULL), TG_OK);
+        assert_int_equal(tg_checkpoint_save(pb, second.net, second.opt, NULL), TG_OK);
+        size_t na, nb;
+        unsigned char *ba = read_file(pa, &na), *bb = read_file(pb, &nb);
+        assert_int_equal(na, nb);
+        assert_memory_equal(ba, bb, na);
+        free(ba);
+        free(bb);
         /* And the run was not trivially identical: the parameters moved. */
         trainer fresh;
         trainer_init(&fresh, 7, kind);
@@ -473,19 +565,13 @@ static void test_optimizer_state_errors(void **state)
 static void patch_file(const char *path, const char *from, const char *to)
 {
     assert_int_equal(strlen(from), strlen(to));
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    char buf[4096];
-    size_t n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    size_t k = strlen(from), at = 0;
+    size_t n, k = strlen(from), at = 0;
+    unsigned char *buf = read_file(path, &n);
     while (at + k <= n && memcmp(buf + at, from, k) != 0) at++;
     assert_true(at + k <= n);
     memcpy(buf + at, to, k);
-    f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(buf, 1, n, f), n);
-    fclose(f);
+    write_file(path, buf, n);
+    free(buf);
 }
 
 /* Metadata that would make resumption wrong: an infinite learning rate, a step count with a sign,
@@ -524,6 +610,306 @@ static void test_optimizer_metadata_errors(void **state)
     trainer_free(&t);
 }
 
+
+/* A kind's checkpoint is refused by another kind, and by the same kind with other settings. */
+static void test_other_kind_or_settings_refused(void **state)
+{
+    trainer t;
+    trainer_init(&t, 1, SIGNUM);
+    tg_tensor *x = tg_rand_normal(TG_F32, TG_SHAPE(4, 2), 0, 1, &t.rng);
+    tg_tensor *y = tg_zeros(TG_I32, TG_SHAPE(4));
+    train_steps(&t, 0, 2, x, y);
+    const char *p = path_of("signum.safetensors");
+    assert_int_equal(tg_checkpoint_save(p, t.net, t.opt, NULL), TG_OK);
+    snapshot s = take(t.net);
+    for (int kind = 0; kind < SIGNUM; kind++) {
+        tg_optimizer *o = make_optimizer(kind, &t.ps);
+        assert_int_equal(tg_checkpoint_load(p, t.net, o, NULL), TG_ERR_FORMAT);
+        assert_non_null(strstr(tg_status_message(), "is for 'signum', not"));
+        tg_optimizer_free(o);
+    }
+    tg_optimizer *other = tg_optimizer_new(&signum_kind, &t.ps, &(signum_opts){.lr = 0.01,
+                                           .beta = 0.8, .weight_decay = 1e-3, .start = 0.25});
+    assert_int_equal(tg_checkpoint_load(p, t.net, other, NULL), TG_ERR_FORMAT);
+    assert_non_null(strstr(tg_status_message(), "other settings (beta=0.90000000000000002"));
+    assert_int_equal(tg_optimizer_steps(other), 0);
+    tg_optimizer_free(other);
+    /* Adam's state into AdamW, RMSprop's with momentum into one without. */
+    tg_adam_opts adam = tg_adam_defaults();
+    tg_optimizer *a = tg_adam_new(&t.ps, adam);
+    assert_int_equal(tg_checkpoint_save(p, t.net, a, NULL), TG_OK);
+    adam.decoupled = true;
+    tg_optimizer *aw = tg_adam_new(&t.ps, adam);
+    assert_int_equal(tg_checkpoint_load(p, t.net, aw, NULL), TG_ERR_FORMAT);
+    assert_non_null(strstr(tg_status_message(), "decoupled=0"));
+    tg_rmsprop_opts rms = tg_rmsprop_defaults();
+    rms.momentum = 0.9;
+    tg_optimizer *r1 = tg_rmsprop_new(&t.ps, rms);
+    train_steps(&(trainer){.net = t.net, .ps = t.ps, .opt = r1}, 0, 1, x, y);
+    assert_int_equal(tg_checkpoint_save(p, t.net, r1, NULL), TG_OK);
+    rms.momentum = 0;
+    tg_optimizer *r0 = tg_rmsprop_new(&t.ps, rms);
+    assert_int_equal(tg_checkpoint_load(p, t.net, r0, NULL), TG_ERR_FORMAT);
+    assert_non_null(strstr(tg_status_message(), "momentum=0.9"));
+    tg_optimizer *all[] = {a, aw, r1, r0};
+    for (int i = 0; i < 4; i++) tg_optimizer_free(all[i]);
+    release(&s);
+    tg_free(x);
+    tg_free(y);
+    trainer_free(&t);
+}
+
+static void set_all_grads(const tg_param_list *ps)
+{
+    for (int i = 0; i < ps->n; i++) {
+        tg_tensor *t = ps->tensors[i];
+        if (!t->grad) t->grad = tg_zeros(t->dtype, t->ndim, t->shape);
+        tg_fill_(t->grad, 0.5);
+    }
+}
+
+static bool header_has(const char *path, const char *needle)
+{
+    size_t n;
+    unsigned char *b = read_file(path, &n);
+    char *text = strndup((char *)b + 8, n - 8); /* the header: JSON up to the data */
+    bool found = strstr(text, needle) != NULL;
+    free(text);
+    free(b);
+    return found;
+}
+
+/* State tensors under PyTorch's names, as many as the settings need. */
+static void test_state_names_on_disk(void **state)
+{
+    const struct { int kind; const char *names[5]; } cases[] = {
+        {SIGNUM, {"momentum_buffer", "sign_count", "step"}},
+        {ADAM, {"exp_avg", "exp_avg_sq", "step"}},
+        {RMSPROP, {"square_avg", "momentum_buffer", "grad_avg", "step"}}, /* momentum, centered */
+        {ADAGRAD, {"sum", "step"}},
+        {SGD, {"momentum_buffer"}},
+    };
+    tg_rng rng;
+    tg_rng_seed(&rng, 4);
+    tg_tensor *x = tg_rand_normal(TG_F32, TG_SHAPE(4, 2), 0, 1, &rng);
+    tg_tensor *y = tg_zeros(TG_I32, TG_SHAPE(4));
+    const char *p = path_of("names.safetensors");
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        trainer t;
+        trainer_init(&t, 1, cases[c].kind);
+        train_steps(&t, 0, 1, x, y);
+        assert_int_equal(tg_checkpoint_save(p, t.net, t.opt, NULL), TG_OK);
+        int n = 0;
+        for (int k = 0; k < 5 && cases[c].names[k]; k++, n++) {
+            char needle[96];
+            snprintf(needle, sizeof needle, "\"optim.state.layers.0.weight.%s\"",
+                     cases[c].names[k]);
+            if (!header_has(p, needle)) fail_msg("%s: no %s", kind_names[cases[c].kind], needle);
+        }
+        /* and nothing else: n state entries per parameter that has state */
+        size_t size;
+        unsigned char *bytes = read_file(p, &size);
+        char *text = strndup((char *)bytes + 8, size - 8);
+        int count = 0;
+        for (char *at = text; (at = strstr(at, "\"optim.state.layers.0.weight.")); at++) count++;
+        assert_int_equal(count, n);
+        free(text);
+        free(bytes);
+        trainer_free(&t);
+    }
+    /* Plain SGD keeps no state at all. */
+    tg_module *m = small_model(1);
+    tg_param_list ps = {0};
+    tg_module_parameters(m, &ps);
+    tg_optimizer *o = tg_sgd_new(&ps, (tg_sgd_opts){.lr = 0.1});
+    set_all_grads(&ps);
+    tg_optimizer_step(o);
+    assert_int_equal(tg_checkpoint_save(p, m, o, NULL), TG_OK);
+    assert_false(header_has(p, "optim.state."));
+    assert_true(header_has(p, "\"optim.kind\":\"sgd\""));
+    tg_optimizer_free(o);
+    tg_param_list_free(&ps);
+    tg_module_free(m);
+    tg_free(x);
+    tg_free(y);
+}
+
+/* Each group's lr is restored; another grouping is refused. */
+static void test_groups_round_trip(void **state)
+{
+    tg_module *m = small_model(3);
+    tg_param_list w = {0}, b = {0}, both = {0};
+    tg_param_list_add(&w, "weight", tg_linear_weight(m));
+    tg_param_list_add(&b, "bias", tg_linear_bias(m));
+    tg_module_parameters(m, &both);
+    tg_optimizer *o = tg_sgd_new(&w, (tg_sgd_opts){.lr = 0.1, .momentum = 0.9,
+                                                   .weight_decay = 1e-2});
+    tg_optimizer_add_group(o, &b, 0.3, 0.0);
+    tg_optimizer_set_group_lr(o, 0, 0.05);
+    tg_optimizer_set_group_lr(o, 1, 0.15);
+    const char *p = path_of("groups.safetensors");
+    assert_int_equal(tg_checkpoint_save(p, m, o, NULL), TG_OK);
+
+    tg_optimizer *same_groups = tg_sgd_new(&w, (tg_sgd_opts){.lr = 0.1, .momentum = 0.9,
+                                                             .weight_decay = 1e-2});
+    tg_optimizer_add_group(same_groups, &b, 0.3, 0.0);
+    assert_int_equal(tg_checkpoint_load(p, m, same_groups, NULL), TG_OK);
+    assert_true(tg_optimizer_group_lr(same_groups, 0) == 0.05);
+    assert_true(tg_optimizer_group_lr(same_groups, 1) == 0.15);
+    /* StepLR after a resume still starts from the groups' initial lrs. */
+    assert_true(tg_optimizer_step_lr(same_groups, 0, 1, 0.5) == 0.1);
+    assert_true(tg_optimizer_group_lr(same_groups, 1) == 0.3);
+
+    tg_optimizer *one = tg_sgd_new(&both, (tg_sgd_opts){.lr = 0.1, .momentum = 0.9,
+                                                        .weight_decay = 1e-2});
+    assert_int_equal(tg_checkpoint_load(p, m, one, NULL), TG_ERR_FORMAT);
+    assert_non_null(strstr(tg_status_message(), "2 parameter group(s), this optimizer 1"));
+    tg_optimizer *decayed = tg_sgd_new(&w, (tg_sgd_opts){.lr = 0.1, .momentum = 0.9,
+                                                         .weight_decay = 1e-2});
+    tg_optimizer_add_group(decayed, &b, 0.3, 1e-2);
+    assert_int_equal(tg_checkpoint_load(p, m, decayed, NULL), TG_ERR_FORMAT);
+    assert_non_null(strstr(tg_status_message(), "parameter group 1 was saved as (initial_lr=0.29999999999999999 "
+                                                 "weight_decay=0 params=bias)"));
+    assert_true(tg_optimizer_group_lr(decayed, 1) == 0.3);
+    tg_optimizer *all[] = {o, same_groups, one, decayed};
+    for (int i = 0; i < 4; i++) tg_optimizer_free(all[i]);
+    tg_param_list_free(&w);
+    tg_param_list_free(&b);
+    tg_param_list_free(&both);
+    tg_module_free(m);
+}
+
+/* ---- the loader's position ------------------------------------------------------------------- */
+typedef struct {
+    trainer t;
+    tg_loader *loader;
+} loader_run;
+
+static void loader_run_init(loader_run *r, uint64_t seed, tg_tensor *x, tg_tensor *y)
+{
+    trainer_init(&r->t, seed, ADAM);
+    r->loader = tg_loader_new(x, y, 8, true, false, &r->t.rng);
+}
+
+static void loader_run_free(loader_run *r)
+{
+    tg_loader_free(r->loader);
+    trainer_free(&r->t);
+}
+
+/* steps batches, starting the next epoch (tg_loader_reset) whenever one ends. */
+static void loader_steps(loader_run *r, int steps)
+{
+    for (int s = 0; s < steps; s++) {
+        tg_tensor *xb, *yb;
+        if (!tg_loader_next(r->loader, &xb, &yb)) {
+            tg_loader_reset(r->loader);
+            assert_true(tg_loader_next(r->loader, &xb, &yb));
+        }
+        tg_optimizer_zero_grad(r->t.opt);
+        tg_backward(tg_cross_entropy(tg_module_forward(r->t.net, xb), yb, TG_REDUCE_MEAN));
+        tg_optimizer_step(r->t.opt);
+        tg_tape_reset();
+    }
+}
+
+/* Train k steps, checkpoint in the middle of an epoch, continue; against new objects (another
+ * seed, as a new process would make) that load the checkpoint and continue: the same bits. */
+static void test_resume_with_loader(void **state)
+{
+    enum { ROWS = 36, K = 7, M = 9 }; /* epochs of 5 batches (the last of 4 rows) */
+    tg_rng data_rng;
+    tg_rng_seed(&data_rng, 3);
+    tg_tensor *x = tg_rand_normal(TG_F32, TG_SHAPE(ROWS, 2), 0, 1, &data_rng);
+    tg_tensor *y = tg_zeros(TG_I32, TG_SHAPE(ROWS));
+    for (int i = 0; i < ROWS; i++) tg_set_flat(y, i, (double)tg_rng_below(&data_rng, 3));
+
+    loader_run full, first, second, blind;
+    loader_run_init(&full, 7, x, y);
+    loader_steps(&full, K + M);
+
+    loader_run_init(&first, 7, x, y);
+    loader_steps(&first, K);
+    const char *p = path_of("loader.safetensors");
+    tg_checkpoint_parts parts = {first.t.net, first.t.opt, &first.t.rng, first.loader};
+    assert_int_equal(tg_checkpoint_save_parts(p, &parts), TG_OK);
+    loader_run_free(&first);
+
+    loader_run_init(&second, 12345, x, y);
+    parts = (tg_checkpoint_parts){second.t.net, second.t.opt, &second.t.rng, second.loader};
+    if (tg_checkpoint_load_parts(p, &parts) != TG_OK) fail_msg("%s", tg_status_message());
+    loader_steps(&second, M);
+    snapshot s = take(full.t.net);
+    if (!same(second.t.net, &s)) fail_msg("resumed training with a loader differs");
+
+    /* Without the loader's part the batches differ: the position is what made it identical. */
+    loader_run_init(&blind, 12345, x, y);
+    assert_int_equal(tg_checkpoint_load(p, blind.t.net, blind.t.opt, &blind.t.rng), TG_OK);
+    loader_steps(&blind, M);
+    assert_false(same(blind.t.net, &s));
+    release(&s);
+
+    /* A position past the end of the epoch is refused (the file holds K = 7 steps: epoch 2,
+     * 16 rows in). */
+    patch_file(p, "\"loader.pos\":\"16\"", "\"loader.pos\":\"99\"");
+    assert_int_equal(tg_checkpoint_load_parts(p, &parts), TG_ERR_FORMAT);
+    assert_non_null(strstr(tg_status_message(), "loader.pos"));
+    /* A loader of another shape is refused before anything changes. */
+    tg_loader *other = tg_loader_new(x, y, 6, true, false, NULL);
+    tg_loader_state before = tg_loader_get_state(other);
+    parts.loader = other;
+    assert_int_equal(tg_checkpoint_load_parts(p, &parts), TG_ERR_FORMAT);
+    assert_non_null(strstr(tg_status_message(), "another loader (rows=36 batch_size=8"));
+    tg_loader_state after = tg_loader_get_state(other);
+    assert_int_equal(before.started, after.started);
+    assert_memory_equal(&before.rng, &after.rng, sizeof before.rng);
+    tg_loader_free(other);
+    loader_run_free(&full);
+    loader_run_free(&second);
+    loader_run_free(&blind);
+    tg_free(x);
+    tg_free(y);
+}
+
+/* get_state / set_state alone: the rest of an epoch, and the epochs after it, come out the same. */
+static void test_loader_state(void **state)
+{
+    tg_tensor *x = tg_zeros(TG_F32, TG_SHAPE(10, 1));
+    for (int i = 0; i < 10; i++) tg_set_flat(x, i, i);
+    tg_rng rng;
+    tg_rng_seed(&rng, 5);
+    tg_loader *a = tg_loader_new(x, NULL, 3, true, false, &rng);
+    tg_loader *b = tg_loader_new(x, NULL, 3, true, false, &rng);
+    tg_tensor *xb;
+    for (int s = 0; s < 6; s++) /* into the second epoch */
+        if (!tg_loader_next(a, &xb, NULL)) tg_loader_reset(a);
+    tg_loader_state st = tg_loader_get_state(a);
+    assert_true(st.started);
+    tg_loader_set_state(b, &st);
+    for (int s = 0; s < 12; s++) {
+        bool ka = tg_loader_next(a, &xb, NULL);
+        int64_t na, nb;
+        const int64_t *ia = tg_loader_batch_indices(a, &na);
+        bool kb = tg_loader_next(b, &xb, NULL);
+        const int64_t *ib = tg_loader_batch_indices(b, &nb);
+        assert_int_equal(ka, kb);
+        assert_int_equal(na, nb);
+        assert_memory_equal(ia, ib, (size_t)na * sizeof *ia);
+        if (!ka) {
+            tg_loader_reset(a);
+            tg_loader_reset(b);
+        }
+    }
+    tg_loader *c = tg_loader_new(x, NULL, 4, true, false, &rng);
+    EXPECT_ERROR("batches of 3", tg_loader_set_state(c, &st));
+    st.pos = 11;
+    EXPECT_ERROR("position 11", tg_loader_set_state(b, &st));
+    tg_loader_free(a);
+    tg_loader_free(b);
+    tg_loader_free(c);
+    tg_free(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -536,6 +922,11 @@ int main(void)
         cmocka_unit_test(test_resume_bit_identical),
         cmocka_unit_test(test_optimizer_state_errors),
         cmocka_unit_test(test_optimizer_metadata_errors),
+        cmocka_unit_test(test_other_kind_or_settings_refused),
+        cmocka_unit_test(test_state_names_on_disk),
+        cmocka_unit_test(test_groups_round_trip),
+        cmocka_unit_test(test_resume_with_loader),
+        cmocka_unit_test(test_loader_state),
     };
     return cmocka_run_group_tests(tests, check_tmpdir_setup, check_tmpdir_teardown);
 }

@@ -1,5 +1,6 @@
 /* Optimizers against values computed here from the published update rules (PyTorch's docs for
- * torch.optim.SGD and torch.optim.Adam), in float64, step by step. */
+ * torch.optim.SGD, Adam, RMSprop and Adagrad), step by step in float64 and float32, and RMSprop and
+ * Adagrad against numbers from torch itself (tests/torch/optim_fixtures.py); parameter groups. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -81,7 +82,7 @@ static void test_sgd_plain(void **state)
     for (int i = 0; i < N; i++) p[i] -= 0.1 * G2[i];
     expect_param(f.w, p);
     assert_int_equal(tg_optimizer_steps(o), 2);
-    assert_string_equal(tg_optimizer_kind(o), "sgd");
+    assert_string_equal(tg_optimizer_name(o), "sgd");
     tg_optimizer_free(o);
     drop(&f);
 }
@@ -220,6 +221,203 @@ static void test_adam_options(void **state)
                             .weight_decay = 0.1, .decoupled = true});
 }
 
+/* ---- RMSprop and Adagrad ------------------------------------------------------------------------ */
+/* Printed by tests/torch/optim_fixtures.py: the parameter after each of three steps from P0 with
+ * G1, G2, G3, in float64 and in float32 (torch computing in float32). */
+/* torch 1.13.0a0 */
+static const double TORCH_RMSPROP_DEFAULT_F64[3][N] = {{0.40000003333332224, -1.1500000142857123, 1.9000000066666662}, {0.45566305184059741, -1.1998019721265565, 1.8483602316801968}, {0.44181200244574403, -1.2598425372317519, 1.9019256408785472}};
+static const double TORCH_RMSPROP_DEFAULT_F32[3][N] = {{0.400000036, -1.14999998, 1.89999998}, {0.455663055, -1.19980192, 1.84836018}, {0.441812009, -1.25984251, 1.90192556}};
+static const double TORCH_RMSPROP_ALL_F64[3][N] = {{0.46698113207547171, -1.2168008048289738, 1.9667318982387476}, {0.45383720542780942, -1.2009646431841168, 1.9204992826917304}, {0.43482139022458699, -1.2046909395035623, 1.8977830651016663}};
+static const double TORCH_RMSPROP_ALL_F32[3][N] = {{0.466981143, -1.21680081, 1.96673191}, {0.453837216, -1.20096469, 1.92049932}, {0.434821397, -1.20469093, 1.89778316}};
+static const double TORCH_RMSPROP_MOMENTUM_F64[3][N] = {{1.6666661132869189e-07, -0.7500000714285614, 1.5000000333333314}, {0.028315342536292906, -0.74900989634706261, 0.99180117506764998}, {-0.026782316503133192, -1.0487176343322906, 1.0055287919265612}};
+static const double TORCH_RMSPROP_MOMENTUM_F32[3][N] = {{1.35600573e-07, -0.75000006, 1.5}, {0.0283152983, -0.749009907, 0.991801143}, {-0.0267823655, -1.04871762, 1.00552881}};
+static const double TORCH_RMSPROP_CENTERED_F64[3][N] = {{0.29899249910820064, -1.0489924634426069, 1.7989924495744196}, {0.3983952147132297, -1.132387740644291, 1.6923696425224652}, {0.36127151647495021, -1.2419168043057756, 1.7882418655588745}};
+static const double TORCH_RMSPROP_CENTERED_F32[3][N] = {{0.298992515, -1.0489924, 1.7989924}, {0.39839524, -1.13238764, 1.69236958}, {0.36127153, -1.24191666, 1.78824186}};
+static const double TORCH_ADAGRAD_DEFAULT_F64[3][N] = {{0.40000000003333336, -1.1500000000142858, 1.9000000000066666}, {0.45547001964047168, -1.1996138938438154, 1.8485504244668551}, {0.44173396324937636, -1.2593161252504741, 1.90178315549882}};
+static const double TORCH_ADAGRAD_DEFAULT_F32[3][N] = {{0.400000006, -1.14999998, 1.89999998}, {0.455470026, -1.19961393, 1.84855044}, {0.441733956, -1.25931621, 1.90178323}};
+static const double TORCH_ADAGRAD_ALL_F64[3][N] = {{0.4461539289939554, -1.1666890609851075, 1.9048183264290111}, {0.46829696213710298, -1.1928869913921631, 1.8551895022104907}, {0.45526159937893124, -1.2313339997290518, 1.8915924817887619}};
+static const double TORCH_ADAGRAD_ALL_F32[3][N] = {{0.446153939, -1.16668904, 1.9048183}, {0.468296975, -1.19288695, 1.85518944}, {0.455261618, -1.23133397, 1.89159238}};
+
+/* torch.optim.RMSprop (1.13): g += wd·p; v = α·v + (1-α)·g²; centered: ḡ = α·ḡ + (1-α)·g,
+ * d = sqrt(v - ḡ²) + eps, else d = sqrt(v) + eps; momentum: b = μ·b + g/d, p -= lr·b; else
+ * p -= lr·g/d. */
+static void rmsprop_rule(tg_rmsprop_opts o, double expected[3][N])
+{
+    const double *gs[3] = {G1, G2, G3};
+    double p[N], v[N] = {0}, gavg[N] = {0}, b[N] = {0};
+    memcpy(p, P0, sizeof p);
+    for (int t = 0; t < 3; t++)
+        for (int i = 0; i < N; i++) {
+            double g = gs[t][i] + o.weight_decay * p[i];
+            v[i] = o.alpha * v[i] + (1 - o.alpha) * g * g;
+            gavg[i] = o.alpha * gavg[i] + (1 - o.alpha) * g;
+            double d = sqrt(o.centered ? v[i] - gavg[i] * gavg[i] : v[i]) + o.eps;
+            b[i] = o.momentum * b[i] + g / d;
+            p[i] -= o.lr * (o.momentum > 0 ? b[i] : g / d);
+            expected[t][i] = p[i];
+        }
+}
+
+/* torch.optim.Adagrad (1.13): g += wd·p; s += g² (from initial_accumulator_value);
+ * p -= lr/(1 + (t-1)·lr_decay) · g/(sqrt(s) + eps). */
+static void adagrad_rule(tg_adagrad_opts o, double expected[3][N])
+{
+    const double *gs[3] = {G1, G2, G3};
+    double p[N], s[N];
+    memcpy(p, P0, sizeof p);
+    for (int i = 0; i < N; i++) s[i] = o.initial_accumulator_value;
+    for (int t = 0; t < 3; t++)
+        for (int i = 0; i < N; i++) {
+            double g = gs[t][i] + o.weight_decay * p[i];
+            s[i] += g * g;
+            p[i] -= o.lr / (1 + t * o.lr_decay) * g / (sqrt(s[i]) + o.eps);
+            expected[t][i] = p[i];
+        }
+}
+
+/* Three steps of o from P0 in dtype, each compared with expected[t] to tol (relative). */
+static void expect_steps(tg_optimizer *o, fixture *f, const double expected[3][N], double tol)
+{
+    const double *gs[3] = {G1, G2, G3};
+    for (int t = 0; t < 3; t++) {
+        set_grad(f->w, gs[t]);
+        tg_optimizer_step(o);
+        for (int i = 0; i < N; i++) assert_close(tg_get_flat(f->w, i), expected[t][i], tol);
+    }
+}
+
+typedef tg_optimizer *(*make_fn)(const tg_param_list *ps, const void *opts);
+static tg_optimizer *make_rmsprop(const tg_param_list *ps, const void *o)
+{
+    return tg_rmsprop_new(ps, *(const tg_rmsprop_opts *)o);
+}
+static tg_optimizer *make_adagrad(const tg_param_list *ps, const void *o)
+{
+    return tg_adagrad_new(ps, *(const tg_adagrad_opts *)o);
+}
+
+/* The rule computed here (float64 to 1e-14; float32 to 1e-5, as expect_param), and torch's own
+ * numbers: float64 to 1e-14, float32 to 4 float ulps (the same float operations in another
+ * order). */
+static void check_kind(make_fn make_opt, const void *opts, const double rule[3][N],
+                       const double torch_f64[3][N], const double torch_f32[3][N])
+{
+    const struct { tg_dtype dtype; const double (*want)[N]; double tol; } runs[] = {
+        {TG_F64, rule, 1e-14}, {TG_F32, rule, 1e-5},
+        {TG_F64, torch_f64, 1e-14}, {TG_F32, torch_f32, 4 * FLT_EPSILON},
+    };
+    for (int r = 0; r < 4; r++) {
+        fixture f = make_dtype(runs[r].dtype);
+        tg_optimizer *o = make_opt(&f.ps, opts);
+        expect_steps(o, &f, runs[r].want, runs[r].tol);
+        tg_optimizer_free(o);
+        drop(&f);
+    }
+}
+
+static void test_rmsprop(void **state)
+{
+    tg_rmsprop_opts d = tg_rmsprop_defaults();
+    assert_close(d.lr, 0.01, 0);
+    assert_close(d.alpha, 0.99, 0);
+    assert_close(d.eps, 1e-8, 0);
+    assert_true(d.momentum == 0 && d.weight_decay == 0 && !d.centered);
+    const struct { tg_rmsprop_opts o; const double (*f64)[N], (*f32)[N]; } cases[] = {
+        {d, TORCH_RMSPROP_DEFAULT_F64, TORCH_RMSPROP_DEFAULT_F32},
+        {{.lr = 0.01, .alpha = 0.9, .eps = 1e-3, .weight_decay = 0.1, .momentum = 0.8,
+          .centered = true}, TORCH_RMSPROP_ALL_F64, TORCH_RMSPROP_ALL_F32},
+        {{.lr = 0.05, .alpha = 0.99, .eps = 1e-8, .momentum = 0.5},
+         TORCH_RMSPROP_MOMENTUM_F64, TORCH_RMSPROP_MOMENTUM_F32},
+        {{.lr = 0.02, .alpha = 0.99, .eps = 1e-8, .weight_decay = 0.05, .centered = true},
+         TORCH_RMSPROP_CENTERED_F64, TORCH_RMSPROP_CENTERED_F32},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        double rule[3][N];
+        rmsprop_rule(cases[c].o, rule);
+        check_kind(make_rmsprop, &cases[c].o, (const double (*)[N])rule, cases[c].f64,
+                   cases[c].f32);
+    }
+}
+
+static void test_adagrad(void **state)
+{
+    tg_adagrad_opts d = tg_adagrad_defaults();
+    assert_close(d.lr, 0.01, 0);
+    assert_close(d.eps, 1e-10, 0);
+    assert_true(d.lr_decay == 0 && d.weight_decay == 0 && d.initial_accumulator_value == 0);
+    d.lr = 0.1;
+    const struct { tg_adagrad_opts o; const double (*f64)[N], (*f32)[N]; } cases[] = {
+        {d, TORCH_ADAGRAD_DEFAULT_F64, TORCH_ADAGRAD_DEFAULT_F32},
+        {{.lr = 0.1, .lr_decay = 0.05, .weight_decay = 0.1, .initial_accumulator_value = 0.3,
+          .eps = 1e-6}, TORCH_ADAGRAD_ALL_F64, TORCH_ADAGRAD_ALL_F32},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        double rule[3][N];
+        adagrad_rule(cases[c].o, rule);
+        check_kind(make_adagrad, &cases[c].o, (const double (*)[N])rule, cases[c].f64,
+                   cases[c].f32);
+    }
+}
+
+/* ---- parameter groups --------------------------------------------------------------------------- */
+/* Two groups, as for "no weight decay on biases": each is updated with its own lr and decay. */
+static void test_param_groups(void **state)
+{
+    tg_tensor *w = tg_set_requires_grad(tg_from_data(TG_F64, TG_SHAPE(N), P0), true);
+    tg_tensor *b = tg_set_requires_grad(tg_from_data(TG_F64, TG_SHAPE(N), P0), true);
+    tg_param_list pw = {0}, pb = {0};
+    tg_param_list_add(&pw, "weight", w);
+    tg_param_list_add(&pb, "bias", b);
+    tg_optimizer *o = tg_sgd_new(&pw, (tg_sgd_opts){.lr = 0.1, .momentum = 0.9,
+                                                    .weight_decay = 0.05});
+    assert_int_equal(tg_optimizer_add_group(o, &pb, 0.02, 0.0), 1);
+    assert_int_equal(tg_optimizer_num_groups(o), 2);
+    assert_close(tg_optimizer_group_lr(o, 0), 0.1, 0);
+    assert_close(tg_optimizer_group_lr(o, 1), 0.02, 0);
+    assert_close(tg_optimizer_group_weight_decay(o, 0), 0.05, 0);
+    assert_close(tg_optimizer_group_weight_decay(o, 1), 0.0, 0);
+    double pw_[N], pb_[N], bw[N] = {0}, bb[N] = {0};
+    memcpy(pw_, P0, sizeof pw_);
+    memcpy(pb_, P0, sizeof pb_);
+    const double *gs[3] = {G1, G2, G3};
+    for (int t = 0; t < 3; t++) {
+        set_grad(w, gs[t]);
+        set_grad(b, gs[t]);
+        tg_optimizer_step(o);
+        for (int i = 0; i < N; i++) {
+            double gw = gs[t][i] + 0.05 * pw_[i], gb = gs[t][i];
+            bw[i] = t == 0 ? gw : 0.9 * bw[i] + gw;
+            bb[i] = t == 0 ? gb : 0.9 * bb[i] + gb;
+            pw_[i] -= 0.1 * bw[i];
+            pb_[i] -= 0.02 * bb[i];
+        }
+        expect_param(w, pw_);
+        expect_param(b, pb_);
+    }
+    /* set_lr sets every group; per-group setters one. */
+    tg_optimizer_set_lr(o, 0.5);
+    assert_close(tg_optimizer_group_lr(o, 1), 0.5, 0);
+    tg_optimizer_set_group_lr(o, 1, 0.25);
+    assert_close(tg_optimizer_group_lr(o, 0), 0.5, 0);
+    assert_close(tg_optimizer_group_lr(o, 1), 0.25, 0);
+    /* StepLR scales each group from the lr it was created with. */
+    assert_close(tg_optimizer_step_lr(o, 5, 2, 0.5), 0.1 * 0.25, 1e-15);
+    assert_close(tg_optimizer_group_lr(o, 1), 0.02 * 0.25, 1e-15);
+    /* The one-base-lr schedule sets every group. */
+    tg_optimizer_step_decay(o, 0.2, 2, 2, 0.5);
+    assert_close(tg_optimizer_group_lr(o, 0), 0.1, 1e-15);
+    assert_close(tg_optimizer_group_lr(o, 1), 0.1, 1e-15);
+
+    EXPECT_ERROR("already in group 0", tg_optimizer_add_group(o, &pw, 0.1, 0));
+    EXPECT_ERROR("group 2 does not exist", tg_optimizer_group_lr(o, 2));
+    EXPECT_ERROR("weight_decay", tg_optimizer_add_group(o, &(tg_param_list){0}, 0.1, -1));
+    tg_optimizer_free(o);
+    tg_param_list_free(&pw);
+    tg_param_list_free(&pb);
+    tg_free(w);
+    tg_free(b);
+}
+
 /* ---- shared behaviour ------------------------------------------------------------------------- */
 /* A parameter no backward reached (grad NULL) is skipped; its state starts at its own first
  * update, like PyTorch's lazily created state. */
@@ -325,10 +523,15 @@ static void test_no_allocation_in_step(void **state)
     tg_module_parameters(net, &ps);
     for (int i = 0; i < ps.n; i++)
         set_grad(ps.tensors[i], (double[64]){0.1, 0.2, 0.3});
-    for (int kind = 0; kind < 2; kind++) {
-        tg_optimizer *o = kind ? tg_adam_new(&ps, tg_adam_defaults())
-                               : tg_sgd_new(&ps, (tg_sgd_opts){.lr = 0.1, .momentum = 0.9,
-                                                               .weight_decay = 1e-4});
+    tg_rmsprop_opts rms = tg_rmsprop_defaults();
+    rms.momentum = 0.9;
+    rms.centered = true;
+    for (int kind = 0; kind < 4; kind++) {
+        tg_optimizer *o = kind == 0 ? tg_sgd_new(&ps, (tg_sgd_opts){.lr = 0.1, .momentum = 0.9,
+                                                                    .weight_decay = 1e-4})
+                        : kind == 1 ? tg_adam_new(&ps, tg_adam_defaults())
+                        : kind == 2 ? tg_rmsprop_new(&ps, rms)
+                                    : tg_adagrad_new(&ps, tg_adagrad_defaults());
         uint64_t before = tg_alloc_count();
         for (int s = 0; s < 5; s++) {
             tg_optimizer_step(o);
@@ -386,6 +589,16 @@ static void test_errors(void **state)
     tg_param_list_add(&twice, "b", f.w);
     EXPECT_ERROR("listed twice", tg_sgd_new(&twice, (tg_sgd_opts){.lr = 0.1}));
     tg_param_list_free(&twice);
+    /* The kinds' validators: the message names the optimizer and the value. */
+    tg_rmsprop_opts rms = tg_rmsprop_defaults();
+    rms.alpha = 1.5;
+    EXPECT_ERROR("(rmsprop): need alpha in [0, 1]", tg_rmsprop_new(&f.ps, rms));
+    tg_adagrad_opts ada = tg_adagrad_defaults();
+    ada.initial_accumulator_value = -0.1;
+    EXPECT_ERROR("(adagrad): lr_decay, initial_accumulator_value", tg_adagrad_new(&f.ps, ada));
+    EXPECT_ERROR("-0.1", tg_adagrad_new(&f.ps, ada));
+    EXPECT_ERROR("(sgd): weight_decay must be finite",
+                 tg_sgd_new(&f.ps, (tg_sgd_opts){.lr = 0.1, .weight_decay = -1}));
     drop(&f);
 }
 
@@ -399,6 +612,9 @@ int main(void)
         cmocka_unit_test(test_sgd_weight_decay),
         cmocka_unit_test(test_adam_first_two_steps),
         cmocka_unit_test(test_adam_options),
+        cmocka_unit_test(test_rmsprop),
+        cmocka_unit_test(test_adagrad),
+        cmocka_unit_test(test_param_groups),
         cmocka_unit_test(test_params_without_grad_skipped),
         cmocka_unit_test(test_zero_grad_lr_schedule),
         cmocka_unit_test(test_sgd_float32),

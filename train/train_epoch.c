@@ -3,6 +3,7 @@
 #include <time.h>
 #include "autograd/internal.h"
 #include "tg/nn.h"
+#include "tg/optim.h"
 #include "tg/train.h"
 
 static double now(void)

@@ -162,6 +162,21 @@ int64_t tg_loader_num_batches(const tg_loader *L);   /* per epoch */
 /* Row indices (into x) of the batch last returned, and their count. */
 const int64_t *tg_loader_batch_indices(const tg_loader *L, int64_t *n);
 void tg_loader_free(tg_loader *L);                   /* NULL is fine */
+/* Where a loader is, to resume bit-identically (checkpoints save it, optim.h): each epoch's
+ * order is drawn from the generator state alone, so that state and the position in the epoch
+ * are all there is. set_state requires a loader of the same rows, batch size, shuffle and
+ * drop_last (a programming error otherwise); tg_loader_batch_indices is then empty until the
+ * next batch. */
+typedef struct {
+    int64_t rows, batch_size;
+    bool shuffle, drop_last;
+    bool started;              /* an epoch is under way */
+    int64_t pos;               /* rows of it already returned */
+    tg_rng rng;                /* the generator the next epoch's order is drawn from */
+    tg_rng order_rng;          /* the state the current order was drawn from (rng if none) */
+} tg_loader_state;
+tg_loader_state tg_loader_get_state(const tg_loader *L);
+void tg_loader_set_state(tg_loader *L, const tg_loader_state *state);
 
 /* ---- images: CIFAR-10, NCHW layout, normalisation, augmentation -----------------------------
  * CIFAR-10's binary version (https://www.cs.toronto.edu/~kriz/cifar.html): files of 3073-byte

@@ -1,4 +1,5 @@
-/* tapegrad nn: modules, initialisation, optimizers, learning-rate schedules, checkpoints.
+/* tapegrad nn: modules, initialisation, parameter lists, safetensors files (optimizers and
+ * checkpoints: optim.h).
  *
  * A module is a plain C struct that starts with a tg_module. The library's modules (Linear,
  * activations, Dropout, Sequential, FeedforwardNetwork) are built the same way a user's own
@@ -214,50 +215,7 @@ tg_module *tg_feedforward_new(int64_t n_features, int64_t n_classes, int64_t hid
                               int layers, const char *activation, double dropout, tg_init init,
                               tg_rng *rng);
 
-/* ---- optimizers -----------------------------------------------------------------------------
- * An optimizer keeps its own copy of the parameter list (tensors borrowed, names copied) and
- * allocates all its state when created: step() makes no heap allocation. A parameter whose grad
- * is NULL (never reached by a backward) is skipped. Gradients are zeroed, not released, by
- * zero_grad (PyTorch's set_to_none=False), so a parameter reached once keeps being updated with
- * its (zero) gradient plus momentum / weight decay. Float32 parameters are updated in float32,
- * float64 ones in float64. */
-typedef struct tg_optimizer tg_optimizer;
-
-typedef struct {
-    double lr;
-    double momentum;       /* 0: plain SGD */
-    double dampening;      /* buf = momentum·buf + (1 - dampening)·grad; first step buf = grad */
-    double weight_decay;   /* grad += weight_decay·param */
-    bool nesterov;         /* update with grad + momentum·buf (needs momentum > 0, dampening 0) */
-} tg_sgd_opts;
-
-typedef struct {
-    double lr;             /* 1e-3 */
-    double beta1, beta2;   /* 0.9, 0.999 */
-    double eps;            /* 1e-8 */
-    double weight_decay;   /* 0; L2 added to the grad (torch.optim.Adam) */
-    bool decoupled;        /* true: param *= 1 - lr·weight_decay instead (AdamW) */
-} tg_adam_opts;
-
-tg_adam_opts tg_adam_defaults(void);
-tg_optimizer *tg_sgd_new(const tg_param_list *params, tg_sgd_opts opts);
-tg_optimizer *tg_adam_new(const tg_param_list *params, tg_adam_opts opts);
-
-void tg_optimizer_step(tg_optimizer *opt);
-void tg_optimizer_zero_grad(tg_optimizer *opt);
-void tg_optimizer_set_lr(tg_optimizer *opt, double lr);
-double tg_optimizer_lr(const tg_optimizer *opt);
-int64_t tg_optimizer_steps(const tg_optimizer *opt);    /* step() calls so far */
-const char *tg_optimizer_kind(const tg_optimizer *opt); /* "sgd" or "adam" */
-void tg_optimizer_free(tg_optimizer *opt);              /* NULL is fine */
-
-/* Step decay (torch.optim.lr_scheduler.StepLR): base_lr · gamma^floor(epoch / step_size). */
-double tg_lr_step_decay(double base_lr, int64_t epoch, int64_t step_size, double gamma);
-/* Sets opt's learning rate to tg_lr_step_decay(...) and returns it. */
-double tg_optimizer_step_decay(tg_optimizer *opt, double base_lr, int64_t epoch,
-                               int64_t step_size, double gamma);
-
-/* ---- checkpoints (safetensors) --------------------------------------------------------------
+/* ---- safetensors files ------------------------------------------------------------------------
  * File format (https://github.com/huggingface/safetensors): an 8-byte little-endian header length
  * N, N bytes of JSON {name: {"dtype": "F32"|"F64"|"I32", "shape": [...], "data_offsets": [b, e]},
  * "__metadata__": {string: string}} padded with spaces to a multiple of 8, then the raw
@@ -267,7 +225,7 @@ double tg_optimizer_step_decay(tg_optimizer *opt, double base_lr, int64_t epoch,
  * path, so a failed save leaves an existing file intact. Loads validate the whole file (header
  * size, JSON, dtypes, shapes, offsets, missing or unexpected tensors) before copying anything:
  * on any error the destination tensors are untouched and the message names the file and the
- * tensor. */
+ * tensor. Checkpoints (optim.h) are such files. */
 
 /* Named tensors + optional metadata (n_meta key/value strings). */
 tg_status tg_safetensors_save(const char *path, const tg_param_list *tensors, int n_meta,
@@ -289,19 +247,6 @@ typedef struct {
 tg_status tg_safetensors_load_nonstrict(const char *path, const tg_param_list *tensors,
                                         tg_load_report *report);
 void tg_load_report_free(tg_load_report *report);   /* back to {0} */
-
-/* A module's parameters under their dotted names; with opt, its state too ("optim.state.<param>.
- * momentum_buffer" for SGD, ".exp_avg", ".exp_avg_sq", ".step" for Adam) and its kind, step count,
- * learning rate and settings (momentum, betas, ...) in __metadata__; with rng, the generator
- * state (needed for bit-identical resumption when dropout or shuffling draw from it). opt and rng
- * may be NULL. */
-tg_status tg_checkpoint_save(const char *path, tg_module *model, const tg_optimizer *opt,
-                             const tg_rng *rng);
-/* Loads what tg_checkpoint_save wrote. opt non-NULL requires optimizer state of the same kind
- * and settings over the same parameters (the learning rate is restored from the file); rng
- * non-NULL requires a saved generator. Optimizer entries in the file are ignored when opt is
- * NULL. Nothing is modified unless everything validates. */
-tg_status tg_checkpoint_load(const char *path, tg_module *model, tg_optimizer *opt, tg_rng *rng);
 
 /* ---- image modules (the ops are in conv.h) ---------------------------------------------------
  * NCHW inputs, PyTorch's layers and default initialisation:
