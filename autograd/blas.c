@@ -140,7 +140,7 @@ static void init(void) {
 bool tg_blas_prefer(tg_blas_workload workload) {
     if (workload != TG_BLAS_AUTO && workload != TG_BLAS_SMALL_PRODUCTS &&
         workload != TG_BLAS_LARGE_PRODUCTS)
-        tg__fail("tg_blas_prefer: unknown workload %d; use TG_BLAS_AUTO, TG_BLAS_SMALL_PRODUCTS "
+        tg_fail("tg_blas_prefer: unknown workload %d; use TG_BLAS_AUTO, TG_BLAS_SMALL_PRODUCTS "
                  "or TG_BLAS_LARGE_PRODUCTS", (int)workload);
     pthread_mutex_lock(&prefer_mu);
     bool ok = !initialised && !user_arch();

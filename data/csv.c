@@ -83,10 +83,10 @@ tg_status tg_csv_load(const char *path, const tg_csv_opts *opts, tg_tensor **x, 
     tg_csv_opts o = opts ? *opts : (tg_csv_opts){0};
     char delim = o.delimiter ? o.delimiter : ',';
     if (o.x_dtype != TG_F32 && o.x_dtype != TG_F64)
-        tg__fail("tg_csv_load: x_dtype must be TG_F32 or TG_F64 (got %s)",
+        tg_fail("tg_csv_load: x_dtype must be TG_F32 or TG_F64 (got %s)",
                  tg_dtype_name(o.x_dtype));
     if (o.y_dtype != TG_F32 && o.y_dtype != TG_F64 && o.y_dtype != TG_I32)
-        tg__fail("tg_csv_load: y_dtype must be TG_F32, TG_F64 or TG_I32 (got %d)", (int)o.y_dtype);
+        tg_fail("tg_csv_load: y_dtype must be TG_F32, TG_F64 or TG_I32 (got %d)", (int)o.y_dtype);
 
     tg__reader r;
     tg_status st = tg__reader_open_file(&r, path);

@@ -86,7 +86,7 @@ tg_status tg_dataset_load_idx(const char *images_path, const char *labels_path, 
 
 static int64_t row_bytes(const tg_tensor *t)
 {
-    return t->shape[0] ? (int64_t)tg__bytes(t) / t->shape[0] : 0;
+    return t->shape[0] ? (int64_t)tg_nbytes(t) / t->shape[0] : 0;
 }
 
 /* A persistent tensor with the rows idx[0..n) of src (idx NULL: rows first..first+n). */
@@ -115,9 +115,9 @@ static tg_status check_split(const tg_dataset *src, int64_t n_second, const char
     memset(first, 0, sizeof *first);
     memset(second, 0, sizeof *second);
     if (!src || !src->x || !src->y)
-        tg__fail("%s: the source data set is empty (load it first)", op);
+        tg_fail("%s: the source data set is empty (load it first)", op);
     if (src->x->ndim < 1 || src->y->shape[0] != src->x->shape[0])
-        tg__fail("%s: x has %lld rows, y has %lld", op, (long long)src->x->shape[0],
+        tg_fail("%s: x has %lld rows, y has %lld", op, (long long)src->x->shape[0],
                  (long long)src->y->shape[0]);
     int64_t n = src->x->shape[0];
     if (n_second < 0 || n_second > n)
@@ -198,7 +198,7 @@ tg_status tg_dataset_subset(const tg_dataset *src, const int64_t *idx, int64_t n
 {
     tg_status st = check_subset(src, n < 0 ? n : 0, "tg_dataset_subset", out);
     if (st != TG_OK) return st;
-    if (n > 0 && !idx) tg__fail("tg_dataset_subset: idx is NULL for %lld rows", (long long)n);
+    if (n > 0 && !idx) tg_fail("tg_dataset_subset: idx is NULL for %lld rows", (long long)n);
     int64_t size = src->x->shape[0];
     for (int64_t i = 0; i < n; i++)
         if (idx[i] < 0 || idx[i] >= size)

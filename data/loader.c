@@ -29,17 +29,17 @@ static tg_tensor *batch_tensor(const tg_tensor *src, int64_t rows, void *buf)
 tg_loader *tg_loader_new(const tg_tensor *x, const tg_tensor *y, int64_t batch_size, bool shuffle,
                          bool drop_last, tg_rng *rng)
 {
-    if (!x) tg__fail("tg_loader_new: x is NULL");
-    tg__check_live(x, "tg_loader_new");
-    if (x->ndim < 1) tg__fail("tg_loader_new: x must have at least one axis (rows)");
+    if (!x) tg_fail("tg_loader_new: x is NULL");
+    tg_check_live(x, "tg_loader_new");
+    if (x->ndim < 1) tg_fail("tg_loader_new: x must have at least one axis (rows)");
     if (y) {
-        tg__check_live(y, "tg_loader_new");
+        tg_check_live(y, "tg_loader_new");
         if (y->ndim < 1 || y->shape[0] != x->shape[0])
-            tg__fail("tg_loader_new: x has %lld rows but y has %lld; pass matching tensors",
+            tg_fail("tg_loader_new: x has %lld rows but y has %lld; pass matching tensors",
                      (long long)x->shape[0], (long long)(y->ndim ? y->shape[0] : 0));
     }
     if (batch_size < 1)
-        tg__fail("tg_loader_new: batch_size must be at least 1 (got %lld)", (long long)batch_size);
+        tg_fail("tg_loader_new: batch_size must be at least 1 (got %lld)", (long long)batch_size);
 
     tg_loader *L = tg__calloc(sizeof *L);
     L->x = x;
@@ -55,13 +55,13 @@ tg_loader *tg_loader_new(const tg_tensor *x, const tg_tensor *y, int64_t batch_s
     int64_t full = L->batch_size <= L->n ? L->batch_size : 0;
     int64_t tail = drop_last ? 0 : L->n % L->batch_size;
     int64_t rows = full ? full : tail;
-    L->x_row = L->n ? tg__bytes(x) / (size_t)L->n : 0;
+    L->x_row = L->n ? tg_nbytes(x) / (size_t)L->n : 0;
     void *xbuf = tg__malloc(L->x_row * (size_t)(rows ? rows : 1));
     L->xb_full = batch_tensor(x, full, xbuf);
     L->xb_full->owns_data = true;    /* the full header owns the buffer; the tail one borrows */
     L->xb_tail = batch_tensor(x, tail, xbuf);
     if (y) {
-        L->y_row = L->n ? tg__bytes(y) / (size_t)L->n : 0;
+        L->y_row = L->n ? tg_nbytes(y) / (size_t)L->n : 0;
         void *ybuf = tg__malloc(L->y_row * (size_t)(rows ? rows : 1));
         L->yb_full = batch_tensor(y, full, ybuf);
         L->yb_full->owns_data = true;
@@ -121,7 +121,7 @@ bool tg_loader_next(tg_loader *L, tg_tensor **xb, tg_tensor **yb)
         return false;
     }
     if (L->x->shape[0] != L->n)
-        tg__fail("tg_loader_next: x changed from %lld to %lld rows after tg_loader_new",
+        tg_fail("tg_loader_next: x changed from %lld to %lld rows after tg_loader_new",
                  (long long)L->n, (long long)L->x->shape[0]);
     const int64_t *idx = L->perm + L->pos;
     tg_tensor *bx = k == L->batch_size ? L->xb_full : L->xb_tail;
@@ -160,7 +160,7 @@ void tg_loader_free(tg_loader *L)
 
 tg_loader_state tg_loader_get_state(const tg_loader *L)
 {
-    if (!L) tg__fail("tg_loader_get_state: NULL loader");
+    if (!L) tg_fail("tg_loader_get_state: NULL loader");
     return (tg_loader_state){
         .rows = L->n,
         .batch_size = L->batch_size,
@@ -175,16 +175,16 @@ tg_loader_state tg_loader_get_state(const tg_loader *L)
 
 void tg_loader_set_state(tg_loader *L, const tg_loader_state *s)
 {
-    if (!L || !s) tg__fail("tg_loader_set_state: NULL loader or state");
+    if (!L || !s) tg_fail("tg_loader_set_state: NULL loader or state");
     if (s->rows != L->n || s->batch_size != L->batch_size || s->shuffle != L->shuffle ||
         s->drop_last != L->drop_last)
-        tg__fail("tg_loader_set_state: the state is of a loader over %lld rows in batches of "
+        tg_fail("tg_loader_set_state: the state is of a loader over %lld rows in batches of "
                  "%lld (shuffle %d, drop_last %d), this one has %lld, %lld (%d, %d)",
                  (long long)s->rows, (long long)s->batch_size, (int)s->shuffle,
                  (int)s->drop_last, (long long)L->n, (long long)L->batch_size, (int)L->shuffle,
                  (int)L->drop_last);
     if (s->pos < 0 || s->pos > L->n)
-        tg__fail("tg_loader_set_state: position %lld is outside the epoch's 0..%lld rows",
+        tg_fail("tg_loader_set_state: position %lld is outside the epoch's 0..%lld rows",
                  (long long)s->pos, (long long)L->n);
     if (s->started) {
         L->rng = s->order_rng;

@@ -6,7 +6,7 @@ void tg_dist_broadcast(tg_tensor *const *tensors, int n, int root)
 {
     tg__dist_require_init("tg_dist_broadcast");
     if (root < 0 || root >= tg_dist_world_size())
-        tg__fail("tg_dist_broadcast: root %d is not a rank of this %d-process job", root,
+        tg_fail("tg_dist_broadcast: root %d is not a rank of this %d-process job", root,
                  tg_dist_world_size());
     for (int i = 0; i < n; i++) {
         tg_check_live(tensors[i], "tg_dist_broadcast");

@@ -197,7 +197,7 @@ static void on_record(const tg_node *node, void *user_data)
         d->seen[k]++;
         if (!overlap) continue;
         if (d->seen[k] > d->uses[k])
-            tg__fail("tg_ddp: parameter %s is used by more records in this step than in the "
+            tg_fail("tg_ddp: parameter %s is used by more records in this step than in the "
                      "first (%d > %d), so its gradient was reduced before it was complete; a "
                      "graph that changes between steps needs tg_ddp_opts.no_overlap",
                      d->names[k], d->seen[k], d->uses[k]);
@@ -210,9 +210,9 @@ static void on_record(const tg_node *node, void *user_data)
 
 void tg_ddp_begin(tg_ddp *d, double weight)
 {
-    if (d->armed) tg__fail("tg_ddp_begin: called twice without tg_ddp_finish");
+    if (d->armed) tg_fail("tg_ddp_begin: called twice without tg_ddp_finish");
     if (!(weight >= 0 && weight <= 1))
-        tg__fail("tg_ddp_begin: weight %g is not in [0, 1] (this rank's examples / the global "
+        tg_fail("tg_ddp_begin: weight %g is not in [0, 1] (this rank's examples / the global "
                  "batch's)", weight);
     d->weight = weight;
     d->next_launch = 0;
@@ -242,7 +242,7 @@ static void unpack(tg_ddp *d)
 
 void tg_ddp_finish(tg_ddp *d)
 {
-    if (!d->armed) tg__fail("tg_ddp_finish: call tg_ddp_begin before the backward");
+    if (!d->armed) tg_fail("tg_ddp_finish: call tg_ddp_begin before the backward");
     double t0 = MPI_Wtime();
     tg_set_backward_hook(NULL, NULL);
     d->armed = false;

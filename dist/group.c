@@ -48,7 +48,7 @@ void tg__dist_require_init(const char *fn)
 {
     int initialized;
     MPI_Initialized(&initialized);
-    if (!initialized) tg__fail("%s: call tg_dist_init first", fn);
+    if (!initialized) tg_fail("%s: call tg_dist_init first", fn);
 }
 
 int tg_dist_rank(void) { return rank; }
@@ -121,5 +121,5 @@ MPI_Datatype tg__dist_mpi_type(tg_dtype dtype)
     case TG_I32: return MPI_INT32_T;
     case TG_I64: return MPI_INT64_T;
     }
-    tg__fail("tapegrad dist: unknown dtype %d", (int)dtype);
+    tg_fail("tapegrad dist: unknown dtype %d", (int)dtype);
 }

@@ -36,10 +36,10 @@ tg_shard_loader *tg_shard_loader_new(const tg_tensor *x, const tg_tensor *y, int
 {
     tg_check_live(x, "tg_shard_loader_new");
     if (global_batch < 1)
-        tg__fail("tg_shard_loader_new: global_batch must be at least 1 (got %lld)",
+        tg_fail("tg_shard_loader_new: global_batch must be at least 1 (got %lld)",
                  (long long)global_batch);
     if (y && y->shape[0] != x->shape[0])
-        tg__fail("tg_shard_loader_new: x has %lld rows but y has %lld", (long long)x->shape[0],
+        tg_fail("tg_shard_loader_new: x has %lld rows but y has %lld", (long long)x->shape[0],
                  (long long)y->shape[0]);
     tg_shard_loader *L = tg__calloc(sizeof *L);
     *L = (tg_shard_loader){.x = x, .y = y, .global_batch = global_batch, .shuffle = shuffle,
@@ -122,7 +122,7 @@ double tg_shard_loader_weight(const tg_shard_loader *L)
 /* Replays the global order from creation: only row numbers are drawn, so this is cheap. */
 void tg_shard_loader_seek(tg_shard_loader *L, int64_t step)
 {
-    if (step < 0) tg__fail("tg_shard_loader_seek: step %lld is negative", (long long)step);
+    if (step < 0) tg_fail("tg_shard_loader_seek: step %lld is negative", (long long)step);
     open_order(L);
     int64_t per_epoch = tg_loader_num_batches(L->order);
     int64_t epoch = per_epoch ? step / per_epoch : 0, pos = per_epoch ? step % per_epoch : 0;

@@ -24,7 +24,7 @@ static void dropout_describe(const tg_module *self, char *buf, size_t len)
 tg_module *tg_dropout_new_rng(double p, tg_rng *rng)
 {
     if (!(p >= 0.0 && p < 1.0))
-        tg__fail("tg_dropout_new: p must be in [0, 1) (got %g)", p);
+        tg_fail("tg_dropout_new: p must be in [0, 1) (got %g)", p);
     dropout_module *d = tg_module_new(sizeof *d, "Dropout", dropout_forward);
     d->base.describe = dropout_describe;
     d->p = p;

@@ -14,11 +14,11 @@ tg_module *tg_feedforward_new(int64_t n_features, int64_t n_classes, int64_t hid
                               tg_rng *rng)
 {
     if (layers < 0 || n_features <= 0 || n_classes <= 0 || (layers > 0 && hidden_size <= 0))
-        tg__fail("tg_feedforward_new: need n_features, n_classes > 0, layers >= 0 and "
+        tg_fail("tg_feedforward_new: need n_features, n_classes > 0, layers >= 0 and "
                  "hidden_size > 0 (got %lld, %lld, %d, %lld)", (long long)n_features,
                  (long long)n_classes, layers, (long long)hidden_size);
     if (!(dropout >= 0.0 && dropout < 1.0))
-        tg__fail("tg_feedforward_new: dropout must be in [0, 1) (got %g)", dropout);
+        tg_fail("tg_feedforward_new: dropout must be in [0, 1) (got %g)", dropout);
     /* Validate the name before building anything, so an input error leaks nothing. */
     if (!tg_activation_fn_by_name(activation)) return NULL;
 

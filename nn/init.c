@@ -18,13 +18,13 @@ static void fill_normal(tg_tensor *t, double mean, double std, tg_rng *rng)
 void tg_init_linear_(tg_tensor *w, tg_tensor *b, tg_init init, tg_rng *rng)
 {
     char s[128];
-    tg__check_float(w, "tg_init_linear_");
+    tg_check_float(w, "tg_init_linear_");
     if (w->ndim != 2)
-        tg__fail("tg_init_linear_: weight must be [out, in], got %s", tg_shape_str(w, s, sizeof s));
+        tg_fail("tg_init_linear_: weight must be [out, in], got %s", tg_shape_str(w, s, sizeof s));
     if (b) {
-        tg__check_float(b, "tg_init_linear_");
+        tg_check_float(b, "tg_init_linear_");
         if (b->numel != w->shape[0])
-            tg__fail("tg_init_linear_: bias %s does not match weight [%lld, %lld]",
+            tg_fail("tg_init_linear_: bias %s does not match weight [%lld, %lld]",
                      tg_shape_str(b, s, sizeof s), (long long)w->shape[0], (long long)w->shape[1]);
     }
     double fan_in = (double)w->shape[1], fan_out = (double)w->shape[0];
@@ -39,7 +39,7 @@ void tg_init_linear_(tg_tensor *w, tg_tensor *b, tg_init init, tg_rng *rng)
     }
     case TG_INIT_NORMAL:
         if (!(init.std >= 0))
-            tg__fail("tg_init_linear_: normal init needs std >= 0 (got %g)", init.std);
+            tg_fail("tg_init_linear_: normal init needs std >= 0 (got %g)", init.std);
         fill_normal(w, init.mean, init.std, rng);
         break;
     case TG_INIT_XAVIER_UNIFORM: {
@@ -57,13 +57,13 @@ void tg_init_linear_(tg_tensor *w, tg_tensor *b, tg_init init, tg_rng *rng)
         break;
     case TG_INIT_VALUES:
         if (!init.weight)
-            tg__fail("tg_init_linear_: TG_INIT_VALUES needs a weight array ([out*in] doubles)");
+            tg_fail("tg_init_linear_: TG_INIT_VALUES needs a weight array ([out*in] doubles)");
         for (int64_t i = 0; i < w->numel; i++) tg_set_flat(w, i, init.weight[i]);
         for (int64_t i = 0; b && i < b->numel; i++)
             tg_set_flat(b, i, init.bias ? init.bias[i] : 0.0);
         return;
     default:
-        tg__fail("tg_init_linear_: unknown init kind %d", (int)init.kind);
+        tg_fail("tg_init_linear_: unknown init kind %d", (int)init.kind);
     }
     if (b) tg_fill_(b, 0.0);
 }

@@ -28,10 +28,10 @@ tg_module *tg_linear_new(int64_t in_features, int64_t out_features, bool bias, t
                          tg_rng *rng)
 {
     if (in_features <= 0 || out_features <= 0)
-        tg__fail("tg_linear_new: sizes must be positive (in %lld, out %lld)",
+        tg_fail("tg_linear_new: sizes must be positive (in %lld, out %lld)",
                  (long long)in_features, (long long)out_features);
     if (init.dtype != TG_F32 && init.dtype != TG_F64)
-        tg__fail("tg_linear_new: parameters are float32 or float64, not %s",
+        tg_fail("tg_linear_new: parameters are float32 or float64, not %s",
                  tg_dtype_name(init.dtype));
     linear_module *l = tg_module_new(sizeof *l, "Linear", linear_forward);
     l->base.describe = linear_describe;
@@ -48,7 +48,7 @@ tg_module *tg_linear_new(int64_t in_features, int64_t out_features, bool bias, t
 static linear_module *as_linear(tg_module *m, const char *op)
 {
     if (!m || m->forward != linear_forward)
-        tg__fail("%s: expected a module made by tg_linear_new, got %s", op,
+        tg_fail("%s: expected a module made by tg_linear_new, got %s", op,
                  m && m->kind ? m->kind : "NULL");
     return (linear_module *)m;
 }

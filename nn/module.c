@@ -7,14 +7,14 @@
 
 static void check_module(const tg_module *m, const char *op)
 {
-    if (!m) tg__fail("%s: got a NULL module", op);
+    if (!m) tg_fail("%s: got a NULL module", op);
     if (!m->kind)
-        tg__fail("%s: module not initialised (call tg_module_init or tg_module_new)", op);
+        tg_fail("%s: module not initialised (call tg_module_init or tg_module_new)", op);
 }
 
 void tg_module_init(tg_module *m, const char *kind, tg_forward_fn forward)
 {
-    if (!m) tg__fail("tg_module_init: got a NULL module");
+    if (!m) tg_fail("tg_module_init: got a NULL module");
     memset(m, 0, sizeof *m);
     m->kind = kind ? kind : "Module";
     m->forward = forward;
@@ -24,7 +24,7 @@ void tg_module_init(tg_module *m, const char *kind, tg_forward_fn forward)
 void *tg_module_new(size_t size, const char *kind, tg_forward_fn forward)
 {
     if (size < sizeof(tg_module))
-        tg__fail("tg_module_new: size %zu is smaller than tg_module (%zu); pass the size of the "
+        tg_fail("tg_module_new: size %zu is smaller than tg_module (%zu); pass the size of the "
                  "struct that embeds tg_module as its first member", size, sizeof(tg_module));
     tg_module *m = tg__calloc(size);
     tg_module_init(m, kind, forward);
@@ -34,27 +34,27 @@ void *tg_module_new(size_t size, const char *kind, tg_forward_fn forward)
 static void check_new_name(const tg_module *m, const char *name, const char *op)
 {
     if (!name || !*name)
-        tg__fail("%s: %s needs a non-empty name", op, m->kind);
+        tg_fail("%s: %s needs a non-empty name", op, m->kind);
     if (strchr(name, '.'))
-        tg__fail("%s: name '%s' contains '.', which separates path components; use '_'", op,
+        tg_fail("%s: name '%s' contains '.', which separates path components; use '_'", op,
                  name);
     for (int i = 0; i < m->n_params; i++)
         if (strcmp(m->param_names[i], name) == 0)
-            tg__fail("%s: %s already has a parameter named '%s'", op, m->kind, name);
+            tg_fail("%s: %s already has a parameter named '%s'", op, m->kind, name);
     for (int i = 0; i < m->n_children; i++)
         if (strcmp(m->child_names[i], name) == 0)
-            tg__fail("%s: %s already has a child named '%s'", op, m->kind, name);
+            tg_fail("%s: %s already has a child named '%s'", op, m->kind, name);
     for (int i = 0; i < m->n_buffers; i++)
         if (strcmp(m->buffer_names[i], name) == 0)
-            tg__fail("%s: %s already has a buffer named '%s'", op, m->kind, name);
+            tg_fail("%s: %s already has a buffer named '%s'", op, m->kind, name);
 }
 
 tg_tensor *tg_module_add_param(tg_module *m, const char *name, tg_tensor *t)
 {
     check_module(m, "tg_module_add_param");
-    tg__check_float(t, "tg_module_add_param");
+    tg_check_float(t, "tg_module_add_param");
     if (!t->persistent)
-        tg__fail("tg_module_add_param: '%s' is an intermediate; parameters must be persistent "
+        tg_fail("tg_module_add_param: '%s' is an intermediate; parameters must be persistent "
                  "tensors (tg_zeros, tg_rand_normal, tg_clone...)", name ? name : "?");
     check_new_name(m, name, "tg_module_add_param");
     if (m->n_params == m->cap_params) {
@@ -74,9 +74,9 @@ tg_tensor *tg_module_add_param(tg_module *m, const char *name, tg_tensor *t)
 tg_tensor *tg_module_add_buffer(tg_module *m, const char *name, tg_tensor *t)
 {
     check_module(m, "tg_module_add_buffer");
-    tg__check_live(t, "tg_module_add_buffer");
+    tg_check_live(t, "tg_module_add_buffer");
     if (!t->persistent)
-        tg__fail("tg_module_add_buffer: '%s' is an intermediate; buffers must be persistent "
+        tg_fail("tg_module_add_buffer: '%s' is an intermediate; buffers must be persistent "
                  "tensors (tg_zeros, tg_ones, tg_clone...)", name ? name : "?");
     check_new_name(m, name, "tg_module_add_buffer");
     if (m->n_buffers == m->cap_buffers) {
@@ -107,7 +107,7 @@ tg_module *tg_module_add_child(tg_module *m, const char *name, tg_module *child)
     check_module(m, "tg_module_add_child");
     check_module(child, "tg_module_add_child");
     if (contains(child, m))
-        tg__fail("tg_module_add_child: adding %s '%s' would make a cycle (it already contains "
+        tg_fail("tg_module_add_child: adding %s '%s' would make a cycle (it already contains "
                  "the parent)", child->kind, name ? name : "");
     check_new_name(m, name, "tg_module_add_child");
     if (m->n_children == m->cap_children) {
@@ -126,7 +126,7 @@ tg_tensor *tg_module_forward(tg_module *m, tg_tensor *x)
 {
     check_module(m, "tg_module_forward");
     if (!m->forward)
-        tg__fail("tg_module_forward: %s has no forward function", m->kind);
+        tg_fail("tg_module_forward: %s has no forward function", m->kind);
     return m->forward(m, x);
 }
 
@@ -143,7 +143,7 @@ void tg_module_eval(tg_module *m) { tg_module_train(m, false); }
 /* ---- parameter lists ---------------------------------------------------------------------- */
 void tg_param_list_add(tg_param_list *l, const char *name, tg_tensor *t)
 {
-    if (!l || !name || !t) tg__fail("tg_param_list_add: NULL list, name or tensor");
+    if (!l || !name || !t) tg_fail("tg_param_list_add: NULL list, name or tensor");
     if (l->n == l->cap) {
         l->cap = l->cap ? 2 * l->cap : 16;
         l->tensors = tg__xrealloc(l->tensors, (size_t)l->cap * sizeof *l->tensors);
@@ -203,7 +203,7 @@ static void add_named(tg_param_list *out, char **prefix, size_t *cap, size_t bas
 static void collect(tg_module *m, char **prefix, size_t *cap, tg_param_list *out, int want,
                     int depth)
 {
-    if (depth > 1000) tg__fail("tg_module_parameters: module tree deeper than 1000 (a cycle?)");
+    if (depth > 1000) tg_fail("tg_module_parameters: module tree deeper than 1000 (a cycle?)");
     size_t base = strlen(*prefix);
     for (int i = 0; (want & WANT_PARAMS) && i < m->n_params; i++)
         add_named(out, prefix, cap, base, m->param_names[i], m->params[i]);
@@ -220,7 +220,7 @@ static void collect(tg_module *m, char **prefix, size_t *cap, tg_param_list *out
 static void list_tree(tg_module *m, tg_param_list *out, int want, const char *op)
 {
     check_module(m, op);
-    if (!out) tg__fail("%s: NULL output list", op);
+    if (!out) tg_fail("%s: NULL output list", op);
     tg_param_list_clear(out);
     size_t cap = 256;
     char *prefix = tg__xrealloc(NULL, cap);

@@ -14,7 +14,7 @@ static tg_tensor *sequential_forward(tg_module *self, tg_tensor *x)
 tg_module *tg_sequential_append(tg_module *seq, tg_module *m)
 {
     if (!seq || seq->forward != sequential_forward)
-        tg__fail("tg_sequential_append: expected a module made by tg_sequential_new, got %s",
+        tg_fail("tg_sequential_append: expected a module made by tg_sequential_new, got %s",
                  seq && seq->kind ? seq->kind : "NULL");
     char name[16];
     snprintf(name, sizeof name, "%d", seq->n_children);
@@ -23,10 +23,10 @@ tg_module *tg_sequential_append(tg_module *seq, tg_module *m)
 
 tg_module *tg_sequential_from(int n, tg_module *const *modules)
 {
-    if (n < 0) tg__fail("tg_sequential_new: negative module count %d", n);
+    if (n < 0) tg_fail("tg_sequential_new: negative module count %d", n);
     tg_module *seq = tg_module_new(sizeof(tg_module), "Sequential", sequential_forward);
     for (int i = 0; i < n; i++) {
-        if (!modules[i]) tg__fail("tg_sequential_new: module %d is NULL", i);
+        if (!modules[i]) tg_fail("tg_sequential_new: module %d is NULL", i);
         tg_sequential_append(seq, modules[i]);
     }
     return seq;
@@ -34,13 +34,13 @@ tg_module *tg_sequential_from(int n, tg_module *const *modules)
 
 tg_module *tg_sequential_new(int n, ...)
 {
-    if (n < 0) tg__fail("tg_sequential_new: negative module count %d", n);
+    if (n < 0) tg_fail("tg_sequential_new: negative module count %d", n);
     tg_module *seq = tg_module_new(sizeof(tg_module), "Sequential", sequential_forward);
     va_list ap;
     va_start(ap, n);
     for (int i = 0; i < n; i++) {
         tg_module *m = va_arg(ap, tg_module *);
-        if (!m) tg__fail("tg_sequential_new: module %d is NULL", i);
+        if (!m) tg_fail("tg_sequential_new: module %d is NULL", i);
         tg_sequential_append(seq, m);
     }
     va_end(ap);

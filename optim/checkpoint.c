@@ -163,9 +163,9 @@ static void add_loader(meta_list *m, const tg_loader *loader)
 
 tg_status tg_checkpoint_save_parts(const char *path, const tg_checkpoint_parts *parts)
 {
-    if (!parts || !parts->model) tg__fail("tg_checkpoint_save: NULL model");
+    if (!parts || !parts->model) tg_fail("tg_checkpoint_save: NULL model");
     const tg_optimizer *o = parts->optimizer;
-    if (o && !o->kind) tg__fail("tg_checkpoint_save: got a freed optimizer");
+    if (o && !o->kind) tg_fail("tg_checkpoint_save: got a freed optimizer");
     tg_param_list all = {0};
     tg_module_state(parts->model, &all); /* parameters and buffers */
     tg_tensor **scalars = tg__malloc((size_t)(o && o->n ? o->n : 1) * sizeof *scalars);
@@ -448,9 +448,9 @@ static void commit(load_plan *p, const tg_checkpoint_parts *parts)
 
 tg_status tg_checkpoint_load_parts(const char *path, const tg_checkpoint_parts *parts)
 {
-    if (!parts || !parts->model) tg__fail("tg_checkpoint_load: NULL model");
+    if (!parts || !parts->model) tg_fail("tg_checkpoint_load: NULL model");
     const tg_optimizer *o = parts->optimizer;
-    if (o && !o->kind) tg__fail("tg_checkpoint_load: got a freed optimizer");
+    if (o && !o->kind) tg_fail("tg_checkpoint_load: got a freed optimizer");
     load_plan p = {.path = path};
     tg_status st = tg__st_open(path, &p.f);
     if (st != TG_OK) return st;

@@ -8,20 +8,20 @@
 
 static void check(const tg_optimizer *opt, const char *fn)
 {
-    if (!opt || !opt->kind) tg__fail("%s: got a NULL or freed optimizer", fn);
+    if (!opt || !opt->kind) tg_fail("%s: got a NULL or freed optimizer", fn);
 }
 
 static void check_group(const tg_optimizer *opt, int group, const char *fn)
 {
     check(opt, fn);
     if (group < 0 || group >= opt->n_groups)
-        tg__fail("%s: group %d does not exist (the optimizer has %d)", fn, group, opt->n_groups);
+        tg_fail("%s: group %d does not exist (the optimizer has %d)", fn, group, opt->n_groups);
 }
 
 static void check_rate(const char *fn, const char *kind, const char *what, double v)
 {
     if (!(v >= 0) || !isfinite(v))
-        tg__fail("%s (%s): %s must be finite and >= 0 (got %g)", fn, kind, what, v);
+        tg_fail("%s (%s): %s must be finite and >= 0 (got %g)", fn, kind, what, v);
 }
 
 static double read_double(const void *settings, size_t offset)
@@ -36,16 +36,16 @@ static double read_double(const void *settings, size_t offset)
 static void check_new_params(const char *kind, const tg_optimizer *opt,
                              const tg_param_list *params, const char *fn)
 {
-    if (!params) tg__fail("%s (%s): NULL parameter list", fn, kind);
+    if (!params) tg_fail("%s (%s): NULL parameter list", fn, kind);
     for (int i = 0; i < params->n; i++) {
-        tg__check_float(params->tensors[i], fn);
+        tg_check_float(params->tensors[i], fn);
         for (int j = 0; j < i; j++)
             if (params->tensors[j] == params->tensors[i])
-                tg__fail("%s (%s): parameter '%s' is listed twice (as '%s'); it would be "
+                tg_fail("%s (%s): parameter '%s' is listed twice (as '%s'); it would be "
                          "updated twice per step", fn, kind, params->names[i], params->names[j]);
         for (int j = 0; opt && j < opt->n; j++)
             if (opt->params[j] == params->tensors[i])
-                tg__fail("%s (%s): parameter '%s' is already in group %d (as '%s'); a parameter "
+                tg_fail("%s (%s): parameter '%s' is already in group %d (as '%s'); a parameter "
                          "belongs to one group", fn, kind, params->names[i],
                          opt->group_of[j], opt->names[j]);
     }
@@ -89,15 +89,15 @@ tg_optimizer *tg_optimizer_new(const tg_optimizer_kind *kind, const tg_param_lis
 {
     const char *fn = "tg_optimizer_new";
     if (!kind || !kind->name || !kind->update || !kind->state_names)
-        tg__fail("%s: the optimizer kind needs at least a name, state_names and update", fn);
-    if (!settings) tg__fail("%s (%s): NULL settings", fn, kind->name);
+        tg_fail("%s: the optimizer kind needs at least a name, state_names and update", fn);
+    if (!settings) tg_fail("%s (%s): NULL settings", fn, kind->name);
     if (kind->lr_offset + sizeof(double) > kind->settings_size ||
         kind->weight_decay_offset + sizeof(double) > kind->settings_size)
-        tg__fail("%s (%s): lr_offset / weight_decay_offset lie outside the %zu-byte settings",
+        tg_fail("%s (%s): lr_offset / weight_decay_offset lie outside the %zu-byte settings",
                  fn, kind->name, kind->settings_size);
     char why[256] = "";
     if (kind->validate && !kind->validate(settings, why, sizeof why))
-        tg__fail("%s (%s): %s", fn, kind->name, why);
+        tg_fail("%s (%s): %s", fn, kind->name, why);
 
     double lr = read_double(settings, kind->lr_offset);
     double wd = read_double(settings, kind->weight_decay_offset);
@@ -106,7 +106,7 @@ tg_optimizer *tg_optimizer_new(const tg_optimizer_kind *kind, const tg_param_lis
     const char *names[TG_OPTIM_MAX_STATE] = {0};
     int n_state = kind->state_names(settings, names);
     if (n_state < 0 || n_state > TG_OPTIM_MAX_STATE)
-        tg__fail("%s (%s): state_names returned %d; 0 to %d state tensors are possible", fn,
+        tg_fail("%s (%s): state_names returned %d; 0 to %d state tensors are possible", fn,
                  kind->name, n_state, TG_OPTIM_MAX_STATE);
     check_new_params(kind->name, NULL, params, fn);
 
@@ -227,7 +227,7 @@ void tg_optimizer_free(tg_optimizer *opt)
 double tg_lr_step_decay(double base_lr, int64_t epoch, int64_t step_size, double gamma)
 {
     if (step_size <= 0 || epoch < 0)
-        tg__fail("tg_lr_step_decay: need step_size > 0 and epoch >= 0 (got %lld, %lld)",
+        tg_fail("tg_lr_step_decay: need step_size > 0 and epoch >= 0 (got %lld, %lld)",
                  (long long)step_size, (long long)epoch);
     return base_lr * pow(gamma, (double)(epoch / step_size));
 }

@@ -70,7 +70,7 @@ static inline void check_error_names(const char *needle, const char *what)
                  needle);
 }
 
-/* The statement must fail through tg__fail with a message containing needle. */
+/* The statement must fail through tg_fail with a message containing needle. */
 #define EXPECT_ERROR(needle, ...)                                                              \
     do {                                                                                       \
         jmp_buf check_jump_;                                                                   \

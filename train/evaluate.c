@@ -25,14 +25,14 @@ static tg_tensor row_view(const tg_tensor *t, int64_t first, int64_t n)
 
 static void check_args(const char *op, tg_module *model, const tg_tensor *x, const tg_tensor *y)
 {
-    if (!model || !x || !y) tg__fail("%s: model, x and y must not be NULL", op);
-    tg__check_live(x, op);
-    tg__check_live(y, op);
+    if (!model || !x || !y) tg_fail("%s: model, x and y must not be NULL", op);
+    tg_check_live(x, op);
+    tg_check_live(y, op);
     if (!x->persistent || !y->persistent)
-        tg__fail("%s: x and y must be persistent tensors (data sets), not intermediates of a step",
+        tg_fail("%s: x and y must be persistent tensors (data sets), not intermediates of a step",
                  op);
     if (x->ndim < 1 || y->ndim < 1 || x->shape[0] != y->shape[0])
-        tg__fail("%s: x has %lld rows but y has %lld; pass one example per row in both", op,
+        tg_fail("%s: x has %lld rows but y has %lld; pass one example per row in both", op,
                  (long long)(x->ndim ? x->shape[0] : 0), (long long)(y->ndim ? y->shape[0] : 0));
 }
 
@@ -48,10 +48,10 @@ static tg_eval evaluate(const char *op, tg_module *model, const tg_tensor *x, co
                         int64_t batch_size, bool classifier)
 {
     check_args(op, model, x, y);
-    if (batch_size < 0) tg__fail("%s: batch_size %lld is negative", op, (long long)batch_size);
+    if (batch_size < 0) tg_fail("%s: batch_size %lld is negative", op, (long long)batch_size);
     if (batch_size == 0) batch_size = TG_EVAL_BATCH;
     if (classifier && (y->dtype != TG_I32 || y->ndim != 1))
-        tg__fail("%s: labels must be an int32 vector [N]; for float targets use "
+        tg_fail("%s: labels must be an int32 vector [N]; for float targets use "
                  "tg_evaluate_regressor", op);
     bool grad = tg_set_grad_enabled(false);
     bool training = model->training;

@@ -127,7 +127,7 @@ static void reserve_row(tg_metrics_log *log)
 
 tg_status tg_metrics_log_write(tg_metrics_log *log, const double *row)
 {
-    if (!log || !row) tg__fail("tg_metrics_log_write: %s is NULL", log ? "row" : "log");
+    if (!log || !row) tg_fail("tg_metrics_log_write: %s is NULL", log ? "row" : "log");
     reserve_row(log);
     for (int c = 0; c < log->n_cols; c++)
         log->data[(size_t)c * (size_t)log->cap_rows + (size_t)log->n_rows] = row[c];

@@ -32,10 +32,10 @@ static int64_t count_hits(tg_tensor *scores, const tg_tensor *labels)
 tg_epoch_stats tg_train_epoch(tg_module *model, tg_optimizer *opt, tg_loader *loader,
                               const tg_train_opts *opts)
 {
-    if (!model || !opt || !loader) tg__fail("tg_train_epoch: model, opt and loader must be given");
+    if (!model || !opt || !loader) tg_fail("tg_train_epoch: model, opt and loader must be given");
     tg_train_opts o = opts ? *opts : (tg_train_opts){0};
     if (o.accuracy && o.loss != TG_LOSS_CROSS_ENTROPY)
-        tg__fail("tg_train_epoch: accuracy is for classifiers (TG_LOSS_CROSS_ENTROPY)");
+        tg_fail("tg_train_epoch: accuracy is for classifiers (TG_LOSS_CROSS_ENTROPY)");
     tg_epoch_stats s = {.loss = NAN, .loss_per_example = NAN, .accuracy = NAN};
     double t0 = now(), sum = 0, weighted = 0;
     int64_t hits = 0;

@@ -145,7 +145,7 @@ void tg_mnist_free(tg_mnist *m);
  *     }
  *     tg_loader_free(L);
  *
- * Misuse (x and y row counts differ, batch_size < 1) is a programming error (tg__fail). y may be
+ * Misuse (x and y row counts differ, batch_size < 1) is a programming error (tg_fail). y may be
  * NULL (then *yb is set to NULL). x and y must stay alive and unchanged in shape while the loader
  * is used. */
 typedef struct tg_loader tg_loader;
