@@ -21,6 +21,9 @@ $(BUILD)/bin/tapegrad-question2: $(Q2_SRC) $(wildcard examples/question2/*.h) $(
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(SAN) $(LDFLAGS) -o $@ $(Q2_SRC) -L$(BUILD) -ltapegrad -lm
 
+# dist.h goes with libtapegrad_dist.a, which is not installed (yet): docs/distributed.md.
+INSTALLED_TG_HEADERS := $(filter-out include/tg/dist.h,$(wildcard include/tg/*.h))
+
 $(BUILD)/tapegrad.pc: mk/tapegrad.pc.in include/tg/core.h
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|' \
 	    -e 's|@VERSION@|$(VERSION)|; s|@BLIS_LIB@|$(BLIS_LIB)|' $< > $@
@@ -29,7 +32,7 @@ install: lib $(INST_BIN) $(BUILD)/tapegrad.pc
 	$(INSTALL) -d $(DESTDIR)$(INCLUDEDIR)/tg $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
 	  $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	$(INSTALL) -m 644 include/tapegrad.h $(DESTDIR)$(INCLUDEDIR)/
-	$(INSTALL) -m 644 include/tg/*.h $(DESTDIR)$(INCLUDEDIR)/tg/
+	$(INSTALL) -m 644 $(INSTALLED_TG_HEADERS) $(DESTDIR)$(INCLUDEDIR)/tg/
 	$(INSTALL) -m 644 $(BUILD)/libtapegrad.a $(DESTDIR)$(LIBDIR)/
 	$(INSTALL) -m 644 $(SHLIB) $(DESTDIR)$(LIBDIR)/
 	ln -sf $(notdir $(SHLIB)) $(DESTDIR)$(LIBDIR)/$(SONAME)
@@ -39,7 +42,7 @@ install: lib $(INST_BIN) $(BUILD)/tapegrad.pc
 	$(INSTALL) -m 644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
 
 uninstall:
-	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/,tapegrad.h $(subst include/,,$(wildcard include/tg/*.h)))
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/,tapegrad.h $(subst include/,,$(INSTALLED_TG_HEADERS)))
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/tg
 	rm -f $(addprefix $(DESTDIR)$(LIBDIR)/,libtapegrad.a $(notdir $(SHLIB)) $(SONAME) libtapegrad.so)
 	rm -f $(DESTDIR)$(PKGCONFIGDIR)/tapegrad.pc
