@@ -53,6 +53,9 @@ EX_BIN   := $(patsubst examples/%.c,$(BUILD)/examples/%,$(sort $(wildcard exampl
 # A folder examples/NAME/ of .c files (a program too big for one file) is one program too.
 EX_DIRS  := $(sort $(patsubst examples/%/,%,$(dir $(wildcard examples/*/*.c))))
 EX_BIN   += $(EX_DIRS:%=$(BUILD)/examples/%)
+# A folder apps/NAME/ (an application, e.g. the Question 2 runner) is one program build/apps/NAME.
+APP_DIRS := $(sort $(patsubst apps/%/,%,$(dir $(wildcard apps/*/*.c))))
+EX_BIN   += $(APP_DIRS:%=$(BUILD)/apps/%)
 BENCH_BIN:= $(patsubst bench/%.c,$(BUILD)/bench/%,$(sort $(wildcard bench/*.c)))
 TOOL_BIN := $(patsubst tools/%.c,$(BUILD)/tools/%,$(sort $(wildcard tools/*.c)))
 # Objects depend on the library's headers; tests and examples also on their folder's own.
@@ -106,6 +109,11 @@ $(EX_DIRS:%=$(BUILD)/examples/%): $(BUILD)/examples/%: $$(wildcard examples/$$*/
                                   $(HEADERS) $(EX_HDR) | setup-examples
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(filter %.c,$^) $(BUILD)/libtapegrad.a $(LDLIBS)
+$(APP_DIRS:%=$(BUILD)/apps/%): $(BUILD)/apps/%: $$(wildcard apps/$$*/*.c) \
+                               $$(wildcard apps/$$*/*.h) $(BUILD)/libtapegrad.a $(HEADERS) \
+                               | setup-examples
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(filter %.c,$^) $(BUILD)/libtapegrad.a $(LDLIBS)
 # Benchmarks measure this machine (bench_gemm's peak loop uses its widest FMA), so their own code
 # is compiled for it; the library they link is built as everywhere else.
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libtapegrad.a $(HEADERS) | setup-examples
@@ -123,7 +131,7 @@ test-asan:
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
 
 run: $(EX_BIN) | setup-data
-	$(BUILD)/examples/question2 mlp $(ARGS)
+	$(BUILD)/apps/question2 mlp $(ARGS)
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done

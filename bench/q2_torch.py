@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Question 2 in PyTorch: the reference that examples/question2/ is compared against.
+"""Question 2 in PyTorch: the reference that apps/question2/ is compared against.
 
 Same protocol as the C runner: Fashion-MNIST read from the IDX .gz files with gzip + numpy
 (no torchvision), pixels / 255 as float32, validation = the LAST 10,000 training images,

@@ -14,9 +14,9 @@
 # 2.2-default, 2.2-lr0.001, 2.2-lr0.1, 2.2-hidden200, 2.2-dropout0.5, 2.2-tanh, 2.3-layers2,
 # 2.3-layers3. results.tsv: config, seed, valid_acc, test_acc, sec_per_epoch (training only).
 #
-# Torch runs with 1 thread (-threads 1, BLIS_NUM_THREADS=1) and BLIS_ARCH_TYPE=0 (BLIS 0.9.0 does
-# not recognise Zen 5; 0 = the AVX-512 skx kernels), as bench/compare_q2.sh does, unless the
-# caller set BLIS_ARCH_TYPE / BLIS_NUM_THREADS.
+# Torch runs with 1 thread (-threads 1, BLIS_NUM_THREADS=1) and the BLIS kernels the CPU supports
+# (bench/blis_arch.sh: skx on AVX-512, haswell on AVX2+FMA; BLIS 0.9.0 does not recognise Zen 5),
+# as bench/compare_q2.sh does, unless the caller set BLIS_ARCH_TYPE / BLIS_NUM_THREADS.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 py=/usr/bin/python3   # Debian's interpreter (python3-torch), not a pyenv python3 on PATH
@@ -53,8 +53,12 @@ grid=(
 mkdir -p "$out"
 tsv=$out/results.tsv
 [ -s "$tsv" ] || printf 'config\tseed\tvalid_acc\ttest_acc\tsec_per_epoch\n' >"$tsv"
-export BLIS_ARCH_TYPE=${BLIS_ARCH_TYPE:-0} BLIS_NUM_THREADS=${BLIS_NUM_THREADS:-1}
-echo "torch sweep $which: BLIS_ARCH_TYPE=$BLIS_ARCH_TYPE BLIS_NUM_THREADS=$BLIS_NUM_THREADS," \
+# shellcheck source=bench/blis_arch.sh
+. "$here/bench/blis_arch.sh"
+blis_arch_pick
+[ -n "$blis_arch" ] && export BLIS_ARCH_TYPE=$blis_arch
+export BLIS_NUM_THREADS=${BLIS_NUM_THREADS:-1}
+echo "torch sweep $which: BLIS_ARCH_TYPE=${blis_arch:-unset} ($blis_arch_why) BLIS_NUM_THREADS=$BLIS_NUM_THREADS," \
   "1 thread, seeds $seeds -> $tsv"
 for line in "${grid[@]}"; do
   read -r name args <<<"$line"

@@ -13,11 +13,11 @@ INSTALL     ?= install
 # where it is installed); to move its sources (e.g. to apps/question2/), change Q2_SRC.
 # tapegrad-ls reads safetensors headers with the library's internal validator, so it links the
 # static library (built by the Makefile's tools rule).
-Q2_SRC      := $(wildcard examples/question2/*.c)
+Q2_SRC      := $(wildcard apps/question2/*.c)
 INST_BIN    := $(BUILD)/bin/tapegrad-question2 $(BUILD)/tools/tapegrad-ls
 MAN1        := $(wildcard man/*.1)
 
-$(BUILD)/bin/tapegrad-question2: $(Q2_SRC) $(wildcard examples/question2/*.h) $(SHLIB) $(HEADERS)
+$(BUILD)/bin/tapegrad-question2: $(Q2_SRC) $(wildcard apps/question2/*.h) $(SHLIB) $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(SAN) $(LDFLAGS) -o $@ $(Q2_SRC) -L$(BUILD) -ltapegrad -lm
 

@@ -1,5 +1,5 @@
-/* The Question 2 runner (examples/question2) end to end: it is run as a program, through popen,
- * from $TG_BUILD/examples/question2 (default build/), and its output and files are checked.
+/* The Question 2 runner (apps/question2) end to end: it is run as a program, through popen,
+ * from $TG_BUILD/apps/question2 (default build/), and its output and files are checked.
  *
  * Short runs on a Fashion-MNIST subset (-limit / -eval_limit): together well under 30 s, most of
  * it loading the data set. The accuracy floors are far below what these runs reach (logistic
@@ -354,7 +354,7 @@ static int group_setup(void **state)
 {
     (void)state;
     const char *build = getenv("TG_BUILD");
-    snprintf(binary, sizeof binary, "%s/examples/question2", build && *build ? build : "build");
+    snprintf(binary, sizeof binary, "%s/apps/question2", build && *build ? build : "build");
     if (access(binary, X_OK) != 0) {
         fprintf(stderr, "test_question2: %s is not built (make builds it; TG_BUILD names the "
                         "build folder)\n", binary);

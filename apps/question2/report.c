@@ -145,7 +145,7 @@ tg_status q2_write_report(const sweep *s, const char *which, const q2_config *ba
     char date[64];
     strftime(date, sizeof date, "%Y-%m-%d %H:%M %Z", localtime(&t));
     fprintf(md, "# Question 2 sweep: %s\n\n", which);
-    fprintf(md, "Written by `examples/question2/` on %s. Data: `%s`", date, base->data);
+    fprintf(md, "Written by `apps/question2/` on %s. Data: `%s`", date, base->data);
     int64_t n_train = d->x[0]->shape[0], n_full = d->m.train.x->shape[0];
     fprintf(md, " (train %lld%s, validation %lld%s, test %lld%s examples)", (long long)n_train,
             n_train < n_full ? " — a subset (-limit)" : "", (long long)d->x[1]->shape[0],
