@@ -5,7 +5,7 @@
  * (the first write or flush past the space left), and it needs no privileges, no mount and no
  * special file. SIGXFSZ is ignored, so the write returns the error instead of killing the child.
  * Writers: safetensors and checkpoint saves (nn/safetensors.c), the metrics log (train/), charts
- * (plot/) and the Question 2 runner's files (examples/question2; skipped without the data set). */
+ * (plot/) and the Question 2 runner's files (apps/question2; skipped without the data set). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -151,7 +151,7 @@ static tg_status run_question2(void *ctx) {
 static void test_question2_outputs(void **state) {
     (void)state;
     const char *build = getenv("TG_BUILD");
-    snprintf(runner, sizeof runner, "%s/examples/question2", build && *build ? build : "build");
+    snprintf(runner, sizeof runner, "%s/apps/question2", build && *build ? build : "build");
     struct stat sb;
     if (stat(TG_FASHION_MNIST_DIR, &sb) != 0 || access(runner, X_OK) != 0) {
         print_message("skipped: needs %s and %s\n", TG_FASHION_MNIST_DIR, runner);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 tg_status q2_make_dirs(const char *path)
 {
@@ -34,17 +35,53 @@ void q2_join(char *out, size_t len, const char *dir, const char *file)
     snprintf(out, len, "%s/%s", dir, file);
 }
 
-/* One key per line: the sweep's parent process reads these back. */
-static tg_status write_summary(const q2_config *c, const q2_result *r, const char *dir)
+void q2_json_number(FILE *f, double v)
+{
+    if (isfinite(v)) fprintf(f, "%.8g", v);
+    else fputs("null", f);
+}
+
+/* The files a run or a sweep writes: any of them in a folder means a previous run is there. */
+static const char *const run_files[] = {"summary.json", "metrics.csv", "metrics.jsonl",
+                                        "report.md"};
+
+tg_status q2_check_out(const char *dir, bool overwrite)
+{
+    if (overwrite) return TG_OK;
+    for (size_t i = 0; i < sizeof run_files / sizeof run_files[0]; i++) {
+        char path[PATH_MAX + 32];
+        q2_join(path, sizeof path, dir, run_files[i]);
+        if (access(path, F_OK) == 0)
+            return tg_status_set(TG_ERR_VALUE, "%s holds a previous run (%s): give -overwrite to "
+                                 "replace it, or another -out", dir, run_files[i]);
+    }
+    return TG_OK;
+}
+
+static void json_key_number(FILE *f, const char *key, double v, bool last)
+{
+    fprintf(f, "  \"%s\": ", key);
+    q2_json_number(f, v);
+    fputs(last ? "\n" : ",\n", f);
+}
+
+/* One key per line: the sweep's parent process and replot read these back. Numbers that are not
+ * finite are null; the final figures are the last row of metrics.csv, to the same digits. */
+static tg_status write_summary(const q2_config *c, const q2_result *r, const char *dir,
+                               const char *title)
 {
     char path[PATH_MAX + 32];
     q2_join(path, sizeof path, dir, "summary.json");
     FILE *f = fopen(path, "w");
     if (!f) return tg_status_set(TG_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    fprintf(f, "{\n  \"model\": \"%s\",\n  \"epochs\": %d,\n  \"batch_size\": %lld,\n"
-               "  \"learning_rate\": %g,\n  \"l2_decay\": %g,\n  \"optimizer\": \"%s\",\n",
-            c->logistic ? "logistic_regression" : "mlp", c->epochs, (long long)c->batch_size,
-            c->lr, c->l2, c->optimizer);
+    fprintf(f, "{\n  \"status\": \"%s\",\n  \"title\": \"%s\",\n", q2_status_names[r->status],
+            title);
+    fprintf(f, "  \"model\": \"%s\",\n  \"epochs\": %d,\n  \"epochs_run\": %d,\n"
+               "  \"batch_size\": %lld,\n  \"learning_rate\": %.8g,\n  \"l2_decay\": %.8g,\n"
+               "  \"optimizer\": \"%s\",\n  \"momentum\": %.8g,\n  \"nesterov\": %s,\n",
+            c->logistic ? "logistic_regression" : "mlp", c->epochs, r->epochs,
+            (long long)c->batch_size, c->lr, c->l2, c->optimizer, c->momentum,
+            c->nesterov ? "true" : "false");
     if (!c->logistic)
         fprintf(f, "  \"hidden_size\": %lld,\n  \"layers\": %d,\n  \"dropout\": %g,\n"
                    "  \"activation\": \"%s\",\n",
@@ -53,46 +90,74 @@ static tg_status write_summary(const q2_config *c, const q2_result *r, const cha
                "  \"n_test\": %lld,\n  \"blas\": \"%s\",\n",
             (unsigned long long)c->seed, c->threads, (long long)r->n_train,
             (long long)r->n_valid, (long long)r->n_test, tg_blas_info());
-    fprintf(f, "  \"final_valid_acc\": %.6f,\n  \"final_valid_loss\": %.6f,\n"
-               "  \"test_acc\": %.6f,\n  \"test_loss\": %.6f,\n  \"sec_per_epoch\": %.4f,\n"
-               "  \"total_sec\": %.3f,\n  \"steady_state_steps\": %lld,\n"
-               "  \"steady_state_allocs\": %llu\n}\n",
-            r->epochs ? r->valid_acc[r->epochs - 1] : NAN,
-            r->epochs ? r->valid_loss[r->epochs - 1] : NAN, r->test_acc, r->test_loss,
-            r->sec_per_epoch, r->total_sec, (long long)r->steps_measured,
-            (unsigned long long)r->allocs_measured);
+    if (r->nonfinite_epoch)
+        fprintf(f, "  \"nonfinite_loss\": {\"epoch\": %d, \"step\": %lld},\n", r->nonfinite_epoch,
+                (long long)r->nonfinite_step);
+    else
+        fprintf(f, "  \"nonfinite_loss\": null,\n");
+    json_key_number(f, "chance_accuracy", r->chance, false);
+    fprintf(f, "  \"at_chance\": %s,\n", r->at_chance ? "true" : "false");
+    int e = r->epochs - 1;
+    json_key_number(f, "final_train_loss", e >= 0 ? r->train_loss[e] : NAN, false);
+    json_key_number(f, "final_valid_acc", e >= 0 ? r->valid_acc[e] : NAN, false);
+    json_key_number(f, "final_valid_loss", e >= 0 ? r->valid_loss[e] : NAN, false);
+    json_key_number(f, "test_acc", r->test_acc, false);
+    json_key_number(f, "test_loss", r->test_loss, false);
+    json_key_number(f, "sec_per_epoch", r->sec_per_epoch, false);
+    json_key_number(f, "total_sec", r->total_sec, false);
+    fprintf(f, "  \"steady_state_steps\": %lld,\n  \"steady_state_allocs\": %llu\n}\n",
+            (long long)r->steps_measured, (unsigned long long)r->allocs_measured);
     int err = ferror(f) ? (errno ? errno : EIO) : 0;
     if (fclose(f) != 0 && !err) err = errno ? errno : EIO;
     if (err) return tg_status_set(TG_ERR_IO, "%s: write failed: %s", path, strerror(err));
     return TG_OK;
 }
 
-static tg_status write_run_plots(const char *title, const q2_result *r, const char *dir)
+/* A run's charts from its curves (run.c's, or a metrics.csv read back by replot): loss.png
+ * (training dashed, validation solid, test dotted-style markers) and accuracy.png. */
+tg_status q2_draw_run_charts(const char *title, const q2_curves *k, const char *dir, bool log_loss)
 {
-    char path[PATH_MAX + 32], t[160];
-    tg_chart loss = {.xlabel = "epoch", .ylabel = "cross-entropy loss", .n_series = 2};
+    char path[PATH_MAX + 32], t[256];
+    bool mk = k->n <= 30;
+    tg_chart loss = {.xlabel = "epoch", .ylabel = "cross-entropy loss", .log_y = log_loss};
     snprintf(t, sizeof t, "%s: loss", title);
     loss.title = t;
-    loss.series[0] = (tg_series){.name = "training", .y = r->train_loss, .n = r->epochs,
-                                 .dashed = true, .markers = r->epochs <= 30};
-    loss.series[1] = (tg_series){.name = "validation", .y = r->valid_loss, .n = r->epochs,
-                                 .markers = r->epochs <= 30};
+    loss.series[loss.n_series++] = (tg_series){.name = "training", .y = k->train_loss, .n = k->n,
+                                               .dashed = true, .markers = mk};
+    loss.series[loss.n_series++] = (tg_series){.name = "validation", .y = k->valid_loss,
+                                               .n = k->n, .markers = mk};
+    if (k->test_loss)
+        loss.series[loss.n_series++] = (tg_series){.name = "test", .y = k->test_loss, .n = k->n,
+                                                   .markers = mk};
     q2_join(path, sizeof path, dir, "loss.png");
     tg_status st = tg_chart_write_png(&loss, path, 800, 500);
     if (st != TG_OK) return st;
 
-    char t2[160];
-    snprintf(t2, sizeof t2, "%s: validation accuracy", title);
-    tg_chart acc = {.title = t2, .xlabel = "epoch", .ylabel = "accuracy", .n_series = 1,
-                    .no_legend = true};
-    acc.series[0] = (tg_series){.name = "validation", .y = r->valid_acc, .n = r->epochs,
-                                .markers = r->epochs <= 30};
+    char t2[256];
+    snprintf(t2, sizeof t2, "%s: accuracy%s", title, k->at_chance ? " (at chance)" : "");
+    tg_chart acc = {.title = t2, .xlabel = "epoch", .ylabel = "accuracy"};
+    acc.series[acc.n_series++] = (tg_series){.name = "validation", .y = k->valid_acc, .n = k->n,
+                                             .markers = mk};
+    if (k->train_acc)
+        acc.series[acc.n_series++] = (tg_series){.name = "training", .y = k->train_acc,
+                                                 .n = k->n, .dashed = true, .markers = mk};
+    if (k->test_acc)
+        acc.series[acc.n_series++] = (tg_series){.name = "test", .y = k->test_acc, .n = k->n,
+                                                 .markers = mk};
+    acc.no_legend = acc.n_series == 1;
+    /* A run at chance on an automatic axis would zoom into its noise and look like learning. */
+    if (k->at_chance) acc.y_min = 0, acc.y_max = 1;
     q2_join(path, sizeof path, dir, "accuracy.png");
     return tg_chart_write_png(&acc, path, 800, 500);
 }
 
 tg_status q2_write_run_files(const q2_config *c, const q2_result *r, const char *title)
 {
-    tg_status st = write_summary(c, r, c->out);
-    return st != TG_OK ? st : write_run_plots(title, r, c->out);
+    tg_status st = write_summary(c, r, c->out, title);
+    q2_curves k = {.n = r->epochs, .train_loss = r->train_loss, .valid_loss = r->valid_loss,
+                   .valid_acc = r->valid_acc, .train_acc = c->train_acc ? r->train_acc : NULL,
+                   .test_loss = c->test_curve ? r->test_loss_curve : NULL,
+                   .test_acc = c->test_curve ? r->test_acc_curve : NULL,
+                   .at_chance = r->at_chance};
+    return st != TG_OK ? st : q2_draw_run_charts(title, &k, c->out, c->log_loss);
 }

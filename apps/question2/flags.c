@@ -19,13 +19,24 @@ const flag_spec q2_flags[N_FLAGS] = {
     [F_DROPOUT] = {"dropout", "P", "0.3",
                    "dropout probability after each hidden layer, in [0, 1) (mlp)"},
     [F_ACT] = {"activation", "relu|tanh", "relu", "hidden activation (mlp)"},
-    [F_OPT] = {"optimizer", "sgd|adam", "sgd", "optimizer (no momentum; Adam's betas 0.9, 0.999)"},
+    [F_OPT] = {"optimizer", "sgd|adam|adamw", "sgd",
+               "optimizer (Adam's betas 0.9, 0.999; adamw: decoupled -l2_decay)"},
+    [F_MOMENTUM] = {"momentum", "X", "0", "SGD momentum, in [0, 1) (torch.optim.SGD's)"},
+    [F_NESTEROV] = {"nesterov", NULL, "off", "Nesterov momentum (needs -momentum > 0)", true},
+    [F_TRAIN_ACC] = {"train_acc", NULL, "off",
+                     "log each epoch's training accuracy (train mode, before each step)", true},
+    [F_TEST_CURVE] = {"test_curve", NULL, "off", "evaluate the test set every epoch too", true},
     [F_DATA] = {"data", "DIR", TG_FASHION_MNIST_DIR,
                 "folder of the four Fashion-MNIST IDX files (.gz or plain); default $TG_DATA_DIR "
                 "if set"},
     [F_SEED] = {"seed", "N", "42", "seed of initialisation, dropout and shuffling"},
-    [F_OUT] = {"out", "DIR", "out",
+    [F_OUT] = {"out", "DIR", "out/ + the configuration's name",
                "output folder, created (sweeps: a subfolder per configuration, report.md)"},
+    [F_OVERWRITE] = {"overwrite", NULL, "off",
+                     "replace the files of a previous run in -out (else the run refuses)", true},
+    [F_LOG_LOSS] = {"log_loss", NULL, "off", "logarithmic y axis on the loss charts", true},
+    [F_KEEP_GOING] = {"keep_going", NULL, "off",
+                      "train on after a NaN/Inf training loss (else the run stops, exit 3)", true},
     [F_THREADS] = {"threads", "N", "1", "threads for large matrix products (1..64)"},
     [F_LIMIT] = {"limit", "N", "all (50000)", "train on the first N training examples only"},
     [F_EVAL_LIMIT] = {"eval_limit", "N", "all (10000)",
@@ -72,8 +83,12 @@ void q2_usage(FILE *f)
     fprintf(f,
             "\nPrints one line per epoch (training loss, validation loss and accuracy, seconds of\n"
             "training and of evaluation), then the test accuracy, and writes metrics.csv,\n"
-            "metrics.jsonl, summary.json, loss.png and accuracy.png into -out. Exit status:\n"
-            "0 success, 1 a run failed (unreadable data, output folder), 2 a bad command line.\n");
+            "metrics.jsonl, summary.json, loss.png and accuracy.png into -out. A run at chance\n"
+            "accuracy is flagged. '" PROG " replot DIR [-log_loss]' redraws the charts of DIR (a run\n"
+            "or a sweep) from metrics.csv. SIGINT/SIGTERM end a run after its current step with\n"
+            "charts and a summary marked \"interrupted\". Exit status: 0 success, 1 a run failed\n"
+            "(unreadable data, output folder), 2 a bad command line, 3 the training loss became\n"
+            "NaN/Inf, 130 interrupted.\n");
 }
 
 tg_status q2_bad(const char *fmt, ...)
@@ -224,8 +239,19 @@ tg_status q2_make_config(const raw_flags *raw, bool logistic, q2_config *c)
     TRY(parse_real(F_DROPOUT, v[F_DROPOUT] ? v[F_DROPOUT] : "0.3", 0, false, 1, true, &c->dropout));
     TRY(parse_choice(F_ACT, v[F_ACT] ? v[F_ACT] : "relu", "relu", "tanh", c->activation,
                      sizeof c->activation));
-    TRY(parse_choice(F_OPT, v[F_OPT] ? v[F_OPT] : "sgd", "sgd", "adam", c->optimizer,
-                     sizeof c->optimizer));
+    {
+        const char *o = v[F_OPT] ? v[F_OPT] : "sgd";
+        if (strcmp(o, "sgd") && strcmp(o, "adam") && strcmp(o, "adamw"))
+            return q2_bad("-optimizer: '%s' is not one of sgd, adam, adamw", o);
+        snprintf(c->optimizer, sizeof c->optimizer, "%s", o);
+    }
+    TRY(parse_real(F_MOMENTUM, v[F_MOMENTUM] ? v[F_MOMENTUM] : "0", 0, false, 1, true,
+                   &c->momentum));
+    c->nesterov = v[F_NESTEROV] != NULL;
+    if (c->momentum > 0 && strcmp(c->optimizer, "sgd"))
+        return q2_bad("-momentum is SGD's (Adam's is its beta1): drop it or use -optimizer sgd");
+    if (c->nesterov && !(c->momentum > 0))
+        return q2_bad("-nesterov needs -momentum > 0 (e.g. -momentum 0.9)");
     c->data = v[F_DATA] ? v[F_DATA] : getenv("TG_DATA_DIR") ? getenv("TG_DATA_DIR")
                                                               : TG_FASHION_MNIST_DIR;
     {
@@ -237,8 +263,9 @@ tg_status q2_make_config(const raw_flags *raw, bool logistic, q2_config *c)
             return q2_bad("-seed: '%s' is not a non-negative integer", s);
         c->seed = u;
     }
+    c->out_given = v[F_OUT] != NULL;
     const char *out = v[F_OUT] ? v[F_OUT] : "out";
-    if (strlen(out) > PATH_MAX - 64) return q2_bad("-out: path too long");
+    if (strlen(out) > PATH_MAX - 256) return q2_bad("-out: path too long");
     snprintf(c->out, sizeof c->out, "%s", out);
     TRY(parse_int(F_THREADS, v[F_THREADS] ? v[F_THREADS] : "1", 1, 64, &n));
     c->threads = (int)n;
@@ -255,19 +282,75 @@ tg_status q2_make_config(const raw_flags *raw, bool logistic, q2_config *c)
         c->eval_limit = n;
     }
     c->quiet = v[F_QUIET] != NULL;
+    c->overwrite = v[F_OVERWRITE] != NULL;
+    c->log_loss = v[F_LOG_LOSS] != NULL;
+    c->keep_going = v[F_KEEP_GOING] != NULL;
+    c->train_acc = v[F_TRAIN_ACC] != NULL;
+    c->test_curve = v[F_TEST_CURVE] != NULL;
+    if (!c->out_given) {   /* out/<the configuration's name> */
+        char name[200];
+        q2_config_name(c, name, sizeof name);
+        snprintf(c->out, sizeof c->out, "out/%s", name);
+    }
     c->debug_checks = v[F_DEBUG_CHECKS] != NULL;
 #undef TRY
     return TG_OK;
 }
 
+/* snprintf appended at *used (which stays within len). */
+static void append(char *buf, size_t len, size_t *used, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void append(char *buf, size_t len, size_t *used, const char *fmt, ...)
+{
+    if (*used >= len) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(buf + *used, len - *used, fmt, ap);
+    va_end(ap);
+    if (k > 0) *used = *used + (size_t)k < len ? *used + (size_t)k : len - 1;
+}
+
 void q2_describe(const q2_config *c, char *buf, size_t len)
 {
-    int k = snprintf(buf, len, "%s: epochs %d, batch %lld, lr %g, l2 %g, %s",
-                     c->logistic ? "logistic_regression" : "mlp", c->epochs,
-                     (long long)c->batch_size, c->lr, c->l2, c->optimizer);
-    if (!c->logistic && k > 0 && (size_t)k < len)
-        snprintf(buf + k, len - (size_t)k, ", hidden %lld x %d, %s, dropout %g",
-                 (long long)c->hidden_size, c->layers, c->activation, c->dropout);
+    size_t u = 0;
+    buf[0] = '\0';
+    append(buf, len, &u, "%s: epochs %d, batch %lld, lr %g, l2 %g, %s",
+           c->logistic ? "logistic_regression" : "mlp", c->epochs, (long long)c->batch_size, c->lr,
+           c->l2, c->optimizer);
+    if (c->momentum > 0) append(buf, len, &u, " momentum %g%s", c->momentum,
+                                c->nesterov ? " nesterov" : "");
+    if (!c->logistic)
+        append(buf, len, &u, ", hidden %lld x %d, %s, dropout %g", (long long)c->hidden_size,
+               c->layers, c->activation, c->dropout);
+}
+
+void q2_config_name(const q2_config *c, char *buf, size_t len)
+{
+    size_t u = 0;
+    buf[0] = '\0';
+    if (c->logistic) append(buf, len, &u, "logistic_regression");
+    else append(buf, len, &u, "mlp-h%lldx%d-%s-d%g", (long long)c->hidden_size, c->layers,
+                c->activation, c->dropout);
+    append(buf, len, &u, "-%s-lr%g", c->optimizer, c->lr);
+    if (c->momentum > 0) append(buf, len, &u, "-m%g%s", c->momentum, c->nesterov ? "n" : "");
+    if (c->l2 > 0) append(buf, len, &u, "-l2_%g", c->l2);
+    append(buf, len, &u, "-b%lld-e%d-seed%llu", (long long)c->batch_size, c->epochs,
+           (unsigned long long)c->seed);
+    if (c->limit) append(buf, len, &u, "-limit%lld", (long long)c->limit);
+}
+
+void q2_config_title(const q2_config *c, char *buf, size_t len)
+{
+    size_t u = 0;
+    buf[0] = '\0';
+    if (c->logistic) append(buf, len, &u, "logistic regression");
+    else append(buf, len, &u, "mlp %lldx%d %s, dropout %g", (long long)c->hidden_size, c->layers,
+                c->activation, c->dropout);
+    append(buf, len, &u, " \xc2\xb7 %s lr %g", c->optimizer, c->lr);
+    if (c->momentum > 0) append(buf, len, &u, " momentum %g%s", c->momentum,
+                                c->nesterov ? " nesterov" : "");
+    if (c->l2 > 0) append(buf, len, &u, " l2 %g", c->l2);
+    append(buf, len, &u, " \xc2\xb7 batch %lld", (long long)c->batch_size);
 }
 
 int q2_usage_error(void)

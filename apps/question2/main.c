@@ -2,11 +2,23 @@
  * command line and the protocol, and for what each file of this program holds. */
 #include "question2.h"
 
+#include <signal.h>
 #include <string.h>
+
+/* The first SIGINT/SIGTERM asks the run to stop after its current step; a second one kills. */
+static void request_stop(int sig)
+{
+    q2_stop = 1;
+    signal(sig, SIG_DFL);
+}
 
 /* One model: load, train (run.c), print the results, write the files. */
 static int single_run(const q2_config *c)
 {
+    if (q2_check_out(c->out, c->overwrite) != TG_OK) {   /* before minutes of loading */
+        fprintf(stderr, PROG ": %s\n", tg_status_message());
+        return 1;
+    }
     q2_blas_setup(c);
     printf("%s\n", tg_blas_info());
     q2_data d;
@@ -24,15 +36,21 @@ static int single_run(const q2_config *c)
     }
 
     q2_result r;
-    if (q2_run(c, &d, "", &r) != TG_OK) {
+    signal(SIGINT, request_stop);
+    signal(SIGTERM, request_stop);
+    tg_status run_st = q2_run(c, &d, "", &r);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    if (run_st != TG_OK) {
         fprintf(stderr, PROG ": %s\n", tg_status_message());
         q2_result_free(&r);
         q2_free_data(&d);
         return 1;
     }
     int64_t n_full = d.m.train.x->shape[0];
-    printf("final test accuracy %.4f (test loss %.4f), valid accuracy %.4f\n", r.test_acc,
-           r.test_loss, r.valid_acc[r.epochs - 1]);
+    char ta[24], tl[24], va[24];
+    printf("final test accuracy %s (test loss %s), valid accuracy %s\n", q2_fmt(ta, r.test_acc),
+           q2_fmt(tl, r.test_loss), q2_fmt(va, r.valid_acc[r.epochs - 1]));
     double full = r.sec_per_epoch * (double)n_full / (double)r.n_train;
     printf("seconds per epoch (training only): %.3f on %lld examples", r.sec_per_epoch,
            (long long)r.n_train);
@@ -42,8 +60,11 @@ static int single_run(const q2_config *c)
         printf("tapegrad heap allocations in %lld steady-state training steps (epochs 2..%d): "
                "%llu\n", (long long)r.steps_measured, r.epochs,
                (unsigned long long)r.allocs_measured);
-    int rc = 0;
-    const char *title = c->logistic ? "Logistic regression" : "Feed-forward network";
+    if (r.status != RUN_COMPLETED)
+        printf("run %s at epoch %d of %d\n", q2_status_names[r.status], r.epochs, c->epochs);
+    int rc = q2_exit_status(&r);
+    char title[200];
+    q2_config_title(c, title, sizeof title);
     if (q2_write_run_files(c, &r, title) != TG_OK) {
         fprintf(stderr, PROG ": %s\n", tg_status_message());
         rc = 1;
@@ -53,8 +74,9 @@ static int single_run(const q2_config *c)
     }
     /* One machine-readable line, the same as bench/q2_torch.py's (bench/compare_q2.sh reads it). */
     printf("RESULT valid_acc=%.4f test_acc=%.4f sec_per_epoch=%.4f sec_per_full_epoch=%.4f "
-           "train_examples=%lld\n",
-           r.valid_acc[r.epochs - 1], r.test_acc, r.sec_per_epoch, full, (long long)r.n_train);
+           "train_examples=%lld status=%s at_chance=%d\n",
+           r.valid_acc[r.epochs - 1], r.test_acc, r.sec_per_epoch, full, (long long)r.n_train,
+           q2_status_names[r.status], r.at_chance);
     q2_result_free(&r);
     q2_free_data(&d);
     return rc;
@@ -63,6 +85,7 @@ static int single_run(const q2_config *c)
 int main(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "sweep")) return q2_sweep_main(argc, argv);
+    if (argc >= 2 && !strcmp(argv[1], "replot")) return q2_replot_main(argc, argv);
 
     raw_flags raw = {0};
     const char *pos[1];

@@ -13,7 +13,11 @@
  * l2_decay, PyTorch's default initialisation; training loss = mean of the epoch's batch losses,
  * validation loss = mean over examples, evaluation in eval mode without gradients.
  *
- * Exit status: 0 success, 1 a run failed (data files, output folder), 2 a bad command line.
+ *     question2 replot out/mlp-...                   redraw a finished run's charts from metrics.csv
+ *
+ * Exit status: 0 success, 1 a run failed (data files, output folder), 2 a bad command line, 3 the
+ * training loss became NaN or Inf (the run stopped, unless -keep_going), 130 interrupted (SIGINT,
+ * SIGTERM: the current step finished, charts and a summary marked "interrupted" written).
  *
  * The program, one idea per file: main.c (the two modes, and the single run), flags.c (command
  * line), data.c (the data set, loaded once), run.c (one training run), files.c (a run's output
@@ -25,6 +29,7 @@
 #include <tapegrad.h>
 
 #include <limits.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -32,6 +37,8 @@
 
 #define PROG "question2"
 #define EXIT_USAGE 2
+#define EXIT_DIVERGED 3
+#define EXIT_INTERRUPTED 130
 #define EVAL_BATCH 1000   /* rows per evaluation forward: bounds the arena, one GEMM each */
 #define FAST_LIMIT 5000
 #define FAST_EVAL_LIMIT 2000
@@ -45,7 +52,8 @@
  * grid ("-dropout 0.3,0.5") and a single run share one validator. */
 enum {
     F_EPOCHS, F_BATCH, F_LR, F_L2, F_HIDDEN, F_LAYERS, F_DROPOUT, F_ACT, F_OPT, F_DATA, F_SEED,
-    F_OUT, F_THREADS, F_LIMIT, F_EVAL_LIMIT, F_JOBS, F_FAST, F_QUIET, F_DEBUG_CHECKS, N_FLAGS
+    F_MOMENTUM, F_NESTEROV, F_TRAIN_ACC, F_TEST_CURVE, F_OUT, F_OVERWRITE, F_LOG_LOSS, F_KEEP_GOING,
+    F_THREADS, F_LIMIT, F_EVAL_LIMIT, F_JOBS, F_FAST, F_QUIET, F_DEBUG_CHECKS, N_FLAGS
 };
 
 typedef struct {
@@ -67,16 +75,18 @@ typedef struct {
     bool logistic;          /* logistic_regression, else mlp */
     int epochs;
     int64_t batch_size;
-    double lr, l2, dropout;
+    double lr, l2, dropout, momentum;
+    bool nesterov;
     int64_t hidden_size;
     int layers;
     char activation[8], optimizer[8];
     const char *data;
     uint64_t seed;
     char out[PATH_MAX];
+    bool out_given;         /* -out: else out/ + q2_config_name */
     int threads, jobs;
     int64_t limit, eval_limit;  /* 0: all */
-    bool quiet, debug_checks;
+    bool quiet, debug_checks, overwrite, log_loss, keep_going, train_acc, test_curve;
 } q2_config;
 
 void q2_usage(FILE *f);
@@ -90,6 +100,10 @@ tg_status q2_parse_model(const char *s, bool *logistic);
 tg_status q2_make_config(const raw_flags *raw, bool logistic, q2_config *c);
 /* "mlp: epochs 20, batch 16, lr 0.01, l2 0, sgd, hidden 100 x 1, relu, dropout 0.3" */
 void q2_describe(const q2_config *c, char *buf, size_t len);
+/* The configuration as a folder name: "mlp-h100x1-relu-d0.3-sgd-lr0.01-b16-e20-seed42". */
+void q2_config_name(const q2_config *c, char *buf, size_t len);
+/* The configuration as a chart title: "mlp 100x1 relu, dropout 0.3 · sgd lr 0.01 · batch 16". */
+void q2_config_title(const q2_config *c, char *buf, size_t len);
 /* The message of the last failed parse, the pointer to -h, and the exit status of a bad command
  * line. */
 int q2_usage_error(void);
@@ -106,10 +120,20 @@ tg_status q2_load_data(const char *dir, int64_t limit, int64_t eval_limit, q2_da
 void q2_free_data(q2_data *d);
 
 /* ---- one run (run.c) ------------------------------------------------------------------------- */
+typedef enum { RUN_COMPLETED, RUN_DIVERGED, RUN_INTERRUPTED } run_status;
+
+extern const char *const q2_status_names[3];   /* "completed", "diverged", "interrupted" */
+
 typedef struct {
-    int epochs;
+    int epochs;             /* epochs logged (a stopped run's last one is partial) */
     double *train_loss, *valid_loss, *valid_acc, *sec_train, *sec_eval;
+    double *train_acc, *test_loss_curve, *test_acc_curve;   /* NaN unless asked for */
     double test_loss, test_acc;
+    run_status status;
+    int nonfinite_epoch;         /* first NaN/Inf training loss: epoch and step (1-based); 0 none */
+    int64_t nonfinite_step;
+    double chance;               /* accuracy of always answering the validation set's commonest class */
+    bool at_chance;              /* final validation accuracy within 2 points of chance */
     double sec_per_epoch;        /* mean training seconds per epoch */
     double total_sec;            /* the whole run, evaluation included */
     int64_t steps_measured;      /* training steps of epochs 2.. (steady state) */
@@ -121,6 +145,10 @@ typedef struct {
  * c's thread count. A sweep calls it once, with its base configuration. */
 void q2_blas_setup(const q2_config *c);
 void q2_result_alloc(q2_result *r, int epochs);
+/* Set by SIGINT/SIGTERM during a single run (main.c): the epoch stops after its current step. */
+extern volatile sig_atomic_t q2_stop;
+/* The exit status a finished run's status means. */
+int q2_exit_status(const q2_result *r);
 void q2_result_free(q2_result *r);
 /* Trains and evaluates one configuration; prints as it goes (each line prefixed by prefix) and
  * logs each epoch into c->out/metrics.csv and metrics.jsonl (the folder must exist). The status
@@ -131,8 +159,26 @@ tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_re
 /* ---- a run's files (files.c) ----------------------------------------------------------------- */
 tg_status q2_make_dirs(const char *path);                       /* mkdir -p */
 void q2_join(char *out, size_t len, const char *dir, const char *file);
-/* summary.json (settings and final figures), loss.png and accuracy.png into c->out. */
+/* A run's curves as charts draw them (NULL: not logged). */
+typedef struct {
+    int n;
+    const double *train_loss, *valid_loss, *valid_acc, *train_acc, *test_loss, *test_acc;
+    bool at_chance;
+} q2_curves;
+
+/* loss.png and accuracy.png into dir, titled "title: loss", "title: accuracy". */
+tg_status q2_draw_run_charts(const char *title, const q2_curves *k, const char *dir,
+                             bool log_loss);
+/* summary.json (settings and final figures), loss.png and accuracy.png into c->out; title is the
+ * charts' (the configuration). */
 tg_status q2_write_run_files(const q2_config *c, const q2_result *r, const char *title);
+/* Refuses an output folder that holds a previous run (its metrics, summary or report) unless
+ * overwrite: TG_ERR_VALUE naming the folder, the file and -overwrite. */
+tg_status q2_check_out(const char *dir, bool overwrite);
+/* A JSON number, or null when v is not finite. */
+void q2_json_number(FILE *f, double v);
+/* Redraws every chart of a finished run (or of each run of a sweep folder) from metrics.csv. */
+int q2_replot_main(int argc, char **argv);
 
 /* ---- sweeps (sweep.c, report.c) -------------------------------------------------------------- */
 typedef struct {
@@ -153,6 +199,14 @@ typedef struct {
 int q2_sweep_main(int argc, char **argv);
 tg_status q2_write_report(const sweep *s, const char *which, const q2_config *base,
                           const q2_data *d, double wall, const char *dir);
+
+/* v with 4 decimals into buf[24], or "nan", "inf", "-inf" (never glibc's "-nan"). */
+static inline const char *q2_fmt(char *buf, double v)
+{
+    if (v != v) snprintf(buf, 24, "nan");
+    else snprintf(buf, 24, "%.4f", v);
+    return buf;
+}
 
 static inline double q2_now(void)
 {

@@ -167,7 +167,8 @@ tg_status q2_write_report(const sweep *s, const char *which, const q2_config *ba
             const sweep_row *row = &s->rows[i];
             if (strcmp(row->cfg.question, q)) continue;
             count++;
-            if (row->ok && (best < 0 || row->r.valid_acc[row->r.epochs - 1] >
+            if (row->ok && row->r.status == RUN_COMPLETED &&
+                (best < 0 || row->r.valid_acc[row->r.epochs - 1] >
                                             s->rows[best].r.valid_acc[s->rows[best].r.epochs - 1]))
                 best = i;
         }
@@ -194,10 +195,19 @@ tg_status q2_write_report(const sweep *s, const char *which, const q2_config *ba
                     i == best ? "**" : "", c->varied, i == best ? "**" : "",
                     mlp ? "mlp" : "logistic", c->epochs, (long long)c->batch_size, c->lr, c->l2,
                     c->optimizer, h, l, dr, act);
-            if (row->ok)
-                fprintf(md, "%.4f | %.4f (%d) | %.4f | %.2f | %.0f |\n",
-                        row->r.valid_acc[row->r.epochs - 1], row->best_valid_acc, row->best_epoch,
-                        row->r.test_acc, row->r.sec_per_epoch, row->r.total_sec);
+            if (row->ok) {
+                char flag[96] = "";
+                if (row->r.status == RUN_DIVERGED)
+                    snprintf(flag, sizeof flag, " **diverged** (NaN/Inf loss, epoch %d step %lld)",
+                             row->r.nonfinite_epoch, (long long)row->r.nonfinite_step);
+                else if (row->r.status == RUN_INTERRUPTED)
+                    snprintf(flag, sizeof flag, " **interrupted**");
+                if (row->r.at_chance)
+                    snprintf(flag + strlen(flag), sizeof flag - strlen(flag), " **at chance**");
+                fprintf(md, "%.4f%s | %.4f (%d) | %.4f | %.2f | %.0f |\n",
+                        row->r.valid_acc[row->r.epochs - 1], flag, row->best_valid_acc,
+                        row->best_epoch, row->r.test_acc, row->r.sec_per_epoch, row->r.total_sec);
+            }
             else
                 fprintf(md, "failed (exit %d) | | | | |\n", row->status);
         }

@@ -7,22 +7,58 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char *const q2_status_names[3] = {"completed", "diverged", "interrupted"};
+volatile sig_atomic_t q2_stop;
+
+enum { N_CURVES = 8 };
+
+/* The per-epoch arrays of r, to allocate and free them together. */
+static void curves(q2_result *r, double **out[N_CURVES])
+{
+    double **a[N_CURVES] = {&r->train_loss, &r->valid_loss, &r->valid_acc, &r->sec_train,
+                            &r->sec_eval, &r->train_acc, &r->test_loss_curve, &r->test_acc_curve};
+    memcpy(out, a, sizeof a);
+}
+
 void q2_result_alloc(q2_result *r, int epochs)
 {
     memset(r, 0, sizeof *r);
-    double **arrays[5] = {&r->train_loss, &r->valid_loss, &r->valid_acc, &r->sec_train,
-                          &r->sec_eval};
-    for (int i = 0; i < 5; i++) {
+    double **arrays[N_CURVES];
+    curves(r, arrays);
+    for (int i = 0; i < N_CURVES; i++) {
         *arrays[i] = calloc((size_t)epochs, sizeof(double));
         if (!*arrays[i]) { fprintf(stderr, PROG ": out of memory\n"); exit(1); }
+        for (int e = 0; e < epochs; e++) (*arrays[i])[e] = NAN;
     }
 }
 
 void q2_result_free(q2_result *r)
 {
-    free(r->train_loss), free(r->valid_loss), free(r->valid_acc), free(r->sec_train);
-    free(r->sec_eval);
+    double **arrays[N_CURVES];
+    curves(r, arrays);
+    for (int i = 0; i < N_CURVES; i++) free(*arrays[i]);
     memset(r, 0, sizeof *r);
+}
+
+int q2_exit_status(const q2_result *r)
+{
+    return r->status == RUN_INTERRUPTED ? EXIT_INTERRUPTED
+           : r->status == RUN_DIVERGED  ? EXIT_DIVERGED
+                                        : 0;
+}
+
+/* The accuracy of always answering the commonest class of labels y (int32 [N]). */
+static double chance_accuracy(const tg_tensor *y, int n_classes)
+{
+    int64_t n = y->shape[0], best = 0;
+    int64_t *count = calloc((size_t)n_classes, sizeof *count);
+    if (!count) return 1.0 / n_classes;
+    const int32_t *lab = y->data;
+    for (int64_t i = 0; i < n; i++)
+        if (lab[i] >= 0 && lab[i] < n_classes) count[lab[i]]++;
+    for (int k = 0; k < n_classes; k++) best = count[k] > best ? count[k] : best;
+    free(count);
+    return n ? (double)best / (double)n : NAN;
 }
 
 static tg_module *build_model(const q2_config *c, int64_t n_features, int n_classes, tg_rng *rng)
@@ -37,13 +73,15 @@ static tg_optimizer *build_optimizer(const q2_config *c, tg_module *model)
     tg_param_list ps = {0};
     tg_module_parameters(model, &ps);
     tg_optimizer *opt;
-    if (!strcmp(c->optimizer, "adam")) {
+    if (!strncmp(c->optimizer, "adam", 4)) {
         tg_adam_opts a = tg_adam_defaults();
         a.lr = c->lr;
         a.weight_decay = c->l2;
+        a.decoupled = !strcmp(c->optimizer, "adamw");
         opt = tg_adam_new(&ps, a);
     } else {
-        opt = tg_sgd_new(&ps, (tg_sgd_opts){.lr = c->lr, .weight_decay = c->l2});
+        opt = tg_sgd_new(&ps, (tg_sgd_opts){.lr = c->lr, .weight_decay = c->l2,
+                                            .momentum = c->momentum, .nesterov = c->nesterov});
     }
     tg_param_list_free(&ps);
     return opt;
@@ -64,15 +102,29 @@ void q2_blas_setup(const q2_config *c)
     tg_set_num_threads(c->threads);
 }
 
-/* metrics.csv and metrics.jsonl in c->out: one line per epoch, written as the epoch ends. */
+/* metrics.csv and metrics.jsonl in c->out: one line per epoch, written as the epoch ends; the
+ * training accuracy and test columns only when asked for. */
 static tg_status open_log(const q2_config *c, tg_metrics_log **log)
 {
     char csv[PATH_MAX + 32], jsonl[PATH_MAX + 32];
     q2_join(csv, sizeof csv, c->out, "metrics.csv");
     q2_join(jsonl, sizeof jsonl, c->out, "metrics.jsonl");
-    static const char *const columns[] = {"epoch", "train_loss", "valid_loss", "valid_acc",
-                                          "sec_train", "sec_eval"};
-    return tg_metrics_log_open(log, csv, jsonl, 6, columns);
+    const char *columns[9] = {"epoch", "train_loss", "valid_loss", "valid_acc", "sec_train",
+                              "sec_eval"};
+    int n = 6;
+    if (c->train_acc) columns[n++] = "train_acc";
+    if (c->test_curve) columns[n++] = "test_loss", columns[n++] = "test_acc";
+    return tg_metrics_log_open(log, csv, jsonl, n, columns);
+}
+
+static tg_status log_epoch(tg_metrics_log *log, const q2_config *c, const q2_result *r, int e)
+{
+    double row[9] = {e + 1, r->train_loss[e], r->valid_loss[e], r->valid_acc[e],
+                     r->sec_train[e], r->sec_eval[e]};
+    int n = 6;
+    if (c->train_acc) row[n++] = r->train_acc[e];
+    if (c->test_curve) row[n++] = r->test_loss_curve[e], row[n++] = r->test_acc_curve[e];
+    return tg_metrics_log_write(log, row);
 }
 
 tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_result *r)
@@ -119,7 +171,9 @@ tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_re
     char label[64];
     snprintf(label, sizeof label, "%sepoch", prefix);
 
-    tg_train_opts topts = {.keep_nonfinite = true, .progress = bar, .label = label,
+    r->chance = chance_accuracy(d->y[1], n_classes);
+    tg_train_opts topts = {.keep_nonfinite = c->keep_going, .accuracy = c->train_acc,
+                           .stop = &q2_stop, .progress = bar, .label = label,
                            .epochs = c->epochs};
     for (int e = 0; e < c->epochs; e++) {
         uint64_t allocs0 = tg_alloc_count();
@@ -134,23 +188,59 @@ tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_re
         r->valid_loss[e] = v.loss;
         r->valid_acc[e] = v.accuracy;
         r->train_loss[e] = ts.loss;
+        r->train_acc[e] = ts.accuracy;
+        if (c->test_curve) {
+            tg_eval te = tg_evaluate_classifier(model, d->x[2], d->y[2], EVAL_BATCH);
+            r->test_loss_curve[e] = te.loss;
+            r->test_acc_curve[e] = te.accuracy;
+        }
         r->sec_train[e] = ts.seconds;
         r->sec_eval[e] = q2_now() - t1;
         r->epochs = e + 1;
-        double row[6] = {e + 1, r->train_loss[e], r->valid_loss[e], r->valid_acc[e],
-                         r->sec_train[e], r->sec_eval[e]};
         if (st == TG_OK)   /* a failed write is reported at the end; the run goes on */
-            st = tg_metrics_log_write(log, row);
+            st = log_epoch(log, c, r, e);
         if (!c->quiet) {
-            printf("%s%5d  %10.4f  %10.4f  %9.4f  %9.3f  %8.3f\n", prefix, e + 1,
-                   r->train_loss[e], r->valid_loss[e], r->valid_acc[e], r->sec_train[e],
-                   r->sec_eval[e]);
+            char a[24], b[24], v3[24];
+            printf("%s%5d  %10s  %10s  %9s  %9.3f  %8.3f", prefix, e + 1,
+                   q2_fmt(a, r->train_loss[e]), q2_fmt(b, r->valid_loss[e]),
+                   q2_fmt(v3, r->valid_acc[e]), r->sec_train[e], r->sec_eval[e]);
+            if (c->train_acc) printf("  train_acc %.4f", r->train_acc[e]);
+            if (c->test_curve) printf("  test_acc %.4f", r->test_acc_curve[e]);
+            printf("\n");
             fflush(stdout);
         }
+        if (ts.nonfinite_step && !r->nonfinite_epoch) {
+            r->nonfinite_epoch = e + 1;
+            r->nonfinite_step = ts.nonfinite_step;
+            fprintf(stderr, "%s" PROG ": the training loss is NaN or Inf at epoch %d, step %lld "
+                            "(of %lld per epoch): the run diverged%s\n",
+                    prefix, e + 1, (long long)ts.nonfinite_step,
+                    (long long)tg_loader_num_batches(train),
+                    c->keep_going ? "; -keep_going: training on"
+                                  : "; stopped (try a smaller -learning_rate; -keep_going trains "
+                                    "on)");
+        }
+        if (ts.nonfinite_step && !c->keep_going) {
+            r->status = RUN_DIVERGED;
+            break;
+        }
+        if (ts.stopped) {
+            r->status = RUN_INTERRUPTED;
+            fprintf(stderr, "%s" PROG ": interrupted at epoch %d after step %lld: writing the "
+                            "charts and the summary\n", prefix, e + 1, (long long)ts.steps);
+            break;
+        }
     }
+    if (r->status == RUN_COMPLETED && r->nonfinite_epoch) r->status = RUN_DIVERGED;
     tg_eval t = tg_evaluate_classifier(model, d->x[2], d->y[2], EVAL_BATCH);
     r->test_loss = t.loss;
     r->test_acc = t.accuracy;
+    double last = r->epochs ? r->valid_acc[r->epochs - 1] : NAN;
+    r->at_chance = !(last > r->chance + 0.02);   /* NaN too */
+    if (r->at_chance && !c->quiet)
+        fprintf(stderr, "%s" PROG ": warning: final validation accuracy %.4f is at chance (%.4f, "
+                        "the commonest class's share): the model did not learn\n",
+                prefix, last, r->chance);
     double s = 0;
     for (int e = 0; e < r->epochs; e++) s += r->sec_train[e];
     r->sec_per_epoch = r->epochs ? s / r->epochs : NAN;

@@ -4,6 +4,7 @@
 #include "question2.h"
 
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,29 +137,46 @@ static bool read_row(sweep_row *row)
     static const char *const names[5] = {"train_loss", "valid_loss", "valid_acc", "sec_train",
                                           "sec_eval"};
     double *dst[5] = {r->train_loss, r->valid_loss, r->valid_acc, r->sec_train, r->sec_eval};
-    bool complete = t.n_rows == row->cfg.epochs;
+    /* A diverged or interrupted run logged fewer epochs than it was given. */
+    bool complete = t.n_rows >= 1 && t.n_rows <= row->cfg.epochs;
     for (int k = 0; k < 5 && complete; k++) {
         const double *col = tg_metrics_column(&t, names[k]);
         if (col) memcpy(dst[k], col, (size_t)t.n_rows * sizeof *col);
         complete = col != NULL;
     }
+    r->epochs = t.n_rows;
     tg_metrics_table_free(&t);
     if (!complete) return false;
-    r->epochs = row->cfg.epochs;
     q2_join(path, sizeof path, row->cfg.out, "summary.json");
     FILE *f = fopen(path, "r");
     if (!f) return false;
-    char buf[4096];
+    char buf[8192];
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = '\0';
     struct { const char *key; double *dst; } keys[] = {
         {"\"test_acc\":", &r->test_acc}, {"\"test_loss\":", &r->test_loss},
-        {"\"sec_per_epoch\":", &r->sec_per_epoch}, {"\"total_sec\":", &r->total_sec}};
+        {"\"sec_per_epoch\":", &r->sec_per_epoch}, {"\"total_sec\":", &r->total_sec},
+        {"\"chance_accuracy\":", &r->chance}};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         const char *p = strstr(buf, keys[i].key);
-        if (!p || sscanf(p + strlen(keys[i].key), "%lf", keys[i].dst) != 1) return false;
+        if (!p) return false;
+        p += strlen(keys[i].key);
+        while (*p == ' ') p++;
+        if (!strncmp(p, "null", 4)) *keys[i].dst = NAN;
+        else if (sscanf(p, "%lf", keys[i].dst) != 1) return false;
     }
+    for (int k = 0; k < 3; k++) {
+        char key[40];
+        snprintf(key, sizeof key, "\"status\": \"%s\"", q2_status_names[k]);
+        if (strstr(buf, key)) r->status = (run_status)k;
+    }
+    r->at_chance = strstr(buf, "\"at_chance\": true") != NULL;
+    const char *nf = strstr(buf, "\"nonfinite_loss\": {\"epoch\": ");
+    long long step = 0;
+    if (nf && sscanf(nf, "\"nonfinite_loss\": {\"epoch\": %d, \"step\": %lld", &r->nonfinite_epoch,
+                     &step) == 2)
+        r->nonfinite_step = step;
     row->best_valid_acc = -1;
     for (int e = 0; e < r->epochs; e++)
         if (r->valid_acc[e] > row->best_valid_acc)
@@ -182,12 +200,14 @@ static int child_run(const sweep_row *row, const q2_data *d)
         q2_result_free(&r);
         return 1;
     }
-    printf("%sdone: valid %.4f, test %.4f, %.3f s/epoch\n", prefix, r.valid_acc[r.epochs - 1],
-           r.test_acc, r.sec_per_epoch);
-    char title[96];
-    snprintf(title, sizeof title, "%s (%s)", row->cfg.id,
-             row->cfg.logistic ? "logistic regression" : "mlp");
-    int rc = 0;
+    printf("%s%s: valid %.4f, test %.4f, %.3f s/epoch%s\n", prefix,
+           r.status == RUN_COMPLETED ? "done" : q2_status_names[r.status],
+           r.valid_acc[r.epochs - 1], r.test_acc, r.sec_per_epoch,
+           r.at_chance ? " (at chance)" : "");
+    char title[256], desc[200];
+    q2_config_title(&row->cfg, desc, sizeof desc);
+    snprintf(title, sizeof title, "%s: %s", row->cfg.id, desc);
+    int rc = q2_exit_status(&r);
     if (q2_write_run_files(&row->cfg, &r, title) != TG_OK) {
         fprintf(stderr, PROG ": %s\n", tg_status_message());
         rc = 1;
@@ -253,6 +273,8 @@ static void sweep_execute(sweep *s, const q2_data *d, int jobs)
             if (pids[i] == done) {
                 s->rows[i].status =
                     WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+                /* A diverged run is a result of the sweep (its report says so), not a failure. */
+                if (s->rows[i].status == EXIT_DIVERGED) s->rows[i].status = 0;
                 pids[i] = 0;
                 running--;
             }
@@ -304,6 +326,11 @@ int q2_sweep_main(int argc, char **argv)
         base_raw.v[f] = NULL; /* checked value by value in sweep_grid */
     }
     if (q2_make_config(&base_raw, grid_logistic, &base) != TG_OK) return q2_usage_error();
+    if (!base.out_given) snprintf(base.out, sizeof base.out, "out/sweep-%s", grid ? "grid" : which);
+    if (q2_check_out(base.out, base.overwrite) != TG_OK) {
+        fprintf(stderr, PROG ": %s\n", tg_status_message());
+        return 1;
+    }
 
     static sweep s;
     tg_status st = grid ? sweep_grid(&s, &raw, grid_logistic) : sweep_question(&s, &raw, which);
@@ -313,7 +340,7 @@ int q2_sweep_main(int argc, char **argv)
         /* make_config caps -out at PATH_MAX - 64 characters and ids are shorter than 48. */
         char id[sizeof c->id];
         memcpy(id, c->id, sizeof id); /* (gcc cannot tell c->id and c->out apart) */
-        snprintf(c->out, sizeof c->out, "%.*s/%s", PATH_MAX - 64, base.out, id);
+        snprintf(c->out, sizeof c->out, "%.*s/%s", PATH_MAX - 256, base.out, id);
         c->jobs = base.jobs;
     }
 
@@ -345,8 +372,10 @@ int q2_sweep_main(int argc, char **argv)
     for (int i = 0; i < s.n; i++) {
         const sweep_row *row = &s.rows[i];
         if (row->ok)
-            printf("%-16s %-36s %9.4f %9.4f %8.3f\n", row->cfg.id, row->cfg.varied,
-                   row->r.valid_acc[row->r.epochs - 1], row->r.test_acc, row->r.sec_per_epoch);
+            printf("%-16s %-36s %9.4f %9.4f %8.3f%s%s\n", row->cfg.id, row->cfg.varied,
+                   row->r.valid_acc[row->r.epochs - 1], row->r.test_acc, row->r.sec_per_epoch,
+                   row->r.status == RUN_DIVERGED ? "  diverged" : "",
+                   row->r.at_chance ? "  at chance" : "");
         else
             printf("%-16s %-36s   failed (exit %d)\n", row->cfg.id, row->cfg.varied, row->status);
         q2_result_free(&s.rows[i].r);
