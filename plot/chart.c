@@ -1,7 +1,8 @@
 /* Line charts as PNG: layout (nice ticks, margins sized from the text), antialiased lines drawn
  * from a per-series coverage buffer, legend placement, and the PNG file itself (stb_image_write,
  * implementation in Debian's libstb). The look follows matplotlib's defaults: tab10 colours,
- * light grid, dark frame, outward ticks, legend in the emptiest corner. */
+ * light grid, dark frame, outward ticks; the legend in a corner free of data, else beside the
+ * plot. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -15,10 +16,18 @@
 #include "autograd/internal.h"
 #include "plot/internal.h"
 
-/* matplotlib's tab10 without its grey (too close to the grid and frame). */
-static const uint32_t palette[TG_CHART_MAX_SERIES] = {
+/* matplotlib's tab10 without its grey (too close to the grid and frame), then the darker and
+ * the olive shades of tab20b/tab20c, so 16 series have 16 colours. */
+static const uint32_t palette[] = {
     0x1f77b4, 0xff7f0e, 0x2ca02c, 0xd62728, 0x9467bd, 0x8c564b, 0xe377c2, 0x17becf,
+    0xbcbd22, 0x393b79, 0xad494a, 0x637939, 0x8c6d31, 0x7b4173, 0x000000, 0x6baed6,
 };
+enum { N_PALETTE = sizeof palette / sizeof palette[0] };
+
+uint32_t tg_chart_palette(int i)
+{
+    return TG_RGB(palette[((i % N_PALETTE) + N_PALETTE) % N_PALETTE]);
+}
 
 #define COL_BG 0xffffffu
 #define COL_GRID 0xe3e3e3u
@@ -333,6 +342,12 @@ typedef struct {
     rect plot;
     axis ax, ay;
     uint32_t color[TG_CHART_MAX_SERIES];
+    /* The legend: its names cut to fit, its box (columns of rows), and where it goes. */
+    char fitted[TG_CHART_MAX_SERIES][256];
+    const char *names[TG_CHART_MAX_SERIES];
+    int n_named, rows_per_col, cols;
+    double name_w, col_w, row_h, leg_w, leg_h, leg_x, leg_y;
+    bool outside;
 } ctx;
 
 static double map_x(const ctx *k, double v)
@@ -449,44 +464,63 @@ static const char *fit_text(const ctx *k, const char *name, double px, double ma
     return buf;
 }
 
+/* The legend's names (cut to max_name_w with "…") and its box size: rows of one series each, in
+ * as many columns as max_h needs. */
+static void legend_size(ctx *k, double max_name_w, double max_h)
+{
+    const tg_chart *ch = k->ch;
+    double s = k->s, pad = 7 * s, handle = 26 * s, gap = 8 * s;
+    k->n_named = 0;
+    k->name_w = 0;
+    for (int i = 0; i < ch->n_series; i++) {
+        k->names[i] = NULL;
+        if (!has_text(ch->series[i].name)) continue;
+        k->names[i] = fit_text(k, ch->series[i].name, k->fs_legend, max_name_w, k->fitted[i]);
+        k->n_named++;
+        k->name_w = fmax(k->name_w, tg__font_width(k->font, k->names[i], k->fs_legend));
+    }
+    k->row_h = text_h(k, k->fs_legend) * 1.25;
+    int fit = (int)fmax(1, floor((max_h - 2 * pad + (k->row_h - text_h(k, k->fs_legend))) /
+                                 k->row_h));
+    k->cols = k->n_named ? (k->n_named + fit - 1) / fit : 0;
+    k->rows_per_col = k->cols ? (k->n_named + k->cols - 1) / k->cols : 0;
+    k->col_w = handle + gap + k->name_w;
+    k->leg_w = 2 * pad + k->cols * k->col_w + (k->cols - 1) * 2 * gap;
+    k->leg_h = 2 * pad + k->rows_per_col * k->row_h - (k->row_h - text_h(k, k->fs_legend));
+}
+
+/* Data points (sampled along the drawn segments) under the box at (x, y). */
+static long legend_hits(const ctx *k, double x, double y)
+{
+    box_count b = {x - 2, y - 2, x + k->leg_w + 2, y + k->leg_h + 2, 0};
+    for (int i = 0; i < k->ch->n_series; i++) walk_series(k, i, count_seg, &b);
+    return b.hits;
+}
+
+/* Inside the plot in the first of matplotlib's "best" corners that covers no data; false when
+ * every corner covers some (or the box is taller than the plot). */
+static bool legend_inside(ctx *k)
+{
+    double inset = 9 * k->s;
+    if (k->cols != 1 || k->leg_h > k->plot.bottom - k->plot.top - 2 * inset) return false;
+    double L = k->plot.left + inset, R = k->plot.right - inset - k->leg_w;
+    double T = k->plot.top + inset, B = k->plot.bottom - inset - k->leg_h;
+    double cand[4][2] = {{R, T}, {L, T}, {L, B}, {R, B}};
+    for (int c = 0; c < 4; c++)
+        if (cand[c][0] >= L && legend_hits(k, cand[c][0], cand[c][1]) == 0) {
+            k->leg_x = cand[c][0], k->leg_y = cand[c][1];
+            return true;
+        }
+    return false;
+}
+
 static int draw_legend(ctx *k, float *cov)
 {
     const tg_chart *ch = k->ch;
-    double s = k->s, pad = 7 * s, handle = 26 * s, gap = 8 * s, inset = 9 * s;
-    /* Names are cut to fit the plot's width (with "…"), so the box always fits inside it. */
-    double max_name_w = fmax(k->plot.right - k->plot.left - 2 * inset - 2 * pad - handle - gap,
-                             10 * s);
-    char fitted[TG_CHART_MAX_SERIES][FIT_MAX]; /* per call: charts may be drawn concurrently */
-    const char *names[TG_CHART_MAX_SERIES];
-    int n = 0;
-    double name_w = 0;
-    for (int i = 0; i < ch->n_series; i++) {
-        names[i] = NULL;
-        if (!has_text(ch->series[i].name)) continue;
-        names[i] = fit_text(k, ch->series[i].name, k->fs_legend, max_name_w, fitted[i]);
-        n++;
-        name_w = fmax(name_w, tg__font_width(k->font, names[i], k->fs_legend));
-    }
-    if (n == 0 || ch->no_legend) return 0;
-    double row = text_h(k, k->fs_legend) * 1.25;
-    double bw = pad + handle + gap + name_w + pad,
-           bh = 2 * pad + n * row - (row - text_h(k, k->fs_legend));
-    double L = k->plot.left + inset, R = k->plot.right - inset - bw;
-    double T = k->plot.top + inset, B = k->plot.bottom - inset - bh;
-    /* Candidate corners in matplotlib's "best" order; the one covering the least data wins. */
-    double cand[4][2] = {{R, T}, {L, T}, {L, B}, {R, B}};
-    int best = 0;
-    long best_hits = -1;
-    for (int c = 0; c < 4; c++) {
-        box_count b = {cand[c][0] - 2, cand[c][1] - 2, cand[c][0] + bw + 2, cand[c][1] + bh + 2, 0};
-        for (int i = 0; i < ch->n_series; i++) walk_series(k, i, count_seg, &b);
-        if (best_hits < 0 || b.hits < best_hits) {
-            best_hits = b.hits;
-            best = c;
-        }
-    }
-    double x0 = floor(cand[best][0]) + 0.5, y0 = floor(cand[best][1]) + 0.5;
-    double x1 = x0 + ceil(bw), y1 = y0 + ceil(bh), r = 3.5 * s, ew = fmax(1, s);
+    if (k->n_named == 0 || ch->no_legend) return 0;
+    double s = k->s, pad = 7 * s, handle = 26 * s, gap = 8 * s;
+    double x0 = floor(k->leg_x) + 0.5, y0 = floor(k->leg_y) + 0.5;
+    double x1 = x0 + ceil(k->leg_w), y1 = y0 + ceil(k->leg_h), r = 3.5 * s, ew = fmax(1, s);
     for (int y = (int)floor(y0) - 1; y <= (int)ceil(y1) + 1; y++)
         for (int x = (int)floor(x0) - 1; x <= (int)ceil(x1) + 1; x++) {
             double d = round_rect_sd(x + 0.5, y + 0.5, x0, y0, x1, y1, r);
@@ -496,14 +530,17 @@ static int draw_legend(ctx *k, float *cov)
             tg__blend(&k->c, x, y, COL_LEGEND_EDGE, edge);
         }
     rect all = {0, 0, k->c.w - 1, k->c.h - 1};
-    double ty = y0 + pad;
+    int slot = 0;
     for (int i = 0; i < ch->n_series; i++) {
         const tg_series *se = &ch->series[i];
-        if (!names[i]) continue;
+        if (!k->names[i]) continue;
+        double cx0 = x0 + pad + (slot / k->rows_per_col) * (k->col_w + 2 * gap);
+        double ty = y0 + pad + (slot % k->rows_per_col) * k->row_h;
+        slot++;
         double cy = floor(ty + text_h(k, k->fs_legend) / 2) + 0.5;
         pen p = {.cov = cov, .w = k->c.w, .clip = all, .hw = fmax(0.6, 1.0 * s),
                  .dashed = se->dashed, .on = 5.5 * s, .off = 5.0 * s};
-        double hx0 = x0 + pad + p.hw, hx1 = x0 + pad + handle - p.hw;
+        double hx0 = cx0 + p.hw, hx1 = cx0 + handle - p.hw;
         if (se->dashed) { /* centre the dash pattern on the handle */
             double len = hx1 - hx0, period = p.on + p.off;
             p.phase = fmod(period - fmod((len - p.on) / 2, period), period);
@@ -512,13 +549,12 @@ static int draw_legend(ctx *k, float *cov)
         pen_segment(&p, hx0, cy, hx1, cy);
         if (se->markers) cov_disk(cov, k->c.w, all, (hx0 + hx1) / 2, cy, 3.2 * s);
         composite(&k->c, cov,
-                  (rect){(int)x0, (int)(cy - 8 * s - 2), (int)ceil(x0 + pad + handle) + 1,
+                  (rect){(int)cx0 - 1, (int)(cy - 8 * s - 2), (int)ceil(cx0 + handle) + 1,
                          (int)(cy + 8 * s + 2)},
                   k->color[i]);
-        if (tg__font_draw(k->font, &k->c, names[i], k->fs_legend, x0 + pad + handle + gap,
-                          ty, 0, 0, 0, COL_TEXT))
+        if (tg__font_draw(k->font, &k->c, k->names[i], k->fs_legend, cx0 + handle + gap, ty, 0,
+                          0, 0, COL_TEXT))
             return -1;
-        ty += row;
     }
     return 0;
 }
@@ -600,6 +636,18 @@ static tg_status write_png(const char *path, const tg__canvas *c)
     return tg_status_set(TG_ERR_IO, "%s: writing the chart failed (%s)", path, strerror(err));
 }
 
+/* x ticks: as many as fit the plot's width with room between labels. */
+static void fit_x_ticks(ctx *k, bool integer_x, bool uminus)
+{
+    double s = k->s, plot_w = k->plot.right - k->plot.left;
+    for (double target = fmin(12, plot_w / (70 * s)); ; target *= 0.8) {
+        linear_ticks(&k->ax, k->ax.lo, k->ax.hi, fmax(target, 1), integer_x, uminus, false);
+        double room =
+            k->ax.n > 1 ? plot_w * (k->ax.at[1] - k->ax.at[0]) / (k->ax.hi - k->ax.lo) : 1e9;
+        if (room > max_label_w(k, &k->ax, k->fs_tick) + 12 * s || target < 1.5) break;
+    }
+}
+
 static tg_status render(ctx *k, float *cov)
 {
     const tg_chart *ch = k->ch;
@@ -647,13 +695,23 @@ static tg_status render(ctx *k, float *cov)
                   max_label_w(k, &k->ay, k->fs_tick) + tick_pad + tick_len;
     k->plot.left = (int)lround(left);
     k->plot.right = c->w - 1 - (int)lround(margin + 10 * s);
-    double plot_w = k->plot.right - k->plot.left;
-    /* x ticks: as many as fit with room between labels. */
-    for (double target = fmin(12, plot_w / (70 * s)); ; target *= 0.8) {
-        linear_ticks(&k->ax, k->ax.lo, k->ax.hi, fmax(target, 1), integer_x, uminus, false);
-        double room =
-            k->ax.n > 1 ? plot_w * (k->ax.at[1] - k->ax.at[0]) / (k->ax.hi - k->ax.lo) : 1e9;
-        if (room > max_label_w(k, &k->ax, k->fs_tick) + 12 * s || target < 1.5) break;
+    fit_x_ticks(k, integer_x, uminus);
+
+    /* The legend inside the plot where a corner is free of data; else right of the plot, which
+     * narrows to make room (in columns when it is taller than the plot). */
+    if (!ch->no_legend) {
+        double inset = 9 * s, handle_etc = 2 * 7 * s + 26 * s + 8 * s;
+        legend_size(k, fmax(k->plot.right - k->plot.left - 2 * inset - handle_etc, 10 * s),
+                    plot_h - 2 * inset);
+        k->outside = k->n_named > 0 && (ch->legend_outside || !legend_inside(k));
+        if (k->outside) {
+            legend_size(k, fmax(0.34 * c->w - handle_etc, 10 * s), plot_h);
+            if (k->leg_w > 0.5 * c->w) legend_size(k, fmax(0.12 * c->w, 10 * s), plot_h);
+            k->plot.right = c->w - 1 - (int)lround(margin + k->leg_w + 10 * s);
+            k->leg_x = k->plot.right + 10 * s;
+            k->leg_y = k->plot.top;
+            fit_x_ticks(k, integer_x, uminus);
+        }
     }
 
     /* Grid, snapped to pixel columns/rows for crisp 1-px lines. */
@@ -727,7 +785,7 @@ tg_status tg_chart_write_png(const tg_chart *chart, const char *path, int width,
     int next = 0;
     for (int i = 0; i < chart->n_series; i++) {
         uint32_t col = chart->series[i].color;
-        k.color[i] = col ? (col & 0xffffffu) : palette[next++ % TG_CHART_MAX_SERIES];
+        k.color[i] = col ? (col & 0xffffffu) : palette[next++ % N_PALETTE];
     }
     k.c.w = width;
     k.c.h = height;

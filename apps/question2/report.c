@@ -7,37 +7,34 @@
 #include <string.h>
 #include <time.h>
 
-/* One chart comparing some rows (indices), validation accuracy or training/validation loss. */
+/* Configurations per combined chart: one colour each (the palette has 16), their training and
+ * validation losses a pair of series. A grid with more gets several charts. */
+enum { PER_CHART = 16 };
+
+/* One chart comparing some rows (indices, at most PER_CHART), validation accuracy or
+ * training/validation loss; the legend goes beside the plot when no corner is free. */
 static tg_status combined_chart(const sweep *s, const int *idx, const char *const *labels, int n,
-                                bool loss, const char *title, const char *dir, const char *file,
-                                char *written, size_t wlen)
+                                bool loss, bool log_loss, const char *title, const char *dir,
+                                const char *file, char *written, size_t wlen)
 {
-    tg_chart ch = {.title = title, .xlabel = "epoch",
+    tg_chart ch = {.title = title, .xlabel = "epoch", .log_y = loss && log_loss,
                    .ylabel = loss ? "validation loss (solid), training loss (dashed)"
                                   : "validation accuracy"};
-    static char names[TG_CHART_MAX_SERIES][sizeof s->rows[0].cfg.varied];
-    for (int i = 0; i < n; i++) {
+    char names[PER_CHART][sizeof s->rows[0].cfg.varied];
+    for (int i = 0; i < n && i < PER_CHART; i++) {
         const sweep_row *row = &s->rows[idx[i]];
         if (!row->ok) continue;
-        if (loss ? ch.n_series + 2 > TG_CHART_MAX_SERIES : ch.n_series == TG_CHART_MAX_SERIES)
-            break;
         int k = ch.n_series;
-        snprintf(names[i % TG_CHART_MAX_SERIES], sizeof names[0], "%s",
-                 labels ? labels[i] : row->cfg.varied);
-        static const uint32_t tab10[] = {0x1f77b4, 0xff7f0e, 0x2ca02c, 0xd62728,
-                                         0x9467bd, 0x8c564b, 0xe377c2, 0x7f7f7f};
-        uint32_t col = TG_RGB(tab10[i % 8]);
+        snprintf(names[i], sizeof names[0], "%s", labels ? labels[i] : row->cfg.varied);
+        uint32_t col = tg_chart_palette(i);
         const q2_result *r = &row->r;
         bool mk = r->epochs <= 30;
+        ch.series[k] = (tg_series){.name = names[i], .y = loss ? r->valid_loss : r->valid_acc,
+                                   .n = r->epochs, .color = col, .markers = mk};
+        ch.n_series++;
         if (loss) {
-            ch.series[k] = (tg_series){.name = names[i % TG_CHART_MAX_SERIES], .y = r->valid_loss,
-                                       .n = r->epochs, .color = col, .markers = mk};
             ch.series[k + 1] = (tg_series){.name = NULL, .y = r->train_loss, .n = r->epochs,
                                            .color = col, .dashed = true};
-            ch.n_series += 2;
-        } else {
-            ch.series[k] = (tg_series){.name = names[i % TG_CHART_MAX_SERIES], .y = r->valid_acc,
-                                       .n = r->epochs, .color = col, .markers = mk};
             ch.n_series++;
         }
     }
@@ -81,7 +78,8 @@ static void curve_label(char *buf, size_t len, const sweep_row *row, chart_setti
 }
 
 /* Charts for one question: a chart per varied setting (with the defaults row as reference). */
-static void question_charts(const sweep *s, const char *q, const char *dir, FILE *md)
+static void question_charts(const sweep *s, const char *q, const char *dir, FILE *md,
+                            bool base_log_loss)
 {
     typedef struct { const char *file, *title; chart_setting by; const char *ids[4]; } group;
     static const group groups[] = {
@@ -111,7 +109,7 @@ static void question_charts(const sweep *s, const char *q, const char *dir, FILE
             snprintf(file, sizeof file, "%s_%s.png", groups[g].file, loss ? "loss" : "valid_acc");
             snprintf(title, sizeof title, "%s (%s)", groups[g].title,
                      loss ? "loss" : "validation accuracy");
-            if (combined_chart(s, idx, labels, n, loss, title, dir, file, written,
+            if (combined_chart(s, idx, labels, n, loss, base_log_loss, title, dir, file, written,
                                sizeof written) != TG_OK)
                 fprintf(stderr, PROG ": %s\n", tg_status_message());
         }
@@ -219,18 +217,31 @@ tg_status q2_write_report(const sweep *s, const char *which, const q2_config *ba
                     s->rows[best].r.valid_acc[s->rows[best].r.epochs - 1],
                     s->rows[best].r.test_acc);
         if (strcmp(q, "grid")) {
-            question_charts(s, q, dir, md);
+            question_charts(s, q, dir, md, base->log_loss);
         } else {
-            /* The first configurations that fit on a chart (8 accuracy curves, 4 loss pairs). */
-            int idx[TG_CHART_MAX_SERIES], n = 0;
-            for (int i = 0; i < s->n && n < TG_CHART_MAX_SERIES; i++)
+            /* Every configuration, PER_CHART to a chart: grid_valid_acc.png, grid_valid_acc_2.png */
+            int idx[MAX_CONFIGS], n = 0;
+            for (int i = 0; i < s->n; i++)
                 if (!strcmp(s->rows[i].cfg.question, "grid") && s->rows[i].ok) idx[n++] = i;
-            char written[256] = "";
-            if (combined_chart(s, idx, NULL, n, false, "Grid: validation accuracy", dir,
-                               "grid_valid_acc.png", written, sizeof written) != TG_OK ||
-                combined_chart(s, idx, NULL, n, true, "Grid: loss", dir, "grid_loss.png", written,
-                               sizeof written) != TG_OK)
-                fprintf(stderr, PROG ": %s\n", tg_status_message());
+            static char written[4096];
+            written[0] = '\0';
+            int pages = (n + PER_CHART - 1) / PER_CHART;
+            for (int pg = 0; pg < pages; pg++) {
+                int m = n - pg * PER_CHART < PER_CHART ? n - pg * PER_CHART : PER_CHART;
+                char suffix[16] = "", t1[96], t2[96], f1[64], f2[64];
+                if (pages > 1) snprintf(suffix, sizeof suffix, "_%d", pg + 1);
+                snprintf(f1, sizeof f1, "grid_valid_acc%s.png", suffix);
+                snprintf(f2, sizeof f2, "grid_loss%s.png", suffix);
+                snprintf(t1, sizeof t1, "Grid: validation accuracy (configurations %d-%d of %d)",
+                         pg * PER_CHART + 1, pg * PER_CHART + m, n);
+                snprintf(t2, sizeof t2, "Grid: loss (configurations %d-%d of %d)",
+                         pg * PER_CHART + 1, pg * PER_CHART + m, n);
+                if (combined_chart(s, idx + pg * PER_CHART, NULL, m, false, false, t1, dir, f1,
+                                   written, sizeof written) != TG_OK ||
+                    combined_chart(s, idx + pg * PER_CHART, NULL, m, true, base->log_loss, t2,
+                                   dir, f2, written, sizeof written) != TG_OK)
+                    fprintf(stderr, PROG ": %s\n", tg_status_message());
+            }
             fprintf(md, "\n");
             char *save = NULL;
             for (char *w = strtok_r(written, " ", &save); w; w = strtok_r(NULL, " ", &save))

@@ -77,6 +77,18 @@ static bool is_grid_axis(int f)
     return false;
 }
 
+/* A grid axis as a legend names it (legends of 12+ configurations must stay short). */
+static const char *short_name(int f)
+{
+    switch (f) {
+    case F_LR: return "lr";
+    case F_BATCH: return "batch";
+    case F_L2: return "l2";
+    case F_HIDDEN: return "hidden";
+    default: return q2_flags[f].name;
+    }
+}
+
 /* Every combination of the comma-separated values of the grid flags. */
 static tg_status sweep_grid(sweep *s, const raw_flags *base, bool logistic)
 {
@@ -115,7 +127,7 @@ static tg_status sweep_grid(sweep *s, const raw_flags *base, bool logistic)
             raw.v[axes[a]] = vals[a][i];
             if (count[a] > 1 && used < sizeof varied)
                 used += (size_t)snprintf(varied + used, sizeof varied - used, "%s%s %s",
-                                         used ? ", " : "", q2_flags[axes[a]].name, vals[a][i]);
+                                         used ? ", " : "", short_name(axes[a]), vals[a][i]);
         }
         snprintf(id, sizeof id, "grid-%03d", k + 1);
         tg_status st = sweep_add(s, &raw, logistic, "grid", id, used ? varied : "base", -1, NULL);

@@ -26,7 +26,7 @@
 extern "C" {
 #endif
 
-#define TG_CHART_MAX_SERIES 8
+#define TG_CHART_MAX_SERIES 32
 
 /* An explicit series colour: TG_RGB(0x1f77b4). A colour of 0 means "next palette colour" (the
  * matplotlib tab10 cycle), which is why the macro sets a marker bit. */
@@ -54,7 +54,14 @@ typedef struct {
     double y_min, y_max;
     bool log_y;                            /* logarithmic y axis (losses); ticks at 1/2/5·10^k */
     bool no_legend;                        /* suppress the legend even if series have names */
+    /* The legend never covers data: it goes in a corner of the plot where no line passes, else
+     * right of the plot (which narrows; several columns when it is taller than the plot). */
+    bool legend_outside;                   /* right of the plot whatever the data */
 } tg_chart;
+
+/* Colour i of the series palette (16 colours, then again), as TG_RGB: for series that must share
+ * a colour (a configuration's training and validation curves). */
+uint32_t tg_chart_palette(int i);
 
 /* Renders the chart and writes an 8-bit RGB PNG. width and height in pixels, 200 .. 8000; text
  * and line widths scale with the size (800x500 is the reference). Returns TG_OK, TG_ERR_VALUE
