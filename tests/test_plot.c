@@ -238,6 +238,56 @@ static void test_long_legend_names_fit(void **state)
     }
 }
 
+/* The legend never covers data: with twelve flat lines filling the plot from bottom to top, no
+ * corner is free, so the legend goes beside the plot; every line stays unbroken, and every
+ * series has its own colour and legend handle (right of its line's end). With three lines low in
+ * the plot, the legend sits in the free top corner and still breaks no line. */
+static void test_legend_never_covers_data(void **state)
+{
+    fixture *f = *state;
+    enum { N = 12, P = 20 };
+    static double ys[N][P];
+    static char names[N][32];
+    tg_chart c = {.title = "twelve series", .xlabel = "epoch", .ylabel = "value",
+                  .n_series = N};
+    for (int i = 0; i < N; i++) {
+        for (int j = 0; j < P; j++) ys[i][j] = i;
+        snprintf(names[i], sizeof names[i], "configuration %d", i + 1);
+        c.series[i] = (tg_series){.name = names[i], .y = ys[i], .n = P,
+                                  .color = tg_chart_palette(i)};
+    }
+    for (int low = 0; low < 2; low++) {
+        if (low) c.n_series = 3, c.y_min = -0.5, c.y_max = 10;
+        assert_int_equal(tg_chart_write_png(&c, f->path, W, H), TG_OK);
+        image im = load(f->path);
+        for (int i = 0; i < c.n_series; i++) {
+            uint32_t col = tg_chart_palette(i) & 0xffffff;
+            color_stats st = stats(&im, col);
+            assert_true(st.count > 300);
+            int line_y = -1;   /* the row with most of the colour: the line's */
+            long best = 0;
+            for (int y = 0; y < im.h; y++) {
+                long n = 0;
+                for (int x = 0; x < im.w; x++) n += is_color(pixel(&im, x, y), col);
+                if (n > best) best = n, line_y = y;
+            }
+            assert_true(best > 300);
+            int gap = widest_gap(&im, col, line_y, line_y);
+            if (gap > 0) fail_msg("series %d (%s): its line has a gap of %d px", i,
+                                  low ? "3 low lines" : "12 lines", gap);
+            /* its legend handle: the colour away from the line's row */
+            long handle = 0;
+            for (int y = 0; y < im.h; y++)
+                for (int x = 0; x < im.w && abs(y - line_y) > 3; x++)
+                    handle += is_color(pixel(&im, x, y), col);
+            if (handle < 10) fail_msg("series %d has no legend handle", i);
+        }
+        stbi_image_free(im.px);
+    }
+    assert_int_equal(tg_chart_palette(0), TG_RGB(C0));
+    assert_int_not_equal(tg_chart_palette(8) & 0xffffff, tg_chart_palette(0) & 0xffffff);
+}
+
 static void test_nan_points_leave_gaps(void **state)
 {
     fixture *f = *state;
@@ -407,6 +457,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_series_drawn_in_their_colours, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_is_rendered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_legend_names_fit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_legend_never_covers_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nan_points_leave_gaps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_axis_and_extreme_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plot_curves, setup, teardown),

@@ -13,6 +13,8 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +28,7 @@
 
 #define DATA_DIR TG_FASHION_MNIST_DIR
 
-static char binary[1024];
+static char binary[PATH_MAX];
 
 typedef struct {
     int status;      /* exit status, or -1 if the program did not exit normally */
@@ -125,7 +127,9 @@ static void test_help_lists_every_flag(void **state)
     assert_int_equal(r->status, 0);
     const char *flags[] = {"-epochs", "-batch_size", "-learning_rate", "-l2_decay", "-hidden_size",
                            "-layers", "-dropout", "-activation", "-optimizer", "-data", "-seed",
-                           "-out", "-threads", "-limit", "-fast", "-jobs", "sweep"};
+                           "-out", "-threads", "-limit", "-fast", "-jobs", "sweep", "-momentum",
+                           "-nesterov", "adamw", "-train_acc", "-test_curve", "-overwrite",
+                           "-log_loss", "-keep_going", "replot", "interrupted"};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         if (!strstr(r->out, flags[i])) fail_msg("-h does not mention %s:\n%s", flags[i], r->out);
     assert_non_null(strstr(r->out, "default: 20"));     /* epochs */
@@ -151,6 +155,10 @@ static void test_bad_values_are_rejected(void **state)
         {"mlp --dropout=-0.1", "-dropout"},
         {"mlp -activation sigmoid", "-activation: 'sigmoid' is not one of relu, tanh"},
         {"mlp -optimizer rmsprop", "-optimizer"},
+        {"mlp -momentum 1", "-momentum"},
+        {"mlp -momentum -0.5", "-momentum"},
+        {"mlp -nesterov", "-nesterov needs -momentum"},
+        {"mlp -optimizer adam -momentum 0.9", "-momentum is SGD's"},
         {"mlp -batch_size 0", "-batch_size"},
         {"mlp -hidden_size x", "-hidden_size"},
         {"mlp -layers 0", "-layers"},
@@ -350,11 +358,229 @@ static void test_sweep_children_die_with_it(void **state)
     }
 }
 
+
+/* ---- failure said plainly, outputs that survive (issue 16) ------------------------------------- */
+
+static char *slurp(const char *dir, const char *name)
+{
+    static char buf[4][16384];
+    static int next;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    if (!f) fail_msg("cannot read %s", path);
+    char *b = buf[next++ % 4];
+    b[fread(b, 1, sizeof buf[0] - 1, f)] = '\0';
+    fclose(f);
+    return b;
+}
+
+/* The number after "key": in a summary.json; NAN for null. */
+static double summary_number(const char *json, const char *key)
+{
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\": ", key);
+    const char *p = strstr(json, k);
+    if (!p) fail_msg("summary.json has no %s:\n%s", key, json);
+    p += strlen(k);
+    return strncmp(p, "null", 4) ? atof(p) : NAN;
+}
+
+/* The last line's cell in column col of a CSV. */
+static double last_csv_cell(const char *csv, int col)
+{
+    const char *end = csv + strlen(csv);
+    while (end > csv && end[-1] == '\n') end--;
+    const char *line = end;
+    while (line > csv && line[-1] != '\n') line--;
+    for (int c = 0; c < col; c++) line = strchr(line, ',') + 1;
+    return strncmp(line, "nan", 3) ? atof(line) : NAN;
+}
+
+/* A weight decay of 1000 at lr 1 multiplies every weight by -999 a step: the loss overflows to
+ * NaN within a few steps. The run stops there, names the epoch and step, exits 3; summary.json
+ * says null (never nan) and "diverged", and agrees with metrics.csv and metrics.jsonl; the run is
+ * also flagged at chance. */
+static void test_diverged_run_stops_and_says_so(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    char out[128];
+    snprintf(out, sizeof out, "%s/diverged", check_tmpdir);
+    run_result *r = run("mlp -fast -l2_decay 1000 -learning_rate 1 -out %s", out);
+    printf("%s", r->out);
+    assert_int_equal(r->status, 3);
+    assert_non_null(strstr(r->out, "NaN or Inf at epoch 1, step "));
+    assert_non_null(strstr(r->out, "-keep_going"));
+    assert_null(strstr(r->out, "-nan"));
+    assert_non_null(strstr(r->out, "at chance"));
+    const char *js = slurp(out, "summary.json");
+    assert_non_null(strstr(js, "\"status\": \"diverged\""));
+    assert_non_null(strstr(js, "\"nonfinite_loss\": {\"epoch\": 1, \"step\": "));
+    assert_non_null(strstr(js, "\"at_chance\": true"));
+    assert_null(strstr(js, "nan"));
+    assert_null(strstr(js, "inf\n"));
+    assert_true(isnan(summary_number(js, "final_train_loss")));
+    assert_int_equal(count_lines(out, "metrics.csv"), 2);   /* header + the stopped epoch */
+    const char *csv = slurp(out, "metrics.csv");
+    assert_true(isnan(last_csv_cell(csv, 1)));               /* train_loss */
+    assert_near(last_csv_cell(csv, 3), summary_number(js, "final_valid_acc"), 0);
+    assert_non_null(strstr(slurp(out, "metrics.jsonl"), "\"train_loss\": null"));
+    assert_true(file_size(out, "accuracy.png") > 1000);
+
+    /* -keep_going trains every epoch, and still says the run diverged */
+    snprintf(out, sizeof out, "%s/diverged2", check_tmpdir);
+    r = run("mlp -fast -l2_decay 1000 -learning_rate 1 -keep_going -quiet -out %s", out);
+    assert_int_equal(r->status, 3);
+    assert_non_null(strstr(r->out, "training on"));
+    assert_int_equal(count_lines(out, "metrics.csv"), 3);
+}
+
+/* A learning run is not flagged; the three metrics files agree on the final figures; the optional
+ * columns are there when asked for. */
+static void test_completed_run_files_agree(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    char out[128];
+    snprintf(out, sizeof out, "%s/agree", check_tmpdir);
+    run_result *r = run("mlp -limit 2000 -eval_limit 500 -epochs 2 -momentum 0.9 -nesterov "
+                        "-train_acc -test_curve -log_loss -quiet -out %s", out);
+    if (r->status != 0) fail_msg("exit %d:\n%s", r->status, r->out);
+    assert_null(strstr(r->out, "at chance"));
+    const char *js = slurp(out, "summary.json");
+    assert_non_null(strstr(js, "\"status\": \"completed\""));
+    assert_non_null(strstr(js, "\"at_chance\": false"));
+    assert_non_null(strstr(js, "\"momentum\": 0.9"));
+    assert_non_null(strstr(js, "\"nesterov\": true"));
+    assert_non_null(strstr(js, "\"title\": \"mlp 100x1 relu, dropout 0.3"));
+    const char *csv = slurp(out, "metrics.csv");
+    assert_non_null(strstr(csv, "epoch,train_loss,valid_loss,valid_acc,sec_train,sec_eval,"
+                                "train_acc,test_loss,test_acc\n"));
+    assert_near(last_csv_cell(csv, 1), summary_number(js, "final_train_loss"), 0);
+    assert_near(last_csv_cell(csv, 3), summary_number(js, "final_valid_acc"), 0);
+    assert_near(last_csv_cell(csv, 8), summary_number(js, "test_acc"), 0);
+    double train_acc = last_csv_cell(csv, 6);
+    assert_true(train_acc > 0.3 && train_acc <= 1);
+    assert_non_null(strstr(slurp(out, "metrics.jsonl"), "\"test_acc\": "));
+}
+
+/* Without -out the folder is named by the configuration (under out/); a second run into a folder
+ * that holds a run is refused, before loading anything, unless -overwrite. */
+static void test_outputs_are_never_overwritten(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' mlp -limit 500 -eval_limit 200 -epochs 1 -quiet "
+             "-learning_rate 0.05 2>&1", check_tmpdir, binary);
+    for (int k = 0; k < 2; k++) {
+        FILE *p = popen(cmd, "r");
+        assert_non_null(p);
+        static char text[8192];
+        text[fread(text, 1, sizeof text - 1, p)] = '\0';
+        int st = pclose(p);
+        assert_true(WIFEXITED(st));
+        if (k == 0 && WEXITSTATUS(st) != 0) fail_msg("exit %d:\n%s", WEXITSTATUS(st), text);
+        if (k == 1) {
+            assert_int_equal(WEXITSTATUS(st), 1);
+            assert_non_null(strstr(text, "holds a previous run (summary.json)"));
+            assert_non_null(strstr(text, "-overwrite"));
+            assert_null(strstr(text, "loaded"));
+        }
+    }
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/out/mlp-h100x1-relu-d0.3-sgd-lr0.05-b16-e1-seed42-limit500",
+             check_tmpdir);
+    assert_true(file_size(dir, "summary.json") > 100);
+    run_result *r = run("mlp -limit 500 -eval_limit 200 -epochs 1 -quiet -learning_rate 0.05 "
+                        "-overwrite -out %s", dir);
+    assert_int_equal(r->status, 0);
+    /* a sweep into a folder holding a report is refused too */
+    char sw[256];
+    snprintf(sw, sizeof sw, "%s/sweep", check_tmpdir);
+    mkdir(sw, 0777);
+    FILE *f = fopen(strcat(strcpy(dir, sw), "/report.md"), "w");
+    assert_non_null(f);
+    fclose(f);
+    r = run("sweep 2.1 -limit 100 -epochs 1 -quiet -out %s", sw);
+    assert_int_equal(r->status, 1);
+    assert_non_null(strstr(r->out, "holds a previous run (report.md)"));
+}
+
+/* SIGINT and SIGTERM end the run after its current step: charts, a summary marked "interrupted",
+ * exit status 130. */
+static void test_interrupted_run_keeps_its_outputs(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    int sigs[2] = {SIGINT, SIGTERM};
+    for (int k = 0; k < 2; k++) {
+        char out[128];
+        snprintf(out, sizeof out, "%s/interrupted%d", check_tmpdir, k);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            freopen("/dev/null", "w", stdout);
+            freopen("/dev/null", "w", stderr);
+            execl(binary, binary, "mlp", "-limit", "2000", "-eval_limit", "200", "-epochs",
+                  "100000", "-quiet", "-out", out, (char *)NULL);
+            _exit(127);
+        }
+        for (int t = 0; t < 600 && count_lines(out, "metrics.csv") < 3; t++) usleep(50000);
+        kill(pid, sigs[k]);
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 130);
+        const char *js = slurp(out, "summary.json");
+        assert_non_null(strstr(js, "\"status\": \"interrupted\""));
+        assert_true(summary_number(js, "test_acc") > 0.3);
+        assert_true(file_size(out, "loss.png") > 1000);
+        assert_true(file_size(out, "accuracy.png") > 1000);
+    }
+}
+
+/* replot redraws a run's charts from its metrics.csv (here after they were deleted), and each
+ * run's of a sweep folder; a folder without metrics is an error naming it. */
+static void test_replot_redraws_charts(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    char out[128], sub[256], path[512];
+    snprintf(out, sizeof out, "%s/replot", check_tmpdir);
+    snprintf(sub, sizeof sub, "%s/run", out);
+    run_result *r = run("mlp -limit 500 -eval_limit 200 -epochs 2 -quiet -out %s", sub);
+    assert_int_equal(r->status, 0);
+    snprintf(path, sizeof path, "%s/loss.png", sub);
+    assert_int_equal(remove(path), 0);
+    snprintf(path, sizeof path, "%s/accuracy.png", sub);
+    assert_int_equal(remove(path), 0);
+    r = run("replot %s -log_loss", sub);
+    if (r->status != 0) fail_msg("exit %d:\n%s", r->status, r->out);
+    assert_true(file_size(sub, "loss.png") > 1000);
+    assert_true(file_size(sub, "accuracy.png") > 1000);
+    r = run("replot %s", out);   /* the parent folder: each run folder in it */
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "redrew"));
+    r = run("replot");
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->out, "replot: give the folder"));
+    r = run("replot a b");
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->out, "unexpected argument 'b'"));
+    r = run("replot %s/nothing-here", check_tmpdir);
+    assert_int_equal(r->status, 1);
+    assert_non_null(strstr(r->out, "nothing-here"));
+}
+
 static int group_setup(void **state)
 {
     (void)state;
     const char *build = getenv("TG_BUILD");
     snprintf(binary, sizeof binary, "%s/apps/question2", build && *build ? build : "build");
+    char abs_path[PATH_MAX];   /* absolute: some tests run it from another folder */
+    if (realpath(binary, abs_path)) snprintf(binary, sizeof binary, "%s", abs_path);
     if (access(binary, X_OK) != 0) {
         fprintf(stderr, "test_question2: %s is not built (make builds it; TG_BUILD names the "
                         "build folder)\n", binary);
@@ -373,6 +599,11 @@ int main(void)
         cmocka_unit_test(test_mlp_fast_is_deterministic),
         cmocka_unit_test(test_sweep_2_1),
         cmocka_unit_test(test_sweep_children_die_with_it),
+        cmocka_unit_test(test_diverged_run_stops_and_says_so),
+        cmocka_unit_test(test_completed_run_files_agree),
+        cmocka_unit_test(test_outputs_are_never_overwritten),
+        cmocka_unit_test(test_interrupted_run_keeps_its_outputs),
+        cmocka_unit_test(test_replot_redraws_charts),
     };
     return cmocka_run_group_tests(tests, group_setup, check_tmpdir_teardown);
 }
