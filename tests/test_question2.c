@@ -174,6 +174,9 @@ static void test_bad_values_are_rejected(void **state)
         {"sweep grid", "give the model"},
         {"sweep grid mlp -dropout 0.3,2", "-dropout"},
         {"sweep 2.2 -epochs 0", "-epochs"},
+        {"sweep 2.1 -resume x", "-resume continues one run"},
+        {"mlp -resume x", "writes into that folder: drop -out"},
+        {"mlp -checkpoint_every -1", "-checkpoint_every"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         run_result *r = run("%s -data /nonexistent -out %s/never", cases[i].args, check_tmpdir);
@@ -541,6 +544,48 @@ static void test_interrupted_run_keeps_its_outputs(void **state)
     }
 }
 
+/* A run checkpointed at epoch 2 and resumed to epoch 4 logs the very numbers of a run of 4 epochs
+ * never stopped (dropout masks, shuffles and momentum buffers continue); a resume with other
+ * flags, or of a folder without a checkpoint, is refused. */
+static void test_resume_is_bit_identical(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    const char *flags = "mlp -limit 2000 -eval_limit 500 -momentum 0.9 -quiet";
+    char a[128], b[128];
+    snprintf(a, sizeof a, "%s/straight", check_tmpdir);
+    snprintf(b, sizeof b, "%s/resumed", check_tmpdir);
+    assert_int_equal(run("%s -epochs 4 -out %s", flags, a)->status, 0);
+    assert_int_equal(run("%s -epochs 2 -checkpoint_every 2 -out %s", flags, b)->status, 0);
+    assert_true(file_size(b, "checkpoint.safetensors") > 1000);
+    run_result *r = run("%s -epochs 4 -resume %s", flags, b);
+    if (r->status != 0) fail_msg("exit %d:\n%s", r->status, r->out);
+    char *ca = slurp(a, "metrics.csv"), *cb = slurp(b, "metrics.csv");
+    assert_int_equal(count_lines(b, "metrics.csv"), 5);
+    for (int col = 1; col <= 3; col++)   /* train_loss, valid_loss, valid_acc of epoch 4 */
+        assert_near(last_csv_cell(ca, col), last_csv_cell(cb, col), 0);
+    assert_near(summary_number(slurp(a, "summary.json"), "test_loss"),
+                summary_number(slurp(b, "summary.json"), "test_loss"), 0);
+    /* the first lines too (copied from the first run), and the text of every number */
+    char ea[4096], eb[4096];
+    for (int k = 0; k < 2; k++) {
+        char *src = k ? cb : ca, *dst = k ? eb : ea;
+        size_t u = 0;
+        for (char *line = strtok(src, "\n"); line; line = strtok(NULL, "\n")) {
+            int commas = 0;   /* epoch, train_loss, valid_loss, valid_acc: the timing-free part */
+            for (char *p = line; *p; p++) if (*p == ',' && ++commas == 4) { *p = 0; break; }
+            u += (size_t)snprintf(dst + u, sizeof ea - u, "%s\n", line);
+        }
+    }
+    assert_string_equal(ea, eb);
+    r = run("%s -epochs 4 -learning_rate 0.1 -resume %s", flags, b);
+    assert_int_equal(r->status, 1);
+    assert_non_null(strstr(r->out, "the checkpoint is of"));
+    r = run("%s -epochs 4 -resume %s", flags, a);
+    assert_int_equal(r->status, 1);
+    assert_non_null(strstr(r->out, "no checkpoint"));
+}
+
 /* replot redraws a run's charts from its metrics.csv (here after they were deleted), and each
  * run's of a sweep folder; a folder without metrics is an error naming it. */
 static void test_replot_redraws_charts(void **state)
@@ -604,6 +649,7 @@ int main(void)
         cmocka_unit_test(test_outputs_are_never_overwritten),
         cmocka_unit_test(test_interrupted_run_keeps_its_outputs),
         cmocka_unit_test(test_replot_redraws_charts),
+        cmocka_unit_test(test_resume_is_bit_identical),
     };
     return cmocka_run_group_tests(tests, group_setup, check_tmpdir_teardown);
 }

@@ -26,6 +26,12 @@ const flag_spec q2_flags[N_FLAGS] = {
     [F_TRAIN_ACC] = {"train_acc", NULL, "off",
                      "log each epoch's training accuracy (train mode, before each step)", true},
     [F_TEST_CURVE] = {"test_curve", NULL, "off", "evaluate the test set every epoch too", true},
+    [F_CHECKPOINT_EVERY] = {"checkpoint_every", "N", "0 (never)",
+                            "every N epochs, save model, optimizer and generator to "
+                            "-out/checkpoint.safetensors"},
+    [F_RESUME] = {"resume", "DIR", "off",
+                  "continue the run of DIR from its last checkpoint (same flags; -epochs may "
+                  "grow): bit-identical to a run never stopped"},
     [F_DATA] = {"data", "DIR", TG_FASHION_MNIST_DIR,
                 "folder of the four Fashion-MNIST IDX files (.gz or plain); default $TG_DATA_DIR "
                 "if set"},
@@ -287,6 +293,17 @@ tg_status q2_make_config(const raw_flags *raw, bool logistic, q2_config *c)
     c->keep_going = v[F_KEEP_GOING] != NULL;
     c->train_acc = v[F_TRAIN_ACC] != NULL;
     c->test_curve = v[F_TEST_CURVE] != NULL;
+    TRY(parse_int(F_CHECKPOINT_EVERY, v[F_CHECKPOINT_EVERY] ? v[F_CHECKPOINT_EVERY] : "0", 0,
+                  100000, &n));
+    c->checkpoint_every = (int)n;
+    if (v[F_RESUME]) {
+        if (v[F_OUT] && strcmp(v[F_OUT], v[F_RESUME]))
+            return q2_bad("-resume %s writes into that folder: drop -out %s", v[F_RESUME],
+                          v[F_OUT]);
+        if (strlen(v[F_RESUME]) > PATH_MAX - 256) return q2_bad("-resume: path too long");
+        snprintf(c->out, sizeof c->out, "%s", v[F_RESUME]);
+        c->out_given = c->resume = true;
+    }
     if (!c->out_given) {   /* out/<the configuration's name> */
         char name[200];
         q2_config_name(c, name, sizeof name);

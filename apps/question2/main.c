@@ -15,7 +15,7 @@ static void request_stop(int sig)
 /* One model: load, train (run.c), print the results, write the files. */
 static int single_run(const q2_config *c)
 {
-    if (q2_check_out(c->out, c->overwrite) != TG_OK) {   /* before minutes of loading */
+    if (q2_check_out(c->out, c->overwrite || c->resume) != TG_OK) {   /* before any loading */
         fprintf(stderr, PROG ": %s\n", tg_status_message());
         return 1;
     }

@@ -52,7 +52,7 @@
  * grid ("-dropout 0.3,0.5") and a single run share one validator. */
 enum {
     F_EPOCHS, F_BATCH, F_LR, F_L2, F_HIDDEN, F_LAYERS, F_DROPOUT, F_ACT, F_OPT, F_DATA, F_SEED,
-    F_MOMENTUM, F_NESTEROV, F_TRAIN_ACC, F_TEST_CURVE, F_OUT, F_OVERWRITE, F_LOG_LOSS, F_KEEP_GOING,
+    F_MOMENTUM, F_NESTEROV, F_TRAIN_ACC, F_TEST_CURVE, F_CHECKPOINT_EVERY, F_RESUME, F_OUT, F_OVERWRITE, F_LOG_LOSS, F_KEEP_GOING,
     F_THREADS, F_LIMIT, F_EVAL_LIMIT, F_JOBS, F_FAST, F_QUIET, F_DEBUG_CHECKS, N_FLAGS
 };
 
@@ -87,6 +87,8 @@ typedef struct {
     int threads, jobs;
     int64_t limit, eval_limit;  /* 0: all */
     bool quiet, debug_checks, overwrite, log_loss, keep_going, train_acc, test_curve;
+    int checkpoint_every;   /* epochs between checkpoints (0: none) */
+    bool resume;            /* continue the run in out from its checkpoint */
 } q2_config;
 
 void q2_usage(FILE *f);

@@ -127,12 +127,89 @@ static tg_status log_epoch(tg_metrics_log *log, const q2_config *c, const q2_res
     return tg_metrics_log_write(log, row);
 }
 
+/* checkpoint.safetensors (model, optimizer, generator) and checkpoint.txt (the epoch it ends and
+ * the configuration, -epochs aside), written at the end of an epoch: the loader is then between
+ * epochs, and a resumed run replays its shuffles instead of saving it. */
+static void config_key(const q2_config *c, char *buf, size_t len)
+{
+    q2_config k = *c;
+    k.epochs = 0;
+    q2_config_name(&k, buf, len);
+}
+
+static tg_status save_checkpoint(const q2_config *c, tg_module *model, tg_optimizer *opt,
+                                 const tg_rng *rng, int epoch)
+{
+    char path[PATH_MAX + 32], key[256];
+    q2_join(path, sizeof path, c->out, "checkpoint.safetensors");
+    tg_status st = tg_checkpoint_save(path, model, opt, rng);
+    if (st != TG_OK) return st;
+    q2_join(path, sizeof path, c->out, "checkpoint.txt");
+    FILE *f = fopen(path, "w");
+    if (!f) return tg_status_set(TG_ERR_IO, "%s: cannot write", path);
+    config_key(c, key, sizeof key);
+    fprintf(f, "epoch %d\nconfig %s\n", epoch, key);
+    return fclose(f) == 0 ? TG_OK : tg_status_set(TG_ERR_IO, "%s: write failed", path);
+}
+
+/* The epoch c->out's checkpoint ended, after checking it was written by this configuration. */
+static tg_status checkpoint_epoch(const q2_config *c, int *epoch)
+{
+    char path[PATH_MAX + 32], key[256], saved[256] = "";
+    q2_join(path, sizeof path, c->out, "checkpoint.txt");
+    FILE *f = fopen(path, "r");
+    if (!f) return tg_status_set(TG_ERR_IO, "-resume: %s: no checkpoint (was the run given "
+                                 "-checkpoint_every?)", path);
+    int ok = fscanf(f, "epoch %d config %255s", epoch, saved);
+    fclose(f);
+    if (ok != 2) return tg_status_set(TG_ERR_FORMAT, "-resume: %s: not a checkpoint note", path);
+    config_key(c, key, sizeof key);
+    if (strcmp(key, saved))
+        return tg_status_set(TG_ERR_VALUE, "-resume %s: the checkpoint is of %s, these flags say "
+                             "%s (give the run's own flags)", c->out, saved, key);
+    if (*epoch >= c->epochs)
+        return tg_status_set(TG_ERR_VALUE, "-resume %s: the checkpoint ends epoch %d already; "
+                             "give -epochs above it", c->out, *epoch);
+    return TG_OK;
+}
+
+/* A resumed run's first epochs, read back from its metrics.csv (before the log reopens it). */
+static tg_status read_first_epochs(const q2_config *c, q2_result *r, int epochs)
+{
+    char path[PATH_MAX + 32];
+    q2_join(path, sizeof path, c->out, "metrics.csv");
+    tg_metrics_table t;
+    tg_status st = tg_metrics_read_csv(path, &t);
+    if (st != TG_OK) return st;
+    static const char *const names[8] = {"train_loss", "valid_loss", "valid_acc", "sec_train",
+                                          "sec_eval", "train_acc", "test_loss", "test_acc"};
+    double *dst[8] = {r->train_loss, r->valid_loss, r->valid_acc, r->sec_train, r->sec_eval,
+                      r->train_acc, r->test_loss_curve, r->test_acc_curve};
+    if (t.n_rows < epochs) {
+        tg_metrics_table_free(&t);
+        return tg_status_set(TG_ERR_FORMAT, "-resume: %s has %d epochs, the checkpoint %d",
+                             path, t.n_rows, epochs);
+    }
+    for (int k = 0; k < 8; k++) {
+        const double *col = tg_metrics_column(&t, names[k]);
+        if (col) memcpy(dst[k], col, (size_t)epochs * sizeof *col);
+    }
+    tg_metrics_table_free(&t);
+    return TG_OK;
+}
+
 tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_result *r)
 {
     double t_start = q2_now();
     memset(r, 0, sizeof *r);
+    q2_result_alloc(r, c->epochs);
+    int first = 0;   /* epochs already done (a resumed run's) */
+    tg_status st = TG_OK;
+    if (c->resume && ((st = checkpoint_epoch(c, &first)) != TG_OK ||
+                      (st = read_first_epochs(c, r, first)) != TG_OK))
+        return st;
     tg_metrics_log *log;
-    tg_status st = open_log(c, &log);
+    st = open_log(c, &log);
     if (st != TG_OK) return st;
     /* The arena's use-after-reset poisoning (on by default without NDEBUG) memsets every
      * intermediate at each tape_reset: ~4% of a 1024-wide step. This loop is known not to keep
@@ -144,7 +221,6 @@ tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_re
     tg_rng_seed(&rng, c->seed);
     int n_classes = d->m.train.n_classes > 0 ? d->m.train.n_classes : 10;
 
-    q2_result_alloc(r, c->epochs);
     r->n_train = d->x[0]->shape[0];
     r->n_valid = d->x[1]->shape[0];
     r->n_test = d->x[2]->shape[0];
@@ -156,6 +232,29 @@ tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_re
      * them every seeded figure in results/question2 would change. */
     tg_rng_next(&rng);
     tg_rng_next(&rng);
+    if (first) {
+        char path[PATH_MAX + 32];
+        q2_join(path, sizeof path, c->out, "checkpoint.safetensors");
+        st = tg_checkpoint_load(path, model, opt, &rng);
+        /* The loader's shuffles of the epochs done, replayed: its next epoch is the one the
+         * uninterrupted run would have drawn. */
+        for (int e = 0; e < first && st == TG_OK; e++) {
+            tg_tensor *xb, *yb;
+            while (tg_loader_next(train, &xb, &yb)) {}
+        }
+        for (int e = 0; e < first && st == TG_OK; e++) {
+            r->epochs = e + 1;
+            st = log_epoch(log, c, r, e);
+        }
+        if (st != TG_OK) {
+            tg_loader_free(train);
+            tg_optimizer_free(opt);
+            tg_module_free(model);
+            tg_metrics_log_close(log);
+            return st;
+        }
+        if (!c->quiet) printf("%sresumed %s at epoch %d\n", prefix, c->out, first + 1);
+    }
 
     if (!c->quiet) {
         char desc[256];
@@ -175,11 +274,11 @@ tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_re
     tg_train_opts topts = {.keep_nonfinite = c->keep_going, .accuracy = c->train_acc,
                            .stop = &q2_stop, .progress = bar, .label = label,
                            .epochs = c->epochs};
-    for (int e = 0; e < c->epochs; e++) {
+    for (int e = first; e < c->epochs; e++) {
         uint64_t allocs0 = tg_alloc_count();
         topts.epoch = e + 1;
         tg_epoch_stats ts = tg_train_epoch(model, opt, train, &topts);
-        if (e > 0) {
+        if (e > first) {
             r->allocs_measured += tg_alloc_count() - allocs0;
             r->steps_measured += ts.steps;
         }
@@ -224,6 +323,8 @@ tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_re
             r->status = RUN_DIVERGED;
             break;
         }
+        if (c->checkpoint_every && (e + 1) % c->checkpoint_every == 0 && !ts.stopped && st == TG_OK)
+            st = save_checkpoint(c, model, opt, &rng, e + 1);
         if (ts.stopped) {
             r->status = RUN_INTERRUPTED;
             fprintf(stderr, "%s" PROG ": interrupted at epoch %d after step %lld: writing the "

@@ -322,6 +322,10 @@ int q2_sweep_main(int argc, char **argv)
                  : "sweep %s: unexpected argument '%s'", which, n_pos > 1 ? pos[1] : "");
         return q2_usage_error();
     }
+    if (raw.v[F_RESUME]) {
+        q2_bad("-resume continues one run ('" PROG " MODEL ... -resume DIR'), not a sweep");
+        return q2_usage_error();
+    }
     bool grid_logistic = false;
     if (grid && q2_parse_model(pos[1], &grid_logistic) != TG_OK) return q2_usage_error();
 
