@@ -153,7 +153,7 @@ static void test_bad_values_are_rejected(void **state)
         {"mlp -l2_decay -1", "-l2_decay"},
         {"mlp -dropout 1", "-dropout"},
         {"mlp --dropout=-0.1", "-dropout"},
-        {"mlp -activation sigmoid", "-activation: 'sigmoid' is not one of relu, tanh"},
+        {"mlp -activation softplus", "-activation: 'softplus' is not one of relu, tanh, sigmoid"},
         {"mlp -optimizer rmsprop", "-optimizer"},
         {"mlp -momentum 1", "-momentum"},
         {"mlp -momentum -0.5", "-momentum"},

@@ -18,7 +18,7 @@ const flag_spec q2_flags[N_FLAGS] = {
     [F_LAYERS] = {"layers", "N", "1", "hidden layers (mlp)"},
     [F_DROPOUT] = {"dropout", "P", "0.3",
                    "dropout probability after each hidden layer, in [0, 1) (mlp)"},
-    [F_ACT] = {"activation", "relu|tanh", "relu", "hidden activation (mlp)"},
+    [F_ACT] = {"activation", "relu|tanh|sigmoid", "relu", "hidden activation (mlp)"},
     [F_OPT] = {"optimizer", "sgd|adam|adamw", "sgd",
                "optimizer (Adam's betas 0.9, 0.999; adamw: decoupled -l2_decay)"},
     [F_MOMENTUM] = {"momentum", "X", "0", "SGD momentum, in [0, 1) (torch.optim.SGD's)"},
@@ -29,6 +29,10 @@ const flag_spec q2_flags[N_FLAGS] = {
     [F_CHECKPOINT_EVERY] = {"checkpoint_every", "N", "0 (never)",
                             "every N epochs, save model, optimizer and generator to "
                             "-out/checkpoint.safetensors"},
+    [F_TRAIN_SUBSET] = {"train_subset", "N", "all",
+                         "train on N training examples drawn at random (seeded by -seed)"},
+    [F_TEST_SUBSET] = {"test_subset", "N", "all",
+                        "test on N test examples drawn at random (seeded by -seed)"},
     [F_RESUME] = {"resume", "DIR", "off",
                   "continue the run of DIR from its last checkpoint (same flags; -epochs may "
                   "grow): bit-identical to a run never stopped"},
@@ -199,15 +203,6 @@ static tg_status parse_real(int f, const char *s, double lo, bool lo_open, doubl
     return TG_OK;
 }
 
-static tg_status parse_choice(int f, const char *s, const char *a, const char *b, char *out,
-                              size_t len)
-{
-    if (strcmp(s, a) && strcmp(s, b))
-        return q2_bad("-%s: '%s' is not one of %s, %s", q2_flags[f].name, s, a, b);
-    snprintf(out, len, "%s", s);
-    return TG_OK;
-}
-
 tg_status q2_parse_model(const char *s, bool *logistic)
 {
     if (!strcmp(s, "logistic_regression")) *logistic = true;
@@ -243,8 +238,12 @@ tg_status q2_make_config(const raw_flags *raw, bool logistic, q2_config *c)
         return q2_bad("-hidden_size %lld with -layers %d: %.3g parameters, more than this runner's "
                       "limit of %.0e", (long long)c->hidden_size, c->layers, n_params, MAX_PARAMS);
     TRY(parse_real(F_DROPOUT, v[F_DROPOUT] ? v[F_DROPOUT] : "0.3", 0, false, 1, true, &c->dropout));
-    TRY(parse_choice(F_ACT, v[F_ACT] ? v[F_ACT] : "relu", "relu", "tanh", c->activation,
-                     sizeof c->activation));
+    {
+        const char *a = v[F_ACT] ? v[F_ACT] : "relu";
+        if (strcmp(a, "relu") && strcmp(a, "tanh") && strcmp(a, "sigmoid"))
+            return q2_bad("-activation: '%s' is not one of relu, tanh, sigmoid", a);
+        snprintf(c->activation, sizeof c->activation, "%s", a);
+    }
     {
         const char *o = v[F_OPT] ? v[F_OPT] : "sgd";
         if (strcmp(o, "sgd") && strcmp(o, "adam") && strcmp(o, "adamw"))
@@ -286,6 +285,14 @@ tg_status q2_make_config(const raw_flags *raw, bool logistic, q2_config *c)
     if (v[F_EVAL_LIMIT]) {
         TRY(parse_int(F_EVAL_LIMIT, v[F_EVAL_LIMIT], 1, INT64_MAX, &n));
         c->eval_limit = n;
+    }
+    if (v[F_TRAIN_SUBSET]) {
+        TRY(parse_int(F_TRAIN_SUBSET, v[F_TRAIN_SUBSET], 1, INT64_MAX, &n));
+        c->train_subset = n;
+    }
+    if (v[F_TEST_SUBSET]) {
+        TRY(parse_int(F_TEST_SUBSET, v[F_TEST_SUBSET], 1, INT64_MAX, &n));
+        c->test_subset = n;
     }
     c->quiet = v[F_QUIET] != NULL;
     c->overwrite = v[F_OVERWRITE] != NULL;
@@ -354,6 +361,7 @@ void q2_config_name(const q2_config *c, char *buf, size_t len)
     append(buf, len, &u, "-b%lld-e%d-seed%llu", (long long)c->batch_size, c->epochs,
            (unsigned long long)c->seed);
     if (c->limit) append(buf, len, &u, "-limit%lld", (long long)c->limit);
+    if (c->train_subset) append(buf, len, &u, "-train%lld", (long long)c->train_subset);
 }
 
 void q2_config_title(const q2_config *c, char *buf, size_t len)

@@ -23,7 +23,7 @@ static int single_run(const q2_config *c)
     printf("%s\n", tg_blas_info());
     q2_data d;
     double t0 = q2_now();
-    if (q2_load_data(c->data, c->limit, c->eval_limit, &d) != TG_OK) {
+    if (q2_load_data(c, &d) != TG_OK) {
         fprintf(stderr, PROG ": -data %s: %s\n", c->data, tg_status_message());
         return 1;
     }

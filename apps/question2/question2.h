@@ -52,7 +52,8 @@
  * grid ("-dropout 0.3,0.5") and a single run share one validator. */
 enum {
     F_EPOCHS, F_BATCH, F_LR, F_L2, F_HIDDEN, F_LAYERS, F_DROPOUT, F_ACT, F_OPT, F_DATA, F_SEED,
-    F_MOMENTUM, F_NESTEROV, F_TRAIN_ACC, F_TEST_CURVE, F_CHECKPOINT_EVERY, F_RESUME, F_OUT, F_OVERWRITE, F_LOG_LOSS, F_KEEP_GOING,
+    F_MOMENTUM, F_NESTEROV, F_TRAIN_ACC, F_TEST_CURVE, F_CHECKPOINT_EVERY, F_RESUME, F_TRAIN_SUBSET,
+    F_TEST_SUBSET, F_OUT, F_OVERWRITE, F_LOG_LOSS, F_KEEP_GOING,
     F_THREADS, F_LIMIT, F_EVAL_LIMIT, F_JOBS, F_FAST, F_QUIET, F_DEBUG_CHECKS, N_FLAGS
 };
 
@@ -86,6 +87,7 @@ typedef struct {
     bool out_given;         /* -out: else out/ + q2_config_name */
     int threads, jobs;
     int64_t limit, eval_limit;  /* 0: all */
+    int64_t train_subset, test_subset;   /* seeded random subsets; 0: all */
     bool quiet, debug_checks, overwrite, log_loss, keep_going, train_acc, test_curve;
     int checkpoint_every;   /* epochs between checkpoints (0: none) */
     bool resume;            /* continue the run in out from its checkpoint */
@@ -115,10 +117,12 @@ int q2_usage_error(void);
  * loaded buffers (tg_wrap), so -limit copies nothing. */
 typedef struct {
     tg_mnist m;
+    tg_dataset sub[3];        /* random subsets (-train_subset, -test_subset), when drawn */
     tg_tensor *x[3], *y[3];   /* train, valid, test views */
 } q2_data;
 
-tg_status q2_load_data(const char *dir, int64_t limit, int64_t eval_limit, q2_data *d);
+/* c's data set: c->data, its random subsets, its first -limit / -eval_limit rows. */
+tg_status q2_load_data(const q2_config *c, q2_data *d);
 void q2_free_data(q2_data *d);
 
 /* ---- one run (run.c) ------------------------------------------------------------------------- */

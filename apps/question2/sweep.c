@@ -364,7 +364,7 @@ int q2_sweep_main(int argc, char **argv)
     printf("%s\n", tg_blas_info());
     double t0 = q2_now();
     q2_data d;
-    if (q2_load_data(base.data, base.limit, base.eval_limit, &d) != TG_OK) {
+    if (q2_load_data(&base, &d) != TG_OK) {
         fprintf(stderr, PROG ": -data %s: %s\n", base.data, tg_status_message());
         return 1;
     }
