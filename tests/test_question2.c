@@ -586,6 +586,87 @@ static void test_resume_is_bit_identical(void **state)
     assert_non_null(strstr(r->out, "no checkpoint"));
 }
 
+/* A recipe's report.md: its table has a row per run, names the charts, and they exist. */
+static void check_recipe(const char *dir, const char *const *runs, const char *const *charts)
+{
+    const char *md = slurp(dir, "report.md");
+    for (int i = 0; runs[i]; i++) {
+        char cellname[64];
+        snprintf(cellname, sizeof cellname, "| `%s` |", runs[i]);
+        if (!strstr(md, cellname)) fail_msg("report.md has no row %s:\n%s", runs[i], md);
+        char sub[512];
+        snprintf(sub, sizeof sub, "%s/%s", dir, runs[i]);
+        assert_true(count_lines(sub, "metrics.csv") >= 2);
+    }
+    for (int i = 0; charts[i]; i++) {
+        char link[128];
+        snprintf(link, sizeof link, "](%s)", charts[i]);
+        if (!strstr(md, link)) fail_msg("report.md does not show %s", charts[i]);
+        if (file_size(dir, charts[i]) < 1000) fail_msg("%s/%s missing", dir, charts[i]);
+    }
+    assert_null(strstr(md, "failed"));
+    assert_non_null(strstr(md, "Fast mode"));
+}
+
+/* Each recipe in its fast mode, as make test runs it: one command, a report and the charts the
+ * homework asks for. */
+static void test_recipe_hw4_fast(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    char out[128];
+    snprintf(out, sizeof out, "%s/hw4", check_tmpdir);
+    run_result *r = run("recipe hw4-backprop -fast -jobs 2 -quiet -out %s", out);
+    if (r->status != 0) fail_msg("exit %d:\n%s", r->status, r->out);
+    static const char *const runs[] = {"lr0.001", "lr0.01", "lr0.1", "lr1", "lr10", "lr100",
+                                       "full", NULL};
+    static const char *const charts[] = {"hw4_lr0.1.png", "hw4_lr_train_acc.png",
+                                         "hw4_lr_train_loss.png", "hw4_lr_test_acc.png",
+                                         "hw4_full.png", NULL};
+    check_recipe(out, runs, charts);
+    const char *md = slurp(out, "report.md");
+    assert_non_null(strstr(md, "hidden 40 x 1, sigmoid, dropout 0"));
+    assert_non_null(strstr(md, "train 1000, validation 500, test 500 examples"));
+    char sub[256];
+    snprintf(sub, sizeof sub, "%s/full", out);
+    assert_non_null(strstr(slurp(sub, "summary.json"), "\"n_train\": 2000"));
+}
+
+static void test_recipe_cmu_fast(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    char out[128];
+    snprintf(out, sizeof out, "%s/cmu", check_tmpdir);
+    run_result *r = run("recipe cmu-10417-hw1 -fast -jobs 2 -quiet -out %s", out);
+    if (r->status != 0) fail_msg("exit %d:\n%s", r->status, r->out);
+    static const char *const runs[] = {"1x150", "1x60", "2x150", "2x60", "1x150-m0.4",
+                                       "1x150-d0.2", "1x150-lr0.01", "1x150-lr0.0001", NULL};
+    static const char *const charts[] = {"cmu_width.png", "cmu_depth.png", "cmu_momentum.png",
+                                         "cmu_dropout.png", "cmu_lr_loss.png", "cmu_lr_acc.png",
+                                         NULL};
+    check_recipe(out, runs, charts);
+    assert_non_null(strstr(slurp(out, "report.md"), "momentum 0.4"));
+}
+
+static void test_recipe_ist_fast(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    char out[128];
+    snprintf(out, sizeof out, "%s/ist", check_tmpdir);
+    run_result *r = run("recipe ist-hw1 -limit 300 -eval_limit 200 -epochs 1 -jobs 2 -quiet "
+                        "-out %s", out);
+    if (r->status != 0) fail_msg("exit %d:\n%s", r->status, r->out);
+    const char *md = slurp(out, "report.md");
+    assert_non_null(strstr(md, "## Question 2.1"));
+    assert_non_null(strstr(md, "## Question 2.3"));
+    assert_true(file_size(out, "2.3_layers_valid_acc.png") > 1000);
+    r = run("recipe no-such-homework");
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->out, "unknown recipe 'no-such-homework'"));
+}
+
 /* replot redraws a run's charts from its metrics.csv (here after they were deleted), and each
  * run's of a sweep folder; a folder without metrics is an error naming it. */
 static void test_replot_redraws_charts(void **state)
@@ -650,6 +731,9 @@ int main(void)
         cmocka_unit_test(test_interrupted_run_keeps_its_outputs),
         cmocka_unit_test(test_replot_redraws_charts),
         cmocka_unit_test(test_resume_is_bit_identical),
+        cmocka_unit_test(test_recipe_hw4_fast),
+        cmocka_unit_test(test_recipe_cmu_fast),
+        cmocka_unit_test(test_recipe_ist_fast),
     };
     return cmocka_run_group_tests(tests, group_setup, check_tmpdir_teardown);
 }

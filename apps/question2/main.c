@@ -86,6 +86,7 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "sweep")) return q2_sweep_main(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "replot")) return q2_replot_main(argc, argv);
+    if (argc >= 2 && !strcmp(argv[1], "recipe")) return q2_recipe_main(argc, argv);
 
     raw_flags raw = {0};
     const char *pos[1];

@@ -203,6 +203,14 @@ typedef struct {
 } sweep;
 
 int q2_sweep_main(int argc, char **argv);
+/* Adds a configuration: the base flags with at most one flag changed (flag -1: none). */
+tg_status q2_sweep_add(sweep *s, const raw_flags *base, bool logistic, const char *question,
+                       const char *id, const char *varied, int flag, const char *value);
+/* Runs every row, at most jobs at once, each in a forked child sharing the loaded data, and reads
+ * back what each wrote (row->ok). */
+void q2_sweep_execute(sweep *s, const q2_data *d, int jobs);
+/* The recipes: a homework's experiments, one command each (recipe.c). */
+int q2_recipe_main(int argc, char **argv);
 tg_status q2_write_report(const sweep *s, const char *which, const q2_config *base,
                           const q2_data *d, double wall, const char *dir);
 

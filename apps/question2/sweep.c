@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 /* Adds a configuration: the base flags with at most one flag changed (flag -1: none). */
-static tg_status sweep_add(sweep *s, const raw_flags *base, bool logistic, const char *question,
-                           const char *id, const char *varied, int flag, const char *value)
+tg_status q2_sweep_add(sweep *s, const raw_flags *base, bool logistic, const char *question,
+                       const char *id, const char *varied, int flag, const char *value)
 {
     if (s->n == MAX_CONFIGS) return q2_bad("sweep: more than %d configurations", MAX_CONFIGS);
     raw_flags raw = *base;
@@ -57,7 +57,7 @@ static tg_status sweep_question(sweep *s, const raw_flags *base, const char *q)
     for (size_t i = 0; i < sizeof homework_grid / sizeof homework_grid[0]; i++) {
         const char *question = homework_grid[i].question;
         if (strcmp(q, question) && strcmp(q, "all")) continue;
-        tg_status st = sweep_add(s, base, !strcmp(question, "2.1"), question, homework_grid[i].id,
+        tg_status st = q2_sweep_add(s, base, !strcmp(question, "2.1"), question, homework_grid[i].id,
                                  homework_grid[i].varied, homework_grid[i].flag,
                                  homework_grid[i].value);
         if (st != TG_OK) return st;
@@ -130,7 +130,7 @@ static tg_status sweep_grid(sweep *s, const raw_flags *base, bool logistic)
                                          used ? ", " : "", short_name(axes[a]), vals[a][i]);
         }
         snprintf(id, sizeof id, "grid-%03d", k + 1);
-        tg_status st = sweep_add(s, &raw, logistic, "grid", id, used ? varied : "base", -1, NULL);
+        tg_status st = q2_sweep_add(s, &raw, logistic, "grid", id, used ? varied : "base", -1, NULL);
         if (st != TG_OK) return st;
     }
     return TG_OK;
@@ -253,7 +253,7 @@ static void follow_parent(pid_t parent)
 }
 
 /* Runs every row, at most jobs at once, each in a forked child sharing the loaded data. */
-static void sweep_execute(sweep *s, const q2_data *d, int jobs)
+void q2_sweep_execute(sweep *s, const q2_data *d, int jobs)
 {
     int running = 0, next = 0;
     pid_t self = getpid();
@@ -375,7 +375,7 @@ int q2_sweep_main(int argc, char **argv)
     }
     printf("loaded %s in %.2f s; %d configuration(s), %d at a time, output in %s/\n", base.data,
            q2_now() - t0, s.n, base.jobs, base.out);
-    sweep_execute(&s, &d, base.jobs);
+    q2_sweep_execute(&s, &d, base.jobs);
     double wall = q2_now() - t0;
 
     int failed = 0;

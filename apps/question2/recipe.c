@@ -1,0 +1,442 @@
+/* Recipes: a homework's experiments as one command. A recipe is a base configuration (flags), the
+ * runs that change it, and the charts the homework asks for (a column of metrics.csv over several
+ * runs, or several columns of one run); `question2 recipe NAME` runs them as a sweep does (data
+ * loaded once, -jobs processes) and writes report.md with a results table and the charts.
+ * -fast runs the same recipe on a subset for a couple of epochs (what `make test` runs).
+ *
+ * Flags are applied in this order, each over the last: the recipe's base, its fast flags (with
+ * -fast), the command line's, the run's own. */
+#include "question2.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+    const char *id, *varied, *flags;   /* flags: "-learning_rate 0.001" (space-separated) */
+} recipe_run;
+
+/* Series: every run whose id is in runs (comma-separated) x every column in columns; training
+ * columns dashed, the others solid, one colour per (run, quantity). */
+typedef struct {
+    const char *file, *title, *ylabel, *runs, *columns;
+    bool log_y;
+} recipe_chart;
+
+enum { MAX_RUNS = 12, MAX_CHARTS = 8 };
+
+typedef struct {
+    const char *name, *title, *source, *base, *fast;
+    recipe_run runs[MAX_RUNS];
+    recipe_chart charts[MAX_CHARTS];
+    const char *notes;   /* Markdown after the table: the protocol's choices, published figures */
+} recipe;
+
+static const recipe recipes[] = {
+    {"hw4-backprop", "HW4 back-propagation: network [784, 40, 10]",
+     "the HW4 back-propagation exercise",
+     "mlp -hidden_size 40 -layers 1 -activation sigmoid -dropout 0 -batch_size 10 "
+     "-learning_rate 0.1 -epochs 30 -train_subset 10000 -test_subset 5000 -train_acc -test_curve",
+     "-epochs 2 -train_subset 1000 -test_subset 500 -limit 2000 -eval_limit 500",
+     {{"lr0.001", "lr 0.001", "-learning_rate 0.001"},
+      {"lr0.01", "lr 0.01", "-learning_rate 0.01"},
+      {"lr0.1", "lr 0.1 (the exercise)", ""},
+      {"lr1", "lr 1", "-learning_rate 1"},
+      {"lr10", "lr 10", "-learning_rate 10"},
+      {"lr100", "lr 100", "-learning_rate 100"},
+      {"full", "lr 0.1, the full training set", "-train_subset 0"}},
+     {{"hw4_lr0.1.png", "[784, 40, 10], batch 10, lr 0.1: accuracy", "accuracy", "lr0.1",
+       "train_acc,test_acc", false},
+      {"hw4_lr_train_acc.png", "learning rate: training accuracy", "training accuracy",
+       "lr0.001,lr0.01,lr0.1,lr1,lr10,lr100", "train_acc", false},
+      {"hw4_lr_train_loss.png", "learning rate: training loss", "training cross-entropy",
+       "lr0.001,lr0.01,lr0.1,lr1,lr10,lr100", "train_loss", true},
+      {"hw4_lr_test_acc.png", "learning rate: test accuracy", "test accuracy",
+       "lr0.001,lr0.01,lr0.1,lr1,lr10,lr100", "test_acc", false},
+      {"hw4_full.png", "full training set, lr 0.1: accuracy", "accuracy", "full",
+       "train_acc,test_acc", false}},
+     "The exercise's network: 784 inputs, 40 sigmoid units, 10 outputs, minibatch SGD of 10, "
+     "30 epochs, on 10,000 training and 5,000 test images drawn at random (seeded by -seed) "
+     "from the training and test files. Loss: softmax cross-entropy (the runner's; a quadratic "
+     "cost is not offered). Training loss and accuracy are the means over each epoch's batches, "
+     "in train mode, before each step. Then the learning rates 0.001 to 100 with three charts "
+     "(training accuracy, training loss, test accuracy), then lr 0.1 on the whole training set "
+     "(50,000 images; the runner keeps the last 10,000 for validation)."},
+    {"cmu-10417-hw1", "CMU 10-417 HW1: one and two hidden layers",
+     "CMU 10-417 homework 1",
+     "mlp -hidden_size 150 -layers 1 -activation sigmoid -dropout 0 -learning_rate 0.001 "
+     "-batch_size 16 -epochs 200 -train_acc -test_curve",
+     "-epochs 2 -limit 2000 -eval_limit 500",
+     {{"1x150", "1 layer of 150", ""},
+      {"1x60", "1 layer of 60", "-hidden_size 60"},
+      {"2x150", "2 layers of 150", "-layers 2"},
+      {"2x60", "2 layers of 60", "-layers 2 -hidden_size 60"},
+      {"1x150-m0.4", "momentum 0.4", "-momentum 0.4"},
+      {"1x150-d0.2", "dropout 0.2", "-dropout 0.2"},
+      {"1x150-lr0.01", "lr 0.01", "-learning_rate 0.01"},
+      {"1x150-lr0.0001", "lr 0.0001", "-learning_rate 0.0001"}},
+     {{"cmu_width.png", "width 60 vs 150: loss and accuracy", "loss / accuracy", "1x60,1x150",
+       "train_loss,test_loss,train_acc,test_acc", false},
+      {"cmu_depth.png", "1 vs 2 hidden layers: loss and accuracy", "loss / accuracy",
+       "1x150,2x150", "train_loss,test_loss,train_acc,test_acc", false},
+      {"cmu_momentum.png", "momentum 0 vs 0.4: loss and accuracy", "loss / accuracy",
+       "1x150,1x150-m0.4", "train_loss,test_loss,train_acc,test_acc", false},
+      {"cmu_dropout.png", "dropout 0 vs 0.2: loss and accuracy", "loss / accuracy",
+       "1x150,1x150-d0.2", "train_loss,test_loss,train_acc,test_acc", false},
+      {"cmu_lr_loss.png", "learning rate: loss", "cross-entropy",
+       "1x150-lr0.01,1x150,1x150-lr0.0001", "train_loss,test_loss", false},
+      {"cmu_lr_acc.png", "learning rate: accuracy", "accuracy",
+       "1x150-lr0.01,1x150,1x150-lr0.0001", "train_acc,test_acc", false}},
+     "One and two hidden layers of sigmoid units, widths 60 and 150, momentum 0 and 0.4, dropout "
+     "0 and 0.2, lr 0.001, minibatch SGD (16, shuffled every epoch), 200 epochs; train and test "
+     "curves of loss and of accuracy on one chart per comparison, then lr {0.01, 0.001, 0.0001}. "
+     "Each comparison changes one setting of `1x150`."},
+};
+enum { N_RECIPES = sizeof recipes / sizeof recipes[0] };
+
+/* Tokens of a recipe's flag string, kept for the whole program (raw_flags points into them). */
+static tg_status parse_flag_string(const char *text, raw_flags *raw, const char **model)
+{
+    static char store[16][512];
+    static int used;
+    if (used == 16 || strlen(text) >= sizeof store[0])
+        return q2_bad("recipe: flag string too long: %s", text);
+    char *buf = store[used++];
+    snprintf(buf, sizeof store[0], "%s", text);
+    char *argv[64];
+    int argc = 0;
+    for (char *save = NULL, *t = strtok_r(buf, " ", &save); t && argc < 64;
+         t = strtok_r(NULL, " ", &save))
+        argv[argc++] = t;
+    const char *pos[1];
+    int n_pos = 0;
+    bool help = false;
+    raw_flags got = {0};
+    tg_status st = q2_parse_flags(argc, argv, 0, &got, pos, 1, &n_pos, &help);
+    if (st != TG_OK) return st;
+    if (n_pos && model) *model = pos[0];
+    for (int f = 0; f < N_FLAGS; f++)
+        if (got.v[f]) raw->v[f] = got.v[f];
+    return TG_OK;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: " PROG " recipe NAME [-fast] [flags]   a homework's experiments, "
+               "report.md and charts\n\nNAME:\n");
+    fprintf(f, "  %-16s %s\n", "ist-hw1", "IST 2022-23 HW1 Q2.1-2.3 (= '" PROG " sweep all')");
+    for (int i = 0; i < N_RECIPES; i++)
+        fprintf(f, "  %-16s %s\n", recipes[i].name, recipes[i].title);
+    fprintf(f, "\nflags: as for a run (-data, -jobs, -threads, -seed, -out, ...), over the "
+               "recipe's own;\n-fast: a subset for 2 epochs (what make test runs).\n");
+}
+
+static bool in_list(const char *list, const char *id)
+{
+    size_t n = strlen(id);
+    for (const char *p = list; (p = strstr(p, id)); p += n)
+        if ((p == list || p[-1] == ',') && (p[n] == ',' || p[n] == '\0')) return true;
+    return false;
+}
+
+static const char *column_label(const char *col)
+{
+    static const char *const names[][2] = {
+        {"train_loss", "training loss"}, {"test_loss", "test loss"},
+        {"valid_loss", "validation loss"}, {"train_acc", "training accuracy"},
+        {"test_acc", "test accuracy"}, {"valid_acc", "validation accuracy"}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(names[i][0], col)) return names[i][1];
+    return col;
+}
+
+/* The quantity of a column: "loss" of train_loss / test_loss. */
+static const char *quantity(const char *col)
+{
+    const char *u = strchr(col, '_');
+    return u ? u + 1 : col;
+}
+
+/* The position in columns of the first column measuring col's quantity. */
+static int quantity_index(const char *columns, const char *col)
+{
+    char list[256];
+    snprintf(list, sizeof list, "%s", columns);
+    int k = 0;
+    for (char *save = NULL, *c = strtok_r(list, ",", &save); c; c = strtok_r(NULL, ",", &save), k++)
+        if (!strcmp(quantity(c), quantity(col))) return k;
+    return 0;
+}
+
+/* One chart of a recipe, from the runs' metrics.csv. */
+static tg_status recipe_chart_write(const recipe *rc, const recipe_chart *ch, const sweep *s,
+                                    const char *dir, const char *prefix)
+{
+    tg_chart c = {.xlabel = "epoch", .ylabel = ch->ylabel, .log_y = ch->log_y};
+    char title[256];
+    snprintf(title, sizeof title, "%s%s", prefix, ch->title);
+    c.title = title;
+    static tg_metrics_table tables[MAX_RUNS];
+    static char names[TG_CHART_MAX_SERIES][128];
+    int n_tables = 0, n_runs = 0;
+    char cols[256];
+    snprintf(cols, sizeof cols, "%s", ch->columns);
+    int n_cols = 1;
+    for (const char *p = cols; *p; p++) n_cols += *p == ',';
+    for (int i = 0; i < s->n; i++) n_runs += in_list(ch->runs, s->rows[i].cfg.id) && s->rows[i].ok;
+    for (int i = 0; i < s->n && c.n_series < TG_CHART_MAX_SERIES; i++) {
+        const sweep_row *row = &s->rows[i];
+        if (!in_list(ch->runs, row->cfg.id) || !row->ok) continue;
+        char path[PATH_MAX + 32];
+        q2_join(path, sizeof path, row->cfg.out, "metrics.csv");
+        tg_metrics_table *t = &tables[n_tables];
+        if (tg_metrics_read_csv(path, t) != TG_OK) continue;
+        n_tables++;
+        char list[256];
+        snprintf(list, sizeof list, "%s", ch->columns);
+        int k = 0;
+        for (char *save = NULL, *col = strtok_r(list, ",", &save);
+             col && c.n_series < TG_CHART_MAX_SERIES; col = strtok_r(NULL, ",", &save), k++) {
+            const double *y = tg_metrics_column(t, col);
+            if (!y) continue;
+            int si = c.n_series;
+            const char *run_name = row->cfg.varied;
+            if (n_runs > 1 && n_cols > 1)
+                snprintf(names[si], sizeof names[si], "%s: %s", run_name, column_label(col));
+            else if (n_runs > 1)
+                snprintf(names[si], sizeof names[si], "%s", run_name);
+            else
+                snprintf(names[si], sizeof names[si], "%s", column_label(col));
+            /* A run's training and test curves of one quantity share a colour. */
+            bool train = !strncmp(col, "train_", 6);
+            int colour = (n_tables - 1) * n_cols + quantity_index(ch->columns, col);
+            c.series[si] = (tg_series){.name = names[si], .y = y, .n = t->n_rows,
+                                       .color = tg_chart_palette(colour), .dashed = train,
+                                       .markers = t->n_rows <= 30};
+            c.n_series++;
+        }
+    }
+    char path[PATH_MAX + 64];
+    q2_join(path, sizeof path, dir, ch->file);
+    tg_status st = c.n_series ? tg_chart_write_png(&c, path, 800, 500) : TG_OK;
+    for (int i = 0; i < n_tables; i++) tg_metrics_table_free(&tables[i]);
+    return st;
+}
+
+static void cell(FILE *md, double v)
+{
+    if (isfinite(v)) fprintf(md, " %.4f |", v);
+    else fprintf(md, " – |");
+}
+
+/* A run's last value of a column, read back from its metrics.csv (NaN if absent). */
+static double last_value(const sweep_row *row, const char *col)
+{
+    char path[PATH_MAX + 32];
+    q2_join(path, sizeof path, row->cfg.out, "metrics.csv");
+    tg_metrics_table t;
+    if (tg_metrics_read_csv(path, &t) != TG_OK) return NAN;
+    const double *y = tg_metrics_column(&t, col);
+    double v = y && t.n_rows ? y[t.n_rows - 1] : NAN;
+    tg_metrics_table_free(&t);
+    return v;
+}
+
+static tg_status recipe_report(const recipe *rc, const sweep *s, const q2_config *base,
+                               const q2_data *d, bool fast, double wall, const char *cmdline)
+{
+    char path[PATH_MAX + 32];
+    q2_join(path, sizeof path, base->out, "report.md");
+    FILE *md = fopen(path, "w");
+    if (!md) return tg_status_set(TG_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    time_t now = time(NULL);
+    char date[64];
+    strftime(date, sizeof date, "%Y-%m-%d %H:%M %Z", localtime(&now));
+    fprintf(md, "# %s%s\n\n", rc->title, fast ? " (fast mode)" : "");
+    fprintf(md, "The experiments of %s, from one command:\n\n    %s\n\n", rc->source, cmdline);
+    fprintf(md, "Written by `apps/question2/` on %s. Data: `%s` (train %lld, validation %lld, "
+                "test %lld examples). %s; %d run(s) at a time, %.0f s of wall time. Seed %llu.\n",
+            date, base->data, (long long)d->x[0]->shape[0], (long long)d->x[1]->shape[0],
+            (long long)d->x[2]->shape[0], tg_blas_info(), base->jobs, wall,
+            (unsigned long long)base->seed);
+    if (fast)
+        fprintf(md, "\n**Fast mode**: a subset for a few epochs, to check the recipe runs; the "
+                    "figures are not the homework's.\n");
+    fprintf(md, "\n| run | settings | epochs | final train loss | final train acc | final valid "
+                "acc | final test acc | s/epoch | note |\n|---|---|---:|---:|---:|---:|---:|---:"
+                "|---|\n");
+    for (int i = 0; i < s->n; i++) {
+        const sweep_row *row = &s->rows[i];
+        char desc[256];
+        q2_describe(&row->cfg, desc, sizeof desc);
+        fprintf(md, "| `%s` | %s |", row->cfg.id, desc);
+        if (!row->ok) {
+            fprintf(md, " failed (exit %d) | | | | | | |\n", row->status);
+            continue;
+        }
+        fprintf(md, " %d |", row->r.epochs);
+        cell(md, last_value(row, "train_loss"));
+        cell(md, last_value(row, "train_acc"));
+        cell(md, last_value(row, "valid_acc"));
+        cell(md, row->r.test_acc);
+        cell(md, row->r.sec_per_epoch);
+        if (row->r.status == RUN_DIVERGED)
+            fprintf(md, " **diverged** (NaN/Inf loss at epoch %d, step %lld)",
+                    row->r.nonfinite_epoch, (long long)row->r.nonfinite_step);
+        if (row->r.at_chance) fprintf(md, " **at chance** (%.4f)", row->r.chance);
+        fprintf(md, " |\n");
+    }
+    fprintf(md, "\n%s\n\n", rc->notes);
+    char prefix[96];
+    snprintf(prefix, sizeof prefix, "%s: ", rc->name);
+    for (int k = 0; k < MAX_CHARTS && rc->charts[k].file; k++) {
+        if (recipe_chart_write(rc, &rc->charts[k], s, base->out, prefix) != TG_OK) {
+            fprintf(stderr, PROG ": %s\n", tg_status_message());
+            continue;
+        }
+        fprintf(md, "**%s**\n\n![%s](%s)\n\n", rc->charts[k].title, rc->charts[k].file,
+                rc->charts[k].file);
+    }
+    fprintf(md, "Each run's folder holds metrics.csv, metrics.jsonl, summary.json, loss.png and "
+                "accuracy.png; `" PROG " replot DIR` redraws a run's charts.\n");
+    if (fclose(md) != 0) return tg_status_set(TG_ERR_IO, "%s: write failed", path);
+    return TG_OK;
+}
+
+static int run_recipe(const recipe *rc, int argc, char **argv)
+{
+    raw_flags raw = {0}, user = {0};
+    const char *model = "mlp", *pos[1];
+    int n_pos;
+    bool help = false;
+    if (q2_parse_flags(argc, argv, 3, &user, pos, 0, &n_pos, &help) != TG_OK)
+        return q2_usage_error();
+    if (help) { usage(stdout); return 0; }
+    bool fast = user.v[F_FAST] != NULL;
+    user.v[F_FAST] = NULL;   /* the recipe's own fast flags, not -fast's */
+    if (parse_flag_string(rc->base, &raw, &model) != TG_OK ||
+        (fast && parse_flag_string(rc->fast, &raw, NULL) != TG_OK))
+        return q2_usage_error();
+    for (int f = 0; f < N_FLAGS; f++)
+        if (user.v[f]) raw.v[f] = user.v[f];
+    bool logistic;
+    q2_config base;
+    if (q2_parse_model(model, &logistic) != TG_OK || q2_make_config(&raw, logistic, &base) != TG_OK)
+        return q2_usage_error();
+    if (raw.v[F_RESUME]) {
+        q2_bad("-resume continues one run, not a recipe");
+        return q2_usage_error();
+    }
+    if (!base.out_given)
+        snprintf(base.out, sizeof base.out, "out/recipe-%s%s", rc->name, fast ? "-fast" : "");
+    if (q2_check_out(base.out, base.overwrite) != TG_OK) {
+        fprintf(stderr, PROG ": %s\n", tg_status_message());
+        return 1;
+    }
+    static sweep s;
+    for (int i = 0; i < MAX_RUNS && rc->runs[i].id; i++) {
+        raw_flags r = raw;
+        /* "-train_subset 0" in a run: the whole set (0 is not a valid flag value). */
+        bool whole = strstr(rc->runs[i].flags, "-train_subset 0") != NULL;
+        if (!whole && parse_flag_string(rc->runs[i].flags, &r, NULL) != TG_OK)
+            return q2_usage_error();
+        if (q2_sweep_add(&s, &r, logistic, "recipe", rc->runs[i].id, rc->runs[i].varied, -1,
+                         NULL) != TG_OK)
+            return q2_usage_error();
+        q2_config *c = &s.rows[s.n - 1].cfg;
+        if (whole) c->train_subset = 0;
+        char id[sizeof c->id];
+        memcpy(id, c->id, sizeof id);
+        snprintf(c->out, sizeof c->out, "%.*s/%s", PATH_MAX - 256, base.out, id);
+        c->jobs = base.jobs;
+    }
+    /* The data set once, with the base's subsets; a run of the whole set loads its own. */
+    q2_blas_setup(&base);
+    printf("%s\n", tg_blas_info());
+    double t0 = q2_now();
+    q2_data d, whole_d;
+    bool any_whole = false;
+    for (int i = 0; i < s.n; i++) any_whole |= s.rows[i].cfg.train_subset != base.train_subset;
+    if (q2_load_data(&base, &d) != TG_OK) {
+        fprintf(stderr, PROG ": -data %s: %s\n", base.data, tg_status_message());
+        return 1;
+    }
+    if (q2_make_dirs(base.out) != TG_OK) {
+        fprintf(stderr, PROG ": %s\n", tg_status_message());
+        q2_free_data(&d);
+        return 1;
+    }
+    printf("recipe %s: %d run(s), %d at a time, output in %s/\n", rc->name, s.n, base.jobs,
+           base.out);
+    /* Runs on the base's data first, then those on the whole training set. */
+    static sweep part[2];
+    for (int i = 0; i < s.n; i++) {
+        int k = s.rows[i].cfg.train_subset != base.train_subset;
+        part[k].rows[part[k].n++] = s.rows[i];
+    }
+    q2_sweep_execute(&part[0], &d, base.jobs);
+    if (any_whole) {
+        q2_config wc = part[1].rows[0].cfg;
+        if (q2_load_data(&wc, &whole_d) != TG_OK) {
+            fprintf(stderr, PROG ": -data %s: %s\n", base.data, tg_status_message());
+        } else {
+            q2_sweep_execute(&part[1], &whole_d, base.jobs);
+            q2_free_data(&whole_d);
+        }
+    }
+    s.n = 0;
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < part[k].n; i++) s.rows[s.n++] = part[k].rows[i];
+    double wall = q2_now() - t0;
+    char cmdline[1024];
+    size_t u = (size_t)snprintf(cmdline, sizeof cmdline, PROG);
+    for (int i = 1; i < argc && u < sizeof cmdline; i++)
+        u += (size_t)snprintf(cmdline + u, sizeof cmdline - u, " %s", argv[i]);
+    int failed = 0;
+    for (int i = 0; i < s.n; i++) failed += !s.rows[i].ok;
+    if (recipe_report(rc, &s, &base, &d, fast, wall, cmdline) != TG_OK) {
+        fprintf(stderr, PROG ": %s\n", tg_status_message());
+        failed++;
+    }
+    printf("\n%-16s %-34s %9s %9s  %s\n", "run", "settings", "valid", "test", "note");
+    for (int i = 0; i < s.n; i++) {
+        const sweep_row *row = &s.rows[i];
+        if (!row->ok) {
+            printf("%-16s %-34s   failed (exit %d)\n", row->cfg.id, row->cfg.varied, row->status);
+            continue;
+        }
+        printf("%-16s %-34s %9.4f %9.4f  %s%s\n", row->cfg.id, row->cfg.varied,
+               row->r.valid_acc[row->r.epochs - 1], row->r.test_acc,
+               row->r.status == RUN_DIVERGED ? "diverged " : "",
+               row->r.at_chance ? "at chance" : "");
+        q2_result_free(&s.rows[i].r);
+    }
+    printf("wrote %s/report.md (%.0f s)\n", base.out, wall);
+    q2_free_data(&d);
+    return failed ? 1 : 0;
+}
+
+int q2_recipe_main(int argc, char **argv)
+{
+    if (argc < 3 || !strcmp(argv[2], "-h") || !strcmp(argv[2], "--help")) {
+        usage(argc < 3 ? stderr : stdout);
+        return argc < 3 ? EXIT_USAGE : 0;
+    }
+    if (!strcmp(argv[2], "ist-hw1")) {   /* the Question 2 sweeps are that homework's */
+        char *args[64] = {argv[0], "sweep", "all"};
+        int n = 3;
+        bool out = false;
+        for (int i = 3; i < argc && n < 62; i++) {
+            out |= !strcmp(argv[i], "-out") || !strncmp(argv[i], "-out=", 5) ||
+                   !strcmp(argv[i], "--out") || !strncmp(argv[i], "--out=", 6);
+            args[n++] = argv[i];
+        }
+        if (!out) args[n++] = "-out", args[n++] = "out/recipe-ist-hw1";
+        return q2_sweep_main(n, args);
+    }
+    for (int i = 0; i < N_RECIPES; i++)
+        if (!strcmp(argv[2], recipes[i].name)) return run_recipe(&recipes[i], argc, argv);
+    q2_bad("recipe: unknown recipe '%s' (" PROG " recipe -h lists them)", argv[2]);
+    return q2_usage_error();
+}
