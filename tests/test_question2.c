@@ -649,6 +649,22 @@ static void test_recipe_cmu_fast(void **state)
     assert_non_null(strstr(slurp(out, "report.md"), "momentum 0.4"));
 }
 
+static void test_recipe_medical_fast(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    char out[128];
+    snprintf(out, sizeof out, "%s/med", check_tmpdir);
+    run_result *r = run("recipe medical-studies -fast -jobs 2 -quiet -out %s", out);
+    if (r->status != 0) fail_msg("exit %d:\n%s", r->status, r->out);
+    static const char *const runs[] = {"base", "b1024", "lr0.001", "lr0.1", "lr1", "l2",
+                                       "dropout", NULL};
+    static const char *const charts[] = {"med_batch_acc.png", "med_batch_loss.png",
+                                         "med_lr_acc.png", "med_lr_loss.png",
+                                         "med_regularisation.png", NULL};
+    check_recipe(out, runs, charts);
+}
+
 static void test_recipe_ist_fast(void **state)
 {
     (void)state;
@@ -733,6 +749,7 @@ int main(void)
         cmocka_unit_test(test_resume_is_bit_identical),
         cmocka_unit_test(test_recipe_hw4_fast),
         cmocka_unit_test(test_recipe_cmu_fast),
+        cmocka_unit_test(test_recipe_medical_fast),
         cmocka_unit_test(test_recipe_ist_fast),
     };
     return cmocka_run_group_tests(tests, group_setup, check_tmpdir_teardown);
