@@ -468,6 +468,28 @@ static void test_completed_run_files_agree(void **state)
     assert_non_null(strstr(slurp(out, "metrics.jsonl"), "\"test_acc\": "));
 }
 
+/* -train_loss running logs the homework skeleton's running mean over all epochs: epoch 2's value
+ * is the mean of the per-epoch means of a run logged per epoch (every epoch has the same steps). */
+static void test_running_train_loss(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    char a[128], b[128];
+    snprintf(a, sizeof a, "%s/epoch_loss", check_tmpdir);
+    snprintf(b, sizeof b, "%s/running_loss", check_tmpdir);
+    const char *flags = "mlp -limit 800 -eval_limit 200 -epochs 2 -quiet";
+    assert_int_equal(run("%s -out %s", flags, a)->status, 0);
+    assert_int_equal(run("%s -train_loss running -out %s", flags, b)->status, 0);
+    char *ca = slurp(a, "metrics.csv"), *cb = slurp(b, "metrics.csv");
+    double e2 = last_csv_cell(ca, 1), r2 = last_csv_cell(cb, 1);
+    char *second = strchr(strchr(ca, '\n') + 1, '\n');   /* end of epoch 1's line */
+    *second = '\0';
+    double e1 = last_csv_cell(ca, 1);
+    assert_near(r2, (e1 + e2) / 2, 1e-6 * e1);
+    assert_true(fabs(r2 - e2) > 1e-3);
+    assert_int_equal(run("mlp -train_loss median -data /nonexistent")->status, 2);
+}
+
 /* Without -out the folder is named by the configuration (under out/); a second run into a folder
  * that holds a run is refused, before loading anything, unless -overwrite. */
 static void test_outputs_are_never_overwritten(void **state)
@@ -743,6 +765,7 @@ int main(void)
         cmocka_unit_test(test_sweep_children_die_with_it),
         cmocka_unit_test(test_diverged_run_stops_and_says_so),
         cmocka_unit_test(test_completed_run_files_agree),
+        cmocka_unit_test(test_running_train_loss),
         cmocka_unit_test(test_outputs_are_never_overwritten),
         cmocka_unit_test(test_interrupted_run_keeps_its_outputs),
         cmocka_unit_test(test_replot_redraws_charts),

@@ -33,6 +33,9 @@ const flag_spec q2_flags[N_FLAGS] = {
                          "train on N training examples drawn at random (seeded by -seed)"},
     [F_TEST_SUBSET] = {"test_subset", "N", "all",
                         "test on N test examples drawn at random (seeded by -seed)"},
+    [F_TRAIN_LOSS] = {"train_loss", "epoch|running", "epoch",
+                       "training loss logged: the mean of the epoch's batch losses, or the "
+                       "homework skeleton's running mean over all epochs so far"},
     [F_RESUME] = {"resume", "DIR", "off",
                   "continue the run of DIR from its last checkpoint (same flags; -epochs may "
                   "grow): bit-identical to a run never stopped"},
@@ -294,6 +297,9 @@ tg_status q2_make_config(const raw_flags *raw, bool logistic, q2_config *c)
         TRY(parse_int(F_TEST_SUBSET, v[F_TEST_SUBSET], 1, INT64_MAX, &n));
         c->test_subset = n;
     }
+    if (v[F_TRAIN_LOSS] && strcmp(v[F_TRAIN_LOSS], "epoch") && strcmp(v[F_TRAIN_LOSS], "running"))
+        return q2_bad("-train_loss: '%s' is not one of epoch, running", v[F_TRAIN_LOSS]);
+    c->running_loss = v[F_TRAIN_LOSS] && !strcmp(v[F_TRAIN_LOSS], "running");
     c->quiet = v[F_QUIET] != NULL;
     c->overwrite = v[F_OVERWRITE] != NULL;
     c->log_loss = v[F_LOG_LOSS] != NULL;
@@ -362,6 +368,7 @@ void q2_config_name(const q2_config *c, char *buf, size_t len)
            (unsigned long long)c->seed);
     if (c->limit) append(buf, len, &u, "-limit%lld", (long long)c->limit);
     if (c->train_subset) append(buf, len, &u, "-train%lld", (long long)c->train_subset);
+    if (c->running_loss) append(buf, len, &u, "-running_loss");
 }
 
 void q2_config_title(const q2_config *c, char *buf, size_t len)

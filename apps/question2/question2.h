@@ -53,7 +53,7 @@
 enum {
     F_EPOCHS, F_BATCH, F_LR, F_L2, F_HIDDEN, F_LAYERS, F_DROPOUT, F_ACT, F_OPT, F_DATA, F_SEED,
     F_MOMENTUM, F_NESTEROV, F_TRAIN_ACC, F_TEST_CURVE, F_CHECKPOINT_EVERY, F_RESUME, F_TRAIN_SUBSET,
-    F_TEST_SUBSET, F_OUT, F_OVERWRITE, F_LOG_LOSS, F_KEEP_GOING,
+    F_TEST_SUBSET, F_TRAIN_LOSS, F_OUT, F_OVERWRITE, F_LOG_LOSS, F_KEEP_GOING,
     F_THREADS, F_LIMIT, F_EVAL_LIMIT, F_JOBS, F_FAST, F_QUIET, F_DEBUG_CHECKS, N_FLAGS
 };
 
@@ -91,6 +91,7 @@ typedef struct {
     bool quiet, debug_checks, overwrite, log_loss, keep_going, train_acc, test_curve;
     int checkpoint_every;   /* epochs between checkpoints (0: none) */
     bool resume;            /* continue the run in out from its checkpoint */
+    bool running_loss;      /* training loss = mean of every batch loss so far (the skeleton's) */
 } q2_config;
 
 void q2_usage(FILE *f);

@@ -274,6 +274,10 @@ tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_re
     tg_train_opts topts = {.keep_nonfinite = c->keep_going, .accuracy = c->train_acc,
                            .stop = &q2_stop, .progress = bar, .label = label,
                            .epochs = c->epochs};
+    /* The running mean over every step so far (-train_loss running); a resumed run starts from
+     * the logged one (every epoch has the same number of steps). */
+    int64_t cum_steps = (int64_t)first * tg_loader_num_batches(train);
+    double cum_loss = first ? r->train_loss[first - 1] * (double)cum_steps : 0;
     for (int e = first; e < c->epochs; e++) {
         uint64_t allocs0 = tg_alloc_count();
         topts.epoch = e + 1;
@@ -286,7 +290,9 @@ tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_re
         tg_eval v = tg_evaluate_classifier(model, d->x[1], d->y[1], EVAL_BATCH);
         r->valid_loss[e] = v.loss;
         r->valid_acc[e] = v.accuracy;
-        r->train_loss[e] = ts.loss;
+        cum_loss += ts.loss * (double)ts.steps;
+        cum_steps += ts.steps;
+        r->train_loss[e] = c->running_loss ? cum_loss / (double)cum_steps : ts.loss;
         r->train_acc[e] = ts.accuracy;
         if (c->test_curve) {
             tg_eval te = tg_evaluate_classifier(model, d->x[2], d->y[2], EVAL_BATCH);
