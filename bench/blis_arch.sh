@@ -1,4 +1,4 @@
-# Sourced by bench/compare_q2.sh and bench/q2_torch_sweep.sh: the BLIS kernel set for the torch runs.
+# Sourced by bench/compare_q2.sh and bench/q2_torch_sweep.sh: the BLIS kernels of the torch runs.
 # Debian's torch calls the system libblas.so.3 (BLIS 0.9.0 here), which does not recognise every
 # CPU (Zen 5) and then runs its slow generic kernels; BLIS_ARCH_TYPE (an integer in 0.9.0) picks a
 # set. The set must be one the CPU runs: skx (0) needs AVX-512, haswell (3) AVX2 and FMA; forcing

@@ -68,6 +68,9 @@ void q2_usage(FILE *f)
             "usage: " PROG " MODEL [flags]          train and evaluate one model\n"
             "       " PROG " sweep WHICH [flags]    run a grid of configurations and write "
             "report.md\n"
+            "       " PROG " recipe NAME [-fast]    a homework's experiments as one command "
+            "(recipe -h)\n"
+            "       " PROG " replot DIR             redraw DIR's charts from its metrics.csv\n"
             "\n"
             "MODEL: logistic_regression | mlp\n"
             "WHICH: 2.1   logistic regression, learning_rate 0.001, 0.01, 0.1 (batch 1)\n"
@@ -97,11 +100,11 @@ void q2_usage(FILE *f)
             "\nPrints one line per epoch (training loss, validation loss and accuracy, seconds of\n"
             "training and of evaluation), then the test accuracy, and writes metrics.csv,\n"
             "metrics.jsonl, summary.json, loss.png and accuracy.png into -out. A run at chance\n"
-            "accuracy is flagged. '" PROG " replot DIR [-log_loss]' redraws the charts of DIR (a run\n"
-            "or a sweep) from metrics.csv. SIGINT/SIGTERM end a run after its current step with\n"
-            "charts and a summary marked \"interrupted\". Exit status: 0 success, 1 a run failed\n"
-            "(unreadable data, output folder), 2 a bad command line, 3 the training loss became\n"
-            "NaN/Inf, 130 interrupted.\n");
+            "accuracy is flagged. '" PROG " replot DIR [-log_loss]' redraws the charts of DIR\n"
+            "(a run or a sweep) from metrics.csv; '" PROG " recipe -h' lists the recipes.\n"
+            "SIGINT/SIGTERM end a run after its current step with charts and a summary marked\n"
+            "\"interrupted\". Exit status: 0 success, 1 a run failed (unreadable data, output\n"
+            "folder), 2 a bad command line, 3 the training loss became NaN/Inf, 130 interrupted.\n");
 }
 
 tg_status q2_bad(const char *fmt, ...)

@@ -13,7 +13,8 @@
  * l2_decay, PyTorch's default initialisation; training loss = mean of the epoch's batch losses,
  * validation loss = mean over examples, evaluation in eval mode without gradients.
  *
- *     question2 replot out/mlp-...                   redraw a finished run's charts from metrics.csv
+ *     question2 replot out/mlp-...                   redraw a run's charts from its metrics.csv
+ *     question2 recipe hw4-backprop                  a homework's experiments, report.md
  *
  * Exit status: 0 success, 1 a run failed (data files, output folder), 2 a bad command line, 3 the
  * training loss became NaN or Inf (the run stopped, unless -keep_going), 130 interrupted (SIGINT,
@@ -139,7 +140,8 @@ typedef struct {
     run_status status;
     int nonfinite_epoch;         /* first NaN/Inf training loss: epoch and step (1-based); 0 none */
     int64_t nonfinite_step;
-    double chance;               /* accuracy of always answering the validation set's commonest class */
+    double chance;               /* accuracy of always answering the validation set's
+                                    commonest class */
     bool at_chance;              /* final validation accuracy within 2 points of chance */
     double sec_per_epoch;        /* mean training seconds per epoch */
     double total_sec;            /* the whole run, evaluation included */

@@ -219,7 +219,7 @@ tg_status q2_write_report(const sweep *s, const char *which, const q2_config *ba
         if (strcmp(q, "grid")) {
             question_charts(s, q, dir, md, base->log_loss);
         } else {
-            /* Every configuration, PER_CHART to a chart: grid_valid_acc.png, grid_valid_acc_2.png */
+            /* Every configuration, PER_CHART a chart: grid_valid_acc.png, grid_valid_acc_2.png */
             int idx[MAX_CONFIGS], n = 0;
             for (int i = 0; i < s->n; i++)
                 if (!strcmp(s->rows[i].cfg.question, "grid") && s->rows[i].ok) idx[n++] = i;

@@ -57,9 +57,9 @@ static tg_status sweep_question(sweep *s, const raw_flags *base, const char *q)
     for (size_t i = 0; i < sizeof homework_grid / sizeof homework_grid[0]; i++) {
         const char *question = homework_grid[i].question;
         if (strcmp(q, question) && strcmp(q, "all")) continue;
-        tg_status st = q2_sweep_add(s, base, !strcmp(question, "2.1"), question, homework_grid[i].id,
-                                 homework_grid[i].varied, homework_grid[i].flag,
-                                 homework_grid[i].value);
+        tg_status st = q2_sweep_add(s, base, !strcmp(question, "2.1"), question,
+                                    homework_grid[i].id, homework_grid[i].varied,
+                                    homework_grid[i].flag, homework_grid[i].value);
         if (st != TG_OK) return st;
     }
     return TG_OK;
@@ -130,7 +130,8 @@ static tg_status sweep_grid(sweep *s, const raw_flags *base, bool logistic)
                                          used ? ", " : "", short_name(axes[a]), vals[a][i]);
         }
         snprintf(id, sizeof id, "grid-%03d", k + 1);
-        tg_status st = q2_sweep_add(s, &raw, logistic, "grid", id, used ? varied : "base", -1, NULL);
+        tg_status st =
+            q2_sweep_add(s, &raw, logistic, "grid", id, used ? varied : "base", -1, NULL);
         if (st != TG_OK) return st;
     }
     return TG_OK;
