@@ -326,7 +326,9 @@ static tg_status recipe_report(const recipe *rc, const sweep *s, const q2_config
     }
     fprintf(md, "Each run's folder holds metrics.csv, metrics.jsonl, summary.json, loss.png and "
                 "accuracy.png; `" PROG " replot DIR` redraws a run's charts.\n");
-    if (fclose(md) != 0) return tg_status_set(TG_ERR_IO, "%s: write failed", path);
+    int err = ferror(md) ? (errno ? errno : EIO) : 0;
+    if (fclose(md) != 0 && !err) err = errno ? errno : EIO;
+    if (err) return tg_status_set(TG_ERR_IO, "%s: write failed: %s", path, strerror(err));
     return TG_OK;
 }
 

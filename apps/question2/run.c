@@ -3,6 +3,7 @@
  * logged. */
 #include "question2.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,7 +150,10 @@ static tg_status save_checkpoint(const q2_config *c, tg_module *model, tg_optimi
     if (!f) return tg_status_set(TG_ERR_IO, "%s: cannot write", path);
     config_key(c, key, sizeof key);
     fprintf(f, "epoch %d\nconfig %s\n", epoch, key);
-    return fclose(f) == 0 ? TG_OK : tg_status_set(TG_ERR_IO, "%s: write failed", path);
+    int err = ferror(f) ? (errno ? errno : EIO) : 0;
+    if (fclose(f) != 0 && !err) err = errno ? errno : EIO;
+    if (err) return tg_status_set(TG_ERR_IO, "%s: write failed: %s", path, strerror(err));
+    return TG_OK;
 }
 
 /* The epoch c->out's checkpoint ended, after checking it was written by this configuration. */
