@@ -6,14 +6,6 @@
 #include "tg/core.h"
 #include "tg/op.h"
 
-/* The library's code written before the op API was public uses these names; they are the public
- * functions of tg/op.h. */
-#define tg__fail tg_fail
-#define tg__check_live tg_check_live
-#define tg__check_float tg_check_float
-#define tg__check_same_dtype tg_check_same_dtype
-#define tg__normalize_axis tg_normalize_axis
-
 /* Arena memory of the current step, 64-byte aligned, released by tg_tape_reset(). */
 void *tg__arena_alloc(size_t bytes);
 /* Fills a tensor header (magic, dtype, shape, numel); data and flags are the caller's. */
@@ -22,7 +14,7 @@ void tg__init_header(tg_tensor *t, tg_dtype dtype, int ndim, const int64_t *shap
 
 /* The counted heap allocator (autograd/alloc.c): every allocation of the library goes through
  * these, and everything they return is released with tg__free. tg__malloc, tg__calloc and
- * tg__xrealloc fail (tg__fail) when memory is short; tg__aligned_bytes returns NULL instead, so a
+ * tg__xrealloc fail (tg_fail) when memory is short; tg__aligned_bytes returns NULL instead, so a
  * loader can name the file it was reading. tg__malloc and tg__aligned_bytes are 64-byte aligned. */
 void *tg__malloc(size_t bytes);
 void *tg__calloc(size_t bytes);
@@ -72,6 +64,5 @@ static inline uint64_t tg__xoshiro_next(uint64_t *s)
 }
 
 /* Shared small helpers. */
-#define tg__bytes tg_nbytes
 
 #endif
