@@ -20,6 +20,18 @@ static tg_tensor *scalar_output(tg_vector_fn f, tg_tensor *x, void *ctx, const c
     return y;
 }
 
+/* A direction (v of tg_hvp, u of tg_jvp): a live tensor of the input's shape and dtype. */
+static void check_direction(const tg_tensor *x, const tg_tensor *d, const char *name,
+                            const char *op)
+{
+    tg_check_live(d, op);
+    if (!tg_same_shape(d, x) || d->dtype != x->dtype) {
+        char s1[128], s2[128];
+        tg_fail("%s: %s %s must have the input's shape and dtype, %s", op, name,
+                tg_shape_str(d, s1, sizeof s1), tg_shape_str(x, s2, sizeof s2));
+    }
+}
+
 /* ∇f built with create_graph, or NULL when it is constant (f at most linear in x). */
 static tg_tensor *graph_gradient(tg_vector_fn f, tg_tensor *x, void *ctx, const char *op)
 {
@@ -36,12 +48,7 @@ static tg_tensor *graph_gradient(tg_vector_fn f, tg_tensor *x, void *ctx, const 
 tg_tensor *tg_hvp(tg_vector_fn f, tg_tensor *x, const tg_tensor *v, void *ctx)
 {
     check_input(x, "tg_hvp");
-    tg_check_live(v, "tg_hvp");
-    if (!tg_same_shape(v, x)) {
-        char s1[128], s2[128];
-        tg_fail("tg_hvp: v %s must have the input's shape %s", tg_shape_str(v, s1, sizeof s1),
-                tg_shape_str(x, s2, sizeof s2));
-    }
+    check_direction(x, v, "v", "tg_hvp");
     bool was = tg_set_grad_enabled(true);
     tg_tensor *g = graph_gradient(f, x, ctx, "tg_hvp"), *hv = NULL;
     tg_tensor *out = tg_zeros(x->dtype, x->ndim, x->shape);
@@ -79,12 +86,7 @@ tg_tensor *tg_hessian(tg_vector_fn f, tg_tensor *x, void *ctx)
 tg_tensor *tg_jvp(tg_vector_fn f, tg_tensor *x, const tg_tensor *u, void *ctx)
 {
     check_input(x, "tg_jvp");
-    tg_check_live(u, "tg_jvp");
-    if (!tg_same_shape(u, x)) {
-        char s1[128], s2[128];
-        tg_fail("tg_jvp: u %s must have the input's shape %s", tg_shape_str(u, s1, sizeof s1),
-                tg_shape_str(x, s2, sizeof s2));
-    }
+    check_direction(x, u, "u", "tg_jvp");
     bool was = tg_set_grad_enabled(true);
     tg_tensor *y = f(x, ctx);
     tg_check_float(y, "tg_jvp");
