@@ -54,7 +54,9 @@ EX_BIN   := $(patsubst examples/%.c,$(BUILD)/examples/%,$(sort $(wildcard exampl
 EX_DIRS  := $(sort $(patsubst examples/%/,%,$(dir $(wildcard examples/*/*.c))))
 EX_BIN   += $(EX_DIRS:%=$(BUILD)/examples/%)
 # A folder apps/NAME/ (an application, e.g. the Question 2 runner) is one program build/apps/NAME.
+# Its distributed.c, if any, is its MPI mode: only in build/apps/NAME-mpi (mk/dist.mk).
 APP_DIRS := $(sort $(patsubst apps/%/,%,$(dir $(wildcard apps/*/*.c))))
+APP_MPI_SRC := $(wildcard apps/*/distributed.c)
 EX_BIN   += $(APP_DIRS:%=$(BUILD)/apps/%)
 BENCH_BIN:= $(patsubst bench/%.c,$(BUILD)/bench/%,$(sort $(wildcard bench/*.c)))
 TOOL_BIN := $(patsubst tools/%.c,$(BUILD)/tools/%,$(sort $(wildcard tools/*.c)))
@@ -113,7 +115,8 @@ $(APP_DIRS:%=$(BUILD)/apps/%): $(BUILD)/apps/%: $$(wildcard apps/$$*/*.c) \
                                $$(wildcard apps/$$*/*.h) $(BUILD)/libtapegrad.a $(HEADERS) \
                                | setup-examples
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(filter %.c,$^) $(BUILD)/libtapegrad.a $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(filter-out $(APP_MPI_SRC),$(filter %.c,$^)) \
+	  $(BUILD)/libtapegrad.a $(LDLIBS)
 # Benchmarks measure this machine (bench_gemm's peak loop uses its widest FMA), so their own code
 # is compiled for it; the library they link is built as everywhere else.
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libtapegrad.a $(HEADERS) | setup-examples

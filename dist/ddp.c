@@ -28,6 +28,7 @@ struct tg_ddp {
     const char **names;
     int *bucket_of, *uses, *seen;
     bool learned, deterministic, no_overlap, armed;
+    bool pending;                /* buf holds accumulated micro-batch gradients (tg_ddp_accumulate) */
     bucket *buckets;
     int n_buckets, next_launch, overlapped;
     double wait_seconds;         /* inside the last tg_ddp_finish */
@@ -101,12 +102,19 @@ static int find_param(const tg_ddp *d, const tg_tensor *t)
     return -1;
 }
 
+/* dst = weight · grad, or dst += weight · grad on top of accumulated micro-batches: the same
+ * products and the same order of additions as one process adding the shards' weighted gradients
+ * one after the other. */
 #define PACK_KERNEL(T, S)                                                                   \
-    static void pack_##S(T *dst, const T *grad, int64_t n, double weight)                   \
+    static void pack_##S(T *dst, const T *grad, int64_t n, double weight, bool add)         \
     {                                                                                       \
-        if (!grad) { memset(dst, 0, sizeof(T) * (size_t)n); return; }                       \
+        if (!grad) {                                                                        \
+            if (!add) memset(dst, 0, sizeof(T) * (size_t)n);                                \
+            return;                                                                         \
+        }                                                                                   \
         T w = (T)weight;                                                                    \
-        for (int64_t i = 0; i < n; i++) dst[i] = grad[i] * w;                               \
+        if (add) for (int64_t i = 0; i < n; i++) dst[i] += grad[i] * w;                     \
+        else for (int64_t i = 0; i < n; i++) dst[i] = grad[i] * w;                          \
     }
 TG_STAMP(PACK_KERNEL)
 
@@ -117,16 +125,20 @@ TG_STAMP(PACK_KERNEL)
     }
 TG_STAMP(ADD_KERNEL)
 
-static void launch(tg_ddp *d, bucket *b)
+static void pack_params(tg_ddp *d, int first, int count, unsigned char *at, double weight)
 {
-    unsigned char *at = d->buf + b->offset;
-    for (int i = b->first; i < b->first + b->count; i++) {
+    for (int i = first; i < first + count; i++) {
         tg_tensor *p = d->params[i];
         const void *g = p->grad ? p->grad->data : NULL;
-        if (p->dtype == TG_F64) pack_f64((double *)at, g, p->numel, d->weight);
-        else pack_f32((float *)at, g, p->numel, d->weight);
+        if (p->dtype == TG_F64) pack_f64((double *)at, g, p->numel, weight, d->pending);
+        else pack_f32((float *)at, g, p->numel, weight, d->pending);
         at += tg_nbytes(p);
     }
+}
+
+static void launch(tg_ddp *d, bucket *b)
+{
+    pack_params(d, b->first, b->count, d->buf + b->offset, d->weight);
     MPI_Datatype type = tg__dist_mpi_type(b->dtype);
     if (d->deterministic) {
         void *slots = d->gathered ? d->gathered + b->offset * (size_t)tg_dist_world_size() : NULL;
@@ -262,12 +274,23 @@ void tg_ddp_finish(tg_ddp *d)
         b->state = DONE;
     }
     d->overlapped = during_backward;
+    d->pending = false;
     unpack(d);
     d->wait_seconds = MPI_Wtime() - t0;
     if (!d->learned) {
         memcpy(d->uses, d->seen, sizeof(int) * (size_t)d->n);
         d->learned = true;
     }
+}
+
+void tg_ddp_accumulate(tg_ddp *d, double weight)
+{
+    if (d->armed) tg_fail("tg_ddp_accumulate: called between tg_ddp_begin and tg_ddp_finish");
+    if (!(weight >= 0 && weight <= 1))
+        tg_fail("tg_ddp_accumulate: weight %g is not in [0, 1] (this micro-batch's examples / "
+                 "the global batch's)", weight);
+    pack_params(d, 0, d->n, d->buf, weight);
+    d->pending = true;
 }
 
 void tg_ddp_backward(tg_ddp *d, tg_tensor *loss, double weight)

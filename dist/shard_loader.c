@@ -16,7 +16,9 @@ struct tg_shard_loader {
     int64_t global_rows, local_rows;
     size_t x_row, y_row;
     unsigned char *xbuf, *ybuf;
-    tg_tensor *xb, *yb;          /* headers of the current shape over xbuf / ybuf */
+    /* Headers over xbuf / ybuf: [0] of the first shape seen, [1] of any other (the short last
+     * batch), so that steps allocate nothing, epoch after epoch. */
+    tg_tensor *xb[2], *yb[2];
 };
 
 static size_t row_bytes(const tg_tensor *t)
@@ -64,14 +66,22 @@ void tg_shard_loader_reset(tg_shard_loader *L)
     L->reset_pending = true;
 }
 
-static tg_tensor *header(tg_tensor *old, const tg_tensor *src, int64_t rows, void *buf)
+static tg_tensor *make_header(const tg_tensor *src, int64_t rows, void *buf)
 {
-    if (old && old->shape[0] == rows) return old;
-    tg_free(old);
     int64_t shape[TG_MAX_DIMS];
     memcpy(shape, src->shape, sizeof shape);
     shape[0] = rows;
     return tg_wrap(src->dtype, src->ndim, shape, buf);
+}
+
+static tg_tensor *header(tg_tensor *h[2], const tg_tensor *src, int64_t rows, void *buf)
+{
+    if (!h[0]) h[0] = make_header(src, rows, buf);
+    if (h[0]->shape[0] == rows) return h[0];
+    if (h[1] && h[1]->shape[0] == rows) return h[1];
+    tg_free(h[1]);
+    h[1] = make_header(src, rows, buf);
+    return h[1];
 }
 
 bool tg_shard_loader_next(tg_shard_loader *L, tg_tensor **xb, tg_tensor **yb)
@@ -101,10 +111,8 @@ bool tg_shard_loader_next(tg_shard_loader *L, tg_tensor **xb, tg_tensor **yb)
             memcpy(L->ybuf + (size_t)(i - lo) * L->y_row,
                    (const unsigned char *)L->y->data + (size_t)ids[i] * L->y_row, L->y_row);
     }
-    L->xb = header(L->xb, L->x, hi - lo, L->xbuf);
-    *xb = L->xb;
-    if (L->y) L->yb = header(L->yb, L->y, hi - lo, L->ybuf);
-    if (yb) *yb = L->y ? L->yb : NULL;
+    *xb = header(L->xb, L->x, hi - lo, L->xbuf);
+    if (yb) *yb = L->y ? header(L->yb, L->y, hi - lo, L->ybuf) : NULL;
     return true;
 }
 
@@ -141,8 +149,7 @@ void tg_shard_loader_free(tg_shard_loader *L)
     if (!L) return;
     tg_loader_free(L->order);
     tg_free(L->row_ids);
-    tg_free(L->xb);
-    tg_free(L->yb);
+    for (int k = 0; k < 2; k++) tg_free(L->xb[k]), tg_free(L->yb[k]);
     tg__free(L->xbuf);
     tg__free(L->ybuf);
     tg__free(L);

@@ -9,7 +9,11 @@ EX_BIN   := $(filter-out $(BUILD)/examples/ddp_mlp,$(EX_BIN))
 DIST_SRC := $(sort $(wildcard dist/*.c))
 DIST_OBJ := $(DIST_SRC:%.c=$(BUILD)/%.o)
 DIST_HDR := include/tg/dist.h dist/internal.h
-DIST_BIN := $(BUILD)/examples/ddp_mlp \
+# The Question 2 runner's MPI mode (apps/question2/distributed.c holds it and its main):
+# question2-mpi is the runner's files with that one, built with Q2_DISTRIBUTED (the runner's own
+# main then steps aside). The plain runner leaves distributed.c out (APP_MPI_SRC, Makefile).
+APP_MPI_BIN := $(BUILD)/apps/question2-mpi
+DIST_BIN := $(BUILD)/examples/ddp_mlp $(APP_MPI_BIN) \
             $(patsubst dist/tests/%.c,$(BUILD)/dist/tests/%,$(wildcard dist/tests/*.c))
 
 # This file's rules come before the Makefile's own: keep `make` meaning `make all`.
@@ -21,7 +25,7 @@ endif
 # make installs the set first, writes the file and reads the makefiles again (GNU make remakes
 # included makefiles). With NO_SETUP=1 it is written once; delete it after installing MPI.
 # Only the goals that build dist/ ask for MPI: `make lib` still installs only the lib set.
-ifneq ($(if $(MAKECMDGOALS),$(filter all test dist examples/ddp_mlp,$(MAKECMDGOALS)),all),)
+ifneq ($(if $(MAKECMDGOALS),$(filter all test dist examples/ddp_mlp install,$(MAKECMDGOALS)),all),)
 -include $(BUILD)/mpi.mk
 endif
 ifeq ($(NO_SETUP),1)
@@ -52,6 +56,12 @@ $(BUILD)/examples/ddp_mlp: examples/ddp_mlp.c $(BUILD)/libtapegrad_dist.a $(BUIL
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(MPI_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libtapegrad_dist.a \
 	  $(BUILD)/libtapegrad.a $(MPI_LIBS) $(LDLIBS)
+$(APP_MPI_BIN): $(wildcard apps/question2/*.c) $(wildcard apps/question2/*.h) \
+                $(BUILD)/libtapegrad_dist.a $(BUILD)/libtapegrad.a $(HEADERS) $(DIST_HDR) \
+                | setup-examples
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DQ2_DISTRIBUTED $(MPI_CFLAGS) $(ALL_LDFLAGS) -o $@ $(filter %.c,$^) \
+	  $(BUILD)/libtapegrad_dist.a $(BUILD)/libtapegrad.a $(MPI_LIBS) $(LDLIBS)
 $(BUILD)/dist/tests/%: dist/tests/%.c $(BUILD)/libtapegrad_dist.a $(BUILD)/libtapegrad.a \
                        $(HEADERS) $(DIST_HDR) | setup-test
 	@mkdir -p $(dir $@)

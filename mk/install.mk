@@ -13,8 +13,16 @@ INSTALL     ?= install
 # where it is installed); to move its sources (e.g. to apps/question2/), change Q2_SRC.
 # tapegrad-ls reads safetensors headers with the library's internal validator, so it links the
 # static library (built by the Makefile's tools rule).
-Q2_SRC      := $(wildcard apps/question2/*.c)
+Q2_SRC      := $(filter-out apps/question2/distributed.c,$(wildcard apps/question2/*.c))
 INST_BIN    := $(BUILD)/bin/tapegrad-question2 $(BUILD)/tools/tapegrad-ls
+# The data-parallel runner where MPI is installed (mk/dist.mk builds it, statically linked with
+# libtapegrad.a and libtapegrad_dist.a: only Open MPI's own libraries are shared).
+ifneq ($(MPICC),)
+INST_BIN    += $(BUILD)/bin/tapegrad-question2-mpi
+$(BUILD)/bin/tapegrad-question2-mpi: $(BUILD)/apps/question2-mpi
+	@mkdir -p $(dir $@)
+	cp $< $@
+endif
 MAN1        := $(wildcard man/*.1)
 
 $(BUILD)/bin/tapegrad-question2: $(Q2_SRC) $(wildcard apps/question2/*.h) $(SHLIB) $(HEADERS)

@@ -3,7 +3,16 @@
 #include "question2.h"
 
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* The number of processes mpirun (Open MPI or MPICH) started this one among; 0 outside it. */
+static int started_by_mpirun(void)
+{
+    const char *n = getenv("OMPI_COMM_WORLD_SIZE");
+    if (!n) n = getenv("PMI_SIZE");
+    return n ? atoi(n) : 0;
+}
 
 /* The first SIGINT/SIGTERM asks the run to stop after its current step; a second one kills. */
 static void request_stop(int sig)
@@ -12,27 +21,35 @@ static void request_stop(int sig)
     signal(sig, SIG_DFL);
 }
 
-/* One model: load, train (run.c), print the results, write the files. */
+/* A run that cannot go on (the message is tg_status_message()'s). In question2-mpi every rank
+ * ends, since the others would wait for this one. */
+static int run_failed(const char *what)
+{
+    if (q2_dist) q2_dist->fail(what);
+    fprintf(stderr, PROG ": %s%s%s\n", what, *what ? ": " : "", tg_status_message());
+    return 1;
+}
+
+/* One model: load, train (run.c), print the results, write the files (rank 0's, in
+ * question2-mpi). */
 static int single_run(const q2_config *c)
 {
-    if (q2_check_out(c->out, c->overwrite || c->resume) != TG_OK) {   /* before any loading */
-        fprintf(stderr, PROG ": %s\n", tg_status_message());
-        return 1;
-    }
+    if (q2_is_main() && q2_check_out(c->out, c->overwrite || c->resume) != TG_OK)
+        return run_failed("");   /* before any loading */
     q2_blas_setup(c);
     printf("%s\n", tg_blas_info());
     q2_data d;
     double t0 = q2_now();
     if (q2_load_data(c, &d) != TG_OK) {
-        fprintf(stderr, PROG ": -data %s: %s\n", c->data, tg_status_message());
-        return 1;
+        char what[PATH_MAX + 8];
+        snprintf(what, sizeof what, "-data %s", c->data);
+        return run_failed(what);
     }
     printf("loaded %s in %.2f s\n", c->data, q2_now() - t0);
     /* The output folder only once the data is there: a failed run leaves no empty folder. */
-    if (q2_make_dirs(c->out) != TG_OK) {
-        fprintf(stderr, PROG ": %s\n", tg_status_message());
+    if (q2_is_main() && q2_make_dirs(c->out) != TG_OK) {
         q2_free_data(&d);
-        return 1;
+        return run_failed("");
     }
 
     q2_result r;
@@ -42,10 +59,9 @@ static int single_run(const q2_config *c)
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     if (run_st != TG_OK) {
-        fprintf(stderr, PROG ": %s\n", tg_status_message());
         q2_result_free(&r);
         q2_free_data(&d);
-        return 1;
+        return run_failed("");
     }
     int64_t n_full = d.m.train.x->shape[0];
     char ta[24], tl[24], va[24];
@@ -65,7 +81,7 @@ static int single_run(const q2_config *c)
     int rc = q2_exit_status(&r);
     char title[200];
     q2_config_title(c, title, sizeof title);
-    if (q2_write_run_files(c, &r, title) != TG_OK) {
+    if (q2_is_main() && q2_write_run_files(c, &r, title) != TG_OK) {
         fprintf(stderr, PROG ": %s\n", tg_status_message());
         rc = 1;
     } else {
@@ -82,8 +98,14 @@ static int single_run(const q2_config *c)
     return rc;
 }
 
-int main(int argc, char **argv)
+int q2_main(int argc, char **argv)
 {
+    if (!q2_dist && (started_by_mpirun() > 1)) {
+        fprintf(stderr, PROG ": started by mpirun as one of %d processes, but this build trains "
+                        "in one process: use " PROG "-mpi (tapegrad-" PROG "-mpi) to train "
+                        "data-parallel\n", started_by_mpirun());
+        return EXIT_USAGE;
+    }
     if (argc >= 2 && !strcmp(argv[1], "sweep")) return q2_sweep_main(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "replot")) return q2_replot_main(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "recipe")) return q2_recipe_main(argc, argv);
@@ -109,3 +131,7 @@ int main(int argc, char **argv)
     }
     return single_run(&c);
 }
+
+#ifndef Q2_DISTRIBUTED   /* question2-mpi's main is distributed.c's */
+int main(int argc, char **argv) { return q2_main(argc, argv); }
+#endif

@@ -217,6 +217,27 @@ int q2_recipe_main(int argc, char **argv);
 tg_status q2_write_report(const sweep *s, const char *which, const q2_config *base,
                           const q2_data *d, double wall, const char *dir);
 
+/* ---- data-parallel mode (distributed.c: question2-mpi, built where MPI is installed) ---------
+ * NULL in question2 (one process). question2-mpi sets it before q2_main; run.c and main.c then
+ * train on this rank's slice of every global batch and leave the files to rank 0. */
+typedef struct {
+    bool (*is_main)(void);               /* rank 0: checks and writes -out, prints */
+    void (*fail)(const char *what);      /* an input error (tg_status_message): ends every rank */
+    /* After the model is built, before run.c's loader draws from rng: rank 0's weights on every
+     * rank, the sharded loader (the shuffles of rng), each rank's dropout stream. */
+    void (*start)(const q2_config *c, const q2_data *d, tg_module *model, tg_rng *rng);
+    void (*seek)(int epochs_done, tg_rng *rng);          /* a resumed run, after its checkpoint */
+    tg_epoch_stats (*train_epoch)(tg_module *model, tg_optimizer *opt, const tg_train_opts *o);
+    tg_eval (*evaluate)(tg_module *model, const tg_tensor *x, const tg_tensor *y);
+    void (*finish)(void);
+    void (*barrier)(void);
+} q2_dist_hooks;
+extern const q2_dist_hooks *q2_dist;
+/* True in question2, and on rank 0 of question2-mpi: the process that writes files. */
+bool q2_is_main(void);
+/* question2's command line (main.c); question2-mpi's main calls it after MPI's set-up. */
+int q2_main(int argc, char **argv);
+
 /* v with 4 decimals into buf[24], or "nan", "inf", "-inf" (never glibc's "-nan"). */
 static inline const char *q2_fmt(char *buf, double v)
 {

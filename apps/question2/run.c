@@ -10,6 +10,15 @@
 
 const char *const q2_status_names[3] = {"completed", "diverged", "interrupted"};
 volatile sig_atomic_t q2_stop;
+const q2_dist_hooks *q2_dist;
+
+bool q2_is_main(void) { return !q2_dist || q2_dist->is_main(); }
+
+static tg_eval evaluate(tg_module *model, const tg_tensor *x, const tg_tensor *y)
+{
+    if (q2_dist) return q2_dist->evaluate(model, x, y);
+    return tg_evaluate_classifier(model, x, y, EVAL_BATCH);
+}
 
 enum { N_CURVES = 8 };
 
@@ -115,6 +124,7 @@ static tg_status open_log(const q2_config *c, tg_metrics_log **log)
     int n = 6;
     if (c->train_acc) columns[n++] = "train_acc";
     if (c->test_curve) columns[n++] = "test_loss", columns[n++] = "test_acc";
+    if (!q2_is_main()) return tg_metrics_log_open(log, NULL, NULL, n, columns);   /* in memory */
     return tg_metrics_log_open(log, csv, jsonl, n, columns);
 }
 
@@ -210,7 +220,7 @@ tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_re
     int first = 0;   /* epochs already done (a resumed run's) */
     tg_status st = TG_OK;
     if (c->resume && ((st = checkpoint_epoch(c, &first)) != TG_OK ||
-                      (st = read_first_epochs(c, r, first)) != TG_OK))
+                      (q2_is_main() && (st = read_first_epochs(c, r, first)) != TG_OK)))
         return st;
     tg_metrics_log *log;
     st = open_log(c, &log);
@@ -231,6 +241,7 @@ tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_re
 
     tg_module *model = build_model(c, d->x[0]->shape[1], n_classes, &rng);
     tg_optimizer *opt = build_optimizer(c, model);
+    if (q2_dist) q2_dist->start(c, d, model, &rng);
     tg_loader *train = tg_loader_new(d->x[0], d->y[0], c->batch_size, true, false, &rng);
     /* Two draws where the seeded stream has always had them (dropout masks come after): without
      * them every seeded figure in results/question2 would change. */
@@ -246,11 +257,13 @@ tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_re
             tg_tensor *xb, *yb;
             while (tg_loader_next(train, &xb, &yb)) {}
         }
+        if (q2_dist && st == TG_OK) q2_dist->seek(first, &rng);
         for (int e = 0; e < first && st == TG_OK; e++) {
             r->epochs = e + 1;
             st = log_epoch(log, c, r, e);
         }
         if (st != TG_OK) {
+            if (q2_dist) q2_dist->finish();
             tg_loader_free(train);
             tg_optimizer_free(opt);
             tg_module_free(model);
@@ -285,13 +298,14 @@ tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_re
     for (int e = first; e < c->epochs; e++) {
         uint64_t allocs0 = tg_alloc_count();
         topts.epoch = e + 1;
-        tg_epoch_stats ts = tg_train_epoch(model, opt, train, &topts);
+        tg_epoch_stats ts = q2_dist ? q2_dist->train_epoch(model, opt, &topts)
+                                    : tg_train_epoch(model, opt, train, &topts);
         if (e > first) {
             r->allocs_measured += tg_alloc_count() - allocs0;
             r->steps_measured += ts.steps;
         }
         double t1 = q2_now();
-        tg_eval v = tg_evaluate_classifier(model, d->x[1], d->y[1], EVAL_BATCH);
+        tg_eval v = evaluate(model, d->x[1], d->y[1]);
         r->valid_loss[e] = v.loss;
         r->valid_acc[e] = v.accuracy;
         cum_loss += ts.loss * (double)ts.steps;
@@ -299,7 +313,7 @@ tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_re
         r->train_loss[e] = c->running_loss ? cum_loss / (double)cum_steps : ts.loss;
         r->train_acc[e] = ts.accuracy;
         if (c->test_curve) {
-            tg_eval te = tg_evaluate_classifier(model, d->x[2], d->y[2], EVAL_BATCH);
+            tg_eval te = evaluate(model, d->x[2], d->y[2]);
             r->test_loss_curve[e] = te.loss;
             r->test_acc_curve[e] = te.accuracy;
         }
@@ -333,7 +347,8 @@ tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_re
             r->status = RUN_DIVERGED;
             break;
         }
-        if (c->checkpoint_every && (e + 1) % c->checkpoint_every == 0 && !ts.stopped && st == TG_OK)
+        if (c->checkpoint_every && (e + 1) % c->checkpoint_every == 0 && !ts.stopped && st == TG_OK &&
+            q2_is_main())
             st = save_checkpoint(c, model, opt, &rng, e + 1);
         if (ts.stopped) {
             r->status = RUN_INTERRUPTED;
@@ -343,7 +358,7 @@ tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_re
         }
     }
     if (r->status == RUN_COMPLETED && r->nonfinite_epoch) r->status = RUN_DIVERGED;
-    tg_eval t = tg_evaluate_classifier(model, d->x[2], d->y[2], EVAL_BATCH);
+    tg_eval t = evaluate(model, d->x[2], d->y[2]);
     r->test_loss = t.loss;
     r->test_acc = t.accuracy;
     double last = r->epochs ? r->valid_acc[r->epochs - 1] : NAN;
@@ -357,6 +372,7 @@ tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_re
     r->sec_per_epoch = r->epochs ? s / r->epochs : NAN;
     r->total_sec = q2_now() - t_start;
 
+    if (q2_dist) q2_dist->finish();
     tg_loader_free(train);
     tg_optimizer_free(opt);
     tg_module_free(model);

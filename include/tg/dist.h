@@ -90,6 +90,13 @@ void tg_ddp_finish(tg_ddp *d);
 /* begin + tg_backward(loss) + finish. loss may be NULL: this rank has no examples in this batch
  * (weight 0), and it still takes part in the reduction. */
 void tg_ddp_backward(tg_ddp *d, tg_tensor *loss, double weight);
+/* Gradient accumulation (micro-batches; PyTorch's no_sync): after a plain tg_backward whose
+ * gradients this rank adds up before reducing, adds weight × each gradient to the pending sum,
+ * without communicating (zero the gradients before the next backward). The next tg_ddp_finish
+ * reduces pending sum + its own weighted gradients. So one process with M micro-batches of the
+ * global batch gives bit for bit what M processes with one slice each give in the deterministic
+ * order (the same products, added in the same order). */
+void tg_ddp_accumulate(tg_ddp *d, double weight);
 int tg_ddp_num_buckets(const tg_ddp *d);
 /* Buckets whose reduction started inside the last backward (before tg_ddp_finish). */
 int tg_ddp_overlapped_buckets(const tg_ddp *d);
