@@ -62,18 +62,18 @@ static void test_backward_hook_sees_every_record_in_reverse(void **state)
 
 /* ---- the MPI programs ---------------------------------------------------------------------- */
 
-static char check_bin[512];
+static char check_bin[512], q2_bin[512], q2_mpi_bin[520];
 static bool have_mpi;
 
-/* Runs `mpirun -np N ddp_check ARGS` with a deadline; returns its exit status (124: timed out)
- * and its output (stdout and stderr) in out, and the seconds it took in *secs. */
-static int run_mpi(int np, const char *env, const char *args, char *out, size_t len, double *secs)
+#define MPIRUN "timeout 120 mpirun --allow-run-as-root --oversubscribe -x ASAN_OPTIONS " \
+               "-x UBSAN_OPTIONS -x TG_DIST_TIMEOUT"
+
+/* Runs cmd in the test's folder; returns its exit status (124: timed out) and its output (stdout
+ * and stderr) in out, and the seconds it took in *secs. */
+static int run_cmd(const char *cmd_line, char *out, size_t len, double *secs)
 {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd,
-             "cd %s && %s timeout 120 mpirun --allow-run-as-root --oversubscribe -np %d "
-             "-x ASAN_OPTIONS -x UBSAN_OPTIONS -x TG_DIST_TIMEOUT %s %s 2>&1", check_tmpdir,
-             env ? env : "", np, check_bin, args);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "cd %s && %s 2>&1", check_tmpdir, cmd_line);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     FILE *p = popen(cmd, "r");
@@ -84,6 +84,14 @@ static int run_mpi(int np, const char *env, const char *args, char *out, size_t 
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (secs) *secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* `mpirun -np N ddp_check ARGS` with a deadline (env: variables set for it). */
+static int run_mpi(int np, const char *env, const char *args, char *out, size_t len, double *secs)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s " MPIRUN " -np %d %s %s", env ? env : "", np, check_bin, args);
+    return run_cmd(cmd, out, len, secs);
 }
 
 static void expect_ok(int np, const char *args, const char *needle)
@@ -146,6 +154,135 @@ static void test_a_failing_rank_ends_the_job(void **state)
     expect_job_fails("TG_DIST_TIMEOUT=2", "fault-hang", "no answer from the other ranks for 2 s");
 }
 
+/* ---- the Question 2 runner, data-parallel (apps/question2/distributed.c) --------------------- */
+
+/* A small run: 2000 training rows in global batches of 30 (the last one 20), no dropout (its
+ * masks are drawn per rank), a checkpoint at the end (the weights and the optimizer's state, to
+ * compare bit for bit). */
+#define Q2_RUN "mlp -fast -limit 2000 -eval_limit 1000 -batch_size 30 -dropout 0 -momentum 0.9 " \
+               "-checkpoint_every 2 -test_curve -train_acc"
+
+static void run_q2(const char *launch, const char *bin, const char *flags, const char *out_dir)
+{
+    static char out[1 << 16];
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s %s " Q2_RUN " %s -out %s", launch, bin, flags, out_dir);
+    int rc = run_cmd(cmd, out, sizeof out, NULL);
+    if (rc != 0) fail_msg("%s: exit %d:\n%s", cmd, rc, out);
+    /* Rank 0 alone prints: one result line, one line saying what was written. */
+    const char *first = strstr(out, "RESULT "), *wrote = strstr(out, "wrote ");
+    if (!first || strstr(first + 1, "RESULT ") || !wrote || strstr(wrote + 1, "wrote "))
+        fail_msg("%s: want one RESULT line and one 'wrote' line:\n%s", cmd, out);
+}
+
+static tg_metrics_table read_metrics(const char *dir)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s/metrics.csv", check_tmpdir, dir);
+    tg_metrics_table t;
+    assert_int_equal(tg_metrics_read_csv(path, &t), TG_OK);
+    return t;
+}
+
+/* Every column but the seconds: equal to the last digit, or within rel (losses) and 2 examples
+ * in 1000 (accuracies: a near-tie can flip). */
+static void expect_same_metrics(const char *a_dir, const char *b_dir, double rel)
+{
+    tg_metrics_table a = read_metrics(a_dir), b = read_metrics(b_dir);
+    assert_int_equal(a.n_rows, 2);
+    assert_int_equal(a.n_rows, b.n_rows);
+    assert_int_equal(a.n_cols, b.n_cols);
+    for (int c = 0; c < a.n_cols; c++) {
+        if (!strncmp(a.names[c], "sec_", 4)) continue;
+        const double *x = tg_metrics_column(&a, a.names[c]), *y = tg_metrics_column(&b, a.names[c]);
+        assert_non_null(y);
+        bool acc = strstr(a.names[c], "acc") != NULL;
+        for (int r = 0; r < a.n_rows; r++) {
+            double tol = rel == 0 ? 0 : acc ? 0.002 : rel * fabs(x[r]);
+            if (!(fabs(x[r] - y[r]) <= tol))
+                fail_msg("%s vs %s: %s at epoch %d: %.9g vs %.9g (tolerance %g)", a_dir, b_dir,
+                         a.names[c], r + 1, x[r], y[r], tol);
+        }
+    }
+    tg_metrics_table_free(&a);
+    tg_metrics_table_free(&b);
+}
+
+static void expect_same_checkpoint(const char *a_dir, const char *b_dir)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cd %s && cmp %s/checkpoint.safetensors %s/checkpoint.safetensors",
+             check_tmpdir, a_dir, b_dir);
+    if (system(cmd) != 0)
+        fail_msg("%s and %s: the checkpoints (weights, optimizer state) differ", a_dir, b_dir);
+}
+
+static void require_runner(void)
+{
+    require_mpi();
+    if (access(q2_mpi_bin, X_OK) != 0) fail_msg("%s was not built (mk/dist.mk)", q2_mpi_bin);
+}
+
+static void test_runner_two_processes_match_one(void **state)
+{
+    (void)state;
+    require_runner();
+    run_q2("", q2_bin, "", "one");
+    run_q2(MPIRUN " -np 1", q2_mpi_bin, "", "mpi1");
+    run_q2(MPIRUN " -np 2", q2_mpi_bin, "-deterministic", "mpi2");
+    run_q2(MPIRUN " -np 2", q2_mpi_bin, "", "mpi2_allreduce");
+    run_q2(MPIRUN " -np 1", q2_mpi_bin, "-deterministic -micro_batches 2", "micro2");
+    /* One process of question2-mpi is question2, to the bit. */
+    expect_same_metrics("one", "mpi1", 0);
+    expect_same_checkpoint("one", "mpi1");
+    /* Two processes: the same steps as one process running the two slices of each batch one
+     * after the other (-micro_batches 2), to the bit, in rank order and with MPI_Iallreduce
+     * (for 2 ranks a + b is one sum). */
+    expect_same_metrics("micro2", "mpi2", 0);
+    expect_same_checkpoint("micro2", "mpi2");
+    expect_same_checkpoint("mpi2", "mpi2_allreduce");
+    /* Against the unsharded batch: a product over 30 rows added as 15 + 15 rounds differently
+     * in the last bits (docs/distributed.md). */
+    expect_same_metrics("one", "mpi2", 1e-5);
+}
+
+static void expect_runner_fails(const char *cmd, int want_rc, const char *needle, bool once)
+{
+    static char out[1 << 16];
+    double secs;
+    int rc = run_cmd(cmd, out, sizeof out, &secs);
+    printf("%s: exit %d after %.1f s\n", cmd, rc, secs);
+    const char *at = strstr(out, needle);
+    if (rc == 0 || rc == 124 || (want_rc && rc != want_rc) || !at || (once && strstr(at + 1, needle)))
+        fail_msg("%s: exit %d after %.1f s (want %s%d, before the 120 s deadline, with \"%s\"%s):"
+                 "\n%s", cmd, rc, secs, want_rc ? "" : "non-zero, not ", want_rc, needle,
+                 once ? " once" : "", out);
+}
+
+static void test_runner_input_errors_end_every_rank(void **state)
+{
+    (void)state;
+    require_runner();
+    char cmd[2048];
+    /* Only rank 1 cannot read its data (another machine's folder): the job ends, every rank. */
+    snprintf(cmd, sizeof cmd, MPIRUN " -np 1 %s " Q2_RUN " -out bad1 : -np 1 %s " Q2_RUN
+             " -out bad1 -data /nonexistent", q2_mpi_bin, q2_mpi_bin);
+    expect_runner_fails(cmd, 0, "rank 1 of 2: -data /nonexistent", true);
+    /* Only rank 0 checks -out: a previous run there ends the job before any training. */
+    snprintf(cmd, sizeof cmd, "mkdir -p prev && touch prev/summary.json && " MPIRUN
+             " -np 2 %s " Q2_RUN " -out prev", q2_mpi_bin);
+    expect_runner_fails(cmd, 0, "prev holds a previous run", true);
+    /* A bad command line: exit 2, said once (by rank 0). */
+    snprintf(cmd, sizeof cmd, MPIRUN " -np 2 %s mlp -epochs 0", q2_mpi_bin);
+    expect_runner_fails(cmd, 2, "-epochs: 0 is out of range", true);
+    snprintf(cmd, sizeof cmd, MPIRUN " -np 2 %s mlp -per_process_batch_size 8 -batch_size 16",
+             q2_mpi_bin);
+    expect_runner_fails(cmd, 2, "give one", true);
+    /* The one-process runner under mpirun says which program trains data-parallel. */
+    snprintf(cmd, sizeof cmd, MPIRUN " -np 2 %s mlp -fast", q2_bin);
+    expect_runner_fails(cmd, 2, "use question2-mpi", false);
+}
+
 static int group_setup(void **state)
 {
     const char *build = getenv("TG_BUILD");
@@ -156,6 +293,9 @@ static int group_setup(void **state)
     else
         snprintf(check_bin, sizeof check_bin, "%s/%s/dist/tests/ddp_check", here,
                  build && *build ? build : "build");
+    snprintf(q2_bin, sizeof q2_bin, "%.*s/apps/question2", (int)(strstr(check_bin, "/dist/tests")
+             - check_bin), check_bin);
+    snprintf(q2_mpi_bin, sizeof q2_mpi_bin, "%s-mpi", q2_bin);
     have_mpi = access(check_bin, X_OK) == 0 && system("command -v mpirun >/dev/null") == 0;
     /* Open MPI keeps allocations until exit by design: leak reports would be about it. */
     setenv("ASAN_OPTIONS", "detect_leaks=0", 1);
@@ -171,6 +311,8 @@ int main(void)
         cmocka_unit_test(test_two_processes_match_one),
         cmocka_unit_test(test_checkpoint_of_two_ranks_resumes_on_one_and_three),
         cmocka_unit_test(test_a_failing_rank_ends_the_job),
+        cmocka_unit_test(test_runner_two_processes_match_one),
+        cmocka_unit_test(test_runner_input_errors_end_every_rank),
     };
     return cmocka_run_group_tests(tests, group_setup, check_tmpdir_teardown);
 }
