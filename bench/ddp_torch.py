@@ -22,6 +22,7 @@ a = p.parse_args()
 batch = a.batch or (256 if a.model == "gemm" else 16)
 
 torch.set_num_threads(1)
+torch.set_num_interop_threads(1)
 torch.manual_seed(0)
 world = int(os.environ.get("WORLD_SIZE", "1"))
 rank = int(os.environ.get("RANK", "0"))

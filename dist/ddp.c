@@ -18,6 +18,7 @@ typedef struct {
     tg_dtype dtype;
     int64_t elems;
     size_t offset;               /* bytes into d->buf (and into each rank's slot of d->gathered) */
+    unsigned char *data;         /* where it is reduced: its one gradient, or d->buf + offset */
     int ready, state;
     MPI_Request req;
 } bucket;
@@ -35,7 +36,7 @@ struct tg_ddp {
     double weight;
     unsigned char *buf, *gathered;
     size_t buf_bytes;
-    MPI_Comm reduce_comm, bcast_comm;
+    MPI_Comm reduce_comm, bcast_comm, late_comm;
 };
 
 static void make_buckets(tg_ddp *d, size_t cap)
@@ -87,6 +88,7 @@ tg_ddp *tg_ddp_new(const tg_param_list *params, const tg_ddp_opts *opts)
         d->gathered = tg__malloc((d->buf_bytes ? d->buf_bytes : 1) * (size_t)tg_dist_world_size());
     MPI_Comm_dup(MPI_COMM_WORLD, &d->reduce_comm);
     MPI_Comm_dup(MPI_COMM_WORLD, &d->bcast_comm);
+    MPI_Comm_dup(MPI_COMM_WORLD, &d->late_comm);
     return d;
 }
 
@@ -102,18 +104,19 @@ static int find_param(const tg_ddp *d, const tg_tensor *t)
     return -1;
 }
 
-/* dst = weight · grad, or dst += weight · grad on top of accumulated micro-batches: the same
- * products and the same order of additions as one process adding the shards' weighted gradients
- * one after the other. */
+/* dst = weight · grad, or acc + weight · grad on top of accumulated micro-batches (acc): the
+ * same products and the same order of additions as one process adding the shards' weighted
+ * gradients one after the other. dst may be acc (d->buf) or grad (reduced in place). */
 #define PACK_KERNEL(T, S)                                                                   \
-    static void pack_##S(T *dst, const T *grad, int64_t n, double weight, bool add)         \
+    static void pack_##S(T *dst, const T *acc, const T *grad, int64_t n, double weight)     \
     {                                                                                       \
         if (!grad) {                                                                        \
-            if (!add) memset(dst, 0, sizeof(T) * (size_t)n);                                \
+            if (!acc) memset(dst, 0, sizeof(T) * (size_t)n);                                \
+            else if (acc != dst) memcpy(dst, acc, sizeof(T) * (size_t)n);                   \
             return;                                                                         \
         }                                                                                   \
         T w = (T)weight;                                                                    \
-        if (add) for (int64_t i = 0; i < n; i++) dst[i] += grad[i] * w;                     \
+        if (acc) for (int64_t i = 0; i < n; i++) dst[i] = acc[i] + grad[i] * w;             \
         else for (int64_t i = 0; i < n; i++) dst[i] = grad[i] * w;                          \
     }
 TG_STAMP(PACK_KERNEL)
@@ -125,47 +128,93 @@ TG_STAMP(PACK_KERNEL)
     }
 TG_STAMP(ADD_KERNEL)
 
-static void pack_params(tg_ddp *d, int first, int count, unsigned char *at, double weight)
+/* Packs parameters [first, first + count) into dst (contiguous), on top of what d->buf holds
+ * from tg_ddp_accumulate when d->pending. */
+static void pack_params(tg_ddp *d, int first, int count, unsigned char *dst, size_t offset,
+                        double weight)
 {
     for (int i = first; i < first + count; i++) {
         tg_tensor *p = d->params[i];
         const void *g = p->grad ? p->grad->data : NULL;
-        if (p->dtype == TG_F64) pack_f64((double *)at, g, p->numel, weight, d->pending);
-        else pack_f32((float *)at, g, p->numel, weight, d->pending);
-        at += tg_nbytes(p);
+        const void *acc = d->pending ? d->buf + offset : NULL;
+        if (p->dtype == TG_F64) pack_f64((double *)dst, acc, g, p->numel, weight);
+        else pack_f32((float *)dst, acc, g, p->numel, weight);
+        dst += tg_nbytes(p);
+        offset += tg_nbytes(p);
     }
+}
+
+/* A bucket of one parameter that has a gradient is scaled and reduced in that gradient: no copy
+ * out and back (for the GEMM MLP, 7 of its 7.45 MB). */
+static void pack_bucket(tg_ddp *d, bucket *b)
+{
+    tg_tensor *p = d->params[b->first];
+    b->data = b->count == 1 && p->grad ? (unsigned char *)p->grad->data : d->buf + b->offset;
+    pack_params(d, b->first, b->count, b->data, b->offset, d->weight);
 }
 
 static void launch(tg_ddp *d, bucket *b)
 {
-    pack_params(d, b->first, b->count, d->buf + b->offset, d->weight);
+    pack_bucket(d, b);
     MPI_Datatype type = tg__dist_mpi_type(b->dtype);
     if (d->deterministic) {
         void *slots = d->gathered ? d->gathered + b->offset * (size_t)tg_dist_world_size() : NULL;
-        MPI_Igather(d->buf + b->offset, (int)b->elems, type, slots, (int)b->elems, type, 0,
+        MPI_Igather(b->data, (int)b->elems, type, slots, (int)b->elems, type, 0,
                     d->reduce_comm, &b->req);
     } else {
-        MPI_Iallreduce(MPI_IN_PLACE, d->buf + b->offset, (int)b->elems, type, MPI_SUM,
-                       d->reduce_comm, &b->req);
+        MPI_Iallreduce(MPI_IN_PLACE, b->data, (int)b->elems, type, MPI_SUM, d->reduce_comm,
+                       &b->req);
     }
     b->state = REDUCING;
+}
+
+/* Rank 0's sum of the gathered copies of bucket b, in rank order, into b->data. */
+static void add_in_rank_order(tg_ddp *d, bucket *b)
+{
+    size_t bytes = (size_t)b->elems * tg_dtype_size(b->dtype);
+    unsigned char *slots = d->gathered + b->offset * (size_t)tg_dist_world_size();
+    unsigned char *out = b->data;
+    memcpy(out, slots, bytes);
+    for (int r = 1; r < tg_dist_world_size(); r++) {
+        if (b->dtype == TG_F64) add_f64((double *)out, (const double *)(slots + r * bytes), b->elems);
+        else add_f32((float *)out, (const float *)(slots + r * bytes), b->elems);
+    }
+}
+
+/* The buckets the backward did not launch, reduced now with blocking collectives: nothing is
+ * left to overlap them with, and Open MPI's blocking collectives (coll/tuned) are about twice as
+ * fast as its non-blocking ones (coll/libnbc; docs/distributed.md). They run on a communicator
+ * of their own, so they do not wait behind the non-blocking ones still in flight. A barrier with
+ * the deadline comes first: past it every rank is here, so the blocking calls cannot hang on a
+ * rank that stopped answering. */
+static void reduce_late(tg_ddp *d)
+{
+    if (d->next_launch == d->n_buckets) return;
+    MPI_Request r;
+    MPI_Ibarrier(d->late_comm, &r);
+    tg__dist_wait(&r, 1, "tg_ddp_finish (ranks reaching the gradient reduction)");
+    for (; d->next_launch < d->n_buckets; d->next_launch++) {
+        bucket *b = &d->buckets[d->next_launch];
+        pack_bucket(d, b);
+        MPI_Datatype type = tg__dist_mpi_type(b->dtype);
+        if (d->deterministic) {
+            void *slots = d->gathered ? d->gathered + b->offset * (size_t)tg_dist_world_size()
+                                      : NULL;
+            MPI_Gather(b->data, (int)b->elems, type, slots, (int)b->elems, type, 0, d->late_comm);
+            if (d->gathered) add_in_rank_order(d, b);
+            MPI_Bcast(b->data, (int)b->elems, type, 0, d->late_comm);
+        } else {
+            MPI_Allreduce(MPI_IN_PLACE, b->data, (int)b->elems, type, MPI_SUM, d->late_comm);
+        }
+        b->state = DONE;
+    }
 }
 
 /* Rank 0 adds the gathered copies in rank order into the bucket, then every rank broadcasts. */
 static void start_broadcast(tg_ddp *d, bucket *b)
 {
-    if (d->gathered) {
-        size_t bytes = (size_t)b->elems * tg_dtype_size(b->dtype);
-        unsigned char *slots = d->gathered + b->offset * (size_t)tg_dist_world_size();
-        unsigned char *out = d->buf + b->offset;
-        memcpy(out, slots, bytes);
-        for (int r = 1; r < tg_dist_world_size(); r++) {
-            if (b->dtype == TG_F64) add_f64((double *)out, (const double *)(slots + r * bytes), b->elems);
-            else add_f32((float *)out, (const float *)(slots + r * bytes), b->elems);
-        }
-    }
-    MPI_Ibcast(d->buf + b->offset, (int)b->elems, tg__dist_mpi_type(b->dtype), 0, d->bcast_comm,
-               &b->req);
+    if (d->gathered) add_in_rank_order(d, b);
+    MPI_Ibcast(b->data, (int)b->elems, tg__dist_mpi_type(b->dtype), 0, d->bcast_comm, &b->req);
     b->state = BROADCASTING;
 }
 
@@ -215,7 +264,9 @@ static void on_record(const tg_node *node, void *user_data)
                      d->names[k], d->seen[k], d->uses[k]);
         if (d->seen[k] == d->uses[k]) d->buckets[d->bucket_of[k]].ready++;
     }
-    if (!overlap) return;
+    /* After the sweep's last record no backward is left to hide a reduction behind: its buckets
+     * go to reduce_late. */
+    if (!overlap || node->index == 0) return;
     launch_ready(d);
     progress(d);
 }
@@ -241,14 +292,19 @@ void tg_ddp_begin(tg_ddp *d, double weight)
     tg_set_backward_hook(on_record, d);
 }
 
+/* The buckets reduced in d->buf back into the gradients (the others were reduced in place). */
 static void unpack(tg_ddp *d)
 {
-    const unsigned char *at = d->buf;
-    for (int i = 0; i < d->n; i++) {
-        tg_tensor *p = d->params[i];
-        if (!p->grad) p->grad = tg_zeros(p->dtype, p->ndim, p->shape);
-        memcpy(p->grad->data, at, tg_nbytes(p));
-        at += tg_nbytes(p);
+    for (int k = 0; k < d->n_buckets; k++) {
+        bucket *b = &d->buckets[k];
+        if (b->data != d->buf + b->offset) continue;
+        const unsigned char *at = b->data;
+        for (int i = b->first; i < b->first + b->count; i++) {
+            tg_tensor *p = d->params[i];
+            if (!p->grad) p->grad = tg_zeros(p->dtype, p->ndim, p->shape);
+            memcpy(p->grad->data, at, tg_nbytes(p));
+            at += tg_nbytes(p);
+        }
     }
 }
 
@@ -259,7 +315,7 @@ void tg_ddp_finish(tg_ddp *d)
     tg_set_backward_hook(NULL, NULL);
     d->armed = false;
     int during_backward = d->next_launch;
-    while (d->next_launch < d->n_buckets) launch(d, &d->buckets[d->next_launch++]);
+    reduce_late(d);
     for (int k = 0; k < d->n_buckets; k++) {
         bucket *b = &d->buckets[k];
         if (b->state == REDUCING) {
@@ -289,7 +345,7 @@ void tg_ddp_accumulate(tg_ddp *d, double weight)
     if (!(weight >= 0 && weight <= 1))
         tg_fail("tg_ddp_accumulate: weight %g is not in [0, 1] (this micro-batch's examples / "
                  "the global batch's)", weight);
-    pack_params(d, 0, d->n, d->buf, weight);
+    pack_params(d, 0, d->n, d->buf, 0, weight);
     d->pending = true;
 }
 
@@ -306,6 +362,7 @@ void tg_ddp_free(tg_ddp *d)
     if (d->armed) tg_set_backward_hook(NULL, NULL);
     MPI_Comm_free(&d->reduce_comm);
     MPI_Comm_free(&d->bcast_comm);
+    MPI_Comm_free(&d->late_comm);
     tg__free(d->params);
     tg__free(d->names);
     tg__free(d->bucket_of);

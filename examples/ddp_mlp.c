@@ -118,7 +118,7 @@ int main(int argc, char **argv)
                dopts.no_overlap ? ", no overlap" : "");
 
     static step_times times, waits;
-    int steps = 0;
+    int steps = 0, overlapped = 0;   /* steps whose reduction started inside the backward */
     for (int epoch = first_epoch; epoch < epochs; epoch++) {
         tg_shard_loader_reset(L);
         double sums[2] = {0, 0};  /* Σ weight·loss over the epoch's steps, steps */
@@ -136,6 +136,7 @@ int main(int argc, char **argv)
             if (++steps > 3 && times.n < 4096) {
                 times.ms[times.n++] = 1e3 * (ex_seconds() - t0);
                 waits.ms[waits.n++] = 1e3 * tg_ddp_wait_seconds(ddp);
+                overlapped += tg_ddp_overlapped_buckets(ddp) > 0;
             }
             if (max_steps && steps >= max_steps) break;
         }
@@ -151,8 +152,8 @@ int main(int argc, char **argv)
     tg_dist_sum(med, 2);
     if (tg_dist_is_main())
         printf("median step %.3f ms, of which %.3f ms waiting for gradients after the backward "
-               "(means of the ranks' medians, %d steps timed per rank)\n", med[0] / world,
-               med[1] / world, times.n);
+               "(means of the ranks' medians, %d steps timed per rank, %d with buckets reduced "
+               "during the backward)\n", med[0] / world, med[1] / world, times.n, overlapped);
     double final_acc = dist_accuracy(model, &m.val);
     const char *ckpt = ex_str(argc, argv, "--checkpoint", NULL);
     if (ckpt && tg_dist_is_main()) tg_dist_check(tg_checkpoint_save(ckpt, model, opt, NULL), ckpt);

@@ -25,7 +25,7 @@ endif
 # make installs the set first, writes the file and reads the makefiles again (GNU make remakes
 # included makefiles). With NO_SETUP=1 it is written once; delete it after installing MPI.
 # Only the goals that build dist/ ask for MPI: `make lib` still installs only the lib set.
-ifneq ($(if $(MAKECMDGOALS),$(filter all test dist examples/ddp_mlp install,$(MAKECMDGOALS)),all),)
+ifneq ($(if $(MAKECMDGOALS),$(filter all test dist install %ddp_mlp %question2-mpi %ddp_check,$(MAKECMDGOALS)),all),)
 -include $(BUILD)/mpi.mk
 endif
 ifeq ($(NO_SETUP),1)
