@@ -3,7 +3,7 @@
 # Open MPI, loopback) next to PyTorch DistributedDataParallel with gloo (bench/ddp_torch.py), for
 # the GEMM-bound MLP (784-1024-1024-10, global batch 256) and the batch-16 MLP (784-100-10).
 #
-#   bash bench/bench_dist.sh [ROUNDS]      default 3 rounds (about 2.5 minutes on 2 idle cores);
+#   bash bench/bench_dist.sh [ROUNDS]      default 3 rounds (under 3 minutes; 1 round ~ 55 s loaded);
 #                                          TG_BUILD names the build folder
 #
 # Every round runs all configurations back to back, so a change in the machine's load hits all of
@@ -15,7 +15,8 @@
 # data parallelism itself (communication, waiting for the slower process); what separates the
 # bound from 100% is the machine (two processes sharing caches, memory bandwidth, other users).
 # For tapegrad with 2 processes "wait ms" is the part of the step in tg_ddp_finish, and
-# "overlap" the share of timed steps whose reduction started during the backward.
+# "overlap" the share of timed steps whose reduction started during the backward; a last line
+# compares the GEMM MLP's 2-process step with the same run reducing only after the backward.
 # One BLAS/OpenMP thread per process on both sides; load averages are printed before and after.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,7 +32,7 @@ if grep -qw avx512f /proc/cpuinfo; then torch_arch=0; else torch_arch=3; fi
 [ -x "$build/examples/ddp_mlp" ] || { echo "bench_dist: build $build/examples/ddp_mlp first (make)"; exit 1; }
 $py -c 'import torch.distributed' 2>/dev/null || { echo "bench_dist: no torch (TG_WITH_TORCH=1 bash scripts/setup.sh)"; exit 1; }
 
-steps_of() { [ "$1" = gemm ] && echo 25 || echo 1000; }
+steps_of() { [ "$1" = gemm ] && echo 20 || echo 600; }
 batch_of() { [ "$1" = gemm ] && echo 256 || echo 16; }
 tg_args() { # model batch
   echo --model "$1" --batch_size "$2" --steps "$(steps_of "$1")" --epochs 1000 --fast
@@ -40,9 +41,9 @@ tg_args() { # model batch
 tg_parse() {
   sed -n 's/^median step \([0-9.]*\) ms, of which \([0-9.]*\) ms.*, \([0-9]*\) steps timed per rank, \([0-9]*\) with.*/\1 \2 \4 \3/p'
 }
-tg_run() { # model np
+tg_run() { # model np [ddp_mlp flags]
   # shellcheck disable=SC2046
-  "${mpi[@]}" -np "$2" "$build/examples/ddp_mlp" $(tg_args "$1" "$(batch_of "$1")") | tg_parse
+  "${mpi[@]}" -np "$2" "$build/examples/ddp_mlp" $(tg_args "$1" "$(batch_of "$1")") "${@:3}" | tg_parse
 }
 # Two independent 1-process runs of half the batch at once: rank 0's median.
 tg_bound() { # model
@@ -83,6 +84,8 @@ for ((k = 1; k <= rounds; k++)); do
   for m in gemm small; do
     echo "$m tapegrad 1 $(tg_run $m 1)" >> "$tmp/all"
     echo "$m tapegrad 2 $(tg_run $m 2)" >> "$tmp/all"
+    # the same 2 processes reducing only after the backward: what the overlap buys
+    [ $m = gemm ] && echo "$m tapegrad n $(tg_run $m 2 --no_overlap)" >> "$tmp/all"
     echo "$m tapegrad b $(tg_bound $m)" >> "$tmp/all"
     echo "$m torch 1 $(torch_run $m 1)" >> "$tmp/all"
     echo "$m torch 2 $(torch_run $m 2)" >> "$tmp/all"
@@ -114,11 +117,15 @@ awk '
     print ""
     for (a = 1; a <= 2; a++)
       printf "%s, 2 processes: tapegrad step / PyTorch DDP step = %.2f\n", ms[a], t2s[a, 1] / t2s[a, 2]
+    if ("gemm tapegrad n" in t)
+      printf "gemm, tapegrad 2 processes: step with overlap / without (--no_overlap) = %.2f (wait %.3f ms without)\n", \
+        t2s[1, 1] / med(t["gemm tapegrad n"]), med(w["gemm tapegrad n"])
     print ""
     print "runs (ms, per round):"
     for (a = 1; a <= 2; a++) for (b = 1; b <= 2; b++) {
       p = ms[a]" "is[b]
       printf "  %-6s %-9s 1:%s | 2:%s | bound:%s\n", ms[a], is[b], t[p" 1"], t[p" 2"], t[p" b"]
     }
+    if ("gemm tapegrad n" in t) printf "  gemm   tapegrad  2, --no_overlap:%s\n", t["gemm tapegrad n"]
   }' "$tmp/all"
 echo "total $(($(date +%s) - t_start)) s"
