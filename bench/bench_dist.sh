@@ -3,8 +3,10 @@
 # Open MPI, loopback) next to PyTorch DistributedDataParallel with gloo (bench/ddp_torch.py), for
 # the GEMM-bound MLP (784-1024-1024-10, global batch 256) and the batch-16 MLP (784-100-10).
 #
-#   bash bench/bench_dist.sh [ROUNDS]      default 3 rounds (under 3 minutes; 1 round ~ 55 s loaded);
-#                                          TG_BUILD names the build folder
+#   bash bench/bench_dist.sh [ROUNDS]      default 3 rounds; TG_BUILD names the build folder
+#
+# A round took 89 s at a load average of 9 on 2 cores, for about 37 s of CPU time (most of it
+# start-up: loading the data, importing torch): 3 rounds should take about 2 minutes when idle.
 #
 # Every round runs all configurations back to back, so a change in the machine's load hits all of
 # them. Per configuration the table gives the median over rounds of each run's median step time;
@@ -32,7 +34,7 @@ if grep -qw avx512f /proc/cpuinfo; then torch_arch=0; else torch_arch=3; fi
 [ -x "$build/examples/ddp_mlp" ] || { echo "bench_dist: build $build/examples/ddp_mlp first (make)"; exit 1; }
 $py -c 'import torch.distributed' 2>/dev/null || { echo "bench_dist: no torch (TG_WITH_TORCH=1 bash scripts/setup.sh)"; exit 1; }
 
-steps_of() { [ "$1" = gemm ] && echo 20 || echo 600; }
+steps_of() { [ "$1" = gemm ] && echo 16 || echo 500; }
 batch_of() { [ "$1" = gemm ] && echo 256 || echo 16; }
 tg_args() { # model batch
   echo --model "$1" --batch_size "$2" --steps "$(steps_of "$1")" --epochs 1000 --fast
