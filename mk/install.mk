@@ -54,7 +54,7 @@ uninstall:
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/tg
 	rm -f $(addprefix $(DESTDIR)$(LIBDIR)/,libtapegrad.a $(notdir $(SHLIB)) $(SONAME) libtapegrad.so)
 	rm -f $(DESTDIR)$(PKGCONFIGDIR)/tapegrad.pc
-	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(INST_BIN)))
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(INST_BIN)) tapegrad-question2-mpi)
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MAN1)))
 
 # The issue's "done when": a staged install, a program built with pkg-config against it and run,
