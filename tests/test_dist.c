@@ -173,6 +173,9 @@ static void run_q2(const char *launch, const char *bin, const char *flags, const
     const char *first = strstr(out, "RESULT "), *wrote = strstr(out, "wrote ");
     if (!first || strstr(first + 1, "RESULT ") || !wrote || strstr(wrote + 1, "wrote "))
         fail_msg("%s: want one RESULT line and one 'wrote' line:\n%s", cmd, out);
+    /* The second epoch's steps allocate nothing, its first (short) batch included. */
+    if (!strstr(out, "steady-state training steps (epochs 2..2): 0\n"))
+        fail_msg("%s: want no heap allocation in epoch 2's steps:\n%s", cmd, out);
 }
 
 static tg_metrics_table read_metrics(const char *dir)

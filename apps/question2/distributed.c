@@ -254,37 +254,54 @@ static tg_status count_arg(const char *flag, const char *s, long long lo, long l
     return TG_OK;
 }
 
+/* "-name", "--name", "-name=v", "--name=v": the name's length (and *value after '='). */
+static size_t flag_name(const char *a, const char **name, const char **value)
+{
+    *name = a + (a[1] == '-' ? 2 : 1);
+    const char *eq = strchr(*name, '=');
+    *value = eq ? eq + 1 : NULL;
+    return eq ? (size_t)(eq - *name) : strlen(*name);
+}
+
+static bool is_flag(const char *name, size_t len, const char *want)
+{
+    return strlen(want) == len && !strncmp(name, want, len);
+}
+
 /* Takes this mode's flags out of argv (into S and *per_process); the rest is question2's. */
 static tg_status take_flags(int *argc, char **argv, long long *per_process, bool *help)
 {
+    static const char *const counts[3] = {"per_process_batch_size", "micro_batches", "bucket_kb"};
     int kept = 1;
     S.micro = 1;
     for (int i = 1; i < *argc; i++) {
-        const char *a = argv[i], *name = a + (a[0] == '-' && a[1] == '-' ? 2 : 1);
-        const char *eq = a[0] == '-' ? strchr(name, '=') : NULL;
-        size_t len = eq ? (size_t)(eq - name) : strlen(name);
-        const char *value = eq ? eq + 1 : i + 1 < *argc ? argv[i + 1] : NULL;
-        long long n = 0;
-        tg_status st = TG_OK;
-#define IS(s) (a[0] == '-' && strlen(s) == len && !strncmp(name, s, len))
-        if (!strcmp(a, "-h") || !strcmp(a, "--help") || !strcmp(a, "-help")) *help = true;
-        if (IS("deterministic")) {
+        const char *a = argv[i], *name, *value;
+        *help |= !strcmp(a, "-h") || !strcmp(a, "--help") || !strcmp(a, "-help");
+        if (a[0] != '-' || a[1] == '\0') {
+            argv[kept++] = argv[i];
+            continue;
+        }
+        size_t len = flag_name(a, &name, &value);
+        int k = 0;
+        while (k < 3 && !is_flag(name, len, counts[k])) k++;
+        if (is_flag(name, len, "deterministic")) {
             S.opts.deterministic = true;
-        } else if (IS("no_overlap")) {
+        } else if (is_flag(name, len, "no_overlap")) {
             S.opts.no_overlap = true;
-        } else if (IS("per_process_batch_size") || IS("micro_batches") || IS("bucket_kb")) {
-            bool pp = IS("per_process_batch_size"), mb = IS("micro_batches");
-            st = count_arg(pp ? "-per_process_batch_size" : mb ? "-micro_batches" : "-bucket_kb",
-                           value, 1, mb ? 64 : 1 << 24, &n);
+        } else if (k < 3) {
+            bool inline_value = value != NULL;
+            if (!inline_value) value = i + 1 < *argc ? argv[++i] : NULL;
+            char flag[32];
+            snprintf(flag, sizeof flag, "-%s", counts[k]);
+            long long n = 0;
+            tg_status st = count_arg(flag, value, 1, k == 1 ? 64 : 1 << 24, &n);
             if (st != TG_OK) return st;
-            if (pp) *per_process = n;
-            else if (mb) S.micro = (int)n;
+            if (k == 0) *per_process = n;
+            else if (k == 1) S.micro = (int)n;
             else S.opts.bucket_bytes = (size_t)n << 10;
-            if (!eq) i++;
         } else {
             argv[kept++] = argv[i];
         }
-#undef IS
     }
     *argc = kept;
     argv[kept] = NULL;
@@ -311,15 +328,48 @@ static tg_status check_command_line(int argc, char **argv, bool *batch_given)
     return TG_OK;
 }
 
+/* A mistake on the command line: said by rank 0, exit status 2 everywhere. The barrier keeps
+ * the others from exiting first: mpirun would end the job before rank 0 has said why. */
+static int usage_error(void)
+{
+    int rc = tg_dist_is_main() ? q2_usage_error() : EXIT_USAGE;
+    fflush(stderr);
+    tg_dist_barrier();
+    return rc;
+}
+
+/* The run itself, argv holding room for two more flags. */
+static int train(int argc, char **argv, long long per_process)
+{
+    char batch_flag[64];
+    if (per_process) {
+        snprintf(batch_flag, sizeof batch_flag, "-batch_size=%lld",
+                 per_process * tg_dist_world_size());
+        argv[argc++] = batch_flag;
+    }
+    /* Ranks other than 0 print nothing: their stdout goes nowhere, and -quiet keeps the
+     * warnings every rank would repeat off stderr (which stays, for their own errors). */
+    if (!tg_dist_is_main()) {
+        argv[argc++] = "-quiet";
+        if (!freopen("/dev/null", "w", stdout)) tg_dist_check(TG_ERR_IO, "/dev/null");
+    }
+    argv[argc] = NULL;
+    q2_dist = &hooks;
+    return q2_main(argc, argv);
+}
+
+static bool one_process_mode(const char *word)
+{
+    return !strcmp(word, "sweep") || !strcmp(word, "replot") || !strcmp(word, "recipe");
+}
+
 int main(int argc, char **argv)
 {
     tg_dist_check(tg_dist_init(&argc, &argv), "tg_dist_init");
-    int world = tg_dist_world_size();
     long long per_process = 0;
     bool help = false, batch_given = false;
-    /* Room for the flags this adds: -batch_size=N and, on ranks > 0, -quiet. */
+    /* Room for the flags train adds: -batch_size=N and -quiet. */
     char **args = calloc((size_t)argc + 3, sizeof *args);
-    char batch_flag[64];
     if (!args) tg_dist_check(TG_ERR_VALUE, "out of memory");
     memcpy(args, argv, sizeof *args * (size_t)argc);
     int n = argc, rc;
@@ -328,32 +378,18 @@ int main(int argc, char **argv)
         if (tg_dist_is_main()) usage(stdout);
         rc = 0;
     } else if (st != TG_OK) {
-        rc = tg_dist_is_main() ? q2_usage_error() : EXIT_USAGE;
-    } else if (n >= 2 && (!strcmp(args[1], "sweep") || !strcmp(args[1], "replot") ||
-                          !strcmp(args[1], "recipe"))) {
-        if (tg_dist_is_main())
-            fprintf(stderr, PROG "-mpi: '%s' runs in one process: use " PROG " %s\n", args[1],
-                    args[1]);
-        rc = EXIT_USAGE;
-    } else if ((st = check_command_line(n, args, &batch_given)) != TG_OK ||
-               (per_process && batch_given &&
-                (st = q2_bad("-per_process_batch_size and -batch_size: give one (-batch_size "
-                             "is the global batch)")) != TG_OK)) {
-        rc = tg_dist_is_main() ? q2_usage_error() : EXIT_USAGE;
+        rc = usage_error();
+    } else if (n >= 2 && one_process_mode(args[1])) {
+        q2_bad("'%s' runs in one process: use " PROG " %s", args[1], args[1]);
+        rc = usage_error();
+    } else if (check_command_line(n, args, &batch_given) != TG_OK) {
+        rc = usage_error();
+    } else if (per_process && batch_given) {
+        q2_bad("-per_process_batch_size and -batch_size: give one (-batch_size is the global "
+               "batch)");
+        rc = usage_error();
     } else {
-        if (per_process) {
-            snprintf(batch_flag, sizeof batch_flag, "-batch_size=%lld", per_process * world);
-            args[n++] = batch_flag;
-        }
-        /* Ranks other than 0 print nothing: their stdout goes nowhere, and -quiet keeps the
-         * warnings every rank would repeat off stderr (which stays, for their own errors). */
-        if (!tg_dist_is_main()) {
-            args[n++] = "-quiet";
-            if (!freopen("/dev/null", "w", stdout)) tg_dist_check(TG_ERR_IO, "/dev/null");
-        }
-        args[n] = NULL;
-        q2_dist = &hooks;
-        rc = q2_main(n, args);
+        rc = train(n, args, per_process);
     }
     free(args);
     tg_dist_finalize();
