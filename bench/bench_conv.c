@@ -5,13 +5,13 @@
  * samples after a warm-up, in thread CPU time; the machine is shared, so compare the medians of
  * one run. Also prints heap allocations per step in steady state (expected 0).
  *     build/bench/bench_conv [-quick]       (-quick: 3 samples, for a smoke test) */
-#include <immintrin.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "tapegrad.h"
+#include "bench/bench_util.h"
 
 #define REPS 7
 
@@ -38,58 +38,6 @@ static const layer layers[] = {
     {"CIFAR AlexNet", "conv4 384->256 3x3 p1 @8", 64, 384, 8, 8, 256, 3, 1, 1, false},
     {"CIFAR AlexNet", "conv5 256->256 3x3 p1 @8", 64, 256, 8, 8, 256, 3, 1, 1, false},
 };
-
-/* CPU time of this thread: ~5 engineers share 2 cores, and wall time would count the time slices
- * the others get (conv_torch.py measures the same way). */
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-/* ---- peak: independent FMA chains (bench/bench_gemm.c's loop) ---- */
-#if defined(__AVX512F__)
-typedef __m512 vec;
-#define VFMA _mm512_fmadd_ps
-#define VSET _mm512_set1_ps
-#define LANES 16
-#else
-typedef __m256 vec;
-#define VFMA _mm256_fmadd_ps
-#define VSET _mm256_set1_ps
-#define LANES 8
-#endif
-#define CHAINS 12 /* > latency (4) x pipes (2), so the FMA units never wait */
-#define FMA_ITERS 20000000L
-
-static double peak_gflops(void)
-{
-    double t[5];
-    volatile float sink = 0;
-    for (int r = 0; r < 5; r++) {
-        vec acc[CHAINS], x = VSET(1e-7f), y = VSET(0.999999f);
-        for (int c = 0; c < CHAINS; c++) acc[c] = VSET((float)c);
-        double t0 = now();
-        for (long it = 0; it < FMA_ITERS; it++)
-            for (int c = 0; c < CHAINS; c++) acc[c] = VFMA(acc[c], y, x);
-        t[r] = now() - t0;
-        for (int c = 0; c < CHAINS; c++) sink += ((float *)&acc[c])[0];
-    }
-    return (double)FMA_ITERS * CHAINS * LANES * 2 / median(t, 5) * 1e-9;
-}
 
 /* ---- one layer ---- */
 
@@ -136,19 +84,19 @@ static timing time_layer(const layer *L, int reps)
     timing t = {0};
     for (int r = 0; r <= reps; r++) { /* sample 0 is the warm-up */
         uint64_t a0 = tg_alloc_count();
-        double t0 = now();
+        double t0 = bench_cpu();
         y = tg_conv2d(x, w, b, &opts);
-        double t1 = now();
+        double t1 = bench_cpu();
         tg_tensor *loss = seeded_loss(y, g);
-        double t1b = now();
+        double t1b = bench_cpu();
         tg_backward(loss);
-        double t2 = now();
+        double t2 = bench_cpu();
         tg_tape_reset();
         tf[r] = t1 - t0, tb[r] = t2 - t1b;
         t.allocs = tg_alloc_count() - a0;
     }
-    t.fwd = median(tf + 1, reps);
-    t.bwd = median(tb + 1, reps);
+    t.fwd = bench_median(tf + 1, reps);
+    t.bwd = bench_median(tb + 1, reps);
     tg_free(x), tg_free(w), tg_free(b), tg_free(g);
     return t;
 }
@@ -172,8 +120,8 @@ int main(int argc, char **argv)
     int reps = argc > 1 && !strcmp(argv[1], "-quick") ? 3 : REPS;
     tg_set_num_threads(1);
     printf("%s\n", tg_blas_info());
-    double peak = peak_gflops();
-    printf("peak fp32 (FMA loop, %d-bit vectors): %.1f GFLOP/s on 1 core\n\n", LANES * 32, peak);
+    double peak = bench_peak_gflops(1, 20000000L);
+    printf("peak fp32 (FMA loop, %d-bit vectors): %.1f GFLOP/s on 1 core\n\n", BENCH_LANES * 32, peak);
     printf("%-14s %-30s %9s %9s %6s %9s %9s %6s %7s\n", "network", "layer (batch)", "fwd ms",
            "GFLOP/s", "%peak", "bwd ms", "GFLOP/s", "%peak", "allocs");
     double total[2] = {0}, flops[2] = {0};

@@ -5,9 +5,8 @@
  * "MLP step" times the five products of a batch-16 784-100-10 training step back to back. */
 #include "autograd/blas.h"
 #include "tg/core.h"
+#include "bench/bench_util.h"
 
-#include <immintrin.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,64 +31,6 @@ static const shape shapes[] = {
     {"1024 . 1024 . 1024", false, false, 1024, 1024, 1024},
 };
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-/* ---- peak: independent FMA chains on 512-bit vectors ------------------------------------------ */
-
-#if defined(__AVX512F__)
-typedef __m512 vec;
-#define VFMA _mm512_fmadd_ps
-#define VSET _mm512_set1_ps
-#define LANES 16
-#else /* AVX2 machines: half the width, so half the peak */
-typedef __m256 vec;
-#define VFMA _mm256_fmadd_ps
-#define VSET _mm256_set1_ps
-#define LANES 8
-#endif
-#define CHAINS 12 /* > latency (4) x pipes (2), so the FMA units never wait */
-#define FMA_ITERS 20000000L
-
-static void *fma_loop(void *out) {
-    vec acc[CHAINS], x = VSET(1e-7f), y = VSET(0.999999f);
-    for (int c = 0; c < CHAINS; c++) acc[c] = VSET((float)c);
-    for (long it = 0; it < FMA_ITERS; it++) {
-        for (int c = 0; c < CHAINS; c++) acc[c] = VFMA(acc[c], y, x);
-    }
-    float s = 0;
-    for (int c = 0; c < CHAINS; c++) s += ((float *)&acc[c])[0];
-    *(float *)out = s;
-    return NULL;
-}
-
-/* fp32 GFLOP/s of `nthreads` FMA loops in parallel (median of 5). */
-static double peak_gflops(int nthreads) {
-    double t[5];
-    float sink[2];
-    for (int r = 0; r < 5; r++) {
-        pthread_t th[2];
-        double t0 = now();
-        for (int i = 0; i < nthreads; i++) pthread_create(&th[i], NULL, fma_loop, &sink[i]);
-        for (int i = 0; i < nthreads; i++) pthread_join(th[i], NULL);
-        t[r] = now() - t0;
-    }
-    return (double)nthreads * FMA_ITERS * CHAINS * LANES * 2 / median(t, 5) * 1e-9;
-}
-
 /* ---- gemm --------------------------------------------------------------------------------------- */
 
 static float *random_matrix(int64_t n) {
@@ -106,21 +47,21 @@ static double time_shape(const shape *s) {
     float *C = random_matrix(s->m * s->n);
     long calls = 1;
     for (;;) { /* calibrate: a sample must last SAMPLE_SECONDS (doubles as warm-up) */
-        double t0 = now();
+        double t0 = bench_wall();
         for (long i = 0; i < calls; i++)
             tg__gemm_f32(s->ta, s->tb, s->m, s->n, s->k, 1.0f, A, cols_a, B, cols_b, 0.0f, C, s->n);
-        if (now() - t0 >= SAMPLE_SECONDS) break;
+        if (bench_wall() - t0 >= SAMPLE_SECONDS) break;
         calls *= 2;
     }
     double t[REPS];
     for (int r = 0; r < REPS; r++) {
-        double t0 = now();
+        double t0 = bench_wall();
         for (long i = 0; i < calls; i++)
             tg__gemm_f32(s->ta, s->tb, s->m, s->n, s->k, 1.0f, A, cols_a, B, cols_b, 0.0f, C, s->n);
-        t[r] = (now() - t0) / (double)calls;
+        t[r] = (bench_wall() - t0) / (double)calls;
     }
     free(A), free(B), free(C);
-    return median(t, REPS);
+    return bench_median(t, REPS);
 }
 
 /* The five products of one training step of a 784-100-10 MLP at batch 16 (weights stored
@@ -143,23 +84,23 @@ static double time_step(double *flop) {
     }
     double t[REPS + 1];
     for (int r = 0; r <= REPS; r++) { /* sample 0 is the warm-up */
-        double t0 = now();
+        double t0 = bench_wall();
         for (int it = 0; it < 200; it++)
             for (int i = 0; i < NS; i++) {
                 const shape *s = &step[i];
                 tg__gemm_f32(s->ta, s->tb, s->m, s->n, s->k, 1.0f, buf[i][0], s->ta ? s->m : s->k,
                              buf[i][1], s->tb ? s->k : s->n, 0.0f, buf[i][2], s->n);
             }
-        t[r] = (now() - t0) / 200;
+        t[r] = (bench_wall() - t0) / 200;
     }
     for (int i = 0; i < NS; i++) free(buf[i][0]), free(buf[i][1]), free(buf[i][2]);
-    return median(t + 1, REPS);
+    return bench_median(t + 1, REPS);
 }
 
 int main(void) {
     printf("%s\n", tg_blas_info());
-    double peak1 = peak_gflops(1), peak2 = peak_gflops(2);
-    printf("peak fp32 (FMA loop, %d-bit): %.0f GFLOP/s on 1 core, %.0f on 2\n\n", LANES * 32, peak1, peak2);
+    double peak1 = bench_peak_gflops(1, 20000000L), peak2 = bench_peak_gflops(2, 20000000L);
+    printf("peak fp32 (FMA loop, %d-bit): %.0f GFLOP/s on 1 core, %.0f on 2\n\n", BENCH_LANES * 32, peak1, peak2);
     printf("%-26s %10s %10s %7s %10s %10s %7s\n", "shape (M x K . K x N)", "us/call 1t", "GFLOP/s 1t",
            "%peak", "us/call 2t", "GFLOP/s 2t", "%peak2");
     int nshapes = (int)(sizeof shapes / sizeof shapes[0]);

@@ -6,19 +6,7 @@
 #include <stdlib.h>
 #include <time.h>
 #include <tapegrad.h>
-
-static double seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "bench/bench_util.h"
 
 int main(int argc, char **argv)
 {
@@ -53,7 +41,7 @@ int main(int argc, char **argv)
     uint64_t allocs = 0;
     for (int b = -1; b < blocks; b++) {   /* block -1: warm-up (arena and gradients grow) */
         uint64_t a0 = tg_alloc_count();
-        double t0 = seconds();
+        double t0 = bench_wall();
         for (int s = 0; s < 20; s++) {
             tg_optimizer_zero_grad(opt);
             tg_tensor *loss = tg_cross_entropy(tg_module_forward(net, x), y, TG_REDUCE_MEAN);
@@ -62,10 +50,10 @@ int main(int argc, char **argv)
             tg_tape_reset();
         }
         if (b < 0) continue;
-        ms[b] = (seconds() - t0) / 20 * 1e3;
+        ms[b] = (bench_wall() - t0) / 20 * 1e3;
         allocs += tg_alloc_count() - a0;
     }
-    qsort(ms, (size_t)blocks, sizeof *ms, cmp);
+    qsort(ms, (size_t)blocks, sizeof *ms, bench_cmp_double);
     printf("%s\n", tg_blas_info());
     printf("tapegrad step ms: %.3f (LeNet-5, batch %d, median of %d blocks of 20 steps)\n",
            ms[blocks / 2], batch, blocks);

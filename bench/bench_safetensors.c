@@ -4,13 +4,7 @@
 #include <stdlib.h>
 #include <time.h>
 #include "tapegrad.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
+#include "bench/bench_util.h"
 
 int main(void)
 {
@@ -22,11 +16,11 @@ int main(void)
         snprintf(name, sizeof name, "layer.%d.weight", i);
         tg_param_list_add(&l, name, tg_full(TG_F32, TG_SHAPE(1), i));
     }
-    double t0 = now();
+    double t0 = bench_wall();
     if (tg_safetensors_save(path, &l, 0, NULL, NULL) != TG_OK) return 1;
-    double t1 = now();
+    double t1 = bench_wall();
     if (tg_safetensors_load(path, &l) != TG_OK) return 1;
-    double t2 = now();
+    double t2 = bench_wall();
     printf("%d entries: save %.1f ms, load %.1f ms\n", n, 1e3 * (t1 - t0), 1e3 * (t2 - t1));
 
     char **keys = malloc(n * sizeof *keys), **vals = malloc(n * sizeof *vals);
@@ -36,13 +30,13 @@ int main(void)
         snprintf(vals[i], 24, "%d", i);
     }
     tg_param_list none = {0};
-    t0 = now();
+    t0 = bench_wall();
     if (tg_safetensors_save(path, &none, n, (const char *const *)keys,
                             (const char *const *)vals) != TG_OK)
         return 1;
-    t1 = now();
+    t1 = bench_wall();
     if (tg_safetensors_load(path, &none) != TG_OK) return 1;
-    t2 = now();
+    t2 = bench_wall();
     printf("%d metadata keys: save %.1f ms, load %.1f ms\n", n, 1e3 * (t1 - t0), 1e3 * (t2 - t1));
     for (int i = 0; i < n; i++) free(keys[i]), free(vals[i]), tg_free(l.tensors[i]);
     free(keys), free(vals);

@@ -11,25 +11,7 @@
 #include <string.h>
 #include <time.h>
 #include "tapegrad.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return v[n / 2];
-}
+#include "bench/bench_util.h"
 
 enum { REPS = 9 };
 
@@ -41,17 +23,17 @@ static double small_op_ns(void)
     double t[REPS];
     const int iters = 2000, ops = 100;
     for (int r = 0; r < REPS; r++) {
-        double t0 = now();
+        double t0 = bench_wall();
         for (int it = 0; it < iters; it++) {
             tg_tensor *h = x;
             for (int k = 0; k < ops / 4; k++) h = tg_tanh(tg_add(tg_mul(h, c), tg_mul_scalar(h, 0.5)));
             tg_backward(tg_sum(h));
             tg_tape_reset();
         }
-        t[r] = (now() - t0) / (iters * (double)(ops + 1)) * 1e9;
+        t[r] = (bench_wall() - t0) / (iters * (double)(ops + 1)) * 1e9;
     }
     tg_free(x), tg_free(c);
-    return median(t, REPS);
+    return bench_median(t, REPS);
 }
 
 static void sgd_update(tg_tensor *p, float lr)
@@ -74,18 +56,18 @@ static double logreg_step_us(double *allocs)
         uint64_t a0 = 0;
         double t0 = 0;
         for (int s = -100; s < steps; s++) {
-            if (s == 0) a0 = tg_alloc_count(), t0 = now();
+            if (s == 0) a0 = tg_alloc_count(), t0 = bench_wall();
             tg_tensor *loss = tg_cross_entropy(tg_linear(x, W, b), y, TG_REDUCE_MEAN);
             tg_backward(loss);
             sgd_update(W, 1e-3f);
             sgd_update(b, 1e-3f);
             tg_tape_reset();
         }
-        t[r] = (now() - t0) / steps * 1e6;
+        t[r] = (bench_wall() - t0) / steps * 1e6;
         *allocs = (double)(tg_alloc_count() - a0) / steps;
     }
     tg_free(W), tg_free(b), tg_free(x), tg_free(y);
-    return median(t, REPS);
+    return bench_median(t, REPS);
 }
 
 /* The default Question 2 MLP (784-100-10, ReLU, dropout 0.3, batch 16, SGD lr 0.01) on random
@@ -108,7 +90,7 @@ static double mlp_step_us(void)
     for (int r = 0; r < REPS; r++) {
         double t0 = 0;
         for (int s = -100; s < steps; s++) {
-            if (s == 0) t0 = now();
+            if (s == 0) t0 = bench_wall();
             tg_optimizer_zero_grad(opt);
             tg_tensor *loss = tg_cross_entropy(tg_module_forward(m, x), y, TG_REDUCE_MEAN);
             tg_backward(loss);
@@ -116,13 +98,13 @@ static double mlp_step_us(void)
             sink += tg_item(loss);
             tg_tape_reset();
         }
-        t[r] = (now() - t0) / steps * 1e6;
+        t[r] = (bench_wall() - t0) / steps * 1e6;
     }
     if (sink != sink) printf("(loss became NaN)\n");
     tg_optimizer_free(opt);
     tg_module_free(m);
     tg_free(x), tg_free(y);
-    return median(t, REPS);
+    return bench_median(t, REPS);
 }
 
 /* GFLOP/s of tg_matmul (a [M,K] · b [K,N]) or of tg_linear (x [M,K] · W[N,K]ᵀ, no bias), the
@@ -135,16 +117,16 @@ static double matmul_gflops(int64_t M, int64_t K, int64_t N, bool linear)
     double flops = 2.0 * (double)(M * K * N), t[REPS];
     int iters = (int)(4e9 / flops) + 1;
     for (int r = 0; r < REPS; r++) {
-        double t0 = now();
+        double t0 = bench_wall();
         for (int it = 0; it < iters; it++) {
             if (linear) tg_linear(a, b, NULL);
             else tg_matmul(a, b);
             tg_tape_reset();
         }
-        t[r] = flops * iters / (now() - t0) / 1e9;
+        t[r] = flops * iters / (bench_wall() - t0) / 1e9;
     }
     tg_free(a), tg_free(b);
-    return median(t, REPS);
+    return bench_median(t, REPS);
 }
 
 int main(int argc, char **argv)
