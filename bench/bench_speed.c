@@ -11,6 +11,8 @@
  * Figures are medians of repetitions. One-thread figures are timed in the thread's CPU time (the
  * machine may be shared; the peak is timed the same way), two-thread ones in wall time.
  *   bench_speed [-quick]       -quick: fewer repetitions, for a smoke run
+ *   bench_speed -profile N     only N Table-1 steps on 4,000 examples, for
+ *                              valgrind --tool=callgrind (instruction counts per lever)
  * bench/compare_speed.sh runs this next to bench/speed_torch.py. */
 #include <stdbool.h>
 #include <stdio.h>
@@ -37,13 +39,34 @@ typedef struct {
     double epoch_seconds, allocs_per_step, loss;
 } t1_result;
 
-static t1_result table1_epochs(void)
+/* The steps of tg_train_epoch, by hand: callgrind counts this function alone
+ * (--toggle-collect=t1_profile_steps). Returns the last loss. */
+static __attribute__((noinline)) double t1_profile_steps(tg_module *m, tg_optimizer *opt,
+                                                         tg_loader *L, int steps)
+{
+    tg_tensor *xb, *yb;
+    double loss = 0;
+    for (int s = 0; s < steps; s++) {
+        if (!tg_loader_next(L, &xb, &yb)) tg_loader_next(L, &xb, &yb);
+        tg_optimizer_zero_grad(opt);
+        tg_tensor *l = tg_cross_entropy(tg_module_forward(m, xb), yb, TG_REDUCE_MEAN);
+        tg_backward(l);
+        tg_optimizer_step(opt);
+        loss = tg_item(l);
+        tg_tape_reset();
+    }
+    return loss;
+}
+
+/* profile_steps > 0: only that many steps, on 4,000 examples (for callgrind). */
+static t1_result table1_epochs(int profile_steps)
 {
     tg_rng rng;
     tg_rng_seed(&rng, 1);
-    tg_tensor *x = tg_rand_uniform(TG_F32, TG_SHAPE(T1_EXAMPLES, T1_IN), 0, 1, &rng);
-    tg_tensor *y = tg_zeros(TG_I32, TG_SHAPE(T1_EXAMPLES));
-    for (int i = 0; i < T1_EXAMPLES; i++) ((int32_t *)y->data)[i] = (int32_t)(tg_rng_next(&rng) % 10);
+    int64_t n = profile_steps ? 4000 : T1_EXAMPLES;
+    tg_tensor *x = tg_rand_uniform(TG_F32, TG_SHAPE(n, T1_IN), 0, 1, &rng);
+    tg_tensor *y = tg_zeros(TG_I32, TG_SHAPE(n));
+    for (int64_t i = 0; i < n; i++) ((int32_t *)y->data)[i] = (int32_t)(tg_rng_next(&rng) % 10);
     tg_module *m = tg_feedforward_new(T1_IN, T1_CLASSES, T1_HIDDEN, 1, "relu", 0.3,
                                       tg_init_pytorch(), &rng);
     tg_param_list ps = {0};
@@ -54,6 +77,11 @@ static t1_result table1_epochs(void)
     tg_train_opts topts = {.progress = TG_PROGRESS_OFF};
     double t[16];
     t1_result r = {0};
+    if (profile_steps) {
+        t1_profile_steps(m, opt, L, 20); /* warm-up, outside the counted function's first call */
+        r.loss = t1_profile_steps(m, opt, L, profile_steps);
+        goto done;
+    }
     tg_train_epoch(m, opt, L, &topts); /* warm-up: arena chunks, BLIS buffers, page faults */
     uint64_t a0 = tg_alloc_count();
     int64_t steps = 0;
@@ -66,6 +94,7 @@ static t1_result table1_epochs(void)
     }
     r.allocs_per_step = (double)(tg_alloc_count() - a0) / (double)steps;
     r.epoch_seconds = bench_median(t, reps);
+done:
     tg_loader_free(L);
     tg_optimizer_free(opt);
     tg_module_free(m);
@@ -189,6 +218,11 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "-quick") == 0) reps = 3;
     tg_set_debug_checks(false);
     tg_manual_seed(1);
+    if (argc > 2 && strcmp(argv[1], "-profile") == 0) {
+        t1_result r = table1_epochs(atoi(argv[2]));
+        printf("%d Table-1 steps, last loss %.6f\n", atoi(argv[2]), r.loss);
+        return 0;
+    }
     printf("tapegrad %s, %s\n", tg_version(), tg_blas_info());
     double peak1 = bench_peak_gflops(1, 20000000L), peak2 = bench_peak_gflops(2, 20000000L);
     printf("peak fp32 (FMA loop, %d-bit vectors): %.1f GFLOP/s on 1 core, %.1f on 2 cores\n",
@@ -197,7 +231,7 @@ int main(int argc, char **argv)
            "time)\n\n", reps);
     char ratio[64];
 
-    t1_result t1 = table1_epochs();
+    t1_result t1 = table1_epochs(0);
     double floor_s = t1_step_flops() * ((T1_EXAMPLES + T1_BATCH - 1) / T1_BATCH) / (peak1 * 1e9);
     snprintf(ratio, sizeof ratio, "%.2fx floor (%.3f s)", t1.epoch_seconds / floor_s, floor_s);
     line("Table-1 MLP epoch (50k, batch 16, 1 thread)", t1.epoch_seconds, "s", ratio,

@@ -32,4 +32,13 @@ tg_module *tg_dropout_new_rng(double p, tg_rng *rng)
     return &d->base;
 }
 
+bool tg__dropout_module_params(const tg_module *m, double *p, tg_rng **rng)
+{
+    if (!m || m->forward != dropout_forward) return false;
+    const dropout_module *d = (const dropout_module *)m;
+    *p = d->p;
+    *rng = d->rng;
+    return true;
+}
+
 tg_module *tg_dropout_new(double p) { return tg_dropout_new_rng(p, NULL); }

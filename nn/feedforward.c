@@ -1,12 +1,27 @@
 /* The homework's FeedforwardNetwork: [Linear, activation, Dropout] × layers, then a Linear to the
  * classes, held in a Sequential child "layers" so parameter names read "layers.0.weight". */
 #include <stdio.h>
+#include <string.h>
 #include "autograd/internal.h"
 #include "nn/internal.h"
 
+/* The layers in order, except that a ReLU followed by a Dropout runs as one tg_relu_dropout (one
+ * op, one pass each way, the same values and draws as the two modules). */
 static tg_tensor *feedforward_forward(tg_module *self, tg_tensor *x)
 {
-    return tg_module_forward(self->children[0], x);
+    tg_module *seq = self->children[0];
+    for (int i = 0; i < seq->n_children; i++) {
+        tg_module *c = seq->children[i], *next = i + 1 < seq->n_children ? seq->children[i + 1] : NULL;
+        double p;
+        tg_rng *rng;
+        if (next && strcmp(c->kind, "ReLU") == 0 && tg__dropout_module_params(next, &p, &rng)) {
+            x = tg_relu_dropout(x, p, next->training, rng);
+            i++;
+        } else {
+            x = tg_module_forward(c, x);
+        }
+    }
+    return x;
 }
 
 tg_module *tg_feedforward_new(int64_t n_features, int64_t n_classes, int64_t hidden_size,

@@ -5,6 +5,9 @@
 
 #include "tg/nn.h"
 
+/* A module made by tg_dropout_new(_rng): true, with its p and generator (NULL: the global one). */
+bool tg__dropout_module_params(const tg_module *m, double *p, tg_rng **rng);
+
 /* One tensor entry of a parsed safetensors header. */
 typedef struct {
     char *name;

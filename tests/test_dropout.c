@@ -1,7 +1,8 @@
 /* Inverted dropout: identity (the same tensor) in evaluation and at p = 0, the fraction of zeros
  * close to p, survivors scaled by 1/(1-p), one seed -> one mask, the gradient equal to the
  * mask's scaling (by hand and against finite differences with a re-seeded mask), and p outside
- * [0, 1) rejected. */
+ * [0, 1) rejected. The mask draws 16 bits per element (four per 64-bit draw); tg_relu_dropout is
+ * the same as tg_dropout(tg_relu(x)), values, gradients and draws. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -119,6 +120,101 @@ static void test_gradcheck(void **state)
     }
 }
 
+/* Four elements per draw: the first n elements of a longer mask are the mask of n elements (the
+ * tail of a draw is dropped), and a mask of n elements advances the generator ceil(n/4) draws. */
+static void test_mask_draws(void **state)
+{
+    (void)state;
+    tg_tensor *x7 = tg_ones(TG_F64, TG_SHAPE(7)), *x8 = tg_ones(TG_F64, TG_SHAPE(8));
+    tg_rng a, b;
+    tg_rng_seed(&a, 11);
+    tg_rng_seed(&b, 11);
+    tg_tensor *y7 = tg_dropout(x7, 0.5, true, &a), *y8 = tg_dropout(x8, 0.5, true, &b);
+    assert_memory_equal(y7->data, y8->data, 7 * sizeof(double));
+    assert_memory_equal(&a, &b, sizeof a);
+    tg_rng c;
+    tg_rng_seed(&c, 11);
+    tg_rng_next(&c), tg_rng_next(&c);
+    assert_memory_equal(&a, &c, sizeof a);
+    tg_tape_reset();
+    tg_free(x7), tg_free(x8);
+}
+
+/* p not a multiple of 2^-16 (0.3): the keep rate is round(0.3·2^16)/2^16 = 0.300003 away from p
+ * by far less than the 5-sd band of 10^6 draws, and the survivors are x/(1-p) exactly as asked. */
+static void test_rate_p_not_dyadic(void **state)
+{
+    (void)state;
+    const int64_t n = 1000000;
+    tg_rng rng;
+    tg_rng_seed(&rng, 12);
+    tg_tensor *x = tg_full(TG_F32, TG_SHAPE(n), 2.0);
+    tg_tensor *y = tg_dropout(x, 0.3, true, &rng);
+    int64_t zeros = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float v = ((float *)y->data)[i];
+        if (v == 0) zeros++;
+        else assert_float_equal(v, 2.0f * (float)(1 / 0.7), 0);
+    }
+    double frac = (double)zeros / (double)n, sd = sqrt(0.3 * 0.7 / (double)n);
+    if (fabs(frac - 0.3) > 5 * sd) fail_msg("fraction of zeros %g for p = 0.3", frac);
+    tg_tape_reset();
+    tg_free(x);
+}
+
+/* tg_relu_dropout(x) == tg_dropout(tg_relu(x)) bit for bit from the same seed, with the same
+ * generator state after, and the same gradient; relu alone in evaluation and at p = 0. */
+static void test_relu_dropout_is_the_composition(void **state)
+{
+    (void)state;
+    for (int k = 0; k < 2; k++) {
+        tg_dtype dt = k ? TG_F32 : TG_F64;
+        tg_rng init, r1, r2;
+        tg_rng_seed(&init, 21);
+        tg_tensor *x = tg_set_requires_grad(tg_rand_normal(dt, TG_SHAPE(13, 17), 0, 1, &init), true);
+        tg_tensor *w = tg_rand_normal(dt, TG_SHAPE(13, 17), 0, 1, &init);
+        tg_rng_seed(&r1, 22);
+        tg_rng_seed(&r2, 22);
+        tg_tensor *fused = tg_relu_dropout(x, 0.3, true, &r1);
+        tg_tensor *plain = tg_dropout(tg_relu(x), 0.3, true, &r2);
+        size_t bytes = (size_t)x->numel * tg_dtype_size(dt);
+        assert_memory_equal(fused->data, plain->data, bytes);
+        assert_memory_equal(&r1, &r2, sizeof r1);
+        tg_backward(tg_sum(tg_mul(fused, w)));
+        tg_tensor *g_fused = tg_clone(x->grad);
+        tg_zero_grad(x);
+        tg_backward(tg_sum(tg_mul(plain, w)));
+        assert_memory_equal(g_fused->data, x->grad->data, bytes);
+        tg_tensor *ev = tg_relu_dropout(x, 0.3, false, &r1), *relu = tg_relu(x);
+        assert_memory_equal(ev->data, relu->data, bytes);
+        assert_memory_equal(tg_relu_dropout(x, 0, true, &r1)->data, relu->data, bytes);
+        assert_memory_equal(&r1, &r2, sizeof r1); /* no draws when nothing is dropped */
+        tg_tape_reset();
+        tg_free(g_fused), tg_free(x), tg_free(w);
+    }
+}
+
+static tg_tensor *apply_relu_dropout(tg_tensor *x, void *ctx)
+{
+    tg_rng rng;
+    tg_rng_seed(&rng, 98);
+    return tg_relu_dropout(x, *(double *)ctx, true, &rng);
+}
+
+static void test_relu_dropout_gradcheck(void **state)
+{
+    (void)state;
+    tg_rng rng;
+    tg_rng_seed(&rng, 9);
+    double ps[] = {0.3, 0.5, 0.0};
+    tg_tensor *xs[] = {param_f64(&rng, TG_SHAPE(4, 5)), param_f64(&rng, TG_SHAPE(3, 1, 3))};
+    for (size_t k = 0; k < 2; k++) {
+        for (size_t j = 0; j < 3; j++)
+            expect_gradcheck_op(apply_relu_dropout, &ps[j], xs[k], "tg_relu_dropout p=%g", ps[j]);
+        tg_free(xs[k]);
+    }
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -131,6 +227,10 @@ static void test_errors(void **state)
     EXPECT_ERROR("tg_dropout: p = 1.5 is outside", tg_dropout(x, 1.5, false, NULL));
     EXPECT_ERROR("tg_dropout: expected a float32 or float64 tensor, got [3] i32",
                  tg_dropout(i, 0.5, true, NULL));
+    EXPECT_ERROR("tg_relu_dropout: p = 1 is outside [0, 1)", tg_relu_dropout(x, 1.0, true, NULL));
+    EXPECT_ERROR("tg_relu_dropout: p = nan is outside", tg_relu_dropout(x, NAN, false, NULL));
+    EXPECT_ERROR("tg_relu_dropout: expected a float32 or float64 tensor, got [3] i32",
+                 tg_relu_dropout(i, 0.5, true, NULL));
     tg_free(x);
     tg_free(i);
 }
@@ -143,6 +243,10 @@ int main(void)
         cmocka_unit_test(test_same_seed_same_mask),
         cmocka_unit_test(test_gradient_is_mask_scaling),
         cmocka_unit_test(test_gradcheck),
+        cmocka_unit_test(test_mask_draws),
+        cmocka_unit_test(test_rate_p_not_dyadic),
+        cmocka_unit_test(test_relu_dropout_is_the_composition),
+        cmocka_unit_test(test_relu_dropout_gradcheck),
         cmocka_unit_test(test_errors),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

@@ -349,6 +349,30 @@ static void test_feedforward_structure(void **state)
     assert_memory_equal(y1->data, y2->data, 15 * sizeof(float));
     tg_tape_reset();
 
+    /* In training, each ReLU + Dropout pair runs as one tg_relu_dropout: the same output, the
+     * same gradients and the same draws as the layers one by one, with fewer records. */
+    tg_module_train(ff, true);
+    tg_rng saved = rng;
+    tg_tensor *yf = tg_module_forward(ff, x);
+    size_t fused_records = tg_tape_length();
+    tg_backward(tg_sum(yf));
+    tg_tensor *g_fused = tg_clone(tg_module_param(ff, "layers.0.weight")->grad);
+    tg_rng after_fused = rng;
+    tg_module_zero_grad(ff);
+    rng = saved;
+    tg_tensor *ys = x;
+    for (int i = 0; i < layers->n_children; i++) ys = tg_module_forward(layers->children[i], ys);
+    /* the unfused layers: one more record per pair (2 pairs); the +1 is the first tg_sum */
+    assert_int_equal(tg_tape_length() - fused_records - 1, fused_records + 2);
+    assert_memory_equal(yf->data, ys->data, 15 * sizeof(float));
+    assert_memory_equal(&rng, &after_fused, sizeof rng);
+    tg_backward(tg_sum(ys));
+    assert_memory_equal(g_fused->data, tg_module_param(ff, "layers.0.weight")->grad->data,
+                        (size_t)g_fused->numel * sizeof(float));
+    tg_module_zero_grad(ff);
+    tg_free(g_fused);
+    tg_tape_reset();
+
     /* Printing names the tree. */
     char *text = NULL;
     size_t len = 0;

@@ -238,8 +238,14 @@ tg_tensor *tg_multiclass_hinge(tg_tensor *scores, const tg_tensor *labels, doubl
  * shape up to size-1 axes ([N] targets for [N, 1] logits). */
 tg_tensor *tg_logistic_loss(tg_tensor *logits, const tg_tensor *targets, tg_reduction r);
 /* Inverted dropout: zeroes with probability p, scales survivors by 1/(1-p); identity when
- * training is false or p == 0. */
+ * training is false or p == 0. The mask takes 16 random bits per element (four elements per
+ * 64-bit draw of rng, or of the global generator when rng is NULL): the keep probability is
+ * 1 - round(p·2^16)/2^16. */
 tg_tensor *tg_dropout(tg_tensor *a, double p, bool training, tg_rng *rng);
+/* tg_dropout(tg_relu(a), p, training, rng) in one op, with the same values and the same draws
+ * from rng (the feedforward network's hidden layers use it); tg_relu(a) when training is false or
+ * p == 0. */
+tg_tensor *tg_relu_dropout(tg_tensor *a, double p, bool training, tg_rng *rng);
 
 /* ---- gradient checking ---------------------------------------------------------------------
  * f builds a one-element tensor from the inputs with tapegrad ops. The inputs must be float64
