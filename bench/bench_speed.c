@@ -11,6 +11,7 @@
  * Figures are medians of repetitions. One-thread figures are timed in the thread's CPU time (the
  * machine may be shared; the peak is timed the same way), two-thread ones in wall time.
  *   bench_speed [-quick]       -quick: fewer repetitions, for a smoke run
+ *   bench_speed -table1        only the Table-1 epoch (old/new comparisons of a lever)
  *   bench_speed -profile N     only N Table-1 steps on 4,000 examples, for
  *                              valgrind --tool=callgrind (instruction counts per lever)
  * bench/compare_speed.sh runs this next to bench/speed_torch.py. */
@@ -223,6 +224,11 @@ int main(int argc, char **argv)
         printf("%d Table-1 steps, last loss %.6f\n", atoi(argv[2]), r.loss);
         return 0;
     }
+    if (argc > 1 && strcmp(argv[1], "-table1") == 0) {
+        t1_result r = table1_epochs(0);
+        printf("Table-1 MLP epoch %.4f s (median of %d, thread CPU time)\n", r.epoch_seconds, reps);
+        return 0;
+    }
     printf("tapegrad %s, %s\n", tg_version(), tg_blas_info());
     double peak1 = bench_peak_gflops(1, 20000000L), peak2 = bench_peak_gflops(2, 20000000L);
     printf("peak fp32 (FMA loop, %d-bit vectors): %.1f GFLOP/s on 1 core, %.1f on 2 cores\n",
@@ -255,5 +261,8 @@ int main(int argc, char **argv)
 
     double ns = small_op_ns();
     line("recorded small op (10 elements, fwd+bwd)", ns, "ns/op", "", "<= 60 ns", ns <= 60);
+    /* for bench/compare_speed.sh, the keys of bench/speed_torch.py */
+    printf("\nRESULT table1_epoch_s=%.4f\nRESULT logreg_us=%.3f\nRESULT gemm_1t_ms=%.3f\n"
+           "RESULT gemm_2t_ms=%.3f\n", t1.epoch_seconds, lr, s1 * 1e3, w2 * 1e3);
     return 0;
 }

@@ -1,7 +1,8 @@
 /* Mini-batch loader: an index permutation reshuffled per epoch, rows gathered into batch buffers
  * allocated once. Two tensor headers per side share each buffer: one with batch_size rows and one
  * with the remainder, so a short last batch has the right shape[0] without touching a header the
- * caller may still hold. */
+ * caller may still hold. A batch whose rows are consecutive in the data set (every batch without
+ * shuffling) is not copied: its header points at the rows themselves. */
 #include <string.h>
 #include "autograd/internal.h"
 #include "tg/data.h"
@@ -16,6 +17,7 @@ struct tg_loader {
     int64_t last_n;            /* rows in the batch last returned */
     size_t x_row, y_row;       /* bytes per row */
     tg_tensor *xb_full, *xb_tail, *yb_full, *yb_tail;
+    void *xbuf, *ybuf;         /* the gather buffers (the headers may point into x, y instead) */
 };
 
 static tg_tensor *batch_tensor(const tg_tensor *src, int64_t rows, void *buf)
@@ -56,16 +58,14 @@ tg_loader *tg_loader_new(const tg_tensor *x, const tg_tensor *y, int64_t batch_s
     int64_t tail = drop_last ? 0 : L->n % L->batch_size;
     int64_t rows = full ? full : tail;
     L->x_row = L->n ? tg_nbytes(x) / (size_t)L->n : 0;
-    void *xbuf = tg__malloc(L->x_row * (size_t)(rows ? rows : 1));
-    L->xb_full = batch_tensor(x, full, xbuf);
-    L->xb_full->owns_data = true;    /* the full header owns the buffer; the tail one borrows */
-    L->xb_tail = batch_tensor(x, tail, xbuf);
+    L->xbuf = tg__malloc(L->x_row * (size_t)(rows ? rows : 1));
+    L->xb_full = batch_tensor(x, full, L->xbuf);
+    L->xb_tail = batch_tensor(x, tail, L->xbuf);
     if (y) {
         L->y_row = L->n ? tg_nbytes(y) / (size_t)L->n : 0;
-        void *ybuf = tg__malloc(L->y_row * (size_t)(rows ? rows : 1));
-        L->yb_full = batch_tensor(y, full, ybuf);
-        L->yb_full->owns_data = true;
-        L->yb_tail = batch_tensor(y, tail, ybuf);
+        L->ybuf = tg__malloc(L->y_row * (size_t)(rows ? rows : 1));
+        L->yb_full = batch_tensor(y, full, L->ybuf);
+        L->yb_tail = batch_tensor(y, tail, L->ybuf);
     }
     return L;
 }
@@ -88,11 +88,26 @@ int64_t tg_loader_num_batches(const tg_loader *L)
     return (L->n + L->batch_size - 1) / L->batch_size;
 }
 
-static void gather(void *dst, const tg_tensor *src, size_t row, const int64_t *idx, int64_t n)
+static bool consecutive(const int64_t *idx, int64_t n)
 {
-    char *d = dst;
+    for (int64_t i = 1; i < n; i++)
+        if (idx[i] != idx[0] + i) return false;
+    return true;
+}
+
+/* Points the batch header b at rows idx of src: the rows themselves when they are consecutive,
+ * else copies of them in buf. */
+static void fill_batch(tg_tensor *b, void *buf, const tg_tensor *src, size_t row,
+                       const int64_t *idx, int64_t n)
+{
     const char *s = src->data;
+    if (consecutive(idx, n)) {
+        b->data = (void *)(s + (size_t)idx[0] * row);
+        return;
+    }
+    char *d = buf;
     for (int64_t i = 0; i < n; i++) memcpy(d + (size_t)i * row, s + (size_t)idx[i] * row, row);
+    b->data = buf;
 }
 
 /* Asks for the next batch's rows while this batch is being used: shuffled rows are scattered
@@ -125,11 +140,11 @@ bool tg_loader_next(tg_loader *L, tg_tensor **xb, tg_tensor **yb)
                  (long long)L->n, (long long)L->x->shape[0]);
     const int64_t *idx = L->perm + L->pos;
     tg_tensor *bx = k == L->batch_size ? L->xb_full : L->xb_tail;
-    gather(bx->data, L->x, L->x_row, idx, k);
+    fill_batch(bx, L->xbuf, L->x, L->x_row, idx, k);
     if (xb) *xb = bx;
     if (L->y) {
         tg_tensor *by = k == L->batch_size ? L->yb_full : L->yb_tail;
-        gather(by->data, L->y, L->y_row, idx, k);
+        fill_batch(by, L->ybuf, L->y, L->y_row, idx, k);
         if (yb) *yb = by;
     } else if (yb) {
         *yb = NULL;
@@ -154,6 +169,8 @@ void tg_loader_free(tg_loader *L)
     tg_free(L->xb_full);
     tg_free(L->yb_tail);
     tg_free(L->yb_full);
+    tg__free(L->xbuf);
+    tg__free(L->ybuf);
     tg__free(L->perm);
     tg__free(L);
 }

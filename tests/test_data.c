@@ -1009,6 +1009,44 @@ static void test_loader_every_index_once(void **state)
     tg_free(y);
 }
 
+/* Consecutive rows (no shuffle) are handed out in place, shuffled ones are gathered: both give
+ * exactly the rows the batch indices name, and a gathered batch never points into x. */
+static void test_loader_contiguous_batches_in_place(void **state)
+{
+    (void)state;
+    tg_tensor *x, *y;
+    tagged(103, &x, &y);
+    for (int shuffle = 0; shuffle < 2; shuffle++) {
+        tg_rng rng;
+        tg_rng_seed(&rng, 3);
+        tg_loader *L = tg_loader_new(x, y, 10, shuffle, false, &rng);
+        tg_tensor *xb, *yb;
+        int64_t batches = 0;
+        while (tg_loader_next(L, &xb, &yb)) {
+            int64_t n;
+            const int64_t *idx = tg_loader_batch_indices(L, &n);
+            for (int64_t i = 0; i < n; i++) {
+                assert_memory_equal((float *)xb->data + 2 * i, (float *)x->data + 2 * idx[i],
+                                    2 * sizeof(float));
+                assert_int_equal(((int32_t *)yb->data)[i], ((int32_t *)y->data)[idx[i]]);
+            }
+            bool inside = (char *)xb->data >= (char *)x->data &&
+                          (char *)xb->data < (char *)x->data + tg_nbytes(x);
+            if (!shuffle) {
+                assert_ptr_equal(xb->data, (float *)x->data + 2 * idx[0]);
+                assert_ptr_equal(yb->data, (int32_t *)y->data + idx[0]);
+            } else {
+                assert_false(inside);
+            }
+            batches++;
+        }
+        assert_int_equal(batches, 11);
+        tg_loader_free(L);
+    }
+    tg_free(x);
+    tg_free(y);
+}
+
 static void test_loader_drop_last(void **state)
 {
     tg_tensor *x, *y;
@@ -1165,6 +1203,7 @@ int main(void)
         cmocka_unit_test(test_mnist_refuses_what_cannot_train),
         cmocka_unit_test(test_fashion_mnist),
         cmocka_unit_test(test_loader_every_index_once),
+        cmocka_unit_test(test_loader_contiguous_batches_in_place),
         cmocka_unit_test(test_loader_drop_last),
         cmocka_unit_test(test_loader_starts_next_epoch_by_itself),
         cmocka_unit_test(test_loader_seeded_order),

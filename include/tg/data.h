@@ -134,7 +134,9 @@ void tg_mnist_free(tg_mnist *m);
  * shuffle is false). Rows are copied into batch tensors allocated once by tg_loader_new: no heap
  * allocation per batch and no copy of the data set per epoch. The returned tensors are owned by
  * the loader and valid until the next tg_loader_next / tg_loader_free; the last batch of an epoch
- * has shape[0] = the number of rows left (or is skipped when drop_last is set).
+ * has shape[0] = the number of rows left (or is skipped when drop_last is set). A batch whose rows
+ * are consecutive in x (every batch when shuffle is false) is not copied: its data point into x
+ * and y, so treat batches as read-only.
  * The loader forks its own generator from rng at creation (one draw; NULL: the global generator),
  * so the order depends on the seed only, not on what else draws random numbers during training.
  *
