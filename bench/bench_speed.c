@@ -12,6 +12,7 @@
  * machine may be shared; the peak is timed the same way), two-thread ones in wall time.
  *   bench_speed [-quick]       -quick: fewer repetitions, for a smoke run
  *   bench_speed -table1        only the Table-1 epoch (old/new comparisons of a lever)
+ *   bench_speed -gemm          only the GEMM-bound MLP on one thread
  *   bench_speed -profile N     only N Table-1 steps on 4,000 examples, for
  *                              valgrind --tool=callgrind (instruction counts per lever)
  * bench/compare_speed.sh runs this next to bench/speed_torch.py. */
@@ -227,6 +228,12 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "-table1") == 0) {
         t1_result r = table1_epochs(0);
         printf("Table-1 MLP epoch %.4f s (median of %d, thread CPU time)\n", r.epoch_seconds, reps);
+        return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "-gemm") == 0) {
+        double sec = gemm_mlp_step(1, bench_cpu);
+        printf("GEMM MLP step %.3f ms (%.2f GFLOP, median of %d, thread CPU time)\n", sec * 1e3,
+               gemm_mlp_flops() * 1e-9, reps);
         return 0;
     }
     printf("tapegrad %s, %s\n", tg_version(), tg_blas_info());

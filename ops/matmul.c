@@ -2,6 +2,7 @@
  * in the forward and in both backward products. */
 #include <string.h>
 #include "autograd/blas.h"
+#include "autograd/cpu_clones.h"
 #include "ops/kernel.h"
 
 void tg_op_gemm(tg_dtype dtype, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
@@ -93,6 +94,18 @@ tg_tensor *tg_matmul_t(tg_tensor *a, bool ta, tg_tensor *b, bool tb)
 
 tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b) { return tg_matmul_t(a, false, b, false); }
 
+/* gb_j += Σ_r g_rj over the rows of g [rows, n]: row by row, so the inner loop runs along
+ * contiguous memory and vectorises (the order of the sum is the rows' order either way). */
+#define BIAS_GRAD_KERNEL(T, S)                                                                 \
+    static TG_CPU_CLONES void bias_grad_##S(int64_t rows, int64_t n, const void *pg, void *pgb)\
+    {                                                                                          \
+        const T *restrict g = pg;                                                              \
+        T *restrict gb = pgb;                                                                  \
+        for (int64_t r = 0; r < rows; r++)                                                     \
+            for (int64_t j = 0; j < n; j++) gb[j] += g[r * n + j];                             \
+    }
+TG_STAMP(BIAS_GRAD_KERNEL)
+
 /* Y = X·Wᵀ + b.  dX = G·W,  dW = Gᵀ·X,  db = Σ_rows G. */
 static void linear_backward(const tg_node *node)
 {
@@ -103,11 +116,7 @@ static void linear_backward(const tg_node *node)
     void *gx = tg_op_grad(x), *gw = tg_op_grad(w), *gb = bias ? tg_op_grad(bias) : NULL;
     if (gx) gemm(y->dtype, false, false, N, in, out, g, out, w->data, in, 1, gx, in);
     if (gw) gemm(y->dtype, true, false, out, in, N, g, out, x->data, in, 1, gw, in);
-    for (int64_t r = 0; gb && r < N; r++)
-        for (int64_t j = 0; j < out; j++) {
-            if (y->dtype == TG_F32) ((float *)gb)[j] += ((const float *)g)[r * out + j];
-            else ((double *)gb)[j] += ((const double *)g)[r * out + j];
-        }
+    if (gb) TG_KERNEL_FOR(bias_grad, y)(N, out, g, gb);
 }
 
 static void linear_backward_ops(const tg_node *node, tg_tensor *g, tg_tensor **grad_in)

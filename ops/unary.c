@@ -43,7 +43,8 @@ static void unary_backward_ops(const tg_node *node, tg_tensor *g, tg_tensor **gr
         for (int64_t i = 0; i < n; i++) {                                                     \
             T x = xs[i], y = ys[i];                                                            \
             (void)x, (void)y;                                                                  \
-            gx[i] += g[i] * (DYDX);                                                            \
+            T d = (DYDX); /* in a variable of type T, gcc vectorises relu's (x > 0) too */     \
+            gx[i] += g[i] * d;                                                                 \
         }                                                                                      \
     }
 
@@ -87,9 +88,9 @@ UNARY_OP(pow_scalar, pow(x, s), s == 0 ? 0 : s * pow(x, s - 1),
          s == 0 ? constant(X, 0) : tg_mul_scalar(tg_pow_scalar(X, s - 1), s))
 UNARY_OP(square, x * x, 2 * x, tg_mul_scalar(X, 2))
 /* abs'(0) = 0 and relu'(0) = 0, PyTorch's choices; relu(NaN) is NaN, as in PyTorch, so that a
- * diverged run shows. */
+ * diverged run shows (| rather than ||: no branch, so the loop vectorises). */
 UNARY_OP(abs, fabs(x), (x > 0) - (x < 0), step_of(X, true))
-UNARY_OP(relu, x > 0 || isnan(x) ? x : 0, x > 0, step_of(X, false))
+UNARY_OP(relu, (x > 0) | (x != x) ? x : 0, x > 0, step_of(X, false))
 UNARY_OP(tanh, tanh(x), 1 - y * y, one_minus(tg_square(Y)))
 UNARY_OP(sin, sin(x), cos(x), tg_cos(X))
 UNARY_OP(cos, cos(x), -sin(x), tg_neg(tg_sin(X)))
