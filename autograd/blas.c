@@ -258,13 +258,23 @@ static void run_serial(const gemm_job *j) {
 }
 
 /* ---- the worker pool -------------------------------------------------------------------------
- * Worker w runs jobs[w + 1] of each generation it is assigned to (its stamp in `assigned`); the
- * caller runs jobs[0] itself. One product uses the pool at a time (call_mu); a concurrent caller
+ * A product above the split threshold is cut into TG_BLAS_BLOCKS_PER_THREAD blocks per thread
+ * taking part; the caller and the workers assigned to the generation take blocks one at a time
+ * from a shared counter until none is left. A worker the scheduler has not run yet (another
+ * process holds its core) then costs nothing: the caller takes its blocks too, so a product is
+ * never much slower than on one thread (only a block a worker started and was preempted in waits
+ * for it). More blocks per thread shorten that wait and cost BLIS a packing of the shared operand
+ * per block (docs/blas.md, Threads). The
+ * counter holds the generation in its high 32 bits, so a worker late for one generation cannot
+ * take a block of the next. One product uses the pool at a time (call_mu); a concurrent caller
  * that finds it busy runs serially instead. Waking a thread through a condition variable costs
  * 15-35 us on these VMs (docs/blas.md), more than a batch-16 product takes, so both sides first
  * spin for SPIN_SECONDS (back-to-back products of a training step then cost ~1 us to hand over)
  * and only then sleep. */
 
+#ifndef TG_BLAS_BLOCKS_PER_THREAD
+#define TG_BLAS_BLOCKS_PER_THREAD 1
+#endif
 #define SPIN_SECONDS 100e-6
 
 static struct {
@@ -277,10 +287,12 @@ static struct {
     atomic_ulong assigned[MAX_THREADS];
     atomic_int sleeping;         /* workers blocked (or about to block) on `go` */
     atomic_bool caller_sleeping; /* the caller is blocked (or about to block) on `done` */
-    atomic_int pending;          /* workers of this generation that have not finished */
-    atomic_ulong generation;     /* bumped (after jobs and stamps are written) to start a product */
+    atomic_int pending;          /* blocks of this generation not finished yet */
+    atomic_ulong generation;     /* bumped (after the job and stamps are written) to start one */
+    atomic_ullong next_block;    /* (generation & 0xffffffff) << 32 | the next block to take */
     unsigned long born[MAX_THREADS]; /* generation current when worker w was created */
-    gemm_job jobs[MAX_THREADS];
+    gemm_job whole;              /* the product being split */
+    int blocks;                  /* into this many blocks */
 } pool = {.call_mu = PTHREAD_MUTEX_INITIALIZER, .mu = PTHREAD_MUTEX_INITIALIZER,
           .go = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
 
@@ -301,46 +313,6 @@ static bool spin_until(bool (*done)(unsigned long), unsigned long arg) {
 }
 static bool new_generation(unsigned long seen) { return atomic_load(&pool.generation) != seen; }
 static bool all_done(unsigned long unused) { return atomic_load(&pool.pending) == 0; }
-
-static void *worker(void *arg) {
-    int w = (int)(intptr_t)arg;
-    pthread_mutex_lock(&pool.mu);
-    unsigned long seen = pool.born[w];
-    pthread_mutex_unlock(&pool.mu);
-    for (;;) {
-        if (!spin_until(new_generation, seen)) {
-            pthread_mutex_lock(&pool.mu);
-            atomic_fetch_add(&pool.sleeping, 1);
-            while (!new_generation(seen)) pthread_cond_wait(&pool.go, &pool.mu);
-            atomic_fetch_sub(&pool.sleeping, 1);
-            pthread_mutex_unlock(&pool.mu);
-        }
-        seen = atomic_load(&pool.generation);
-        if (atomic_load(&pool.assigned[w]) != seen) continue;
-        run_serial(&pool.jobs[w + 1]);
-        if (atomic_fetch_sub(&pool.pending, 1) == 1 && atomic_load(&pool.caller_sleeping)) {
-            pthread_mutex_lock(&pool.mu);
-            pthread_cond_signal(&pool.done);
-            pthread_mutex_unlock(&pool.mu);
-        }
-    }
-    return NULL;
-}
-
-/* Makes sure `want` workers exist (call_mu held); returns how many do. */
-static int grow_pool(int want) {
-    while (pool.started < want) {
-        pthread_t t;
-        pthread_mutex_lock(&pool.mu); /* a new worker must not take an old generation for new */
-        pool.born[pool.started] = atomic_load(&pool.generation);
-        int ok = pthread_create(&t, NULL, worker, (void *)(intptr_t)pool.started) == 0;
-        pthread_mutex_unlock(&pool.mu);
-        if (!ok) break;
-        pthread_detach(t);
-        pool.started++;
-    }
-    return pool.started;
-}
 
 /* Block `part` of `parts` along C's longer side, edges aligned to SPLIT_ALIGN. */
 static gemm_job block(const gemm_job *j, int part, int parts) {
@@ -364,6 +336,59 @@ static gemm_job block(const gemm_job *j, int part, int parts) {
     return s;
 }
 
+/* Runs blocks of generation gen until none is left; true when it finished the last one. */
+static bool take_blocks(unsigned long gen) {
+    unsigned long long tag = (unsigned long long)(gen & 0xffffffffUL) << 32;
+    bool last = false;
+    for (;;) {
+        unsigned long long v = atomic_load(&pool.next_block);
+        if ((v & ~0xffffffffULL) != tag || (int)(v & 0xffffffffULL) >= pool.blocks) return last;
+        if (!atomic_compare_exchange_weak(&pool.next_block, &v, v + 1)) continue;
+        gemm_job b = block(&pool.whole, (int)(v & 0xffffffffULL), pool.blocks);
+        run_serial(&b);
+        last = atomic_fetch_sub(&pool.pending, 1) == 1;
+    }
+}
+
+static void *worker(void *arg) {
+    int w = (int)(intptr_t)arg;
+    pthread_mutex_lock(&pool.mu);
+    unsigned long seen = pool.born[w];
+    pthread_mutex_unlock(&pool.mu);
+    for (;;) {
+        if (!spin_until(new_generation, seen)) {
+            pthread_mutex_lock(&pool.mu);
+            atomic_fetch_add(&pool.sleeping, 1);
+            while (!new_generation(seen)) pthread_cond_wait(&pool.go, &pool.mu);
+            atomic_fetch_sub(&pool.sleeping, 1);
+            pthread_mutex_unlock(&pool.mu);
+        }
+        seen = atomic_load(&pool.generation);
+        if (atomic_load(&pool.assigned[w]) != seen) continue;
+        if (take_blocks(seen) && atomic_load(&pool.caller_sleeping)) {
+            pthread_mutex_lock(&pool.mu);
+            pthread_cond_signal(&pool.done);
+            pthread_mutex_unlock(&pool.mu);
+        }
+    }
+    return NULL;
+}
+
+/* Makes sure `want` workers exist (call_mu held); returns how many do. */
+static int grow_pool(int want) {
+    while (pool.started < want) {
+        pthread_t t;
+        pthread_mutex_lock(&pool.mu); /* a new worker must not take an old generation for new */
+        pool.born[pool.started] = atomic_load(&pool.generation);
+        int ok = pthread_create(&t, NULL, worker, (void *)(intptr_t)pool.started) == 0;
+        pthread_mutex_unlock(&pool.mu);
+        if (!ok) break;
+        pthread_detach(t);
+        pool.started++;
+    }
+    return pool.started;
+}
+
 static void run(const gemm_job *j) {
     int64_t blocks = ((j->m > j->n ? j->m : j->n) + SPLIT_ALIGN - 1) / SPLIT_ALIGN;
     int64_t want = atomic_load(&num_threads);
@@ -375,18 +400,21 @@ static void run(const gemm_job *j) {
     }
     int workers = grow_pool((int)want - 1);
     int parts = 1 + (workers < want - 1 ? workers : (int)want - 1);
-    for (int p = 0; p < parts; p++) pool.jobs[p] = block(j, p, parts);
+    int64_t nblocks = (int64_t)parts * TG_BLAS_BLOCKS_PER_THREAD;
+    pool.whole = *j;
+    pool.blocks = (int)(nblocks < blocks ? nblocks : blocks);
     unsigned long next = atomic_load(&pool.generation) + 1; /* only call_mu's holder bumps it */
     for (int w = 0; w < parts - 1; w++) atomic_store(&pool.assigned[w], next);
-    atomic_store(&pool.pending, parts - 1);
-    atomic_store(&pool.generation, next); /* publishes jobs and stamps to the spinning workers */
+    atomic_store(&pool.pending, pool.blocks);
+    atomic_store(&pool.next_block, (unsigned long long)(next & 0xffffffffUL) << 32);
+    atomic_store(&pool.generation, next); /* publishes the job and stamps to spinning workers */
     if (atomic_load(&pool.sleeping)) {     /* and wakes the sleeping ones */
         pthread_mutex_lock(&pool.mu);
         pthread_cond_broadcast(&pool.go);
         pthread_mutex_unlock(&pool.mu);
     }
 
-    run_serial(&pool.jobs[0]);
+    take_blocks(next);
 
     if (!spin_until(all_done, 0)) {
         pthread_mutex_lock(&pool.mu);

@@ -13,6 +13,7 @@
  *   bench_speed [-quick]       -quick: fewer repetitions, for a smoke run
  *   bench_speed -table1        only the Table-1 epoch (old/new comparisons of a lever)
  *   bench_speed -gemm          only the GEMM-bound MLP on one thread
+ *   bench_speed -threads       only the GEMM-bound MLP on 1 and 2 threads, wall time
  *   bench_speed -profile N     only N Table-1 steps on 4,000 examples, for
  *                              valgrind --tool=callgrind (instruction counts per lever)
  * bench/compare_speed.sh runs this next to bench/speed_torch.py. */
@@ -25,7 +26,7 @@
 
 static int reps = 5;
 
-/* ---- Table-1 MLP ------------------------------------------------------------------------------ */
+/* ---- Table-1 MLP ---------------------------------------------------------------------------- */
 
 enum { T1_IN = 784, T1_HIDDEN = 100, T1_CLASSES = 10, T1_BATCH = 16, T1_EXAMPLES = 50000 };
 
@@ -104,7 +105,7 @@ done:
     return r;
 }
 
-/* ---- logistic regression, batch 1 --------------------------------------------------------------- */
+/* ---- logistic regression, batch 1 ----------------------------------------------------------- */
 
 static double logreg_step_us(void)
 {
@@ -136,7 +137,7 @@ static double logreg_step_us(void)
     return bench_median(t, reps);
 }
 
-/* ---- GEMM-bound MLP ------------------------------------------------------------------------------ */
+/* ---- GEMM-bound MLP ------------------------------------------------------------------------- */
 
 enum { G_IN = 784, G_HIDDEN = 1024, G_CLASSES = 10, G_BATCH = 256 };
 
@@ -183,7 +184,7 @@ static double gemm_mlp_step(int threads, double (*clock)(void))
     return bench_median(t, reps);
 }
 
-/* ---- recorded small ops ------------------------------------------------------------------------ */
+/* ---- recorded small ops --------------------------------------------------------------------- */
 
 /* A chain of 100 ops on 10 elements, then backward: time per op (forward and its backward). */
 static double small_op_ns(void)
@@ -196,7 +197,8 @@ static double small_op_ns(void)
         double t0 = bench_cpu();
         for (int it = 0; it < iters; it++) {
             tg_tensor *h = x;
-            for (int j = 0; j < ops / 4; j++) h = tg_tanh(tg_add(tg_mul(h, c), tg_mul_scalar(h, 0.5)));
+            for (int j = 0; j < ops / 4; j++)
+                h = tg_tanh(tg_add(tg_mul(h, c), tg_mul_scalar(h, 0.5)));
             tg_backward(tg_sum(h));
             tg_tape_reset();
         }
@@ -206,7 +208,7 @@ static double small_op_ns(void)
     return bench_median(t, reps);
 }
 
-/* ---- report ------------------------------------------------------------------------------------ */
+/* ---- report --------------------------------------------------------------------------------- */
 
 static void line(const char *what, double value, const char *unit, const char *ratio,
                  const char *goal, bool met)
@@ -236,6 +238,12 @@ int main(int argc, char **argv)
                gemm_mlp_flops() * 1e-9, reps);
         return 0;
     }
+    if (argc > 1 && strcmp(argv[1], "-threads") == 0) {
+        double w1 = gemm_mlp_step(1, bench_wall), w2 = gemm_mlp_step(2, bench_wall);
+        printf("GEMM MLP step, wall: 1 thread %.3f ms, 2 threads %.3f ms: %.2fx\n", w1 * 1e3,
+               w2 * 1e3, w1 / w2);
+        return 0;
+    }
     printf("tapegrad %s, %s\n", tg_version(), tg_blas_info());
     double peak1 = bench_peak_gflops(1, 20000000L), peak2 = bench_peak_gflops(2, 20000000L);
     printf("peak fp32 (FMA loop, %d-bit vectors): %.1f GFLOP/s on 1 core, %.1f on 2 cores\n",
@@ -261,7 +269,8 @@ int main(int argc, char **argv)
     double f = gemm_mlp_flops(), s1 = gemm_mlp_step(1, bench_cpu);
     double pct = 100 * f / s1 / (peak1 * 1e9);
     snprintf(ratio, sizeof ratio, "%.1f%% of 1-core peak", pct);
-    line("GEMM MLP 784-1024-1024-10 b256, 1 thread", s1 * 1e3, "ms/step", ratio, ">= 85%", pct >= 85);
+    line("GEMM MLP 784-1024-1024-10 b256, 1 thread", s1 * 1e3, "ms/step", ratio, ">= 85%",
+         pct >= 85);
     double w1 = gemm_mlp_step(1, bench_wall), w2 = gemm_mlp_step(2, bench_wall);
     snprintf(ratio, sizeof ratio, "%.2fx 1 thread (%.2f ms)", w1 / w2, w1 * 1e3);
     line("GEMM MLP, 2 threads (wall)", w2 * 1e3, "ms/step", ratio, ">= 1.8x", w1 / w2 >= 1.8);

@@ -14,7 +14,8 @@ Run it with Debian's interpreter (python3-torch), not a pyenv one:
 
 Torch calls the system libblas.so.3. On this project's machines that is BLIS, which does not
 recognise the CPU and falls back to slow generic kernels unless BLIS_ARCH_TYPE is set in the
-environment (bench/compare_q2.sh sets BLIS_ARCH_TYPE=0, the AVX-512 skx kernels).
+environment (bench/compare_q2.sh picks the set the CPU supports with bench/blis_arch.sh: skx
+with AVX-512, haswell with AVX2 and FMA).
 
 The training loop gathers each batch by index from a fresh permutation (xtr[idx]): of the loops
 we measured it is the fastest (batch 16, 1 thread: 0.22 s per 10,000 examples, against 0.27 s for

@@ -11,7 +11,8 @@ static tg_tensor *feedforward_forward(tg_module *self, tg_tensor *x)
 {
     tg_module *seq = self->children[0];
     for (int i = 0; i < seq->n_children; i++) {
-        tg_module *c = seq->children[i], *next = i + 1 < seq->n_children ? seq->children[i + 1] : NULL;
+        tg_module *c = seq->children[i];
+        tg_module *next = i + 1 < seq->n_children ? seq->children[i + 1] : NULL;
         double p;
         tg_rng *rng;
         if (next && strcmp(c->kind, "ReLU") == 0 && tg__dropout_module_params(next, &p, &rng)) {

@@ -58,8 +58,9 @@ TG_STAMP(RELU_MASK_KERNEL)
  * byte mask may alias anything, which otherwise forces a reload and store of it per draw. */
 enum { MASK_BLOCK = 256 }; /* elements per buffer of draws */
 
-static TG_CPU_CLONES void compare_lanes(unsigned char *restrict mask, const uint64_t *restrict draws,
-                          int64_t n, uint32_t threshold)
+static TG_CPU_CLONES void compare_lanes(unsigned char *restrict mask,
+                                        const uint64_t *restrict draws, int64_t n,
+                                        uint32_t threshold)
 {
     for (int64_t j = 0; j < n / 4; j++)
         for (int k = 0; k < 4; k++)
