@@ -2,6 +2,7 @@
  * command line and the protocol, and for what each file of this program holds. */
 #include "question2.h"
 
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,8 +66,9 @@ static int single_run(const q2_config *c)
     }
     int64_t n_full = d.m.train.x->shape[0];
     char ta[24], tl[24], va[24];
+    double last_valid = r.epochs ? r.valid_acc[r.epochs - 1] : NAN;
     printf("final test accuracy %s (test loss %s), valid accuracy %s\n", q2_fmt(ta, r.test_acc),
-           q2_fmt(tl, r.test_loss), q2_fmt(va, r.valid_acc[r.epochs - 1]));
+           q2_fmt(tl, r.test_loss), q2_fmt(va, last_valid));
     double full = r.sec_per_epoch * (double)n_full / (double)r.n_train;
     printf("seconds per epoch (training only): %.3f on %lld examples", r.sec_per_epoch,
            (long long)r.n_train);
@@ -91,7 +93,7 @@ static int single_run(const q2_config *c)
     /* One machine-readable line, the same as bench/q2_torch.py's (bench/compare_q2.sh reads it). */
     printf("RESULT valid_acc=%.4f test_acc=%.4f sec_per_epoch=%.4f sec_per_full_epoch=%.4f "
            "train_examples=%lld status=%s at_chance=%d\n",
-           r.valid_acc[r.epochs - 1], r.test_acc, r.sec_per_epoch, full, (long long)r.n_train,
+           last_valid, r.test_acc, r.sec_per_epoch, full, (long long)r.n_train,
            q2_status_names[r.status], r.at_chance);
     q2_result_free(&r);
     q2_free_data(&d);

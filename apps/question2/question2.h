@@ -194,11 +194,14 @@ typedef struct {
     q2_config cfg;
     /* read back from the child's files */
     bool ok;
-    int status;             /* the child's exit status, or 128 + signal */
+    int status;             /* the child's exit status, or 128 + signal, or Q2_NOT_RUN */
     q2_result r;
     double best_valid_acc;
     int best_epoch;
 } sweep_row;
+
+/* A row an interrupted sweep never started. */
+#define Q2_NOT_RUN (-2)
 
 typedef struct {
     sweep_row rows[MAX_CONFIGS];
@@ -210,10 +213,14 @@ int q2_sweep_main(int argc, char **argv);
 tg_status q2_sweep_add(sweep *s, const raw_flags *base, bool logistic, const char *question,
                        const char *id, const char *varied, int flag, const char *value);
 /* Runs every row, at most jobs at once, each in a forked child sharing the loaded data, and reads
- * back what each wrote (row->ok). */
+ * back what each wrote (row->ok). The first SIGINT/SIGTERM sets q2_stop: no new row starts (they
+ * get Q2_NOT_RUN), the running ones stop after their current step and write their files marked
+ * "interrupted"; a second signal kills the children and the sweep. */
 void q2_sweep_execute(sweep *s, const q2_data *d, int jobs);
 /* The recipes: a homework's experiments, one command each (recipe.c). */
 int q2_recipe_main(int argc, char **argv);
+/* A row that did not give results, for a report's cell: "not run (interrupted)", "failed (exit 1)". */
+void q2_row_failure(const sweep_row *row, char *buf, size_t len);
 tg_status q2_write_report(const sweep *s, const char *which, const q2_config *base,
                           const q2_data *d, double wall, const char *dir);
 

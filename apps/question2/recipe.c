@@ -279,13 +279,18 @@ static tg_status recipe_report(const recipe *rc, const sweep *s, const q2_config
     time_t now = time(NULL);
     char date[64];
     strftime(date, sizeof date, "%Y-%m-%d %H:%M %Z", localtime(&now));
-    fprintf(md, "# %s%s\n\n", rc->title, fast ? " (fast mode)" : "");
+    fprintf(md, "# %s%s%s\n\n", rc->title, fast ? " (fast mode)" : "",
+            q2_stop ? " (interrupted)" : "");
     fprintf(md, "The experiments of %s, from one command:\n\n    %s\n\n", rc->source, cmdline);
     fprintf(md, "Written by `apps/question2/` on %s. Data: `%s` (train %lld, validation %lld, "
                 "test %lld examples). %s; %d run(s) at a time, %.0f s of wall time. Seed %llu.\n",
             date, base->data, (long long)d->x[0]->shape[0], (long long)d->x[1]->shape[0],
             (long long)d->x[2]->shape[0], tg_blas_info(), base->jobs, wall,
             (unsigned long long)base->seed);
+    if (q2_stop)
+        fprintf(md, "\n**Interrupted** (SIGINT/SIGTERM): the runs that were going stopped after "
+                    "their current step (marked interrupted), those not started are marked not "
+                    "run; the charts show what finished.\n");
     if (fast)
         fprintf(md, "\n**Fast mode**: a subset for a few epochs, to check the recipe runs; the "
                     "figures are not the homework's.\n");
@@ -298,7 +303,9 @@ static tg_status recipe_report(const recipe *rc, const sweep *s, const q2_config
         q2_describe(&row->cfg, desc, sizeof desc);
         fprintf(md, "| `%s` | %s |", row->cfg.id, desc);
         if (!row->ok) {
-            fprintf(md, " failed (exit %d) | | | | | | |\n", row->status);
+            char why[48];
+            q2_row_failure(row, why, sizeof why);
+            fprintf(md, " %s | | | | | | |\n", why);
             continue;
         }
         fprintf(md, " %d |", row->r.epochs);
@@ -310,6 +317,8 @@ static tg_status recipe_report(const recipe *rc, const sweep *s, const q2_config
         if (row->r.status == RUN_DIVERGED)
             fprintf(md, " **diverged** (NaN/Inf loss at epoch %d, step %lld)",
                     row->r.nonfinite_epoch, (long long)row->r.nonfinite_step);
+        if (row->r.status == RUN_INTERRUPTED)
+            fprintf(md, " **interrupted** (%d of %d epochs)", row->r.epochs, row->cfg.epochs);
         if (row->r.at_chance) fprintf(md, " **at chance** (%.4f)", row->r.chance);
         fprintf(md, " |\n");
     }
@@ -404,7 +413,7 @@ static int run_recipe(const recipe *rc, int argc, char **argv)
         part[k].rows[part[k].n++] = s.rows[i];
     }
     q2_sweep_execute(&part[0], &d, base.jobs);
-    if (any_whole) {
+    if (any_whole && !q2_stop) {
         q2_config wc = part[1].rows[0].cfg;
         if (q2_load_data(&wc, &whole_d) != TG_OK) {
             fprintf(stderr, PROG ": -data %s: %s\n", base.data, tg_status_message());
@@ -431,18 +440,21 @@ static int run_recipe(const recipe *rc, int argc, char **argv)
     for (int i = 0; i < s.n; i++) {
         const sweep_row *row = &s.rows[i];
         if (!row->ok) {
-            printf("%-16s %-34s   failed (exit %d)\n", row->cfg.id, row->cfg.varied, row->status);
+            char why[48];
+            q2_row_failure(row, why, sizeof why);
+            printf("%-16s %-34s   %s\n", row->cfg.id, row->cfg.varied, why);
             continue;
         }
         printf("%-16s %-34s %9.4f %9.4f  %s%s\n", row->cfg.id, row->cfg.varied,
                row->r.valid_acc[row->r.epochs - 1], row->r.test_acc,
-               row->r.status == RUN_DIVERGED ? "diverged " : "",
+               row->r.status == RUN_COMPLETED ? "" : row->r.status == RUN_DIVERGED
+                                               ? "diverged " : "interrupted ",
                row->r.at_chance ? "at chance" : "");
         q2_result_free(&s.rows[i].r);
     }
-    printf("wrote %s/report.md (%.0f s)\n", base.out, wall);
+    printf("wrote %s/report.md (%.0f s)%s\n", base.out, wall, q2_stop ? ", interrupted" : "");
     q2_free_data(&d);
-    return failed ? 1 : 0;
+    return q2_stop ? EXIT_INTERRUPTED : failed ? 1 : 0;
 }
 
 int q2_recipe_main(int argc, char **argv)

@@ -121,6 +121,14 @@ static void question_charts(const sweep *s, const char *q, const char *dir, FILE
     }
 }
 
+void q2_row_failure(const sweep_row *row, char *buf, size_t len)
+{
+    if (row->status == Q2_NOT_RUN) snprintf(buf, len, "not run (interrupted)");
+    else if (row->status == EXIT_INTERRUPTED)
+        snprintf(buf, len, "interrupted before its first epoch");
+    else snprintf(buf, len, "failed (exit %d)", row->status);
+}
+
 static void fmt_cell(char *buf, size_t len, bool show, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static void fmt_cell(char *buf, size_t len, bool show, const char *fmt, ...)
@@ -142,7 +150,11 @@ tg_status q2_write_report(const sweep *s, const char *which, const q2_config *ba
     time_t t = time(NULL);
     char date[64];
     strftime(date, sizeof date, "%Y-%m-%d %H:%M %Z", localtime(&t));
-    fprintf(md, "# Question 2 sweep: %s\n\n", which);
+    fprintf(md, "# Question 2 sweep: %s%s\n\n", which, q2_stop ? " (interrupted)" : "");
+    if (q2_stop)
+        fprintf(md, "**Interrupted** (SIGINT/SIGTERM): the runs that were going stopped after their "
+                    "current step (marked interrupted), those not started are marked not run; the "
+                    "charts show what finished.\n\n");
     fprintf(md, "Written by `apps/question2/` on %s. Data: `%s`", date, base->data);
     int64_t n_train = d->x[0]->shape[0], n_full = d->m.train.x->shape[0];
     fprintf(md, " (train %lld%s, validation %lld%s, test %lld%s examples)", (long long)n_train,
@@ -206,8 +218,11 @@ tg_status q2_write_report(const sweep *s, const char *which, const q2_config *ba
                         row->r.valid_acc[row->r.epochs - 1], flag, row->best_valid_acc,
                         row->best_epoch, row->r.test_acc, row->r.sec_per_epoch, row->r.total_sec);
             }
-            else
-                fprintf(md, "failed (exit %d) | | | | |\n", row->status);
+            else {
+                char why[48];
+                q2_row_failure(row, why, sizeof why);
+                fprintf(md, "%s | | | | |\n", why);
+            }
         }
         if (best >= 0)
             fprintf(md,

@@ -215,7 +215,7 @@ static int child_run(const sweep_row *row, const q2_data *d)
     }
     printf("%s%s: valid %.4f, test %.4f, %.3f s/epoch%s\n", prefix,
            r.status == RUN_COMPLETED ? "done" : q2_status_names[r.status],
-           r.valid_acc[r.epochs - 1], r.test_acc, r.sec_per_epoch,
+           r.epochs ? r.valid_acc[r.epochs - 1] : NAN, r.test_acc, r.sec_per_epoch,
            r.at_chance ? " (at chance)" : "");
     char title[256], desc[200];
     q2_config_title(&row->cfg, desc, sizeof desc);
@@ -229,28 +229,49 @@ static int child_run(const sweep_row *row, const q2_data *d)
     return rc;
 }
 
-/* The children running now, for the signal handler: a sweep stopped by SIGINT or SIGTERM stops
- * its runs too (a Ctrl-C reaches them through the terminal anyway; a kill of the parent alone
- * would not). */
+/* The children running now, for the signal handlers. */
 static pid_t pids[MAX_CONFIGS];
 static volatile sig_atomic_t n_started;
 
-static void forward_signal(int sig)
+/* A second SIGINT/SIGTERM: the user means it. The children die at once and so does the sweep. */
+static void kill_sweep(int sig)
 {
     for (int i = 0; i < n_started; i++)
-        if (pids[i] > 0) kill(pids[i], sig);
+        if (pids[i] > 0) kill(pids[i], SIGKILL);
     signal(sig, SIG_DFL);
     raise(sig);
 }
 
-/* In a fresh child: die with the parent, however it dies (SIGKILL included: the kernel sends
- * SIGTERM on its death), and take the default action on signals, not the parent's handler. */
-static void follow_parent(pid_t parent)
+/* The first SIGINT/SIGTERM: no new run starts, and each running child is asked to stop after its
+ * current step (it writes its files marked "interrupted"); the parent then writes the report of
+ * what finished. A Ctrl-C reaches the children through the terminal too: they ignore the repeat. */
+static void stop_sweep(int sig)
 {
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    q2_stop = 1;
+    for (int i = 0; i < n_started; i++)
+        if (pids[i] > 0) kill(pids[i], sig);
+    signal(SIGINT, kill_sweep);
+    signal(SIGTERM, kill_sweep);
+}
+
+/* A child's handler: stop after the current step; repeats change nothing (the parent kills the
+ * child outright on a second signal). */
+static void stop_child(int sig)
+{
+    (void)sig;
+    q2_stop = 1;
+}
+
+/* In a fresh child (SIGINT and SIGTERM blocked by the parent around fork): its own handlers, then
+ * the signals unblocked; die with the parent if it is killed outright (SIGKILL included: the
+ * kernel sends the death signal on its death). */
+static void follow_parent(pid_t parent, const sigset_t *unblock)
+{
+    signal(SIGINT, stop_child);
+    signal(SIGTERM, stop_child);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(1);   /* the parent died before prctl took effect */
+    sigprocmask(SIG_SETMASK, unblock, NULL);
 }
 
 /* Runs every row, at most jobs at once, each in a forked child sharing the loaded data. */
@@ -258,44 +279,62 @@ void q2_sweep_execute(sweep *s, const q2_data *d, int jobs)
 {
     int running = 0, next = 0;
     pid_t self = getpid();
-    signal(SIGINT, forward_signal);
-    signal(SIGTERM, forward_signal);
-    while (next < s->n || running > 0) {
-        while (running < jobs && next < s->n) {
+    signal(SIGINT, q2_stop ? kill_sweep : stop_sweep);
+    signal(SIGTERM, q2_stop ? kill_sweep : stop_sweep);
+    sigset_t both, old;
+    sigemptyset(&both);
+    sigaddset(&both, SIGINT);
+    sigaddset(&both, SIGTERM);
+    n_started = 0;
+    while ((next < s->n && !q2_stop) || running > 0) {
+        while (running < jobs && next < s->n && !q2_stop) {
             fflush(stdout);
             fflush(stderr);
+            /* A signal between fork and the child's own handlers waits for them. */
+            sigprocmask(SIG_BLOCK, &both, &old);
             pid_t pid = fork();
+            if (pid == 0) {
+                follow_parent(self, &old);
+                _exit(child_run(&s->rows[next], d));
+            }
             if (pid < 0) {
+                sigprocmask(SIG_SETMASK, &old, NULL);
                 fprintf(stderr, PROG ": fork: %s\n", strerror(errno));
                 s->rows[next].status = -1;
                 next++;
                 continue;
             }
-            if (pid == 0) {
-                follow_parent(self);
-                _exit(child_run(&s->rows[next], d));
-            }
             pids[next++] = pid;
             n_started = next;
             running++;
+            sigprocmask(SIG_SETMASK, &old, NULL);
         }
+        if (running == 0) break;
         int status;
         pid_t done = wait(&status);
-        if (done < 0) break;
+        if (done < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
         for (int i = 0; i < next; i++)
             if (pids[i] == done) {
                 s->rows[i].status =
                     WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-                /* A diverged run is a result of the sweep (its report says so), not a failure. */
-                if (s->rows[i].status == EXIT_DIVERGED) s->rows[i].status = 0;
                 pids[i] = 0;
                 running--;
             }
     }
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    for (int i = 0; i < s->n; i++)
-        s->rows[i].ok = s->rows[i].status == 0 && read_row(&s->rows[i]);
+    n_started = 0;
+    signal(SIGINT, q2_stop ? kill_sweep : SIG_DFL);
+    signal(SIGTERM, q2_stop ? kill_sweep : SIG_DFL);
+    for (int i = next; i < s->n; i++) s->rows[i].status = Q2_NOT_RUN;
+    /* A diverged or interrupted run is a result of the sweep (its report says so), not a
+     * failure. */
+    for (int i = 0; i < s->n; i++) {
+        int st = s->rows[i].status;
+        s->rows[i].ok = (st == 0 || st == EXIT_DIVERGED || st == EXIT_INTERRUPTED) &&
+                        read_row(&s->rows[i]);
+    }
 }
 
 int q2_sweep_main(int argc, char **argv)
@@ -391,13 +430,17 @@ int q2_sweep_main(int argc, char **argv)
         if (row->ok)
             printf("%-16s %-36s %9.4f %9.4f %8.3f%s%s\n", row->cfg.id, row->cfg.varied,
                    row->r.valid_acc[row->r.epochs - 1], row->r.test_acc, row->r.sec_per_epoch,
-                   row->r.status == RUN_DIVERGED ? "  diverged" : "",
+                   row->r.status == RUN_COMPLETED ? "" : row->r.status == RUN_DIVERGED
+                                                  ? "  diverged" : "  interrupted",
                    row->r.at_chance ? "  at chance" : "");
-        else
-            printf("%-16s %-36s   failed (exit %d)\n", row->cfg.id, row->cfg.varied, row->status);
+        else {
+            char why[48];
+            q2_row_failure(row, why, sizeof why);
+            printf("%-16s %-36s   %s\n", row->cfg.id, row->cfg.varied, why);
+        }
         q2_result_free(&s.rows[i].r);
     }
-    printf("wrote %s/report.md (%.0f s)\n", base.out, wall);
+    printf("wrote %s/report.md (%.0f s)%s\n", base.out, wall, q2_stop ? ", interrupted" : "");
     q2_free_data(&d);
-    return failed ? 1 : 0;
+    return q2_stop ? EXIT_INTERRUPTED : failed ? 1 : 0;
 }
