@@ -2,14 +2,18 @@
  * a run uses: train, validation and test, each possibly limited to its first rows. */
 #include "question2.h"
 
+#include <math.h>
 #include <string.h>
 
-static tg_tensor *head_view(tg_tensor *t, int64_t rows)
+/* The first rows of t (all when rows is 0); as images [rows, 1, side, side] when images. */
+static tg_tensor *head_view(tg_tensor *t, int64_t rows, bool images)
 {
     int64_t shape[TG_MAX_DIMS];
     memcpy(shape, t->shape, sizeof shape);
     if (rows > 0 && rows < shape[0]) shape[0] = rows;
-    return tg_wrap(t->dtype, t->ndim, shape, t->data);
+    if (!images) return tg_wrap(t->dtype, t->ndim, shape, t->data);
+    int64_t side = (int64_t)llround(sqrt((double)t->shape[1]));
+    return tg_wrap(t->dtype, TG_SHAPE(shape[0], 1, side, side), t->data);
 }
 
 tg_status q2_load_data(const q2_config *c, q2_data *d)
@@ -40,10 +44,20 @@ tg_status q2_load_data(const q2_config *c, q2_data *d)
         }
         sets[i] = &d->sub[i];
     }
+    /* The conv models see each row as a square image (the IDX files' 28 x 28 flattened). */
+    bool images = q2_is_conv(c->model);
+    int64_t features = sets[0]->x->ndim == 2 ? sets[0]->x->shape[1] : 0;
+    int64_t side = (int64_t)llround(sqrt((double)features));
+    if (images && (side * side != features || side < 12)) {
+        q2_free_data(d);
+        return tg_status_set(TG_ERR_VALUE, "-data %s: rows of %lld values are not square images "
+                             "of 12 x 12 or more, which %s needs", c->data, (long long)features,
+                             q2_model_names[c->model]);
+    }
     for (int i = 0; i < 3; i++) {
         int64_t rows = i == 0 ? limit : eval_limit;
-        d->x[i] = head_view(sets[i]->x, rows);
-        d->y[i] = head_view(sets[i]->y, rows);
+        d->x[i] = head_view(sets[i]->x, rows, images);
+        d->y[i] = head_view(sets[i]->y, rows, false);
     }
     return TG_OK;
 }

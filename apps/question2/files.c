@@ -65,6 +65,22 @@ static void json_key_number(FILE *f, const char *key, double v, bool last)
     fputs(last ? "\n" : ",\n", f);
 }
 
+/* The optimizer's own settings under torch.optim's names (those its rule reads). */
+static void write_optimizer_settings(FILE *f, const q2_config *c)
+{
+    const char *o = c->optimizer;
+    if (!strcmp(o, "sgd")) fprintf(f, "  \"dampening\": %.8g,\n", c->dampening);
+    if (!strncmp(o, "adam", 4))
+        fprintf(f, "  \"betas\": [%.8g, %.8g],\n", c->beta1, c->beta2);
+    if (!strcmp(o, "rmsprop"))
+        fprintf(f, "  \"alpha\": %.8g,\n  \"centered\": %s,\n", c->alpha,
+                c->centered ? "true" : "false");
+    if (!strcmp(o, "adagrad"))
+        fprintf(f, "  \"lr_decay\": %.8g,\n  \"initial_accumulator_value\": %.8g,\n", c->lr_decay,
+                c->initial_accumulator_value);
+    if (strcmp(o, "sgd")) fprintf(f, "  \"eps\": %.8g,\n", c->eps);
+}
+
 /* One key per line: the sweep's parent process and replot read these back. Numbers that are not
  * finite are null; the final figures are the last row of metrics.csv, to the same digits. */
 static tg_status write_summary(const q2_config *c, const q2_result *r, const char *dir,
@@ -79,13 +95,18 @@ static tg_status write_summary(const q2_config *c, const q2_result *r, const cha
     fprintf(f, "  \"model\": \"%s\",\n  \"epochs\": %d,\n  \"epochs_run\": %d,\n"
                "  \"batch_size\": %lld,\n  \"learning_rate\": %.8g,\n  \"l2_decay\": %.8g,\n"
                "  \"optimizer\": \"%s\",\n  \"momentum\": %.8g,\n  \"nesterov\": %s,\n",
-            c->logistic ? "logistic_regression" : "mlp", c->epochs, r->epochs,
+            q2_model_names[c->model], c->epochs, r->epochs,
             (long long)c->batch_size, c->lr, c->l2, c->optimizer, c->momentum,
             c->nesterov ? "true" : "false");
-    if (!c->logistic)
-        fprintf(f, "  \"hidden_size\": %lld,\n  \"layers\": %d,\n  \"dropout\": %g,\n"
-                   "  \"activation\": \"%s\",\n",
-                (long long)c->hidden_size, c->layers, c->dropout, c->activation);
+    if (c->model == Q2_MLP)
+        fprintf(f, "  \"hidden_size\": %lld,\n  \"layers\": %d,\n",
+                (long long)c->hidden_size, c->layers);
+    if (c->model == Q2_ALEXNET)
+        fprintf(f, "  \"hidden_size\": %lld,\n  \"width\": %g,\n  \"batch_norm\": %s,\n",
+                (long long)c->hidden_size, c->width, c->batch_norm ? "true" : "false");
+    if (c->model != Q2_LOGISTIC)
+        fprintf(f, "  \"dropout\": %g,\n  \"activation\": \"%s\",\n", c->dropout, c->activation);
+    write_optimizer_settings(f, c);
     fprintf(f, "  \"seed\": %llu,\n  \"threads\": %d,\n  \"n_train\": %lld,\n  \"n_valid\": %lld,\n"
                "  \"n_test\": %lld,\n  \"blas\": \"%s\",\n",
             (unsigned long long)c->seed, c->threads, (long long)r->n_train,

@@ -14,15 +14,34 @@ const flag_spec q2_flags[N_FLAGS] = {
                  "examples per SGD step"},
     [F_LR] = {"learning_rate", "X", "0.01", "learning rate (> 0)"},
     [F_L2] = {"l2_decay", "X", "0", "L2 weight decay (the optimizer's weight_decay, >= 0)"},
-    [F_HIDDEN] = {"hidden_size", "N", "100", "units per hidden layer (mlp)"},
+    [F_HIDDEN] = {"hidden_size", "N", "100 (alexnet: 4096)",
+                  "units per hidden layer (mlp, alexnet's two)"},
     [F_LAYERS] = {"layers", "N", "1", "hidden layers (mlp)"},
-    [F_DROPOUT] = {"dropout", "P", "0.3",
-                   "dropout probability after each hidden layer, in [0, 1) (mlp)"},
-    [F_ACT] = {"activation", "relu|tanh|sigmoid", "relu", "hidden activation (mlp)"},
-    [F_OPT] = {"optimizer", "sgd|adam|adamw", "sgd",
-               "optimizer (Adam's betas 0.9, 0.999; adamw: decoupled -l2_decay)"},
-    [F_MOMENTUM] = {"momentum", "X", "0", "SGD momentum, in [0, 1) (torch.optim.SGD's)"},
-    [F_NESTEROV] = {"nesterov", NULL, "off", "Nesterov momentum (needs -momentum > 0)", true},
+    [F_DROPOUT] = {"dropout", "P", "mlp 0.3, lenet 0, alexnet 0.5",
+                   "dropout probability of the hidden layers, in [0, 1) (mlp: after each; "
+                   "lenet: after its two; alexnet: before its two)"},
+    [F_ACT] = {"activation", "relu|tanh|sigmoid", "relu", "hidden activation (all but "
+               "logistic_regression)"},
+    [F_OPT] = {"optimizer", "sgd|adam|adamw|rmsprop|adagrad", "sgd",
+               "torch.optim's rule of that name; adamw: decoupled -l2_decay"},
+    [F_MOMENTUM] = {"momentum", "X", "0", "momentum of sgd and rmsprop, in [0, 1)"},
+    [F_NESTEROV] = {"nesterov", NULL, "off", "sgd: Nesterov momentum (needs -momentum > 0)", true},
+    [F_DAMPENING] = {"dampening", "X", "0", "sgd: dampening of the momentum, in [0, 1]"},
+    [F_BETA1] = {"beta1", "X", "0.9", "adam, adamw: decay of the gradient's mean (betas[0])"},
+    [F_BETA2] = {"beta2", "X", "0.999", "adam, adamw: decay of the squared gradient's mean "
+                 "(betas[1])"},
+    [F_EPS] = {"eps", "X", "1e-8 (adagrad: 1e-10)",
+               "adam, adamw, rmsprop, adagrad: added to the denominator, >= 0"},
+    [F_ALPHA] = {"alpha", "X", "0.99", "rmsprop: smoothing constant, in [0, 1]"},
+    [F_CENTERED] = {"centered", NULL, "off", "rmsprop: divide by the gradient's variance "
+                    "estimate", true},
+    [F_LR_DECAY] = {"lr_decay", "X", "0", "adagrad: learning-rate decay, >= 0"},
+    [F_INIT_ACC] = {"initial_accumulator_value", "X", "0",
+                    "adagrad: starting value of the squared-gradient sum, >= 0"},
+    [F_BATCH_NORM] = {"batch_norm", NULL, "off", "alexnet: BatchNorm2d after each convolution",
+                      true},
+    [F_WIDTH] = {"width", "X", "1", "alexnet: channel multiplier (0.25: 16, 48, 96, 64, 64 "
+                 "channels)"},
     [F_TRAIN_ACC] = {"train_acc", NULL, "off",
                      "log each epoch's training accuracy (train mode, before each step)", true},
     [F_TEST_CURVE] = {"test_curve", NULL, "off", "evaluate the test set every epoch too", true},
@@ -72,7 +91,10 @@ void q2_usage(FILE *f)
             "(recipe -h)\n"
             "       " PROG " replot DIR             redraw DIR's charts from its metrics.csv\n"
             "\n"
-            "MODEL: logistic_regression | mlp\n"
+            "MODEL: logistic_regression | mlp | lenet | alexnet\n"
+            "       lenet: LeNet-5 (conv 5x5 pad 2 -> 6, pool, conv 5x5 -> 16, pool, 120, 84);\n"
+            "       alexnet: the AlexNet-style net of examples/alexnet (5 convs 64-192-384-256-256 x\n"
+            "       -width, -batch_norm, two -hidden_size layers with -dropout before each)\n"
             "WHICH: 2.1   logistic regression, learning_rate 0.001, 0.01, 0.1 (batch 1)\n"
             "       2.2   mlp defaults, then learning_rate {0.001, 0.1}, hidden_size 200, dropout "
             "0.5,\n"
@@ -209,18 +231,65 @@ static tg_status parse_real(int f, const char *s, double lo, bool lo_open, doubl
     return TG_OK;
 }
 
-tg_status q2_parse_model(const char *s, bool *logistic)
+const char *const q2_model_names[Q2_N_MODELS] = {"logistic_regression", "mlp", "lenet",
+                                                  "alexnet"};
+
+tg_status q2_parse_model(const char *s, q2_model *model)
 {
-    if (!strcmp(s, "logistic_regression")) *logistic = true;
-    else if (!strcmp(s, "mlp")) *logistic = false;
-    else return q2_bad("unknown model '%s': use logistic_regression or mlp", s);
+    for (int m = 0; m < Q2_N_MODELS; m++)
+        if (!strcmp(s, q2_model_names[m])) {
+            *model = (q2_model)m;
+            return TG_OK;
+        }
+    return q2_bad("unknown model '%s': use logistic_regression, mlp, lenet or alexnet", s);
+}
+
+/* The parameters of c's network, roughly (to refuse what no machine holds). */
+static double parameter_count(const q2_config *c)
+{
+    double h = (double)c->hidden_size;
+    switch (c->model) {
+    case Q2_LOGISTIC: return 7850;
+    case Q2_MLP: return 795 * h + (c->layers - 1) * (h * h + h) + 10;
+    case Q2_LENET: return 61706;
+    default: break;
+    }
+    static const double widths[5] = {64, 192, 384, 256, 256};
+    double in = 1, n = 0;
+    for (int i = 0; i < 5; i++) {
+        double out = fmax(1, round(widths[i] * c->width));
+        n += in * out * 9 + out;
+        in = out;
+    }
+    return n + 4 * in * h + h + h * h + h + 10 * h + 10;
+}
+
+/* A setting given to an optimizer that has no such setting: a mistake worth saying. */
+static tg_status check_optimizer_flags(const raw_flags *raw, const char *opt)
+{
+    static const struct { int flag; const char *owners; } owned[] = {
+        {F_MOMENTUM, "sgd rmsprop"}, {F_NESTEROV, "sgd"}, {F_DAMPENING, "sgd"},
+        {F_BETA1, "adam adamw"}, {F_BETA2, "adam adamw"}, {F_EPS, "adam adamw rmsprop adagrad"},
+        {F_ALPHA, "rmsprop"}, {F_CENTERED, "rmsprop"}, {F_LR_DECAY, "adagrad"},
+        {F_INIT_ACC, "adagrad"}};
+    for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) {
+        if (!raw->v[owned[i].flag]) continue;
+        char list[64];
+        snprintf(list, sizeof list, " %s ", owned[i].owners);
+        char me[16];
+        snprintf(me, sizeof me, " %s ", opt);
+        if (!strstr(list, me))
+            return q2_bad("-%s is a setting of %s, not of -optimizer %s", q2_flags[owned[i].flag].name,
+                          owned[i].owners, opt);
+    }
     return TG_OK;
 }
 
-tg_status q2_make_config(const raw_flags *raw, bool logistic, q2_config *c)
+tg_status q2_make_config(const raw_flags *raw, q2_model model, q2_config *c)
 {
     memset(c, 0, sizeof *c);
-    c->logistic = logistic;
+    c->model = model;
+    bool logistic = model == Q2_LOGISTIC;
     const char *const *v = raw->v;
     bool fast = v[F_FAST] != NULL;
     long long n;
@@ -232,18 +301,24 @@ tg_status q2_make_config(const raw_flags *raw, bool logistic, q2_config *c)
     c->batch_size = n;
     TRY(parse_real(F_LR, v[F_LR] ? v[F_LR] : "0.01", 0, true, 1e6, false, &c->lr));
     TRY(parse_real(F_L2, v[F_L2] ? v[F_L2] : "0", 0, false, 1e6, false, &c->l2));
-    TRY(parse_int(F_HIDDEN, v[F_HIDDEN] ? v[F_HIDDEN] : "100", 1, 1 << 20, &n));
+    TRY(parse_int(F_HIDDEN, v[F_HIDDEN] ? v[F_HIDDEN] : model == Q2_ALEXNET ? "4096" : "100", 1,
+                  1 << 20, &n));
     c->hidden_size = n;
     TRY(parse_int(F_LAYERS, v[F_LAYERS] ? v[F_LAYERS] : "1", 1, 64, &n));
     c->layers = (int)n;
+    TRY(parse_real(F_WIDTH, v[F_WIDTH] ? v[F_WIDTH] : "1", 0, true, 64, false, &c->width));
+    c->batch_norm = v[F_BATCH_NORM] != NULL;
+    if (model != Q2_ALEXNET && (v[F_WIDTH] || c->batch_norm))
+        return q2_bad("-%s is alexnet's", v[F_WIDTH] ? "width" : "batch_norm");
     /* Each bound alone allows networks no machine holds: cap the parameter count instead, so a
      * typo is a message, not an out-of-memory abort. */
-    double h = (double)c->hidden_size;
-    double n_params = logistic ? 7850 : 795 * h + (c->layers - 1) * (h * h + h) + 10;
+    double n_params = parameter_count(c);
     if (n_params > MAX_PARAMS)
         return q2_bad("-hidden_size %lld with -layers %d: %.3g parameters, more than this runner's "
                       "limit of %.0e", (long long)c->hidden_size, c->layers, n_params, MAX_PARAMS);
-    TRY(parse_real(F_DROPOUT, v[F_DROPOUT] ? v[F_DROPOUT] : "0.3", 0, false, 1, true, &c->dropout));
+    const char *dropout = model == Q2_LENET ? "0" : model == Q2_ALEXNET ? "0.5" : "0.3";
+    TRY(parse_real(F_DROPOUT, v[F_DROPOUT] ? v[F_DROPOUT] : dropout, 0, false, 1, true,
+                   &c->dropout));
     {
         const char *a = v[F_ACT] ? v[F_ACT] : "relu";
         if (strcmp(a, "relu") && strcmp(a, "tanh") && strcmp(a, "sigmoid"))
@@ -252,17 +327,32 @@ tg_status q2_make_config(const raw_flags *raw, bool logistic, q2_config *c)
     }
     {
         const char *o = v[F_OPT] ? v[F_OPT] : "sgd";
-        if (strcmp(o, "sgd") && strcmp(o, "adam") && strcmp(o, "adamw"))
-            return q2_bad("-optimizer: '%s' is not one of sgd, adam, adamw", o);
+        if (strcmp(o, "sgd") && strcmp(o, "adam") && strcmp(o, "adamw") && strcmp(o, "rmsprop") &&
+            strcmp(o, "adagrad"))
+            return q2_bad("-optimizer: '%s' is not one of sgd, adam, adamw, rmsprop, adagrad", o);
         snprintf(c->optimizer, sizeof c->optimizer, "%s", o);
     }
+    TRY(check_optimizer_flags(raw, c->optimizer));
+    /* torch.optim's defaults */
     TRY(parse_real(F_MOMENTUM, v[F_MOMENTUM] ? v[F_MOMENTUM] : "0", 0, false, 1, true,
                    &c->momentum));
     c->nesterov = v[F_NESTEROV] != NULL;
-    if (c->momentum > 0 && strcmp(c->optimizer, "sgd"))
-        return q2_bad("-momentum is SGD's (Adam's is its beta1): drop it or use -optimizer sgd");
     if (c->nesterov && !(c->momentum > 0))
         return q2_bad("-nesterov needs -momentum > 0 (e.g. -momentum 0.9)");
+    TRY(parse_real(F_DAMPENING, v[F_DAMPENING] ? v[F_DAMPENING] : "0", 0, false, 1, false,
+                   &c->dampening));
+    if (c->nesterov && c->dampening > 0)
+        return q2_bad("-nesterov needs -dampening 0 (torch.optim.SGD's rule)");
+    TRY(parse_real(F_BETA1, v[F_BETA1] ? v[F_BETA1] : "0.9", 0, false, 1, true, &c->beta1));
+    TRY(parse_real(F_BETA2, v[F_BETA2] ? v[F_BETA2] : "0.999", 0, false, 1, true, &c->beta2));
+    TRY(parse_real(F_EPS, v[F_EPS] ? v[F_EPS] : strcmp(c->optimizer, "adagrad") ? "1e-8" : "1e-10",
+                   0, false, 1, false, &c->eps));
+    TRY(parse_real(F_ALPHA, v[F_ALPHA] ? v[F_ALPHA] : "0.99", 0, false, 1, false, &c->alpha));
+    c->centered = v[F_CENTERED] != NULL;
+    TRY(parse_real(F_LR_DECAY, v[F_LR_DECAY] ? v[F_LR_DECAY] : "0", 0, false, 1e6, false,
+                   &c->lr_decay));
+    TRY(parse_real(F_INIT_ACC, v[F_INIT_ACC] ? v[F_INIT_ACC] : "0", 0, false, 1e6, false,
+                   &c->initial_accumulator_value));
     c->data = v[F_DATA] ? v[F_DATA] : getenv("TG_DATA_DIR") ? getenv("TG_DATA_DIR")
                                                               : TG_FASHION_MNIST_DIR;
     {
@@ -343,29 +433,70 @@ static void append(char *buf, size_t len, size_t *used, const char *fmt, ...)
     if (k > 0) *used = *used + (size_t)k < len ? *used + (size_t)k : len - 1;
 }
 
+/* The optimizer settings that differ from torch.optim's defaults, " beta1 0.8 eps 1e-06" (text)
+ * or "-beta1_0.8-eps1e-06" (a folder name). */
+static void optimizer_settings(const q2_config *c, char *buf, size_t len, size_t *u, bool name)
+{
+    bool adagrad = !strcmp(c->optimizer, "adagrad");
+    const struct { const char *key; double v, def; } s[] = {
+        {"dampening", c->dampening, 0}, {"beta1", c->beta1, 0.9}, {"beta2", c->beta2, 0.999},
+        {"eps", c->eps, adagrad ? 1e-10 : 1e-8}, {"alpha", c->alpha, 0.99},
+        {"lr_decay", c->lr_decay, 0}, {"init_acc", c->initial_accumulator_value, 0}};
+    for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
+        if (s[i].v != s[i].def)
+            append(buf, len, u, name ? "-%s%g" : " %s %g", s[i].key, s[i].v);
+    if (c->centered) append(buf, len, u, name ? "-centered" : " centered");
+}
+
+/* The network part of a description: ", hidden 100 x 1, relu, dropout 0.3". */
+static void describe_network(const q2_config *c, char *buf, size_t len, size_t *u)
+{
+    switch (c->model) {
+    case Q2_LOGISTIC: break;
+    case Q2_MLP:
+        append(buf, len, u, ", hidden %lld x %d, %s, dropout %g", (long long)c->hidden_size,
+               c->layers, c->activation, c->dropout);
+        break;
+    case Q2_LENET: append(buf, len, u, ", %s, dropout %g", c->activation, c->dropout); break;
+    default:
+        append(buf, len, u, ", width %g, hidden %lld, %s, dropout %g%s", c->width,
+               (long long)c->hidden_size, c->activation, c->dropout,
+               c->batch_norm ? ", batch norm" : "");
+        break;
+    }
+}
+
 void q2_describe(const q2_config *c, char *buf, size_t len)
 {
     size_t u = 0;
     buf[0] = '\0';
-    append(buf, len, &u, "%s: epochs %d, batch %lld, lr %g, l2 %g, %s",
-           c->logistic ? "logistic_regression" : "mlp", c->epochs, (long long)c->batch_size, c->lr,
-           c->l2, c->optimizer);
+    append(buf, len, &u, "%s: epochs %d, batch %lld, lr %g, l2 %g, %s", q2_model_names[c->model],
+           c->epochs, (long long)c->batch_size, c->lr, c->l2, c->optimizer);
     if (c->momentum > 0) append(buf, len, &u, " momentum %g%s", c->momentum,
                                 c->nesterov ? " nesterov" : "");
-    if (!c->logistic)
-        append(buf, len, &u, ", hidden %lld x %d, %s, dropout %g", (long long)c->hidden_size,
-               c->layers, c->activation, c->dropout);
+    optimizer_settings(c, buf, len, &u, false);
+    describe_network(c, buf, len, &u);
 }
 
 void q2_config_name(const q2_config *c, char *buf, size_t len)
 {
     size_t u = 0;
     buf[0] = '\0';
-    if (c->logistic) append(buf, len, &u, "logistic_regression");
-    else append(buf, len, &u, "mlp-h%lldx%d-%s-d%g", (long long)c->hidden_size, c->layers,
-                c->activation, c->dropout);
+    switch (c->model) {
+    case Q2_LOGISTIC: append(buf, len, &u, "logistic_regression"); break;
+    case Q2_MLP:
+        append(buf, len, &u, "mlp-h%lldx%d-%s-d%g", (long long)c->hidden_size, c->layers,
+               c->activation, c->dropout);
+        break;
+    case Q2_LENET: append(buf, len, &u, "lenet-%s-d%g", c->activation, c->dropout); break;
+    default:
+        append(buf, len, &u, "alexnet-w%g-h%lld-%s-d%g%s", c->width, (long long)c->hidden_size,
+               c->activation, c->dropout, c->batch_norm ? "-bn" : "");
+        break;
+    }
     append(buf, len, &u, "-%s-lr%g", c->optimizer, c->lr);
     if (c->momentum > 0) append(buf, len, &u, "-m%g%s", c->momentum, c->nesterov ? "n" : "");
+    optimizer_settings(c, buf, len, &u, true);
     if (c->l2 > 0) append(buf, len, &u, "-l2_%g", c->l2);
     append(buf, len, &u, "-b%lld-e%d-seed%llu", (long long)c->batch_size, c->epochs,
            (unsigned long long)c->seed);
@@ -378,12 +509,23 @@ void q2_config_title(const q2_config *c, char *buf, size_t len)
 {
     size_t u = 0;
     buf[0] = '\0';
-    if (c->logistic) append(buf, len, &u, "logistic regression");
-    else append(buf, len, &u, "mlp %lldx%d %s, dropout %g", (long long)c->hidden_size, c->layers,
-                c->activation, c->dropout);
+    switch (c->model) {
+    case Q2_LOGISTIC: append(buf, len, &u, "logistic regression"); break;
+    case Q2_MLP:
+        append(buf, len, &u, "mlp %lldx%d %s, dropout %g", (long long)c->hidden_size, c->layers,
+               c->activation, c->dropout);
+        break;
+    case Q2_LENET: append(buf, len, &u, "LeNet-5 %s, dropout %g", c->activation, c->dropout); break;
+    default:
+        append(buf, len, &u, "AlexNet-style x%g, hidden %lld %s, dropout %g%s", c->width,
+               (long long)c->hidden_size, c->activation, c->dropout,
+               c->batch_norm ? ", BN" : "");
+        break;
+    }
     append(buf, len, &u, " \xc2\xb7 %s lr %g", c->optimizer, c->lr);
     if (c->momentum > 0) append(buf, len, &u, " momentum %g%s", c->momentum,
                                 c->nesterov ? " nesterov" : "");
+    optimizer_settings(c, buf, len, &u, false);
     if (c->l2 > 0) append(buf, len, &u, " l2 %g", c->l2);
     append(buf, len, &u, " \xc2\xb7 batch %lld", (long long)c->batch_size);
 }

@@ -121,11 +121,11 @@ int q2_main(int argc, char **argv)
         return q2_usage_error();
     if (help) { q2_usage(stdout); return 0; }
     if (n_pos == 0) {
-        q2_bad("give a model: logistic_regression or mlp (or 'sweep WHICH')");
+        q2_bad("give a model: logistic_regression, mlp, lenet or alexnet (or 'sweep WHICH')");
         return q2_usage_error();
     }
-    bool logistic;
-    if (q2_parse_model(pos[0], &logistic) != TG_OK || q2_make_config(&raw, logistic, &c) != TG_OK)
+    q2_model model;
+    if (q2_parse_model(pos[0], &model) != TG_OK || q2_make_config(&raw, model, &c) != TG_OK)
         return q2_usage_error();
     if (raw.v[F_JOBS]) {
         q2_bad("-jobs is for sweeps ('" PROG " sweep ...')");

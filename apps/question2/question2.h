@@ -53,7 +53,10 @@
  * grid ("-dropout 0.3,0.5") and a single run share one validator. */
 enum {
     F_EPOCHS, F_BATCH, F_LR, F_L2, F_HIDDEN, F_LAYERS, F_DROPOUT, F_ACT, F_OPT, F_DATA, F_SEED,
-    F_MOMENTUM, F_NESTEROV, F_TRAIN_ACC, F_TEST_CURVE, F_CHECKPOINT_EVERY, F_RESUME, F_TRAIN_SUBSET,
+    F_MOMENTUM, F_NESTEROV,
+    F_DAMPENING, F_BETA1, F_BETA2, F_EPS, F_ALPHA, F_CENTERED, F_LR_DECAY, F_INIT_ACC,
+    F_BATCH_NORM, F_WIDTH,
+    F_TRAIN_ACC, F_TEST_CURVE, F_CHECKPOINT_EVERY, F_RESUME, F_TRAIN_SUBSET,
     F_TEST_SUBSET, F_TRAIN_LOSS, F_OUT, F_OVERWRITE, F_LOG_LOSS, F_KEEP_GOING,
     F_THREADS, F_LIMIT, F_EVAL_LIMIT, F_JOBS, F_FAST, F_QUIET, F_DEBUG_CHECKS, N_FLAGS
 };
@@ -69,12 +72,19 @@ typedef struct {
     const char *v[N_FLAGS]; /* NULL: not given */
 } raw_flags;
 
+/* The models: the homework's two, and two convolutional networks on the images as 1 x H x W. */
+typedef enum { Q2_LOGISTIC, Q2_MLP, Q2_LENET, Q2_ALEXNET, Q2_N_MODELS } q2_model;
+
+extern const char *const q2_model_names[Q2_N_MODELS];   /* "logistic_regression", "mlp", ... */
+
+static inline bool q2_is_conv(q2_model m) { return m == Q2_LENET || m == Q2_ALEXNET; }
+
 /* A fully validated configuration of one run. */
 typedef struct {
     char id[48];            /* sweep: "2.2-lr0.1"; single run: "" */
     char question[8];       /* "2.1", "2.2", "2.3", "grid" or "" */
     char varied[160];       /* what this sweep row changes, e.g. "learning_rate 0.1" */
-    bool logistic;          /* logistic_regression, else mlp */
+    q2_model model;
     int epochs;
     int64_t batch_size;
     double lr, l2, dropout, momentum;
@@ -82,6 +92,11 @@ typedef struct {
     int64_t hidden_size;
     int layers;
     char activation[8], optimizer[8];
+    /* the optimizers' settings, PyTorch's names (each used by the optimizers that have it) */
+    double dampening, beta1, beta2, eps, alpha, lr_decay, initial_accumulator_value;
+    bool centered;
+    bool batch_norm;        /* alexnet: BatchNorm2d after each convolution */
+    double width;           /* alexnet: channel multiplier */
     const char *data;
     uint64_t seed;
     char out[PATH_MAX];
@@ -101,9 +116,9 @@ tg_status q2_bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Reads flags from argv[first..]; positional arguments go to pos (at most max_pos). */
 tg_status q2_parse_flags(int argc, char **argv, int first, raw_flags *raw, const char **pos,
                          int max_pos, int *n_pos, bool *help);
-tg_status q2_parse_model(const char *s, bool *logistic);
+tg_status q2_parse_model(const char *s, q2_model *model);
 /* Builds and validates a configuration from flag texts (NULL = default). */
-tg_status q2_make_config(const raw_flags *raw, bool logistic, q2_config *c);
+tg_status q2_make_config(const raw_flags *raw, q2_model model, q2_config *c);
 /* "mlp: epochs 20, batch 16, lr 0.01, l2 0, sgd, hidden 100 x 1, relu, dropout 0.3" */
 void q2_describe(const q2_config *c, char *buf, size_t len);
 /* The configuration as a folder name: "mlp-h100x1-relu-d0.3-sgd-lr0.01-b16-e20-seed42". */
@@ -126,6 +141,12 @@ typedef struct {
 /* c's data set: c->data, its random subsets, its first -limit / -eval_limit rows. */
 tg_status q2_load_data(const q2_config *c, q2_data *d);
 void q2_free_data(q2_data *d);
+
+/* ---- the convolutional models (models.c) ------------------------------------------------------ */
+tg_module *q2_lenet_new(const q2_config *c, int64_t channels, int64_t height, int64_t width,
+                        int n_classes, tg_rng *rng);
+tg_module *q2_alexnet_new(const q2_config *c, int64_t channels, int64_t height, int n_classes,
+                          tg_rng *rng);
 
 /* ---- one run (run.c) ------------------------------------------------------------------------- */
 typedef enum { RUN_COMPLETED, RUN_DIVERGED, RUN_INTERRUPTED } run_status;
@@ -210,7 +231,7 @@ typedef struct {
 
 int q2_sweep_main(int argc, char **argv);
 /* Adds a configuration: the base flags with at most one flag changed (flag -1: none). */
-tg_status q2_sweep_add(sweep *s, const raw_flags *base, bool logistic, const char *question,
+tg_status q2_sweep_add(sweep *s, const raw_flags *base, q2_model model, const char *question,
                        const char *id, const char *varied, int flag, const char *value);
 /* Runs every row, at most jobs at once, each in a forked child sharing the loaded data, and reads
  * back what each wrote (row->ok). The first SIGINT/SIGTERM sets q2_stop: no new row starts (they

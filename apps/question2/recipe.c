@@ -357,9 +357,9 @@ static int run_recipe(const recipe *rc, int argc, char **argv)
         return q2_usage_error();
     for (int f = 0; f < N_FLAGS; f++)
         if (user.v[f]) raw.v[f] = user.v[f];
-    bool logistic;
+    q2_model kind;
     q2_config base;
-    if (q2_parse_model(model, &logistic) != TG_OK || q2_make_config(&raw, logistic, &base) != TG_OK)
+    if (q2_parse_model(model, &kind) != TG_OK || q2_make_config(&raw, kind, &base) != TG_OK)
         return q2_usage_error();
     if (raw.v[F_RESUME]) {
         q2_bad("-resume continues one run, not a recipe");
@@ -378,7 +378,7 @@ static int run_recipe(const recipe *rc, int argc, char **argv)
         bool whole = strstr(rc->runs[i].flags, "-train_subset 0") != NULL;
         if (!whole && parse_flag_string(rc->runs[i].flags, &r, NULL) != TG_OK)
             return q2_usage_error();
-        if (q2_sweep_add(&s, &r, logistic, "recipe", rc->runs[i].id, rc->runs[i].varied, -1,
+        if (q2_sweep_add(&s, &r, kind, "recipe", rc->runs[i].id, rc->runs[i].varied, -1,
                          NULL) != TG_OK)
             return q2_usage_error();
         q2_config *c = &s.rows[s.n - 1].cfg;

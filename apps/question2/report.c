@@ -195,7 +195,7 @@ tg_status q2_write_report(const sweep *s, const char *which, const q2_config *ba
             const sweep_row *row = &s->rows[i];
             const q2_config *c = &row->cfg;
             if (strcmp(c->question, q)) continue;
-            bool mlp = !c->logistic;
+            bool mlp = c->model == Q2_MLP;
             char h[24], l[24], dr[24], act[24];
             fmt_cell(h, sizeof h, mlp, "%lld", (long long)c->hidden_size);
             fmt_cell(l, sizeof l, mlp, "%d", c->layers);
@@ -203,7 +203,7 @@ tg_status q2_write_report(const sweep *s, const char *which, const q2_config *ba
             fmt_cell(act, sizeof act, mlp, "%s", c->activation);
             fprintf(md, "| %s%s%s | %s | %d | %lld | %g | %g | %s | %s | %s | %s | %s | ",
                     i == best ? "**" : "", c->varied, i == best ? "**" : "",
-                    mlp ? "mlp" : "logistic", c->epochs, (long long)c->batch_size, c->lr, c->l2,
+                    c->model == Q2_LOGISTIC ? "logistic" : q2_model_names[c->model], c->epochs, (long long)c->batch_size, c->lr, c->l2,
                     c->optimizer, h, l, dr, act);
             if (row->ok) {
                 char flag[96] = "";

@@ -71,11 +71,17 @@ static double chance_accuracy(const tg_tensor *y, int n_classes)
     return n ? (double)best / (double)n : NAN;
 }
 
-static tg_module *build_model(const q2_config *c, int64_t n_features, int n_classes, tg_rng *rng)
+/* x: the training inputs, [N, features] or, for the conv models, [N, C, H, W]. */
+static tg_module *build_model(const q2_config *c, const tg_tensor *x, int n_classes, tg_rng *rng)
 {
-    if (c->logistic) return tg_linear_new(n_features, n_classes, true, tg_init_pytorch(), rng);
-    return tg_feedforward_new(n_features, n_classes, c->hidden_size, c->layers, c->activation,
-                              c->dropout, tg_init_pytorch(), rng);
+    switch (c->model) {
+    case Q2_LOGISTIC: return tg_linear_new(x->shape[1], n_classes, true, tg_init_pytorch(), rng);
+    case Q2_LENET: return q2_lenet_new(c, x->shape[1], x->shape[2], x->shape[3], n_classes, rng);
+    case Q2_ALEXNET: return q2_alexnet_new(c, x->shape[1], x->shape[2], n_classes, rng);
+    default:
+        return tg_feedforward_new(x->shape[1], n_classes, c->hidden_size, c->layers,
+                                  c->activation, c->dropout, tg_init_pytorch(), rng);
+    }
 }
 
 static tg_optimizer *build_optimizer(const q2_config *c, tg_module *model)
@@ -84,14 +90,24 @@ static tg_optimizer *build_optimizer(const q2_config *c, tg_module *model)
     tg_module_parameters(model, &ps);
     tg_optimizer *opt;
     if (!strncmp(c->optimizer, "adam", 4)) {
-        tg_adam_opts a = tg_adam_defaults();
-        a.lr = c->lr;
-        a.weight_decay = c->l2;
-        a.decoupled = !strcmp(c->optimizer, "adamw");
-        opt = tg_adam_new(&ps, a);
+        opt = tg_adam_new(&ps, (tg_adam_opts){.lr = c->lr, .beta1 = c->beta1, .beta2 = c->beta2,
+                                              .eps = c->eps, .weight_decay = c->l2,
+                                              .decoupled = !strcmp(c->optimizer, "adamw")});
+    } else if (!strcmp(c->optimizer, "rmsprop")) {
+        opt = tg_rmsprop_new(&ps, (tg_rmsprop_opts){.lr = c->lr, .alpha = c->alpha, .eps = c->eps,
+                                                    .weight_decay = c->l2,
+                                                    .momentum = c->momentum,
+                                                    .centered = c->centered});
+    } else if (!strcmp(c->optimizer, "adagrad")) {
+        opt = tg_adagrad_new(&ps, (tg_adagrad_opts){.lr = c->lr, .lr_decay = c->lr_decay,
+                                                    .weight_decay = c->l2,
+                                                    .initial_accumulator_value =
+                                                        c->initial_accumulator_value,
+                                                    .eps = c->eps});
     } else {
         opt = tg_sgd_new(&ps, (tg_sgd_opts){.lr = c->lr, .weight_decay = c->l2,
-                                            .momentum = c->momentum, .nesterov = c->nesterov});
+                                            .momentum = c->momentum, .dampening = c->dampening,
+                                            .nesterov = c->nesterov});
     }
     tg_param_list_free(&ps);
     return opt;
@@ -106,9 +122,10 @@ static tg_optimizer *build_optimizer(const q2_config *c, tg_module *model)
 
 void q2_blas_setup(const q2_config *c)
 {
-    int64_t width = c->logistic ? 784 : c->hidden_size;
-    tg_blas_prefer(c->batch_size * width <= SMALL_PRODUCTS ? TG_BLAS_SMALL_PRODUCTS
-                                                            : TG_BLAS_LARGE_PRODUCTS);
+    int64_t width = c->model == Q2_LOGISTIC ? 784 : c->hidden_size;
+    /* A convolution's product has a row per output pixel of the batch: always a large one. */
+    bool small = !q2_is_conv(c->model) && c->batch_size * width <= SMALL_PRODUCTS;
+    tg_blas_prefer(small ? TG_BLAS_SMALL_PRODUCTS : TG_BLAS_LARGE_PRODUCTS);
     tg_set_num_threads(c->threads);
 }
 
@@ -239,7 +256,7 @@ tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_re
     r->n_valid = d->x[1]->shape[0];
     r->n_test = d->x[2]->shape[0];
 
-    tg_module *model = build_model(c, d->x[0]->shape[1], n_classes, &rng);
+    tg_module *model = build_model(c, d->x[0], n_classes, &rng);
     tg_optimizer *opt = build_optimizer(c, model);
     if (q2_dist) q2_dist->start(c, d, model, &rng);
     tg_loader *train = tg_loader_new(d->x[0], d->y[0], c->batch_size, true, false, &rng);

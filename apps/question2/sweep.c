@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 /* Adds a configuration: the base flags with at most one flag changed (flag -1: none). */
-tg_status q2_sweep_add(sweep *s, const raw_flags *base, bool logistic, const char *question,
+tg_status q2_sweep_add(sweep *s, const raw_flags *base, q2_model model, const char *question,
                        const char *id, const char *varied, int flag, const char *value)
 {
     if (s->n == MAX_CONFIGS) return q2_bad("sweep: more than %d configurations", MAX_CONFIGS);
@@ -22,7 +22,7 @@ tg_status q2_sweep_add(sweep *s, const raw_flags *base, bool logistic, const cha
     if (flag >= 0) raw.v[flag] = value;
     sweep_row *row = &s->rows[s->n];
     memset(row, 0, sizeof *row);
-    tg_status st = q2_make_config(&raw, logistic, &row->cfg);
+    tg_status st = q2_make_config(&raw, model, &row->cfg);
     if (st != TG_OK) return st;
     snprintf(row->cfg.question, sizeof row->cfg.question, "%s", question);
     snprintf(row->cfg.id, sizeof row->cfg.id, "%s", id);
@@ -57,7 +57,7 @@ static tg_status sweep_question(sweep *s, const raw_flags *base, const char *q)
     for (size_t i = 0; i < sizeof homework_grid / sizeof homework_grid[0]; i++) {
         const char *question = homework_grid[i].question;
         if (strcmp(q, question) && strcmp(q, "all")) continue;
-        tg_status st = q2_sweep_add(s, base, !strcmp(question, "2.1"), question,
+        tg_status st = q2_sweep_add(s, base, !strcmp(question, "2.1") ? Q2_LOGISTIC : Q2_MLP, question,
                                     homework_grid[i].id, homework_grid[i].varied,
                                     homework_grid[i].flag, homework_grid[i].value);
         if (st != TG_OK) return st;
@@ -90,7 +90,7 @@ static const char *short_name(int f)
 }
 
 /* Every combination of the comma-separated values of the grid flags. */
-static tg_status sweep_grid(sweep *s, const raw_flags *base, bool logistic)
+static tg_status sweep_grid(sweep *s, const raw_flags *base, q2_model model)
 {
     static char storage[N_AXES][512];
     const char *vals[N_AXES][MAX_VALUES];
@@ -131,7 +131,7 @@ static tg_status sweep_grid(sweep *s, const raw_flags *base, bool logistic)
         }
         snprintf(id, sizeof id, "grid-%03d", k + 1);
         tg_status st =
-            q2_sweep_add(s, &raw, logistic, "grid", id, used ? varied : "base", -1, NULL);
+            q2_sweep_add(s, &raw, model, "grid", id, used ? varied : "base", -1, NULL);
         if (st != TG_OK) return st;
     }
     return TG_OK;
@@ -358,7 +358,7 @@ int q2_sweep_main(int argc, char **argv)
         return q2_usage_error();
     }
     if (grid ? n_pos != 2 : n_pos != 1) {
-        q2_bad(grid ? "sweep grid: give the model (logistic_regression or mlp)"
+        q2_bad(grid ? "sweep grid: give the model (logistic_regression, mlp, lenet or alexnet)"
                  : "sweep %s: unexpected argument '%s'", which, n_pos > 1 ? pos[1] : "");
         return q2_usage_error();
     }
@@ -366,8 +366,8 @@ int q2_sweep_main(int argc, char **argv)
         q2_bad("-resume continues one run ('" PROG " MODEL ... -resume DIR'), not a sweep");
         return q2_usage_error();
     }
-    bool grid_logistic = false;
-    if (grid && q2_parse_model(pos[1], &grid_logistic) != TG_OK) return q2_usage_error();
+    q2_model grid_model = Q2_MLP;
+    if (grid && q2_parse_model(pos[1], &grid_model) != TG_OK) return q2_usage_error();
 
     /* The base configuration (validates the common flags once, with a clear message). */
     q2_config base;
@@ -381,7 +381,7 @@ int q2_sweep_main(int argc, char **argv)
         }
         base_raw.v[f] = NULL; /* checked value by value in sweep_grid */
     }
-    if (q2_make_config(&base_raw, grid_logistic, &base) != TG_OK) return q2_usage_error();
+    if (q2_make_config(&base_raw, grid_model, &base) != TG_OK) return q2_usage_error();
     if (!base.out_given) snprintf(base.out, sizeof base.out, "out/sweep-%s", grid ? "grid" : which);
     if (q2_check_out(base.out, base.overwrite) != TG_OK) {
         fprintf(stderr, PROG ": %s\n", tg_status_message());
@@ -389,7 +389,7 @@ int q2_sweep_main(int argc, char **argv)
     }
 
     static sweep s;
-    tg_status st = grid ? sweep_grid(&s, &raw, grid_logistic) : sweep_question(&s, &raw, which);
+    tg_status st = grid ? sweep_grid(&s, &raw, grid_model) : sweep_question(&s, &raw, which);
     if (st != TG_OK) return q2_usage_error();
     for (int i = 0; i < s.n; i++) {
         q2_config *c = &s.rows[i].cfg;
