@@ -129,7 +129,10 @@ static void test_help_lists_every_flag(void **state)
                            "-layers", "-dropout", "-activation", "-optimizer", "-data", "-seed",
                            "-out", "-threads", "-limit", "-fast", "-jobs", "sweep", "-momentum",
                            "-nesterov", "adamw", "-train_acc", "-test_curve", "-overwrite",
-                           "-log_loss", "-keep_going", "replot", "interrupted"};
+                           "-log_loss", "-keep_going", "replot", "interrupted", "rmsprop",
+                           "adagrad", "-beta1", "-beta2", "-eps", "-alpha", "-centered",
+                           "-dampening", "-lr_decay", "-initial_accumulator_value", "lenet",
+                           "alexnet", "-batch_norm", "-width"};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         if (!strstr(r->out, flags[i])) fail_msg("-h does not mention %s:\n%s", flags[i], r->out);
     assert_non_null(strstr(r->out, "default: 20"));     /* epochs */
@@ -154,11 +157,26 @@ static void test_bad_values_are_rejected(void **state)
         {"mlp -dropout 1", "-dropout"},
         {"mlp --dropout=-0.1", "-dropout"},
         {"mlp -activation softplus", "-activation: 'softplus' is not one of relu, tanh, sigmoid"},
-        {"mlp -optimizer rmsprop", "-optimizer"},
+        {"mlp -optimizer lbfgs", "-optimizer: 'lbfgs' is not one of sgd, adam, adamw, rmsprop, "
+                                 "adagrad"},
+        {"mlp -beta1 0.8", "-beta1 is a setting of adam adamw, not of -optimizer sgd"},
+        {"mlp -optimizer adam -alpha 0.9", "-alpha is a setting of rmsprop"},
+        {"mlp -optimizer adagrad -centered", "-centered is a setting of rmsprop"},
+        {"mlp -optimizer rmsprop -lr_decay 0.1", "-lr_decay is a setting of adagrad"},
+        {"mlp -optimizer adam -beta2 1", "-beta2"},
+        {"mlp -optimizer adam -eps -1", "-eps"},
+        {"mlp -optimizer rmsprop -alpha 1.5", "-alpha"},
+        {"mlp -optimizer adagrad -initial_accumulator_value -1", "-initial_accumulator_value"},
+        {"mlp -momentum 0.9 -nesterov -dampening 0.5", "-nesterov needs -dampening 0"},
+        {"mlp -width 0.5", "-width is alexnet's"},
+        {"lenet -batch_norm", "-batch_norm is alexnet's"},
+        {"alexnet -width 0", "-width"},
+        {"alexnet -hidden_size 1000000", "more than this runner's limit"},
+        {"cnn", "unknown model 'cnn': use logistic_regression, mlp, lenet or alexnet"},
         {"mlp -momentum 1", "-momentum"},
         {"mlp -momentum -0.5", "-momentum"},
         {"mlp -nesterov", "-nesterov needs -momentum"},
-        {"mlp -optimizer adam -momentum 0.9", "-momentum is SGD's"},
+        {"mlp -optimizer adam -momentum 0.9", "-momentum is a setting of sgd rmsprop"},
         {"mlp -batch_size 0", "-batch_size"},
         {"mlp -hidden_size x", "-hidden_size"},
         {"mlp -layers 0", "-layers"},
@@ -316,7 +334,8 @@ static bool process_gone(pid_t pid)
     return ok != 1 || state == 'Z' || state == 'X';
 }
 
-/* Issue 17, defect 8: a sweep killed by SIGKILL or SIGTERM takes its running children with it. */
+/* Issue 17, defect 8: a sweep killed by SIGKILL takes its running children with it; one stopped by
+ * SIGTERM lets them write their files, then exits 130, none left running. */
 static void test_sweep_children_die_with_it(void **state)
 {
     (void)state;
@@ -348,7 +367,8 @@ static void test_sweep_children_die_with_it(void **state)
         kill(parent, sigs[k]);
         int status;
         assert_int_equal(waitpid(parent, &status, 0), parent);
-        assert_true(WIFSIGNALED(status) && WTERMSIG(status) == sigs[k]);
+        if (sigs[k] == SIGKILL) assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        else assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 130);   /* interrupted */
         for (int i = 0; i < n; i++) {
             int t = 0;
             while (!process_gone(kids[i]) && t++ < 100) usleep(50000);
@@ -398,6 +418,88 @@ static double last_csv_cell(const char *csv, int col)
     while (line > csv && line[-1] != '\n') line--;
     for (int c = 0; c < col; c++) line = strchr(line, ',') + 1;
     return strncmp(line, "nan", 3) ? atof(line) : NAN;
+}
+
+/* The CSV's lines cut after their first four cells (epoch, train_loss, valid_loss, valid_acc): the
+ * part a resumed run must reproduce exactly, timings aside. */
+static void timing_free(char *csv, char *out, size_t len)
+{
+    size_t u = 0;
+    out[0] = '\0';
+    for (char *save = NULL, *line = strtok_r(csv, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        int commas = 0;
+        for (char *p = line; *p; p++)
+            if (*p == ',' && ++commas == 4) { *p = 0; break; }
+        if (u < len) u += (size_t)snprintf(out + u, len - u, "%s\n", line);
+    }
+}
+
+/* ---- a JSON syntax check (RFC 8259's grammar, no semantics): true when text is one value ---- */
+static const char *json_value(const char *p);
+
+static const char *json_space(const char *p)
+{
+    while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') p++;
+    return p;
+}
+
+static const char *json_string(const char *p)
+{
+    if (*p++ != '"') return NULL;
+    for (; *p != '"'; p++) {
+        if ((unsigned char)*p < 0x20) return NULL;
+        if (*p == '\\' && !*++p) return NULL;
+    }
+    return p + 1;
+}
+
+static const char *json_number(const char *p)
+{
+    const char *start = p;
+    if (*p == '-') p++;
+    if (*p < '0' || *p > '9') return NULL;
+    while ((*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' || *p == 'E' || *p == '+' ||
+           *p == '-')
+        p++;
+    char *end;
+    strtod(start, &end);
+    return end == p ? p : NULL;
+}
+
+static const char *json_items(const char *p, char close, bool keyed)
+{
+    p = json_space(p + 1);
+    if (*p == close) return p + 1;
+    for (;;) {
+        if (keyed) {
+            if (!(p = json_string(json_space(p)))) return NULL;
+            p = json_space(p);
+            if (*p++ != ':') return NULL;
+        }
+        if (!(p = json_value(p))) return NULL;
+        p = json_space(p);
+        if (*p == close) return p + 1;
+        if (*p++ != ',') return NULL;
+    }
+}
+
+static const char *json_value(const char *p)
+{
+    p = json_space(p);
+    if (*p == '{') return json_items(p, '}', true);
+    if (*p == '[') return json_items(p, ']', false);
+    if (*p == '"') return json_string(p);
+    if (!strncmp(p, "true", 4)) return p + 4;
+    if (!strncmp(p, "false", 5)) return p + 5;
+    if (!strncmp(p, "null", 4)) return p + 4;
+    return json_number(p);
+}
+
+static bool is_json(const char *text)
+{
+    const char *end = json_value(text);
+    return end && !*json_space(end);
 }
 
 /* A weight decay of 1000 at lr 1 multiplies every weight by -999 a step: the loss overflows to
@@ -590,15 +692,8 @@ static void test_resume_is_bit_identical(void **state)
                 summary_number(slurp(b, "summary.json"), "test_loss"), 0);
     /* the first lines too (copied from the first run), and the text of every number */
     char ea[4096], eb[4096];
-    for (int k = 0; k < 2; k++) {
-        char *src = k ? cb : ca, *dst = k ? eb : ea;
-        size_t u = 0;
-        for (char *line = strtok(src, "\n"); line; line = strtok(NULL, "\n")) {
-            int commas = 0;   /* epoch, train_loss, valid_loss, valid_acc: the timing-free part */
-            for (char *p = line; *p; p++) if (*p == ',' && ++commas == 4) { *p = 0; break; }
-            u += (size_t)snprintf(dst + u, sizeof ea - u, "%s\n", line);
-        }
-    }
+    timing_free(ca, ea, sizeof ea);
+    timing_free(cb, eb, sizeof eb);
     assert_string_equal(ea, eb);
     r = run("%s -epochs 4 -learning_rate 0.1 -resume %s", flags, b);
     assert_int_equal(r->status, 1);
@@ -738,6 +833,146 @@ static void test_replot_redraws_charts(void **state)
     assert_non_null(strstr(r->out, "nothing-here"));
 }
 
+/* Whether the first 64 KB of dir/name hold needle (the file may hold NULs). */
+static bool file_holds(const char *dir, const char *name, const char *needle)
+{
+    static char buf[65536];
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    size_t n = fread(buf, 1, sizeof buf, f), k = strlen(needle);
+    fclose(f);
+    for (size_t i = 0; i + k <= n; i++)
+        if (!memcmp(buf + i, needle, k)) return true;
+    return false;
+}
+
+/* Every optimizer setting reaches the library's optimizer: the checkpoint keeps the optimizer's
+ * own description of its settings (the kind's describe, optim/), which must be the flags' values (dyadic
+ * ones, printed exactly); each optimizer trains. */
+static void test_optimizer_flags_reach_the_optimizer(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    static const struct { const char *flags, *kind, *settings; } cases[] = {
+        {"-optimizer sgd -momentum 0.5 -dampening 0.25 -l2_decay 0.0009765625", "sgd",
+         "momentum=0.5 dampening=0.25 nesterov=0 weight_decay=0.0009765625"},
+        {"-optimizer adamw -learning_rate 0.001 -beta1 0.75 -beta2 0.875 -eps 0.0625", "adam",
+         "beta1=0.75 beta2=0.875 eps=0.0625 weight_decay=0 decoupled=1"},
+        {"-optimizer rmsprop -learning_rate 0.001 -alpha 0.5 -eps 0.0625 -momentum 0.25 "
+         "-centered", "rmsprop", "alpha=0.5 eps=0.0625 weight_decay=0 momentum=0.25 centered=1"},
+        {"-optimizer adagrad -lr_decay 0.0009765625 -initial_accumulator_value 0.25 -eps 0.125",
+         "adagrad",
+         "lr_decay=0.0009765625 weight_decay=0 initial_accumulator_value=0.25 eps=0.125"},
+        {"-optimizer adagrad", "adagrad", "initial_accumulator_value=0 eps=1e-10"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[128];
+        snprintf(out, sizeof out, "%s/optim%zu", check_tmpdir, i);
+        run_result *r = run("mlp -limit 500 -eval_limit 200 -epochs 1 -checkpoint_every 1 -quiet "
+                            "%s -out %s", cases[i].flags, out);
+        if (r->status != 0) fail_msg("%s: exit %d:\n%s", cases[i].flags, r->status, r->out);
+        double valid = result_field(r->out, "valid_acc");
+        if (!(valid > 0.3)) fail_msg("%s: valid %.4f (expected > 0.3)", cases[i].flags, valid);
+        if (!file_holds(out, "checkpoint.safetensors", cases[i].settings))
+            fail_msg("%s: the checkpoint's optimizer is not \"%s\"", cases[i].flags,
+                     cases[i].settings);
+        char kind[64];
+        snprintf(kind, sizeof kind, "\"%s\"", cases[i].kind);
+        assert_true(file_holds(out, "checkpoint.safetensors", kind));
+        assert_true(is_json(slurp(out, "summary.json")));
+    }
+    assert_non_null(strstr(slurp(check_tmpdir, "optim2/summary.json"), "\"centered\": true"));
+    assert_non_null(strstr(slurp(check_tmpdir, "optim1/summary.json"),
+                           "\"betas\": [0.75, 0.875]"));
+}
+
+/* The conv models train (far above chance in two short epochs, no heap allocation once warm),
+ * write the same files, and resume bit-identically: LeNet-5, and the AlexNet-style net with
+ * batch norm (its running statistics are in the checkpoint) and dropout. */
+static void test_conv_models(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    static const struct { const char *flags; double floor; } models[] = {
+        {"lenet -optimizer adam -learning_rate 0.002 -batch_size 32 -limit 1000 -eval_limit 300",
+         0.4},
+        {"alexnet -width 0.125 -hidden_size 64 -batch_norm -dropout 0.25 -momentum 0.9 "
+         "-batch_size 32 -limit 600 -eval_limit 200", 0.2},
+    };
+    for (int m = 0; m < 2; m++) {
+        char a[128], b[128];
+        snprintf(a, sizeof a, "%s/conv%d_straight", check_tmpdir, m);
+        snprintf(b, sizeof b, "%s/conv%d_resumed", check_tmpdir, m);
+        run_result *r = run("%s -epochs 2 -quiet -out %s", models[m].flags, a);
+        if (r->status != 0) fail_msg("exit %d:\n%s", r->status, r->out);
+        double valid = result_field(r->out, "valid_acc");
+        if (!(valid > models[m].floor))
+            fail_msg("%s: valid %.4f (expected > %.2f)", models[m].flags, valid, models[m].floor);
+        assert_non_null(strstr(r->out, "(epochs 2..2): 0\n"));
+        assert_true(file_size(a, "accuracy.png") > 1000);
+        assert_non_null(strstr(slurp(a, "summary.json"), m ? "\"model\": \"alexnet\""
+                                                           : "\"model\": \"lenet\""));
+        assert_int_equal(run("%s -epochs 1 -checkpoint_every 1 -quiet -out %s", models[m].flags,
+                             b)->status, 0);
+        r = run("%s -epochs 2 -quiet -resume %s", models[m].flags, b);
+        if (r->status != 0) fail_msg("resume: exit %d:\n%s", r->status, r->out);
+        char ea[4096], eb[4096];
+        timing_free(slurp(a, "metrics.csv"), ea, sizeof ea);
+        timing_free(slurp(b, "metrics.csv"), eb, sizeof eb);
+        assert_string_equal(ea, eb);
+        assert_near(summary_number(slurp(a, "summary.json"), "test_loss"),
+                    summary_number(slurp(b, "summary.json"), "test_loss"), 0);
+    }
+}
+
+/* SIGINT to a sweep once its first run has logged an epoch: the runs going finish their step and
+ * write summaries marked interrupted (valid JSON), the one not started is said not run, the
+ * report and its charts are written marked interrupted, exit 130, no child left. */
+static void test_interrupted_sweep_writes_its_report(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    char out[128];
+    snprintf(out, sizeof out, "%s/sweep_interrupted", check_tmpdir);
+    pid_t parent = fork();
+    assert_true(parent >= 0);
+    if (parent == 0) {
+        freopen("/dev/null", "w", stdout);
+        freopen("/dev/null", "w", stderr);
+        execl(binary, binary, "sweep", "grid", "mlp", "-learning_rate", "0.01,0.02,0.05",
+              "-limit", "2000", "-eval_limit", "200", "-epochs", "100000", "-jobs", "2", "-quiet",
+              "-out", out, (char *)NULL);
+        _exit(127);
+    }
+    char first[256];
+    snprintf(first, sizeof first, "%s/grid-001", out);
+    for (int t = 0; t < 600 && count_lines(first, "metrics.csv") < 2; t++) usleep(20000);
+    pid_t kids[8];
+    int n = children_of(parent, kids, 8);
+    kill(parent, SIGINT);
+    int status;
+    assert_int_equal(waitpid(parent, &status, 0), parent);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 130);
+    assert_int_equal(n, 2);
+    for (int i = 0; i < n; i++) assert_true(process_gone(kids[i]));
+    for (int i = 1; i <= 2; i++) {
+        char sub[256];
+        snprintf(sub, sizeof sub, "%s/grid-%03d", out, i);
+        const char *js = slurp(sub, "summary.json");
+        if (!is_json(js)) fail_msg("%s/summary.json is not JSON:\n%s", sub, js);
+        assert_non_null(strstr(js, "\"status\": \"interrupted\""));
+        assert_true(file_size(sub, "loss.png") > 1000);
+    }
+    const char *md = slurp(out, "report.md");
+    assert_non_null(strstr(md, "# Question 2 sweep: grid (interrupted)"));
+    assert_non_null(strstr(md, "**interrupted**"));
+    assert_non_null(strstr(md, "not run (interrupted)"));
+    assert_true(file_size(out, "grid_valid_acc.png") > 1000);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -774,6 +1009,9 @@ int main(void)
         cmocka_unit_test(test_recipe_cmu_fast),
         cmocka_unit_test(test_recipe_medical_fast),
         cmocka_unit_test(test_recipe_ist_fast),
+        cmocka_unit_test(test_optimizer_flags_reach_the_optimizer),
+        cmocka_unit_test(test_conv_models),
+        cmocka_unit_test(test_interrupted_sweep_writes_its_report),
     };
     return cmocka_run_group_tests(tests, group_setup, check_tmpdir_teardown);
 }
