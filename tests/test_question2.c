@@ -1,8 +1,12 @@
 /* The Question 2 runner (apps/question2) end to end: it is run as a program, through popen,
  * from $TG_BUILD/apps/question2 (default build/), and its output and files are checked.
  *
- * Short runs on a Fashion-MNIST subset (-limit / -eval_limit): together well under 30 s, most of
- * it loading the data set. The accuracy floors are far below what these runs reach (logistic
+ * Short runs on a Fashion-MNIST subset (-limit / -eval_limit). Loading the whole gzipped set would
+ * take most of the time of each run, so the group setup writes a small copy, uncompressed, and
+ * every run uses it through $TG_DATA_DIR: the first 5,000 training images, then the last 10,000
+ * (the runner's validation set, as in the whole set), and the first 2,000 test images. A run on
+ * up to 5,000 training examples sees what it would see on the whole set; one test runs on the
+ * whole set (the default -data). The accuracy floors are far below what these runs reach (logistic
  * regression ~0.79, the mlp ~0.69 on the same subset) and far above chance (0.10), so they catch
  * a broken model or training loop, not noise. The tests that need the data set are skipped, with
  * a message, on a machine without it; the command-line tests never need it. */
@@ -22,6 +26,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <zlib.h>
 
 #include <tapegrad.h>
 #include "tests/check.h"
@@ -230,7 +236,7 @@ static void test_logistic_regression_fast(void **state)
     NEED_DATA();
     char out[128];
     snprintf(out, sizeof out, "%s/lr", check_tmpdir);
-    run_result *r = run("logistic_regression -fast -out %s", out);
+    run_result *r = run("logistic_regression -fast -data %s -out %s", DATA_DIR, out);
     if (r->status != 0) fail_msg("exit %d:\n%s", r->status, r->out);
     printf("%s", r->out);
     assert_non_null(strstr(r->out, "BLIS"));                       /* the BLAS line first */
@@ -255,7 +261,7 @@ static void test_mlp_fast_is_deterministic(void **state)
     (void)state;
     NEED_DATA();
     static char a[4096], b[4096], c[4096];
-    run_result *r = run("mlp --limit=3000 --eval_limit=1000 --epochs=2 --seed=7 --debug_checks "
+    run_result *r = run("mlp --limit=1500 --eval_limit=500 --epochs=2 --seed=7 --debug_checks "
                         "-out %s/mlp1", check_tmpdir);
     if (r->status != 0) fail_msg("exit %d:\n%s", r->status, r->out);
     printf("%s", r->out);
@@ -264,49 +270,15 @@ static void test_mlp_fast_is_deterministic(void **state)
     if (!(valid > 0.55)) fail_msg("mlp reached valid %.4f (expected > 0.55)", valid);
     assert_non_null(strstr(r->out, "(epochs 2..2): 0\n"));
     epoch_lines(r->out, a, sizeof a);
-    r = run("mlp -limit 3000 -eval_limit 1000 -epochs 2 -seed 7 -out %s/mlp2", check_tmpdir);
+    r = run("mlp -limit 1500 -eval_limit 500 -epochs 2 -seed 7 -out %s/mlp2", check_tmpdir);
     assert_int_equal(r->status, 0);
     epoch_lines(r->out, b, sizeof b);
-    r = run("mlp -limit 3000 -eval_limit 1000 -epochs 2 -seed 8 -out %s/mlp3", check_tmpdir);
+    r = run("mlp -limit 1500 -eval_limit 500 -epochs 2 -seed 8 -out %s/mlp3", check_tmpdir);
     assert_int_equal(r->status, 0);
     epoch_lines(r->out, c, sizeof c);
     assert_true(strlen(a) > 20);
     assert_string_equal(a, b);
     assert_string_not_equal(a, c);
-}
-
-/* Sweep 2.1 on a small subset in two processes: one folder per learning rate, report and charts. */
-static void test_sweep_2_1(void **state)
-{
-    (void)state;
-    NEED_DATA();
-    char out[128];
-    snprintf(out, sizeof out, "%s/sweep", check_tmpdir);
-    run_result *r = run("sweep 2.1 -limit 1000 -eval_limit 500 -epochs 1 -jobs 2 -quiet -out %s", out);
-    printf("%s", r->out);
-    if (r->status != 0) fail_msg("exit %d:\n%s", r->status, r->out);
-    const char *dirs[] = {"2.1-lr0.001", "2.1-lr0.01", "2.1-lr0.1"};
-    for (int i = 0; i < 3; i++) {
-        char sub[256];
-        snprintf(sub, sizeof sub, "%s/%s", out, dirs[i]);
-        assert_int_equal(count_lines(sub, "metrics.csv"), 2);
-        assert_true(file_size(sub, "accuracy.png") > 1000);
-    }
-    assert_true(file_size(out, "2.1_lr_valid_acc.png") > 1000);
-    assert_true(file_size(out, "2.1_lr_loss.png") > 1000);
-    char path[256];
-    snprintf(path, sizeof path, "%s/report.md", out);
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    static char md[16384];
-    md[fread(md, 1, sizeof md - 1, f)] = '\0';
-    fclose(f);
-    assert_non_null(strstr(md, "## Question 2.1"));
-    assert_non_null(strstr(md, "learning_rate 0.001"));
-    assert_non_null(strstr(md, "learning_rate 0.1"));
-    assert_non_null(strstr(md, "Best by final validation accuracy"));
-    assert_non_null(strstr(md, "![2.1_lr_valid_acc.png]"));
-    assert_null(strstr(md, "failed"));
 }
 
 /* The running children of pid, from /proc (at most max); 0 when none or unreadable. */
@@ -512,7 +484,8 @@ static void test_diverged_run_stops_and_says_so(void **state)
     NEED_DATA();
     char out[128];
     snprintf(out, sizeof out, "%s/diverged", check_tmpdir);
-    run_result *r = run("mlp -fast -l2_decay 1000 -learning_rate 1 -out %s", out);
+    run_result *r = run("mlp -limit 1000 -eval_limit 300 -epochs 2 -l2_decay 1000 -learning_rate 1 "
+                        "-out %s", out);
     printf("%s", r->out);
     assert_int_equal(r->status, 3);
     assert_non_null(strstr(r->out, "NaN or Inf at epoch 1, step "));
@@ -535,7 +508,8 @@ static void test_diverged_run_stops_and_says_so(void **state)
 
     /* -keep_going trains every epoch, and still says the run diverged */
     snprintf(out, sizeof out, "%s/diverged2", check_tmpdir);
-    r = run("mlp -fast -l2_decay 1000 -learning_rate 1 -keep_going -quiet -out %s", out);
+    r = run("mlp -limit 1000 -eval_limit 300 -epochs 2 -l2_decay 1000 -learning_rate 1 -keep_going "
+            "-quiet -out %s", out);
     assert_int_equal(r->status, 3);
     assert_non_null(strstr(r->out, "training on"));
     assert_int_equal(count_lines(out, "metrics.csv"), 3);
@@ -743,10 +717,10 @@ static void test_recipe_hw4_fast(void **state)
     check_recipe(out, runs, charts);
     const char *md = slurp(out, "report.md");
     assert_non_null(strstr(md, "hidden 40 x 1, sigmoid, dropout 0"));
-    assert_non_null(strstr(md, "train 1000, validation 500, test 500 examples"));
+    assert_non_null(strstr(md, "train 500, validation 300, test 300 examples"));
     char sub[256];
     snprintf(sub, sizeof sub, "%s/full", out);
-    assert_non_null(strstr(slurp(sub, "summary.json"), "\"n_train\": 2000"));
+    assert_non_null(strstr(slurp(sub, "summary.json"), "\"n_train\": 1000"));
 }
 
 static void test_recipe_cmu_fast(void **state)
@@ -788,20 +762,40 @@ static void test_recipe_ist_fast(void **state)
     NEED_DATA();
     char out[128];
     snprintf(out, sizeof out, "%s/ist", check_tmpdir);
-    run_result *r = run("recipe ist-hw1 -limit 300 -eval_limit 200 -epochs 1 -jobs 2 -quiet "
+    run_result *r = run("recipe ist-hw1 -limit 200 -eval_limit 100 -epochs 1 -jobs 2 -quiet "
                         "-out %s", out);
     if (r->status != 0) fail_msg("exit %d:\n%s", r->status, r->out);
     const char *md = slurp(out, "report.md");
     assert_non_null(strstr(md, "## Question 2.1"));
+    assert_non_null(strstr(md, "## Question 2.2"));
     assert_non_null(strstr(md, "## Question 2.3"));
-    assert_true(file_size(out, "2.3_layers_valid_acc.png") > 1000);
+    assert_non_null(strstr(md, "learning_rate 0.001"));
+    assert_non_null(strstr(md, "learning_rate 0.1"));
+    assert_non_null(strstr(md, "Best by final validation accuracy"));
+    assert_non_null(strstr(md, "![2.1_lr_valid_acc.png]"));
+    assert_null(strstr(md, "failed"));
+    /* one folder per configuration, 11 in all, and the combined charts */
+    const char *dirs[] = {"2.1-lr0.001", "2.1-lr0.01", "2.1-lr0.1", "2.2-default", "2.2-lr0.001",
+                          "2.2-lr0.1", "2.2-hidden200", "2.2-dropout0.5", "2.2-tanh",
+                          "2.3-layers2", "2.3-layers3"};
+    for (int i = 0; i < 11; i++) {
+        char sub[256];
+        snprintf(sub, sizeof sub, "%s/%s", out, dirs[i]);
+        assert_int_equal(count_lines(sub, "metrics.csv"), 2);
+        assert_true(file_size(sub, "accuracy.png") > 1000);
+    }
+    const char *charts[] = {"2.1_lr_valid_acc.png", "2.1_lr_loss.png", "2.2_lr_loss.png",
+                            "2.2_hidden_valid_acc.png", "2.2_dropout_loss.png",
+                            "2.2_activation_valid_acc.png", "2.3_layers_valid_acc.png"};
+    for (int i = 0; i < 7; i++) assert_true(file_size(out, charts[i]) > 1000);
     r = run("recipe no-such-homework");
     assert_int_equal(r->status, 2);
     assert_non_null(strstr(r->out, "unknown recipe 'no-such-homework'"));
 }
 
-/* replot redraws a run's charts from its metrics.csv (here after they were deleted), and each
- * run's of a sweep folder; a folder without metrics is an error naming it. */
+/* replot redraws a run's charts from its metrics.csv (here after they were deleted), each run's of
+ * a folder of runs, and a sweep's or recipe's combined charts; a folder without metrics is an
+ * error naming it. */
 static void test_replot_redraws_charts(void **state)
 {
     (void)state;
@@ -822,6 +816,43 @@ static void test_replot_redraws_charts(void **state)
     r = run("replot %s", out);   /* the parent folder: each run folder in it */
     assert_int_equal(r->status, 0);
     assert_non_null(strstr(r->out, "redrew"));
+    assert_non_null(strstr(r->out, "only its runs' charts"));   /* not a sweep's folder */
+    /* A sweep's and a recipe's folders (test_interrupted_sweep_writes_its_report's grid, of which
+     * 2 runs of 3 ran, and test_recipe_hw4_fast's): the combined charts again, byte for byte (the
+     * sweep drew them from the same metrics.csv files); the recipe's without its sweep.txt too (a
+     * folder from before it: the run names tell). */
+    static const struct { const char *dir, *chart, *note; } sweeps[] = {
+        {"sweep_interrupted", "grid_valid_acc.png", NULL},
+        {"hw4", "hw4_lr_train_acc.png", "sweep.txt"},
+    };
+    for (int i = 0; i < 2; i++) {
+        char dir[256];
+        snprintf(dir, sizeof dir, "%s/%s", check_tmpdir, sweeps[i].dir);
+        long size = file_size(dir, sweeps[i].chart);
+        assert_true(size > 1000);
+        static char before[1 << 18], after[1 << 18];
+        snprintf(path, sizeof path, "%s/%s", dir, sweeps[i].chart);
+        FILE *f = fopen(path, "rb");
+        assert_non_null(f);
+        assert_int_equal(fread(before, 1, sizeof before, f), (size_t)size);
+        fclose(f);
+        assert_int_equal(remove(path), 0);
+        if (sweeps[i].note) {
+            snprintf(path, sizeof path, "%s/%s", dir, sweeps[i].note);
+            assert_int_equal(remove(path), 0);
+            snprintf(path, sizeof path, "%s/%s", dir, sweeps[i].chart);
+        }
+        r = run("replot %s", dir);
+        if (r->status != 0) fail_msg("replot %s: exit %d:\n%s", dir, r->status, r->out);
+        assert_non_null(strstr(r->out, i ? "(recipe hw4-backprop, 7 of 7 runs)"
+                                         : "(sweep grid, 2 of 2 runs)"));
+        assert_int_equal(file_size(dir, sweeps[i].chart), size);
+        f = fopen(path, "rb");
+        assert_non_null(f);
+        assert_int_equal(fread(after, 1, sizeof after, f), (size_t)size);
+        fclose(f);
+        assert_memory_equal(before, after, (size_t)size);
+    }
     r = run("replot");
     assert_int_equal(r->status, 2);
     assert_non_null(strstr(r->out, "replot: give the folder"));
@@ -896,10 +927,9 @@ static void test_conv_models(void **state)
     (void)state;
     NEED_DATA();
     static const struct { const char *flags; double floor; } models[] = {
-        {"lenet -optimizer adam -learning_rate 0.002 -batch_size 32 -limit 1000 -eval_limit 300",
-         0.4},
+        {"lenet -optimizer adam -learning_rate 0.003 -limit 500 -eval_limit 200", 0.4},
         {"alexnet -width 0.125 -hidden_size 64 -batch_norm -dropout 0.25 -momentum 0.9 "
-         "-batch_size 32 -limit 600 -eval_limit 200", 0.2},
+         "-limit 300 -eval_limit 200", 0.2},
     };
     for (int m = 0; m < 2; m++) {
         char a[128], b[128];
@@ -973,6 +1003,64 @@ static void test_interrupted_sweep_writes_its_report(void **state)
     assert_true(file_size(out, "grid_valid_acc.png") > 1000);
 }
 
+/* ---- the small copy of the data set ------------------------------------------------------- */
+
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Copies rows [from, from + n) of the IDX file name.gz in DATA_DIR to dst/name (uncompressed),
+ * appending to it when append; the count in the header is total. */
+static int copy_idx_rows(const char *dst, const char *name, int64_t from, int64_t n,
+                         int64_t total, bool append)
+{
+    char src[512], path[512];
+    snprintf(src, sizeof src, "%s/%s.gz", DATA_DIR, name);
+    snprintf(path, sizeof path, "%s/%s", dst, name);
+    gzFile in = gzopen(src, "rb");
+    if (!in) return -1;
+    unsigned char head[16];
+    int dims = -1;
+    if (gzread(in, head, 4) == 4) dims = head[3];
+    if (dims < 1 || dims > 3 || gzread(in, head + 4, 4 * dims) != 4 * dims) {
+        gzclose(in);
+        return -1;
+    }
+    size_t row = 1;
+    for (int d = 1; d < dims; d++) row *= be32(head + 4 + 4 * d);
+    FILE *out = fopen(path, append ? "ab" : "wb");
+    if (!out) { gzclose(in); return -1; }
+    if (!append) {
+        unsigned char count[4] = {(unsigned char)(total >> 24), (unsigned char)(total >> 16),
+                                  (unsigned char)(total >> 8), (unsigned char)total};
+        memcpy(head + 4, count, 4);
+        fwrite(head, 1, 4 + 4 * (size_t)dims, out);
+    }
+    static unsigned char buf[1 << 16];
+    int ok = gzseek(in, (z_off_t)(4 + 4 * dims + (size_t)from * row), SEEK_SET) >= 0;
+    for (size_t left = (size_t)n * row; ok && left;) {
+        int k = gzread(in, buf, left < sizeof buf ? (unsigned)left : sizeof buf);
+        ok = k > 0 && fwrite(buf, 1, (size_t)k, out) == (size_t)k;
+        left -= k > 0 ? (size_t)k : 0;
+    }
+    gzclose(in);
+    return fclose(out) == 0 && ok ? 0 : -1;
+}
+
+static int write_small_data_set(const char *dst)
+{
+    mkdir(dst, 0777);
+    const char *train[2] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte"};
+    const char *test[2] = {"t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
+    for (int k = 0; k < 2; k++)
+        if (copy_idx_rows(dst, train[k], 0, 5000, 15000, false) ||
+            copy_idx_rows(dst, train[k], 50000, 10000, 15000, true) ||
+            copy_idx_rows(dst, test[k], 0, 2000, 2000, false))
+            return -1;
+    return 0;
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -985,7 +1073,16 @@ static int group_setup(void **state)
                         "build folder)\n", binary);
         return -1;
     }
-    return check_tmpdir_setup(state);
+    if (check_tmpdir_setup(state) != 0) return -1;
+    if (!have_data()) return 0;
+    char small[256];
+    snprintf(small, sizeof small, "%s/data", check_tmpdir);
+    if (write_small_data_set(small) != 0) {
+        fprintf(stderr, "test_question2: cannot write the small data set into %s\n", small);
+        return -1;
+    }
+    setenv("TG_DATA_DIR", small, 1);
+    return 0;
 }
 
 int main(void)
@@ -996,22 +1093,21 @@ int main(void)
         cmocka_unit_test(test_missing_data_is_an_input_error),
         cmocka_unit_test(test_logistic_regression_fast),
         cmocka_unit_test(test_mlp_fast_is_deterministic),
-        cmocka_unit_test(test_sweep_2_1),
         cmocka_unit_test(test_sweep_children_die_with_it),
         cmocka_unit_test(test_diverged_run_stops_and_says_so),
         cmocka_unit_test(test_completed_run_files_agree),
         cmocka_unit_test(test_running_train_loss),
         cmocka_unit_test(test_outputs_are_never_overwritten),
         cmocka_unit_test(test_interrupted_run_keeps_its_outputs),
-        cmocka_unit_test(test_replot_redraws_charts),
         cmocka_unit_test(test_resume_is_bit_identical),
         cmocka_unit_test(test_recipe_hw4_fast),
         cmocka_unit_test(test_recipe_cmu_fast),
         cmocka_unit_test(test_recipe_medical_fast),
         cmocka_unit_test(test_recipe_ist_fast),
+        cmocka_unit_test(test_interrupted_sweep_writes_its_report),
+        cmocka_unit_test(test_replot_redraws_charts),   /* after the sweeps and recipes */
         cmocka_unit_test(test_optimizer_flags_reach_the_optimizer),
         cmocka_unit_test(test_conv_models),
-        cmocka_unit_test(test_interrupted_sweep_writes_its_report),
     };
     return cmocka_run_group_tests(tests, group_setup, check_tmpdir_teardown);
 }

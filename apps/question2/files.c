@@ -43,7 +43,53 @@ void q2_json_number(FILE *f, double v)
 
 /* The files a run or a sweep writes: any of them in a folder means a previous run is there. */
 static const char *const run_files[] = {"summary.json", "metrics.csv", "metrics.jsonl",
-                                        "report.md"};
+                                        "report.md", "sweep.txt"};
+
+bool q2_read_summary(const char *dir, char *text, size_t len)
+{
+    char path[PATH_MAX + 32];
+    q2_join(path, sizeof path, dir, "summary.json");
+    FILE *f = fopen(path, "r");
+    text[0] = '\0';
+    if (!f) return false;
+    text[fread(text, 1, len - 1, f)] = '\0';
+    fclose(f);
+    return true;
+}
+
+bool q2_summary_string(const char *text, const char *key, char *out, size_t len)
+{
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\": \"", key);
+    const char *p = strstr(text, k);
+    if (!p) return false;
+    p += strlen(k);
+    const char *end = strchr(p, '"');
+    if (!end) return false;
+    snprintf(out, len, "%.*s", (int)(end - p), p);
+    return true;
+}
+
+bool q2_summary_number(const char *text, const char *key, double *v)
+{
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\": ", key);
+    const char *p = strstr(text, k);
+    return p && sscanf(p + strlen(k), "%lf", v) == 1;
+}
+
+tg_status q2_write_sweep_note(const char *dir, const char *kind, const char *name)
+{
+    char path[PATH_MAX + 32];
+    q2_join(path, sizeof path, dir, "sweep.txt");
+    FILE *f = fopen(path, "w");
+    if (!f) return tg_status_set(TG_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    fprintf(f, "%s %s\n", kind, name);
+    int err = ferror(f) ? (errno ? errno : EIO) : 0;
+    if (fclose(f) != 0 && !err) err = errno ? errno : EIO;
+    if (err) return tg_status_set(TG_ERR_IO, "%s: write failed: %s", path, strerror(err));
+    return TG_OK;
+}
 
 tg_status q2_check_out(const char *dir, bool overwrite)
 {
@@ -92,6 +138,9 @@ static tg_status write_summary(const q2_config *c, const q2_result *r, const cha
     if (!f) return tg_status_set(TG_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
     fprintf(f, "{\n  \"status\": \"%s\",\n  \"title\": \"%s\",\n", q2_status_names[r->status],
             title);
+    if (c->id[0])   /* a sweep's run: what replot needs to draw the sweep's charts again */
+        fprintf(f, "  \"sweep_id\": \"%s\",\n  \"question\": \"%s\",\n  \"varied\": \"%s\",\n",
+                c->id, c->question, c->varied);
     fprintf(f, "  \"model\": \"%s\",\n  \"epochs\": %d,\n  \"epochs_run\": %d,\n"
                "  \"batch_size\": %lld,\n  \"learning_rate\": %.8g,\n  \"l2_decay\": %.8g,\n"
                "  \"optimizer\": \"%s\",\n  \"momentum\": %.8g,\n  \"nesterov\": %s,\n",

@@ -205,9 +205,18 @@ tg_status q2_write_run_files(const q2_config *c, const q2_result *r, const char 
 /* Refuses an output folder that holds a previous run (its metrics, summary or report) unless
  * overwrite: TG_ERR_VALUE naming the folder, the file and -overwrite. */
 tg_status q2_check_out(const char *dir, bool overwrite);
+/* dir/summary.json into text (at most len - 1 bytes); false when there is none. */
+bool q2_read_summary(const char *dir, char *text, size_t len);
+/* The string or number value of "key" in a summary.json (one key per line); false if absent. */
+bool q2_summary_string(const char *text, const char *key, char *out, size_t len);
+bool q2_summary_number(const char *text, const char *key, double *v);
+/* sweep.txt in a sweep's folder: "sweep 2.2", "sweep grid", "recipe hw4-backprop" (what replot
+ * reads to draw the sweep's charts again). */
+tg_status q2_write_sweep_note(const char *dir, const char *kind, const char *name);
 /* A JSON number, or null when v is not finite. */
 void q2_json_number(FILE *f, double v);
-/* Redraws every chart of a finished run (or of each run of a sweep folder) from metrics.csv. */
+/* Redraws every chart of a finished run, or of a sweep's or recipe's folder (each run's and the
+ * combined ones), from the metrics.csv files. */
 int q2_replot_main(int argc, char **argv);
 
 /* ---- sweeps (sweep.c, report.c) -------------------------------------------------------------- */
@@ -238,8 +247,17 @@ tg_status q2_sweep_add(sweep *s, const raw_flags *base, q2_model model, const ch
  * get Q2_NOT_RUN), the running ones stop after their current step and write their files marked
  * "interrupted"; a second signal kills the children and the sweep. */
 void q2_sweep_execute(sweep *s, const q2_data *d, int jobs);
+/* The combined charts of a sweep (report.c), without the report. */
+void q2_sweep_charts(const sweep *s, const char *dir, bool log_loss);
+/* replot of a sweep folder: the rows of sweep WHICH ("2.1" ... "all", "grid") read back from the
+ * runs' folders in dir, their combined charts drawn again; 0, or 1 with a message. */
+int q2_sweep_replot(const char *which, const char *dir, bool log_loss);
 /* The recipes: a homework's experiments, one command each (recipe.c). */
 int q2_recipe_main(int argc, char **argv);
+/* replot of a recipe folder: its charts drawn again from its runs' metrics.csv. */
+int q2_recipe_replot(const char *name, const char *dir, bool log_loss);
+/* The recipe whose run names cover every run folder in dir (names: n of them), or NULL. */
+const char *q2_recipe_guess(const char *const *names, int n);
 /* A row that did not give results, for a report's cell: "not run (interrupted)", "failed (exit 1)". */
 void q2_row_failure(const sweep_row *row, char *buf, size_t len);
 tg_status q2_write_report(const sweep *s, const char *which, const q2_config *base,

@@ -12,6 +12,7 @@
 #include <math.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct {
     const char *id, *varied, *flags;   /* flags: "-learning_rate 0.001" (space-separated) */
@@ -38,7 +39,7 @@ static const recipe recipes[] = {
      "the HW4 back-propagation exercise",
      "mlp -hidden_size 40 -layers 1 -activation sigmoid -dropout 0 -batch_size 10 "
      "-learning_rate 0.1 -epochs 30 -train_subset 10000 -test_subset 5000 -train_acc -test_curve",
-     "-epochs 2 -train_subset 1000 -test_subset 500 -limit 2000 -eval_limit 500",
+     "-epochs 2 -train_subset 500 -test_subset 300 -limit 1000 -eval_limit 300",
      {{"lr0.001", "lr 0.001", "-learning_rate 0.001"},
       {"lr0.01", "lr 0.01", "-learning_rate 0.01"},
       {"lr0.1", "lr 0.1 (the exercise)", ""},
@@ -67,7 +68,7 @@ static const recipe recipes[] = {
      "CMU 10-417 homework 1",
      "mlp -hidden_size 150 -layers 1 -activation sigmoid -dropout 0 -learning_rate 0.001 "
      "-batch_size 16 -epochs 200 -train_acc -test_curve",
-     "-epochs 2 -limit 2000 -eval_limit 500",
+     "-epochs 2 -limit 1000 -eval_limit 300",
      {{"1x150", "1 layer of 150", ""},
       {"1x60", "1 layer of 60", "-hidden_size 60"},
       {"2x150", "2 layers of 150", "-layers 2"},
@@ -96,7 +97,7 @@ static const recipe recipes[] = {
      "the medical-image report (on any data set in the IDX layout: -data DIR)",
      "mlp -hidden_size 200 -layers 1 -dropout 0 -learning_rate 0.01 -batch_size 16 -epochs 20 "
      "-train_acc",
-     "-epochs 2 -limit 2000 -eval_limit 500",
+     "-epochs 2 -limit 1000 -eval_limit 300",
      {{"base", "base: batch 16, lr 0.01, no regularisation", ""},
       {"b1024", "batch 1024", "-batch_size 1024"},
       {"lr0.001", "lr 0.001", "-learning_rate 0.001"},
@@ -399,7 +400,8 @@ static int run_recipe(const recipe *rc, int argc, char **argv)
         fprintf(stderr, PROG ": -data %s: %s\n", base.data, tg_status_message());
         return 1;
     }
-    if (q2_make_dirs(base.out) != TG_OK) {
+    if (q2_make_dirs(base.out) != TG_OK ||
+        q2_write_sweep_note(base.out, "recipe", rc->name) != TG_OK) {
         fprintf(stderr, PROG ": %s\n", tg_status_message());
         q2_free_data(&d);
         return 1;
@@ -455,6 +457,64 @@ static int run_recipe(const recipe *rc, int argc, char **argv)
     printf("wrote %s/report.md (%.0f s)%s\n", base.out, wall, q2_stop ? ", interrupted" : "");
     q2_free_data(&d);
     return q2_stop ? EXIT_INTERRUPTED : failed ? 1 : 0;
+}
+
+int q2_recipe_replot(const char *name, const char *dir, bool log_loss)
+{
+    const recipe *rc = NULL;
+    for (int i = 0; i < N_RECIPES; i++)
+        if (!strcmp(recipes[i].name, name)) rc = &recipes[i];
+    if (!rc) {
+        fprintf(stderr, PROG " replot: %s: unknown recipe '%s'\n", dir, name);
+        return 1;
+    }
+    /* The charts read each run's metrics.csv: a row needs its id, legend and folder. */
+    static sweep s;
+    s.n = 0;
+    int found = 0;
+    for (int i = 0; i < MAX_RUNS && rc->runs[i].id; i++) {
+        sweep_row *row = &s.rows[s.n++];
+        memset(row, 0, sizeof *row);
+        snprintf(row->cfg.id, sizeof row->cfg.id, "%s", rc->runs[i].id);
+        snprintf(row->cfg.varied, sizeof row->cfg.varied, "%s", rc->runs[i].varied);
+        snprintf(row->cfg.out, sizeof row->cfg.out, "%.*s/%s", PATH_MAX - 256, dir,
+                 rc->runs[i].id);
+        char csv[PATH_MAX + 32];
+        q2_join(csv, sizeof csv, row->cfg.out, "metrics.csv");
+        found += row->ok = access(csv, R_OK) == 0;
+    }
+    if (!found) {
+        fprintf(stderr, PROG " replot: %s: no run of recipe %s with a metrics.csv\n", dir, name);
+        return 1;
+    }
+    char prefix[96];
+    snprintf(prefix, sizeof prefix, "%s: ", rc->name);
+    int rc_status = 0;
+    for (int k = 0; k < MAX_CHARTS && rc->charts[k].file; k++)
+        if (recipe_chart_write(rc, &rc->charts[k], &s, dir, prefix) != TG_OK) {
+            fprintf(stderr, PROG " replot: %s\n", tg_status_message());
+            rc_status = 1;
+        }
+    printf("redrew the charts of %s (recipe %s, %d of %d runs)\n", dir, name, found, s.n);
+    return rc_status;
+}
+
+const char *q2_recipe_guess(const char *const *names, int n)
+{
+    const char *best = NULL;
+    int best_hits = 0;
+    for (int r = 0; r < N_RECIPES; r++) {
+        int hits = 0;
+        for (int i = 0; i < n; i++) {
+            bool known = false;
+            for (int k = 0; k < MAX_RUNS && recipes[r].runs[k].id; k++)
+                known |= !strcmp(recipes[r].runs[k].id, names[i]);
+            if (!known) { hits = -1; break; }
+            hits++;
+        }
+        if (hits > best_hits) best = recipes[r].name, best_hits = hits;
+    }
+    return best;
 }
 
 int q2_recipe_main(int argc, char **argv)

@@ -94,7 +94,7 @@ static void question_charts(const sweep *s, const char *q, const char *dir, FILE
     };
     for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
         if (strncmp(groups[g].file, q, strlen(q)) != 0) continue;
-        int idx[4], n = 0;
+        int idx[4], n = 0, own = 0;
         char label_text[4][48];
         const char *labels[4];
         for (int i = 0; i < 4 && groups[g].ids[i]; i++) {
@@ -102,8 +102,11 @@ static void question_charts(const sweep *s, const char *q, const char *dir, FILE
             if (k < 0 || !s->rows[k].ok) continue;
             curve_label(label_text[n], sizeof label_text[n], &s->rows[k], groups[g].by);
             labels[n] = label_text[n], idx[n++] = k;
+            own += !strncmp(groups[g].ids[i], q, strlen(q));
         }
-        if (n == 0) continue;
+        /* 2.3 compares with 2.2's defaults: without a 2.3 row of its own there is nothing to
+         * show. */
+        if (own == 0) continue;
         char written[256] = "", file[64], title[128];
         for (int loss = 0; loss < 2; loss++) {
             snprintf(file, sizeof file, "%s_%s.png", groups[g].file, loss ? "loss" : "valid_acc");
@@ -113,12 +116,59 @@ static void question_charts(const sweep *s, const char *q, const char *dir, FILE
                                sizeof written) != TG_OK)
                 fprintf(stderr, PROG ": %s\n", tg_status_message());
         }
+        if (!md) continue;
         fprintf(md, "\n**%s**\n\n", groups[g].title);
         char *save = NULL;
         for (char *t = strtok_r(written, " ", &save); t; t = strtok_r(NULL, " ", &save))
             fprintf(md, "![%s](%s) ", t, t);
         fprintf(md, "\n");
     }
+}
+
+/* Every configuration of a grid, PER_CHART a chart: grid_valid_acc.png, grid_valid_acc_2.png... */
+static void grid_charts(const sweep *s, const char *dir, FILE *md, bool log_loss)
+{
+    int idx[MAX_CONFIGS], n = 0;
+    for (int i = 0; i < s->n; i++)
+        if (!strcmp(s->rows[i].cfg.question, "grid") && s->rows[i].ok) idx[n++] = i;
+    static char written[4096];
+    written[0] = '\0';
+    int pages = (n + PER_CHART - 1) / PER_CHART;
+    for (int pg = 0; pg < pages; pg++) {
+        int m = n - pg * PER_CHART < PER_CHART ? n - pg * PER_CHART : PER_CHART;
+        char suffix[16] = "", t1[96], t2[96], f1[64], f2[64];
+        if (pages > 1) snprintf(suffix, sizeof suffix, "_%d", pg + 1);
+        snprintf(f1, sizeof f1, "grid_valid_acc%s.png", suffix);
+        snprintf(f2, sizeof f2, "grid_loss%s.png", suffix);
+        snprintf(t1, sizeof t1, "Grid: validation accuracy (configurations %d-%d of %d)",
+                 pg * PER_CHART + 1, pg * PER_CHART + m, n);
+        snprintf(t2, sizeof t2, "Grid: loss (configurations %d-%d of %d)", pg * PER_CHART + 1,
+                 pg * PER_CHART + m, n);
+        if (combined_chart(s, idx + pg * PER_CHART, NULL, m, false, false, t1, dir, f1, written,
+                           sizeof written) != TG_OK ||
+            combined_chart(s, idx + pg * PER_CHART, NULL, m, true, log_loss, t2, dir, f2,
+                           written, sizeof written) != TG_OK)
+            fprintf(stderr, PROG ": %s\n", tg_status_message());
+    }
+    if (!md) return;
+    fprintf(md, "\n");
+    char *save = NULL;
+    for (char *w = strtok_r(written, " ", &save); w; w = strtok_r(NULL, " ", &save))
+        fprintf(md, "![%s](%s) ", w, w);
+    fprintf(md, "\n");
+}
+
+/* The combined charts of question q ("2.1", ..., "grid"), linked from md unless it is NULL. */
+static void charts_of(const sweep *s, const char *q, const char *dir, FILE *md, bool log_loss)
+{
+    if (strcmp(q, "grid")) question_charts(s, q, dir, md, log_loss);
+    else grid_charts(s, dir, md, log_loss);
+}
+
+void q2_sweep_charts(const sweep *s, const char *dir, bool log_loss)
+{
+    static const char *const questions[] = {"2.1", "2.2", "2.3", "grid"};
+    for (int q = 0; q < 4; q++) charts_of(s, questions[q], dir, NULL, log_loss);
 }
 
 void q2_row_failure(const sweep_row *row, char *buf, size_t len)
@@ -231,38 +281,7 @@ tg_status q2_write_report(const sweep *s, const char *which, const q2_config *ba
                     s->rows[best].cfg.varied, s->rows[best].cfg.id,
                     s->rows[best].r.valid_acc[s->rows[best].r.epochs - 1],
                     s->rows[best].r.test_acc);
-        if (strcmp(q, "grid")) {
-            question_charts(s, q, dir, md, base->log_loss);
-        } else {
-            /* Every configuration, PER_CHART a chart: grid_valid_acc.png, grid_valid_acc_2.png */
-            int idx[MAX_CONFIGS], n = 0;
-            for (int i = 0; i < s->n; i++)
-                if (!strcmp(s->rows[i].cfg.question, "grid") && s->rows[i].ok) idx[n++] = i;
-            static char written[4096];
-            written[0] = '\0';
-            int pages = (n + PER_CHART - 1) / PER_CHART;
-            for (int pg = 0; pg < pages; pg++) {
-                int m = n - pg * PER_CHART < PER_CHART ? n - pg * PER_CHART : PER_CHART;
-                char suffix[16] = "", t1[96], t2[96], f1[64], f2[64];
-                if (pages > 1) snprintf(suffix, sizeof suffix, "_%d", pg + 1);
-                snprintf(f1, sizeof f1, "grid_valid_acc%s.png", suffix);
-                snprintf(f2, sizeof f2, "grid_loss%s.png", suffix);
-                snprintf(t1, sizeof t1, "Grid: validation accuracy (configurations %d-%d of %d)",
-                         pg * PER_CHART + 1, pg * PER_CHART + m, n);
-                snprintf(t2, sizeof t2, "Grid: loss (configurations %d-%d of %d)",
-                         pg * PER_CHART + 1, pg * PER_CHART + m, n);
-                if (combined_chart(s, idx + pg * PER_CHART, NULL, m, false, false, t1, dir, f1,
-                                   written, sizeof written) != TG_OK ||
-                    combined_chart(s, idx + pg * PER_CHART, NULL, m, true, base->log_loss, t2,
-                                   dir, f2, written, sizeof written) != TG_OK)
-                    fprintf(stderr, PROG ": %s\n", tg_status_message());
-            }
-            fprintf(md, "\n");
-            char *save = NULL;
-            for (char *w = strtok_r(written, " ", &save); w; w = strtok_r(NULL, " ", &save))
-                fprintf(md, "![%s](%s) ", w, w);
-            fprintf(md, "\n");
-        }
+        charts_of(s, q, dir, md, base->log_loss);
     }
     fprintf(md, "\nEach configuration's folder holds metrics.csv, metrics.jsonl, summary.json, "
                 "loss.png and accuracy.png.\n");

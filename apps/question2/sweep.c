@@ -3,6 +3,7 @@
  * once; the parent reads back what each child wrote and writes the report (report.c). */
 #include "question2.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -137,21 +138,20 @@ static tg_status sweep_grid(sweep *s, const raw_flags *base, q2_model model)
     return TG_OK;
 }
 
-/* Reads back what a child wrote: its metrics log (tg_metrics_read_csv) and its summary's numbers.
- */
-static bool read_row(sweep_row *row)
+/* A run's curves, read back from its metrics log (tg_metrics_read_csv); the best epoch. */
+static bool read_metrics(sweep_row *row)
 {
     char path[PATH_MAX + 32];
     q2_join(path, sizeof path, row->cfg.out, "metrics.csv");
     tg_metrics_table t;
     if (tg_metrics_read_csv(path, &t) != TG_OK) return false;
     q2_result *r = &row->r;
-    q2_result_alloc(r, row->cfg.epochs);
+    q2_result_alloc(r, row->cfg.epochs > t.n_rows ? row->cfg.epochs : t.n_rows);
     static const char *const names[5] = {"train_loss", "valid_loss", "valid_acc", "sec_train",
                                           "sec_eval"};
     double *dst[5] = {r->train_loss, r->valid_loss, r->valid_acc, r->sec_train, r->sec_eval};
     /* A diverged or interrupted run logged fewer epochs than it was given. */
-    bool complete = t.n_rows >= 1 && t.n_rows <= row->cfg.epochs;
+    bool complete = t.n_rows >= 1;
     for (int k = 0; k < 5 && complete; k++) {
         const double *col = tg_metrics_column(&t, names[k]);
         if (col) memcpy(dst[k], col, (size_t)t.n_rows * sizeof *col);
@@ -159,7 +159,19 @@ static bool read_row(sweep_row *row)
     }
     r->epochs = t.n_rows;
     tg_metrics_table_free(&t);
-    if (!complete) return false;
+    row->best_valid_acc = -1;
+    for (int e = 0; e < r->epochs; e++)
+        if (r->valid_acc[e] > row->best_valid_acc)
+            row->best_valid_acc = r->valid_acc[e], row->best_epoch = e + 1;
+    return complete;
+}
+
+/* Reads back what a child wrote: its metrics log and its summary's numbers. */
+static bool read_row(sweep_row *row)
+{
+    if (!read_metrics(row)) return false;
+    q2_result *r = &row->r;
+    char path[PATH_MAX + 32];
     q2_join(path, sizeof path, row->cfg.out, "summary.json");
     FILE *f = fopen(path, "r");
     if (!f) return false;
@@ -190,11 +202,65 @@ static bool read_row(sweep_row *row)
     if (nf && sscanf(nf, "\"nonfinite_loss\": {\"epoch\": %d, \"step\": %lld", &r->nonfinite_epoch,
                      &step) == 2)
         r->nonfinite_step = step;
-    row->best_valid_acc = -1;
-    for (int e = 0; e < r->epochs; e++)
-        if (r->valid_acc[e] > row->best_valid_acc)
-            row->best_valid_acc = r->valid_acc[e], row->best_epoch = e + 1;
     return true;
+}
+
+/* The settings a chart's legend names (report.c's curve_label), as the run recorded them. */
+static void settings_from_summary(const char *text, q2_config *c)
+{
+    double v;
+    if (q2_summary_number(text, "epochs", &v)) c->epochs = (int)v;
+    if (q2_summary_number(text, "learning_rate", &v)) c->lr = v;
+    if (q2_summary_number(text, "hidden_size", &v)) c->hidden_size = (int64_t)v;
+    if (q2_summary_number(text, "layers", &v)) c->layers = (int)v;
+    if (q2_summary_number(text, "dropout", &v)) c->dropout = v;
+    q2_summary_string(text, "activation", c->activation, sizeof c->activation);
+    q2_summary_string(text, "varied", c->varied, sizeof c->varied);
+}
+
+static int is_grid_folder(const struct dirent *e)
+{
+    return !strncmp(e->d_name, "grid-", 5);
+}
+
+int q2_sweep_replot(const char *which, const char *dir, bool log_loss)
+{
+    static sweep s;
+    s.n = 0;
+    raw_flags raw = {0};
+    if (!strcmp(which, "grid")) {
+        struct dirent **list;
+        int n = scandir(dir, &list, is_grid_folder, alphasort);
+        for (int i = 0; i < n; i++) {
+            if (s.n < MAX_CONFIGS && strlen(list[i]->d_name) < sizeof s.rows[0].cfg.id)
+                q2_sweep_add(&s, &raw, Q2_MLP, "grid", list[i]->d_name, list[i]->d_name, -1,
+                             NULL);
+            free(list[i]);
+        }
+        if (n >= 0) free(list);
+    } else if (sweep_question(&s, &raw, which) != TG_OK) {
+        fprintf(stderr, PROG " replot: %s\n", tg_status_message());
+        return 1;
+    }
+    int found = 0;
+    for (int i = 0; i < s.n; i++) {
+        sweep_row *row = &s.rows[i];
+        char id[sizeof row->cfg.id], text[8192];
+        memcpy(id, row->cfg.id, sizeof id);
+        snprintf(row->cfg.out, sizeof row->cfg.out, "%.*s/%s", PATH_MAX - 256, dir, id);
+        /* The charts need the curves only; the legends take the run's settings from its
+         * summary when there is one (a folder from before summaries has the sweep's defaults). */
+        if (q2_read_summary(row->cfg.out, text, sizeof text)) settings_from_summary(text, &row->cfg);
+        found += row->ok = read_metrics(row);
+    }
+    if (found) q2_sweep_charts(&s, dir, log_loss);
+    for (int i = 0; i < s.n; i++) q2_result_free(&s.rows[i].r);
+    if (!found) {
+        fprintf(stderr, PROG " replot: %s: no run of sweep %s with a metrics.csv\n", dir, which);
+        return 1;
+    }
+    printf("redrew the combined charts of %s (sweep %s, %d of %d runs)\n", dir, which, found, s.n);
+    return 0;
 }
 
 /* The child's side: train, write the files, exit. */
@@ -408,7 +474,8 @@ int q2_sweep_main(int argc, char **argv)
         fprintf(stderr, PROG ": -data %s: %s\n", base.data, tg_status_message());
         return 1;
     }
-    if (q2_make_dirs(base.out) != TG_OK) { /* after the data: a failed run leaves no folder */
+    if (q2_make_dirs(base.out) != TG_OK || /* after the data: a failed run leaves no folder */
+        q2_write_sweep_note(base.out, "sweep", grid ? "grid" : which) != TG_OK) {
         fprintf(stderr, PROG ": %s\n", tg_status_message());
         q2_free_data(&d);
         return 1;
