@@ -10,8 +10,8 @@
 
 const flag_spec q2_flags[N_FLAGS] = {
     [F_EPOCHS] = {"epochs", "N", "20", "training epochs"},
-    [F_BATCH] = {"batch_size", "N", "1 for logistic_regression, 16 for mlp",
-                 "examples per SGD step"},
+    [F_BATCH] = {"batch_size", "N", "1 for logistic_regression, 16 for the others",
+                 "examples per optimizer step"},
     [F_LR] = {"learning_rate", "X", "0.01", "learning rate (> 0)"},
     [F_L2] = {"l2_decay", "X", "0", "L2 weight decay (the optimizer's weight_decay, >= 0)"},
     [F_HIDDEN] = {"hidden_size", "N", "100 (alexnet: 4096)",
@@ -81,6 +81,29 @@ const flag_spec q2_flags[N_FLAGS] = {
                         "detect use of released intermediates (tg_set_debug_checks; slower)", true},
 };
 
+/* "  -flag X   help text..." wrapped at word boundaries to 100 columns, continuation lines under
+ * the help's column (a flag longer than the column gets a line of its own). */
+static void print_flag_help(FILE *f, const char *left, const char *text)
+{
+    enum { COL = 27, WIDTH = 100 };
+    int at = fprintf(f, "  %-24s", left);
+    if (at >= COL) {
+        fprintf(f, "\n%*s", COL - 1, "");
+        at = COL - 1;
+    }
+    for (const char *w = text; *w;) {
+        size_t n = strcspn(w, " ");
+        if (at + 1 + (int)n > WIDTH && at > COL - 1) {
+            fprintf(f, "\n%*s", COL - 1, "");
+            at = COL - 1;
+        }
+        at += fprintf(f, " %.*s", (int)n, w);
+        w += n;
+        while (*w == ' ') w++;
+    }
+    fputc('\n', f);
+}
+
 void q2_usage(FILE *f)
 {
     fprintf(f,
@@ -108,14 +131,11 @@ void q2_usage(FILE *f)
             "\n"
             "Flags take \"-flag value\", \"--flag value\", \"-flag=value\" or \"--flag=value\":\n");
     for (int i = 0; i < N_FLAGS; i++) {
-        char left[48];
+        char left[64], text[512];
         snprintf(left, sizeof left, "-%s%s%s", q2_flags[i].name, q2_flags[i].metavar ? " " : "",
                  q2_flags[i].metavar ? q2_flags[i].metavar : "");
-        if (27 + strlen(q2_flags[i].help) + strlen(q2_flags[i].def) + 12 <= 100)
-            fprintf(f, "  %-24s %s (default: %s)\n", left, q2_flags[i].help, q2_flags[i].def);
-        else
-            fprintf(f, "  %-24s %s\n  %-24s (default: %s)\n", left, q2_flags[i].help, "",
-                    q2_flags[i].def);
+        snprintf(text, sizeof text, "%s (default: %s)", q2_flags[i].help, q2_flags[i].def);
+        print_flag_help(f, left, text);
     }
     fprintf(f, "  %-24s this help\n", "-h, --help");
     fprintf(f,
@@ -123,10 +143,13 @@ void q2_usage(FILE *f)
             "training and of evaluation), then the test accuracy, and writes metrics.csv,\n"
             "metrics.jsonl, summary.json, loss.png and accuracy.png into -out. A run at chance\n"
             "accuracy is flagged. '" PROG " replot DIR [-log_loss]' redraws the charts of DIR\n"
-            "(a run or a sweep) from metrics.csv; '" PROG " recipe -h' lists the recipes.\n"
+            "(a run; a sweep's or recipe's folder: each run's and the combined ones) from the\n"
+            "metrics.csv files; '" PROG " recipe -h' lists the recipes.\n"
             "SIGINT/SIGTERM end a run after its current step with charts and a summary marked\n"
-            "\"interrupted\". Exit status: 0 success, 1 a run failed (unreadable data, output\n"
-            "folder), 2 a bad command line, 3 the training loss became NaN/Inf, 130 interrupted.\n");
+            "\"interrupted\"; in a sweep or recipe every running run does so, none starts, and\n"
+            "the report is written marked interrupted (a second signal kills at once).\n"
+            "Exit status: 0 success, 1 a run failed (unreadable data, output folder), 2 a bad\n"
+            "command line, 3 the training loss became NaN/Inf, 130 interrupted.\n");
 }
 
 tg_status q2_bad(const char *fmt, ...)

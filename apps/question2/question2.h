@@ -1,6 +1,7 @@
 /* Question 2 of the homework, in C: logistic regression and a feed-forward network on
- * Fashion-MNIST, with the homework's command line, plus a sweep mode that runs a question's whole
- * grid and writes a Markdown report with combined charts.
+ * Fashion-MNIST (and two conv nets, LeNet-5 and an AlexNet-style one), with the homework's command
+ * line, plus a sweep mode that runs a question's whole grid and writes a Markdown report with
+ * combined charts.
  *
  *     question2 mlp                                  the default experiment (2.2 defaults)
  *     question2 logistic_regression -learning_rate 0.001
@@ -20,10 +21,11 @@
  * training loss became NaN or Inf (the run stopped, unless -keep_going), 130 interrupted (SIGINT,
  * SIGTERM: the current step finished, charts and a summary marked "interrupted" written).
  *
- * The program, one idea per file: main.c (the two modes, and the single run), flags.c (command
- * line), data.c (the data set, loaded once), run.c (one training run), files.c (a run's output
- * files), sweep.c (grids and parallel runs), report.c (the sweep's report.md and charts). This
- * header holds what they share. */
+ * The program, one idea per file: main.c (the modes, and the single run), flags.c (command
+ * line), data.c (the data set, loaded once), models.c (the conv nets), run.c (one training run),
+ * files.c (a run's output files), sweep.c (grids and parallel runs), report.c (the sweep's
+ * report.md and charts), recipe.c (the homeworks as one command each), replot.c (charts drawn
+ * again from metrics.csv). This header holds what they share. */
 #ifndef QUESTION2_H
 #define QUESTION2_H
 
