@@ -415,10 +415,13 @@ static int run_recipe(const recipe *rc, int argc, char **argv)
         part[k].rows[part[k].n++] = s.rows[i];
     }
     q2_sweep_execute(&part[0], &d, base.jobs);
-    if (any_whole && !q2_stop) {
+    if (q2_stop)   /* interrupted during the first part: the second never starts */
+        for (int i = 0; i < part[1].n; i++) part[1].rows[i].status = Q2_NOT_RUN;
+    else if (any_whole) {
         q2_config wc = part[1].rows[0].cfg;
         if (q2_load_data(&wc, &whole_d) != TG_OK) {
             fprintf(stderr, PROG ": -data %s: %s\n", base.data, tg_status_message());
+            for (int i = 0; i < part[1].n; i++) part[1].rows[i].status = 1;
         } else {
             q2_sweep_execute(&part[1], &whole_d, base.jobs);
             q2_free_data(&whole_d);
