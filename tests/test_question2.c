@@ -957,37 +957,45 @@ static void test_conv_models(void **state)
     }
 }
 
-/* SIGINT to a sweep once its first run has logged an epoch: the runs going finish their step and
- * write summaries marked interrupted (valid JSON), the one not started is said not run, the
- * report and its charts are written marked interrupted, exit 130, no child left. */
-static void test_interrupted_sweep_writes_its_report(void **state)
+/* Starts question2 with args (NULL-terminated), waits until watch/metrics.csv has an epoch, sends
+ * SIGINT; returns the exit status (-1: killed by a signal) and checks that none of the children
+ * it had then is left. */
+static int interrupt_after_first_epoch(const char *watch, char *const *args)
 {
-    (void)state;
-    NEED_DATA();
-    char out[128];
-    snprintf(out, sizeof out, "%s/sweep_interrupted", check_tmpdir);
     pid_t parent = fork();
     assert_true(parent >= 0);
     if (parent == 0) {
         freopen("/dev/null", "w", stdout);
         freopen("/dev/null", "w", stderr);
-        execl(binary, binary, "sweep", "grid", "mlp", "-learning_rate", "0.01,0.02,0.05",
-              "-limit", "2000", "-eval_limit", "200", "-epochs", "100000", "-jobs", "2", "-quiet",
-              "-out", out, (char *)NULL);
+        execv(binary, args);
         _exit(127);
     }
-    char first[256];
-    snprintf(first, sizeof first, "%s/grid-001", out);
-    for (int t = 0; t < 600 && count_lines(first, "metrics.csv") < 2; t++) usleep(20000);
+    for (int t = 0; t < 600 && count_lines(watch, "metrics.csv") < 2; t++) usleep(20000);
     pid_t kids[8];
     int n = children_of(parent, kids, 8);
     kill(parent, SIGINT);
     int status;
     assert_int_equal(waitpid(parent, &status, 0), parent);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 130);
-    assert_int_equal(n, 2);
+    assert_int_equal(n, 2);   /* -jobs 2 */
     for (int i = 0; i < n; i++) assert_true(process_gone(kids[i]));
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* SIGINT to a sweep once its first run has logged an epoch: the runs going finish their step and
+ * write summaries marked interrupted (valid JSON), the one not started is said not run, the
+ * report and its charts are written marked interrupted, exit 130, no child left. A recipe
+ * likewise, its runs on the whole training set (a second part) said not run too. */
+static void test_interrupted_sweep_writes_its_report(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    char out[128], first[256];
+    snprintf(out, sizeof out, "%s/sweep_interrupted", check_tmpdir);
+    snprintf(first, sizeof first, "%s/grid-001", out);
+    char *sweep[] = {binary, "sweep", "grid", "mlp", "-learning_rate", "0.01,0.02,0.05", "-limit",
+                     "2000", "-eval_limit", "200", "-epochs", "100000", "-jobs", "2", "-quiet",
+                     "-out", out, NULL};
+    assert_int_equal(interrupt_after_first_epoch(first, sweep), 130);
     for (int i = 1; i <= 2; i++) {
         char sub[256];
         snprintf(sub, sizeof sub, "%s/grid-%03d", out, i);
@@ -1001,6 +1009,22 @@ static void test_interrupted_sweep_writes_its_report(void **state)
     assert_non_null(strstr(md, "**interrupted**"));
     assert_non_null(strstr(md, "not run (interrupted)"));
     assert_true(file_size(out, "grid_valid_acc.png") > 1000);
+
+    char rec[128];
+    snprintf(rec, sizeof rec, "%s/recipe_interrupted", check_tmpdir);
+    snprintf(first, sizeof first, "%s/lr0.001", rec);
+    char *recipe[] = {binary, "recipe", "hw4-backprop", "-fast", "-epochs", "100000", "-jobs", "2",
+                      "-quiet", "-out", rec, NULL};
+    assert_int_equal(interrupt_after_first_epoch(first, recipe), 130);
+    md = slurp(rec, "report.md");
+    assert_non_null(strstr(md, "(fast mode) (interrupted)"));
+    assert_non_null(strstr(md, "| `lr0.001` |"));
+    assert_non_null(strstr(md, "**interrupted** ("));
+    const char *full = strstr(md, "| `full` |");
+    assert_non_null(full);
+    assert_non_null(strstr(full, "not run (interrupted)"));
+    assert_null(strstr(md, "failed"));
+    assert_true(is_json(slurp(first, "summary.json")));
 }
 
 /* ---- the small copy of the data set ------------------------------------------------------- */
