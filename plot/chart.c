@@ -758,7 +758,16 @@ static tg_status render(ctx *k, float *cov)
 
     double pcx = (k->plot.left + k->plot.right + 1) / 2.0,
            pcy = (k->plot.top + k->plot.bottom + 1) / 2.0;
-    if (has_text(ch->title) && tg__font_draw(k->font, c, ch->title, k->fs_title, pcx,
+    /* A long title (a run's whole configuration) is drawn smaller rather than cut at the edges:
+     * it is centred on the plot, so the room is twice the plot centre's distance to the nearer
+     * canvas edge. Below half size it would be unreadable anyway: it is cut there. */
+    double fs_title = k->fs_title;
+    if (has_text(ch->title)) {
+        double room = 2 * fmin(pcx, k->c.w - pcx) - 8 * s;
+        double w = tg__font_width(k->font, ch->title, fs_title);
+        if (w > room) fs_title *= fmax(0.5, room / w);
+    }
+    if (has_text(ch->title) && tg__font_draw(k->font, c, ch->title, fs_title, pcx,
                                              k->plot.top - 8 * s, 1, 2, 0, 0x111111))
         return TG_ERR_NOMEM;
     if (has_text(ch->xlabel) &&

@@ -214,6 +214,28 @@ static void test_text_is_rendered(void **state)
     unsetenv("TG_PLOT_FONT");
 }
 
+/* A title wider than the canvas at its size (a run's whole configuration) is drawn smaller, not
+ * cut: the title band has dark pixels over most of its width, none in the outermost columns. */
+static void test_long_title_fits(void **state)
+{
+    fixture *f = *state;
+    tg_chart c = three_flat_lines();
+    c.title = "2.2-default: mlp 100x1 relu, dropout 0.3 \xc2\xb7 rmsprop lr 0.001 momentum 0.9 alpha 0.5 "
+              "eps 1e-06 centered \xc2\xb7 l2 0.0001 \xc2\xb7 batch 16: accuracy";
+    assert_int_equal(tg_chart_write_png(&c, f->path, W, H), TG_OK);
+    image im = load(f->path);
+    int left = W, right = -1;
+    for (int y = 0; y < 30; y++)
+        for (int x = 0; x < W; x++) {
+            uint32_t p = pixel(&im, x, y);
+            int g = (int)((p >> 16 & 0xff) + (p >> 8 & 0xff) + (p & 0xff)) / 3;
+            if (g < 128) left = x < left ? x : left, right = x > right ? x : right;
+        }
+    stbi_image_free(im.px);
+    assert_true(left < W / 8 && right > W - W / 8);   /* it spans the canvas */
+    assert_true(left >= 3 && right <= W - 4);          /* and is not cut at either edge */
+}
+
 /* A legend name far wider than the plot is cut to fit (with "…"): the legend box stays inside
  * the plot, so nothing is drawn left of it (the sanitizer suite also checks no pixel outside the
  * canvas is touched). */
@@ -456,6 +478,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_series_drawn_in_their_colours, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_is_rendered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_title_fits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_legend_names_fit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_legend_never_covers_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nan_points_leave_gaps, setup, teardown),
