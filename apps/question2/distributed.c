@@ -315,13 +315,14 @@ static tg_status check_command_line(int argc, char **argv, bool *batch_given)
     raw_flags raw = {0};
     const char *pos[1];
     int n_pos;
-    bool help = false, logistic;
+    bool help = false;
+    q2_model model;
     q2_config c;
     tg_status st = q2_parse_flags(argc, argv, 1, &raw, pos, 1, &n_pos, &help);
     if (st != TG_OK || help) return st;
-    if (n_pos == 0) return q2_bad("give a model: logistic_regression or mlp");
-    if ((st = q2_parse_model(pos[0], &logistic)) != TG_OK ||
-        (st = q2_make_config(&raw, logistic, &c)) != TG_OK)
+    if (n_pos == 0) return q2_bad("give a model: logistic_regression, mlp, lenet or alexnet");
+    if ((st = q2_parse_model(pos[0], &model)) != TG_OK ||
+        (st = q2_make_config(&raw, model, &c)) != TG_OK)
         return st;
     if (raw.v[F_JOBS]) return q2_bad("-jobs is for sweeps, which run in one process");
     *batch_given = raw.v[F_BATCH] != NULL;

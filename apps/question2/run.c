@@ -313,7 +313,9 @@ tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_re
     int64_t cum_steps = (int64_t)first * tg_loader_num_batches(train);
     double cum_loss = first ? r->train_loss[first - 1] * (double)cum_steps : 0;
     for (int e = first; e < c->epochs; e++) {
-        if (q2_stop) {   /* a signal during the last evaluation: no epoch of zero steps */
+        /* A signal during the last evaluation: no epoch of zero steps. Not across processes
+         * (MPI): there the ranks agree on stopping inside the epoch, at the same step. */
+        if (q2_stop && !q2_dist) {
             r->status = RUN_INTERRUPTED;
             fprintf(stderr, "%s" PROG ": interrupted after epoch %d: writing the charts and the "
                             "summary\n", prefix, e);
