@@ -4,7 +4,8 @@
  * process. bench/conv_torch.py times the same layers in PyTorch. A figure is the median of REPS
  * samples after a warm-up, in thread CPU time; the machine is shared, so compare the medians of
  * one run. Also prints heap allocations per step in steady state (expected 0).
- *     build/bench/bench_conv [-quick]       (-quick: 3 samples, for a smoke test) */
+ *     build/bench/bench_conv [-quick] [NETWORK]   (-quick: 3 samples, for a smoke test;
+ *                                                  NETWORK: only its layers, e.g. LeNet-5) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,17 +118,24 @@ static void print_total(const char *net, const double *seconds, const double *fl
 
 int main(int argc, char **argv)
 {
-    int reps = argc > 1 && !strcmp(argv[1], "-quick") ? 3 : REPS;
+    int reps = REPS;
+    const char *only = NULL;
+    for (int a = 1; a < argc; a++) {
+        if (!strcmp(argv[a], "-quick")) reps = 3;
+        else only = argv[a];
+    }
     tg_set_num_threads(1);
     printf("%s\n", tg_blas_info());
-    double peak = bench_peak_gflops(1, 20000000L);
-    printf("peak fp32 (FMA loop, %d-bit vectors): %.1f GFLOP/s on 1 core\n\n", BENCH_LANES * 32, peak);
+    double peak = bench_peak_gflops(1, reps < REPS ? 2000000L : 20000000L);
+    printf("peak fp32 (FMA loop, %d-bit vectors): %.1f GFLOP/s on 1 core\n\n", BENCH_LANES * 32,
+           peak);
     printf("%-14s %-30s %9s %9s %6s %9s %9s %6s %7s\n", "network", "layer (batch)", "fwd ms",
            "GFLOP/s", "%peak", "bwd ms", "GFLOP/s", "%peak", "allocs");
     double total[2] = {0}, flops[2] = {0};
     const char *net = NULL;
     for (size_t i = 0; i < sizeof layers / sizeof *layers; i++) {
         const layer *L = &layers[i];
+        if (only && strcmp(only, L->net)) continue;
         if (net && strcmp(net, L->net)) {
             print_total(net, total, flops, peak);
             total[0] = total[1] = flops[0] = flops[1] = 0;
@@ -142,6 +150,11 @@ int main(int argc, char **argv)
                t.fwd * 1e3, gf, 100 * gf / peak, t.bwd * 1e3, gb, 100 * gb / peak,
                (unsigned long long)t.allocs);
         total[0] += t.fwd, total[1] += t.bwd, flops[0] += f, flops[1] += fb;
+    }
+    if (!net) {
+        fprintf(stderr, "bench_conv: no network named '%s' (LeNet-5, AlexNet, CIFAR AlexNet)\n",
+                only);
+        return 2;
     }
     print_total(net, total, flops, peak);
     printf("\n(backward = input + weight + bias gradients, 2x the forward's FLOPs; weight + bias "

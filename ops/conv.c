@@ -18,6 +18,7 @@
 #include <string.h>
 #include "autograd/blas.h"
 #include "ops/kernel.h"
+#include "ops/window.h"
 #include "tg/conv.h"
 
 /* The sizes of one convolution: input [N, C, H, W], weight [O, C/groups, kh, kw],
@@ -29,16 +30,6 @@ typedef struct {
 
 static int64_t group_rows(const conv_geom *g) { return g->C / g->groups * g->kh * g->kw; }
 static int64_t out_pixels(const conv_geom *g) { return g->OH * g->OW; }
-
-/* The outputs o in [lo, hi) whose input index o·stride + offset lies in [0, n). */
-static void valid_range(int64_t n_out, int64_t n, int64_t stride, int64_t offset, int64_t *lo,
-                        int64_t *hi)
-{
-    *lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
-    *hi = n - 1 - offset < 0 ? 0 : (n - 1 - offset) / stride + 1;
-    if (*hi > n_out) *hi = n_out;
-    if (*lo > *hi) *lo = *hi;
-}
 
 /* Samples per weight-gradient GEMM. Its inner dimension is the number of output pixels, which is
  * short for small images (64 at 8x8): the [Og, K] result is then read and written once per 64
@@ -53,10 +44,47 @@ static int64_t chunk_samples(const conv_geom *g)
     return nb < g->N ? nb : g->N;
 }
 
+/* Rows of im2col: dst[0, n) = every stride-th element of src, and its adjoint, which adds back.
+ * The rows are short (10 elements in LeNet's conv2, 0-2 for a padding edge). A plain loop would
+ * become a call to memcpy or memset (the compiler recognises the pattern), which costs more than
+ * the copy at these lengths: blocks of 8, 4, 2 and 1 of constant size compile to a few moves. */
+#define ROW_KERNELS(T, S)                                                                      \
+    static inline void row_zero_##S(T *dst, int64_t n)                                         \
+    {                                                                                          \
+        int64_t k = 0;                                                                         \
+        for (; k + 8 <= n; k += 8) memset(dst + k, 0, 8 * sizeof *dst);                        \
+        if (n - k >= 4) memset(dst + k, 0, 4 * sizeof *dst), k += 4;                           \
+        if (n - k >= 2) memset(dst + k, 0, 2 * sizeof *dst), k += 2;                           \
+        if (n - k >= 1) dst[k] = 0;                                                            \
+    }                                                                                          \
+    static inline void row_copy_##S(T *restrict dst, const T *restrict src, int64_t n,         \
+                                    int64_t stride)                                            \
+    {                                                                                          \
+        int64_t k = 0;                                                                         \
+        if (stride != 1) {                                                                     \
+            for (; k < n; k++) dst[k] = src[k * stride];                                       \
+            return;                                                                            \
+        }                                                                                      \
+        for (; k + 8 <= n; k += 8) memcpy(dst + k, src + k, 8 * sizeof *dst);                  \
+        if (n - k >= 4) memcpy(dst + k, src + k, 4 * sizeof *dst), k += 4;                     \
+        if (n - k >= 2) memcpy(dst + k, src + k, 2 * sizeof *dst), k += 2;                     \
+        if (n - k >= 1) dst[k] = src[k];                                                       \
+    }                                                                                          \
+    static inline void row_add_##S(T *restrict dst, const T *restrict src, int64_t n,          \
+                                   int64_t stride)                                             \
+    {                                                                                          \
+        if (stride == 1)                                                                       \
+            for (int64_t k = 0; k < n; k++) dst[k] += src[k];                                  \
+        else                                                                                   \
+            for (int64_t k = 0; k < n; k++) dst[k * stride] += src[k];                         \
+    }
+TG_STAMP(ROW_KERNELS)
+
 /* im2col of Cg channels starting at x (one sample's group), and its adjoint col2im, which adds
  * col back into x. Row (c·kh + i)·kw + j of col (rows ld apart) holds
  *     x[c, oh·sh - ph + i·dh, ow·sw - pw + j·dw]
- * at column oh·OW + ow, zero where that falls in the padding. */
+ * at column oh·OW + ow, zero where that falls in the padding: for each kernel offset (i, j), the
+ * output rows [oh_lo, oh_hi) and columns [lo, hi) read the image (tg__valid_range). */
 #define IM2COL_KERNELS(T, S)                                                                   \
     /* Stride 1 with "same" width (OW = W): the valid rows of a col row are one contiguous span  \
      * of the image, copied at once; the columns that fall in the padding are zeroed after. */   \
@@ -65,44 +93,45 @@ static int64_t chunk_samples(const conv_geom *g)
     {                                                                                          \
         int64_t OW = g->OW, first = oh_lo * OW + lo, end = (oh_hi - 1) * OW + hi;              \
         int64_t shift = (i * g->dh - g->ph) * g->W + j * g->dw - g->pw;                        \
-        memset(col, 0, (size_t)(oh_lo * OW) * sizeof *col);                                    \
-        memset(col + oh_hi * OW, 0, (size_t)((g->OH - oh_hi) * OW) * sizeof *col);             \
+        row_zero_##S(col, oh_lo * OW);                                                         \
+        row_zero_##S(col + oh_hi * OW, (g->OH - oh_hi) * OW);                                  \
         if (oh_lo >= oh_hi) return;                                                            \
         memcpy(col + first, x + first + shift, (size_t)(end - first) * sizeof *col);           \
         for (int64_t oh = oh_lo; oh < oh_hi; oh++) {                                          \
-            for (int64_t ow = 0; ow < lo; ow++) col[oh * OW + ow] = 0;                        \
-            for (int64_t ow = hi; ow < OW; ow++) col[oh * OW + ow] = 0;                       \
+            row_zero_##S(col + oh * OW, lo);                                                   \
+            row_zero_##S(col + oh * OW + hi, OW - hi);                                         \
         }                                                                                      \
     }                                                                                          \
     static void im2col_##S(const conv_geom *g, const T *x, T *col, int64_t ld)                \
     {                                                                                          \
-        int64_t Cg = g->C / g->groups;                                                         \
-        bool same = g->sw == 1 && g->sh == 1 && g->OW == g->W;                                 \
+        int64_t Cg = g->C / g->groups, OH = g->OH, OW = g->OW;                                 \
+        bool same = g->sw == 1 && g->sh == 1 && OW == g->W;                                    \
         for (int64_t c = 0; c < Cg; c++)                                                      \
             for (int64_t i = 0; i < g->kh; i++)                                               \
                 for (int64_t j = 0; j < g->kw; j++, col += ld) {                              \
                     int64_t lo, hi, oh_lo, oh_hi;                                              \
-                    valid_range(g->OW, g->W, g->sw, j * g->dw - g->pw, &lo, &hi);              \
-                    valid_range(g->OH, g->H, g->sh, i * g->dh - g->ph, &oh_lo, &oh_hi);        \
+                    tg__valid_range(OW, g->W, g->sw, j * g->dw - g->pw, &lo, &hi);             \
+                    tg__valid_range(OH, g->H, g->sh, i * g->dh - g->ph, &oh_lo, &oh_hi);       \
                     if (same && lo < hi) {                                                     \
                         im2col_same_##S(g, x + c * g->H * g->W, col, i, j, lo, hi, oh_lo,      \
                                         oh_hi);                                                \
                         continue;                                                              \
                     }                                                                          \
-                    for (int64_t oh = 0; oh < g->OH; oh++) {                                  \
-                        T *dst = col + oh * g->OW;                                             \
-                        if (oh < oh_lo || oh >= oh_hi) {                                       \
-                            memset(dst, 0, (size_t)g->OW * sizeof *dst);                       \
-                            continue;                                                          \
-                        }                                                                      \
-                        const T *row = x + (c * g->H + oh * g->sh - g->ph + i * g->dh) * g->W  \
-                                       + j * g->dw - g->pw;                                    \
-                        for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0;                      \
-                        if (g->sw == 1) /* the common case: a loop the compiler vectorises */ \
-                            for (int64_t ow = lo; ow < hi; ow++) dst[ow] = row[ow];           \
-                        else                                                                   \
-                            for (int64_t ow = lo; ow < hi; ow++) dst[ow] = row[ow * g->sw];   \
-                        for (int64_t ow = hi; ow < g->OW; ow++) dst[ow] = 0;                  \
+                    /* the padding's part: all of it when some columns fall in the padding  \
+                     * (one memset, then the copies), else the rows above and below */        \
+                    size_t row_bytes = (size_t)OW * sizeof *col;                               \
+                    if (lo > 0 || hi < OW) {                                                   \
+                        memset(col, 0, (size_t)OH * row_bytes);                                \
+                    } else {                                                                   \
+                        if (oh_lo > 0) memset(col, 0, (size_t)oh_lo * row_bytes);              \
+                        if (oh_hi < OH)                                                        \
+                            memset(col + oh_hi * OW, 0, (size_t)(OH - oh_hi) * row_bytes);     \
+                    }                                                                          \
+                    if (lo == hi) continue;                                                    \
+                    for (int64_t oh = oh_lo; oh < oh_hi; oh++) {                              \
+                        const T *src = x + (c * g->H + oh * g->sh - g->ph + i * g->dh) * g->W  \
+                                       + lo * g->sw + j * g->dw - g->pw;                       \
+                        row_copy_##S(col + oh * OW + lo, src, hi - lo, g->sw);                 \
                     }                                                                          \
                 }                                                                              \
     }                                                                                          \
@@ -113,16 +142,13 @@ static int64_t chunk_samples(const conv_geom *g)
             for (int64_t i = 0; i < g->kh; i++)                                               \
                 for (int64_t j = 0; j < g->kw; j++, col += ld) {                              \
                     int64_t lo, hi, oh_lo, oh_hi;                                              \
-                    valid_range(g->OW, g->W, g->sw, j * g->dw - g->pw, &lo, &hi);              \
-                    valid_range(g->OH, g->H, g->sh, i * g->dh - g->ph, &oh_lo, &oh_hi);        \
+                    tg__valid_range(g->OW, g->W, g->sw, j * g->dw - g->pw, &lo, &hi);          \
+                    tg__valid_range(g->OH, g->H, g->sh, i * g->dh - g->ph, &oh_lo, &oh_hi);    \
+                    if (lo == hi) continue;                                                    \
                     for (int64_t oh = oh_lo; oh < oh_hi; oh++) {                              \
-                        const T *src = col + oh * g->OW;                                       \
                         T *row = x + (c * g->H + oh * g->sh - g->ph + i * g->dh) * g->W        \
-                                 + j * g->dw - g->pw;                                          \
-                        if (g->sw == 1)                                                        \
-                            for (int64_t ow = lo; ow < hi; ow++) row[ow] += src[ow];          \
-                        else                                                                   \
-                            for (int64_t ow = lo; ow < hi; ow++) row[ow * g->sw] += src[ow];  \
+                                 + lo * g->sw + j * g->dw - g->pw;                             \
+                        row_add_##S(row, col + oh * g->OW + lo, hi - lo, g->sw);               \
                     }                                                                          \
                 }                                                                              \
     }

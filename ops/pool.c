@@ -11,6 +11,8 @@
 #include <math.h>
 #include <string.h>
 #include "ops/kernel.h"
+#include "autograd/cpu_clones.h"
+#include "ops/window.h"
 #include "tg/conv.h"
 
 /* For each output along one axis: the input interval [lo, hi) and its divisor count. */
@@ -62,23 +64,27 @@ static pool_geom check_pool(const tg_tensor *x, const tg_pool2d_opts *o, const c
 
 /* ---- max_pool2d ---- */
 
-/* The outputs o in [lo, hi) whose input index o·stride + offset lies in [0, n). */
-static void valid_range(int64_t n_out, int64_t n, int64_t stride, int64_t offset, int64_t *lo,
-                        int64_t *hi)
-{
-    *lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
-    *hi = n - 1 - offset < 0 ? 0 : (n - 1 - offset) / stride + 1;
-    if (*hi > n_out) *hi = n_out;
-    if (*lo > *hi) *lo = *hi;
-}
-
 /* y = the window's maximum, idx = its flat index in x. A NaN wins; a tie keeps the first in
  * row-major order. One output row at a time, kernel offset by kernel offset, so that the inner
  * loop runs across outputs (vectorised; a loop within each window is a chain of dependent
  * compares). idx starts at each window's first element in the image: the result when every
- * element is -inf. */
+ * element is -inf. cols[j], cols[kw + j]: the outputs [lo, hi) whose column offset j reads the
+ * image, the same for every row and plane (worked out once: a range costs two divisions). */
 #define MAX_POOL(T, S)                                                                         \
-    static void max_pool_##S(const tg_tensor *x, const pool_geom *g, T *y, int32_t *idx)      \
+    /* outputs [0, n) of a row, window offsets at = first + k·sw in x (row points at first) */   \
+    static void max_pool_row_##S(const T *restrict row, int64_t first, int64_t n, int64_t sw,  \
+                                 T *restrict y, int32_t *restrict idx)                         \
+    {                                                                                          \
+        for (int64_t k = 0; k < n; k++) {                                                     \
+            T v = row[k * sw];                                                                 \
+            bool take = v > y[k] || v != v;                                                    \
+            y[k] = take ? v : y[k];                                                            \
+            idx[k] = take ? (int32_t)(first + k * sw) : idx[k];                                \
+        }                                                                                      \
+    }                                                                                          \
+    static TG_CPU_CLONES void max_pool_##S(const tg_tensor *x, const pool_geom *g,             \
+                                           const int64_t *cols,                                \
+                                           T *y, int32_t *idx)                                 \
     {                                                                                          \
         const T *px = x->data;                                                                 \
         int64_t planes = x->shape[0] * x->shape[1], H = x->shape[2], W = x->shape[3];          \
@@ -94,15 +100,9 @@ static void valid_range(int64_t n_out, int64_t n, int64_t stride, int64_t offset
                     int64_t h = h0 + i;                                                        \
                     if (h < 0 || h >= H) continue;                                             \
                     for (int64_t j = 0; j < g->kw; j++) {                                     \
-                        int64_t lo, hi, off = (p * H + h) * W + j - g->pw;                     \
-                        valid_range(g->OW, W, g->sw, j - g->pw, &lo, &hi);                     \
-                        for (int64_t ow = lo; ow < hi; ow++) {                                \
-                            int64_t at = off + ow * g->sw;                                     \
-                            T v = px[at];                                                      \
-                            bool take = v > y[ow] || v != v;                                   \
-                            y[ow] = take ? v : y[ow];                                          \
-                            idx[ow] = take ? (int32_t)at : idx[ow];                            \
-                        }                                                                      \
+                        int64_t lo = cols[j], hi = cols[g->kw + j];                            \
+                        int64_t first = (p * H + h) * W + lo * g->sw + j - g->pw;              \
+                        max_pool_row_##S(px + first, first, hi - lo, g->sw, y + lo, idx + lo); \
                     }                                                                          \
                 }                                                                              \
             }                                                                                  \
@@ -147,8 +147,11 @@ tg_tensor *tg_max_pool2d(tg_tensor *x, const tg_pool2d_opts *opts)
     }
     tg_tensor *y = tg_op_output(x->dtype, TG_SHAPE(x->shape[0], x->shape[1], g.OH, g.OW));
     tg_tensor *index = tg_op_output(TG_I32, TG_SHAPE(y->numel));
-    if (x->dtype == TG_F64) max_pool_f64(x, &g, y->data, index->data);
-    else max_pool_f32(x, &g, y->data, index->data);
+    int64_t *cols = tg_op_scratch(2 * (size_t)g.kw * sizeof *cols);
+    for (int64_t j = 0; j < g.kw; j++)
+        tg__valid_range(g.OW, x->shape[3], g.sw, j - g.pw, &cols[j], &cols[g.kw + j]);
+    if (x->dtype == TG_F64) max_pool_f64(x, &g, cols, y->data, index->data);
+    else max_pool_f32(x, &g, cols, y->data, index->data);
     tg_node *node = tg_op_record(&max_pool_op, y, 1, &x, sizeof(max_pool_saved));
     if (node) ((max_pool_saved *)node->saved)->index = index;
     return y;
