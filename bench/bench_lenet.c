@@ -1,17 +1,28 @@
 /* LeNet-5 training step, batch 64, one thread: milliseconds per step (median over blocks of 20
- * steps, after 20 warm-up steps) and heap allocations per step in steady state. The data are
- * random images: a step's cost does not depend on the pixels. bench/compare_lenet.sh runs this
- * next to PyTorch's step (bench/lenet_torch.py -bench). */
+ * steps, after 20 warm-up steps), in wall time and in the process's CPU time (which the other
+ * jobs of a shared machine do not inflate), and heap allocations per step in steady state. The
+ * data are random images: a step's cost does not depend on the pixels. bench/compare_lenet.sh
+ * runs this next to PyTorch's step (bench/lenet_torch.py -bench).
+ *     build/bench/bench_lenet [blocks (10)] [steps per block (20): fewer under valgrind] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <tapegrad.h>
 #include "bench/bench_util.h"
 
+/* CPU seconds of the whole process (the step's threads, if any, included) */
+static double process_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 int main(int argc, char **argv)
 {
-    int blocks = argc > 1 ? atoi(argv[1]) : 10, batch = 64;
+    int blocks = argc > 1 ? atoi(argv[1]) : 10, steps = argc > 2 ? atoi(argv[2]) : 20, batch = 64;
     if (blocks < 1) blocks = 1;
+    if (steps < 1) steps = 1;
     tg_rng rng;
     tg_rng_seed(&rng, 1);
     tg_init init = tg_init_pytorch();
@@ -37,12 +48,12 @@ int main(int argc, char **argv)
     tg_tensor *y = tg_zeros(TG_I32, TG_SHAPE(batch));
     for (int i = 0; i < batch; i++) ((int32_t *)y->data)[i] = (int32_t)tg_rng_below(&rng, 10);
 
-    double *ms = malloc((size_t)blocks * sizeof *ms);
+    double *ms = malloc(2 * (size_t)blocks * sizeof *ms), *cpu_ms = ms + blocks;
     uint64_t allocs = 0;
     for (int b = -1; b < blocks; b++) {   /* block -1: warm-up (arena and gradients grow) */
         uint64_t a0 = tg_alloc_count();
-        double t0 = bench_wall();
-        for (int s = 0; s < 20; s++) {
+        double t0 = bench_wall(), c0 = process_cpu();
+        for (int s = 0; s < steps; s++) {
             tg_optimizer_zero_grad(opt);
             tg_tensor *loss = tg_cross_entropy(tg_module_forward(net, x), y, TG_REDUCE_MEAN);
             tg_backward(loss);
@@ -50,15 +61,18 @@ int main(int argc, char **argv)
             tg_tape_reset();
         }
         if (b < 0) continue;
-        ms[b] = (bench_wall() - t0) / 20 * 1e3;
+        ms[b] = (bench_wall() - t0) / steps * 1e3;
+        cpu_ms[b] = (process_cpu() - c0) / steps * 1e3;
         allocs += tg_alloc_count() - a0;
     }
     qsort(ms, (size_t)blocks, sizeof *ms, bench_cmp_double);
+    qsort(cpu_ms, (size_t)blocks, sizeof *cpu_ms, bench_cmp_double);
     printf("%s\n", tg_blas_info());
-    printf("tapegrad step ms: %.3f (LeNet-5, batch %d, median of %d blocks of 20 steps)\n",
-           ms[blocks / 2], batch, blocks);
+    printf("tapegrad step ms: %.3f (LeNet-5, batch %d, median of %d blocks of %d steps)\n",
+           ms[blocks / 2], batch, blocks, steps);
+    printf("tapegrad step cpu ms: %.3f (process CPU time, same blocks)\n", cpu_ms[blocks / 2]);
     printf("heap allocations per step in steady state: %.2f (%llu over %d steps)\n",
-           (double)allocs / (20.0 * blocks), (unsigned long long)allocs, 20 * blocks);
+           (double)allocs / ((double)steps * blocks), (unsigned long long)allocs, steps * blocks);
     free(ms);
     tg_optimizer_free(opt);
     tg_param_list_free(&ps);

@@ -174,15 +174,20 @@ TG_STAMP(CHUNK_KERNELS)
  * col: scratch of K·P elements (K·nb·P for conv_dw, whose buf holds Og·nb·P). A one-sample
  * chunk reads g in place; a larger one gathers it into buf. */
 #define CONV_KERNELS(T, S)                                                                     \
-    static void conv_fwd_##S(const conv_geom *g, const T *x, const T *w, T *y, T *col)         \
+    static void conv_fwd_##S(const conv_geom *g, const T *x, const T *w, const T *b, bool fresh, \
+                             T *y, T *col)                                                     \
     {                                                                                          \
         int64_t K = group_rows(g), P = out_pixels(g), Og = g->O / g->groups;                   \
         int64_t Cg = g->C / g->groups;                                                         \
         for (int64_t n = 0; n < g->N; n++)                                                    \
             for (int64_t gr = 0; gr < g->groups; gr++) {                                      \
+                T *yn = y + (n * g->O + gr * Og) * P;                                          \
+                if (fresh && b)                                                                \
+                    for (int64_t o = 0; o < Og; o++)                                          \
+                        for (int64_t p = 0; p < P; p++) yn[o * P + p] = b[gr * Og + o];       \
                 im2col_##S(g, x + (n * g->C + gr * Cg) * g->H * g->W, col, P);                 \
-                tg__gemm_##S(false, false, Og, P, K, 1, w + gr * Og * K, K, col, P, 1,         \
-                             y + (n * g->O + gr * Og) * P, P);                                 \
+                tg__gemm_##S(false, false, Og, P, K, 1, w + gr * Og * K, K, col, P,            \
+                             fresh && !b ? 0 : 1, yn, P);                                      \
             }                                                                                  \
     }                                                                                          \
     static void conv_dx_##S(const conv_geom *g, const T *w, const T *gy, T *dx, T *col)        \
@@ -221,12 +226,18 @@ static void *scratch_of(int64_t elements, tg_dtype dtype)
 }
 
 /* The entry points of the kernels for a dtype; a NULL destination is skipped. */
-static void conv_fwd(const conv_geom *g, tg_dtype dt, const void *x, const void *w, void *y)
+static void conv_fwd_to(const conv_geom *g, tg_dtype dt, const void *x, const void *w,
+                        const void *b, bool fresh, void *y)
 {
     if (!y || !g->N) return;
     void *col = scratch_of(group_rows(g) * out_pixels(g), dt);
-    if (dt == TG_F64) conv_fwd_f64(g, x, w, y, col);
-    else conv_fwd_f32(g, x, w, y, col);
+    if (dt == TG_F64) conv_fwd_f64(g, x, w, b, fresh, y, col);
+    else conv_fwd_f32(g, x, w, b, fresh, y, col);
+}
+
+static void conv_fwd(const conv_geom *g, tg_dtype dt, const void *x, const void *w, void *y)
+{
+    conv_fwd_to(g, dt, x, w, NULL, false, y);
 }
 
 static void conv_dx(const conv_geom *g, tg_dtype dt, const void *w, const void *gy, void *dx)
@@ -267,19 +278,6 @@ static void conv_dw(const conv_geom *g, tg_dtype dt, const void *x, const void *
             }                                                                                  \
     }
 TG_STAMP(BIAS_GRAD)
-
-/* y[n, o, p] = b[o]: where the forward's GEMMs start adding */
-#define BIAS_FILL(T, S)                                                                        \
-    static void bias_fill_##S(const conv_geom *g, const void *pb, void *py)                    \
-    {                                                                                          \
-        const T *b = pb;                                                                       \
-        T *y = py;                                                                             \
-        int64_t P = out_pixels(g);                                                             \
-        for (int64_t n = 0; n < g->N; n++)                                                    \
-            for (int64_t o = 0; o < g->O; o++, y += P)                                        \
-                for (int64_t p = 0; p < P; p++) y[p] = b[o];                                   \
-    }
-TG_STAMP(BIAS_FILL)
 
 static tg_tensor *zeros_of(tg_dtype dtype, int ndim, const int64_t *shape)
 {
@@ -383,14 +381,8 @@ static const tg_op conv2d_op = {"tg_conv2d", conv2d_backward, conv2d_backward_op
 /* y = conv(x, w) (+ bias), recorded; bias may be NULL. */
 static tg_tensor *conv_with_bias(tg_tensor *x, tg_tensor *w, tg_tensor *bias, const conv_geom *g)
 {
-    tg_tensor *y;
-    if (bias) {
-        y = tg_op_output(x->dtype, TG_SHAPE(g->N, g->O, g->OH, g->OW));
-        TG_KERNEL_FOR(bias_fill, x)(g, bias->data, y->data);
-    } else {
-        y = zeros_of(x->dtype, TG_SHAPE(g->N, g->O, g->OH, g->OW));
-    }
-    conv_fwd(g, x->dtype, x->data, w->data, y->data);
+    tg_tensor *y = tg_op_output(x->dtype, TG_SHAPE(g->N, g->O, g->OH, g->OW));
+    conv_fwd_to(g, x->dtype, x->data, w->data, bias ? bias->data : NULL, true, y->data);
     tg_node *node = tg_op_record(&conv2d_op, y, bias ? 3 : 2, (tg_tensor *[]){x, w, bias},
                                  sizeof *g);
     if (node) *(conv_geom *)node->saved = *g;
