@@ -77,6 +77,29 @@ static int64_t chunk_samples(const conv_geom *g)
             for (int64_t k = 0; k < n; k++) dst[k] += src[k];                                  \
         else                                                                                   \
             for (int64_t k = 0; k < n; k++) dst[k * stride] += src[k];                         \
+    }                                                                                          \
+    /* row_copy / row_add on m rows, dst_step and src_step apart. Everything the loop reads is  \
+     * a parameter: the copies above may alias anything (memcpy), which would make the compiler \
+     * reload a geometry read through a pointer on every row. */                              \
+    static void rows_copy_##S(T *dst, int64_t dst_step, const T *src, int64_t src_step,        \
+                              int64_t m, int64_t n, int64_t stride)                            \
+    {                                                                                          \
+        for (int64_t r = 0; r < m; r++)                                                       \
+            row_copy_##S(dst + r * dst_step, src + r * src_step, n, stride);                   \
+    }                                                                                          \
+    static void rows_add_##S(T *dst, int64_t dst_step, const T *src, int64_t src_step,         \
+                             int64_t m, int64_t n, int64_t stride)                             \
+    {                                                                                          \
+        for (int64_t r = 0; r < m; r++)                                                       \
+            row_add_##S(dst + r * dst_step, src + r * src_step, n, stride);                    \
+    }                                                                                          \
+    /* rows r < m of OW elements: columns [0, lo) and [hi, OW) zeroed */                        \
+    static void rows_zero_edges_##S(T *dst, int64_t m, int64_t OW, int64_t lo, int64_t hi)     \
+    {                                                                                          \
+        for (int64_t r = 0; r < m; r++, dst += OW) {                                          \
+            row_zero_##S(dst, lo);                                                             \
+            row_zero_##S(dst + hi, OW - hi);                                                   \
+        }                                                                                      \
     }
 TG_STAMP(ROW_KERNELS)
 
@@ -97,10 +120,7 @@ TG_STAMP(ROW_KERNELS)
         row_zero_##S(col + oh_hi * OW, (g->OH - oh_hi) * OW);                                  \
         if (oh_lo >= oh_hi) return;                                                            \
         memcpy(col + first, x + first + shift, (size_t)(end - first) * sizeof *col);           \
-        for (int64_t oh = oh_lo; oh < oh_hi; oh++) {                                          \
-            row_zero_##S(col + oh * OW, lo);                                                   \
-            row_zero_##S(col + oh * OW + hi, OW - hi);                                         \
-        }                                                                                      \
+        rows_zero_edges_##S(col + oh_lo * OW, oh_hi - oh_lo, OW, lo, hi);                      \
     }                                                                                          \
     static void im2col_##S(const conv_geom *g, const T *x, T *col, int64_t ld)                \
     {                                                                                          \
@@ -127,12 +147,11 @@ TG_STAMP(ROW_KERNELS)
                         if (oh_hi < OH)                                                        \
                             memset(col + oh_hi * OW, 0, (size_t)(OH - oh_hi) * row_bytes);     \
                     }                                                                          \
-                    if (lo == hi) continue;                                                    \
-                    for (int64_t oh = oh_lo; oh < oh_hi; oh++) {                              \
-                        const T *src = x + (c * g->H + oh * g->sh - g->ph + i * g->dh) * g->W  \
-                                       + lo * g->sw + j * g->dw - g->pw;                       \
-                        row_copy_##S(col + oh * OW + lo, src, hi - lo, g->sw);                 \
-                    }                                                                          \
+                    if (lo == hi || oh_lo == oh_hi) continue;                                  \
+                    const T *src = x + (c * g->H + oh_lo * g->sh - g->ph + i * g->dh) * g->W   \
+                                   + lo * g->sw + j * g->dw - g->pw;                           \
+                    rows_copy_##S(col + oh_lo * OW + lo, OW, src, g->sh * g->W, oh_hi - oh_lo, \
+                                  hi - lo, g->sw);                                             \
                 }                                                                              \
     }                                                                                          \
     static void col2im_##S(const conv_geom *g, const T *col, int64_t ld, T *x)                \
@@ -144,12 +163,11 @@ TG_STAMP(ROW_KERNELS)
                     int64_t lo, hi, oh_lo, oh_hi;                                              \
                     tg__valid_range(g->OW, g->W, g->sw, j * g->dw - g->pw, &lo, &hi);          \
                     tg__valid_range(g->OH, g->H, g->sh, i * g->dh - g->ph, &oh_lo, &oh_hi);    \
-                    if (lo == hi) continue;                                                    \
-                    for (int64_t oh = oh_lo; oh < oh_hi; oh++) {                              \
-                        T *row = x + (c * g->H + oh * g->sh - g->ph + i * g->dh) * g->W        \
-                                 + lo * g->sw + j * g->dw - g->pw;                             \
-                        row_add_##S(row, col + oh * g->OW + lo, hi - lo, g->sw);               \
-                    }                                                                          \
+                    if (lo == hi || oh_lo == oh_hi) continue;                                  \
+                    T *row = x + (c * g->H + oh_lo * g->sh - g->ph + i * g->dh) * g->W         \
+                             + lo * g->sw + j * g->dw - g->pw;                                 \
+                    rows_add_##S(row, g->sh * g->W, col + oh_lo * g->OW + lo, g->OW,           \
+                                 oh_hi - oh_lo, hi - lo, g->sw);                               \
                 }                                                                              \
     }
 TG_STAMP(IM2COL_KERNELS)
