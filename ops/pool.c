@@ -82,16 +82,31 @@ static pool_geom check_pool(const tg_tensor *x, const tg_pool2d_opts *o, const c
             idx[k] = take ? (int32_t)(first + k * sw) : idx[k];                                \
         }                                                                                      \
     }                                                                                          \
+    static void max_pool_first_##S(const T *restrict row, int64_t first, int64_t n,            \
+                                   int64_t sw, T *restrict y, int32_t *restrict idx)           \
+    {                                                                                          \
+        for (int64_t k = 0; k < n; k++) {                                                     \
+            y[k] = row[k * sw];                                                                \
+            idx[k] = (int32_t)(first + k * sw);                                                \
+        }                                                                                      \
+    }                                                                                          \
     static TG_CPU_CLONES void max_pool_##S(const tg_tensor *x, const pool_geom *g,             \
                                            const int64_t *cols,                                \
                                            T *y, int32_t *idx)                                 \
     {                                                                                          \
         const T *px = x->data;                                                                 \
         int64_t planes = x->shape[0] * x->shape[1], H = x->shape[2], W = x->shape[3];          \
+        /* no padding: each window's first element is in the image, and taking it is the      \
+         * -inf start followed by its own pass, one pass fewer */                             \
+        bool plain = !g->ph && !g->pw;                                                         \
         for (int64_t p = 0; p < planes; p++)                                                  \
             for (int64_t oh = 0; oh < g->OH; oh++, y += g->OW, idx += g->OW) {                \
                 int64_t h0 = oh * g->sh - g->ph;                                               \
-                for (int64_t ow = 0; ow < g->OW; ow++) {                                      \
+                if (plain) {                                                                   \
+                    int64_t first = (p * H + h0) * W;                                          \
+                    max_pool_first_##S(px + first, first, g->OW, g->sw, y, idx);               \
+                }                                                                              \
+                for (int64_t ow = 0; ow < g->OW && !plain; ow++) {                            \
                     int64_t w0 = ow * g->sw - g->pw;                                           \
                     y[ow] = -INFINITY;                                                         \
                     idx[ow] = (int32_t)((p * H + (h0 < 0 ? 0 : h0)) * W + (w0 < 0 ? 0 : w0));  \
@@ -99,7 +114,7 @@ static pool_geom check_pool(const tg_tensor *x, const tg_pool2d_opts *o, const c
                 for (int64_t i = 0; i < g->kh; i++) {                                         \
                     int64_t h = h0 + i;                                                        \
                     if (h < 0 || h >= H) continue;                                             \
-                    for (int64_t j = 0; j < g->kw; j++) {                                     \
+                    for (int64_t j = plain && i == 0; j < g->kw; j++) {                       \
                         int64_t lo = cols[j], hi = cols[g->kw + j];                            \
                         int64_t first = (p * H + h) * W + lo * g->sw + j - g->pw;              \
                         max_pool_row_##S(px + first, first, hi - lo, g->sw, y + lo, idx + lo); \

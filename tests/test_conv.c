@@ -254,7 +254,20 @@ static void test_max_pool_ties_nan(void **state)
                                                         .padding = {1, 1}});
     for (int64_t i = 0; i < p->numel; i++) assert_near(tg_get_flat(p, i), -7, 0);
     tg_tape_reset();
-    tg_free(x), tg_free(neg);
+    /* without padding a window starts from its first element: a NaN there makes the result NaN
+     * (the window's last NaN takes the gradient, as with padding), and a window of -inf gives its
+     * gradient to its first element */
+    tg_tensor *first = tg_set_requires_grad(
+        tg_from_data(TG_F32, TG_SHAPE(1, 1, 2, 4),
+                     (float[]){NAN, 5, -INFINITY, -INFINITY, 1, NAN, -INFINITY, -INFINITY}),
+        true);
+    tg_tensor *q = tg_max_pool2d(first, &(tg_pool2d_opts){.kernel = {2, 2}});
+    assert_true(isnan(tg_get_flat(q, 0)));
+    assert_true(isinf(tg_get_flat(q, 1)) && tg_get_flat(q, 1) < 0);
+    tg_backward(tg_sum(tg_mul(q, tg_from_data(TG_F32, TG_SHAPE(1, 1, 1, 2), (float[]){2, 3}))));
+    expect_values(first->grad, (double[]){0, 0, 3, 0, 0, 2, 0, 0}, 8, 0);
+    tg_tape_reset();
+    tg_free(x), tg_free(neg), tg_free(first);
 }
 
 /* ---- pooling gradient checks ---- */
