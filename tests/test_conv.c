@@ -264,10 +264,11 @@ static void test_max_pool_ties_nan(void **state)
     tg_tensor *q = tg_max_pool2d(first, &(tg_pool2d_opts){.kernel = {2, 2}});
     assert_true(isnan(tg_get_flat(q, 0)));
     assert_true(isinf(tg_get_flat(q, 1)) && tg_get_flat(q, 1) < 0);
-    tg_backward(tg_sum(tg_mul(q, tg_from_data(TG_F32, TG_SHAPE(1, 1, 1, 2), (float[]){2, 3}))));
+    tg_tensor *weights = tg_from_data(TG_F32, TG_SHAPE(1, 1, 1, 2), (float[]){2, 3});
+    tg_backward(tg_sum(tg_mul(q, weights)));
     expect_values(first->grad, (double[]){0, 0, 3, 0, 0, 2, 0, 0}, 8, 0);
     tg_tape_reset();
-    tg_free(x), tg_free(neg), tg_free(first);
+    tg_free(x), tg_free(neg), tg_free(first), tg_free(weights);
 }
 
 /* ---- pooling gradient checks ---- */
