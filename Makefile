@@ -26,6 +26,19 @@ MULTI   := $(shell gcc -print-multiarch 2>/dev/null || dpkg-architecture -qDEB_H
 BLIS_INC := /usr/include/$(MULTI)/blis-serial
 BLIS_LIB := /usr/lib/$(MULTI)/blis-serial
 
+# libxsmm (Debian's libxsmm-dev, static) runs the small products it is faster at (autograd/xsmm.c,
+# docs/blas.md). Optional: XSMM=0 builds without it. On by default, since scripts/setup.sh lib
+# installs it; with NO_SETUP=1 it is on only when its header is there.
+ifeq ($(NO_SETUP),1)
+XSMM    ?= $(if $(wildcard /usr/include/libxsmm.h),1,0)
+else
+XSMM    ?= 1
+endif
+ifeq ($(XSMM),1)
+XSMM_CFLAGS := -DTG_WITH_XSMM
+XSMM_LIBS   := -lxsmm -ldl -lrt
+endif
+
 CFLAGS  ?= -g
 OPT     ?= -O3 -DNDEBUG -fno-math-errno
 ifeq ($(NATIVE),1)
@@ -36,10 +49,10 @@ SAN     ?=
 # clone of autograd/cpu_clones.h) computes the same bits; gcc's default for -std=c11, not clang's.
 TG_CFLAGS := -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter \
              -ffp-contract=off $(OPT) $(SAN) -fPIC -Iinclude -I. -isystem $(BLIS_INC) \
-             $(EXTRA_CFLAGS)
+             $(XSMM_CFLAGS) $(EXTRA_CFLAGS)
 ALL_CFLAGS  = $(TG_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SAN) -L$(BLIS_LIB) -Wl,-rpath,$(BLIS_LIB) $(LDFLAGS)
-LIB_LIBS := -lblis -lzip -lz -lstb -lpthread -lm
+LIB_LIBS := $(XSMM_LIBS) -lblis -lzip -lz -lstb -lpthread -lm
 # Examples and tests also solve least squares with LAPACKE (quadratic_net, regression).
 LDLIBS   := $(LIB_LIBS) -llapacke -llapack
 
@@ -59,6 +72,9 @@ APP_DIRS := $(sort $(patsubst apps/%/,%,$(dir $(wildcard apps/*/*.c))))
 APP_MPI_SRC := $(wildcard apps/*/distributed.c)
 EX_BIN   += $(APP_DIRS:%=$(BUILD)/apps/%)
 BENCH_BIN:= $(patsubst bench/%.c,$(BUILD)/bench/%,$(sort $(wildcard bench/*.c)))
+ifneq ($(XSMM),1)
+BENCH_BIN:= $(filter-out $(BUILD)/bench/bench_xsmm,$(BENCH_BIN)) # it times libxsmm itself
+endif
 TOOL_BIN := $(patsubst tools/%.c,$(BUILD)/tools/%,$(sort $(wildcard tools/*.c)))
 # Objects depend on the library's headers; tests and examples also on their folder's own.
 HEADERS  := $(wildcard include/*.h include/tg/*.h $(LIB_DIRS:%=%/*.h))

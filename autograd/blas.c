@@ -6,7 +6,8 @@
  * - Large products are split into column (or row) blocks of C, one per thread; each thread calls
  *   serial BLIS on its block. The worker pool is created lazily and then only woken, never
  *   re-created, and a call allocates nothing. docs/blas.md has the measurements behind the
- *   kernel choice and the split threshold. */
+ *   kernel choice and the split threshold.
+ * - Small products that libxsmm runs faster go to autograd/xsmm.c first (when built with it). */
 #include "autograd/blas.h"
 #include "autograd/internal.h"
 
@@ -130,8 +131,9 @@ static void init(void) {
     const char *variant = bli_info_get_enable_openmp()     ? "openmp"
                           : bli_info_get_enable_pthreads() ? "pthreads"
                                                            : "serial";
-    snprintf(info_base, sizeof info_base, "BLIS %s (%s), kernels %s [%s]",
-             bli_info_get_version_str(), variant, bli_arch_string(bli_arch_query_id()), reason);
+    snprintf(info_base, sizeof info_base, "BLIS %s (%s), kernels %s [%s]%s",
+             bli_info_get_version_str(), variant, bli_arch_string(bli_arch_query_id()), reason,
+             tg__xsmm_enabled() ? ", libxsmm for small products" : "");
     pthread_once(&threads_once, init_threads);
     atomic_store(&info_ready, true);
     update_info();
@@ -173,6 +175,9 @@ int tg_get_num_threads(void) {
 #define BLIS(j, op, ...) ((j)->f64 ? bli_d##op(__VA_ARGS__) : bli_s##op(__VA_ARGS__))
 #define P(x) ((void *)(x)) /* BLIS's typed API is not const-correct */
 
+static double scalar(const gemm_job *j, const void *x) {
+    return j->f64 ? *(const double *)x : *(const float *)x;
+}
 static bool is_zero(const gemm_job *j, const void *x) {
     return j->f64 ? *(const double *)x == 0 : *(const float *)x == 0;
 }
@@ -250,6 +255,10 @@ static void run_serial(const gemm_job *j) {
                  P(j->beta), j->c, j->rsc, j->csc);
         BLIS(j, ger, BLIS_NO_CONJUGATE, BLIS_NO_CONJUGATE, j->m, j->n, P(j->alpha), P(j->a),
              j->rsa, P(j->b), j->csb, j->c, j->rsc, j->csc);
+    } else if (tg__xsmm_gemm(j->f64, j->m, j->n, j->k, scalar(j, j->alpha), j->a, j->rsa,
+                             j->csa, j->b, j->rsb, j->csb, scalar(j, j->beta), j->c, j->rsc,
+                             j->csc)) {
+        return;
     } else if (last_row_reads_past_end(j)) {
         run_last_row_apart(j);
     } else {

@@ -1,4 +1,5 @@
-/* Internal: every matrix product of tapegrad goes through these two calls (BLIS underneath).
+/* Internal: every matrix product of tapegrad goes through these two calls (BLIS underneath, and
+ * libxsmm for the small products where it is faster, when built with it: autograd/xsmm.c).
  * Row-major. C[M,N] = alpha * op(A)[M,K] · op(B)[K,N] + beta * C, with op = transpose when the
  * flag is set; lda/ldb/ldc are the row strides of A, B, C as stored (no copies for transposes). */
 #ifndef TG_BLAS_H
@@ -18,5 +19,17 @@ void tg__gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
 void tg__gemm_f64(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                   double alpha, const double *A, int64_t lda, const double *B, int64_t ldb,
                   double beta, double *C, int64_t ldc);
+
+/* The libxsmm path of autograd/xsmm.c, which autograd/blas.c asks first for each product on one
+ * thread, in BLIS's terms (op() folded into row/column strides). True when it ran the product;
+ * false when libxsmm does not take it (shape, layout, alpha/beta, disabled, or not built in),
+ * and then nothing was touched. */
+bool tg__xsmm_gemm(bool f64, int64_t m, int64_t n, int64_t k, double alpha, const void *a,
+                   int64_t rsa, int64_t csa, const void *b, int64_t rsb, int64_t csb, double beta,
+                   void *c, int64_t rsc, int64_t csc);
+/* On unless TG_BLAS_XSMM=0 in the environment (read once) or tg__xsmm_enable(false); always off
+ * in a build without libxsmm. Tests and benchmarks switch it to compare the two paths. */
+void tg__xsmm_enable(bool on);
+bool tg__xsmm_enabled(void);
 
 #endif

@@ -209,6 +209,82 @@ static void test_info(void **state) {
 }
 
 
+/* ---- libxsmm (autograd/xsmm.c) ----------------------------------------------------------------
+ * Built with it, the small products it is measured faster at must go to it (or the gain is
+ * silently lost), and it must give what BLIS gives, where both run. */
+
+/* One row-major product in BLIS-stride terms through the libxsmm path alone. */
+static bool xsmm_takes(bool f64, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double beta) {
+    size_t es = f64 ? sizeof(double) : sizeof(float);
+    void *a = calloc((size_t)(m * k) + 16, es), *b = calloc((size_t)(k * n) + 16, es);
+    void *c = calloc((size_t)(m * n) + 16, es);
+    int64_t lda = ta ? m : k, ldb = tb ? k : n;
+    bool took = tg__xsmm_gemm(f64, m, n, k, 1.0, a, ta ? 1 : lda, ta ? lda : 1, b, tb ? 1 : ldb,
+                              tb ? ldb : 1, beta, c, n, 1);
+    free(a), free(b), free(c);
+    return took;
+}
+
+static void test_xsmm_takes_small_products(void **state) {
+    (void)state;
+#ifndef TG_WITH_XSMM
+    assert_false(tg__xsmm_enabled());
+    assert_false(xsmm_takes(false, false, false, 16, 100, 10, 1));
+    skip();
+#else
+    assert_true(tg__xsmm_enabled());
+    assert_non_null(strstr(tg_blas_info(), "libxsmm"));
+    for (int f64 = 0; f64 <= 1; f64++) {
+        /* The Table-1 step's input and weight gradients (beta 1, and 0 for a first write). */
+        assert_true(xsmm_takes(f64, false, false, 16, 100, 10, 1)); /* dX = G·W2 */
+        assert_true(xsmm_takes(f64, true, false, 10, 100, 16, 1));  /* dW2 = Gᵀ·H */
+        assert_true(xsmm_takes(f64, true, false, 100, 784, 16, 0)); /* dW1 = Gᵀ·X */
+        /* What it does not take: op(B) transposed (no such kernel), long K, alpha/beta. */
+        assert_false(xsmm_takes(f64, false, true, 16, 100, 784, 1));
+        assert_false(xsmm_takes(f64, true, false, 1024, 784, 256, 1));
+        assert_false(xsmm_takes(f64, false, false, 16, 100, 10, 0.5));
+    }
+    tg__xsmm_enable(false);
+    assert_false(xsmm_takes(false, false, false, 16, 100, 10, 1));
+    tg__xsmm_enable(true);
+#endif
+}
+
+/* Every transpose, beta 0 (over NaN) and 1, alpha 1 and 0.7, padded rows, both precisions: each
+ * product against the double reference with libxsmm on and off, and the two results against each
+ * other (float: within 1e-5 relative to the largest |C|; the sums run in different orders). */
+static void test_xsmm_matches_blis(void **state) {
+    (void)state;
+    static const int64_t mn[] = {2, 3, 7, 16, 17, 33}, ks[] = {2, 5, 10, 16, 17, 64};
+    static const double ab[][2] = {{1, 0}, {1, 1}, {0.7, 1}};
+    const size_t nmn = sizeof mn / sizeof mn[0], nk = sizeof ks / sizeof ks[0];
+    for (int f64 = 0; f64 <= 1; f64++)
+        for (int t = 0; t < 4; t++)
+            for (size_t i = 0; i < nmn * nmn * nk; i++)
+                for (int v = 0; v < 3; v++) {
+                    gemm_case c = {t & 1, t & 2, mn[i / (nmn * nk)], mn[i / nk % nmn],
+                                   ks[i % nk], ab[v][0], ab[v][1], (int64_t)(i % 2) * 3};
+                    unsigned seed = (unsigned)(i * 7 + t);
+                    tg__xsmm_enable(true);
+                    double *x = check_case(&c, f64, seed);
+                    tg__xsmm_enable(false);
+                    double *y = check_case(&c, f64, seed);
+                    tg__xsmm_enable(true);
+                    int64_t n = c.m * (c.n + c.pad);
+                    double big = 0, diff = 0;
+                    for (int64_t e = 0; e < n; e++) {
+                        if (isnan(x[e]) && isnan(y[e])) continue; /* padding left as it was */
+                        big = fmax(big, fabs(y[e]));
+                        diff = fmax(diff, fabs(x[e] - y[e]));
+                    }
+                    if (!(diff <= (f64 ? 1e-13 : 1e-5) * (big + 1e-30)))
+                        fail_msg("%s ta=%d tb=%d %ldx%ldx%ld alpha=%g beta=%g: libxsmm and BLIS "
+                                 "differ by %g (largest |C| %g)", f64 ? "f64" : "f32", c.ta, c.tb,
+                                 (long)c.m, (long)c.n, (long)c.k, c.alpha, c.beta, diff, big);
+                    free(x), free(y);
+                }
+}
+
 /* ---- guard pages ------------------------------------------------------------------------------
  * Each operand ends exactly where an inaccessible page begins,
  * so any read past it faults; the handler records the address and jumps back, and the sweep names
@@ -286,28 +362,39 @@ static int guarded_case(bool f64, bool ta, bool tb, int64_t m, int64_t n, int64_
     return which != 0;
 }
 
-/* The sweep one child runs: M, N from 1 to 70, K over the values the kernels branch on (k % 8
- * and k % 32 tails, the ger path), both transposes, both precisions, beta = 1 (C is read); then
- * a few large shapes (the packed path above BLIS's small-matrix thresholds, and the threaded
- * split on 2 threads). Returns the number of products that faulted. */
-static int guard_sweep(void) {
+/* The sweep one child runs: M, N from 1 to 70 (BLIS), or over the values libxsmm's kernels
+ * branch on (its path JITs a kernel per shape, ~0.3 ms each: the full square would take
+ * minutes), K over the values the kernels branch on (k % 8 and k % 32 tails, the ger path), both
+ * transposes, both precisions, beta = 1 (C is read); then a few large shapes (the packed path
+ * above BLIS's small-matrix thresholds, and the threaded split on 2 threads). Returns the number
+ * of products that faulted. */
+static int guard_sweep(bool xsmm) {
     struct sigaction sa = {.sa_sigaction = on_fault, .sa_flags = SA_SIGINFO};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, NULL);
     sigaction(SIGBUS, &sa, NULL);
+    tg__xsmm_enable(xsmm);
     static const int64_t ks[] = {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17, 31, 32, 33, 63, 65, 70};
+    static const int64_t xsmm_mn[] = {1, 2, 3, 4, 5, 7, 8, 9, 10, 15, 16, 17, 23, 24, 25, 31, 33, 47};
     static const int64_t big[][3] = {{16, 100, 784}, {16, 784, 100}, {100, 784, 16},
+                                     {16, 100, 10}, {10, 100, 16}, {256, 1024, 10},
                                      {201, 201, 201}, {202, 210, 203}, {1000, 10, 785},
                                      {10, 1000, 785}, {300, 17, 1001}, {256, 300, 259},
                                      {520, 520, 241}};
+    int64_t mn[70];
+    size_t nmn = 0;
+    if (xsmm)
+        for (; nmn < sizeof xsmm_mn / sizeof xsmm_mn[0]; nmn++) mn[nmn] = xsmm_mn[nmn];
+    else
+        for (; nmn < 70; nmn++) mn[nmn] = (int64_t)nmn + 1;
     int faults = 0;
     for (int f64 = 0; f64 <= 1; f64++)
         for (int t = 0; t < 4; t++) {
             bool ta = t & 1, tb = t & 2;
-            for (int64_t m = 1; m <= 70; m++)
-                for (int64_t n = 1; n <= 70; n++)
+            for (size_t m = 0; m < nmn; m++)
+                for (size_t n = 0; n < nmn; n++)
                     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
-                        faults += guarded_case(f64, ta, tb, m, n, ks[i]);
+                        faults += guarded_case(f64, ta, tb, mn[m], mn[n], ks[i]);
             for (int threads = 1; threads <= 2; threads++) {
                 tg_set_num_threads(threads);
                 for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
@@ -332,29 +419,41 @@ static int supported_kernel_sets(int ids[], const char *names[]) {
     return n;
 }
 
+/* Runs the sweep in a child with the given BLIS kernel set (id < 0: BLIS's own choice). */
+static void guard_child(int id, const char *name, const char *mode) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char buf[8];
+        snprintf(buf, sizeof buf, "%d", id);
+        if (id >= 0) setenv("BLIS_ARCH_TYPE", buf, 1);
+        execl("/proc/self/exe", "test_blas", mode, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("kernels %s, %s: products read past their operands (exit status %d, signal %d)",
+                 name, mode, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                 WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
 static void test_no_read_past_operands(void **state) {
     (void)state;
     int ids[4];
     const char *names[4];
     int n = supported_kernel_sets(ids, names);
     if (n == 0) skip(); /* no AVX2: BLIS's own choice, checked by the default child below */
-    for (int i = 0; i < n; i++) {
-        fflush(NULL);
-        pid_t pid = fork();
-        if (pid == 0) {
-            char id[8];
-            snprintf(id, sizeof id, "%d", ids[i]);
-            setenv("BLIS_ARCH_TYPE", id, 1);
-            execl("/proc/self/exe", "test_blas", "--guard-sweep", (char *)NULL);
-            _exit(127);
-        }
-        int status = 0;
-        assert_int_equal(waitpid(pid, &status, 0), pid);
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-            fail_msg("kernels %s: products read past their operands (exit status %d, signal %d)",
-                     names[i], WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-                     WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-    }
+    for (int i = 0; i < n; i++) guard_child(ids[i], names[i], "--guard-sweep");
+}
+
+/* The libxsmm path (its kernels do not depend on BLIS's set; BLIS runs what it does not take). */
+static void test_xsmm_no_read_past_operands(void **state) {
+    (void)state;
+#ifndef TG_WITH_XSMM
+    skip();
+#endif
+    guard_child(-1, "auto", "--guard-sweep-xsmm");
 }
 
 /* Every allocation keeps its margin for BLIS (sizes around the 64-byte rounding). */
@@ -372,13 +471,17 @@ static void test_allocation_tail(void **state) {
 }
 
 int main(int argc, char **argv) {
-    if (argc > 1 && strcmp(argv[1], "--guard-sweep") == 0) return guard_sweep() ? 1 : 0;
+    if (argc > 1 && strcmp(argv[1], "--guard-sweep") == 0) return guard_sweep(false) ? 1 : 0;
+    if (argc > 1 && strcmp(argv[1], "--guard-sweep-xsmm") == 0) return guard_sweep(true) ? 1 : 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_overwrite),      cmocka_unit_test(test_alpha_beta),
         cmocka_unit_test(test_accumulate),     cmocka_unit_test(test_degenerate),
         cmocka_unit_test(test_threaded_split), cmocka_unit_test(test_info),
         cmocka_unit_test(test_pool_alternating_part_counts),
         cmocka_unit_test(test_no_read_past_operands), cmocka_unit_test(test_allocation_tail),
+        cmocka_unit_test(test_xsmm_no_read_past_operands),
+        cmocka_unit_test(test_xsmm_takes_small_products),
+        cmocka_unit_test(test_xsmm_matches_blis),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

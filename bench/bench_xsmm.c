@@ -1,0 +1,264 @@
+/* tapegrad's product path (tg__gemm_f32 / tg__gemm_f64: BLIS) against a libxsmm JIT kernel, per
+ * shape, for the five products of the Table-1 step and the GEMM-bound MLP's (issue 14, lever 5).
+ * Row-major C[M,N] = op(A)·op(B) + beta C is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, so libxsmm gets
+ * m = N, n = M, its A = B (transposed when trans_b) and its B = A (transposed when trans_a).
+ * Each repetition times a batch of calls of one path then of the other (interleaved), in thread
+ * CPU time; the table gives medians, GFLOP/s, the share of the FMA-loop peak and xsmm/BLIS time.
+ *   bench_xsmm [-quick] [-f64]
+ *   bench_xsmm -only NAME xsmm|blis   one path on one shape (for callgrind instruction counts)
+ * Built only when libxsmm is present (make XSMM=1, the default when its header exists). */
+#include <libxsmm.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "tapegrad.h"
+#include "autograd/blas.h"
+#include "bench/bench_util.h"
+
+typedef struct {
+    const char *name;
+    bool ta, tb;
+    int m, n, k;
+    double beta;
+} shape;
+
+/* Where tapegrad issues these (ops/matmul.c, tg_linear): the forward x·Wᵀ with beta 1 (the bias is
+ * already in y), the input gradient G·W and the weight gradient Gᵀ·X, both accumulated (beta 1). */
+static const shape shapes[] = {
+    {"t1 fwd1 x.W1t", false, true, 16, 100, 784, 1},
+    {"t1 fwd2 h.W2t", false, true, 16, 10, 100, 1},
+    {"t1 dX2 g.W2", false, false, 16, 100, 10, 1},
+    {"t1 dW2 gt.h", true, false, 10, 100, 16, 1},
+    {"t1 dW1 gt.x", true, false, 100, 784, 16, 1},
+    {"t1 fwd1 beta0", false, true, 16, 100, 784, 0},
+    {"t1 dW1 beta0", true, false, 100, 784, 16, 0},
+    {"g fwd1 x.W1t", false, true, 256, 1024, 784, 1},
+    {"g fwd2 h.W2t", false, true, 256, 1024, 1024, 1},
+    {"g fwd3 h.W3t", false, true, 256, 10, 1024, 1},
+    {"g dX3 g.W3", false, false, 256, 1024, 10, 1},
+    {"g dX2 g.W2", false, false, 256, 1024, 1024, 1},
+    {"g dW3 gt.h", true, false, 10, 1024, 256, 1},
+    {"g dW2 gt.h", true, false, 1024, 1024, 256, 1},
+    {"g dW1 gt.x", true, false, 1024, 784, 256, 1},
+};
+enum { NSHAPES = sizeof shapes / sizeof shapes[0] };
+
+typedef struct {
+    int64_t lda, ldb, ldc;
+    void *a, *b, *c;
+    libxsmm_smmfunction sk;
+    libxsmm_dmmfunction dk;
+} operands;
+
+static void *filled(size_t n, bool f64)
+{
+    size_t es = f64 ? sizeof(double) : sizeof(float);
+    void *p = aligned_alloc(64, (n * es + 64 + 63) / 64 * 64); /* + BLIS's tail margin */
+    for (size_t i = 0; i < n; i++) {
+        double v = (double)((i * 2654435761u) % 1000) / 1000.0 - 0.5;
+        if (f64) ((double *)p)[i] = v;
+        else ((float *)p)[i] = (float)v;
+    }
+    return p;
+}
+
+static operands setup(const shape *s, bool f64)
+{
+    operands o;
+    o.lda = s->ta ? s->m : s->k; /* A stored K x M when transposed, else M x K */
+    o.ldb = s->tb ? s->k : s->n;
+    o.ldc = s->n;
+    o.a = filled((size_t)s->m * s->k, f64);
+    o.b = filled((size_t)s->k * s->n, f64);
+    o.c = filled((size_t)s->m * s->n, f64);
+    int flags = (s->tb ? LIBXSMM_GEMM_FLAG_TRANS_A : 0) | (s->ta ? LIBXSMM_GEMM_FLAG_TRANS_B : 0) |
+                (s->beta == 0 ? LIBXSMM_GEMM_FLAG_BETA_0 : 0);
+    libxsmm_blasint lda = (libxsmm_blasint)o.ldb, ldb = (libxsmm_blasint)o.lda,
+                    ldc = (libxsmm_blasint)o.ldc;
+    int prefetch = LIBXSMM_GEMM_PREFETCH_NONE;
+    o.sk = NULL, o.dk = NULL;
+    if (f64) {
+        double alpha = 1, beta = s->beta;
+        o.dk = libxsmm_dmmdispatch(s->n, s->m, s->k, &lda, &ldb, &ldc, &alpha, &beta, &flags, &prefetch);
+    } else {
+        float alpha = 1, beta = (float)s->beta;
+        o.sk = libxsmm_smmdispatch(s->n, s->m, s->k, &lda, &ldb, &ldc, &alpha, &beta, &flags, &prefetch);
+    }
+    return o;
+}
+
+static void run_blis(const shape *s, const operands *o, bool f64)
+{
+    if (f64)
+        tg__gemm_f64(s->ta, s->tb, s->m, s->n, s->k, 1.0, o->a, o->lda, o->b, o->ldb, s->beta,
+                     o->c, o->ldc);
+    else
+        tg__gemm_f32(s->ta, s->tb, s->m, s->n, s->k, 1.0f, o->a, o->lda, o->b, o->ldb,
+                     (float)s->beta, o->c, o->ldc);
+}
+
+static void run_xsmm(const operands *o, bool f64)
+{
+    if (f64) o->dk(o->b, o->a, o->c);
+    else o->sk(o->b, o->a, o->c);
+}
+
+/* Largest difference between the two paths' C, from the same C (beta 1) or any (beta 0). */
+static double max_diff(const shape *s, operands *o, bool f64)
+{
+    size_t n = (size_t)s->m * s->n, es = f64 ? sizeof(double) : sizeof(float);
+    void *c0 = malloc(n * es);
+    memcpy(c0, o->c, n * es);
+    run_blis(s, o, f64);
+    void *c1 = malloc(n * es);
+    memcpy(c1, o->c, n * es);
+    memcpy(o->c, c0, n * es);
+    run_xsmm(o, f64);
+    double d = 0, big = 0;
+    for (size_t i = 0; i < n; i++) {
+        double x = f64 ? ((double *)c1)[i] : ((float *)c1)[i];
+        double y = f64 ? ((double *)o->c)[i] : ((float *)o->c)[i];
+        if (fabs(x - y) > d) d = fabs(x - y);
+        if (fabs(x) > big) big = fabs(x);
+    }
+    memcpy(o->c, c0, n * es);
+    free(c0), free(c1);
+    return big > 0 ? d / big : d;
+}
+
+static int calls_for(const shape *s)
+{
+    double flop = 2.0 * s->m * s->n * s->k;
+    int c = (int)(2e6 / flop); /* ~20 us of work per timed batch at 100 GFLOP/s */
+    return c < 1 ? 1 : c;
+}
+
+typedef struct {
+    bool have; /* libxsmm made a kernel */
+    double blis_s, xsmm_s, lookup_s, rel_diff;
+} timing;
+
+/* Medians of reps interleaved batches (fewer for products above 1e8 multiply-adds). */
+static timing measure(const shape *s, bool f64, int reps)
+{
+    operands o = setup(s, f64);
+    timing t = {.have = f64 ? o.dk != NULL : o.sk != NULL};
+    int calls = calls_for(s);
+    if ((double)s->m * s->n * s->k > 1e8) reps = (reps + 3) / 4;
+    if (reps < 3) reps = 3;
+    double tb[64], tx[64], tl[64];
+    for (int w = 0; w < calls; w++) run_blis(s, &o, f64);
+    for (int w = 0; t.have && w < calls; w++) run_xsmm(&o, f64);
+    for (int r = 0; r < reps; r++) {
+        double t0 = bench_cpu();
+        for (int c = 0; c < calls; c++) run_blis(s, &o, f64);
+        tb[r] = (bench_cpu() - t0) / calls;
+        if (!t.have) continue;
+        t0 = bench_cpu();
+        for (int c = 0; c < calls; c++) run_xsmm(&o, f64);
+        tx[r] = (bench_cpu() - t0) / calls;
+        t0 = bench_cpu(); /* the registry lookup a call would pay without a cache of its own */
+        for (int c = 0; c < 1000; c++) {
+            libxsmm_blasint lda = (libxsmm_blasint)o.ldb, ldb = (libxsmm_blasint)o.lda,
+                            ldc = (libxsmm_blasint)o.ldc;
+            int flags = (s->tb ? LIBXSMM_GEMM_FLAG_TRANS_A : 0) |
+                        (s->ta ? LIBXSMM_GEMM_FLAG_TRANS_B : 0) |
+                        (s->beta == 0 ? LIBXSMM_GEMM_FLAG_BETA_0 : 0);
+            float alpha = 1, beta = (float)s->beta;
+            int pf = LIBXSMM_GEMM_PREFETCH_NONE;
+            double dalpha = 1, dbeta = s->beta;
+            volatile void *k = f64 ? (void *)libxsmm_dmmdispatch(s->n, s->m, s->k, &lda, &ldb, &ldc,
+                                                                 &dalpha, &dbeta, &flags, &pf)
+                                   : (void *)libxsmm_smmdispatch(s->n, s->m, s->k, &lda, &ldb, &ldc,
+                                                                 &alpha, &beta, &flags, &pf);
+            (void)k;
+        }
+        tl[r] = (bench_cpu() - t0) / 1000;
+    }
+    t.blis_s = bench_median(tb, reps);
+    if (t.have) {
+        t.xsmm_s = bench_median(tx, reps);
+        t.lookup_s = bench_median(tl, reps);
+        t.rel_diff = max_diff(s, &o, f64);
+    }
+    free(o.a), free(o.b), free(o.c);
+    return t;
+}
+
+/* M x N x K over the Table-1 and GEMM-MLP sizes, the two layouts libxsmm has kernels for. */
+static void sweep(bool f64, int reps)
+{
+    static const int mn[][2] = {{16, 100}, {10, 100}, {100, 784}, {16, 784}, {256, 1024}};
+    static const int ks[] = {4, 10, 16, 32, 64, 128, 256};
+    printf("\nsweep, xsmm time / BLIS time (beta 1)\n%-3s %-10s", "op", "M x N");
+    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) printf(" K=%-5d", ks[i]);
+    printf("\n");
+    for (int op = 0; op < 2; op++)
+        for (size_t i = 0; i < sizeof mn / sizeof mn[0]; i++) {
+            printf("%-3s %4dx%-5d", op ? "TN" : "NN", mn[i][0], mn[i][1]);
+            for (size_t j = 0; j < sizeof ks / sizeof ks[0]; j++) {
+                shape s = {"", op == 1, false, mn[i][0], mn[i][1], ks[j], 1};
+                timing t = measure(&s, f64, reps);
+                if (t.have) printf(" %7.2f", t.xsmm_s / t.blis_s);
+                else printf(" %7s", "-");
+                fflush(stdout);
+            }
+            printf("\n");
+        }
+}
+
+int main(int argc, char **argv)
+{
+    int reps = 41;
+    bool f64 = false, do_sweep = false;
+    const char *only = NULL, *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-quick")) reps = 11;
+        else if (!strcmp(argv[i], "-f64")) f64 = true;
+        else if (!strcmp(argv[i], "-sweep")) do_sweep = true;
+        else if (!strcmp(argv[i], "-only") && i + 2 < argc) only = argv[++i], path = argv[++i];
+    }
+    libxsmm_init();
+    printf("%s, libxsmm %s, target arch %s, %s\n", tg_blas_info(), LIBXSMM_VERSION,
+           libxsmm_get_target_arch(), f64 ? "float64" : "float32");
+    if (only) {
+        for (int i = 0; i < NSHAPES; i++) {
+            if (strcmp(shapes[i].name, only)) continue;
+            operands o = setup(&shapes[i], f64);
+            bool x = !strcmp(path, "xsmm");
+            if (x && !(f64 ? (void *)o.dk : (void *)o.sk)) return printf("no kernel\n"), 1;
+            for (int r = 0; r < 1000; r++) x ? run_xsmm(&o, f64) : run_blis(&shapes[i], &o, f64);
+            return 0;
+        }
+        return printf("unknown shape %s\n", only), 2;
+    }
+    double peak = bench_peak_gflops(1, 20000000L) / (f64 ? 2 : 1);
+    printf("peak %.1f GFLOP/s (FMA loop, 1 core%s); medians of %d interleaved batches, thread CPU "
+           "time\n\n", peak, f64 ? ", halved for float64" : "", reps);
+    printf("%-16s %-3s %-15s %4s %9s %8s %6s %9s %8s %6s %7s %9s %9s\n", "product", "op",
+           "M x N x K", "beta", "BLIS us", "GFLOP/s", "%peak", "xsmm us", "GFLOP/s", "%peak",
+           "x/BLIS", "lookup us", "rel diff");
+    for (int i = 0; i < NSHAPES; i++) {
+        const shape *s = &shapes[i];
+        char dims[32], op[4];
+        snprintf(dims, sizeof dims, "%dx%dx%d", s->m, s->n, s->k);
+        snprintf(op, sizeof op, "%c%c", s->ta ? 'T' : 'N', s->tb ? 'T' : 'N');
+        timing t = measure(s, f64, reps);
+        double flop = 2.0 * s->m * s->n * s->k, gb = flop / t.blis_s * 1e-9;
+        printf("%-16s %-3s %-15s %4g %9.2f %8.1f %5.0f%%", s->name, op, dims, s->beta,
+               t.blis_s * 1e6, gb, 100 * gb / peak);
+        if (!t.have) {
+            printf(" %9s\n", "no kernel");
+            continue;
+        }
+        double gx = flop / t.xsmm_s * 1e-9;
+        printf(" %9.2f %8.1f %5.0f%% %7.2f %9.3f %9.2g\n", t.xsmm_s * 1e6, gx, 100 * gx / peak,
+               t.xsmm_s / t.blis_s, t.lookup_s * 1e6, t.rel_diff);
+        fflush(stdout);
+    }
+    if (do_sweep) sweep(f64, reps < 21 ? reps : 21);
+    libxsmm_finalize();
+    return 0;
+}
