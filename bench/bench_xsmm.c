@@ -3,9 +3,12 @@
  * Row-major C[M,N] = op(A)·op(B) + beta C is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, so libxsmm gets
  * m = N, n = M, its A = B (transposed when trans_b) and its B = A (transposed when trans_a).
  * Each repetition times a batch of calls of one path then of the other (interleaved), in thread
- * CPU time; the table gives medians, GFLOP/s, the share of the FMA-loop peak and xsmm/BLIS time.
+ * CPU time; the table gives medians, GFLOP/s, the share of the FMA-loop peak and xsmm/BLIS time,
+ * and tg/BLIS: tg__gemm as built (libxsmm where autograd/xsmm.c's rule sends it, through its
+ * kernel cache) over tg__gemm with the libxsmm path off.
  *   bench_xsmm [-quick] [-f64]
- *   bench_xsmm -only NAME xsmm|blis   one path on one shape (for callgrind instruction counts)
+ *   bench_xsmm -only NAME xsmm|blis|tg   1000 calls of one path on one shape (callgrind counts;
+ *                                        tg: tg__gemm as built)
  * Built only when libxsmm is present (make XSMM=1, the default when its header exists). */
 #include <libxsmm.h>
 #include <math.h>
@@ -89,8 +92,11 @@ static operands setup(const shape *s, bool f64)
     return o;
 }
 
-static void run_blis(const shape *s, const operands *o, bool f64)
+/* tg__gemm with the libxsmm path off (BLIS) or on (what tapegrad runs: BLIS or libxsmm by shape,
+ * through its kernel cache). */
+static void run_tg(const shape *s, const operands *o, bool f64, bool xsmm)
 {
+    tg__xsmm_enable(xsmm);
     if (f64)
         tg__gemm_f64(s->ta, s->tb, s->m, s->n, s->k, 1.0, o->a, o->lda, o->b, o->ldb, s->beta,
                      o->c, o->ldc);
@@ -111,7 +117,7 @@ static double max_diff(const shape *s, operands *o, bool f64)
     size_t n = (size_t)s->m * s->n, es = f64 ? sizeof(double) : sizeof(float);
     void *c0 = malloc(n * es);
     memcpy(c0, o->c, n * es);
-    run_blis(s, o, f64);
+    run_tg(s, o, f64, false);
     void *c1 = malloc(n * es);
     memcpy(c1, o->c, n * es);
     memcpy(o->c, c0, n * es);
@@ -137,7 +143,7 @@ static int calls_for(const shape *s)
 
 typedef struct {
     bool have; /* libxsmm made a kernel */
-    double blis_s, xsmm_s, lookup_s, rel_diff;
+    double blis_s, xsmm_s, tg_s, lookup_s, rel_diff;
 } timing;
 
 /* Medians of reps interleaved batches (fewer for products above 1e8 multiply-adds). */
@@ -148,13 +154,17 @@ static timing measure(const shape *s, bool f64, int reps)
     int calls = calls_for(s);
     if ((double)s->m * s->n * s->k > 1e8) reps = (reps + 3) / 4;
     if (reps < 3) reps = 3;
-    double tb[64], tx[64], tl[64];
-    for (int w = 0; w < calls; w++) run_blis(s, &o, f64);
+    double tb[64], tx[64], tt[64], tl[64];
+    for (int w = 0; w < calls; w++) run_tg(s, &o, f64, false);
+    for (int w = 0; w < calls; w++) run_tg(s, &o, f64, true);
     for (int w = 0; t.have && w < calls; w++) run_xsmm(&o, f64);
     for (int r = 0; r < reps; r++) {
         double t0 = bench_cpu();
-        for (int c = 0; c < calls; c++) run_blis(s, &o, f64);
+        for (int c = 0; c < calls; c++) run_tg(s, &o, f64, false);
         tb[r] = (bench_cpu() - t0) / calls;
+        t0 = bench_cpu();
+        for (int c = 0; c < calls; c++) run_tg(s, &o, f64, true);
+        tt[r] = (bench_cpu() - t0) / calls;
         if (!t.have) continue;
         t0 = bench_cpu();
         for (int c = 0; c < calls; c++) run_xsmm(&o, f64);
@@ -178,6 +188,7 @@ static timing measure(const shape *s, bool f64, int reps)
         tl[r] = (bench_cpu() - t0) / 1000;
     }
     t.blis_s = bench_median(tb, reps);
+    t.tg_s = bench_median(tt, reps);
     if (t.have) {
         t.xsmm_s = bench_median(tx, reps);
         t.lookup_s = bench_median(tl, reps);
@@ -227,9 +238,10 @@ int main(int argc, char **argv)
         for (int i = 0; i < NSHAPES; i++) {
             if (strcmp(shapes[i].name, only)) continue;
             operands o = setup(&shapes[i], f64);
-            bool x = !strcmp(path, "xsmm");
+            bool x = !strcmp(path, "xsmm"), tg = !strcmp(path, "tg");
             if (x && !(f64 ? (void *)o.dk : (void *)o.sk)) return printf("no kernel\n"), 1;
-            for (int r = 0; r < 1000; r++) x ? run_xsmm(&o, f64) : run_blis(&shapes[i], &o, f64);
+            for (int r = 0; r < 1000; r++)
+                x ? run_xsmm(&o, f64) : run_tg(&shapes[i], &o, f64, tg);
             return 0;
         }
         return printf("unknown shape %s\n", only), 2;
@@ -237,9 +249,9 @@ int main(int argc, char **argv)
     double peak = bench_peak_gflops(1, 20000000L) / (f64 ? 2 : 1);
     printf("peak %.1f GFLOP/s (FMA loop, 1 core%s); medians of %d interleaved batches, thread CPU "
            "time\n\n", peak, f64 ? ", halved for float64" : "", reps);
-    printf("%-16s %-3s %-15s %4s %9s %8s %6s %9s %8s %6s %7s %9s %9s\n", "product", "op",
+    printf("%-16s %-3s %-15s %4s %9s %8s %6s %9s %8s %6s %7s %9s %9s %9s\n", "product", "op",
            "M x N x K", "beta", "BLIS us", "GFLOP/s", "%peak", "xsmm us", "GFLOP/s", "%peak",
-           "x/BLIS", "lookup us", "rel diff");
+           "x/BLIS", "lookup us", "rel diff", "tg/BLIS");
     for (int i = 0; i < NSHAPES; i++) {
         const shape *s = &shapes[i];
         char dims[32], op[4];
@@ -250,12 +262,14 @@ int main(int argc, char **argv)
         printf("%-16s %-3s %-15s %4g %9.2f %8.1f %5.0f%%", s->name, op, dims, s->beta,
                t.blis_s * 1e6, gb, 100 * gb / peak);
         if (!t.have) {
-            printf(" %9s\n", "no kernel");
+            printf(" %9s %8s %6s %7s %9s %9s %9.2f\n", "no kernel", "", "", "", "", "",
+                   t.tg_s / t.blis_s);
             continue;
         }
         double gx = flop / t.xsmm_s * 1e-9;
-        printf(" %9.2f %8.1f %5.0f%% %7.2f %9.3f %9.2g\n", t.xsmm_s * 1e6, gx, 100 * gx / peak,
-               t.xsmm_s / t.blis_s, t.lookup_s * 1e6, t.rel_diff);
+        printf(" %9.2f %8.1f %5.0f%% %7.2f %9.3f %9.2g %9.2f\n", t.xsmm_s * 1e6, gx,
+               100 * gx / peak, t.xsmm_s / t.blis_s, t.lookup_s * 1e6, t.rel_diff,
+               t.tg_s / t.blis_s);
         fflush(stdout);
     }
     if (do_sweep) sweep(f64, reps < 21 ? reps : 21);
