@@ -143,7 +143,7 @@ $(BUILD)/tools/%: tools/%.c $(BUILD)/libtapegrad.a $(HEADERS)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libtapegrad.a $(LIB_LIBS)
 
 test: $(TEST_BIN) $(EX_BIN) $(TOOL_BIN) | setup-data
-	@SAN="$(SAN)" bash scripts/run_tests.sh $(BUILD)
+	@SAN="$(SAN)" LIB_LIBS="$(LIB_LIBS)" bash scripts/run_tests.sh $(BUILD)
 
 test-asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -fno-omit-frame-pointer" \

@@ -67,6 +67,8 @@ relu_max --epochs 1e9
 xor_interval --dim 17
 LIMITS
 
+# shellcheck disable=SC2206 # the library's link flags (make passes LIB_LIBS), split into words
+lib_libs=(${LIB_LIBS:--lblis -lzip -lz -lstb -lpthread -lm})
 # The same example built by clang must print the same result: random draws never depend on the
 # order in which a compiler evaluates a call's arguments (C leaves it unspecified; gcc and clang
 # differ). Only for a build without sanitizers (clang cannot link gcc's ASan runtime).
@@ -79,7 +81,7 @@ if command -v clang >/dev/null && ! nm "$build/libtapegrad.a" 2>/dev/null | grep
     if ! clang -std=c11 -D_DEFAULT_SOURCE -O2 -w -I"$ex_root/include" -I"$ex_root" \
          -isystem "/usr/include/$multi/blis-serial" -o "$build/examples/$ex.clang" \
          "$ex_root/examples/$ex.c" "$build/libtapegrad.a" -L"$blis" -Wl,-rpath,"$blis" \
-         -lblis -lzip -lz -llapacke -llapack -lstb -lpthread -lm; then
+         "${lib_libs[@]}" -llapacke -llapack; then
       failed=$((failed + 1)); bad_bins+=("examples/$ex (clang build)"); continue
     fi
     a=$("$build/examples/$ex" "${args[@]}" 2>&1 | grep -v '^wrote' | sed 's/([0-9.]* s)//')
@@ -113,8 +115,8 @@ for src in examples/custom_op.c examples/second_order.c examples/custom_optimize
   bin="$build/out_of_tree_$(basename "$src" .c)"
   # shellcheck disable=SC2086 # SAN (from make) holds several flags
   if cc -std=c11 -Wall -Wextra -Werror ${SAN:-} -I"$ex_root/include" -o "$bin" "$ex_root/$src" \
-       "$build/libtapegrad.a" -L/usr/lib/$(gcc -print-multiarch)/blis-serial -lblis -lzip -lz \
-       -llapacke -llapack -lstb -lpthread -lm 2>"$bin.log" &&
+       "$build/libtapegrad.a" -L/usr/lib/$(gcc -print-multiarch)/blis-serial "${lib_libs[@]}" \
+       -llapacke -llapack 2>"$bin.log" &&
      "$bin" --fast --out "$ex_out" >/dev/null 2>&1; then
     passed=$((passed + 1)); echo "[       OK ] $src builds with -Iinclude only and runs"
   else
