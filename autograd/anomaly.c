@@ -4,10 +4,9 @@
 #include <math.h>
 #include "autograd/internal.h"
 
-static _Thread_local bool anomaly;
+_Thread_local bool tg__anomaly;
 
-void tg_set_anomaly_mode(bool on) { anomaly = on; }
-bool tg__anomaly_on(void) { return anomaly; }
+void tg_set_anomaly_mode(bool on) { tg__anomaly = on; }
 
 static int64_t first_non_finite(const tg_tensor *t)
 {

@@ -17,7 +17,7 @@
 
 typedef struct chunk {
     struct chunk *next;
-    size_t size, used;
+    size_t size, used;  /* used: of the current chunk, tg__arena_free_range says it instead */
     unsigned char *base;
 } chunk;
 
@@ -28,10 +28,11 @@ typedef struct {
     size_t retired_total;
 } arena;
 
-enum { MIN_CHUNK = 1 << 20, ALIGN = 64, POISON = 0xDB };
+enum { MIN_CHUNK = 1 << 20, POISON = 0xDB };
 
 static _Thread_local arena arenas[2];
 static _Thread_local int current;
+_Thread_local tg__arena_range tg__arena_free_range;
 
 static chunk *chunk_new(size_t size, chunk *next)
 {
@@ -43,10 +44,24 @@ static chunk *chunk_new(size_t size, chunk *next)
     return c;
 }
 
-void *tg__arena_alloc(size_t bytes)
+/* The free range of the current arena's newest chunk becomes the inline allocator's. */
+static void take_range(const arena *a)
+{
+    chunk *c = a->head;
+    tg__arena_free_range = c ? (tg__arena_range){c->base + c->used, c->base + c->size}
+                             : (tg__arena_range){NULL, NULL};
+}
+
+/* The inline allocator's position back into its chunk, before the chunks are walked. */
+static void give_back_range(arena *a)
+{
+    if (a->head) a->head->used = (size_t)(tg__arena_free_range.next - a->head->base);
+}
+
+void *tg__arena_grow(size_t need)
 {
     arena *a = &arenas[current];
-    size_t need = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    give_back_range(a);
     if (!a->head || a->head->used + need > a->head->size) {
         size_t size = a->head ? 2 * a->head->size : MIN_CHUNK;
         while (size < need) size *= 2;
@@ -55,13 +70,7 @@ void *tg__arena_alloc(size_t bytes)
     }
     void *p = a->head->base + a->head->used;
     a->head->used += need;
-    return p;
-}
-
-void *tg__arena_calloc(size_t bytes)
-{
-    void *p = tg__arena_alloc(bytes);
-    memset(p, 0, bytes);
+    take_range(a);
     return p;
 }
 
@@ -96,8 +105,10 @@ static void release(arena *a, bool poison)
  * switches to the other one. */
 void tg__arena_reset(void)
 {
+    give_back_range(&arenas[current]);
     release(&arenas[current], tg__debug_checks_on());
     current ^= 1;
+    take_range(&arenas[current]);
 }
 
 void tg__arena_free(void)
@@ -108,6 +119,7 @@ void tg__arena_free(void)
         arenas[k] = (arena){0};
     }
     current = 0;
+    take_range(&arenas[current]);
 }
 
 size_t tg__arena_reserved(void)

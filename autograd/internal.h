@@ -6,11 +6,74 @@
 #include "tg/core.h"
 #include "tg/op.h"
 
-/* Arena memory of the current step, 64-byte aligned, released by tg_tape_reset(). */
-void *tg__arena_alloc(size_t bytes);
+/* Arena memory of the current step, 64-byte aligned, released by tg_tape_reset(). The common
+ * case (room left in the current chunk) is a bump of tg__arena_free_range, inline, since every op
+ * allocates its output and record here; tg__arena_grow (autograd/arena.c) adds a chunk. The test
+ * is strict so that a request of 0 bytes before the first chunk exists still gets a real pointer
+ * from tg__arena_grow. */
+typedef struct {
+    unsigned char *next, *end;
+} tg__arena_range;
+extern __attribute__((visibility("hidden"))) _Thread_local tg__arena_range tg__arena_free_range;
+void *tg__arena_grow(size_t need);
+enum { TG__ARENA_ALIGN = 64 };
+
+static inline void *tg__arena_alloc(size_t bytes)
+{
+    size_t need = (bytes + TG__ARENA_ALIGN - 1) & ~(size_t)(TG__ARENA_ALIGN - 1);
+    tg__arena_range *r = &tg__arena_free_range;
+    if (need < (size_t)(r->end - r->next)) {
+        void *p = r->next;
+        r->next += need;
+        return p;
+    }
+    return tg__arena_grow(need);
+}
 /* Fills a tensor header (magic, dtype, shape, numel); data and flags are the caller's. */
 void tg__init_header(tg_tensor *t, tg_dtype dtype, int ndim, const int64_t *shape,
                      const char *op);
+/* Fails naming op and what is wrong with (dtype, ndim, shape) (autograd/tensor.c). */
+void tg__fail_bad_header(tg_dtype dtype, int ndim, const int64_t *shape, const char *op)
+    __attribute__((noreturn, cold));
+
+/* The element count of a valid tensor header, or a failure naming op: a rank outside 0..6, an
+ * unknown dtype, a negative size, or more elements than an int64 can count in bytes (8 per
+ * element at most). One pass without divisions, since every op output is checked here. */
+static inline int64_t tg__header_numel(tg_dtype dtype, int ndim, const int64_t *shape,
+                                       const char *op)
+{
+    bool bad = (unsigned)ndim > TG_MAX_DIMS || (unsigned)dtype > TG_I64;
+    int64_t numel = 1;
+    for (int i = 0; i < ndim && !bad; i++)
+        bad = shape[i] < 0 || __builtin_mul_overflow(numel, shape[i], &numel) ||
+              numel > INT64_MAX / 8;
+    if (bad) tg__fail_bad_header(dtype, ndim, shape, op);
+    return numel;
+}
+
+/* Every field of a header, flags cleared, data NULL, sizes beyond ndim 0: stored field by field,
+ * because a zeroing struct assignment of the 112 bytes compiles to a slow `rep stos`. */
+static inline void tg__fill_header(tg_tensor *t, tg_dtype dtype, int ndim, const int64_t *shape,
+                                   int64_t numel, uint32_t generation)
+{
+    t->magic = TG_MAGIC_LIVE;
+    t->generation = generation;
+    t->dtype = dtype;
+    t->ndim = ndim;
+    for (int i = 0; i < TG_MAX_DIMS; i++) t->shape[i] = i < ndim ? shape[i] : 0;
+    t->numel = numel;
+    t->data = NULL;
+    t->grad = NULL;
+    t->requires_grad = t->persistent = t->owns_data = false;
+    t->node = NULL;
+    t->name = NULL;
+}
+
+/* Bytes per element of a dtype tg__header_numel accepted. */
+static inline size_t tg__elem_size(tg_dtype dtype)
+{
+    return dtype == TG_F32 || dtype == TG_I32 ? 4 : 8;
+}
 
 /* The counted heap allocator (autograd/alloc.c): every allocation of the library goes through
  * these, and everything they return is released with tg__free. tg__malloc, tg__calloc and
@@ -42,7 +105,9 @@ size_t tg__arena_reserved(void);
 void tg__anomaly_check_forward(const tg_node *node_or_null, const char *op, const tg_tensor *out,
                                int n_in, tg_tensor *const *in);
 void tg__anomaly_check_backward(const tg_node *node, tg_tensor **(*grad_slot)(tg_tensor *t));
-bool tg__anomaly_on(void);
+/* Read by every op and every backward step: an inline read of the flag, no call. */
+extern __attribute__((visibility("hidden"))) _Thread_local bool tg__anomaly;
+static inline bool tg__anomaly_on(void) { return tg__anomaly; }
 bool tg__debug_checks_on(void);
 
 /* The records currently on the tape, in execution order. */

@@ -59,24 +59,27 @@ size_t tg_tape_arena_bytes(void) { return tg__arena_reserved(); }
 
 /* ---- checks every op makes ---------------------------------------------------------------- */
 
+static bool is_live(const tg_tensor *t)
+{
+    return t && t->magic == TG_MAGIC_LIVE && (t->persistent || t->generation == generation);
+}
+
 void tg_check_live(const tg_tensor *t, const char *op)
 {
+    if (is_live(t)) return;
     if (!t)
         tg_fail("%s: got a NULL tensor", op);
-    if (t->magic != TG_MAGIC_LIVE || (!t->persistent && t->generation != generation))
-        tg_fail("%s: tensor used after release (an intermediate of a step that "
-                "tg_tape_reset() has released, or a freed tensor); keep a tg_clone() of "
-                "anything needed across steps", op);
+    tg_fail("%s: tensor used after release (an intermediate of a step that "
+            "tg_tape_reset() has released, or a freed tensor); keep a tg_clone() of "
+            "anything needed across steps", op);
 }
 
 void tg_check_float(const tg_tensor *t, const char *op)
 {
+    if (is_live(t) && (t->dtype == TG_F32 || t->dtype == TG_F64)) return;
     tg_check_live(t, op);
-    if (t->dtype != TG_F32 && t->dtype != TG_F64) {
-        char s[128];
-        tg_fail("%s: expected a float32 or float64 tensor, got %s", op,
-                tg_shape_str(t, s, sizeof s));
-    }
+    char s[128];
+    tg_fail("%s: expected a float32 or float64 tensor, got %s", op, tg_shape_str(t, s, sizeof s));
 }
 
 void tg_check_same_dtype(const tg_tensor *a, const tg_tensor *b, const char *op)
@@ -90,12 +93,16 @@ void tg_check_same_dtype(const tg_tensor *a, const tg_tensor *b, const char *op)
 
 void *tg_op_scratch(size_t bytes) { return tg__arena_alloc(bytes); }
 
+/* Header and data in one arena block: the data starts at the next 64-byte boundary. */
+enum { HEADER_BYTES = (sizeof(tg_tensor) + TG__ARENA_ALIGN - 1) & ~(TG__ARENA_ALIGN - 1) };
+
 tg_tensor *tg_op_output(tg_dtype dtype, int ndim, const int64_t *shape)
 {
-    tg_tensor *t = tg__arena_alloc(sizeof *t);
-    tg__init_header(t, dtype, ndim, shape, "tg_op_output");
-    t->generation = generation;
-    t->data = tg__arena_alloc(tg_nbytes(t));
+    int64_t numel = tg__header_numel(dtype, ndim, shape, "tg_op_output");
+    unsigned char *block = tg__arena_alloc(HEADER_BYTES + (size_t)numel * tg__elem_size(dtype));
+    tg_tensor *t = (tg_tensor *)block;
+    tg__fill_header(t, dtype, ndim, shape, numel, generation);
+    t->data = block + HEADER_BYTES;
     return t;
 }
 
@@ -124,19 +131,21 @@ tg_node *tg_op_record(const tg_op *op, tg_tensor *out, int n_in, tg_tensor *cons
                 "tg_concat does)", op->name, TG_MAX_INPUTS, n_in);
     if (!out || out->persistent || out->node)
         tg_fail("%s: the output to record must be a fresh tg_op_output() tensor", op->name);
-    for (int i = 0; i < n_in; i++)
-        if (!in[i]) tg_fail("%s: input %d is NULL", op->name, i);
     bool needed = false;
-    for (int i = 0; i < n_in && !grad_disabled; i++)
+    for (int i = 0; i < n_in; i++) {
+        if (!in[i]) tg_fail("%s: input %d is NULL", op->name, i);
         needed |= in[i]->requires_grad;
+    }
     if (tg__anomaly_on())
         tg__anomaly_check_forward(NULL, op->name, out, n_in, in);
-    if (!needed) return NULL;
+    if (!needed || grad_disabled) return NULL;
 
     /* The saved state sits right after the record: one allocation, one cache line or two. */
     tg_node *node = tg__arena_alloc(SAVED_OFFSET + saved_bytes);
-    *node = (tg_node){.op = op, .out = out, .n_in = n_in};
-    for (int i = 0; i < n_in; i++) node->in[i] = in[i];
+    node->op = op;
+    node->out = out;
+    node->n_in = n_in;
+    for (int i = 0; i < TG_MAX_INPUTS; i++) node->in[i] = i < n_in ? in[i] : NULL;
     node->saved = saved_bytes ? (char *)node + SAVED_OFFSET : NULL;
     out->node = node;
     out->requires_grad = true;
@@ -169,12 +178,16 @@ static tg_tensor *zeros_like_intermediate(const tg_tensor *t)
 void *tg_op_grad(tg_tensor *t)
 {
     if (!t->requires_grad) return NULL;
+    if (!active_pass) { /* tg_backward: the gradient lives in t->grad */
+        if (!t->grad)
+            t->grad = t->persistent ? tg_zeros(t->dtype, t->ndim, t->shape)
+                                    : zeros_like_intermediate(t);
+        return t->grad->data;
+    }
     tg_tensor **slot = grad_slot(t);
     if (!slot) /* a tensor tg_grad was not asked about: a buffer that is thrown away */
         return zeros_like_intermediate(t)->data;
-    if (!*slot)
-        *slot = t->persistent && !active_pass ? tg_zeros(t->dtype, t->ndim, t->shape)
-                                              : zeros_like_intermediate(t);
+    if (!*slot) *slot = zeros_like_intermediate(t);
     return (*slot)->data;
 }
 

@@ -29,7 +29,7 @@ const char *tg_dtype_name(tg_dtype dtype)
     return "?";
 }
 
-size_t tg_nbytes(const tg_tensor *t) { return (size_t)t->numel * tg_dtype_size(t->dtype); }
+size_t tg_nbytes(const tg_tensor *t) { return (size_t)t->numel * tg__elem_size(t->dtype); }
 
 int tg_normalize_axis(int axis, int ndim, const char *op)
 {
@@ -39,26 +39,27 @@ int tg_normalize_axis(int axis, int ndim, const char *op)
     return a;
 }
 
+void tg__fail_bad_header(tg_dtype dtype, int ndim, const int64_t *shape, const char *op)
+{
+    if (ndim < 0 || ndim > TG_MAX_DIMS)
+        tg_fail("%s: rank %d not supported (0..%d)", op, ndim, TG_MAX_DIMS);
+    int64_t numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0) tg_fail("%s: negative size %lld in axis %d", op, (long long)shape[i], i);
+        if (shape[i] > 0 && numel > INT64_MAX / 8 / shape[i])
+            tg_fail("%s: a tensor with axis %d of size %lld has too many elements", op, i,
+                     (long long)shape[i]);
+        numel *= shape[i];
+    }
+    tg_dtype_size(dtype); /* fails naming the dtype */
+    tg_fail("%s: invalid tensor header", op);
+}
+
 /* Fills the header fields shared by persistent tensors and intermediates. */
 void tg__init_header(tg_tensor *t, tg_dtype dtype, int ndim, const int64_t *shape,
                      const char *op)
 {
-    if (ndim < 0 || ndim > TG_MAX_DIMS)
-        tg_fail("%s: rank %d not supported (0..%d)", op, ndim, TG_MAX_DIMS);
-    memset(t, 0, sizeof *t);
-    t->magic = TG_MAGIC_LIVE;
-    t->dtype = dtype;
-    t->ndim = ndim;
-    t->numel = 1;
-    for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 0) tg_fail("%s: negative size %lld in axis %d", op, (long long)shape[i], i);
-        /* numel and its size in bytes (8 per element at most) must fit in an int64 */
-        if (shape[i] > 0 && t->numel > INT64_MAX / 8 / shape[i])
-            tg_fail("%s: a tensor with axis %d of size %lld has too many elements", op, i,
-                     (long long)shape[i]);
-        t->shape[i] = shape[i];
-        t->numel *= shape[i];
-    }
+    tg__fill_header(t, dtype, ndim, shape, tg__header_numel(dtype, ndim, shape, op), 0);
 }
 
 /* The header is checked before anything is allocated, so a bad shape leaks nothing. */

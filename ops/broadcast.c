@@ -29,9 +29,24 @@ static const int64_t *operand_index(const tg_tensor *x, int ndim, const int64_t 
     return index;
 }
 
+/* Operands of one shape, the common case: identity maps, the output has their shape. */
+static bool same_shape_bcast(const tg_tensor *a, const tg_tensor *b, tg_bcast *bc)
+{
+    if (a->ndim != b->ndim || a->numel != b->numel) return false;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d]) return false;
+    bc->ndim = a->ndim;
+    for (int d = 0; d < TG_MAX_DIMS; d++) bc->shape[d] = d < a->ndim ? a->shape[d] : 0;
+    bc->numel = a->numel;
+    bc->ia = bc->ib = NULL;
+    return true;
+}
+
 tg_bcast tg__broadcast(const tg_tensor *a, const tg_tensor *b, const char *op)
 {
-    tg_bcast bc = {.ndim = a->ndim > b->ndim ? a->ndim : b->ndim, .numel = 1};
+    tg_bcast bc;
+    if (same_shape_bcast(a, b, &bc)) return bc;
+    bc = (tg_bcast){.ndim = a->ndim > b->ndim ? a->ndim : b->ndim, .numel = 1};
     for (int d = 0; d < bc.ndim; d++) {
         int da = d - (bc.ndim - a->ndim), db = d - (bc.ndim - b->ndim);
         int64_t sa = da >= 0 ? a->shape[da] : 1, sb = db >= 0 ? b->shape[db] : 1;
