@@ -6,6 +6,13 @@
 #include "tg/core.h"
 #include "tg/op.h"
 
+/* Thread-local state read by every op (the tape's, the arena's, anomaly mode's). The library is
+ * built position-independent, where the default model reaches such a variable through a call
+ * to __tls_get_addr, and the registers that call clobbers make every op save and restore them;
+ * initial-exec makes the access one load. The state is a few hundred bytes, well inside the
+ * static TLS that glibc keeps for libraries loaded with dlopen. */
+#define TG__HOT_TLS _Thread_local __attribute__((tls_model("initial-exec")))
+
 /* Arena memory of the current step, 64-byte aligned, released by tg_tape_reset(). The common
  * case (room left in the current chunk) is a bump of tg__arena_free_range, inline, since every op
  * allocates its output and record here; tg__arena_grow (autograd/arena.c) adds a chunk. The test
@@ -14,20 +21,26 @@
 typedef struct {
     unsigned char *next, *end;
 } tg__arena_range;
-extern __attribute__((visibility("hidden"))) _Thread_local tg__arena_range tg__arena_free_range;
+extern __attribute__((visibility("hidden"))) TG__HOT_TLS tg__arena_range tg__arena_free_range;
 void *tg__arena_grow(size_t need);
 enum { TG__ARENA_ALIGN = 64 };
 
-static inline void *tg__arena_alloc(size_t bytes)
+/* The common case alone: NULL when the current chunk has no room. A caller that tail-calls its
+ * own slow path on NULL keeps its fast path free of calls (and of register saves). */
+static inline void *tg__arena_try_alloc(size_t bytes)
 {
     size_t need = (bytes + TG__ARENA_ALIGN - 1) & ~(size_t)(TG__ARENA_ALIGN - 1);
     tg__arena_range *r = &tg__arena_free_range;
-    if (need < (size_t)(r->end - r->next)) {
-        void *p = r->next;
-        r->next += need;
-        return p;
-    }
-    return tg__arena_grow(need);
+    if (need >= (size_t)(r->end - r->next)) return NULL;
+    void *p = r->next;
+    r->next += need;
+    return p;
+}
+
+static inline void *tg__arena_alloc(size_t bytes)
+{
+    void *p = tg__arena_try_alloc(bytes);
+    return p ? p : tg__arena_grow((bytes + TG__ARENA_ALIGN - 1) & ~(size_t)(TG__ARENA_ALIGN - 1));
 }
 /* Fills a tensor header (magic, dtype, shape, numel); data and flags are the caller's. */
 void tg__init_header(tg_tensor *t, tg_dtype dtype, int ndim, const int64_t *shape,
@@ -106,7 +119,7 @@ void tg__anomaly_check_forward(const tg_node *node_or_null, const char *op, cons
                                int n_in, tg_tensor *const *in);
 void tg__anomaly_check_backward(const tg_node *node, tg_tensor **(*grad_slot)(tg_tensor *t));
 /* Read by every op and every backward step: an inline read of the flag, no call. */
-extern __attribute__((visibility("hidden"))) _Thread_local bool tg__anomaly;
+extern __attribute__((visibility("hidden"))) TG__HOT_TLS bool tg__anomaly;
 static inline bool tg__anomaly_on(void) { return tg__anomaly; }
 bool tg__debug_checks_on(void);
 

@@ -12,17 +12,17 @@
 #include <string.h>
 #include "autograd/internal.h"
 
-static _Thread_local tg_node **records;   /* capacity kept across resets */
-static _Thread_local size_t n_records, cap_records;
-static _Thread_local bool grad_disabled;
-static _Thread_local tg_backward_hook backward_hook;
-static _Thread_local void *backward_hook_data;
+static TG__HOT_TLS tg_node **records;   /* capacity kept across resets */
+static TG__HOT_TLS size_t n_records, cap_records;
+static TG__HOT_TLS bool grad_disabled;
+static TG__HOT_TLS tg_backward_hook backward_hook;
+static TG__HOT_TLS void *backward_hook_data;
 /* The step an intermediate belongs to; a tensor of an earlier step is released. */
-static _Thread_local uint32_t generation = 1;
+static TG__HOT_TLS uint32_t generation = 1;
 #ifdef NDEBUG
-static _Thread_local bool debug_checks = false;
+static TG__HOT_TLS bool debug_checks = false;
 #else
-static _Thread_local bool debug_checks = true;
+static TG__HOT_TLS bool debug_checks = true;
 #endif
 
 /* The functional backward in progress on this thread, or NULL. */
@@ -35,7 +35,7 @@ typedef struct {
     bool create_graph;
     bool grad_was_enabled;        /* restored at the end (or by tg_tape_reset after an error) */
 } grad_pass;
-static _Thread_local grad_pass *active_pass;
+static TG__HOT_TLS grad_pass *active_pass;
 
 void tg_set_backward_hook(tg_backward_hook hook, void *user_data)
 {
@@ -96,29 +96,65 @@ void *tg_op_scratch(size_t bytes) { return tg__arena_alloc(bytes); }
 /* Header and data in one arena block: the data starts at the next 64-byte boundary. */
 enum { HEADER_BYTES = (sizeof(tg_tensor) + TG__ARENA_ALIGN - 1) & ~(TG__ARENA_ALIGN - 1) };
 
-tg_tensor *tg_op_output(tg_dtype dtype, int ndim, const int64_t *shape)
+static tg_tensor *output_in(unsigned char *block, tg_dtype dtype, int ndim, const int64_t *shape,
+                            int64_t numel)
 {
-    int64_t numel = tg__header_numel(dtype, ndim, shape, "tg_op_output");
-    unsigned char *block = tg__arena_alloc(HEADER_BYTES + (size_t)numel * tg__elem_size(dtype));
     tg_tensor *t = (tg_tensor *)block;
     tg__fill_header(t, dtype, ndim, shape, numel, generation);
     t->data = block + HEADER_BYTES;
     return t;
 }
 
+static tg_tensor *output_in_new_chunk(tg_dtype dtype, int ndim, const int64_t *shape,
+                                      int64_t numel)
+{
+    return output_in(tg__arena_alloc(HEADER_BYTES + (size_t)numel * tg__elem_size(dtype)), dtype,
+                     ndim, shape, numel);
+}
+
+tg_tensor *tg_op_output(tg_dtype dtype, int ndim, const int64_t *shape)
+{
+    int64_t numel = tg__header_numel(dtype, ndim, shape, "tg_op_output");
+    unsigned char *block = tg__arena_try_alloc(HEADER_BYTES + (size_t)numel * tg__elem_size(dtype));
+    if (!block) return output_in_new_chunk(dtype, ndim, shape, numel);
+    return output_in(block, dtype, ndim, shape, numel);
+}
+
 /* Where the saved state starts after a record: aligned for any field an op saves. */
 enum { SAVED_ALIGN = _Alignof(max_align_t) };
 enum { SAVED_OFFSET = (sizeof(tg_node) + SAVED_ALIGN - 1) & ~(SAVED_ALIGN - 1) };
 
-static void append(tg_node *node)
+/* The saved state sits right after the record: one allocation, one cache line or two. The
+ * caller made room on the tape for one more record. */
+static tg_node *record_in(tg_node *node, const tg_op *op, tg_tensor *out, int n_in,
+                          tg_tensor *const *in, size_t saved_bytes)
 {
+    node->op = op;
+    node->out = out;
+    node->n_in = n_in;
+    for (int i = 0; i < TG_MAX_INPUTS; i++) node->in[i] = i < n_in ? in[i] : NULL;
+    node->saved = saved_bytes ? (char *)node + SAVED_OFFSET : NULL;
+    node->index = n_records;
+    records[n_records++] = node;
+    out->node = node;
+    out->requires_grad = true;
+    return node;
+}
+
+/* What tg_op_record does out of its common case: the anomaly check, a new arena chunk, a longer
+ * record array. */
+static tg_node *record_slow(const tg_op *op, tg_tensor *out, int n_in, tg_tensor *const *in,
+                            size_t saved_bytes, bool needed)
+{
+    if (tg__anomaly_on())
+        tg__anomaly_check_forward(NULL, op->name, out, n_in, in);
+    if (!needed) return NULL;
     if (n_records == cap_records) {
         size_t cap = cap_records ? 2 * cap_records : 256;
         records = tg__xrealloc(records, cap * sizeof *records);
         cap_records = cap;
     }
-    node->index = n_records;
-    records[n_records++] = node;
+    return record_in(tg__arena_alloc(SAVED_OFFSET + saved_bytes), op, out, n_in, in, saved_bytes);
 }
 
 tg_node *tg_op_record(const tg_op *op, tg_tensor *out, int n_in, tg_tensor *const *in,
@@ -136,21 +172,13 @@ tg_node *tg_op_record(const tg_op *op, tg_tensor *out, int n_in, tg_tensor *cons
         if (!in[i]) tg_fail("%s: input %d is NULL", op->name, i);
         needed |= in[i]->requires_grad;
     }
-    if (tg__anomaly_on())
-        tg__anomaly_check_forward(NULL, op->name, out, n_in, in);
-    if (!needed || grad_disabled) return NULL;
-
-    /* The saved state sits right after the record: one allocation, one cache line or two. */
-    tg_node *node = tg__arena_alloc(SAVED_OFFSET + saved_bytes);
-    node->op = op;
-    node->out = out;
-    node->n_in = n_in;
-    for (int i = 0; i < TG_MAX_INPUTS; i++) node->in[i] = i < n_in ? in[i] : NULL;
-    node->saved = saved_bytes ? (char *)node + SAVED_OFFSET : NULL;
-    out->node = node;
-    out->requires_grad = true;
-    append(node);
-    return node;
+    needed &= !grad_disabled;
+    if (tg__anomaly_on()) return record_slow(op, out, n_in, in, saved_bytes, needed);
+    if (!needed) return NULL;
+    tg_node *node = n_records < cap_records ? tg__arena_try_alloc(SAVED_OFFSET + saved_bytes)
+                                            : NULL;
+    if (!node) return record_slow(op, out, n_in, in, saved_bytes, needed);
+    return record_in(node, op, out, n_in, in, saved_bytes);
 }
 
 /* ---- gradient slots ------------------------------------------------------------------------ */
@@ -168,10 +196,24 @@ static tg_tensor **grad_slot(tg_tensor *t)
     return NULL;
 }
 
+/* A zeroed intermediate of t's shape and dtype. t's header is already valid, so it is copied
+ * rather than checked again: this runs once per gradient of every backward. */
 static tg_tensor *zeros_like_intermediate(const tg_tensor *t)
 {
-    tg_tensor *g = tg_op_output(t->dtype, t->ndim, t->shape);
-    memset(g->data, 0, tg_nbytes(g));
+    size_t bytes = (size_t)t->numel * tg__elem_size(t->dtype);
+    unsigned char *block = tg__arena_alloc(HEADER_BYTES + bytes);
+    tg_tensor *g = (tg_tensor *)block;
+    *g = *t;
+    g->generation = generation;
+    g->data = block + HEADER_BYTES;
+    g->grad = NULL;
+    g->requires_grad = g->persistent = g->owns_data = false;
+    g->node = NULL;
+    g->name = NULL;
+    /* The block is rounded up to 64 bytes, so a small gradient is zeroed by a fixed-size store
+     * the compiler writes inline, without a call. */
+    if (bytes > 0 && bytes <= TG__ARENA_ALIGN) memset(g->data, 0, TG__ARENA_ALIGN);
+    else memset(g->data, 0, bytes);
     return g;
 }
 
