@@ -15,9 +15,7 @@
 
 /* Arena memory of the current step, 64-byte aligned, released by tg_tape_reset(). The common
  * case (room left in the current chunk) is a bump of tg__arena_free_range, inline, since every op
- * allocates its output and record here; tg__arena_grow (autograd/arena.c) adds a chunk. The test
- * is strict so that a request of 0 bytes before the first chunk exists still gets a real pointer
- * from tg__arena_grow. */
+ * allocates its output and record here; tg__arena_grow (autograd/arena.c) adds a chunk. */
 typedef struct {
     unsigned char *next, *end;
 } tg__arena_range;
@@ -26,7 +24,8 @@ void *tg__arena_grow(size_t need);
 enum { TG__ARENA_ALIGN = 64 };
 
 /* The common case alone: NULL when the current chunk has no room. A caller that tail-calls its
- * own slow path on NULL keeps its fast path free of calls (and of register saves). */
+ * own slow path on NULL keeps its fast path free of calls (and of register saves). The test is
+ * strict so that NULL never means success: before the first chunk the range is {NULL, NULL}. */
 static inline void *tg__arena_try_alloc(size_t bytes)
 {
     size_t need = (bytes + TG__ARENA_ALIGN - 1) & ~(size_t)(TG__ARENA_ALIGN - 1);

@@ -189,6 +189,90 @@ static void test_sigmoid_is_stable_at_extremes(void **s)
     tg_tape_reset();
 }
 
+/* Operands of one shape take the fast path of the broadcast (no index maps); the same values
+ * with a leading axis of 1 take the general one. Values and both gradients must agree. */
+static void test_same_shape_path_matches_broadcast_path(void **s)
+{
+    (void)s;
+    for (size_t k = 0; k < sizeof binaries / sizeof *binaries; k++) {
+        tg_tensor *a = param(TG_SHAPE(3, 4), -2, 2), *b = param(TG_SHAPE(3, 4), 0.5, 2);
+        tg_tensor *b1 = tg_set_requires_grad(tg_from_data(TG_F64, TG_SHAPE(1, 3, 4), b->data), true);
+        tg_tensor *w = tg_rand_normal(TG_F64, TG_SHAPE(3, 4), 0, 1, NULL);
+        tg_tensor *same = binaries[k].fn(a, b), *general = binaries[k].fn(a, b1);
+        assert_int_equal(same->ndim, 2);
+        assert_int_equal(general->ndim, 3);
+        for (int64_t i = 0; i < 12; i++)
+            assert_near(tg_get_flat(same, i), tg_get_flat(general, i), 0);
+        tg_backward(tg_sum(tg_mul(same, w)));
+        tg_tensor *ga = tg_clone(a->grad);
+        tg_zero_grad(a);
+        tg_backward(tg_sum(tg_mul(tg_reshape(general, TG_SHAPE(3, 4)), w)));
+        double reached = 0;
+        for (int64_t i = 0; i < 12; i++) {
+            assert_near(tg_get_flat(a->grad, i), tg_get_flat(ga, i), 0);
+            assert_near(tg_get_flat(b1->grad, i), tg_get_flat(b->grad, i), 0);
+            reached += fabs(tg_get_flat(ga, i)) + fabs(tg_get_flat(b->grad, i));
+        }
+        assert_true(reached > 0);
+        tg_tape_reset();
+        tg_free(a), tg_free(b), tg_free(b1), tg_free(w), tg_free(ga);
+    }
+}
+
+/* Same rank and element count but other sizes: not the same shape, so no fast path. */
+static void test_same_numel_other_shape_does_not_broadcast(void **s)
+{
+    (void)s;
+    tg_tensor *a = tg_ones(TG_F32, TG_SHAPE(3, 4)), *b = tg_ones(TG_F32, TG_SHAPE(4, 3));
+    tg_tensor *c = tg_ones(TG_F32, TG_SHAPE(2, 6));
+    EXPECT_ERROR("tg_add: shapes [3, 4] f32 and [4, 3] f32 do not broadcast", tg_add(a, b));
+    EXPECT_ERROR("tg_mul: shapes [2, 6] f32 and [3, 4] f32 do not broadcast", tg_mul(c, a));
+    tg_free(a), tg_free(b), tg_free(c);
+}
+
+/* float32 tanh is computed without libm (ops/unary.c): within 1.5 ulp of the exact value on a
+ * sweep of float bit patterns over [0, 45] (every 61st) and their negatives, odd, and exact
+ * at the special values. */
+static double ulps_from(float got, double exact)
+{
+    float nearest = (float)exact;
+    double ulp = nextafterf(fabsf(nearest), INFINITY) - fabsf(nearest);
+    return fabs((double)got - exact) / ulp;
+}
+
+static void test_tanh_float32_accuracy(void **s)
+{
+    (void)s;
+    enum { N = 1 << 20 };
+    const uint32_t last = 0x42340000u; /* 45.0f */
+    tg_tensor *x = tg_zeros(TG_F32, TG_SHAPE(2 * N));
+    float *xs = x->data;
+    for (uint32_t i = 0; i < N; i++) {
+        uint32_t u = (uint32_t)((uint64_t)i * last / N);
+        float v;
+        memcpy(&v, &u, sizeof v);
+        xs[2 * i] = v;
+        xs[2 * i + 1] = -v;
+    }
+    tg_tensor *y = tg_tanh(x);
+    const float *ys = y->data;
+    double worst = 0;
+    for (int64_t i = 0; i < 2 * N; i++) {
+        double e = ulps_from(ys[i], tanh((double)xs[i]));
+        worst = e > worst ? e : worst;
+        if (i % 2) assert_true(ys[i] == -ys[i - 1]);
+    }
+    assert_true(worst <= 1.5);
+    tg_tensor *sp = tg_from_data(TG_F32, TG_SHAPE(6),
+                                 (float[]){0.0f, -0.0f, INFINITY, -INFINITY, NAN, 100});
+    tg_tensor *t = tg_tanh(sp);
+    const float *ts = t->data;
+    assert_true(ts[0] == 0 && !signbit(ts[0]) && ts[1] == 0 && signbit(ts[1]));
+    assert_true(ts[2] == 1 && ts[3] == -1 && isnan(ts[4]) && ts[5] == 1);
+    tg_free(x), tg_free(sp);
+    tg_tape_reset();
+}
+
 static void test_float32_matches_float64(void **s)
 {
     (void)s;
@@ -221,6 +305,9 @@ int main(void)
         cmocka_unit_test(test_unary_forward_values),
         cmocka_unit_test(test_sigmoid_is_stable_at_extremes),
         cmocka_unit_test(test_float32_matches_float64),
+        cmocka_unit_test(test_same_shape_path_matches_broadcast_path),
+        cmocka_unit_test(test_same_numel_other_shape_does_not_broadcast),
+        cmocka_unit_test(test_tanh_float32_accuracy),
     };
     int failed = cmocka_run_group_tests_name("elementwise", tests, NULL, NULL);
     check_summary();

@@ -337,6 +337,34 @@ static void test_creation_and_access(void **state)
     tg_free(a), tg_free(m), tg_free(f);
 }
 
+/* Before the first chunk the arena's free range is empty ({NULL, NULL}): a request of 0 bytes
+ * must still get memory (from a new chunk), never the range's NULL start. */
+static void test_zero_byte_scratch_before_first_chunk(void **state)
+{
+    (void)state;
+    tg_tape_free();
+    assert_non_null(tg_op_scratch(0));
+    tg_tensor *e = tg_op_output(TG_F32, TG_SHAPE(0));
+    assert_non_null(e->data);
+    assert_int_equal(e->numel, 0);
+    tg_tape_reset();
+}
+
+/* Header checks of intermediates name the op and what is wrong, like those of tg_zeros. */
+static void test_op_output_checks_its_shape(void **state)
+{
+    (void)state;
+    EXPECT_ERROR("tg_op_output: negative size -2 in axis 1", tg_op_output(TG_F32, TG_SHAPE(3, -2)));
+    EXPECT_ERROR("tg_op_output: a tensor with axis 2 of size 1048576 has too many elements",
+                 tg_op_output(TG_F32, TG_SHAPE(1 << 20, 1 << 20, 1 << 20)));
+    EXPECT_ERROR("tg_op_output: rank 7 not supported",
+                 tg_op_output(TG_F32, TG_SHAPE(1, 1, 1, 1, 1, 1, 1)));
+    EXPECT_ERROR("unknown dtype 9", tg_op_output((tg_dtype)9, TG_SHAPE(2)));
+    tg_tensor *z = tg_op_output(TG_F64, TG_SHAPE(0, 1 << 30, 1 << 30));
+    assert_int_equal(z->numel, 0);
+    tg_tape_reset();
+}
+
 static void test_rng_is_deterministic(void **state)
 {
     (void)state;
@@ -377,6 +405,8 @@ int main(void)
         cmocka_unit_test_teardown(test_tape_print_and_dot, teardown),
         cmocka_unit_test_teardown(test_creation_and_access, teardown),
         cmocka_unit_test_teardown(test_rng_is_deterministic, teardown),
+        cmocka_unit_test_teardown(test_zero_byte_scratch_before_first_chunk, teardown),
+        cmocka_unit_test_teardown(test_op_output_checks_its_shape, teardown),
     };
     return cmocka_run_group_tests_name("tape", tests, NULL, NULL);
 }
