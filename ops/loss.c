@@ -19,7 +19,8 @@ static double reduction_scale(tg_reduction r, int64_t n, const char *op)
 static tg_tensor *scalar_out(tg_dtype dtype, double value)
 {
     tg_tensor *out = tg_op_output(dtype, 0, NULL);
-    tg_set_flat(out, 0, value);
+    if (dtype == TG_F64) *(double *)out->data = value;
+    else *(float *)out->data = (float)value;
     return out;
 }
 
