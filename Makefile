@@ -47,9 +47,15 @@ endif
 SAN     ?=
 # -ffp-contract=off: no fused multiply-adds the source does not write, so every CPU (and every
 # clone of autograd/cpu_clones.h) computes the same bits; gcc's default for -std=c11, not clang's.
+# TLS descriptors where the compiler has them (gcc on x86-64; clang 14 does not): in -fPIC code a
+# thread-local variable is otherwise reached through a call to __tls_get_addr that clobbers
+# registers, and every op saves and restores them around its tape and arena accesses
+# (docs/overhead.md). The initial-exec model would be cheaper still but breaks dlopen.
+TLS_DIALECT := $(shell $(CC) -mtls-dialect=gnu2 -fPIC -x c -c /dev/null -o /dev/null 2>/dev/null \
+                 && echo -mtls-dialect=gnu2)
 TG_CFLAGS := -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter \
-             -ffp-contract=off $(OPT) $(SAN) -fPIC -Iinclude -I. -isystem $(BLIS_INC) \
-             $(XSMM_CFLAGS) $(EXTRA_CFLAGS)
+             -ffp-contract=off $(OPT) $(SAN) -fPIC $(TLS_DIALECT) -Iinclude -I. \
+             -isystem $(BLIS_INC) $(XSMM_CFLAGS) $(EXTRA_CFLAGS)
 ALL_CFLAGS  = $(TG_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SAN) -L$(BLIS_LIB) -Wl,-rpath,$(BLIS_LIB) $(LDFLAGS)
 LIB_LIBS := $(XSMM_LIBS) -lblis -lzip -lz -lstb -lpthread -lm

@@ -4,7 +4,7 @@
 #include <math.h>
 #include "autograd/internal.h"
 
-TG__HOT_TLS bool tg__anomaly;
+_Thread_local bool tg__anomaly;
 
 void tg_set_anomaly_mode(bool on) { tg__anomaly = on; }
 

@@ -30,9 +30,9 @@ typedef struct {
 
 enum { MIN_CHUNK = 1 << 20, POISON = 0xDB };
 
-static TG__HOT_TLS arena arenas[2];
-static TG__HOT_TLS int current;
-TG__HOT_TLS tg__arena_range tg__arena_free_range;
+static _Thread_local arena arenas[2];
+static _Thread_local int current;
+_Thread_local tg__arena_range tg__arena_free_range;
 
 static chunk *chunk_new(size_t size, chunk *next)
 {

@@ -6,20 +6,13 @@
 #include "tg/core.h"
 #include "tg/op.h"
 
-/* Thread-local state read by every op (the tape's, the arena's, anomaly mode's). The library is
- * built position-independent, where the default model reaches such a variable through a call
- * to __tls_get_addr, and the registers that call clobbers make every op save and restore them;
- * initial-exec makes the access one load. The state is a few hundred bytes, well inside the
- * static TLS that glibc keeps for libraries loaded with dlopen. */
-#define TG__HOT_TLS _Thread_local __attribute__((tls_model("initial-exec")))
-
 /* Arena memory of the current step, 64-byte aligned, released by tg_tape_reset(). The common
  * case (room left in the current chunk) is a bump of tg__arena_free_range, inline, since every op
  * allocates its output and record here; tg__arena_grow (autograd/arena.c) adds a chunk. */
 typedef struct {
     unsigned char *next, *end;
 } tg__arena_range;
-extern __attribute__((visibility("hidden"))) TG__HOT_TLS tg__arena_range tg__arena_free_range;
+extern __attribute__((visibility("hidden"))) _Thread_local tg__arena_range tg__arena_free_range;
 void *tg__arena_grow(size_t need);
 enum { TG__ARENA_ALIGN = 64 };
 
@@ -118,7 +111,7 @@ void tg__anomaly_check_forward(const tg_node *node_or_null, const char *op, cons
                                int n_in, tg_tensor *const *in);
 void tg__anomaly_check_backward(const tg_node *node, tg_tensor **(*grad_slot)(tg_tensor *t));
 /* Read by every op and every backward step: an inline read of the flag, no call. */
-extern __attribute__((visibility("hidden"))) TG__HOT_TLS bool tg__anomaly;
+extern __attribute__((visibility("hidden"))) _Thread_local bool tg__anomaly;
 static inline bool tg__anomaly_on(void) { return tg__anomaly; }
 bool tg__debug_checks_on(void);
 

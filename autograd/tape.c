@@ -12,17 +12,17 @@
 #include <string.h>
 #include "autograd/internal.h"
 
-static TG__HOT_TLS tg_node **records;   /* capacity kept across resets */
-static TG__HOT_TLS size_t n_records, cap_records;
-static TG__HOT_TLS bool grad_disabled;
-static TG__HOT_TLS tg_backward_hook backward_hook;
-static TG__HOT_TLS void *backward_hook_data;
+static _Thread_local tg_node **records;   /* capacity kept across resets */
+static _Thread_local size_t n_records, cap_records;
+static _Thread_local bool grad_disabled;
+static _Thread_local tg_backward_hook backward_hook;
+static _Thread_local void *backward_hook_data;
 /* The step an intermediate belongs to; a tensor of an earlier step is released. */
-static TG__HOT_TLS uint32_t generation = 1;
+static _Thread_local uint32_t generation = 1;
 #ifdef NDEBUG
-static TG__HOT_TLS bool debug_checks = false;
+static _Thread_local bool debug_checks = false;
 #else
-static TG__HOT_TLS bool debug_checks = true;
+static _Thread_local bool debug_checks = true;
 #endif
 
 /* The functional backward in progress on this thread, or NULL. */
@@ -35,7 +35,7 @@ typedef struct {
     bool create_graph;
     bool grad_was_enabled;        /* restored at the end (or by tg_tape_reset after an error) */
 } grad_pass;
-static TG__HOT_TLS grad_pass *active_pass;
+static _Thread_local grad_pass *active_pass;
 
 void tg_set_backward_hook(tg_backward_hook hook, void *user_data)
 {
