@@ -1,8 +1,8 @@
 /* Mini-batch loader: an index permutation reshuffled per epoch, rows gathered into batch buffers
  * allocated once. Two tensor headers per side share each buffer: one with batch_size rows and one
  * with the remainder, so a short last batch has the right shape[0] without touching a header the
- * caller may still hold. A batch whose rows are consecutive in the data set (every batch without
- * shuffling) is not copied: its header points at the rows themselves. */
+ * caller may still hold. Without shuffling a batch is not copied: its header points at the rows
+ * themselves. */
 #include <string.h>
 #include "autograd/internal.h"
 #include "tg/data.h"
@@ -95,13 +95,15 @@ static bool consecutive(const int64_t *idx, int64_t n)
     return true;
 }
 
-/* Points the batch header b at rows idx of src: the rows themselves when they are consecutive,
- * else copies of them in buf. */
+/* Points the batch header b at rows idx of src: the rows themselves when the loader does not
+ * shuffle (they are then consecutive), else copies of them in buf. A shuffled batch is always a
+ * copy, even when its rows happen to be consecutive (one row, a one-row tail): training loops
+ * augment shuffled batches in place (tg_random_crop_flip_), which must not reach the data set. */
 static void fill_batch(tg_tensor *b, void *buf, const tg_tensor *src, size_t row,
-                       const int64_t *idx, int64_t n)
+                       const int64_t *idx, int64_t n, bool in_place)
 {
     const char *s = src->data;
-    if (consecutive(idx, n)) {
+    if (in_place && consecutive(idx, n)) {
         b->data = (void *)(s + (size_t)idx[0] * row);
         return;
     }
@@ -140,11 +142,11 @@ bool tg_loader_next(tg_loader *L, tg_tensor **xb, tg_tensor **yb)
                  (long long)L->n, (long long)L->x->shape[0]);
     const int64_t *idx = L->perm + L->pos;
     tg_tensor *bx = k == L->batch_size ? L->xb_full : L->xb_tail;
-    fill_batch(bx, L->xbuf, L->x, L->x_row, idx, k);
+    fill_batch(bx, L->xbuf, L->x, L->x_row, idx, k, !L->shuffle);
     if (xb) *xb = bx;
     if (L->y) {
         tg_tensor *by = k == L->batch_size ? L->yb_full : L->yb_tail;
-        fill_batch(by, L->ybuf, L->y, L->y_row, idx, k);
+        fill_batch(by, L->ybuf, L->y, L->y_row, idx, k, !L->shuffle);
         if (yb) *yb = by;
     } else if (yb) {
         *yb = NULL;

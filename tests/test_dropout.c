@@ -236,6 +236,73 @@ static void test_errors(void **state)
     tg_free(i);
 }
 
+/* The mask follows the documented lane rule exactly: element 4j + k is kept when lane k (16 bits)
+ * of draw j is >= round(p·2^16). p is set from an actual lane u of the stream: (u - 0.4)/2^16
+ * makes the threshold u (a comparison > instead of >= drops that element), (u + 0.6)/2^16 makes
+ * it u + 1 (a truncated threshold u keeps it). Element 1000 of 1001 is a block's last, partial
+ * draw; element 997 is inside the four-lane loop. */
+static void test_mask_lane_rule(void **state)
+{
+    (void)state;
+    enum { N = 1001 };
+    const int64_t targets[] = {997, 1000};
+    const double offsets[] = {-0.4, 0.6};
+    for (int c = 0; c < 8; c++) {
+        bool fused = c & 1;
+        int64_t target = targets[(c >> 1) & 1];
+        tg_tensor *x = tg_ones(TG_F64, TG_SHAPE(N));
+        tg_rng rng, copy;
+        tg_rng_seed(&rng, 77 + (uint64_t)c);
+        copy = rng;
+        uint64_t draws[(N + 3) / 4];
+        for (int64_t j = 0; j < (N + 3) / 4; j++) draws[j] = tg_rng_next(&copy);
+        uint32_t u = (uint32_t)((draws[target / 4] >> (16 * (target % 4))) & 0xffff);
+        double p = ((double)u + offsets[c >> 2]) / 65536.0;
+        if (p < 0 || p >= 1) p = 0.5;
+        uint32_t threshold = (uint32_t)lround(p * 65536.0);
+        tg_tensor *y = fused ? tg_relu_dropout(x, p, true, &rng) : tg_dropout(x, p, true, &rng);
+        for (int64_t i = 0; i < N; i++) {
+            bool keep = ((draws[i / 4] >> (16 * (i % 4))) & 0xffff) >= threshold;
+            if ((tg_get_flat(y, i) != 0) != keep)
+                fail_msg("%s, element %lld (p = %.9g): %s, the lane rule says %s",
+                         fused ? "tg_relu_dropout" : "tg_dropout", (long long)i, p,
+                         tg_get_flat(y, i) != 0 ? "kept" : "dropped", keep ? "keep" : "drop");
+        }
+        assert_memory_equal(&rng, &copy, sizeof rng);   /* a quarter of a draw per element */
+        tg_tape_reset();
+        tg_free(x);
+    }
+}
+
+/* Non-finite inputs: a kept NaN stays NaN (as tg_relu's), a kept +Inf stays +Inf, -Inf and -0
+ * become 0, a dropped element is 0 whatever it was: the values of tg_dropout(tg_relu(x)). */
+static void test_relu_dropout_non_finite(void **state)
+{
+    (void)state;
+    const double specials[] = {NAN, INFINITY, -INFINITY, -0.0, 0.0, 2.0, -3.0};
+    for (int k = 0; k < 2; k++) {
+        tg_dtype dt = k ? TG_F32 : TG_F64;
+        tg_tensor *x = tg_zeros(dt, TG_SHAPE(700));
+        for (int64_t i = 0; i < 700; i++) tg_set_flat(x, i, specials[i % 7]);
+        tg_rng r1, r2;
+        tg_rng_seed(&r1, 31);
+        tg_rng_seed(&r2, 31);
+        tg_tensor *fused = tg_relu_dropout(x, 0.4, true, &r1);
+        tg_tensor *plain = tg_dropout(tg_relu(x), 0.4, true, &r2);
+        int64_t kept_nan = 0;
+        for (int64_t i = 0; i < 700; i++) {
+            double a = tg_get_flat(fused, i), b = tg_get_flat(plain, i);
+            if (isnan(b)) kept_nan++;
+            if (!(a == b || (isnan(a) && isnan(b))))
+                fail_msg("element %lld, x = %g: %g, composition %g", (long long)i,
+                         tg_get_flat(x, i), a, b);
+        }
+        assert_true(kept_nan > 0);
+        tg_tape_reset();
+        tg_free(x);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -246,6 +313,8 @@ int main(void)
         cmocka_unit_test(test_gradcheck),
         cmocka_unit_test(test_mask_draws),
         cmocka_unit_test(test_rate_p_not_dyadic),
+        cmocka_unit_test(test_mask_lane_rule),
+        cmocka_unit_test(test_relu_dropout_non_finite),
         cmocka_unit_test(test_relu_dropout_is_the_composition),
         cmocka_unit_test(test_relu_dropout_gradcheck),
         cmocka_unit_test(test_errors),

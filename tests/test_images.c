@@ -240,6 +240,28 @@ static void test_crop_flip(void **state)
     tg_free(x), tg_free(y);
 }
 
+/* BUG (review): the documented use, augmenting the loader's batch in place, must leave the data
+ * set as it was. A shuffled loader's batch of one row, or a one-row tail batch, is "consecutive",
+ * so it was handed out pointing into x and the augmentation rewrote the data set itself. */
+static void test_crop_flip_on_loader_batches_leaves_the_data_set(void **state)
+{
+    (void)state;
+    tg_rng rng;
+    tg_rng_seed(&rng, 9);
+    tg_tensor *x = tg_rand_uniform(TG_F32, TG_SHAPE(5, 1, 4, 4), 0.5, 1, &rng), *x0 = tg_clone(x);
+    tg_tensor *y = tg_zeros(TG_I32, TG_SHAPE(5));
+    const int64_t batch_sizes[] = {1, 2};   /* 2 over 5 rows: the last batch has one row */
+    for (int b = 0; b < 2; b++) {
+        tg_loader *L = tg_loader_new(x, y, batch_sizes[b], true, false, &rng);
+        tg_tensor *xb, *yb;
+        for (int epoch = 0; epoch < 2; epoch++)
+            while (tg_loader_next(L, &xb, &yb)) tg_random_crop_flip_(xb, 2, true, &rng);
+        tg_loader_free(L);
+        assert_memory_equal(x->data, x0->data, tg_nbytes(x));
+    }
+    tg_free(x), tg_free(x0), tg_free(y);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -249,6 +271,7 @@ int main(void)
         cmocka_unit_test(test_as_images),
         cmocka_unit_test(test_normalisation),
         cmocka_unit_test(test_crop_flip),
+        cmocka_unit_test(test_crop_flip_on_loader_batches_leaves_the_data_set),
     };
     return cmocka_run_group_tests(tests, check_tmpdir_setup, check_tmpdir_teardown);
 }

@@ -134,9 +134,10 @@ void tg_mnist_free(tg_mnist *m);
  * shuffle is false). Rows are copied into batch tensors allocated once by tg_loader_new: no heap
  * allocation per batch and no copy of the data set per epoch. The returned tensors are owned by
  * the loader and valid until the next tg_loader_next / tg_loader_free; the last batch of an epoch
- * has shape[0] = the number of rows left (or is skipped when drop_last is set). A batch whose rows
- * are consecutive in x (every batch when shuffle is false) is not copied: its data point into x
- * and y, so treat batches as read-only.
+ * has shape[0] = the number of rows left (or is skipped when drop_last is set). When shuffle is
+ * false the batches are not copied: their data point into x and y, so treat them as read-only
+ * (copy one before changing it in place, e.g. with tg_random_crop_flip_). Shuffled batches are
+ * always copies.
  * The loader forks its own generator from rng at creation (one draw; NULL: the global generator),
  * so the order depends on the seed only, not on what else draws random numbers during training.
  *
@@ -207,7 +208,8 @@ void tg_normalize_channels_(tg_tensor *x, const double *mean, const double *std)
  * horizontal flip with probability 1/2 when flip is set (torchvision's RandomCrop(H, padding=pad)
  * and RandomHorizontalFlip). Three draws from rng per image (dy, dx, flip; NULL: the global
  * generator), whatever the options, so the same seed gives the same batches. No allocation. Run
- * it on the loader's batch (rewritten from the data set at every tg_loader_next). */
+ * it on a shuffling loader's batch (a copy, rewritten from the data set at every tg_loader_next);
+ * an unshuffled loader's batch points into the data set itself (tg_loader_new). */
 void tg_random_crop_flip_(tg_tensor *x, int pad, bool flip, tg_rng *rng);
 
 #ifdef __cplusplus
