@@ -291,18 +291,18 @@ static double parameter_count(const q2_config *c)
 static tg_status check_optimizer_flags(const raw_flags *raw, const char *opt)
 {
     static const struct { int flag; const char *owners; } owned[] = {
-        {F_MOMENTUM, "sgd rmsprop"}, {F_NESTEROV, "sgd"}, {F_DAMPENING, "sgd"},
-        {F_BETA1, "adam adamw"}, {F_BETA2, "adam adamw"}, {F_EPS, "adam adamw rmsprop adagrad"},
+        {F_MOMENTUM, "sgd|rmsprop"}, {F_NESTEROV, "sgd"}, {F_DAMPENING, "sgd"},
+        {F_BETA1, "adam|adamw"}, {F_BETA2, "adam|adamw"}, {F_EPS, "adam|adamw|rmsprop|adagrad"},
         {F_ALPHA, "rmsprop"}, {F_CENTERED, "rmsprop"}, {F_LR_DECAY, "adagrad"},
         {F_INIT_ACC, "adagrad"}};
     for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) {
         if (!raw->v[owned[i].flag]) continue;
         char list[64];
-        snprintf(list, sizeof list, " %s ", owned[i].owners);
+        snprintf(list, sizeof list, "|%s|", owned[i].owners);
         char me[16];
-        snprintf(me, sizeof me, " %s ", opt);
+        snprintf(me, sizeof me, "|%s|", opt);
         if (!strstr(list, me))
-            return q2_bad("-%s is a setting of %s, not of -optimizer %s", q2_flags[owned[i].flag].name,
+            return q2_bad("-%s is a setting of -optimizer %s, not of -optimizer %s", q2_flags[owned[i].flag].name,
                           owned[i].owners, opt);
     }
     return TG_OK;

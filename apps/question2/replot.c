@@ -74,7 +74,7 @@ static bool sweep_kind(const char *dir, const char *const *runs, int n, char *ki
     bool q[3] = {false, false, false}, grid = false;
     for (int i = 0; i < n; i++) {
         for (int j = 0; j < 3; j++) {
-            char prefix[8];
+            char prefix[16];
             snprintf(prefix, sizeof prefix, "2.%d-", j + 1);
             q[j] |= !strncmp(runs[i], prefix, 4);
         }
