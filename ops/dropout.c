@@ -52,7 +52,8 @@ TG_STAMP(RELU_MASK_KERNEL)
 
 /* mask_i = 1 with probability 1 - p: each 64-bit draw of the generator gives four 16-bit lanes,
  * element 4j + k keeps when lane k of draw j is >= round(p·2^16). The keep probability is then
- * 1 - round(p·2^16)/2^16, within 2^-17 of 1 - p, and a mask costs a quarter of a draw per
+ * 1 - round(p·2^16)/2^16, within 2^-17 of 1 - p (2^-16 for p above 1 - 2^-17, see
+ * keep_threshold), and a mask costs a quarter of a draw per
  * element. The draws of a block go to a buffer first: the generator is a serial chain, the
  * comparisons are not, and apart they vectorise. The state is kept in locals: stores through the
  * byte mask may alias anything, which otherwise forces a reload and store of it per draw. */
@@ -69,9 +70,17 @@ static TG_CPU_CLONES void compare_lanes(unsigned char *restrict mask,
         mask[i] = ((draws[i / 4] >> (16 * (i % 4))) & 0xffff) >= threshold;
 }
 
+/* round(p·2^16), at most 2^16 - 1: a p just below 1 must still keep some elements (one lane
+ * value in 2^16), not drop all of them while survivors would be scaled by 1/(1 - p). */
+static uint32_t keep_threshold(double p)
+{
+    long t = lround(p * 65536.0);
+    return t > 65535 ? 65535u : (uint32_t)t;
+}
+
 static void make_mask(unsigned char *restrict mask, int64_t n, double p, tg_rng *rng)
 {
-    const uint32_t threshold = (uint32_t)lround(p * 65536.0);
+    const uint32_t threshold = keep_threshold(p);
     uint64_t s[4] = {rng->s[0], rng->s[1], rng->s[2], rng->s[3]};
     uint64_t draws[MASK_BLOCK / 4];
     for (int64_t start = 0; start < n; start += MASK_BLOCK) {

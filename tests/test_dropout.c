@@ -51,6 +51,27 @@ static void test_fraction_and_scaling(void **state)
     }
 }
 
+/* A p within 2^-17 of 1 rounds to a threshold of 2^16: every element would be dropped while
+ * survivors are scaled by 1/(1 - p). Some must survive (about n / 2^16), for both ops. */
+static void test_p_just_below_one_keeps_some(void **state)
+{
+    (void)state;
+    const int64_t n = 1 << 20;
+    tg_tensor *x = tg_ones(TG_F32, TG_SHAPE(n));
+    for (int relu = 0; relu < 2; relu++) {
+        tg_rng rng;
+        tg_rng_seed(&rng, 11);
+        tg_tensor *y = relu ? tg_relu_dropout(x, 0.999999, true, &rng)
+                            : tg_dropout(x, 0.999999, true, &rng);
+        int64_t kept = 0;
+        for (int64_t i = 0; i < n; i++) kept += tg_get_flat(y, i) != 0;
+        if (kept < 2 || kept > 64) fail_msg("relu %d: %lld of %lld kept", relu, (long long)kept,
+                                            (long long)n);
+        tg_tape_reset();
+    }
+    tg_free(x);
+}
+
 static void test_same_seed_same_mask(void **state)
 {
     (void)state;
@@ -308,6 +329,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_identity),
         cmocka_unit_test(test_fraction_and_scaling),
+        cmocka_unit_test(test_p_just_below_one_keeps_some),
         cmocka_unit_test(test_same_seed_same_mask),
         cmocka_unit_test(test_gradient_is_mask_scaling),
         cmocka_unit_test(test_gradcheck),
