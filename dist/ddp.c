@@ -9,6 +9,7 @@
  * order, then broadcast (a second communicator, so gathers and broadcasts of different buckets
  * can be in flight at once without their order depending on timing). */
 #include <string.h>
+#include <unistd.h>
 #include "dist/internal.h"
 
 enum { PENDING, REDUCING, BROADCASTING, DONE };
@@ -187,12 +188,17 @@ static void add_in_rank_order(tg_ddp *d, bucket *b)
  * of their own, so they do not wait behind the non-blocking ones still in flight. A barrier with
  * the deadline comes first: past it every rank is here, so the blocking calls cannot hang on a
  * rank that stopped answering. */
+static double late_stall_seconds;
+void tg__dist_set_late_stall(double seconds) { late_stall_seconds = seconds; }
+
 static void reduce_late(tg_ddp *d)
 {
     if (d->next_launch == d->n_buckets) return;
     MPI_Request r;
     MPI_Ibarrier(d->late_comm, &r);
     tg__dist_wait(&r, 1, "tg_ddp_finish (ranks reaching the gradient reduction)");
+    if (late_stall_seconds > 0) sleep((unsigned)late_stall_seconds);
+    tg__dist_blocking_begin("tg_ddp_finish (blocking gradient reduction)");
     for (; d->next_launch < d->n_buckets; d->next_launch++) {
         bucket *b = &d->buckets[d->next_launch];
         pack_bucket(d, b);
@@ -208,6 +214,7 @@ static void reduce_late(tg_ddp *d)
         }
         b->state = DONE;
     }
+    tg__dist_blocking_end();
 }
 
 /* Rank 0 adds the gathered copies in rank order into the bucket, then every rank broadcasts. */

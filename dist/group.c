@@ -4,6 +4,10 @@
 #include <string.h>
 #include <time.h>
 #include <sched.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <unistd.h>
 #include "dist/internal.h"
 
 static int rank, world = 1;
@@ -110,6 +114,60 @@ void tg__dist_wait(MPI_Request *requests, int n, const char *what)
         if ((spins & 63) == 63) sched_yield();
     }
 }
+
+/* The watchdog of blocking collectives. It makes no MPI call (MPI runs with one thread here):
+ * past the deadline it writes the message and _exits, and mpirun, seeing a rank end without
+ * MPI_Finalize, ends the others, including one that is stopped or spinning. */
+static atomic_llong watch_deadline_ns; /* 0: no blocking call in progress */
+static const char *_Atomic watch_what;
+static pthread_once_t watch_once = PTHREAD_ONCE_INIT;
+
+static long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void *watchdog(void *unused)
+{
+    (void)unused;
+    for (;;) {
+        nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+        long long deadline = atomic_load(&watch_deadline_ns);
+        if (!deadline || now_ns() < deadline) continue;
+        char msg[512];
+        int len = snprintf(msg, sizeof msg,
+                           "tapegrad dist: rank %d of %d: %s: no answer from the other ranks for "
+                           "%.0f s (a rank died, hangs, or takes another code path); raise "
+                           "TG_DIST_TIMEOUT if a step is really that slow\n",
+                           rank, world, atomic_load(&watch_what), timeout_seconds);
+        if (len > 0 && write(2, msg, (size_t)len) < 0) len = 0;
+        _exit(3);
+    }
+    return NULL;
+}
+
+/* Signals stay with the threads the program made (the runner's SIGINT handling). */
+static void start_watchdog(void)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t t;
+    if (pthread_create(&t, NULL, watchdog, NULL) == 0) pthread_detach(t);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+void tg__dist_blocking_begin(const char *what)
+{
+    if (timeout_seconds <= 0) return;
+    pthread_once(&watch_once, start_watchdog);
+    atomic_store(&watch_what, what);
+    atomic_store(&watch_deadline_ns, now_ns() + (long long)(timeout_seconds * 1e9));
+}
+
+void tg__dist_blocking_end(void) { atomic_store(&watch_deadline_ns, 0); }
 
 void tg_dist_barrier(void)
 {

@@ -152,6 +152,9 @@ static void test_a_failing_rank_ends_the_job(void **state)
     expect_job_fails(NULL, "fault-die", "exited on signal 9");
     /* Rank 1 sleeps 60 s inside a step: rank 0's deadline of 2 s ends the job. */
     expect_job_fails("TG_DIST_TIMEOUT=2", "fault-hang", "no answer from the other ranks for 2 s");
+    /* Rank 1 sleeps past the barrier, so rank 0 waits in a blocking reduction: the watchdog. */
+    expect_job_fails("TG_DIST_TIMEOUT=2", "fault-hang-late",
+                     "blocking gradient reduction): no answer from the other ranks for 2 s");
 }
 
 /* ---- the Question 2 runner, data-parallel (apps/question2/distributed.c) --------------------- */

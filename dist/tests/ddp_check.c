@@ -6,7 +6,8 @@
  *       rank 0 saves a checkpoint after SAVE_AT steps
  *   ddp_check resume STEPS CKPT CURVE          resumes CKPT with this run's world size and
  *       compares every later step with the curve of the uninterrupted run
- *   ddp_check fault-input | fault-hang | fault-die   rank 1 fails in one of three ways */
+ *   ddp_check fault-input | fault-hang | fault-hang-late | fault-die   rank 1 fails in one of four
+ *                                   ways (hang-late: asleep after the barrier of the blocking reductions) */
 #include <math.h>
 #include <stdarg.h>
 #include <signal.h>
@@ -15,6 +16,9 @@
 #include <unistd.h>
 #include "tapegrad.h"
 #include "tg/dist.h"
+
+/* dist/internal.h's fault injection (this program links the static dist library) */
+void tg__dist_set_late_stall(double seconds);
 
 enum { N_ROWS = 200, N_IN = 20, N_HIDDEN = 32, N_OUT = 10, BATCH = 27 };
 
@@ -296,6 +300,8 @@ static int fault(const char *kind)
                 tg_dist_check(tg_npy_load("/nonexistent/shard-1.npy", &x), "loading my shard");
             } else if (!strcmp(kind, "fault-hang")) {
                 sleep(60);
+            } else if (!strcmp(kind, "fault-hang-late")) {
+                tg__dist_set_late_stall(60);
             } else {
                 raise(SIGKILL);
             }
