@@ -268,6 +268,20 @@ static void direct(tg_module *model, tg_tensor *x, tg_tensor *y, double *loss, d
     tg_set_grad_enabled(grad);
 }
 
+/* Rows whose argmax is the label, ties to the first index as tg_argmax; shape errors named. */
+static void test_count_correct(void **state)
+{
+    (void)state;
+    tg_tensor *s = tg_from_data(TG_F32, TG_SHAPE(4, 3),
+                                (float[]){0, 2, 1, 5, 5, 0, -1, -2, -3, 0, 0, 9});
+    tg_tensor *y = tg_from_data(TG_I32, TG_SHAPE(4), (int32_t[]){1, 0, 1, 2});
+    assert_int_equal(tg_count_correct(s, y), 3);
+    tg_tensor *y3 = tg_from_data(TG_I32, TG_SHAPE(3), (int32_t[]){1, 0, 1});
+    EXPECT_ERROR("tg_count_correct: scores [4, 3] f32 and labels [3] i32", tg_count_correct(s, y3));
+    tg_tape_reset();
+    tg_free(s), tg_free(y), tg_free(y3);
+}
+
 static void test_evaluate_classifier(void **state)
 {
     (void)state;
@@ -625,6 +639,7 @@ int main(void)
         cmocka_unit_test(test_metrics_log_plot),
         cmocka_unit_test(test_metrics_log_errors_name_the_path),
         cmocka_unit_test(test_metrics_read_errors),
+        cmocka_unit_test(test_count_correct),
         cmocka_unit_test(test_evaluate_classifier),
         cmocka_unit_test(test_evaluate_regressor),
         cmocka_unit_test(test_train_epoch_is_the_plain_loop),

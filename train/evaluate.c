@@ -36,9 +36,20 @@ static void check_args(const char *op, tg_module *model, const tg_tensor *x, con
                  (long long)(x->ndim ? x->shape[0] : 0), (long long)(y->ndim ? y->shape[0] : 0));
 }
 
-static int64_t count_hits(const tg_tensor *pred, const tg_tensor *labels)
+int64_t tg_count_correct(tg_tensor *scores, const tg_tensor *labels)
 {
-    const int32_t *p = pred->data, *l = labels->data;
+    const char *op = "tg_count_correct";
+    tg_check_live(scores, op);
+    tg_check_live(labels, op);
+    if (scores->ndim != 2 || labels->dtype != TG_I32 || labels->ndim != 1 ||
+        labels->shape[0] != scores->shape[0]) {
+        char a[64], b[64];
+        tg_fail("%s: scores %s and labels %s: want scores [N, C] and int32 labels [N]", op,
+                tg_shape_str(scores, a, sizeof a), tg_shape_str(labels, b, sizeof b));
+    }
+    bool grad = tg_set_grad_enabled(false);
+    const int32_t *p = tg_argmax(scores, 1)->data, *l = labels->data;
+    tg_set_grad_enabled(grad);
     int64_t hits = 0;
     for (int64_t i = 0; i < labels->numel; i++) hits += p[i] == l[i];
     return hits;
@@ -64,7 +75,7 @@ static tg_eval evaluate(const char *op, tg_module *model, const tg_tensor *x, co
         tg_tensor *out = tg_module_forward(model, &xb);
         if (classifier) {
             sum += tg_item(tg_cross_entropy(out, &yb, TG_REDUCE_SUM));
-            hits += count_hits(tg_argmax(out, 1), &yb);
+            hits += tg_count_correct(out, &yb);
         } else {
             sum += tg_item(tg_mse_loss(out, &yb, TG_REDUCE_SUM));
         }

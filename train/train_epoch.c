@@ -19,16 +19,6 @@ static tg_tensor *batch_loss(tg_loss_kind kind, tg_tensor *out, tg_tensor *y)
     return tg_cross_entropy(out, y, TG_REDUCE_MEAN);
 }
 
-static int64_t count_hits(tg_tensor *scores, const tg_tensor *labels)
-{
-    bool grad = tg_set_grad_enabled(false);
-    const int32_t *p = tg_argmax(scores, 1)->data, *l = labels->data;
-    tg_set_grad_enabled(grad);
-    int64_t hits = 0;
-    for (int64_t i = 0; i < labels->numel; i++) hits += p[i] == l[i];
-    return hits;
-}
-
 tg_epoch_stats tg_train_epoch(tg_module *model, tg_optimizer *opt, tg_loader *loader,
                               const tg_train_opts *opts)
 {
@@ -48,7 +38,7 @@ tg_epoch_stats tg_train_epoch(tg_module *model, tg_optimizer *opt, tg_loader *lo
         tg_optimizer_zero_grad(opt);
         tg_tensor *out = tg_module_forward(model, x);
         tg_tensor *loss = batch_loss(o.loss, out, y);
-        if (o.accuracy) hits += count_hits(out, y);
+        if (o.accuracy) hits += tg_count_correct(out, y);
         tg_backward(loss);
         tg_optimizer_step(opt);
         double l = tg_item(loss);

@@ -96,16 +96,6 @@ static tg_tensor *rows_of(tg_tensor **cache, const tg_tensor *t, int64_t lo, int
     return *cache;
 }
 
-static int64_t count_hits(tg_tensor *scores, const tg_tensor *labels)
-{
-    bool grad = tg_set_grad_enabled(false);
-    const int32_t *p = tg_argmax(scores, 1)->data, *l = labels->data;
-    tg_set_grad_enabled(grad);
-    int64_t hits = 0;
-    for (int64_t i = 0; i < labels->numel; i++) hits += p[i] == l[i];
-    return hits;
-}
-
 /* One step on this rank's slice, in micro-batches: the weighted gradients of all but the last
  * are accumulated locally, the last one's backward reduces them all. Adds Σ weight·loss and the
  * rows scored right to m[0], m[1]. */
@@ -124,7 +114,7 @@ static void step(tg_module *model, tg_optimizer *opt, tg_tensor *xb, tg_tensor *
             tg_tensor *y = rows_of(&S.micro_y[t][k], yb, lo, hi);
             tg_tensor *out = tg_module_forward(model, rows_of(&S.micro_x[t][k], xb, lo, hi));
             loss = tg_cross_entropy(out, y, TG_REDUCE_MEAN);
-            if (accuracy) m[1] += (double)count_hits(out, y);
+            if (accuracy) m[1] += (double)tg_count_correct(out, y);
             m[0] += w * tg_item(loss);
         }
         if (last) {
@@ -195,7 +185,7 @@ static tg_eval evaluate(tg_module *model, const tg_tensor *x, const tg_tensor *y
         tg_tensor *out = tg_module_forward(model, rows_of(&xs, x, lo, hi));
         rows_of(&ys, y, lo, hi);
         v[2 * i] = tg_item(tg_cross_entropy(out, ys, TG_REDUCE_SUM));
-        v[2 * i + 1] = (double)count_hits(out, ys);
+        v[2 * i + 1] = (double)tg_count_correct(out, ys);
         tg_tape_reset();
         tg_free(xs);
         tg_free(ys);

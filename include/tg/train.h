@@ -91,6 +91,9 @@ typedef struct {
 
 tg_eval tg_evaluate_classifier(tg_module *model, const tg_tensor *x, const tg_tensor *y,
                                int64_t batch_size);
+/* Rows of scores [N, C] whose largest score is at the int32 label of labels [N] (the numerator
+ * of a classifier's accuracy); records nothing on the tape's graph. */
+int64_t tg_count_correct(tg_tensor *scores, const tg_tensor *labels);
 tg_eval tg_evaluate_regressor(tg_module *model, const tg_tensor *x, const tg_tensor *y,
                               int64_t batch_size);
 
