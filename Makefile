@@ -141,7 +141,7 @@ $(APP_DIRS:%=$(BUILD)/apps/%): $(BUILD)/apps/%: $$(wildcard apps/$$*/*.c) \
 	  $(BUILD)/libtapegrad.a $(LDLIBS)
 # Benchmarks measure this machine (bench_gemm's peak loop uses its widest FMA), so their own code
 # is compiled for it; the library they link is built as everywhere else.
-$(BUILD)/bench/%: bench/%.c bench/bench_util.h $(BUILD)/libtapegrad.a $(HEADERS) | setup-examples
+$(BUILD)/bench/%: bench/%.c bench/bench_util.h bench/conv_layers.h $(BUILD)/libtapegrad.a $(HEADERS) | setup-examples
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -march=native $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libtapegrad.a $(LDLIBS)
 $(BUILD)/tools/%: tools/%.c $(BUILD)/libtapegrad.a $(HEADERS)

@@ -6,9 +6,9 @@
  * PyTorch's own conv2d does with plain tensors). Not part of `make` (the library does not depend
  * on oneDNN, docs/conv.md); build and run it by hand:
  *     apt-get install libdnnl-dev
- *     make && cc -O2 -Iinclude -o build/bench/bench_dnnl bench/dnnl/bench_dnnl.c \
- *         build/libtapegrad.a -ldnnl -L/usr/lib/x86_64-linux-gnu/blis-serial -lblis -lzip -lz \
- *         -lstb -lpthread -lm
+ *     make && cc -O2 -Iinclude -I. -o build/bench/bench_dnnl bench/dnnl/bench_dnnl.c \
+ *         build/libtapegrad.a -ldnnl -lxsmm -L/usr/lib/x86_64-linux-gnu/blis-serial -lblis -lzip \
+ *         -lz -lstb -lpthread -lm
  *     OMP_NUM_THREADS=1 build/bench/bench_dnnl [LeNet-5|AlexNet|CIFAR AlexNet]            */
 #include <oneapi/dnnl/dnnl.h>
 #include <stdio.h>
@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "tapegrad.h"
+#include "bench/bench_util.h"
 
 #define REPS 7
 #define CHECK(call)                                                                            \
@@ -28,46 +29,7 @@
         }                                                                                      \
     } while (0)
 
-typedef struct {
-    const char *net, *label;
-    int64_t n, c, h, w, o, k;
-    int stride, pad;
-    bool first;
-} layer;
-
-static const layer layers[] = {
-    {"LeNet-5", "conv1 1->6 5x5 p2 @28", 64, 1, 28, 28, 6, 5, 1, 2, true},
-    {"LeNet-5", "conv2 6->16 5x5 @14", 64, 6, 14, 14, 16, 5, 1, 0, false},
-    {"AlexNet", "conv1 3->64 11x11 s4 p2 @224", 8, 3, 224, 224, 64, 11, 4, 2, true},
-    {"AlexNet", "conv2 64->192 5x5 p2 @27", 8, 64, 27, 27, 192, 5, 1, 2, false},
-    {"AlexNet", "conv3 192->384 3x3 p1 @13", 8, 192, 13, 13, 384, 3, 1, 1, false},
-    {"AlexNet", "conv4 384->256 3x3 p1 @13", 8, 384, 13, 13, 256, 3, 1, 1, false},
-    {"AlexNet", "conv5 256->256 3x3 p1 @13", 8, 256, 13, 13, 256, 3, 1, 1, false},
-    {"CIFAR AlexNet", "conv1 3->64 3x3 p1 @32", 64, 3, 32, 32, 64, 3, 1, 1, true},
-    {"CIFAR AlexNet", "conv2 64->192 3x3 p1 @16", 64, 64, 16, 16, 192, 3, 1, 1, false},
-    {"CIFAR AlexNet", "conv3 192->384 3x3 p1 @8", 64, 192, 8, 8, 384, 3, 1, 1, false},
-    {"CIFAR AlexNet", "conv4 384->256 3x3 p1 @8", 64, 384, 8, 8, 256, 3, 1, 1, false},
-    {"CIFAR AlexNet", "conv5 256->256 3x3 p1 @8", 64, 256, 8, 8, 256, 3, 1, 1, false},
-};
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
+#include "bench/conv_layers.h"
 
 static dnnl_engine_t eng;
 static dnnl_stream_t strm;
@@ -154,11 +116,11 @@ static double time_step(const step *s, bool with_reorders)
     double t[REPS];
     run_step(s, with_reorders);
     for (int r = 0; r < REPS; r++) {
-        double t0 = now();
+        double t0 = bench_cpu();
         run_step(s, with_reorders);
-        t[r] = now() - t0;
+        t[r] = bench_cpu() - t0;
     }
-    return median(t, REPS);
+    return bench_median(t, REPS);
 }
 
 typedef struct {
@@ -238,20 +200,20 @@ static void tapegrad_layer(const layer *L, times *t)
             tg_set_requires_grad(x, part == 1);
             tg_set_requires_grad(w, part == 0);
             tg_set_requires_grad(b, part == 0);
-            double t0 = now();
+            double t0 = bench_cpu();
             tg_tensor *y = tg_conv2d(x, w, b, &opts);
-            double t1 = now();
+            double t1 = bench_cpu();
             tg_tensor *loss = tg_sum(y);
-            double t2 = now();
+            double t2 = bench_cpu();
             tg_backward(loss);   /* the sum's own backward (a fill) is included: small */
-            double t3 = now();
+            double t3 = bench_cpu();
             tg_tape_reset();
             if (part == 0) tf[r] = t1 - t0, tw[r] = t3 - t2;
             else tx[r] = t3 - t2;
         }
     }
-    t->fwd = median(tf + 1, REPS), t->dw = median(tw + 1, REPS);
-    t->dx = L->first ? 0 : median(tx + 1, REPS);
+    t->fwd = bench_median(tf + 1, REPS), t->dw = bench_median(tw + 1, REPS);
+    t->dx = L->first ? 0 : bench_median(tx + 1, REPS);
     tg_free(x), tg_free(w), tg_free(b);
 }
 
