@@ -17,7 +17,7 @@
  *   assert_near(a, b, tol)                 |a - b| <= tol, in double (cmocka's
  *                                          assert_float_equal rounds both sides to float)
  *   check_summary()                        prints the number of gradient-checked ops
- *   check_tmpdir / check_tmpdir_setup / check_tmpdir_teardown
+ *   check_tmpdir / check_tmpdir_setup / check_tmpdir_teardown / check_path(name)
  *                                          one temporary folder per test program, removed
  *                                          with everything in it (cmocka group fixtures) */
 #ifndef TG_TESTS_CHECK_H
@@ -209,6 +209,16 @@ static inline int check_tmpdir_setup(void **state)
     (void)state;
     snprintf(check_tmpdir, sizeof check_tmpdir, "/tmp/tg_test_XXXXXX");
     return mkdtemp(check_tmpdir) ? 0 : -1;
+}
+
+/* check_tmpdir/name; four results live at once (a call may take two or three paths). */
+static inline const char *check_path(const char *name)
+{
+    static char buf[4][160];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", check_tmpdir, name);
+    return buf[k];
 }
 
 static inline int check_tmpdir_teardown(void **state)

@@ -14,15 +14,6 @@
 #include "tests/check.h"
 
 
-static const char *path_of(const char *name)
-{
-    static char buf[4][160];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", check_tmpdir, name);
-    return buf[k];
-}
-
 /* A snapshot of every parameter's bytes, to prove a failed load changed nothing. */
 typedef struct {
     int n;
@@ -108,9 +99,9 @@ static void test_round_trip(void **state)
     tg_rng_seed(&rng, 1);
     tg_module *a = tg_feedforward_new(5, 3, 7, 2, "tanh", 0.1, tg_init_pytorch(), &rng);
     tg_module *b = tg_feedforward_new(5, 3, 7, 2, "tanh", 0.1, tg_init_normal(0, 1), &rng);
-    const char *p = path_of("ff.safetensors");
+    const char *p = check_path("ff.safetensors");
     assert_int_equal(tg_checkpoint_save(p, a, NULL, NULL), TG_OK);
-    assert_int_equal(access(path_of("ff.safetensors.tmp"), F_OK), -1); /* no temporary left */
+    assert_int_equal(access(check_path("ff.safetensors.tmp"), F_OK), -1); /* no temporary left */
     snapshot sa = take(a);
     assert_false(same(b, &sa));
     assert_int_equal(tg_checkpoint_load(p, b, NULL, NULL), TG_OK);
@@ -149,7 +140,7 @@ static void test_tensor_list_round_trip(void **state)
     tg_param_list_add(&l, "scalar", scalar);
     tg_param_list_add(&l, "empty", empty);
     const char *keys[] = {"note"}, *vals[] = {"line\nbreak \"q\""};
-    const char *p = path_of("list.safetensors");
+    const char *p = check_path("list.safetensors");
     assert_int_equal(tg_safetensors_save(p, &l, 1, keys, vals), TG_OK);
     tg_tensor *f64b = tg_zeros(TG_F64, TG_SHAPE(2, 2)), *i32b = tg_zeros(TG_I32, TG_SHAPE(3));
     tg_tensor *scalarb = tg_zeros(TG_F32, 0, NULL), *emptyb = tg_zeros(TG_F32, TG_SHAPE(0, 4));
@@ -202,7 +193,7 @@ static void expect_rejected(const char *path, const char *what, tg_status want,
 static void test_hand_written_file_loads(void **state)
 {
     /* Another writer's style: whitespace, other key order, bias data first, no metadata. */
-    const char *p = path_of("hand.safetensors");
+    const char *p = check_path("hand.safetensors");
     write_raw(p, "{ \"bias\" : {\"data_offsets\": [0, 12], \"shape\": [3], \"dtype\": \"F32\"},\n"
                  "  \"weight\": {\"dtype\":\"F32\",\"shape\":[3,2],\"data_offsets\":[12,36]} }   ",
               36);
@@ -255,7 +246,7 @@ static void test_damaged_headers(void **state)
          "\"data_offsets\":[0,4]}}", 4, {"shape"}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const char *p = path_of("bad.safetensors");
+        const char *p = check_path("bad.safetensors");
         write_raw(p, cases[i].header, cases[i].data_len);
         expect_rejected(p, cases[i].what, TG_ERR_FORMAT, cases[i].needles);
     }
@@ -264,11 +255,11 @@ static void test_damaged_headers(void **state)
 static void test_truncated_and_corrupted_files(void **state)
 {
     tg_module *m = small_model(5);
-    const char *good = path_of("good.safetensors");
+    const char *good = check_path("good.safetensors");
     assert_int_equal(tg_checkpoint_save(good, m, NULL, NULL), TG_OK);
     size_t n;
     unsigned char *bytes = read_file(good, &n);
-    const char *p = path_of("damaged.safetensors");
+    const char *p = check_path("damaged.safetensors");
 
     /* Data cut short: the last tensor's offsets run past the end. */
     write_file(p, bytes, n - 4);
@@ -299,7 +290,7 @@ static void test_truncated_and_corrupted_files(void **state)
     write_file(p, copy, n);
     expect_rejected(p, "NUL in the header", TG_ERR_FORMAT, (const char *[]){"malformed", NULL});
     /* No such file. */
-    expect_rejected(path_of("nonexistent.safetensors"), "missing file", TG_ERR_IO,
+    expect_rejected(check_path("nonexistent.safetensors"), "missing file", TG_ERR_IO,
                     (const char *[]){"cannot open", NULL});
     free(copy);
     free(bytes);
@@ -310,24 +301,24 @@ static void test_truncated_and_corrupted_files(void **state)
 static void test_failed_save_keeps_old_file(void **state)
 {
     tg_module *old = small_model(10), *other = small_model(11);
-    const char *p = path_of("atomic.safetensors");
+    const char *p = check_path("atomic.safetensors");
     assert_int_equal(tg_checkpoint_save(p, old, NULL, NULL), TG_OK);
     snapshot s = take(old);
 
     /* The temporary cannot be created (a directory is in the way; works even as root, where
      * permission bits would not stop the write). */
-    assert_int_equal(mkdir(path_of("atomic.safetensors.tmp"), 0700), 0);
+    assert_int_equal(mkdir(check_path("atomic.safetensors.tmp"), 0700), 0);
     tg_status st = tg_checkpoint_save(p, other, NULL, NULL);
     assert_int_equal(st, TG_ERR_IO);
     assert_non_null(strstr(tg_status_message(), p));
-    rmdir(path_of("atomic.safetensors.tmp"));
+    rmdir(check_path("atomic.safetensors.tmp"));
     /* The old file is intact. */
     tg_module *check = small_model(12);
     assert_int_equal(tg_checkpoint_load(p, check, NULL, NULL), TG_OK);
     assert_true(same(check, &s));
 
     /* An unwritable or missing directory: an I/O error naming the path, nothing else touched. */
-    const char *nowhere = path_of("no/such/dir/x.safetensors");
+    const char *nowhere = check_path("no/such/dir/x.safetensors");
     assert_int_equal(tg_checkpoint_save(nowhere, other, NULL, NULL), TG_ERR_IO);
     assert_non_null(strstr(tg_status_message(), "no/such/dir"));
     if (geteuid() != 0) {
@@ -485,7 +476,7 @@ static void test_resume_bit_identical(void **state)
 
         trainer_init(&first, 7, kind);
         train_steps(&first, 0, N_STEPS, x, y);
-        const char *p = path_of("resume.safetensors");
+        const char *p = check_path("resume.safetensors");
         assert_int_equal(tg_checkpoint_save(p, first.net, first.opt, &first.rng), TG_OK);
         trainer_free(&first);
 
@@ -501,7 +492,7 @@ static void test_resume_bit_identical(void **state)
             fail_msg("%s: resumed training differs from uninterrupted training",
                      kind_names[kind]);
         /* The optimizer state came back bit for bit too. */
-        const char *pa = path_of("resume_a.safetensors"), *pb = path_of("resume_b.safetensors");
+        const char *pa = check_path("resume_a.safetensors"), *pb = check_path("resume_b.safetensors");
         assert_int_equal(tg_checkpoint_save(pa, full.net, full.opt, NULL), TG_OK);
         assert_int_equal(tg_checkpoint_save(pb, second.net, second.opt, NULL), TG_OK);
         size_t na, nb;
@@ -528,8 +519,8 @@ static void test_optimizer_state_errors(void **state)
 {
     trainer t;
     trainer_init(&t, 1, 0);
-    const char *model_only = path_of("model_only.safetensors");
-    const char *with_adam = path_of("with_adam.safetensors");
+    const char *model_only = check_path("model_only.safetensors");
+    const char *with_adam = check_path("with_adam.safetensors");
     assert_int_equal(tg_checkpoint_save(model_only, t.net, NULL, NULL), TG_OK);
     tg_rng_seed(&t.rng, 5);
     tg_tensor *x = tg_rand_normal(TG_F32, TG_SHAPE(4, 2), 0, 1, &t.rng);
@@ -581,7 +572,7 @@ static void test_optimizer_metadata_errors(void **state)
     trainer t;
     trainer_init(&t, 1, 1); /* SGD, momentum 0.9, Nesterov */
     tg_optimizer_set_lr(t.opt, 0.5);
-    const char *p = path_of("meta.safetensors");
+    const char *p = check_path("meta.safetensors");
     snapshot s = take(t.net);
 
     assert_int_equal(tg_checkpoint_save(p, t.net, t.opt, NULL), TG_OK);
@@ -619,7 +610,7 @@ static void test_other_kind_or_settings_refused(void **state)
     tg_tensor *x = tg_rand_normal(TG_F32, TG_SHAPE(4, 2), 0, 1, &t.rng);
     tg_tensor *y = tg_zeros(TG_I32, TG_SHAPE(4));
     train_steps(&t, 0, 2, x, y);
-    const char *p = path_of("signum.safetensors");
+    const char *p = check_path("signum.safetensors");
     assert_int_equal(tg_checkpoint_save(p, t.net, t.opt, NULL), TG_OK);
     snapshot s = take(t.net);
     for (int kind = 0; kind < SIGNUM; kind++) {
@@ -693,7 +684,7 @@ static void test_state_names_on_disk(void **state)
     tg_rng_seed(&rng, 4);
     tg_tensor *x = tg_rand_normal(TG_F32, TG_SHAPE(4, 2), 0, 1, &rng);
     tg_tensor *y = tg_zeros(TG_I32, TG_SHAPE(4));
-    const char *p = path_of("names.safetensors");
+    const char *p = check_path("names.safetensors");
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         trainer t;
         trainer_init(&t, 1, cases[c].kind);
@@ -747,7 +738,7 @@ static void test_groups_round_trip(void **state)
     tg_optimizer_add_group(o, &b, 0.3, 0.0);
     tg_optimizer_set_group_lr(o, 0, 0.05);
     tg_optimizer_set_group_lr(o, 1, 0.15);
-    const char *p = path_of("groups.safetensors");
+    const char *p = check_path("groups.safetensors");
     assert_int_equal(tg_checkpoint_save(p, m, o, NULL), TG_OK);
 
     tg_optimizer *same_groups = tg_sgd_new(&w, (tg_sgd_opts){.lr = 0.1, .momentum = 0.9,
@@ -830,7 +821,7 @@ static void test_resume_with_loader(void **state)
 
     loader_run_init(&first, 7, x, y);
     loader_steps(&first, K);
-    const char *p = path_of("loader.safetensors");
+    const char *p = check_path("loader.safetensors");
     tg_checkpoint_parts parts = {first.t.net, first.t.opt, &first.t.rng, first.loader};
     assert_int_equal(tg_checkpoint_save_parts(p, &parts), TG_OK);
     loader_run_free(&first);

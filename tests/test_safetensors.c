@@ -16,15 +16,6 @@
 #include "nn/internal.h"
 #include "tests/check.h"
 
-static const char *path_of(const char *name)
-{
-    static char buf[4][160];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", check_tmpdir, name);
-    return buf[k];
-}
-
 /* A file of header text (padded to 8 bytes) followed by data. */
 static void write_raw(const char *p, const char *header, const void *data, size_t data_len)
 {
@@ -75,7 +66,7 @@ static void test_many_entries_cost_n_log_n(void **state)
     many_tensors(&saved, n);
     many_tensors(&loaded, n);
     for (int i = 0; i < n; i++) tg_fill_(loaded.tensors[i], -1);
-    const char *p = path_of("many.safetensors");
+    const char *p = check_path("many.safetensors");
 
     uint64_t c0 = tg__st_name_compares();
     assert_int_equal(tg_safetensors_save(p, &saved, 0, NULL, NULL), TG_OK);
@@ -99,7 +90,7 @@ static void test_many_metadata_keys_cost_n_log_n(void **state)
         snprintf(vals[i], 24, "%d", 7 * i);
     }
     tg_param_list none = {0};
-    const char *p = path_of("meta.safetensors");
+    const char *p = check_path("meta.safetensors");
     uint64_t c0 = tg__st_name_compares();
     assert_int_equal(tg_safetensors_save(p, &none, n, (const char *const *)keys,
                                          (const char *const *)vals), TG_OK);
@@ -121,7 +112,7 @@ static void test_distant_duplicate_is_refused(void **state)
     tg_param_list l = {0};
     many_tensors(&l, n);
     tg_param_list_add(&l, "layer.3.weight", tg_full(TG_F32, TG_SHAPE(1), 0));
-    assert_int_equal(tg_safetensors_save(path_of("dup.safetensors"), &l, 0, NULL, NULL),
+    assert_int_equal(tg_safetensors_save(check_path("dup.safetensors"), &l, 0, NULL, NULL),
                      TG_ERR_VALUE);
     assert_non_null(strstr(tg_status_message(), "'layer.3.weight' appears twice"));
     free_tensors(&l);
@@ -137,7 +128,7 @@ static void test_int64_round_trip(void **state)
     tg_param_list l = {0};
     tg_param_list_add(&l, "bn.num_batches_tracked", tracked);
     tg_param_list_add(&l, "counts", v);
-    const char *p = path_of("i64.safetensors");
+    const char *p = check_path("i64.safetensors");
     assert_int_equal(tg_safetensors_save(p, &l, 0, NULL, NULL), TG_OK);
     tg__st_file f;
     assert_int_equal(tg__st_open(p, &f), TG_OK);
@@ -177,7 +168,7 @@ static void test_half_and_bfloat16_widen_to_f32(void **state)
     unsigned char data[22];
     for (int i = 0; i < 7; i++) data[2 * i] = half[i] & 0xff, data[2 * i + 1] = half[i] >> 8;
     for (int i = 0; i < 4; i++) data[14 + 2 * i] = bf[i] & 0xff, data[15 + 2 * i] = bf[i] >> 8;
-    const char *p = path_of("half.safetensors");
+    const char *p = check_path("half.safetensors");
     write_raw(p, "{\"h\":{\"dtype\":\"F16\",\"shape\":[7],\"data_offsets\":[0,14]},"
                  "\"b\":{\"dtype\":\"BF16\",\"shape\":[2,2],\"data_offsets\":[14,22]}}",
               data, sizeof data);
@@ -203,7 +194,7 @@ static void test_nonstrict_load_reports_names(void **state)
     tg_param_list file = {0}, model = {0};
     tg_param_list_add(&file, "a", tg_full(TG_F32, TG_SHAPE(2), 1));
     tg_param_list_add(&file, "b", tg_full(TG_F32, TG_SHAPE(2), 2));
-    const char *p = path_of("partial.safetensors");
+    const char *p = check_path("partial.safetensors");
     assert_int_equal(tg_safetensors_save(p, &file, 0, NULL, NULL), TG_OK);
     tg_param_list_add(&model, "b", tg_zeros(TG_F32, TG_SHAPE(2)));
     tg_param_list_add(&model, "c", tg_full(TG_F32, TG_SHAPE(3), 7));
@@ -244,8 +235,8 @@ static void test_torch_interop(void **state)
     tg_param_list_add(&l, "b", tg_rand_normal(TG_F64, TG_SHAPE(5), 0, 1, NULL));
     tg_param_list_add(&l, "bn.num_batches_tracked", tg_from_data(TG_I64, 0, NULL, &steps));
     tg_param_list_add(&l, "labels", tg_full(TG_I32, TG_SHAPE(4), -3));
-    const char *ours = path_of("ours.safetensors"), *theirs = path_of("theirs.safetensors");
-    const char *demo = path_of("demo.safetensors");
+    const char *ours = check_path("ours.safetensors"), *theirs = check_path("theirs.safetensors");
+    const char *demo = check_path("demo.safetensors");
     const char *keys[] = {"epoch"}, *vals[] = {"3"};
     assert_int_equal(tg_safetensors_save(ours, &l, 1, keys, vals), TG_OK);
     char cmd[1024];

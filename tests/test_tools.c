@@ -15,15 +15,6 @@
 
 static char binary[256];
 
-static const char *path_of(const char *name)
-{
-    static char buf[4][160];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", check_tmpdir, name);
-    return buf[k];
-}
-
 /* Runs tapegrad-ls on path; returns its exit status, its output (stdout and stderr) in out. */
 static int run_ls(const char *path, char *out, size_t cap)
 {
@@ -54,9 +45,9 @@ static void test_lists_safetensors(void **state)
     tg_param_list_add(&l, "fc.weight", tg_zeros(TG_F32, TG_SHAPE(10, 784)));
     tg_param_list_add(&l, "bn.num_batches_tracked", tg_zeros(TG_I64, 0, NULL));
     const char *keys[] = {"epoch"}, *vals[] = {"4"};
-    assert_int_equal(tg_safetensors_save(path_of("m.safetensors"), &l, 1, keys, vals), TG_OK);
+    assert_int_equal(tg_safetensors_save(check_path("m.safetensors"), &l, 1, keys, vals), TG_OK);
     char out[4096];
-    assert_int_equal(run_ls(path_of("m.safetensors"), out, sizeof out), 0);
+    assert_int_equal(run_ls(check_path("m.safetensors"), out, sizeof out), 0);
     expect_line(out, "fc.weight", "F32", "[10, 784]");
     expect_line(out, "bn.num_batches_tracked", "I64", "[]");
     assert_non_null(strstr(out, "__metadata__ epoch = 4"));
@@ -68,16 +59,16 @@ static void test_lists_idx_plain_and_gz(void **state)
 {
     const unsigned char header[] = {0, 0, 0x08, 3, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 27};
     unsigned char pixels[2 * 28 * 27] = {0};
-    FILE *fp = fopen(path_of("images-idx3-ubyte"), "wb");
+    FILE *fp = fopen(check_path("images-idx3-ubyte"), "wb");
     fwrite(header, 1, sizeof header, fp), fwrite(pixels, 1, sizeof pixels, fp);
     fclose(fp);
-    gzFile gz = gzopen(path_of("images-idx3-ubyte.gz"), "wb");
+    gzFile gz = gzopen(check_path("images-idx3-ubyte.gz"), "wb");
     gzwrite(gz, header, sizeof header), gzwrite(gz, pixels, sizeof pixels);
     gzclose(gz);
     char out[4096];
-    assert_int_equal(run_ls(path_of("images-idx3-ubyte"), out, sizeof out), 0);
+    assert_int_equal(run_ls(check_path("images-idx3-ubyte"), out, sizeof out), 0);
     expect_line(out, "(array)", "u8", "[2, 28, 27]");
-    assert_int_equal(run_ls(path_of("images-idx3-ubyte.gz"), out, sizeof out), 0);
+    assert_int_equal(run_ls(check_path("images-idx3-ubyte.gz"), out, sizeof out), 0);
     expect_line(out, "(array)", "u8", "[2, 28, 27]");
 }
 
@@ -98,14 +89,14 @@ static void add_npy(zip_t *za, const char *name, const char *dict, size_t data_b
 static void test_lists_npz(void **state)
 {
     int err;
-    zip_t *za = zip_open(path_of("d.npz"), ZIP_CREATE | ZIP_TRUNCATE, &err);
+    zip_t *za = zip_open(check_path("d.npz"), ZIP_CREATE | ZIP_TRUNCATE, &err);
     assert_non_null(za);
     add_npy(za, "x_train.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }", 48);
     add_npy(za, "y_train.npy", "{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }", 24);
     add_npy(za, "scalar.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (), }", 8);
     assert_int_equal(zip_close(za), 0);
     char out[4096];
-    assert_int_equal(run_ls(path_of("d.npz"), out, sizeof out), 0);
+    assert_int_equal(run_ls(check_path("d.npz"), out, sizeof out), 0);
     expect_line(out, "x_train", "<f4", "[3, 4]");
     expect_line(out, "y_train", "<i8", "[3]");
     expect_line(out, "scalar", "<f8", "[]");
@@ -113,19 +104,19 @@ static void test_lists_npz(void **state)
 
 static void test_refuses_other_files(void **state)
 {
-    FILE *fp = fopen(path_of("notes.txt"), "w");
+    FILE *fp = fopen(check_path("notes.txt"), "w");
     fputs("not a tensor file\n", fp);
     fclose(fp);
     char out[4096];
-    assert_int_equal(run_ls(path_of("notes.txt"), out, sizeof out), 1);
+    assert_int_equal(run_ls(check_path("notes.txt"), out, sizeof out), 1);
     assert_non_null(strstr(out, "notes.txt: not a safetensors, npy, npz or IDX file"));
-    assert_int_equal(run_ls(path_of("missing.safetensors"), out, sizeof out), 1);
+    assert_int_equal(run_ls(check_path("missing.safetensors"), out, sizeof out), 1);
     assert_non_null(strstr(out, "missing.safetensors: cannot open"));
     /* A damaged safetensors header: the library's validation message. */
-    fp = fopen(path_of("bad.safetensors"), "wb");
+    fp = fopen(check_path("bad.safetensors"), "wb");
     fwrite("\x10\0\0\0\0\0\0\0{\"a\":{\"dtype\":1}", 1, 24, fp);
     fclose(fp);
-    assert_int_equal(run_ls(path_of("bad.safetensors"), out, sizeof out), 1);
+    assert_int_equal(run_ls(check_path("bad.safetensors"), out, sizeof out), 1);
     assert_non_null(strstr(out, "bad.safetensors"));
 }
 
