@@ -2,12 +2,16 @@
 # Runs every cmocka test binary of a build folder, then prints one closing line with the totals.
 set -u
 build=${1:-build}
+test_timeout=${TG_TEST_TIMEOUT:-600}   # seconds per test binary
 passed=0; failed=0; gradchecked=0; gradgradchecked=0; gradgradskipped=0; bad_bins=()
 for t in "$build"/tests/test_*; do
   [ -x "$t" ] || continue
   echo "== $(basename "$t")"
-  out=$(TG_BUILD="$build" CMOCKA_MESSAGE_OUTPUT=stdout "$t" 2>&1); rc=$?
+  # A hung binary fails by name after the limit instead of stalling the whole suite (and CI).
+  out=$(TG_BUILD="$build" CMOCKA_MESSAGE_OUTPUT=stdout \
+        timeout --kill-after=10 "$test_timeout" "$t" 2>&1); rc=$?
   echo "$out"
+  [ $rc -eq 124 ] || [ $rc -eq 137 ] && echo "[  FAILED  ] $(basename "$t"): no result after ${test_timeout} s (TG_TEST_TIMEOUT)"
   p=$(echo "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END {print s+0}')
   f=$(echo "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END {print s+0}')
   g=$(echo "$out" | grep -c '^gradcheck ok:')
