@@ -566,6 +566,20 @@ static void test_running_train_loss(void **state)
     assert_int_equal(run("mlp -train_loss median -data /nonexistent")->status, 2);
 }
 
+/* A batch larger than the training set trains one batch per epoch, and says so. */
+static void test_batch_larger_than_the_data(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    const char *flags = "mlp -limit 300 -eval_limit 100 -epochs 1 -batch_size 500 -overwrite";
+    run_result *r = run("%s -out %s/big_batch", flags, check_tmpdir);
+    assert_int_equal(r->status, 0);
+    assert_non_null(strstr(r->out, "-batch_size 500 is larger than the training set (300"));
+    r = run("%s -batch_size 300 -out %s/big_batch", flags, check_tmpdir);
+    assert_int_equal(r->status, 0);
+    assert_null(strstr(r->out, "larger than the training set"));
+}
+
 /* Without -out the folder is named by the configuration (under out/); a second run into a folder
  * that holds a run is refused, before loading anything, unless -overwrite. */
 static void test_outputs_are_never_overwritten(void **state)
@@ -1121,6 +1135,7 @@ int main(void)
         cmocka_unit_test(test_diverged_run_stops_and_says_so),
         cmocka_unit_test(test_completed_run_files_agree),
         cmocka_unit_test(test_running_train_loss),
+        cmocka_unit_test(test_batch_larger_than_the_data),
         cmocka_unit_test(test_outputs_are_never_overwritten),
         cmocka_unit_test(test_interrupted_run_keeps_its_outputs),
         cmocka_unit_test(test_resume_is_bit_identical),

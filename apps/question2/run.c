@@ -255,6 +255,12 @@ tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_re
     r->n_train = d->x[0]->shape[0];
     r->n_valid = d->x[1]->shape[0];
     r->n_test = d->x[2]->shape[0];
+    /* As PyTorch's DataLoader, such an epoch is one batch of the whole set; said, since the
+     * configuration (folder name, summary, titles) carries the batch size asked for. */
+    if (c->batch_size > r->n_train && !c->quiet)
+        fprintf(stderr, "%s" PROG ": warning: -batch_size %lld is larger than the training set "
+                        "(%lld examples): every epoch is one batch of %lld\n",
+                prefix, (long long)c->batch_size, (long long)r->n_train, (long long)r->n_train);
 
     tg_module *model = build_model(c, d->x[0], n_classes, &rng);
     tg_optimizer *opt = build_optimizer(c, model);
