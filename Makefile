@@ -144,6 +144,13 @@ $(APP_DIRS:%=$(BUILD)/apps/%): $(BUILD)/apps/%: $$(wildcard apps/$$*/*.c) \
 $(BUILD)/bench/%: bench/%.c bench/bench_util.h bench/conv_layers.h $(BUILD)/libtapegrad.a $(HEADERS) | setup-examples
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -march=native $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libtapegrad.a $(LDLIBS)
+# The AlexNet step times the experiment's own network (examples/alexnet/model.c).
+$(BUILD)/bench/bench_alexnet: bench/bench_alexnet.c examples/alexnet/model.c \
+                              examples/alexnet/alexnet.h bench/bench_util.h \
+                              $(BUILD)/libtapegrad.a $(HEADERS) | setup-examples
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -march=native $(ALL_LDFLAGS) -o $@ $(filter %.c,$^) \
+	  $(BUILD)/libtapegrad.a $(LDLIBS)
 $(BUILD)/tools/%: tools/%.c $(BUILD)/libtapegrad.a $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libtapegrad.a $(LIB_LIBS)
