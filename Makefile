@@ -39,6 +39,19 @@ XSMM_CFLAGS := -DTG_WITH_XSMM
 XSMM_LIBS   := -lxsmm -ldl -lrt
 endif
 
+# oneDNN (Debian's libdnnl-dev) runs the large float32 convolutions it is faster at
+# (ops/conv_dnnl.c, docs/conv.md). Optional the same way: DNNL=0 builds without it. -lgomp: the
+# library sets OpenMP's thread count (oneDNN's runtime) itself.
+ifeq ($(NO_SETUP),1)
+DNNL    ?= $(if $(wildcard /usr/include/oneapi/dnnl/dnnl.h),1,0)
+else
+DNNL    ?= 1
+endif
+ifeq ($(DNNL),1)
+DNNL_CFLAGS := -DTG_HAVE_DNNL
+DNNL_LIBS   := -ldnnl -lgomp
+endif
+
 CFLAGS  ?= -g
 OPT     ?= -O3 -DNDEBUG -fno-math-errno
 ifeq ($(NATIVE),1)
@@ -55,10 +68,10 @@ TLS_DIALECT := $(shell $(CC) -mtls-dialect=gnu2 -fPIC -x c -c /dev/null -o /dev/
                  && echo -mtls-dialect=gnu2)
 TG_CFLAGS := -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter \
              -ffp-contract=off $(OPT) $(SAN) -fPIC $(TLS_DIALECT) -Iinclude -I. \
-             -isystem $(BLIS_INC) $(XSMM_CFLAGS) $(EXTRA_CFLAGS)
+             -isystem $(BLIS_INC) $(XSMM_CFLAGS) $(DNNL_CFLAGS) $(EXTRA_CFLAGS)
 ALL_CFLAGS  = $(TG_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SAN) -L$(BLIS_LIB) -Wl,-rpath,$(BLIS_LIB) $(LDFLAGS)
-LIB_LIBS := $(XSMM_LIBS) -lblis -lzip -lz -lstb -lpthread -lm
+LIB_LIBS := $(XSMM_LIBS) $(DNNL_LIBS) -lblis -lzip -lz -lstb -lpthread -lm
 # Examples and tests also solve least squares with LAPACKE (quadratic_net, regression).
 LDLIBS   := $(LIB_LIBS) -llapacke -llapack
 

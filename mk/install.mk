@@ -34,7 +34,7 @@ INSTALLED_TG_HEADERS := $(filter-out include/tg/dist.h,$(wildcard include/tg/*.h
 
 $(BUILD)/tapegrad.pc: mk/tapegrad.pc.in include/tg/core.h
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|' \
-	    -e 's|@VERSION@|$(VERSION)|; s|@BLIS_LIB@|$(BLIS_LIB)|; s|@XSMM_LIBS@|$(XSMM_LIBS)|' $< > $@
+	    -e 's|@VERSION@|$(VERSION)|; s|@BLIS_LIB@|$(BLIS_LIB)|; s|@XSMM_LIBS@|$(XSMM_LIBS)|; s|@DNNL_LIBS@|$(DNNL_LIBS)|' $< > $@
 
 install: lib $(INST_BIN) $(BUILD)/tapegrad.pc
 	$(INSTALL) -d $(DESTDIR)$(INCLUDEDIR)/tg $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \

@@ -10,6 +10,8 @@
  * The col buffer comes from the step's scratch memory; nothing is saved between forward and
  * backward (im2col is recomputed, as PyTorch does), so a layer costs no memory beyond its output.
  *
+ * Large float32 layers go to oneDNN instead when tapegrad is built with it (ops/conv_dnnl.c).
+ *
  * The three products are three bilinear ops, each the others' adjoints, which is what makes the
  * backward differentiable (docs/conv.md):
  *     conv2d(X, W)          = Y   backward: dX = conv_input_grad(G, W), dW = conv_weight_grad(X, G)
@@ -17,16 +19,10 @@
  *     conv_weight_grad(X, G)= dW  backward: dX = conv_input_grad(G, K), dG = conv2d(X, K)       */
 #include <string.h>
 #include "autograd/blas.h"
+#include "ops/conv_dnnl.h"
 #include "ops/kernel.h"
 #include "ops/window.h"
 #include "tg/conv.h"
-
-/* The sizes of one convolution: input [N, C, H, W], weight [O, C/groups, kh, kw],
- * output [N, O, OH, OW]. */
-typedef struct {
-    int64_t N, C, H, W, O, kh, kw, OH, OW;
-    int64_t sh, sw, ph, pw, dh, dw, groups;
-} conv_geom;
 
 static int64_t group_rows(const conv_geom *g) { return g->C / g->groups * g->kh * g->kw; }
 static int64_t out_pixels(const conv_geom *g) { return g->OH * g->OW; }
@@ -248,6 +244,7 @@ static void conv_fwd_to(const conv_geom *g, tg_dtype dt, const void *x, const vo
                         const void *b, bool fresh, void *y)
 {
     if (!y || !g->N) return;
+    if (dt == TG_F32 && tg__conv_dnnl_fwd(g, x, w, b, fresh, y)) return;
     void *col = scratch_of(group_rows(g) * out_pixels(g), dt);
     if (dt == TG_F64) conv_fwd_f64(g, x, w, b, fresh, y, col);
     else conv_fwd_f32(g, x, w, b, fresh, y, col);
@@ -261,6 +258,7 @@ static void conv_fwd(const conv_geom *g, tg_dtype dt, const void *x, const void 
 static void conv_dx(const conv_geom *g, tg_dtype dt, const void *w, const void *gy, void *dx)
 {
     if (!dx || !g->N) return;
+    if (dt == TG_F32 && tg__conv_dnnl_dx(g, w, gy, dx)) return;
     void *col = scratch_of(group_rows(g) * out_pixels(g), dt);
     if (dt == TG_F64) conv_dx_f64(g, w, gy, dx, col);
     else conv_dx_f32(g, w, gy, dx, col);
@@ -269,6 +267,7 @@ static void conv_dx(const conv_geom *g, tg_dtype dt, const void *w, const void *
 static void conv_dw(const conv_geom *g, tg_dtype dt, const void *x, const void *gy, void *dw)
 {
     if (!dw || !g->N) return;
+    if (dt == TG_F32 && tg__conv_dnnl_dw(g, x, gy, dw)) return;
     int64_t nb = chunk_samples(g), cols = nb * out_pixels(g);
     void *col = scratch_of(group_rows(g) * cols, dt);
     void *buf = scratch_of(g->O / g->groups * cols, dt);

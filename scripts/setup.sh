@@ -18,6 +18,7 @@ packages_of() {
   case $1 in
     lib) echo libblis-serial-dev  # BLIS, single-threaded build: lowest per-call overhead (docs/blas.md)
          echo libxsmm-dev         # libxsmm JIT kernels for small products (optional: make XSMM=0)
+         echo libdnnl-dev         # oneDNN for large float32 convolutions (optional: make DNNL=0)
          echo libstb-dev          # stb_image_write / stb_truetype for PNG charts
          echo zlib1g-dev          # .gz IDX files
          echo libzip-dev          # .npz archives

@@ -202,6 +202,215 @@ static void test_conv_errors(void **state)
     tg_free(x), tg_free(w), tg_free(w2), tg_free(big), tg_free(x3), tg_free(b), tg_free(xd);
 }
 
+/* ---- the oneDNN path (ops/conv_dnnl.c) against im2col, float32 ----
+ * oneDNN has no float64 convolution on CPUs, so the gradient checks above run im2col only; these
+ * compare the two paths in float32 on the same cases (forced onto oneDNN whatever their size),
+ * each checking that oneDNN did run. Tolerance: |oneDNN - im2col| <= 1e-4 · (1 + the largest
+ * |im2col| value of that tensor): the two sum the same products in different orders in float32
+ * (~1e-7 relative per term), over at most a few hundred terms here. */
+
+#ifdef TG_HAVE_DNNL
+#include <sys/mman.h>
+#include <unistd.h>
+#include "ops/conv_dnnl.h"
+
+static void expect_close_f32(const tg_tensor *got, const tg_tensor *want, const char *what,
+                             const char *label)
+{
+    double big = 0;
+    for (int64_t i = 0; i < want->numel; i++)
+        if (fabs(tg_get_flat(want, i)) > big) big = fabs(tg_get_flat(want, i));
+    for (int64_t i = 0; i < want->numel; i++) {
+        double a = tg_get_flat(got, i), b = tg_get_flat(want, i);
+        if (!(fabs(a - b) <= 1e-4 * (1 + big)))
+            fail_msg("%s, %s: element %lld oneDNN %.9g im2col %.9g (largest |im2col| %.3g)",
+                     label, what, (long long)i, a, b, big);
+    }
+}
+
+/* The results of one path: y, and the gradients of Σ y·r + Σ conv(x, w, b)² · r (the layer used
+ * twice, so the second backward adds into gradients that already hold values), as copies. */
+typedef struct {
+    tg_tensor *y, *gx, *gw, *gb;
+} conv_results;
+
+static conv_results conv_run(const conv_case *c, tg_tensor *const *in, tg_tensor *r,
+                             tg__dnnl_mode mode)
+{
+    tg__conv_dnnl_set_mode(mode);
+    for (int i = 0; i < 3; i++)
+        if (in[i]) tg_zero_grad(in[i]);
+    tg_tensor *y = tg_conv2d(in[0], in[1], in[2], &c->opts);
+    tg_tensor *y2 = tg_conv2d(in[0], in[1], in[2], &c->opts);
+    tg_backward(tg_add(tg_sum(tg_mul(y, r)), tg_sum(tg_mul(tg_square(y2), r))));
+    conv_results out = {tg_clone(y), tg_clone(in[0]->grad), tg_clone(in[1]->grad),
+                        in[2] ? tg_clone(in[2]->grad) : NULL};
+    tg_tape_reset();
+    tg__conv_dnnl_set_mode(TG_DNNL_AUTO);
+    return out;
+}
+
+/* Second order: the gradients of Σ gx·s + Σ gw·s2 where (gx, gw) = ∇ Σ y²·r (create_graph), which
+ * runs the adjoint ops' kernels, the accumulating forward among them. */
+static void conv_run_second(const conv_case *c, tg_tensor *const *in, tg_tensor *r,
+                            tg__dnnl_mode mode, tg_tensor **hx, tg_tensor **hw)
+{
+    tg__conv_dnnl_set_mode(mode);
+    for (int i = 0; i < 3; i++)
+        if (in[i]) tg_zero_grad(in[i]);
+    tg_tensor *y = tg_conv2d(in[0], in[1], in[2], &c->opts);
+    tg_tensor *g[2];
+    tg_grad(tg_sum(tg_mul(tg_square(y), r)), NULL, 2, in, g, true);
+    tg_backward(tg_add(tg_sum(tg_mul(g[0], g[0])), tg_sum(tg_mul(g[1], g[1]))));
+    *hx = tg_clone(in[0]->grad), *hw = tg_clone(in[1]->grad);
+    tg_tape_reset();
+    tg__conv_dnnl_set_mode(TG_DNNL_AUTO);
+}
+
+static void free_results(conv_results *r)
+{
+    tg_free(r->y), tg_free(r->gx), tg_free(r->gw), tg_free(r->gb);
+}
+
+/* Cases of the gradient checks, and larger ones whose channels oneDNN's blocked layouts pad
+ * (3, 5, 12: not multiples of 8). */
+static const conv_case dnnl_cases[] = {
+    {.label = "3 -> 12 channels, 13x11, stride 2 pad 1", .x = {3, 3, 13, 11}, .w = {12, 3, 3, 3},
+     .bias = true, .opts = {.stride = {2, 2}, .padding = {1, 1}}},
+    {.label = "5 -> 16, 5x5 pad 2, batch 1", .x = {1, 5, 12, 9}, .w = {16, 5, 5, 5},
+     .bias = false, .opts = {.padding = {2, 2}}},
+    {.label = "16 -> 24, groups 4, dilation 2", .x = {2, 16, 10, 10}, .w = {24, 4, 3, 3},
+     .bias = true, .opts = {.padding = {2, 2}, .dilation = {2, 2}, .groups = 4}},
+    {.label = "32 -> 32 3x3 same", .x = {2, 32, 8, 8}, .w = {32, 32, 3, 3}, .bias = true,
+     .opts = {.padding = {1, 1}}},
+};
+
+static void check_dnnl_case(const conv_case *c, tg_rng *rng)
+{
+    tg_tensor *in[3] = {
+        tg_set_requires_grad(tg_rand_normal(TG_F32, 4, c->x, 0, 1, rng), true),
+        tg_set_requires_grad(tg_rand_normal(TG_F32, 4, c->w, 0, 1, rng), true),
+        c->bias ? tg_set_requires_grad(tg_rand_normal(TG_F32, TG_SHAPE(c->w[0]), 0, 1, rng), true)
+                : NULL};
+    tg_tensor *y = tg_conv2d(in[0], in[1], in[2], &c->opts);
+    tg_tensor *r = tg_rand_normal(TG_F32, y->ndim, y->shape, 0, 1, rng);
+    tg_tape_reset();
+    conv_results want = conv_run(c, in, r, TG_DNNL_OFF);
+    int64_t before = tg__conv_dnnl_calls();
+    conv_results got = conv_run(c, in, r, TG_DNNL_ALL);
+    /* two forwards, two input and two weight gradients */
+    if (tg__conv_dnnl_calls() - before != 6)
+        fail_msg("%s: oneDNN ran %lld calls, expected 6", c->label,
+                 (long long)(tg__conv_dnnl_calls() - before));
+    expect_close_f32(got.y, want.y, "output", c->label);
+    expect_close_f32(got.gx, want.gx, "input gradient", c->label);
+    expect_close_f32(got.gw, want.gw, "weight gradient", c->label);
+    if (c->bias) expect_close_f32(got.gb, want.gb, "bias gradient", c->label);
+    tg_tensor *hx0, *hw0, *hx1, *hw1;
+    conv_run_second(c, in, r, TG_DNNL_OFF, &hx0, &hw0);
+    conv_run_second(c, in, r, TG_DNNL_ALL, &hx1, &hw1);
+    expect_close_f32(hx1, hx0, "second order, input", c->label);
+    expect_close_f32(hw1, hw0, "second order, weight", c->label);
+    free_results(&want), free_results(&got);
+    tg_free(hx0), tg_free(hw0), tg_free(hx1), tg_free(hw1);
+    tg_free(in[0]), tg_free(in[1]), tg_free(in[2]), tg_free(r);
+}
+
+static void test_conv_dnnl_matches_im2col(void **state)
+{
+    (void)state;
+    tg_rng rng;
+    tg_rng_seed(&rng, 11);
+    for (size_t k = 0; k < sizeof conv_cases / sizeof *conv_cases; k++)
+        check_dnnl_case(&conv_cases[k], &rng);
+    for (size_t k = 0; k < sizeof dnnl_cases / sizeof *dnnl_cases; k++)
+        check_dnnl_case(&dnnl_cases[k], &rng);
+    /* and against PyTorch's values directly */
+    int n;
+    const conv_fixture *f = conv_fixtures(&n);
+    tg__conv_dnnl_set_mode(TG_DNNL_ALL);
+    int64_t before = tg__conv_dnnl_calls();
+    for (int k = 0; k < n; k++) check_conv_fixture(&f[k], TG_F32);
+    tg__conv_dnnl_set_mode(TG_DNNL_AUTO);
+    assert_int_equal(tg__conv_dnnl_calls() - before, 3 * n);
+}
+
+/* By default (TG_DNNL_AUTO) a LeNet-sized layer stays on im2col and an AlexNet-sized one goes to
+ * oneDNN; float64 never does; TG_DNNL_OFF keeps everything on im2col. */
+static void test_conv_dnnl_threshold(void **state)
+{
+    (void)state;
+    tg_tensor *lx = tg_zeros(TG_F32, TG_SHAPE(64, 6, 14, 14));
+    tg_tensor *lw = tg_zeros(TG_F32, TG_SHAPE(16, 6, 5, 5));
+    tg_tensor *ax = tg_zeros(TG_F32, TG_SHAPE(4, 128, 16, 16));
+    tg_tensor *aw = tg_zeros(TG_F32, TG_SHAPE(128, 128, 3, 3));
+    tg_tensor *ax64 = tg_zeros(TG_F64, TG_SHAPE(4, 128, 16, 16));
+    tg_tensor *aw64 = tg_zeros(TG_F64, TG_SHAPE(128, 128, 3, 3));
+    tg_conv2d_opts same = {.padding = {1, 1}};
+    assert_int_equal(tg__conv_dnnl_mode(), TG_DNNL_AUTO);
+    int64_t c0 = tg__conv_dnnl_calls();
+    tg_conv2d(lx, lw, NULL, NULL);
+    assert_int_equal(tg__conv_dnnl_calls(), c0);
+    tg_conv2d(ax64, aw64, NULL, &same);
+    assert_int_equal(tg__conv_dnnl_calls(), c0);
+    tg_conv2d(ax, aw, NULL, &same);
+    assert_int_equal(tg__conv_dnnl_calls(), c0 + 1);
+    tg__conv_dnnl_set_mode(TG_DNNL_OFF);
+    tg_conv2d(ax, aw, NULL, &same);
+    assert_int_equal(tg__conv_dnnl_calls(), c0 + 1);
+    tg__conv_dnnl_set_mode(TG_DNNL_AUTO);
+    tg_tape_reset();
+    tg_free(lx), tg_free(lw), tg_free(ax), tg_free(aw), tg_free(ax64), tg_free(aw64);
+}
+
+/* n floats ending where an inaccessible page begins, zeroed. */
+static float *guarded_floats(int64_t n, void **map, size_t *len)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), bytes = (size_t)n * sizeof(float);
+    size_t cap = (bytes + page - 1) / page * page;
+    *len = cap + page;
+    char *m = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(m != MAP_FAILED);
+    assert_int_equal(mprotect(m + cap, page, PROT_NONE), 0);
+    *map = m;
+    return (float *)(m + cap - bytes);
+}
+
+/* oneDNN reads tapegrad's buffers (the borrowed input and weight here) no further than their
+ * last element: each ends at a guard page, so a read past it faults (a test failure). Its own
+ * buffers are in the arena, sized by its descriptors. */
+static void test_conv_dnnl_no_read_past_buffers(void **state)
+{
+    (void)state;
+    tg_rng rng;
+    tg_rng_seed(&rng, 5);
+    tg__conv_dnnl_set_mode(TG_DNNL_ALL);
+    int64_t before = tg__conv_dnnl_calls();
+    int runs = 0;
+    const conv_case *all[LEN(conv_cases) + LEN(dnnl_cases)];
+    for (int64_t k = 0; k < LEN(conv_cases); k++) all[runs++] = &conv_cases[k];
+    for (int64_t k = 0; k < LEN(dnnl_cases); k++) all[runs++] = &dnnl_cases[k];
+    for (int k = 0; k < runs; k++) {
+        const conv_case *c = all[k];
+        void *mx, *mw;
+        size_t lx, lw;
+        int64_t nx = c->x[0] * c->x[1] * c->x[2] * c->x[3];
+        int64_t nw = c->w[0] * c->w[1] * c->w[2] * c->w[3];
+        tg_tensor *x = tg_set_requires_grad(tg_wrap(TG_F32, 4, c->x, guarded_floats(nx, &mx, &lx)),
+                                            true);
+        tg_tensor *w = tg_set_requires_grad(tg_wrap(TG_F32, 4, c->w, guarded_floats(nw, &mw, &lw)),
+                                            true);
+        tg_tensor *y = tg_conv2d(x, w, NULL, &c->opts);
+        tg_backward(tg_sum(tg_square(y)));
+        tg_tape_reset();
+        tg_free(x), tg_free(w);
+        munmap(mx, lx), munmap(mw, lw);
+    }
+    tg__conv_dnnl_set_mode(TG_DNNL_AUTO);
+    assert_int_equal(tg__conv_dnnl_calls() - before, 3 * runs);
+}
+#endif
+
 /* ---- pooling against PyTorch ---- */
 
 static const int64_t pool_shape[4] = {2, 2, 7, 6};
@@ -541,6 +750,11 @@ int main(void)
         cmocka_unit_test(test_conv_vs_torch),
         cmocka_unit_test(test_conv_gradcheck),
         cmocka_unit_test(test_conv_errors),
+#ifdef TG_HAVE_DNNL
+        cmocka_unit_test(test_conv_dnnl_matches_im2col),
+        cmocka_unit_test(test_conv_dnnl_threshold),
+        cmocka_unit_test(test_conv_dnnl_no_read_past_buffers),
+#endif
         cmocka_unit_test(test_pool_vs_torch),
         cmocka_unit_test(test_max_pool_ties_nan),
         cmocka_unit_test(test_pool_gradcheck),
