@@ -50,16 +50,37 @@ int64_t tg__conv_dnnl_calls(void) { return atomic_load(&calls); }
 #include <oneapi/dnnl/dnnl_debug.h>
 #include <pthread.h>
 
-/* Multiply-adds of a layer (N·O·OH·OW·C/groups·kh·kw) from which oneDNN runs it: LeNet-5's
- * layers (8-15 M) measured no faster, the AlexNet-sized ones (110 M and up) faster
- * (docs/conv.md). */
-#define MIN_MACS (1LL << 26)
 #define MAX_ENTRIES 128
 
-static bool pays(const conv_geom *g)
+typedef enum { FWD, FWD_BIAS, BWD_DATA, BWD_WEIGHTS } direction;
+static const char *const direction_name[] = {"forward", "forward", "input gradient",
+                                             "weight gradient"};
+
+/* Where oneDNN measured faster than im2col + BLIS (docs/conv.md, "oneDNN, measured"), on the
+ * layers of bench_conv (LeNet-5, AlexNet at 224² and 32²):
+ * - a layer of at least MIN_MACS multiply-adds (N·O·OH·OW·C/groups·kh·kw): LeNet-5's (8-15 M)
+ *   gained nothing, the AlexNet-sized ones (110 M and up) did;
+ * - the input gradient: every such layer (1.1-1.6x);
+ * - the forward: all but a strided layer on few channels (AlexNet's conv1, 3 channels at
+ *   stride 4: 0.8-0.9x);
+ * - the weight gradient: only on large output images (1.0-1.3x from 32², 0.7-0.95x at 16² and
+ *   below), MIN_DW_PIXELS output pixels and up. */
+#define MIN_MACS (1LL << 26)
+#define FEW_CHANNELS 8
+#define MIN_DW_PIXELS 512
+
+static bool pays(const conv_geom *g, direction dir)
 {
     if (tg__conv_dnnl_mode() == TG_DNNL_ALL) return true;
-    return g->N * g->O * g->OH * g->OW * (g->C / g->groups) * g->kh * g->kw >= MIN_MACS;
+    int64_t Cg = g->C / g->groups;
+    if (g->N * g->O * g->OH * g->OW * Cg * g->kh * g->kw < MIN_MACS) return false;
+    switch (dir) {
+    case FWD:
+    case FWD_BIAS: return Cg >= FEW_CHANNELS || (g->sh == 1 && g->sw == 1);
+    case BWD_DATA: return true;
+    case BWD_WEIGHTS: return g->OH * g->OW >= MIN_DW_PIXELS;
+    }
+    return false;
 }
 
 static pthread_once_t threads_once = PTHREAD_ONCE_INIT;
@@ -76,10 +97,6 @@ int tg__conv_dnnl_threads(void)
     pthread_once(&threads_once, read_wait_policy);
     return omp_sleeps ? tg_get_num_threads() : 1;
 }
-
-typedef enum { FWD, FWD_BIAS, BWD_DATA, BWD_WEIGHTS } direction;
-static const char *const direction_name[] = {"forward", "forward", "input gradient",
-                                             "weight gradient"};
 
 /* One argument of a primitive: tapegrad's plain buffer and the primitive's layout. */
 typedef struct {
@@ -379,7 +396,7 @@ static void run(entry *e, const void *const *ptr, bool fresh)
 
 static bool call(const conv_geom *g, direction dir, const void *const *ptr, bool fresh)
 {
-    if (tg__conv_dnnl_mode() == TG_DNNL_OFF || !g->N || !pays(g)) return false;
+    if (tg__conv_dnnl_mode() == TG_DNNL_OFF || !g->N || !pays(g, dir)) return false;
     entry *e = entry_for(g, dir);
     if (!e) return false;
     pthread_mutex_lock(&e->mu);

@@ -336,7 +336,8 @@ static void test_conv_dnnl_matches_im2col(void **state)
 }
 
 /* By default (TG_DNNL_AUTO) a LeNet-sized layer stays on im2col and an AlexNet-sized one goes to
- * oneDNN; float64 never does; TG_DNNL_OFF keeps everything on im2col. */
+ * oneDNN (its weight gradient only on a large output image); float64 never does; TG_DNNL_OFF
+ * keeps everything on im2col. */
 static void test_conv_dnnl_threshold(void **state)
 {
     (void)state;
@@ -355,12 +356,20 @@ static void test_conv_dnnl_threshold(void **state)
     assert_int_equal(tg__conv_dnnl_calls(), c0);
     tg_conv2d(ax, aw, NULL, &same);
     assert_int_equal(tg__conv_dnnl_calls(), c0 + 1);
+    tg_set_requires_grad(ax, true), tg_set_requires_grad(aw, true);
+    tg_backward(tg_sum(tg_conv2d(ax, aw, NULL, &same))); /* 16x16 output: dW on im2col */
+    assert_int_equal(tg__conv_dnnl_calls(), c0 + 3);
+    tg_tensor *bx = tg_set_requires_grad(tg_zeros(TG_F32, TG_SHAPE(2, 64, 32, 32)), true);
+    tg_tensor *bw = tg_set_requires_grad(tg_zeros(TG_F32, TG_SHAPE(64, 64, 3, 3)), true);
+    tg_backward(tg_sum(tg_conv2d(bx, bw, NULL, &same))); /* 32x32 output: dW on oneDNN */
+    assert_int_equal(tg__conv_dnnl_calls(), c0 + 6);
     tg__conv_dnnl_set_mode(TG_DNNL_OFF);
     tg_conv2d(ax, aw, NULL, &same);
-    assert_int_equal(tg__conv_dnnl_calls(), c0 + 1);
+    assert_int_equal(tg__conv_dnnl_calls(), c0 + 6);
     tg__conv_dnnl_set_mode(TG_DNNL_AUTO);
     tg_tape_reset();
     tg_free(lx), tg_free(lw), tg_free(ax), tg_free(aw), tg_free(ax64), tg_free(aw64);
+    tg_free(bx), tg_free(bw);
 }
 
 /* n floats ending where an inaccessible page begins, zeroed. */
