@@ -3,13 +3,14 @@
  * ms of thread CPU time (median of REPS after a warm-up). oneDNN is timed twice: its primitives
  * alone on the blocked layouts it picks (what a network kept in oneDNN's layouts would pay), and
  * with the reorders from and to NCHW around them (what tapegrad's NCHW tensors would pay, as
- * PyTorch's own conv2d does with plain tensors). Not part of `make` (the library does not depend
- * on oneDNN, docs/conv.md); build and run it by hand:
- *     apt-get install libdnnl-dev
+ * PyTorch's own conv2d does with plain tensors). tg_conv2d itself runs the large layers through
+ * oneDNN when built with it (ops/conv_dnnl.c); TG_CONV_DNNL=0 below times its im2col path, which
+ * is what this comparison is about (bench_conv -compare times both through tg_conv2d). Not part
+ * of `make`; build and run it by hand:
  *     make && cc -O2 -Iinclude -I. -o build/bench/bench_dnnl bench/dnnl/bench_dnnl.c \
- *         build/libtapegrad.a -ldnnl -lxsmm -L/usr/lib/x86_64-linux-gnu/blis-serial -lblis -lzip \
- *         -lz -lstb -lpthread -lm
- *     OMP_NUM_THREADS=1 build/bench/bench_dnnl [LeNet-5|AlexNet|CIFAR AlexNet]            */
+ *         build/libtapegrad.a -ldnnl -lgomp -lxsmm -ldl -lrt \
+ *         -L/usr/lib/x86_64-linux-gnu/blis-serial -lblis -lzip -lz -lstb -lpthread -lm
+ *     TG_CONV_DNNL=0 OMP_NUM_THREADS=1 build/bench/bench_dnnl [LeNet-5|AlexNet|CIFAR AlexNet] */
 #include <oneapi/dnnl/dnnl.h>
 #include <stdio.h>
 #include <stdlib.h>
