@@ -56,15 +56,12 @@ typedef enum { FWD, FWD_BIAS, BWD_DATA, BWD_WEIGHTS } direction;
 static const char *const direction_name[] = {"forward", "forward", "input gradient",
                                              "weight gradient"};
 
-/* Where oneDNN measured faster than im2col + BLIS (docs/conv.md, "oneDNN, measured"), on the
- * layers of bench_conv (LeNet-5, AlexNet at 224² and 32²):
- * - a layer of at least MIN_MACS multiply-adds (N·O·OH·OW·C/groups·kh·kw): LeNet-5's (8-15 M)
- *   gained nothing, the AlexNet-sized ones (110 M and up) did;
- * - the input gradient: every such layer (1.1-1.6x);
- * - the forward: all but a strided layer on few channels (AlexNet's conv1, 3 channels at
- *   stride 4: 0.8-0.9x);
- * - the weight gradient: only on large output images (1.0-1.3x from 32², 0.7-0.95x at 16² and
- *   below), MIN_DW_PIXELS output pixels and up. */
+/* Where oneDNN measured faster than im2col + BLIS on the layers of bench_conv (the table and
+ * the figures: docs/conv.md, "oneDNN, measured"): layers of at least MIN_MACS multiply-adds
+ * (N·O·OH·OW·C/groups·kh·kw: LeNet-5's gained nothing, the AlexNet-sized ones did); of those,
+ * every input gradient, every forward but a strided one on few input channels (AlexNet's first
+ * layer), and the weight gradient only on large output images (on small ones the chunked im2col
+ * GEMM of ops/conv.c is faster). */
 #define MIN_MACS (1LL << 26)
 #define FEW_CHANNELS 8
 #define MIN_DW_PIXELS 512
@@ -245,7 +242,8 @@ static dnnl_status_t conv_pd(const conv_geom *g, direction dir, const_dnnl_primi
                                                    dnnl_convolution_direct, &s, &w,
                                                    dir == FWD_BIAS ? &b : NULL, &d, stride, dil,
                                                    pad, pad));
-    if (dir == FWD || dir == FWD_BIAS) return dnnl_primitive_desc_create(pd, &fd, attr, engine, NULL);
+    if (dir == FWD || dir == FWD_BIAS)
+        return dnnl_primitive_desc_create(pd, &fd, attr, engine, NULL);
     /* the backward primitives take the forward's as a hint of the layouts */
     dnnl_primitive_desc_t hint;
     TRY(dnnl_primitive_desc_create(&hint, &fd, NULL, engine, NULL));

@@ -250,7 +250,7 @@ static conv_results conv_run(const conv_case *c, tg_tensor *const *in, tg_tensor
     return out;
 }
 
-/* Second order: the gradients of Σ gx·s + Σ gw·s2 where (gx, gw) = ∇ Σ y²·r (create_graph), which
+/* Second order: the gradients of Σ gx² + Σ gw² where (gx, gw) = ∇ Σ y²·r (create_graph), which
  * runs the adjoint ops' kernels, the accumulating forward among them. */
 static void conv_run_second(const conv_case *c, tg_tensor *const *in, tg_tensor *r,
                             tg__dnnl_mode mode, tg_tensor **hx, tg_tensor **hw)
