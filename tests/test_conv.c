@@ -210,7 +210,9 @@ static void test_conv_errors(void **state)
  * (~1e-7 relative per term), over at most a few hundred terms here. */
 
 #ifdef TG_HAVE_DNNL
+#include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include "ops/conv_dnnl.h"
 
@@ -370,6 +372,33 @@ static void test_conv_dnnl_threshold(void **state)
     tg_tape_reset();
     tg_free(lx), tg_free(lw), tg_free(ax), tg_free(aw), tg_free(ax64), tg_free(aw64);
     tg_free(bx), tg_free(bw);
+}
+
+/* The mode a fresh process of this test reads from TG_CONV_DNNL (NULL: unset), as its exit
+ * status (main's --dnnl-mode). */
+static int mode_under_env(const char *value)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (value) setenv("TG_CONV_DNNL", value, 1);
+        else unsetenv("TG_CONV_DNNL");
+        execl("/proc/self/exe", "test_conv", "--dnnl-mode", (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+/* TG_CONV_DNNL=0 turns the path off for the whole process; anything else leaves the default. */
+static void test_conv_dnnl_env_switch(void **state)
+{
+    (void)state;
+    assert_int_equal(mode_under_env("0"), TG_DNNL_OFF);
+    assert_int_equal(mode_under_env(NULL), TG_DNNL_AUTO);
+    assert_int_equal(mode_under_env("1"), TG_DNNL_AUTO);
 }
 
 /* n floats ending where an inaccessible page begins, zeroed. */
@@ -753,8 +782,13 @@ static void test_batch_norm_errors(void **state)
     tg_free(x), tg_free(w2), tg_free(w3), tg_free(wd), tg_free(v), tg_free(one);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+#ifdef TG_HAVE_DNNL
+    if (argc > 1 && strcmp(argv[1], "--dnnl-mode") == 0) return (int)tg__conv_dnnl_mode();
+#else
+    (void)argc, (void)argv;
+#endif
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_vs_torch),
         cmocka_unit_test(test_conv_gradcheck),
@@ -762,6 +796,7 @@ int main(void)
 #ifdef TG_HAVE_DNNL
         cmocka_unit_test(test_conv_dnnl_matches_im2col),
         cmocka_unit_test(test_conv_dnnl_threshold),
+        cmocka_unit_test(test_conv_dnnl_env_switch),
         cmocka_unit_test(test_conv_dnnl_no_read_past_buffers),
 #endif
         cmocka_unit_test(test_pool_vs_torch),
