@@ -9,6 +9,7 @@
  * the dtype, so float32 batch norm does not lose the variance of large-mean inputs. */
 #include <math.h>
 #include <string.h>
+#include "autograd/cpu_clones.h"
 #include "ops/kernel.h"
 #include "tg/conv.h"
 
@@ -23,38 +24,157 @@ typedef struct {
     double eps;
 } bn_saved;
 
-/* mean[c] and biased var[c] over n and s of x(n, c, s) */
+/* The kernels walk the channels in blocks of whole channels, about BN_BLOCK values of the batch
+ * each (cb channels, L = cb·S positions of every sample's [C, S] slice): a block of x (and of g)
+ * stays in L2 cache across the passes over it (sums, then the normalisation), so x is read from
+ * memory once. Within a block each pass is a loop over samples around a contiguous loop over the
+ * L positions with per-position constants (each channel's value repeated S times): it vectorises
+ * whatever S is (S = 1 for [N, C] inputs included), and a sum goes into per-position double
+ * accumulators, each adding its samples in order, which then add up per channel: no serial
+ * chain of additions, and no reassociation for the compiler to refuse. */
+enum { BN_BLOCK = 32768 };   /* 128 KB of float32 */
+
+static int64_t block_channels(channel_view v)
+{
+    int64_t per_channel = v.N * v.S > 0 ? v.N * v.S : 1, cb = BN_BLOCK / per_channel;
+    return cb < 1 ? 1 : cb > v.C ? v.C : cb;
+}
+
+/* Scratch of one call: per position of a block, two double sums, the mean in double and four
+ * constants in the dtype; per channel, five doubles. */
+typedef struct {
+    double *sum0, *sum1, *mean;
+    double *ch[5];
+    void *k[4];
+} bn_work;
+
+static bn_work bn_scratch(channel_view v, size_t elem)
+{
+    size_t L = (size_t)(block_channels(v) * v.S), C = (size_t)v.C;
+    double *d = tg_op_scratch(L * (3 * sizeof(double) + 4 * elem) + 5 * C * sizeof(double));
+    bn_work w = {d, d + L, d + 2 * L, {0}, {0}};
+    for (int i = 0; i < 5; i++) w.ch[i] = d + 3 * L + (size_t)i * C;
+    char *t = (char *)(d + 3 * L + 5 * C);
+    for (int i = 0; i < 4; i++) w.k[i] = t + (size_t)i * L * elem;
+    return w;
+}
+
+/* out[c] = Σ_i acc[c·S + i] */
+static void channel_totals(const double *acc, int64_t cb, int64_t S, double *out)
+{
+    for (int64_t c = 0; c < cb; c++) {
+        double t = 0;
+        for (int64_t i = 0; i < S; i++) t += acc[c * S + i];
+        out[c] = t;
+    }
+}
+
+/* dst[c·S + i] = v[c] */
+static void expand_double(double *dst, const double *v, int64_t cb, int64_t S)
+{
+    for (int64_t c = 0; c < cb; c++)
+        for (int64_t i = 0; i < S; i++) dst[c * S + i] = v[c];
+}
+
+/* In each kernel x (g, y, gx) points at sample 0's part of the block, the samples `stride`
+ * values apart, and j runs over the block's L positions. */
 #define BN_KERNELS(T, S_)                                                                      \
-    static void bn_stats_##S_(channel_view v, const void *px, double *mean, double *var)      \
+    static void expand_##S_(T *dst, const double *v, int64_t cb, int64_t S)                    \
     {                                                                                          \
-        const T *x = px;                                                                       \
-        double count = (double)(v.N * v.S);                                                    \
-        for (int64_t c = 0; c < v.C; c++) {                                                   \
-            double s = 0, ss = 0;                                                              \
-            for (int64_t n = 0; n < v.N; n++)                                                 \
-                for (int64_t i = 0; i < v.S; i++) s += x[(n * v.C + c) * v.S + i];            \
-            mean[c] = s / count;                                                               \
-            for (int64_t n = 0; n < v.N; n++)                                                 \
-                for (int64_t i = 0; i < v.S; i++) {                                           \
-                    double d = x[(n * v.C + c) * v.S + i] - mean[c];                           \
-                    ss += d * d;                                                               \
-                }                                                                              \
-            var[c] = ss / count;                                                               \
-        }                                                                                      \
+        for (int64_t c = 0; c < cb; c++)                                                       \
+            for (int64_t i = 0; i < S; i++) dst[c * S + i] = (T)v[c];                          \
     }                                                                                          \
-    /* y = (x - mean)·invstd·w + b; w, b may be NULL (1 and 0) */                              \
-    static void bn_fwd_##S_(channel_view v, const void *px, const double *mean,                \
-                            const double *invstd, const void *pw, const void *pb, void *py)    \
+    /* acc[j] = Σ_n x(n, j) */                                                                 \
+    static TG_CPU_CLONES void bn_sum_##S_(int64_t N, int64_t L, int64_t stride,                \
+                                          const T *restrict x, double *restrict acc)           \
+    {                                                                                          \
+        for (int64_t j = 0; j < L; j++) acc[j] = 0;                                            \
+        for (int64_t n = 0; n < N; n++)                                                        \
+            for (int64_t j = 0; j < L; j++) acc[j] += x[n * stride + j];                       \
+    }                                                                                          \
+    /* acc[j] = Σ_n (x(n, j) - m[j])² */                                                       \
+    static TG_CPU_CLONES void bn_sum_sq_dev_##S_(int64_t N, int64_t L, int64_t stride,         \
+                                                 const T *restrict x, const double *restrict m, \
+                                                 double *restrict acc)                         \
+    {                                                                                          \
+        for (int64_t j = 0; j < L; j++) acc[j] = 0;                                            \
+        for (int64_t n = 0; n < N; n++)                                                        \
+            for (int64_t j = 0; j < L; j++) {                                                  \
+                double d = x[n * stride + j] - m[j];                                           \
+                acc[j] += d * d;                                                               \
+            }                                                                                  \
+    }                                                                                          \
+    /* y = (x - m)·a + b */                                                                    \
+    static TG_CPU_CLONES void bn_affine_##S_(int64_t N, int64_t L, int64_t stride,             \
+                                             const T *restrict x, const T *restrict m,         \
+                                             const T *restrict a, const T *restrict b,         \
+                                             T *restrict y)                                    \
+    {                                                                                          \
+        for (int64_t n = 0; n < N; n++)                                                        \
+            for (int64_t j = 0; j < L; j++)                                                    \
+                y[n * stride + j] = (x[n * stride + j] - m[j]) * a[j] + b[j];                  \
+    }                                                                                          \
+    /* sg[j] = Σ_n g(n, j), sgx[j] = Σ_n g(n, j)·(x(n, j) - m[j]) */                           \
+    static TG_CPU_CLONES void bn_grad_sums_##S_(int64_t N, int64_t L, int64_t stride,          \
+                                                const T *restrict g, const T *restrict x,      \
+                                                const double *restrict m,                      \
+                                                double *restrict sg, double *restrict sgx)     \
+    {                                                                                          \
+        for (int64_t j = 0; j < L; j++) sg[j] = 0, sgx[j] = 0;                                 \
+        for (int64_t n = 0; n < N; n++)                                                        \
+            for (int64_t j = 0; j < L; j++) {                                                  \
+                double gj = g[n * stride + j];                                                 \
+                sg[j] += gj;                                                                   \
+                sgx[j] += gj * (x[n * stride + j] - m[j]);                                     \
+            }                                                                                  \
+    }                                                                                          \
+    /* gx += k1·g + k2·(x - m) + k3 */                                                         \
+    static TG_CPU_CLONES void bn_grad_input_##S_(int64_t N, int64_t L, int64_t stride,         \
+                                                 const T *restrict g, const T *restrict x,     \
+                                                 const T *restrict m, const T *restrict k1,    \
+                                                 const T *restrict k2, const T *restrict k3,   \
+                                                 T *restrict gx)                               \
+    {                                                                                          \
+        for (int64_t n = 0; n < N; n++)                                                        \
+            for (int64_t j = 0; j < L; j++) {                                                  \
+                int64_t at = n * stride + j;                                                   \
+                gx[at] += k1[j] * g[at] + k2[j] * (x[at] - m[j]) + k3[j];                      \
+            }                                                                                  \
+    }                                                                                          \
+    /* Batch statistics (batch_stats: mean[c], biased var[c]) or the given ones, invstd[c], and \
+     * y = (x - mean)·invstd·w + b; w, b may be NULL (1 and 0). */                             \
+    static void bn_fwd_##S_(channel_view v, const void *px, bool batch_stats, double eps,      \
+                            double *mean, double *var, double *invstd, const void *pw,         \
+                            const void *pb, void *py)                                          \
     {                                                                                          \
         const T *x = px, *w = pw, *b = pb;                                                     \
         T *y = py;                                                                             \
-        for (int64_t n = 0; n < v.N; n++)                                                     \
-            for (int64_t c = 0; c < v.C; c++) {                                               \
-                double scale = invstd[c] * (w ? w[c] : 1), shift = b ? b[c] : 0;               \
-                int64_t at = (n * v.C + c) * v.S;                                              \
-                for (int64_t i = 0; i < v.S; i++)                                             \
-                    y[at + i] = (T)((x[at + i] - mean[c]) * scale + shift);                    \
+        int64_t cb_max = block_channels(v), stride = v.C * v.S;                                \
+        double count = (double)(v.N * v.S), *scale = NULL, *bias = NULL;                       \
+        bn_work k = bn_scratch(v, sizeof(T));                                                  \
+        scale = k.ch[0], bias = k.ch[1];                                                       \
+        for (int64_t c0 = 0; c0 < v.C; c0 += cb_max) {                                         \
+            int64_t cb = v.C - c0 < cb_max ? v.C - c0 : cb_max, L = cb * v.S, at = c0 * v.S;   \
+            if (batch_stats) {                                                                 \
+                bn_sum_##S_(v.N, L, stride, x + at, k.sum0);                                   \
+                channel_totals(k.sum0, cb, v.S, mean + c0);                                    \
+                for (int64_t c = c0; c < c0 + cb; c++) mean[c] /= count;                       \
+                expand_double(k.mean, mean + c0, cb, v.S);                                        \
+                bn_sum_sq_dev_##S_(v.N, L, stride, x + at, k.mean, k.sum0);                    \
+                channel_totals(k.sum0, cb, v.S, var + c0);                                     \
+                for (int64_t c = c0; c < c0 + cb; c++) var[c] /= count;                        \
             }                                                                                  \
+            for (int64_t c = c0; c < c0 + cb; c++) {                                           \
+                invstd[c] = 1 / sqrt(var[c] + eps);                                            \
+                scale[c] = invstd[c] * (w ? w[c] : 1);                                         \
+                bias[c] = b ? b[c] : 0;                                                        \
+            }                                                                                  \
+            T *m = k.k[0], *a = k.k[1], *shift = k.k[2];                                       \
+            expand_##S_(m, mean + c0, cb, v.S);                                                \
+            expand_##S_(a, scale + c0, cb, v.S);                                               \
+            expand_##S_(shift, bias + c0, cb, v.S);                                            \
+            bn_affine_##S_(v.N, L, stride, x + at, m, a, shift, y + at);                       \
+        }                                                                                      \
     }                                                                                          \
     static void bn_bwd_##S_(const bn_saved *s, const void *px, const void *pw, const void *pg, \
                             void *pgx, void *pgw, void *pgb)                                   \
@@ -62,26 +182,32 @@ typedef struct {
         const T *x = px, *w = pw, *g = pg;                                                     \
         T *gx = pgx, *gw = pgw, *gb = pgb;                                                     \
         channel_view v = s->v;                                                                 \
+        int64_t cb_max = block_channels(v), stride = v.C * v.S;                                \
         double count = (double)(v.N * v.S);                                                    \
-        for (int64_t c = 0; c < v.C; c++) {                                                   \
-            double sg = 0, sgx = 0, m = s->mean[c], is = s->invstd[c];                         \
-            for (int64_t n = 0; n < v.N; n++)                                                 \
-                for (int64_t i = 0; i < v.S; i++) {                                           \
-                    int64_t at = (n * v.C + c) * v.S + i;                                      \
-                    sg += g[at];                                                               \
-                    sgx += g[at] * (x[at] - m) * is;                                           \
-                }                                                                              \
-            if (gw) gw[c] += (T)sgx;                                                           \
-            if (gb) gb[c] += (T)sg;                                                            \
+        bn_work k = bn_scratch(v, sizeof(T));                                                  \
+        double *tg = k.ch[0], *tgx = k.ch[1], *c1 = k.ch[2], *c2 = k.ch[3], *c3 = k.ch[4];     \
+        for (int64_t c0 = 0; c0 < v.C; c0 += cb_max) {                                         \
+            int64_t cb = v.C - c0 < cb_max ? v.C - c0 : cb_max, L = cb * v.S, at = c0 * v.S;   \
+            expand_double(k.mean, s->mean + c0, cb, v.S);                                         \
+            bn_grad_sums_##S_(v.N, L, stride, g + at, x + at, k.mean, k.sum0, k.sum1);         \
+            channel_totals(k.sum0, cb, v.S, tg + c0);                                          \
+            channel_totals(k.sum1, cb, v.S, tgx + c0);                                         \
+            for (int64_t c = c0; c < c0 + cb; c++) {                                           \
+                double is = s->invstd[c], sgx = tgx[c] * is;                                   \
+                if (gw) gw[c] += (T)sgx;                                                       \
+                if (gb) gb[c] += (T)tg[c];                                                     \
+                double scale = is * (w ? w[c] : 1);                                            \
+                double mg = s->batch_stats ? tg[c] / count : 0;                                \
+                double mgx = s->batch_stats ? sgx / count : 0;                                 \
+                c1[c] = scale, c2[c] = -scale * is * mgx, c3[c] = -scale * mg;                 \
+            }                                                                                  \
             if (!gx) continue;                                                                 \
-            double scale = is * (w ? w[c] : 1);                                                \
-            double mg = s->batch_stats ? sg / count : 0, mgx = s->batch_stats ? sgx / count : 0; \
-            for (int64_t n = 0; n < v.N; n++)                                                 \
-                for (int64_t i = 0; i < v.S; i++) {                                           \
-                    int64_t at = (n * v.C + c) * v.S + i;                                      \
-                    double xhat = (x[at] - m) * is;                                            \
-                    gx[at] += (T)(scale * (g[at] - mg - xhat * mgx));                          \
-                }                                                                              \
+            T *m = k.k[0], *k1 = k.k[1], *k2 = k.k[2], *k3 = k.k[3];                           \
+            expand_##S_(m, s->mean + c0, cb, v.S);                                             \
+            expand_##S_(k1, c1 + c0, cb, v.S);                                                 \
+            expand_##S_(k2, c2 + c0, cb, v.S);                                                 \
+            expand_##S_(k3, c3 + c0, cb, v.S);                                                 \
+            bn_grad_input_##S_(v.N, L, stride, g + at, x + at, m, k1, k2, k3, gx + at);        \
         }                                                                                      \
     }
 TG_STAMP(BN_KERNELS)
@@ -206,18 +332,14 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *weight, tg_tensor *bias,
     }
     double *mean = tg_op_scratch(3 * (size_t)v.C * sizeof *mean), *var = mean + v.C;
     double *invstd = var + v.C;
-    if (batch_stats) {
-        TG_KERNEL_FOR(bn_stats, x)(v, x->data, mean, var);
-    } else {
+    if (!batch_stats)
         for (int64_t c = 0; c < v.C; c++)
             mean[c] = tg_get_flat(running_mean, c), var[c] = tg_get_flat(running_var, c);
-    }
-    for (int64_t c = 0; c < v.C; c++) invstd[c] = 1 / sqrt(var[c] + eps);
+    tg_tensor *y = tg_op_output(x->dtype, x->ndim, x->shape);
+    TG_KERNEL_FOR(bn_fwd, x)(v, x->data, batch_stats, eps, mean, var, invstd,
+                             weight ? weight->data : NULL, bias ? bias->data : NULL, y->data);
     if (training && running_mean) update_running(running_mean, running_var, mean, var, count,
                                                  momentum);
-    tg_tensor *y = tg_op_output(x->dtype, x->ndim, x->shape);
-    TG_KERNEL_FOR(bn_fwd, x)(v, x->data, mean, invstd, weight ? weight->data : NULL,
-                             bias ? bias->data : NULL, y->data);
     /* inputs x, weight, bias in that order; a NULL weight with a bias records a constant 1 */
     tg_tensor *in[3] = {x, weight, bias};
     int n_in = bias ? 3 : weight ? 2 : 1;

@@ -759,6 +759,71 @@ static void test_batch_norm_gradcheck(void **state)
     }
 }
 
+/* Shapes large enough that the kernels take the channels in several blocks, the last one
+ * partial ([3, 5, 47, 47]: blocks of 4 channels; [3, 12000]: one value per channel and sample):
+ * the forward against statistics computed here, the fast backward against the differentiable
+ * one (tg_grad with create_graph), and float32 against float64. */
+static void bn_reference(const tg_tensor *x, const tg_tensor *w, const tg_tensor *b, double *y)
+{
+    int64_t N = x->shape[0], C = x->shape[1], S = x->numel / (N * C);
+    const double *xd = x->data, *wd = w->data, *bd = b->data;
+    for (int64_t c = 0; c < C; c++) {
+        double s = 0, ss = 0;
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t i = 0; i < S; i++) s += xd[(n * C + c) * S + i];
+        double mean = s / (double)(N * S);
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t i = 0; i < S; i++) {
+                double d = xd[(n * C + c) * S + i] - mean;
+                ss += d * d;
+            }
+        double invstd = 1 / sqrt(ss / (double)(N * S) + 1e-5);
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t i = 0; i < S; i++) {
+                int64_t at = (n * C + c) * S + i;
+                y[at] = (xd[at] - mean) * invstd * wd[c] + bd[c];
+            }
+    }
+}
+
+static void test_batch_norm_blocks(void **state)
+{
+    (void)state;
+    tg_rng rng;
+    tg_rng_seed(&rng, 12);
+    const int64_t shapes[][4] = {{3, 5, 47, 47}, {3, 12000, 0, 0}};
+    const int ndims[] = {4, 2};
+    for (int k = 0; k < 2; k++) {
+        int64_t C = shapes[k][1];
+        tg_tensor *in[3] = {tg_rand_normal(TG_F64, ndims[k], shapes[k], 3, 2, &rng),
+                            param_f64(&rng, TG_SHAPE(C)), param_f64(&rng, TG_SHAPE(C))};
+        tg_set_requires_grad(in[0], true);
+        tg_tensor *r = tg_rand_normal(TG_F64, ndims[k], shapes[k], 0, 1, &rng);
+        double *expected = malloc((size_t)in[0]->numel * sizeof *expected);
+        bn_reference(in[0], in[1], in[2], expected);
+        tg_tensor *y = tg_batch_norm(in[0], in[1], in[2], NULL, NULL, true, 0.1, 1e-5);
+        expect_values(y, expected, y->numel, 1e-12);
+        tg_tensor *loss = tg_sum(tg_mul(y, r)), *ops_grad[3];
+        tg_grad(loss, NULL, 3, in, ops_grad, true);
+        tg_backward(loss);
+        for (int i = 0; i < 3; i++)
+            expect_values(in[i]->grad, ops_grad[i]->data, ops_grad[i]->numel, 1e-10);
+        /* float32: the same values to float32's precision */
+        tg_tensor *in32[3], *r32 = tg_to_dtype(r, TG_F32);
+        for (int i = 0; i < 3; i++)
+            in32[i] = tg_set_requires_grad(tg_to_dtype(in[i], TG_F32), true);
+        tg_tensor *y32 = tg_batch_norm(in32[0], in32[1], in32[2], NULL, NULL, true, 0.1, 1e-5);
+        expect_values(y32, expected, y32->numel, 1e-5);
+        tg_backward(tg_sum(tg_mul(y32, r32)));
+        for (int i = 0; i < 3; i++)
+            expect_values(in32[i]->grad, in[i]->grad->data, in[i]->numel, i == 0 ? 1e-4 : 1e-3);
+        tg_tape_reset();
+        free(expected);
+        for (int i = 0; i < 3; i++) tg_free(in[i]), tg_free(in32[i]);
+        tg_free(r), tg_free(r32);
+    }
+}
+
 static void test_batch_norm_errors(void **state)
 {
     (void)state;
@@ -807,6 +872,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_batch_norm_vs_torch),
         cmocka_unit_test(test_batch_norm_running_stats),
         cmocka_unit_test(test_batch_norm_gradcheck),
+        cmocka_unit_test(test_batch_norm_blocks),
         cmocka_unit_test(test_batch_norm_errors),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
