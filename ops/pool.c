@@ -122,6 +122,38 @@ static pool_geom check_pool(const tg_tensor *x, const tg_pool2d_opts *o, const c
                 }                                                                              \
             }                                                                                  \
     }                                                                                          \
+    /* 2x2 windows of stride 2 without padding (LeNet's, the CIFAR AlexNet's and VGG's pools):  \
+     * the four elements of each window compared in max_pool's order (top left, top right,      \
+     * bottom left, bottom right, with the same take rule), so ties and NaNs come out the same;  \
+     * one loop per output row instead of a call per row and kernel offset (rows of 2-8         \
+     * outputs spent most of their time in those calls). */                                     \
+    static TG_CPU_CLONES void max_pool_2x2_##S(const T *restrict x, int64_t planes, int64_t H,  \
+                                               int64_t W, int64_t OH, int64_t OW,               \
+                                               T *restrict y, int32_t *restrict idx)            \
+    {                                                                                          \
+        for (int64_t p = 0; p < planes; p++)                                                  \
+            for (int64_t oh = 0; oh < OH; oh++, y += OW, idx += OW) {                         \
+                int64_t top = (p * H + 2 * oh) * W;                                            \
+                const T *r0 = x + top, *r1 = r0 + W;                                           \
+                for (int64_t ow = 0; ow < OW; ow++) {                                         \
+                    T best = r0[2 * ow], v = r0[2 * ow + 1];                                   \
+                    int64_t at = top + 2 * ow;                                                 \
+                    bool take = v > best || v != v;                                            \
+                    best = take ? v : best;                                                    \
+                    at = take ? top + 2 * ow + 1 : at;                                         \
+                    v = r1[2 * ow];                                                            \
+                    take = v > best || v != v;                                                 \
+                    best = take ? v : best;                                                    \
+                    at = take ? top + W + 2 * ow : at;                                         \
+                    v = r1[2 * ow + 1];                                                        \
+                    take = v > best || v != v;                                                 \
+                    best = take ? v : best;                                                    \
+                    at = take ? top + W + 2 * ow + 1 : at;                                     \
+                    y[ow] = best;                                                              \
+                    idx[ow] = (int32_t)at;                                                     \
+                }                                                                              \
+            }                                                                                  \
+    }                                                                                          \
     static void max_unpool_##S(int64_t n, const int32_t *idx, const void *pg, void *pgx)       \
     {                                                                                          \
         const T *g = pg;                                                                       \
@@ -165,8 +197,16 @@ tg_tensor *tg_max_pool2d(tg_tensor *x, const tg_pool2d_opts *opts)
     int64_t *cols = tg_op_scratch(2 * (size_t)g.kw * sizeof *cols);
     for (int64_t j = 0; j < g.kw; j++)
         tg__valid_range(g.OW, x->shape[3], g.sw, j - g.pw, &cols[j], &cols[g.kw + j]);
-    if (x->dtype == TG_F64) max_pool_f64(x, &g, cols, y->data, index->data);
-    else max_pool_f32(x, &g, cols, y->data, index->data);
+    bool two_by_two = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && !g.ph && !g.pw;
+    int64_t planes = x->shape[0] * x->shape[1], H = x->shape[2], W = x->shape[3];
+    if (two_by_two && x->dtype == TG_F64)
+        max_pool_2x2_f64(x->data, planes, H, W, g.OH, g.OW, y->data, index->data);
+    else if (two_by_two)
+        max_pool_2x2_f32(x->data, planes, H, W, g.OH, g.OW, y->data, index->data);
+    else if (x->dtype == TG_F64)
+        max_pool_f64(x, &g, cols, y->data, index->data);
+    else
+        max_pool_f32(x, &g, cols, y->data, index->data);
     tg_node *node = tg_op_record(&max_pool_op, y, 1, &x, sizeof(max_pool_saved));
     if (node) ((max_pool_saved *)node->saved)->index = index;
     return y;

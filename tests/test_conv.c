@@ -484,6 +484,33 @@ static void test_pool_vs_torch(void **state)
 }
 
 /* A tie goes to the first element; a NaN anywhere in the window is the result. */
+/* Odd height and width: the last row and column belong to no 2x2 window. */
+static void test_max_pool_odd_sizes(void **state)
+{
+    (void)state;
+    double v[2 * 3 * 5];
+    for (int i = 0; i < 30; i++) v[i] = (i * 7) % 30;   /* a permutation of 0..29 */
+    tg_tensor *x = tg_set_requires_grad(tg_from_data(TG_F64, TG_SHAPE(2, 1, 3, 5), v), true);
+    tg_tensor *y = tg_max_pool2d(x, &(tg_pool2d_opts){.kernel = {2, 2}});
+    assert_int_equal(y->shape[2], 1);
+    assert_int_equal(y->shape[3], 2);
+    double expected[4], grad[30] = {0};
+    for (int n = 0; n < 2; n++)
+        for (int ow = 0; ow < 2; ow++) {
+            int best = n * 15 + 2 * ow;
+            for (int i = 0; i < 2; i++)
+                for (int j = 0; j < 2; j++)
+                    if (v[n * 15 + i * 5 + 2 * ow + j] > v[best]) best = n * 15 + i * 5 + 2 * ow + j;
+            expected[n * 2 + ow] = v[best];
+            grad[best] = 1;
+        }
+    expect_values(y, expected, 4, 0);
+    tg_backward(tg_sum(y));
+    expect_values(x->grad, grad, 30, 0);
+    tg_tape_reset();
+    tg_free(x);
+}
+
 static void test_max_pool_ties_nan(void **state)
 {
     (void)state;
@@ -538,6 +565,8 @@ static tg_tensor *apply_pool(tg_tensor *x, void *ctx)
 
 static const pool_case pool_cases[] = {
     {.label = "tg_max_pool2d 2x2", .kind = 0, .x = {2, 3, 6, 4}, .opts = {.kernel = {2, 2}}},
+    {.label = "tg_max_pool2d 2x2 on odd sizes (last row and column unused)", .kind = 0,
+     .x = {1, 2, 5, 7}, .opts = {.kernel = {2, 2}}},
     {.label = "tg_max_pool2d 3x3 stride 2 pad 1 (overlapping)", .kind = 0, .x = {1, 2, 7, 5},
      .opts = {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}}},
     {.label = "tg_max_pool2d 3x2 stride 1x3 pad 1x0", .kind = 0, .x = {2, 1, 5, 8},
@@ -865,6 +894,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_conv_dnnl_no_read_past_buffers),
 #endif
         cmocka_unit_test(test_pool_vs_torch),
+        cmocka_unit_test(test_max_pool_odd_sizes),
         cmocka_unit_test(test_max_pool_ties_nan),
         cmocka_unit_test(test_pool_gradcheck),
         cmocka_unit_test(test_pool_errors),
