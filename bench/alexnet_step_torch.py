@@ -109,6 +109,7 @@ def main():
     p.add_argument("-breakdown", type=int, default=0, help="steps timed per op family")
     p.add_argument("-no-mkldnn", action="store_true", help="convolutions without oneDNN")
     a = p.parse_args()
+    a.blocks, a.steps = max(1, a.blocks), max(1, a.steps)
     torch.set_num_threads(1)
     torch.manual_seed(1)
     if a.no_mkldnn:
@@ -124,9 +125,9 @@ def main():
     for _ in range(a.warmup):
         step(model, opt, loss_fn, x, y)
     wall, cpu = [], []
-    for _ in range(max(1, a.blocks)):
+    for _ in range(a.blocks):
         t0, c0 = time.perf_counter(), time.process_time()
-        for _ in range(max(1, a.steps)):
+        for _ in range(a.steps):
             step(model, opt, loss_fn, x, y)
         wall.append((time.perf_counter() - t0) / a.steps * 1e3)
         cpu.append((time.process_time() - c0) / a.steps * 1e3)
