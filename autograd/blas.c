@@ -9,6 +9,7 @@
  *   kernel choice and the split threshold.
  * - Small products that libxsmm runs faster go to autograd/xsmm.c first (when built with it). */
 #include "autograd/blas.h"
+#include "autograd/cpu_clones.h"
 #include "autograd/internal.h"
 
 #include <blis.h>
@@ -237,6 +238,23 @@ static void run_last_row_apart(const gemm_job *j) {
     run_serial(&last);
 }
 
+/* C = alpha·a·bᵀ stored over C (K = 1, beta = 0): one pass that only writes C, where setm then
+ * ger write it, read it and write it again. a is op(A)'s column, b op(B)'s row. */
+#define OUTER_WRITE_KERNEL(T, S)                                                                 \
+    static TG_CPU_CLONES void outer_write_##S(const gemm_job *j) {                               \
+        const T *a = j->a, *b = j->b;                                                            \
+        T alpha = *(const T *)j->alpha, *c = j->c;                                               \
+        for (int64_t i = 0; i < j->m; i++) {                                                     \
+            T ai = alpha * a[i * j->rsa];                                                        \
+            T *ci = c + i * j->rsc;                                                              \
+            if (j->csc == 1 && j->csb == 1)                                                      \
+                for (int64_t l = 0; l < j->n; l++) ci[l] = ai * b[l];                            \
+            else                                                                                 \
+                for (int64_t l = 0; l < j->n; l++) ci[l * j->csc] = ai * b[l * j->csb];          \
+        }                                                                                        \
+    }
+TG_STAMP(OUTER_WRITE_KERNEL)
+
 /* M = 1 and N = 1 go to gemv, K = 1 to ger: BLIS's gemm costs 0.3-12 us more on them. */
 static void run_serial(const gemm_job *j) {
     if (j->m == 0 || j->n == 0) return;
@@ -246,11 +264,11 @@ static void run_serial(const gemm_job *j) {
     } else if (j->n == 1) { /* C column = op(A) · op(B) column */
         BLIS(j, gemv, BLIS_NO_TRANSPOSE, BLIS_NO_CONJUGATE, j->m, j->k, P(j->alpha), P(j->a),
              j->rsa, j->csa, P(j->b), j->rsb, P(j->beta), j->c, j->rsc);
+    } else if (j->k == 1 && is_zero(j, j->beta)) { /* beta = 0 overwrites, even NaN */
+        if (j->f64) outer_write_f64(j);
+        else outer_write_f32(j);
     } else if (j->k == 1) { /* outer product: C = beta C, then ger (4-10x cheaper than gemm) */
-        if (is_zero(j, j->beta)) /* beta = 0 overwrites, even NaN */
-            BLIS(j, setm, BLIS_NO_CONJUGATE, 0, BLIS_NONUNIT_DIAG, BLIS_DENSE, j->m, j->n,
-                 P(j->beta), j->c, j->rsc, j->csc);
-        else if (!is_one(j, j->beta))
+        if (!is_one(j, j->beta))
             BLIS(j, scalm, BLIS_NO_CONJUGATE, 0, BLIS_NONUNIT_DIAG, BLIS_DENSE, j->m, j->n,
                  P(j->beta), j->c, j->rsc, j->csc);
         BLIS(j, ger, BLIS_NO_CONJUGATE, BLIS_NO_CONJUGATE, j->m, j->n, P(j->alpha), P(j->a),

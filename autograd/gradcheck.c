@@ -46,9 +46,10 @@ static void analytic_gradients(tg_scalar_fn f, tg_tensor **inputs, int n, void *
     for (int k = 0; k < n; k++) tg_zero_grad(inputs[k]);
     tg_tensor *y = f(inputs, n, ctx);
     tg_backward(y);
-    for (int k = 0; k < n; k++)
-        grads[k] = inputs[k]->grad ? tg_clone(inputs[k]->grad)
-                                   : tg_zeros(TG_F64, inputs[k]->ndim, inputs[k]->shape);
+    for (int k = 0; k < n; k++) {
+        tg_tensor *g = tg_get_grad(inputs[k]); /* zeros where the backward did not reach it */
+        grads[k] = g ? tg_clone(g) : tg_zeros(TG_F64, inputs[k]->ndim, inputs[k]->shape);
+    }
     tg_tape_reset();
 }
 
@@ -161,8 +162,8 @@ tg_tensor *tg_jacobian(tg_vector_fn f, tg_tensor *input, void *ctx)
         tg_set_flat(seed, i, 1.0);
         tg_backward_with(f(input, ctx), seed);
         tg_set_flat(seed, i, 0.0);
-        for (int64_t j = 0; input->grad && j < n; j++)
-            tg_set_flat(jac, i * n + j, tg_get_flat(input->grad, j));
+        tg_tensor *g = tg_get_grad(input);
+        for (int64_t j = 0; g && j < n; j++) tg_set_flat(jac, i * n + j, tg_get_flat(g, j));
         tg_tape_reset();
     }
     tg_zero_grad(input);

@@ -196,9 +196,9 @@ static tg_tensor **grad_slot(tg_tensor *t)
     return NULL;
 }
 
-/* A zeroed intermediate of t's shape and dtype. t's header is already valid, so it is copied
- * rather than checked again: this runs once per gradient of every backward. */
-static tg_tensor *zeros_like_intermediate(const tg_tensor *t)
+/* An intermediate of t's shape and dtype, data uninitialised. t's header is already valid, so it
+ * is copied rather than checked again: this runs once per gradient of every backward. */
+static tg_tensor *intermediate_like(const tg_tensor *t)
 {
     size_t bytes = (size_t)t->numel * tg__elem_size(t->dtype);
     unsigned char *block = tg__arena_alloc(HEADER_BYTES + bytes);
@@ -207,9 +207,16 @@ static tg_tensor *zeros_like_intermediate(const tg_tensor *t)
     g->generation = generation;
     g->data = block + HEADER_BYTES;
     g->grad = NULL;
-    g->requires_grad = g->persistent = g->owns_data = false;
+    g->requires_grad = g->persistent = g->owns_data = g->grad_zero_pending = false;
     g->node = NULL;
     g->name = NULL;
+    return g;
+}
+
+static tg_tensor *zeros_like_intermediate(const tg_tensor *t)
+{
+    tg_tensor *g = intermediate_like(t);
+    size_t bytes = (size_t)t->numel * tg__elem_size(t->dtype);
     /* The block is rounded up to 64 bytes, so a small gradient is zeroed by a fixed-size store
      * the compiler writes inline, without a call. */
     if (bytes > 0 && bytes <= TG__ARENA_ALIGN) memset(g->data, 0, TG__ARENA_ALIGN);
@@ -221,15 +228,49 @@ void *tg_op_grad(tg_tensor *t)
 {
     if (!t->requires_grad) return NULL;
     if (!active_pass) { /* tg_backward: the gradient lives in t->grad */
-        if (!t->grad)
+        if (!t->grad) {
             t->grad = t->persistent ? tg_zeros(t->dtype, t->ndim, t->shape)
                                     : zeros_like_intermediate(t);
+            t->grad_zero_pending = false;
+        } else if (t->grad_zero_pending) { /* tg_zero_grad left it to the first writer */
+            memset(t->grad->data, 0, tg_nbytes(t->grad));
+            t->grad_zero_pending = false;
+        }
         return t->grad->data;
     }
     tg_tensor **slot = grad_slot(t);
     if (!slot) /* a tensor tg_grad was not asked about: a buffer that is thrown away */
         return zeros_like_intermediate(t)->data;
     if (!*slot) *slot = zeros_like_intermediate(t);
+    return (*slot)->data;
+}
+
+/* The same buffers as tg_op_grad, without zeroing the ones that hold no gradient yet: the caller
+ * writes every element of them (beta 0). */
+void *tg_op_grad_beta(tg_tensor *t, double *beta)
+{
+    *beta = 1;
+    if (!t->requires_grad) return NULL;
+    if (!active_pass) {
+        if (!t->grad) {
+            t->grad = t->persistent ? tg__tensor_uninit(t->dtype, t->ndim, t->shape)
+                                    : intermediate_like(t);
+            *beta = 0;
+        } else if (t->grad_zero_pending) {
+            *beta = 0;
+        }
+        t->grad_zero_pending = false;
+        return t->grad->data;
+    }
+    tg_tensor **slot = grad_slot(t);
+    if (!slot) {
+        *beta = 0;
+        return intermediate_like(t)->data;
+    }
+    if (!*slot) {
+        *slot = intermediate_like(t);
+        *beta = 0;
+    }
     return (*slot)->data;
 }
 

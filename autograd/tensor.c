@@ -226,7 +226,17 @@ tg_tensor *tg_set_name(tg_tensor *t, const char *name)
 void tg_zero_grad(tg_tensor *t)
 {
     tg_check_live(t, "tg_zero_grad");
-    if (t->grad) memset(t->grad->data, 0, tg_nbytes(t->grad));
+    if (t->grad) t->grad_zero_pending = true;
+}
+
+tg_tensor *tg_get_grad(tg_tensor *t)
+{
+    tg_check_live(t, "tg_get_grad");
+    if (t->grad && t->grad_zero_pending) {
+        memset(t->grad->data, 0, tg_nbytes(t->grad));
+        t->grad_zero_pending = false;
+    }
+    return t->grad;
 }
 
 /* Element i in [0, numel): the public element accessors check it (a wrong index is the commonest

@@ -44,7 +44,7 @@ __attribute__((noinline)) static double small_op_ns(void)
 
 static void sgd_update(tg_tensor *p, float lr)
 {
-    float *w = p->data, *g = p->grad->data;
+    float *w = p->data, *g = tg_get_grad(p)->data;
     for (int64_t i = 0; i < p->numel; i++) w[i] -= lr * g[i];
     tg_zero_grad(p);
 }

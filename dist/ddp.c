@@ -136,7 +136,8 @@ static void pack_params(tg_ddp *d, int first, int count, unsigned char *dst, siz
 {
     for (int i = first; i < first + count; i++) {
         tg_tensor *p = d->params[i];
-        const void *g = p->grad ? p->grad->data : NULL;
+        tg_tensor *grad = tg_get_grad(p); /* zeros where the backward did not reach p */
+        const void *g = grad ? grad->data : NULL;
         const void *acc = d->pending ? d->buf + offset : NULL;
         if (p->dtype == TG_F64) pack_f64((double *)dst, acc, g, p->numel, weight);
         else pack_f32((float *)dst, acc, g, p->numel, weight);
@@ -150,7 +151,8 @@ static void pack_params(tg_ddp *d, int first, int count, unsigned char *dst, siz
 static void pack_bucket(tg_ddp *d, bucket *b)
 {
     tg_tensor *p = d->params[b->first];
-    b->data = b->count == 1 && p->grad ? (unsigned char *)p->grad->data : d->buf + b->offset;
+    tg_tensor *grad = tg_get_grad(p);
+    b->data = b->count == 1 && grad ? (unsigned char *)grad->data : d->buf + b->offset;
     pack_params(d, b->first, b->count, b->data, b->offset, d->weight);
 }
 
@@ -308,7 +310,7 @@ static void unpack(tg_ddp *d)
         const unsigned char *at = b->data;
         for (int i = b->first; i < b->first + b->count; i++) {
             tg_tensor *p = d->params[i];
-            if (!p->grad) p->grad = tg_zeros(p->dtype, p->ndim, p->shape);
+            if (!tg_get_grad(p)) p->grad = tg_zeros(p->dtype, p->ndim, p->shape);
             memcpy(p->grad->data, at, tg_nbytes(p));
             at += tg_nbytes(p);
         }

@@ -50,11 +50,12 @@ static void matmul_backward(const tg_node *node)
     int64_t M = y->shape[0], N = y->shape[1], K = ta ? a->shape[0] : a->shape[1];
     int64_t lda = a->shape[1], ldb = b->shape[1];
     const void *g = tg_op_grad_out(node);
-    void *ga = tg_op_grad(a), *gb = tg_op_grad(b);
-    if (ga && !ta) gemm(y->dtype, false, !tb, M, K, N, g, N, b->data, ldb, 1, ga, lda);
-    if (ga && ta) gemm(y->dtype, tb, true, K, M, N, b->data, ldb, g, N, 1, ga, lda);
-    if (gb && !tb) gemm(y->dtype, !ta, false, K, N, M, a->data, lda, g, N, 1, gb, ldb);
-    if (gb && tb) gemm(y->dtype, true, ta, N, K, M, g, N, a->data, lda, 1, gb, ldb);
+    double beta_a, beta_b; /* a and b may be one tensor: its second product then adds (beta 1) */
+    void *ga = tg_op_grad_beta(a, &beta_a), *gb = tg_op_grad_beta(b, &beta_b);
+    if (ga && !ta) gemm(y->dtype, false, !tb, M, K, N, g, N, b->data, ldb, beta_a, ga, lda);
+    if (ga && ta) gemm(y->dtype, tb, true, K, M, N, b->data, ldb, g, N, beta_a, ga, lda);
+    if (gb && !tb) gemm(y->dtype, !ta, false, K, N, M, a->data, lda, g, N, beta_b, gb, ldb);
+    if (gb && tb) gemm(y->dtype, true, ta, N, K, M, g, N, a->data, lda, beta_b, gb, ldb);
 }
 
 /* The same four products, as recorded ops. */
@@ -94,29 +95,39 @@ tg_tensor *tg_matmul_t(tg_tensor *a, bool ta, tg_tensor *b, bool tb)
 
 tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b) { return tg_matmul_t(a, false, b, false); }
 
-/* gb_j += Σ_r g_rj over the rows of g [rows, n]: row by row, so the inner loop runs along
- * contiguous memory and vectorises (the order of the sum is the rows' order either way). */
+/* gb_j = beta·gb_j + Σ_r g_rj over the rows of g [rows, n], beta 0 or 1 (tg_op_grad_beta): row by
+ * row, so the inner loop runs along contiguous memory and vectorises (the order of the sum is the
+ * rows' order either way). With beta 0 the first row is stored, not added, so gb is never read. */
 #define BIAS_GRAD_KERNEL(T, S)                                                                 \
-    static TG_CPU_CLONES void bias_grad_##S(int64_t rows, int64_t n, const void *pg, void *pgb)\
+    static TG_CPU_CLONES void bias_grad_##S(int64_t rows, int64_t n, const void *pg,           \
+                                            double beta, void *pgb)                            \
     {                                                                                          \
         const T *restrict g = pg;                                                              \
         T *restrict gb = pgb;                                                                  \
-        for (int64_t r = 0; r < rows; r++)                                                     \
+        int64_t r = 0;                                                                         \
+        if (beta == 0) {                                                                       \
+            for (int64_t j = 0; j < n; j++) gb[j] = rows > 0 ? g[j] : 0;                       \
+            r = 1;                                                                             \
+        }                                                                                      \
+        for (; r < rows; r++)                                                                  \
             for (int64_t j = 0; j < n; j++) gb[j] += g[r * n + j];                             \
     }
 TG_STAMP(BIAS_GRAD_KERNEL)
 
-/* Y = X·Wᵀ + b.  dX = G·W,  dW = Gᵀ·X,  db = Σ_rows G. */
+/* Y = X·Wᵀ + b.  dX = G·W,  dW = Gᵀ·X,  db = Σ_rows G: each one product over its whole gradient,
+ * so each asks tg_op_grad_beta whether to add or to overwrite. */
 static void linear_backward(const tg_node *node)
 {
     tg_tensor *x = node->in[0], *w = node->in[1], *y = node->out;
     tg_tensor *bias = node->n_in > 2 ? node->in[2] : NULL;
     int64_t N = x->shape[0], in = x->shape[1], out = w->shape[0];
     const void *g = tg_op_grad_out(node);
-    void *gx = tg_op_grad(x), *gw = tg_op_grad(w), *gb = bias ? tg_op_grad(bias) : NULL;
-    if (gx) gemm(y->dtype, false, false, N, in, out, g, out, w->data, in, 1, gx, in);
-    if (gw) gemm(y->dtype, true, false, out, in, N, g, out, x->data, in, 1, gw, in);
-    if (gb) TG_KERNEL_FOR(bias_grad, y)(N, out, g, gb);
+    double beta_x, beta_w, beta_b = 1; /* x and w may be one tensor: see matmul_backward */
+    void *gx = tg_op_grad_beta(x, &beta_x), *gw = tg_op_grad_beta(w, &beta_w);
+    void *gb = bias ? tg_op_grad_beta(bias, &beta_b) : NULL;
+    if (gx) gemm(y->dtype, false, false, N, in, out, g, out, w->data, in, beta_x, gx, in);
+    if (gw) gemm(y->dtype, true, false, out, in, N, g, out, x->data, in, beta_w, gw, in);
+    if (gb) TG_KERNEL_FOR(bias_grad, y)(N, out, g, beta_b, gb);
 }
 
 static void linear_backward_ops(const tg_node *node, tg_tensor *g, tg_tensor **grad_in)

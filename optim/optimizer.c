@@ -136,11 +136,13 @@ void tg_optimizer_step(tg_optimizer *opt)
     check(opt, "tg_optimizer_step");
     for (int i = 0; i < opt->n; i++) {
         tg_tensor *p = opt->params[i];
-        if (!p->grad) continue; /* never reached by a backward: no update, no state */
+        /* zeros written where zero_grad left them pending, so that no kind reads stale values */
+        const tg_tensor *grad = tg_get_grad(p);
+        if (!grad) continue; /* never reached by a backward: no update, no state */
         const tg__optim_group *g = &opt->groups[opt->group_of[i]];
         tg_optim_update u = {
             .param = p,
-            .grad = p->grad,
+            .grad = grad,
             .state = opt->state + (size_t)i * (size_t)opt->n_state,
             .step = ++opt->param_steps[i],
             .lr = g->lr,

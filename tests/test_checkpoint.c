@@ -654,8 +654,9 @@ static void set_all_grads(const tg_param_list *ps)
 {
     for (int i = 0; i < ps->n; i++) {
         tg_tensor *t = ps->tensors[i];
-        if (!t->grad) t->grad = tg_zeros(t->dtype, t->ndim, t->shape);
-        tg_fill_(t->grad, 0.5);
+        tg_tensor *g = tg_get_grad(t); /* a pending zero_grad would undo the fill */
+        if (!g) g = t->grad = tg_zeros(t->dtype, t->ndim, t->shape);
+        tg_fill_(g, 0.5);
     }
 }
 

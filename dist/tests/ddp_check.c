@@ -133,7 +133,7 @@ static double sharded_step(net *n, tg_tensor *xb, tg_tensor *yb, int world, floa
         tg_backward(loss);
         for (int i = 0; i < n->ps.n; i++) {
             tg_tensor *p = n->ps.tensors[i];
-            const float *g = p->grad->data;
+            const float *g = tg_get_grad(p)->data;
             for (int64_t k = 0; k < p->numel; k++)
                 acc[i][k] = r == 0 ? g[k] * w : acc[i][k] + g[k] * w;
         }
@@ -142,7 +142,7 @@ static double sharded_step(net *n, tg_tensor *xb, tg_tensor *yb, int world, floa
         tg_free(ys);
     }
     for (int i = 0; i < n->ps.n; i++)
-        memcpy(n->ps.tensors[i]->grad->data, acc[i], tg_nbytes(n->ps.tensors[i]));
+        memcpy(tg_get_grad(n->ps.tensors[i])->data, acc[i], tg_nbytes(n->ps.tensors[i]));
     tg_optimizer_step(n->opt);
     return loss_sum;
 }

@@ -97,7 +97,7 @@ tg_tensor *tg_module_forward(tg_module *m, tg_tensor *x);
 void tg_module_train(tg_module *m, bool training);   /* recursive, like model.train(mode) */
 void tg_module_eval(tg_module *m);                   /* tg_module_train(m, false) */
 void tg_module_free(tg_module *m);                   /* recursive; NULL is fine */
-void tg_module_zero_grad(tg_module *m);              /* zeroes every parameter's gradient */
+void tg_module_zero_grad(tg_module *m);              /* tg_zero_grad on every parameter */
 int64_t tg_module_num_parameters(tg_module *m);      /* elements, each shared tensor once */
 /* Parameter, buffer and child by dotted path ("layers.0.weight", "bn.running_mean",
  * "layers.3"); NULL if absent. */

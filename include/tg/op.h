@@ -29,9 +29,13 @@
  * output and its saved state, and *adds* into each input's gradient buffer (tg_op_grad returns
  * it zeroed on first use, NULL when that input needs no gradient: a kernel with several inputs
  * skips the NULL ones). It never overwrites a gradient: fan-out (one tensor used by several ops)
- * is correct only because every op adds. The output given to tg_op_record is the fresh result of
- * tg_op_output; an op has at most TG_MAX_INPUTS inputs (tg_concat of more parts concatenates them
- * in groups).
+ * is correct only because every op adds. A kernel that writes every element of an input's
+ * gradient in one go (a matrix product, a row sum) may ask tg_op_grad_beta instead: it says
+ * whether the buffer already holds a gradient to add to (beta 1) or holds nothing yet and is to
+ * be overwritten (beta 0: a fresh buffer, or one tg_zero_grad left pending), which saves zeroing
+ * it first. tg_linear's and tg_matmul's backwards (ops/matmul.c) are written so. The output
+ * given to tg_op_record is the fresh result of tg_op_output; an op has at most TG_MAX_INPUTS
+ * inputs (tg_concat of more parts concatenates them in groups).
  *
  * Higher-order derivatives: an op may also give its backward written with tapegrad ops
  * (tg_op.backward_ops). Then a backward run with create_graph records the gradient computation
@@ -110,6 +114,12 @@ const void *tg_op_grad_out(const tg_node *node);
 /* In a backward: the gradient buffer of an input, zeroed on first use; NULL when t needs no
  * gradient. */
 void *tg_op_grad(tg_tensor *t);
+/* In a backward, for a kernel that writes every element of t's gradient: the same buffer as
+ * tg_op_grad, not zeroed, with *beta = 1 when it holds a gradient the kernel must add to and
+ * *beta = 0 when it holds nothing yet (uninitialised or stale memory, even NaN): the kernel then
+ * writes every element without reading any, as a product with beta 0 does. NULL (and *beta = 1)
+ * when t needs no gradient. */
+void *tg_op_grad_beta(tg_tensor *t, double *beta);
 
 /* ---- matrix products for kernels ---------------------------------------------------------
  * C = alpha·op(A)·op(B) + beta·C on row-major float (dtype TG_F32) or double (TG_F64) data, with

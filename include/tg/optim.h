@@ -4,9 +4,14 @@
  * An optimizer keeps its own copy of the parameter list (tensors borrowed, names copied) and
  * allocates all its state when created (or when a group is added): step() makes no heap
  * allocation. A parameter whose grad is NULL (never reached by a backward) is skipped: no update,
- * no state. Gradients are zeroed, not released, by zero_grad (PyTorch's set_to_none=False), so a
- * parameter reached once keeps being updated with its (zero) gradient plus momentum / weight
- * decay. Float32 parameters are updated in float32, float64 ones in float64.
+ * no state. Gradients are not released by zero_grad: they read as zero (PyTorch's
+ * set_to_none=False), so a parameter reached once keeps being updated with its (zero) gradient
+ * plus momentum / weight decay. The zeroing itself is lazy (core.h, tg_zero_grad): the next
+ * backward overwrites the buffer instead of adding to zeros, and step() writes the zeros of a
+ * parameter that backward did not reach before its update, so an update (a kind's `update`
+ * included) always sees the gradient; between zero_grad and backward, read gradients through
+ * tg_get_grad, not p->grad->data. Float32 parameters are updated in float32, float64 ones in
+ * float64.
  *
  *     tg_optimizer *opt = tg_adam_new(&params, tg_adam_defaults());
  *     for (...) { tg_optimizer_zero_grad(opt); ...; tg_backward(loss); tg_optimizer_step(opt); }
