@@ -17,6 +17,10 @@
  *   assert_near(a, b, tol)                 |a - b| <= tol, in double (cmocka's
  *                                          assert_float_equal rounds both sides to float)
  *   check_summary()                        prints the number of gradient-checked ops
+ *   expect_lazy_grads(f, inputs, n, ctx, "tg_linear")
+ *                                          inputs' gradients after a backward of f are the same
+ *                                          whether tg_zero_grad left NaN buffers pending, they
+ *                                          were settled, zeroed or absent (lazy zero_grad)
  *   check_tmpdir / check_tmpdir_setup / check_tmpdir_teardown / check_path(name)
  *                                          one temporary folder per test program, removed
  *                                          with everything in it (cmocka group fixtures) */
@@ -199,6 +203,90 @@ static inline void expect_values(const tg_tensor *t, const double *expected, int
         if (!(fabs(v - expected[i]) <= tol * (1 + fabs(expected[i]))))
             fail_msg("element %lld: got %.12g, expected %.12g", (long long)i, v, expected[i]);
     }
+}
+
+/* Lazy zero_grad (core.h: tg_zero_grad only marks a gradient pending; the first backward write
+ * overwrites it). f(inputs, n, ctx) builds a scalar loss; its gradients in inputs' ->grad must be
+ * the same (to rounding) from buffers holding zeros as from NaN-filled buffers left pending by
+ * tg_zero_grad, from NaN buffers settled by tg_get_grad (which must read zeros), and from no
+ * buffer at all; two backwards after one tg_zero_grad must add up. A path that reads a stale
+ * buffer gives NaN; one that overwrites what it should add to loses the first backward. */
+static inline void check_lazy_fill_nan_pending(tg_tensor **inputs, int n)
+{
+    for (int k = 0; k < n; k++) {
+        tg_fill_(tg_get_grad(inputs[k]), NAN);
+        tg_zero_grad(inputs[k]);
+    }
+}
+
+static inline void check_lazy_compare(tg_tensor **inputs, int n, tg_tensor **ref, double scale,
+                                      const char *label, const char *path)
+{
+    for (int k = 0; k < n; k++) {
+        tg_tensor *g = tg_get_grad(inputs[k]);
+        if (!g) fail_msg("%s, %s: input %d has no gradient", label, path, k);
+        double tol = inputs[k]->dtype == TG_F32 ? 1e-6 : 1e-13;
+        for (int64_t i = 0; i < g->numel; i++) {
+            double want = scale * tg_get_flat(ref[k], i), got = tg_get_flat(g, i);
+            if (!(fabs(got - want) <= tol * (1 + fabs(want))))
+                fail_msg("%s, %s: input %d element %lld is %.17g, expected %.17g", label, path,
+                         k, (long long)i, got, want);
+        }
+    }
+}
+
+static inline void expect_lazy_grads(tg_scalar_fn f, tg_tensor **inputs, int n, void *ctx,
+                                     const char *label)
+{
+    tg_tensor *ref[16];
+    if (n > 16) fail_msg("expect_lazy_grads: at most 16 inputs");
+    for (int k = 0; k < n; k++) { /* the reference: every gradient added onto zeros */
+        tg_tensor *g = tg_get_grad(inputs[k]);
+        if (!g) inputs[k]->grad = tg_zeros(inputs[k]->dtype, inputs[k]->ndim, inputs[k]->shape);
+        else tg_fill_(g, 0);
+    }
+    tg_backward(f(inputs, n, ctx));
+    double reached = 0;
+    for (int k = 0; k < n; k++) {
+        ref[k] = tg_clone(inputs[k]->grad);
+        for (int64_t i = 0; i < ref[k]->numel; i++) reached += fabs(tg_get_flat(ref[k], i));
+    }
+    tg_tape_reset();
+    if (!(reached > 0)) fail_msg("%s: the reference gradients are all zero", label);
+
+    check_lazy_fill_nan_pending(inputs, n);
+    tg_backward(f(inputs, n, ctx));
+    check_lazy_compare(inputs, n, ref, 1, label, "pending NaN buffers");
+    tg_tape_reset();
+
+    check_lazy_fill_nan_pending(inputs, n);
+    for (int k = 0; k < n; k++) {
+        tg_tensor *g = tg_get_grad(inputs[k]);
+        for (int64_t i = 0; i < g->numel; i++)
+            if (tg_get_flat(g, i) != 0)
+                fail_msg("%s: tg_get_grad after tg_zero_grad: input %d element %lld is %g",
+                         label, k, (long long)i, tg_get_flat(g, i));
+    }
+    tg_backward(f(inputs, n, ctx));
+    check_lazy_compare(inputs, n, ref, 1, label, "buffers settled by tg_get_grad");
+    tg_tape_reset();
+
+    check_lazy_fill_nan_pending(inputs, n);
+    tg_tensor *loss = f(inputs, n, ctx);
+    tg_backward(loss);
+    tg_backward(loss);
+    check_lazy_compare(inputs, n, ref, 2, label, "two backwards after one tg_zero_grad");
+    tg_tape_reset();
+
+    for (int k = 0; k < n; k++) {
+        tg_free(inputs[k]->grad);
+        inputs[k]->grad = NULL;
+    }
+    tg_backward(f(inputs, n, ctx));
+    check_lazy_compare(inputs, n, ref, 1, label, "no buffers");
+    tg_tape_reset();
+    for (int k = 0; k < n; k++) tg_free(ref[k]);
+    printf("lazy zero_grad ok: %s\n", label);
 }
 
 /* A fresh folder under /tmp for the test program's files: check_tmpdir after the group setup. */

@@ -142,6 +142,132 @@ static void test_shape_errors_name_the_op(void **s)
     tg_free(a), tg_free(b), tg_free(v);
 }
 
+/* ---- lazy zero_grad: the products that overwrite a whole gradient (tg_op_grad_beta) --------- */
+
+static tg_tensor *param_of(tg_dtype dt, int ndim, const int64_t *shape)
+{
+    return tg_set_requires_grad(tg_rand_normal(dt, ndim, shape, 0, 1, NULL), true);
+}
+
+/* Σ y·R with R fixed random weights of y's shape and dtype, made on the first call. */
+static tg_tensor *weighted_sum(tg_tensor *y, tg_tensor **weights)
+{
+    if (!*weights) *weights = tg_rand_normal(y->dtype, y->ndim, y->shape, 0, 1, NULL);
+    return tg_sum(tg_mul(y, *weights));
+}
+
+typedef struct {
+    tg_tensor *weights;
+    bool hidden_x;    /* x enters as tanh(x): its gradient is an intermediate's */
+    bool x_fans_out;  /* and tanh(x) also feeds Σ tanh(x)², whose backward writes first */
+    bool ta, tb;      /* tg_matmul_t's flags */
+    bool same;        /* tg_matmul_t(a, ta, a, tb): one tensor on both sides */
+    bool bias_add;    /* tg_add(matmul, bias [N]): the bias gradient sums over the rows */
+} lazy_ctx;
+
+static tg_tensor *f_lazy_linear(tg_tensor **in, int n, void *p)
+{
+    lazy_ctx *c = p;
+    tg_tensor *x = c->hidden_x ? tg_tanh(in[0]) : in[0];
+    tg_tensor *loss = weighted_sum(tg_linear(x, in[1], n > 2 ? in[2] : NULL), &c->weights);
+    return c->x_fans_out ? tg_add(loss, tg_sum(tg_mul(x, x))) : loss;
+}
+
+static void test_linear_lazy_zero_grad(void **s)
+{
+    (void)s;
+    /* batch, in, out: products that go to gemv (a batch or an output of 1), to the K = 1 outer
+     * product (dW of batch 1, dX of one output), to libxsmm (short K) and to BLIS (K = 80). */
+    const int64_t shapes[][3] = {{1, 7, 3}, {5, 7, 1}, {3, 1, 4}, {16, 40, 10}, {80, 30, 20}};
+    for (int dt = 0; dt < 2; dt++)
+        for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++)
+            for (int mode = 0; mode < 3; mode++) {
+                tg_dtype d = dt ? TG_F64 : TG_F32;
+                int64_t N = shapes[k][0], in = shapes[k][1], out = shapes[k][2];
+                tg_tensor *t[] = {param_of(d, TG_SHAPE(N, in)), param_of(d, TG_SHAPE(out, in)),
+                                  param_of(d, TG_SHAPE(out))};
+                lazy_ctx c = {.hidden_x = mode > 0, .x_fans_out = mode == 2};
+                char label[128];
+                snprintf(label, sizeof label, "tg_linear %s %lldx%lld->%lld%s", tg_dtype_name(d),
+                         (long long)N, (long long)in, (long long)out,
+                         mode == 0 ? "" : mode == 1 ? ", x hidden" : ", x hidden, fan-out");
+                expect_lazy_grads(f_lazy_linear, t, 3, &c, label);
+                tg_free(c.weights);
+                c.weights = NULL;
+                expect_lazy_grads(f_lazy_linear, t, 2, &c, "tg_linear without bias");
+                for (int i = 0; i < 3; i++) tg_free(t[i]);
+                tg_free(c.weights);
+            }
+}
+
+static tg_tensor *f_lazy_matmul(tg_tensor **in, int n, void *p)
+{
+    lazy_ctx *c = p;
+    tg_tensor *y = tg_matmul_t(in[0], c->ta, c->same ? in[0] : in[1], c->tb);
+    if (c->bias_add) y = tg_add(y, in[n - 1]);
+    return weighted_sum(y, &c->weights);
+}
+
+static void test_matmul_lazy_zero_grad(void **s)
+{
+    (void)s;
+    const int64_t M = 6, K = 5, N = 4;
+    for (int dt = 0; dt < 2; dt++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                tg_dtype d = dt ? TG_F64 : TG_F32;
+                tg_tensor *t[] = {ta ? param_of(d, TG_SHAPE(K, M)) : param_of(d, TG_SHAPE(M, K)),
+                                  tb ? param_of(d, TG_SHAPE(N, K)) : param_of(d, TG_SHAPE(K, N)),
+                                  param_of(d, TG_SHAPE(N))};
+                char label[96];
+                lazy_ctx c = {.ta = ta, .tb = tb};
+                snprintf(label, sizeof label, "tg_matmul_t %s ta=%d tb=%d", tg_dtype_name(d), ta,
+                         tb);
+                expect_lazy_grads(f_lazy_matmul, t, 2, &c, label);
+                tg_free(c.weights);
+                c = (lazy_ctx){.ta = ta, .tb = tb, .bias_add = true};
+                snprintf(label, sizeof label, "tg_matmul_t %s ta=%d tb=%d + broadcast bias",
+                         tg_dtype_name(d), ta, tb);
+                expect_lazy_grads(f_lazy_matmul, t, 3, &c, label);
+                tg_free(c.weights);
+                /* a·a, aᵀ·a, a·aᵀ: one gradient written by the first product, added by the
+                 * second */
+                tg_tensor *sq = param_of(d, TG_SHAPE(K, K));
+                c = (lazy_ctx){.ta = ta, .tb = tb, .same = true};
+                snprintf(label, sizeof label, "tg_matmul_t(a, %d, a, %d) %s", ta, tb,
+                         tg_dtype_name(d));
+                expect_lazy_grads(f_lazy_matmul, &sq, 1, &c, label);
+                tg_free(c.weights);
+                tg_free(sq);
+                for (int i = 0; i < 3; i++) tg_free(t[i]);
+            }
+}
+
+/* An empty batch: dW = Gᵀ·X has K = 0 and the bias gradient sums no rows, so with beta 0 both
+ * must write zeros over whatever the pending buffers held. */
+static void test_linear_empty_batch_writes_zeros(void **s)
+{
+    (void)s;
+    for (int dt = 0; dt < 2; dt++) {
+        tg_dtype d = dt ? TG_F64 : TG_F32;
+        tg_tensor *x = tg_zeros(d, TG_SHAPE(0, 4));
+        tg_tensor *w = param_of(d, TG_SHAPE(3, 4)), *b = param_of(d, TG_SHAPE(3));
+        tg_tensor *ps[] = {w, b};
+        for (int pass = 0; pass < 2; pass++) { /* no buffers, then NaN buffers left pending */
+            tg_backward(tg_sum(tg_linear(x, w, b)));
+            tg_tape_reset();
+            for (int k = 0; k < 2; k++) {
+                tg_tensor *g = tg_get_grad(ps[k]);
+                assert_non_null(g);
+                for (int64_t i = 0; i < g->numel; i++) assert_near(tg_get_flat(g, i), 0, 0);
+                tg_fill_(g, NAN);
+                tg_zero_grad(ps[k]);
+            }
+        }
+        tg_free(x), tg_free(w), tg_free(b);
+    }
+}
+
 int main(void)
 {
     tg_manual_seed(7);
@@ -153,6 +279,9 @@ int main(void)
         cmocka_unit_test(test_linear_matches_matmul_plus_bias),
         cmocka_unit_test(test_two_layer_network_gradcheck),
         cmocka_unit_test(test_shape_errors_name_the_op),
+        cmocka_unit_test(test_linear_lazy_zero_grad),
+        cmocka_unit_test(test_matmul_lazy_zero_grad),
+        cmocka_unit_test(test_linear_empty_batch_writes_zeros),
     };
     int failed = cmocka_run_group_tests_name("matmul", tests, NULL, NULL);
     check_summary();
