@@ -171,6 +171,7 @@ static void test_conv_gradcheck(void **state)
         conv_ctx ctx = {.square = false};
         conv_inputs(c, &rng, in, &ctx);
         expect_gradcheck(conv_loss, in, c->bias ? 3 : 2, &ctx, "tg_conv2d %s", c->label);
+        expect_lazy_grads(conv_loss, in, c->bias ? 3 : 2, &ctx, c->label);
         ctx.square = true;
         if (k % 3 == 0) expect_gradgradcheck(conv_loss, in, c->bias ? 3 : 2, &ctx, c->label);
         tg_free(in[0]), tg_free(in[1]), tg_free(in[2]), tg_free(ctx.r);
@@ -779,6 +780,7 @@ static void test_batch_norm_gradcheck(void **state)
                                   "training, bias only"};
             c.square = false;
             expect_gradcheck(bn_loss, inputs, n, &c, "tg_batch_norm %s %s", what[mode], shape);
+            expect_lazy_grads(bn_loss, inputs, n, &c, what[mode]);
             c.square = true;
             if (k < 2 || mode == 1)
                 expect_gradgradcheck(bn_loss, inputs, n, &c, "tg_batch_norm second order");
