@@ -142,6 +142,47 @@ static void test_grad_is_functional(void **state)
     tg_free(w), tg_free(b), tg_free(x);
 }
 
+/* Lazy zero_grad: tg_grad (first order and create_graph) writes its own slots, whatever ->grad
+ * holds; a pending ->grad stays pending and untouched (NaN here), and the next tg_backward
+ * overwrites it. Asking for some inputs only hands the others' products throwaway buffers. */
+static void test_grad_with_pending_zero_grad(void **state)
+{
+    (void)state;
+    tg_rng rng;
+    tg_rng_seed(&rng, 8);
+    tg_tensor *w = param_f64(&rng, TG_SHAPE(3, 4)), *b = param_f64(&rng, TG_SHAPE(3));
+    tg_tensor *x = param_f64(&rng, TG_SHAPE(5, 4)), *in[3] = {w, b, x}, *ref[3];
+    tg_backward(tg_sum(tg_tanh(tg_linear(x, w, b))));
+    for (int k = 0; k < 3; k++) ref[k] = tg_clone(in[k]->grad);
+    tg_tape_reset();
+    for (int k = 0; k < 3; k++) {
+        tg_fill_(in[k]->grad, NAN);
+        tg_zero_grad(in[k]);
+    }
+    for (int create_graph = 0; create_graph < 2; create_graph++)
+        for (int first = 0; first < 3; first++) { /* inputs [first, 3) asked for */
+            tg_tensor *g[3];
+            tg_grad(tg_sum(tg_tanh(tg_linear(x, w, b))), NULL, 3 - first, in + first, g,
+                    create_graph);
+            for (int k = first; k < 3; k++)
+                for (int64_t i = 0; i < in[k]->numel; i++)
+                    assert_near(tg_get_flat(g[k - first], i), tg_get_flat(ref[k], i), 1e-14);
+            tg_tape_reset();
+        }
+    for (int k = 0; k < 3; k++) {
+        assert_true(in[k]->grad_zero_pending);
+        assert_true(isnan(tg_get_flat(in[k]->grad, 0)));
+    }
+    tg_backward(tg_sum(tg_tanh(tg_linear(x, w, b))));
+    for (int k = 0; k < 3; k++) {
+        for (int64_t i = 0; i < in[k]->numel; i++)
+            assert_near(tg_get_flat(in[k]->grad, i), tg_get_flat(ref[k], i), 1e-14);
+        tg_free(ref[k]);
+    }
+    tg_tape_reset();
+    tg_free(w), tg_free(b), tg_free(x);
+}
+
 /* An input the output does not depend on gets zeros; a scalar function of an intermediate. */
 static void test_grad_unused_and_intermediate_inputs(void **state)
 {
@@ -340,6 +381,7 @@ int main(void)
         cmocka_unit_test(test_cross_entropy_hessian_closed_form),
         cmocka_unit_test(test_third_order_tanh),
         cmocka_unit_test(test_grad_is_functional),
+        cmocka_unit_test(test_grad_with_pending_zero_grad),
         cmocka_unit_test(test_grad_unused_and_intermediate_inputs),
         cmocka_unit_test(test_hvp_matches_hessian),
         cmocka_unit_test(test_jvp_matches_jacobian),

@@ -603,6 +603,45 @@ static void test_errors(void **state)
     drop(&f);
 }
 
+/* Lazy zero_grad: a parameter the step's backward does not reach keeps its buffer pending (here
+ * over NaN); step() must update it as with a zero gradient: momentum and weight decay only. */
+static void test_unreached_param_after_zero_grad(void **state)
+{
+    (void)state;
+    const double lr = 0.1, mu = 0.9, wd = 0.01, C[N] = {0.5, -2.0, 1.0}, D[N] = {1.5, 0.25, -3.0};
+    tg_tensor *a = tg_set_requires_grad(tg_from_data(TG_F64, TG_SHAPE(N), P0), true);
+    tg_tensor *b = tg_set_requires_grad(tg_from_data(TG_F64, TG_SHAPE(N), G1), true);
+    tg_tensor *c = tg_from_data(TG_F64, TG_SHAPE(N), C), *d = tg_from_data(TG_F64, TG_SHAPE(N), D);
+    tg_param_list ps = {0};
+    tg_param_list_add(&ps, "a", a);
+    tg_param_list_add(&ps, "b", b);
+    tg_optimizer *o = tg_sgd_new(&ps, (tg_sgd_opts){.lr = lr, .momentum = mu, .weight_decay = wd});
+    tg_optimizer_zero_grad(o);
+    tg_backward(tg_add(tg_sum(tg_mul(a, c)), tg_sum(tg_mul(b, d)))); /* grads C and D */
+    tg_tape_reset();
+    tg_optimizer_step(o);
+    tg_fill_(b->grad, NAN); /* what the buffer holds does not matter once zero_grad ran */
+    tg_optimizer_zero_grad(o);
+    tg_backward(tg_sum(tg_mul(a, c))); /* reaches a only */
+    tg_tape_reset();
+    tg_optimizer_step(o);
+    double wa[N], wb[N];
+    for (int i = 0; i < N; i++) {
+        double ga = C[i] + wd * P0[i], a1 = P0[i] - lr * ga;       /* first step: buf = g */
+        double buf_a = mu * ga + C[i] + wd * a1;
+        wa[i] = a1 - lr * buf_a;
+        double gb = D[i] + wd * G1[i], b1 = G1[i] - lr * gb;
+        double buf_b = mu * gb + 0 + wd * b1;                      /* zero gradient */
+        wb[i] = b1 - lr * buf_b;
+    }
+    expect_param(a, wa);
+    expect_param(b, wb);
+    for (int i = 0; i < N; i++) assert_close(tg_get_flat(tg_get_grad(b), i), 0.0, 0);
+    tg_optimizer_free(o);
+    tg_param_list_free(&ps);
+    tg_free(a), tg_free(b), tg_free(c), tg_free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -623,6 +662,7 @@ int main(void)
         cmocka_unit_test(test_no_allocation_in_step),
         cmocka_unit_test(test_fit_line),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_unreached_param_after_zero_grad),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
