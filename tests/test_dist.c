@@ -123,6 +123,15 @@ static void test_two_processes_match_one(void **state)
     expect_ok(3, "curve 12 curve3.txt", "ok: 3 ranks");
 }
 
+/* Lazy zero_grad: a parameter the backward does not reach is reduced as zeros, not as what its
+ * pending buffer holds. */
+static void test_unreached_parameter_reduced_as_zeros(void **state)
+{
+    (void)state;
+    require_mpi();
+    expect_ok(2, "unreached", "ok: unreached parameter reduced as zeros, 2 ranks");
+}
+
 static void test_checkpoint_of_two_ranks_resumes_on_one_and_three(void **state)
 {
     (void)state;
@@ -315,6 +324,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backward_hook_sees_every_record_in_reverse),
         cmocka_unit_test(test_two_processes_match_one),
+        cmocka_unit_test(test_unreached_parameter_reduced_as_zeros),
         cmocka_unit_test(test_checkpoint_of_two_ranks_resumes_on_one_and_three),
         cmocka_unit_test(test_a_failing_rank_ends_the_job),
         cmocka_unit_test(test_runner_two_processes_match_one),

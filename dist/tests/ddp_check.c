@@ -6,6 +6,8 @@
  *       rank 0 saves a checkpoint after SAVE_AT steps
  *   ddp_check resume STEPS CKPT CURVE          resumes CKPT with this run's world size and
  *       compares every later step with the curve of the uninterrupted run
+ *   ddp_check unreached                        a parameter whose gradient buffer tg_zero_grad left
+ *       pending (over NaN) and that the backward does not reach is reduced as zeros
  *   ddp_check fault-input | fault-hang | fault-hang-late | fault-die   rank 1 fails in one of four
  *                                   ways (hang-late: asleep after the barrier of the blocking reductions) */
 #include <math.h>
@@ -313,6 +315,49 @@ static int fault(const char *kind)
     return 1;
 }
 
+/* Lazy zero_grad: u has a gradient buffer (NaN-filled) left pending by tg_zero_grad, and no
+ * record uses it; its reduced gradient must be zeros, in a bucket of its own (reduced in place,
+ * bucket_bytes 1) and packed with the model's parameters (the default bucket size). */
+static int unreached(void)
+{
+    tg_dataset d = make_data();
+    net n = make_net(7);
+    tg_tensor *u = tg_set_requires_grad(tg_zeros(TG_F32, TG_SHAPE(5)), true);
+    tg_backward(tg_sum(u)); /* gives u its buffer */
+    tg_tape_reset();
+    tg_param_list ps = {0};
+    for (int i = 0; i < n.ps.n; i++) tg_param_list_add(&ps, n.ps.names[i], n.ps.tensors[i]);
+    tg_param_list_add(&ps, "unused", u);
+    tg_rng rng;
+    tg_rng_seed(&rng, 3);
+    tg_shard_loader *L = tg_shard_loader_new(d.x, d.y, BATCH, true, false, &rng);
+    int bad = 0;
+    for (int k = 0; k < 2 && !bad; k++) {
+        tg_ddp *ddp = tg_ddp_new(&ps, &(tg_ddp_opts){.bucket_bytes = k == 0 ? 1 : 0});
+        for (int s = 0; s < 3 && !bad; s++) {
+            tg_fill_(tg_get_grad(u), NAN);
+            tg_zero_grad(u);
+            double batch_sum;
+            ddp_step(&n, ddp, L, &batch_sum);
+            const float *g = tg_get_grad(u)->data;
+            for (int64_t i = 0; i < u->numel && !bad; i++)
+                if (g[i] != 0)
+                    bad = fail("unreached: bucket_bytes %d, step %d: the unused parameter's "
+                               "gradient[%lld] is %g, not 0", k == 0 ? 1 : 0, s, (long long)i,
+                               (double)g[i]);
+        }
+        tg_ddp_free(ddp);
+    }
+    if (!bad && tg_dist_is_main())
+        printf("ok: unreached parameter reduced as zeros, %d ranks\n", tg_dist_world_size());
+    tg_shard_loader_free(L);
+    tg_param_list_free(&ps);
+    tg_free(u);
+    free_net(&n);
+    tg_dataset_free(&d);
+    return bad;
+}
+
 int main(int argc, char **argv)
 {
     tg_dist_check(tg_dist_init(&argc, &argv), "tg_dist_init");
@@ -321,6 +366,8 @@ int main(int argc, char **argv)
         rc = curve(atoi(argv[2]), argv[3], argc >= 6 ? atoi(argv[4]) : 0, argc >= 6 ? argv[5] : NULL);
     else if (argc == 5 && !strcmp(argv[1], "resume"))
         rc = resume(atoi(argv[2]), argv[3], argv[4]);
+    else if (argc == 2 && !strcmp(argv[1], "unreached"))
+        rc = unreached();
     else if (argc == 2 && !strncmp(argv[1], "fault-", 6))
         rc = fault(argv[1]);
     else
