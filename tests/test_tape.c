@@ -382,6 +382,66 @@ static void test_rng_is_deterministic(void **state)
     for (int i = 0; i < 1000; i++) assert_true(tg_rng_below(&a, 7) < 7);
 }
 
+/* ---- lazy zero_grad ---- */
+
+/* tg_zero_grad only marks a gradient pending; tg_get_grad writes the zeros and clears the mark; a
+ * tensor without a gradient keeps none. */
+static void test_zero_grad_is_lazy(void **state)
+{
+    (void)state;
+    tg_tensor *p = tg_set_requires_grad(tg_full(TG_F64, TG_SHAPE(3), 2.0), true);
+    tg_zero_grad(p);
+    assert_null(p->grad);
+    assert_null(tg_get_grad(p));
+    tg_backward(tg_sum(tg_mul(p, p)));
+    tg_tape_reset();
+    tg_zero_grad(p);
+    tg_zero_grad(p);
+    assert_true(p->grad_zero_pending);
+    assert_near(tg_get_flat(p->grad, 0), 4.0, 0); /* not cleared yet */
+    tg_tensor *g = tg_get_grad(p);
+    assert_ptr_equal(g, p->grad);
+    assert_false(p->grad_zero_pending);
+    expect_values(g, (double[]){0, 0, 0}, 3, 0);
+    tg_free(p);
+}
+
+/* An op whose backward gives only its first input a gradient (the second, though it requires
+ * grad, is treated as a constant). */
+static void first_only_backward(const tg_node *node)
+{
+    double *gx = tg_op_grad(node->in[0]);
+    const double *g = tg_op_grad_out(node);
+    for (int64_t i = 0; i < node->out->numel; i++) gx[i] += g[i];
+}
+static const tg_op first_only_op = {"first_only", first_only_backward, NULL};
+
+static tg_tensor *first_only(tg_tensor *x, tg_tensor *c)
+{
+    tg_tensor *y = tg_op_output(x->dtype, x->ndim, x->shape);
+    memcpy(y->data, x->data, tg_nbytes(x));
+    tg_op_record(&first_only_op, y, 2, (tg_tensor *[]){x, c}, 0);
+    return y;
+}
+
+/* Anomaly mode reads the inputs' gradients after each backward: a gradient the backward left
+ * pending (NaN in its stale buffer) reads as zero, not as the op's anomaly. */
+static void test_anomaly_mode_skips_pending_gradients(void **state)
+{
+    (void)state;
+    tg_tensor *x = tg_set_requires_grad(tg_full(TG_F64, TG_SHAPE(2), 1.0), true);
+    tg_tensor *c = tg_set_requires_grad(tg_full(TG_F64, TG_SHAPE(2), 1.0), true);
+    tg_backward(tg_sum(tg_mul(x, c)));
+    tg_tape_reset();
+    tg_fill_(c->grad, NAN);
+    tg_zero_grad(c);
+    tg_set_anomaly_mode(true);
+    tg_backward(tg_sum(first_only(x, c)));
+    tg_set_anomaly_mode(false);
+    expect_values(tg_get_grad(c), (double[]){0, 0}, 2, 0);
+    tg_free(x), tg_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -407,6 +467,8 @@ int main(void)
         cmocka_unit_test_teardown(test_rng_is_deterministic, teardown),
         cmocka_unit_test_teardown(test_zero_byte_scratch_before_first_chunk, teardown),
         cmocka_unit_test_teardown(test_op_output_checks_its_shape, teardown),
+        cmocka_unit_test_teardown(test_zero_grad_is_lazy, teardown),
+        cmocka_unit_test_teardown(test_anomaly_mode_skips_pending_gradients, teardown),
     };
     return cmocka_run_group_tests_name("tape", tests, NULL, NULL);
 }
