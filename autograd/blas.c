@@ -244,13 +244,14 @@ static void run_last_row_apart(const gemm_job *j) {
     static TG_CPU_CLONES void outer_write_##S(const gemm_job *j) {                               \
         const T *a = j->a, *b = j->b;                                                            \
         T alpha = *(const T *)j->alpha, *c = j->c;                                               \
-        for (int64_t i = 0; i < j->m; i++) {                                                     \
-            T ai = alpha * a[i * j->rsa];                                                        \
-            T *ci = c + i * j->rsc;                                                              \
-            if (j->csc == 1 && j->csb == 1)                                                      \
-                for (int64_t l = 0; l < j->n; l++) ci[l] = ai * b[l];                            \
+        int64_t m = j->m, n = j->n, rsa = j->rsa, csb = j->csb, rsc = j->rsc, csc = j->csc;      \
+        for (int64_t i = 0; i < m; i++) {                                                        \
+            T ai = alpha * a[i * rsa];                                                           \
+            T *restrict ci = c + i * rsc; /* C is not an operand: restrict lets it vectorise */  \
+            if (csc == 1 && csb == 1)                                                            \
+                for (int64_t l = 0; l < n; l++) ci[l] = ai * b[l];                               \
             else                                                                                 \
-                for (int64_t l = 0; l < j->n; l++) ci[l * j->csc] = ai * b[l * j->csb];          \
+                for (int64_t l = 0; l < n; l++) ci[l * csc] = ai * b[l * csb];                   \
         }                                                                                        \
     }
 TG_STAMP(OUTER_WRITE_KERNEL)
