@@ -292,7 +292,8 @@ static void run_serial(const gemm_job *j) {
  * process holds its core) then costs nothing: the caller takes its blocks too, so a product is
  * never much slower than on one thread (only a block a worker started and was preempted in waits
  * for it). More blocks per thread shorten that wait and cost BLIS a packing of the shared operand
- * per block (docs/blas.md, Threads). The
+ * per block (docs/blas.md, Threads). tg__parallel_ranges hands the same pool ranges of an
+ * elementwise pass instead of blocks of a product. The
  * counter holds the generation in its high 32 bits, so a worker late for one generation cannot
  * take a block of the next. One product uses the pool at a time (call_mu); a concurrent caller
  * that finds it busy runs serially instead. Waking a thread through a condition variable costs
@@ -319,7 +320,10 @@ static struct {
     atomic_ulong generation;     /* bumped (after the job and stamps are written) to start one */
     atomic_ullong next_block;    /* (generation & 0xffffffff) << 32 | the next block to take */
     unsigned long born[MAX_THREADS]; /* generation current when worker w was created */
-    gemm_job whole;              /* the product being split */
+    /* The job being split: run_block(job, part, blocks) runs block `part` (a product's, or a
+     * range of tg__parallel_ranges). */
+    void (*run_block)(const void *job, int part, int parts);
+    const void *job;
     int blocks;                  /* into this many blocks */
 } pool = {.call_mu = PTHREAD_MUTEX_INITIALIZER, .mu = PTHREAD_MUTEX_INITIALIZER,
           .go = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
@@ -372,8 +376,7 @@ static bool take_blocks(unsigned long gen) {
         unsigned long long v = atomic_load(&pool.next_block);
         if ((v & ~0xffffffffULL) != tag || (int)(v & 0xffffffffULL) >= pool.blocks) return last;
         if (!atomic_compare_exchange_weak(&pool.next_block, &v, v + 1)) continue;
-        gemm_job b = block(&pool.whole, (int)(v & 0xffffffffULL), pool.blocks);
-        run_serial(&b);
+        pool.run_block(pool.job, (int)(v & 0xffffffffULL), pool.blocks);
         last = atomic_fetch_sub(&pool.pending, 1) == 1;
     }
 }
@@ -417,20 +420,18 @@ static int grow_pool(int want) {
     return pool.started;
 }
 
-static void run(const gemm_job *j) {
-    int64_t blocks = ((j->m > j->n ? j->m : j->n) + SPLIT_ALIGN - 1) / SPLIT_ALIGN;
-    int64_t want = atomic_load(&num_threads);
-    if (want > blocks) want = blocks;
-    if (want <= 1 || j->m * j->n * j->k < TG_BLAS_SPLIT_MIN_MNK ||
-        pthread_mutex_trylock(&pool.call_mu) != 0) {
-        run_serial(j);
-        return;
-    }
-    int workers = grow_pool((int)want - 1);
-    int parts = 1 + (workers < want - 1 ? workers : (int)want - 1);
+/* Runs blocks [0, max_blocks) of job, at most TG_BLAS_BLOCKS_PER_THREAD per thread taking part,
+ * on the caller and up to threads - 1 workers; false (nothing run) when another caller holds the
+ * pool. */
+static bool run_on_pool(void (*run_block)(const void *job, int part, int parts), const void *job,
+                        int64_t threads, int64_t max_blocks) {
+    if (pthread_mutex_trylock(&pool.call_mu) != 0) return false;
+    int workers = grow_pool((int)threads - 1);
+    int parts = 1 + (workers < threads - 1 ? workers : (int)threads - 1);
     int64_t nblocks = (int64_t)parts * TG_BLAS_BLOCKS_PER_THREAD;
-    pool.whole = *j;
-    pool.blocks = (int)(nblocks < blocks ? nblocks : blocks);
+    pool.run_block = run_block;
+    pool.job = job;
+    pool.blocks = (int)(nblocks < max_blocks ? nblocks : max_blocks);
     unsigned long next = atomic_load(&pool.generation) + 1; /* only call_mu's holder bumps it */
     for (int w = 0; w < parts - 1; w++) atomic_store(&pool.assigned[w], next);
     atomic_store(&pool.pending, pool.blocks);
@@ -452,6 +453,46 @@ static void run(const gemm_job *j) {
         pthread_mutex_unlock(&pool.mu);
     }
     pthread_mutex_unlock(&pool.call_mu);
+    return true;
+}
+
+static void gemm_block(const void *job, int part, int parts) {
+    gemm_job b = block(job, part, parts);
+    run_serial(&b);
+}
+
+static void run(const gemm_job *j) {
+    int64_t blocks = ((j->m > j->n ? j->m : j->n) + SPLIT_ALIGN - 1) / SPLIT_ALIGN;
+    int64_t want = atomic_load(&num_threads);
+    if (want > blocks) want = blocks;
+    if (want <= 1 || j->m * j->n * j->k < TG_BLAS_SPLIT_MIN_MNK ||
+        !run_on_pool(gemm_block, j, want, blocks))
+        run_serial(j);
+}
+
+/* ---- ranges of elementwise work on the same threads ------------------------------------------ */
+
+typedef struct {
+    int64_t n;
+    void (*fn)(void *ctx, int64_t lo, int64_t hi);
+    void *ctx;
+} range_job;
+
+static void range_block(const void *job, int part, int parts) {
+    const range_job *r = job;
+    int64_t step = (r->n + parts - 1) / parts;
+    step = (step + SPLIT_ALIGN - 1) / SPLIT_ALIGN * SPLIT_ALIGN;
+    int64_t lo = part * step < r->n ? part * step : r->n;
+    int64_t hi = lo + step < r->n ? lo + step : r->n;
+    if (hi > lo) r->fn(r->ctx, lo, hi);
+}
+
+void tg__parallel_ranges(int64_t n, int64_t min_n, void (*fn)(void *ctx, int64_t lo, int64_t hi),
+                         void *ctx) {
+    int64_t want = n >= min_n ? tg_get_num_threads() : 1;
+    range_job r = {n, fn, ctx};
+    if (want <= 1 || !run_on_pool(range_block, &r, want, (n + SPLIT_ALIGN - 1) / SPLIT_ALIGN))
+        fn(ctx, 0, n);
 }
 
 /* ---- the two entry points ------------------------------------------------------------------- */

@@ -20,6 +20,14 @@ void tg__gemm_f64(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                   double alpha, const double *A, int64_t lda, const double *B, int64_t ldb,
                   double beta, double *C, int64_t ldc);
 
+/* fn(ctx, lo, hi) over disjoint ranges covering [0, n), edges on multiples of 16, run on the
+ * product threads (tg_set_num_threads) and the caller through the worker pool of autograd/blas.c;
+ * one call fn(ctx, 0, n) on the caller when one thread is set, n < min_n, or a product holds the
+ * pool. Returns when every range is done. For memory-bound elementwise passes over large
+ * tensors (optim/optimizer.c). */
+void tg__parallel_ranges(int64_t n, int64_t min_n, void (*fn)(void *ctx, int64_t lo, int64_t hi),
+                         void *ctx);
+
 /* The libxsmm path of autograd/xsmm.c, which autograd/blas.c asks first for each product on one
  * thread, in BLIS's terms (op() folded into row/column strides). True when it ran the product;
  * false when libxsmm does not take it (shape, layout, alpha/beta, disabled, or not built in),

@@ -77,6 +77,7 @@ static const tg_optimizer_kind adagrad_kind = {
     .validate = adagrad_validate,
     .describe = adagrad_describe,
     .update = adagrad_update,
+    .elementwise = true,
 };
 
 tg_adagrad_opts tg_adagrad_defaults(void)

@@ -96,6 +96,7 @@ static const tg_optimizer_kind adam_kind = {
     .validate = adam_validate,
     .describe = adam_describe,
     .update = adam_update,
+    .elementwise = true,
 };
 
 tg_adam_opts tg_adam_defaults(void)

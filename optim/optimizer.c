@@ -3,6 +3,7 @@
  * particular optimizer. */
 #include <math.h>
 #include <string.h>
+#include "autograd/blas.h"
 #include "autograd/internal.h"
 #include "optim/internal.h"
 
@@ -131,6 +132,60 @@ int tg_optimizer_add_group(tg_optimizer *opt, const tg_param_list *params, doubl
     return append_group(opt, params, lr, weight_decay);
 }
 
+/* Parameters from this many elements are updated in slices on the product threads (an
+ * elementwise kind only): the update is a memory-bound pass, 2^18 floats take ~100 us, which
+ * covers handing slices to the pool's workers. docs/speed.md has the figures. */
+#ifndef TG_OPTIM_SPLIT_MIN
+#define TG_OPTIM_SPLIT_MIN (1 << 18)
+#endif
+
+/* Elements [lo, hi) of t as a one-axis tensor over its data (a header on the stack). */
+static tg_tensor slice_of(const tg_tensor *t, int64_t lo, int64_t hi)
+{
+    tg_tensor v = *t;
+    v.ndim = 1;
+    for (int i = 0; i < TG_MAX_DIMS; i++) v.shape[i] = 0;
+    v.shape[0] = v.numel = hi - lo;
+    v.data = (char *)t->data + (size_t)lo * tg_dtype_size(t->dtype);
+    v.grad = NULL;
+    v.node = NULL;
+    v.owns_data = false;
+    return v;
+}
+
+typedef struct {
+    const tg_optimizer_kind *kind;
+    const tg_optim_update *whole;
+    int n_state;
+} sliced_update;
+
+static void update_slice(void *ctx, int64_t lo, int64_t hi)
+{
+    const sliced_update *s = ctx;
+    const tg_optim_update *w = s->whole;
+    tg_tensor param = slice_of(w->param, lo, hi), grad = slice_of(w->grad, lo, hi);
+    tg_tensor state[TG_OPTIM_MAX_STATE], *states[TG_OPTIM_MAX_STATE];
+    for (int k = 0; k < s->n_state; k++) {
+        state[k] = slice_of(w->state[k], lo, hi);
+        states[k] = &state[k];
+    }
+    tg_optim_update u = *w;
+    u.param = &param;
+    u.grad = &grad;
+    u.state = states;
+    s->kind->update(&u);
+}
+
+static void run_update(const tg_optimizer *opt, const tg_optim_update *u)
+{
+    if (!opt->kind->elementwise || u->param->numel < TG_OPTIM_SPLIT_MIN) {
+        opt->kind->update(u);
+        return;
+    }
+    sliced_update s = {opt->kind, u, opt->n_state};
+    tg__parallel_ranges(u->param->numel, TG_OPTIM_SPLIT_MIN, update_slice, &s);
+}
+
 void tg_optimizer_step(tg_optimizer *opt)
 {
     check(opt, "tg_optimizer_step");
@@ -149,7 +204,7 @@ void tg_optimizer_step(tg_optimizer *opt)
             .weight_decay = g->weight_decay,
             .settings = opt->settings,
         };
-        opt->kind->update(&u);
+        run_update(opt, &u);
     }
     opt->steps++;
 }

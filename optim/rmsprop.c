@@ -96,6 +96,7 @@ static const tg_optimizer_kind rmsprop_kind = {
     .validate = rmsprop_validate,
     .describe = rmsprop_describe,
     .update = rmsprop_update,
+    .elementwise = true,
 };
 
 tg_rmsprop_opts tg_rmsprop_defaults(void)

@@ -104,6 +104,7 @@ static const tg_optimizer_kind sgd_kind = {
     .validate = sgd_validate,
     .describe = sgd_describe,
     .update = sgd_update,
+    .elementwise = true,
 };
 
 tg_optimizer *tg_sgd_new(const tg_param_list *params, tg_sgd_opts opts)

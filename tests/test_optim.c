@@ -642,6 +642,123 @@ static void test_unreached_param_after_zero_grad(void **state)
     tg_free(a), tg_free(b), tg_free(c), tg_free(d);
 }
 
+/* ---- large parameters on two threads ---------------------------------------------------- */
+
+/* Above the split threshold (2^18), and no multiple of the slices' 16-element edges. */
+enum { BIG_ROWS = 7086, BIG = BIG_ROWS * 37 };
+
+static tg_tensor *big_param(tg_dtype dt, uint64_t seed)
+{
+    tg_rng rng;
+    tg_rng_seed(&rng, seed);
+    return tg_set_requires_grad(tg_rand_normal(dt, TG_SHAPE(BIG_ROWS, 37), 0, 1, &rng), true);
+}
+
+/* Three steps of opt on a large parameter; returns it (gradients drawn from the seed). */
+static tg_tensor *three_steps(tg_optimizer *(*make_opt)(tg_param_list *), tg_dtype dt,
+                              int threads)
+{
+    tg_set_num_threads(threads);
+    tg_tensor *p = big_param(dt, 1);
+    tg_param_list ps = {0};
+    tg_param_list_add(&ps, "p", p);
+    tg_optimizer *o = make_opt(&ps);
+    for (uint64_t s = 0; s < 3; s++) {
+        tg_tensor *g = big_param(dt, 10 + s);
+        tg_optimizer_zero_grad(o);
+        tg_backward(tg_sum(tg_mul(p, g)));   /* gradient g */
+        tg_tape_reset();
+        tg_optimizer_step(o);
+        tg_free(g);
+    }
+    tg_optimizer_free(o);
+    tg_param_list_free(&ps);
+    tg_set_num_threads(1);
+    return p;
+}
+
+static tg_optimizer *big_sgd(tg_param_list *ps)
+{
+    return tg_sgd_new(ps, (tg_sgd_opts){.lr = 0.1, .momentum = 0.9, .weight_decay = 0.01});
+}
+static tg_optimizer *big_adam(tg_param_list *ps) { return tg_adam_new(ps, tg_adam_defaults()); }
+static tg_optimizer *big_rmsprop(tg_param_list *ps)
+{
+    tg_rmsprop_opts o = tg_rmsprop_defaults();
+    o.centered = true;
+    o.momentum = 0.5;
+    return tg_rmsprop_new(ps, o);
+}
+static tg_optimizer *big_adagrad(tg_param_list *ps)
+{
+    return tg_adagrad_new(ps, tg_adagrad_defaults());
+}
+
+/* The library's kinds update a large parameter in slices on two threads: bit for bit what one
+ * thread gives. */
+static void test_large_update_split_matches_one_thread(void **state)
+{
+    (void)state;
+    tg_optimizer *(*makes[])(tg_param_list *) = {big_sgd, big_adam, big_rmsprop, big_adagrad};
+    for (int dt = 0; dt < 2; dt++)
+        for (size_t k = 0; k < sizeof makes / sizeof *makes; k++) {
+            tg_dtype d = dt ? TG_F64 : TG_F32;
+            tg_tensor *one = three_steps(makes[k], d, 1), *two = three_steps(makes[k], d, 2);
+            assert_memory_equal(one->data, two->data, tg_nbytes(one));
+            tg_free(one), tg_free(two);
+        }
+}
+
+/* A kind that is not elementwise sees the whole parameter, however large and however many
+ * threads. */
+static int64_t whole_seen;
+static void count_update(const tg_optim_update *u)
+{
+    if (u->param->numel != BIG || u->grad->numel != BIG || u->param->ndim != 2)
+        fail_msg("a non-elementwise kind got a slice of %lld elements",
+                 (long long)u->param->numel);
+    whole_seen++;
+}
+static void describe_nothing(const void *settings, char *buf, size_t len)
+{
+    (void)settings;
+    snprintf(buf, len, "-");
+}
+static int no_state(const void *settings, const char **names)
+{
+    (void)settings, (void)names;
+    return 0;
+}
+
+static void test_non_elementwise_kind_sees_whole_tensors(void **state)
+{
+    (void)state;
+    typedef struct { double lr, weight_decay; } whole_opts;
+    static const tg_optimizer_kind whole_kind = {
+        .name = "whole",
+        .settings_size = sizeof(whole_opts),
+        .lr_offset = offsetof(whole_opts, lr),
+        .weight_decay_offset = offsetof(whole_opts, weight_decay),
+        .state_names = no_state,
+        .describe = describe_nothing,
+        .update = count_update,
+    };
+    tg_set_num_threads(2);
+    tg_tensor *p = big_param(TG_F32, 1);
+    tg_param_list ps = {0};
+    tg_param_list_add(&ps, "p", p);
+    tg_optimizer *o = tg_optimizer_new(&whole_kind, &ps, &(whole_opts){0.1, 0});
+    tg_backward(tg_sum(p));
+    tg_tape_reset();
+    whole_seen = 0;
+    tg_optimizer_step(o);
+    assert_int_equal(whole_seen, 1);
+    tg_optimizer_free(o);
+    tg_param_list_free(&ps);
+    tg_free(p);
+    tg_set_num_threads(1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -663,6 +780,8 @@ int main(void)
         cmocka_unit_test(test_fit_line),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_unreached_param_after_zero_grad),
+        cmocka_unit_test(test_large_update_split_matches_one_thread),
+        cmocka_unit_test(test_non_elementwise_kind_sees_whole_tensors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -74,6 +74,11 @@ typedef struct tg_optimizer_kind {
      * keep it and refuse to load into an optimizer whose text differs. */
     void (*describe)(const void *settings, char *buf, size_t len);
     void (*update)(const tg_optim_update *u);
+    /* true: update computes element i of param and state from element i of param, grad and
+     * state alone (SGD, Adam, RMSprop, Adagrad). step() may then update a large parameter in
+     * slices on the product threads (tg_set_num_threads), each slice a tensor of one axis over
+     * part of the data. false: every update sees whole tensors. */
+    bool elementwise;
 } tg_optimizer_kind;
 
 /* An optimizer of this kind over params (group 0), with settings (a struct of settings_size
