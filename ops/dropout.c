@@ -96,13 +96,16 @@ typedef struct {
     double scale;           /* 1 / (1 - p) */
 } dropout_saved;
 
-/* gx_i += g_i · mask_i / (1 - p); for relu_dropout the mask already holds x_i > 0 */
+/* gx_i += g_i · mask_i / (1 - p), or = when this is gx's first writer (tg_op_grad_beta); for
+ * relu_dropout the mask already holds x_i > 0 */
 static void dropout_backward(const tg_node *node)
 {
     const dropout_saved *s = node->saved;
     tg_tensor *x = node->in[0];
-    TG_KERNEL_FOR(apply_mask, x)(x->numel, s->mask, s->scale, tg_op_grad_out(node), tg_op_grad(x),
-                                 true);
+    double beta;
+    void *gx = tg_op_grad_beta(x, &beta);
+    TG_KERNEL_FOR(apply_mask, x)(x->numel, s->mask, s->scale, tg_op_grad_out(node), gx,
+                                 beta != 0);
 }
 
 /* gx = g · (mask / (1 - p)), the scaled mask a constant */

@@ -12,7 +12,7 @@ typedef struct unary_op {
     tg_op op;
     void (*forward[2])(int64_t n, const void *x, void *y, double s);
     void (*backward[2])(int64_t n, const void *x, const void *y, const void *g, void *gx,
-                        double s);
+                        double s, double beta); /* beta 0: overwrite gx, 1: add to it */
     tg_tensor *(*dydx)(tg_tensor *X, tg_tensor *Y, double s);
 } unary_op;
 
@@ -36,17 +36,26 @@ static void unary_backward_ops(const tg_node *node, tg_tensor *g, tg_tensor **gr
         }                                                                                      \
     }                                                                                          \
     static TG_CPU_CLONES void NAME##_bwd_##SUFFIX(int64_t n, const void *px, const void *py,  \
-                                                  const void *pg, void *pgx, double sd)      \
+                                                  const void *pg, void *pgx, double sd,      \
+                                                  double beta)                               \
     {                                                                                          \
         const T *xs = px, *ys = py, *g = pg, s = (T)sd;                                        \
         T *gx = pgx;                                                                           \
         (void)s;                                                                               \
-        for (int64_t i = 0; i < n; i++) {                                                     \
-            T x = xs[i], y = ys[i];                                                            \
-            (void)x, (void)y;                                                                  \
-            T d = (DYDX); /* in a variable of type T, gcc vectorises relu's (x > 0) too */     \
-            gx[i] += g[i] * d;                                                                 \
-        }                                                                                      \
+        if (beta != 0)                                                                         \
+            for (int64_t i = 0; i < n; i++) {                                                 \
+                T x = xs[i], y = ys[i];                                                        \
+                (void)x, (void)y;                                                              \
+                T d = (DYDX); /* in a variable of type T, gcc vectorises relu's (x > 0) too */ \
+                gx[i] += g[i] * d;                                                             \
+            }                                                                                  \
+        else /* 0 + keeps the sign of a zero product as adding onto zeros does (+0) */         \
+            for (int64_t i = 0; i < n; i++) {                                                 \
+                T x = xs[i], y = ys[i];                                                        \
+                (void)x, (void)y;                                                              \
+                T d = (DYDX);                                                                  \
+                gx[i] = (T)0 + g[i] * d;                                                       \
+            }                                                                                  \
     }
 
 #define UNARY_OP(NAME, FWD, DYDX, DYDX_OPS)                                                   \
@@ -141,13 +150,16 @@ UNARY_OP(cos, cos(x), -sin(x), tg_neg(tg_sin(X)))
 UNARY_OP(sigmoid, x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)), y * (1 - y),
          tg_mul(Y, one_minus(Y)))
 
-/* gx += g · dy/dx */
+/* gx = beta·gx + g · dy/dx: one pass over the whole gradient, so a first writer overwrites it
+ * (tg_op_grad_beta) instead of adding to a zeroed buffer */
 static void unary_backward(const tg_node *node)
 {
     const unary_saved *s = node->saved;
     tg_tensor *x = node->in[0];
+    double beta;
+    void *gx = tg_op_grad_beta(x, &beta);
     s->op->backward[x->dtype == TG_F64](x->numel, x->data, node->out->data,
-                                        tg_op_grad_out(node), tg_op_grad(x), s->s);
+                                        tg_op_grad_out(node), gx, s->s, beta);
 }
 
 /* gx = g · dy/dx, with dy/dx built from ops on x and y */

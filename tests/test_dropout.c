@@ -223,6 +223,37 @@ static tg_tensor *apply_relu_dropout(tg_tensor *x, void *ctx)
     return tg_relu_dropout(x, *(double *)ctx, true, &rng);
 }
 
+typedef struct { double p; bool fused; tg_tensor *weights; } lazy_dropout_ctx;
+
+/* Σ relu_dropout(x)·R, or dropout(relu(x)): the same mask every call (seeded here) */
+static tg_tensor *f_lazy_dropout(tg_tensor **in, int n, void *ctx)
+{
+    (void)n;
+    lazy_dropout_ctx *c = ctx;
+    tg_rng rng;
+    tg_rng_seed(&rng, 98);
+    tg_tensor *y = c->fused ? tg_relu_dropout(in[0], c->p, true, &rng)
+                            : tg_dropout(tg_relu(in[0]), c->p, true, &rng);
+    if (!c->weights) c->weights = tg_rand_normal(y->dtype, y->ndim, y->shape, 0, 1, NULL);
+    return tg_sum(tg_mul(y, c->weights));
+}
+
+/* Lazy zero_grad: the dropout backwards overwrite a gradient they write first. */
+static void test_dropout_lazy_zero_grad(void **state)
+{
+    (void)state;
+    for (int dt = 0; dt < 2; dt++)
+        for (int fused = 0; fused < 2; fused++) {
+            tg_dtype d = dt ? TG_F64 : TG_F32;
+            tg_tensor *x = tg_set_requires_grad(tg_rand_normal(d, TG_SHAPE(6, 7), 0, 1, NULL),
+                                                true);
+            lazy_dropout_ctx c = {.p = 0.3, .fused = fused};
+            expect_lazy_grads(f_lazy_dropout, &x, 1, &c,
+                              fused ? "tg_relu_dropout" : "tg_dropout(tg_relu)");
+            tg_free(c.weights), tg_free(x);
+        }
+}
+
 static void test_relu_dropout_gradcheck(void **state)
 {
     (void)state;
@@ -339,6 +370,7 @@ int main(void)
         cmocka_unit_test(test_relu_dropout_non_finite),
         cmocka_unit_test(test_relu_dropout_is_the_composition),
         cmocka_unit_test(test_relu_dropout_gradcheck),
+        cmocka_unit_test(test_dropout_lazy_zero_grad),
         cmocka_unit_test(test_errors),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

@@ -143,6 +143,13 @@ static const struct { const char *name; unary_fn fn; double lo, hi; } unaries[] 
     {"cos", tg_cos, -4, 4},
 };
 
+/* un(x) + tanh(x): two backwards write x's gradient, the first overwriting, the second adding */
+static tg_tensor *f_unary_fan_out(tg_tensor **in, int n, void *p)
+{
+    (void)n;
+    return weighted_sum(tg_add(((ctx_t *)p)->un(in[0]), tg_tanh(in[0])), p);
+}
+
 static void test_unary_gradients(void **s)
 {
     (void)s;
@@ -154,6 +161,10 @@ static void test_unary_gradients(void **s)
             char shape[64];
             expect_gradcheck(f_unary, &x, 1, &c, "tg_%s %s", unaries[k].name,
                              tg_shape_str(x, shape, sizeof shape));
+            expect_lazy_grads(f_unary, &x, 1, &c, unaries[k].name);
+            tg_free(c.weights);
+            c.weights = NULL;
+            expect_lazy_grads(f_unary_fan_out, &x, 1, &c, "fan-out with tg_tanh");
             tg_free(x), tg_free(c.weights);
         }
     }
