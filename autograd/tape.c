@@ -198,7 +198,7 @@ static tg_tensor **grad_slot(tg_tensor *t)
 
 /* An intermediate of t's shape and dtype, data uninitialised. t's header is already valid, so it
  * is copied rather than checked again: this runs once per gradient of every backward. */
-static tg_tensor *intermediate_like(const tg_tensor *t)
+static inline tg_tensor *intermediate_like(const tg_tensor *t)
 {
     size_t bytes = (size_t)t->numel * tg__elem_size(t->dtype);
     unsigned char *block = tg__arena_alloc(HEADER_BYTES + bytes);
