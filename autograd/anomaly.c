@@ -52,7 +52,7 @@ void tg__anomaly_check_backward(const tg_node *node, tg_tensor **(*grad_slot)(tg
     for (int k = 0; k < node->n_in; k++) {
         tg_tensor **slot = grad_slot ? grad_slot(node->in[k]) : &node->in[k]->grad;
         const tg_tensor *g = slot ? *slot : NULL;
-        if (!grad_slot && node->in[k]->grad_zero_pending) continue; /* not written: reads zero */
+        if (!grad_slot && g && g->zero_pending) continue; /* not written: reads zero */
         int64_t bad = g ? first_non_finite(g) : -1;
         if (bad < 0) continue;
         char shape[96], inputs[1024];

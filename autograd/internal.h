@@ -69,7 +69,7 @@ static inline void tg__fill_header(tg_tensor *t, tg_dtype dtype, int ndim, const
     t->numel = numel;
     t->data = NULL;
     t->grad = NULL;
-    t->requires_grad = t->persistent = t->owns_data = t->grad_zero_pending = false;
+    t->requires_grad = t->persistent = t->owns_data = t->zero_pending = false;
     t->node = NULL;
     t->name = NULL;
 }

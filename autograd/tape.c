@@ -207,7 +207,7 @@ static inline tg_tensor *intermediate_like(const tg_tensor *t)
     g->generation = generation;
     g->data = block + HEADER_BYTES;
     g->grad = NULL;
-    g->requires_grad = g->persistent = g->owns_data = g->grad_zero_pending = false;
+    g->requires_grad = g->persistent = g->owns_data = g->zero_pending = false;
     g->node = NULL;
     g->name = NULL;
     return g;
@@ -231,10 +231,9 @@ void *tg_op_grad(tg_tensor *t)
         if (!t->grad) {
             t->grad = t->persistent ? tg_zeros(t->dtype, t->ndim, t->shape)
                                     : zeros_like_intermediate(t);
-            t->grad_zero_pending = false;
-        } else if (t->grad_zero_pending) { /* tg_zero_grad left it to the first writer */
+        } else if (t->grad->zero_pending) { /* tg_zero_grad left it to the first writer */
             memset(t->grad->data, 0, tg_nbytes(t->grad));
-            t->grad_zero_pending = false;
+            t->grad->zero_pending = false;
         }
         return t->grad->data;
     }
@@ -256,10 +255,10 @@ void *tg_op_grad_beta(tg_tensor *t, double *beta)
             t->grad = t->persistent ? tg__tensor_uninit(t->dtype, t->ndim, t->shape)
                                     : intermediate_like(t);
             *beta = 0;
-        } else if (t->grad_zero_pending) {
+        } else if (t->grad->zero_pending) {
             *beta = 0;
         }
-        t->grad_zero_pending = false;
+        t->grad->zero_pending = false;
         return t->grad->data;
     }
     tg_tensor **slot = grad_slot(t);

@@ -226,16 +226,21 @@ tg_tensor *tg_set_name(tg_tensor *t, const char *name)
 void tg_zero_grad(tg_tensor *t)
 {
     tg_check_live(t, "tg_zero_grad");
-    if (t->grad) t->grad_zero_pending = true;
+    if (t->grad) t->grad->zero_pending = true;
+}
+
+/* Writes the zeros tg_zero_grad left pending. */
+static void settle_zero(tg_tensor *t)
+{
+    if (!t->zero_pending) return;
+    memset(t->data, 0, tg_nbytes(t));
+    t->zero_pending = false;
 }
 
 tg_tensor *tg_get_grad(tg_tensor *t)
 {
     tg_check_live(t, "tg_get_grad");
-    if (t->grad && t->grad_zero_pending) {
-        memset(t->grad->data, 0, tg_nbytes(t->grad));
-        t->grad_zero_pending = false;
-    }
+    if (t->grad) settle_zero(t->grad);
     return t->grad;
 }
 
@@ -252,6 +257,7 @@ static void check_index(const tg_tensor *t, int64_t i, const char *op)
 double tg_get_flat(const tg_tensor *t, int64_t i)
 {
     check_index(t, i, "tg_get_flat");
+    if (t->zero_pending) return 0;
     switch (t->dtype) {
     case TG_F32: return ((const float *)t->data)[i];
     case TG_F64: return ((const double *)t->data)[i];
@@ -264,6 +270,7 @@ double tg_get_flat(const tg_tensor *t, int64_t i)
 void tg_set_flat(tg_tensor *t, int64_t i, double v)
 {
     check_index(t, i, "tg_set_flat");
+    settle_zero(t);
     switch (t->dtype) {
     case TG_F32: ((float *)t->data)[i] = (float)v; break;
     case TG_F64: ((double *)t->data)[i] = v; break;
@@ -283,6 +290,7 @@ void tg_set_flat(tg_tensor *t, int64_t i, double v)
 void tg_fill_(tg_tensor *t, double value)
 {
     tg_check_live(t, "tg_fill_");
+    t->zero_pending = false;
     for (int64_t i = 0; i < t->numel; i++)
         tg_set_flat(t, i, value);
 }
@@ -296,6 +304,12 @@ void tg_copy_(tg_tensor *dst, const tg_tensor *src)
         tg_fail("tg_copy_: source %s into destination %s (shapes must match; tg_reshape "
                  "first)", tg_shape_str(src, s1, sizeof s1), tg_shape_str(dst, s2, sizeof s2));
     }
+    if (src->zero_pending) {
+        dst->zero_pending = true;
+        settle_zero(dst);
+        return;
+    }
+    dst->zero_pending = false;
     if (dst->dtype == src->dtype) {
         if (dst->numel) memmove(dst->data, src->data, tg_nbytes(src));
         return;

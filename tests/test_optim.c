@@ -642,6 +642,37 @@ static void test_unreached_param_after_zero_grad(void **state)
     tg_free(a), tg_free(b), tg_free(c), tg_free(d);
 }
 
+/* After zero_grad, a gradient the program writes itself (a tensor assigned to ->grad, or values
+ * set through the element accessors) is the one step() uses: the pending zero belongs to the
+ * buffer zero_grad marked, not to the parameter. */
+static void test_gradient_written_by_hand_after_zero_grad(void **state)
+{
+    (void)state;
+    tg_tensor *w = tg_set_requires_grad(tg_zeros(TG_F64, TG_SHAPE(N)), true);
+    tg_param_list ps = {0};
+    tg_param_list_add(&ps, "w", w);
+    tg_optimizer *o = tg_sgd_new(&ps, (tg_sgd_opts){.lr = 0.5});
+    tg_backward(tg_sum(w));
+    tg_tape_reset();
+    tg_optimizer_zero_grad(o);
+    tg_free(w->grad);
+    w->grad = tg_full(TG_F64, TG_SHAPE(N), 1.0);
+    tg_optimizer_step(o);
+    expect_param(w, (double[N]){-0.5, -0.5, -0.5});
+    tg_optimizer_zero_grad(o);
+    tg_set_flat(w->grad, 1, 2.0);
+    assert_close(tg_get_flat(w->grad, 0), 0.0, 0);
+    tg_optimizer_step(o);
+    expect_param(w, (double[N]){-0.5, -1.5, -0.5});
+    tg_optimizer_zero_grad(o);
+    tg_fill_(w->grad, 4.0);
+    tg_optimizer_step(o);
+    expect_param(w, (double[N]){-2.5, -3.5, -2.5});
+    tg_optimizer_free(o);
+    tg_param_list_free(&ps);
+    tg_free(w);
+}
+
 /* ---- large parameters on two threads ---------------------------------------------------- */
 
 /* Above the split threshold (2^18), and no multiple of the slices' 16-element edges. */
@@ -780,6 +811,7 @@ int main(void)
         cmocka_unit_test(test_fit_line),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_unreached_param_after_zero_grad),
+        cmocka_unit_test(test_gradient_written_by_hand_after_zero_grad),
         cmocka_unit_test(test_large_update_split_matches_one_thread),
         cmocka_unit_test(test_non_elementwise_kind_sees_whole_tensors),
     };

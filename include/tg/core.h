@@ -39,9 +39,10 @@ struct tg_tensor {
     bool requires_grad;
     bool persistent;         /* true: owned by the caller (tg_free); false: owned by the tape */
     bool owns_data;          /* false for tg_wrap'ed buffers */
-    /* grad reads as zero but its buffer was not cleared (tg_zero_grad): the next write of a
-     * backward overwrites it, tg_get_grad clears it. Meaningless while grad is NULL. */
-    bool grad_zero_pending;
+    /* Set on a gradient by tg_zero_grad: this tensor reads as zero but its data was not cleared.
+     * The next backward's write overwrites it; tg_get_grad, the element accessors, tg_fill_ and
+     * tg_copy_ honour it. A tensor assigned to ->grad by hand starts without it. */
+    bool zero_pending;
     tg_node *node;           /* the tape record that produced it, or NULL */
     const char *name;        /* optional, for printing, DOT output and error messages */
 };
@@ -125,16 +126,17 @@ void tg_free(tg_tensor *t);                          /* persistent tensors only;
 
 tg_tensor *tg_set_requires_grad(tg_tensor *t, bool requires_grad); /* returns t */
 tg_tensor *tg_set_name(tg_tensor *t, const char *name);            /* returns t; name not copied */
-/* Gradients are zeroed lazily (PyTorch's set_to_none=True without freeing the buffer):
- * tg_zero_grad only marks t->grad as reading zero, and the first backward that reaches t writes
- * its gradient over the buffer instead of adding to zeros, saving a pass over the memory. Between
- * tg_zero_grad and that write, t->grad->data holds stale values: read (or write) a gradient
- * through tg_get_grad, which clears a pending zero first. The library's own readers (optimizers,
- * gradient checking, data-parallel reduction) do; after a backward reached t, t->grad->data is
- * the gradient itself. */
+/* Gradients are zeroed lazily: the gradient reads as zero (PyTorch's set_to_none=False: the
+ * buffer stays), but tg_zero_grad only marks t->grad (zero_pending), and the first backward
+ * that reaches t writes its gradient over the buffer instead of adding to zeros, saving a pass
+ * over the memory. Until that write (for a tensor the backward does not reach: until a reader
+ * settles it), t->grad->data holds stale values: read or write a gradient through tg_get_grad,
+ * or the element accessors and tg_fill_/tg_copy_, which honour the mark. The library's own
+ * readers (optimizers, gradient checking, data-parallel reduction) do; after a backward reached
+ * t, t->grad->data is the gradient itself. A tensor assigned to t->grad by hand is used as it is. */
 void tg_zero_grad(tg_tensor *t);             /* t->grad, if present, reads as zero from now */
-/* t's gradient, zeros written where tg_zero_grad left them pending; NULL when no backward has
- * reached t. */
+/* t's gradient, with the zeros tg_zero_grad left pending written into its buffer (so it writes
+ * memory: not for a tensor another thread is using); NULL when no backward has reached t. */
 tg_tensor *tg_get_grad(tg_tensor *t);
 void tg_copy_(tg_tensor *dst, const tg_tensor *src); /* same shape; converts dtype */
 void tg_fill_(tg_tensor *t, double value);

@@ -33,7 +33,8 @@
  * gradient in one go (a matrix product, a row sum) may ask tg_op_grad_beta instead: it says
  * whether the buffer already holds a gradient to add to (beta 1) or holds nothing yet and is to
  * be overwritten (beta 0: a fresh buffer, or one tg_zero_grad left pending), which saves zeroing
- * it first. tg_linear's and tg_matmul's backwards (ops/matmul.c) are written so. The output
+ * it first. tg_linear's and tg_matmul's backwards (ops/matmul.c), the unary ops' and dropout's
+ * are written so. The output
  * given to tg_op_record is the fresh result of tg_op_output; an op has at most TG_MAX_INPUTS
  * inputs (tg_concat of more parts concatenates them in groups).
  *

@@ -9,8 +9,10 @@
  * plus momentum / weight decay. The zeroing itself is lazy (core.h, tg_zero_grad): the next
  * backward overwrites the buffer instead of adding to zeros, and step() writes the zeros of a
  * parameter that backward did not reach before its update, so an update (a kind's `update`
- * included) always sees the gradient; between zero_grad and backward, read gradients through
- * tg_get_grad, not p->grad->data. Float32 parameters are updated in float32, float64 ones in
+ * included) always sees the gradient. A gradient reads as zero from zero_grad until a backward
+ * writes it (a parameter that backward does not reach keeps reading zero), but its buffer is
+ * cleared only then: read p->grad through tg_get_grad (or the element accessors), not
+ * p->grad->data, unless a backward has just reached p. Float32 parameters are updated in float32, float64 ones in
  * float64.
  *
  *     tg_optimizer *opt = tg_adam_new(&params, tg_adam_defaults());
@@ -77,7 +79,9 @@ typedef struct tg_optimizer_kind {
     /* true: update computes element i of param and state from element i of param, grad and
      * state alone (SGD, Adam, RMSprop, Adagrad). step() may then update a large parameter in
      * slices on the product threads (tg_set_num_threads), each slice a tensor of one axis over
-     * part of the data. false: every update sees whole tensors. */
+     * part of the data, several slices at once on different threads: update must then touch
+     * only its slice, record no op and not fail (no tg_fail, no error handler). false: every
+     * update sees whole tensors, on the caller's thread. */
     bool elementwise;
 } tg_optimizer_kind;
 
