@@ -318,6 +318,8 @@ static int threads_begin(int n)
     return before;
 }
 
+static void threads_end(int before) { omp_set_num_threads(before); }
+
 /* The entry for (g, dir) at the current thread count, made on first use; NULL when oneDNN does
  * not take it (or the table is full). */
 static entry *entry_for(const conv_geom *g, direction dir)
@@ -336,60 +338,70 @@ static entry *entry_for(const conv_geom *g, direction dir)
         pthread_mutex_init(&e->mu, NULL);
         int before = threads_begin(threads);
         e->ok = engine_status == dnnl_success && make_entry(e) == dnnl_success;
-        omp_set_num_threads(before);
+        threads_end(before);
     }
     pthread_mutex_unlock(&table_mu);
     return e && e->ok ? e : NULL;
 }
 
-static void set_handle(const entry *e, dnnl_memory_t m, const void *p)
+static atomic_bool fail_next;
+
+void tg__conv_dnnl_fail_next_call(void) { atomic_store(&fail_next, true); }
+
+static dnnl_status_t execute(const entry *e, dnnl_primitive_t p, int n, const dnnl_exec_arg_t *args)
 {
-    dnnl_status_t st = dnnl_memory_set_data_handle(m, (void *)p);
-    if (st != dnnl_success)
-        tg_fail("tg_conv2d: oneDNN's %s could not take a buffer (%s); TG_CONV_DNNL=0 runs "
-                "im2col instead", direction_name[e->dir], dnnl_status2str(st));
+    TRY(dnnl_primitive_execute(p, e->stream, n, args));
+    return dnnl_stream_wait(e->stream);
 }
 
-static void execute(const entry *e, dnnl_primitive_t p, int n, const dnnl_exec_arg_t *args)
-{
-    dnnl_status_t st = dnnl_primitive_execute(p, e->stream, n, args);
-    if (st == dnnl_success) st = dnnl_stream_wait(e->stream);
-    if (st != dnnl_success)
-        tg_fail("tg_conv2d: oneDNN's %s failed (%s) on input [%lld, %lld, %lld, %lld], weight "
-                "[%lld, %lld, %lld, %lld]; TG_CONV_DNNL=0 runs im2col instead",
-                direction_name[e->dir], dnnl_status2str(st), (long long)e->g.N,
-                (long long)e->g.C, (long long)e->g.H, (long long)e->g.W, (long long)e->g.O,
-                (long long)(e->g.C / e->g.groups), (long long)e->g.kh, (long long)e->g.kw);
-}
-
-static void reorder(const entry *e, dnnl_primitive_t r, dnnl_memory_t from, dnnl_memory_t to)
+static dnnl_status_t reorder(const entry *e, dnnl_primitive_t r, dnnl_memory_t from,
+                             dnnl_memory_t to)
 {
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to},
                                {DNNL_ARG_SCRATCHPAD, e->scratch}};
-    execute(e, r, e->scratch_bytes ? 3 : 2, args);
+    return execute(e, r, e->scratch_bytes ? 3 : 2, args);
+}
+
+/* The arena buffers of one call, taken before the entry is locked: tg_op_scratch fails (a
+ * longjmp when the error handler does one) when memory is short, and the lock must not be held
+ * then. */
+typedef struct {
+    void *scratch;
+    void *prim[4]; /* the argument's buffer in the primitive's layout (NULL: tapegrad's own) */
+} call_buffers;
+
+static call_buffers buffers_for(const entry *e, bool fresh)
+{
+    call_buffers b = {.scratch = e->scratch_bytes ? tg_op_scratch(e->scratch_bytes) : NULL};
+    for (int i = 0; i < e->n_args; i++) {
+        const conv_arg *a = &e->a[i];
+        bool direct = a->same && (!a->out || fresh);
+        if (!direct) b.prim[i] = tg_op_scratch(a->bytes);
+    }
+    return b;
 }
 
 /* One call: tapegrad's buffers ptr[i] for the arguments in e's order; the output is written
  * (fresh) or added to. */
-static void run(entry *e, const void *const *ptr, bool fresh)
+static dnnl_status_t run(entry *e, const void *const *ptr, const call_buffers *b, bool fresh)
 {
-    if (e->scratch_bytes) set_handle(e, e->scratch, tg_op_scratch(e->scratch_bytes));
+    if (e->scratch_bytes) TRY(dnnl_memory_set_data_handle(e->scratch, b->scratch));
     dnnl_exec_arg_t args[5];
     for (int i = 0; i < e->n_args; i++) {
         conv_arg *a = &e->a[i];
-        bool direct = a->same && (!a->out || fresh);
-        set_handle(e, a->user, ptr[i]);
-        set_handle(e, a->prim, direct ? ptr[i] : tg_op_scratch(a->bytes));
-        if (a->to_prim) reorder(e, a->to_prim, a->user, a->prim);
+        TRY(dnnl_memory_set_data_handle(a->user, (void *)ptr[i]));
+        TRY(dnnl_memory_set_data_handle(a->prim, b->prim[i] ? b->prim[i] : (void *)ptr[i]));
+        if (a->to_prim) TRY(reorder(e, a->to_prim, a->user, a->prim));
         args[i] = (dnnl_exec_arg_t){a->kind, a->prim};
     }
     int n = e->n_args;
     if (e->scratch_bytes) args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, e->scratch};
-    execute(e, e->prim, n, args);
+    if (atomic_exchange(&fail_next, false)) return dnnl_runtime_error;
+    TRY(execute(e, e->prim, n, args));
     conv_arg *out = &e->a[e->n_args - 1];
-    if (!fresh) reorder(e, out->add_to_user, out->prim, out->user);
-    else if (!out->same) reorder(e, out->to_user, out->prim, out->user);
-    atomic_fetch_add(&calls, 1);
+    if (!fresh) return reorder(e, out->add_to_user, out->prim, out->user);
+    if (!out->same) return reorder(e, out->to_user, out->prim, out->user);
+    return dnnl_success;
 }
 
 static bool call(const conv_geom *g, direction dir, const void *const *ptr, bool fresh)
@@ -397,11 +409,19 @@ static bool call(const conv_geom *g, direction dir, const void *const *ptr, bool
     if (tg__conv_dnnl_mode() == TG_DNNL_OFF || !g->N || !pays(g, dir)) return false;
     entry *e = entry_for(g, dir);
     if (!e) return false;
+    call_buffers b = buffers_for(e, fresh);
     pthread_mutex_lock(&e->mu);
     int before = threads_begin(e->threads);
-    run(e, ptr, fresh);
-    omp_set_num_threads(before);
+    dnnl_status_t st = run(e, ptr, &b, fresh);
+    threads_end(before);
     pthread_mutex_unlock(&e->mu);
+    if (st != dnnl_success)
+        tg_fail("tg_conv2d: oneDNN's %s failed (%s) on input [%lld, %lld, %lld, %lld], weight "
+                "[%lld, %lld, %lld, %lld]; TG_CONV_DNNL=0 runs im2col instead",
+                direction_name[dir], dnnl_status2str(st), (long long)g->N, (long long)g->C,
+                (long long)g->H, (long long)g->W, (long long)g->O, (long long)(g->C / g->groups),
+                (long long)g->kh, (long long)g->kw);
+    atomic_fetch_add(&calls, 1);
     return true;
 }
 
@@ -426,6 +446,7 @@ bool tg__conv_dnnl_dw(const conv_geom *g, const float *x, const float *gy, float
 #else
 
 int tg__conv_dnnl_threads(void) { return 0; }
+void tg__conv_dnnl_fail_next_call(void) {}
 bool tg__conv_dnnl_fwd(const conv_geom *g, const float *x, const float *w, const float *b,
                        bool fresh, float *y)
 {

@@ -33,5 +33,7 @@ int64_t tg__conv_dnnl_calls(void);
 /* The threads oneDNN runs on: tapegrad's thread count when OpenMP's threads sleep when idle
  * (OMP_WAIT_POLICY=passive), else 1; 0 when built without oneDNN. */
 int tg__conv_dnnl_threads(void);
+/* The next call's convolution fails as if oneDNN had (the tests check the error path). */
+void tg__conv_dnnl_fail_next_call(void);
 
 #endif

@@ -211,6 +211,9 @@ static void test_conv_errors(void **state)
  * (~1e-7 relative per term), over at most a few hundred terms here. */
 
 #ifdef TG_HAVE_DNNL
+#include <omp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -400,6 +403,53 @@ static void test_conv_dnnl_env_switch(void **state)
     assert_int_equal(mode_under_env("0"), TG_DNNL_OFF);
     assert_int_equal(mode_under_env(NULL), TG_DNNL_AUTO);
     assert_int_equal(mode_under_env("1"), TG_DNNL_AUTO);
+}
+
+/* A call on the geometry of g from another thread: done once it returned. */
+typedef struct {
+    conv_geom g;
+    const float *x, *w;
+    float *y;
+    atomic_bool done;
+} other_call;
+
+static void *call_from_other_thread(void *p)
+{
+    other_call *c = p;
+    tg__conv_dnnl_fwd(&c->g, c->x, c->w, NULL, true, c->y);
+    tg_tape_free();
+    atomic_store(&c->done, true);
+    return NULL;
+}
+
+/* A failing oneDNN call raises an error naming the op and the workaround, and leaves nothing
+ * behind when the error handler longjmps: OpenMP's thread count is restored and the next call
+ * on the same geometry (from another thread, so that a lock still held shows as a timeout rather
+ * than a hang) runs. */
+static void test_conv_dnnl_error_releases(void **state)
+{
+    (void)state;
+    tg_tensor *x = tg_ones(TG_F32, TG_SHAPE(1, 2, 5, 5));
+    tg_tensor *w = tg_ones(TG_F32, TG_SHAPE(3, 2, 3, 3));
+    float y[3 * 3 * 3];
+    int threads = omp_get_max_threads();
+    tg__conv_dnnl_set_mode(TG_DNNL_ALL);
+    tg_conv2d(x, w, NULL, NULL); /* makes the entry */
+    tg__conv_dnnl_fail_next_call();
+    EXPECT_ERROR("TG_CONV_DNNL=0", tg_conv2d(x, w, NULL, NULL));
+    assert_int_equal(omp_get_max_threads(), threads);
+    other_call c = {.g = {.N = 1, .C = 2, .H = 5, .W = 5, .O = 3, .kh = 3, .kw = 3, .OH = 3,
+                          .OW = 3, .sh = 1, .sw = 1, .dh = 1, .dw = 1, .groups = 1},
+                    .x = x->data, .w = w->data, .y = y};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, call_from_other_thread, &c), 0);
+    for (int ms = 0; ms < 10000 && !atomic_load(&c.done); ms++) usleep(1000);
+    if (!atomic_load(&c.done)) fail_msg("the next call on the geometry still waits after 10 s");
+    pthread_join(t, NULL);
+    for (int i = 0; i < 27; i++) assert_float_equal(y[i], 18, 1e-5);
+    tg__conv_dnnl_set_mode(TG_DNNL_AUTO);
+    tg_tape_reset();
+    tg_free(x), tg_free(w);
 }
 
 /* n floats ending where an inaccessible page begins, zeroed. */
@@ -893,6 +943,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_conv_dnnl_matches_im2col),
         cmocka_unit_test(test_conv_dnnl_threshold),
         cmocka_unit_test(test_conv_dnnl_env_switch),
+        cmocka_unit_test(test_conv_dnnl_error_releases),
         cmocka_unit_test(test_conv_dnnl_no_read_past_buffers),
 #endif
         cmocka_unit_test(test_pool_vs_torch),
