@@ -163,16 +163,24 @@ static dnnl_status_t bias_md(const conv_geom *g, dnnl_memory_desc_t *md)
     } while (0)
 
 /* A primitive attribute with a user-managed scratchpad, adding into the destination if add. */
-static dnnl_status_t attr_of(bool add, dnnl_primitive_attr_t *attr)
+static dnnl_status_t post_ops_of(bool add, dnnl_primitive_attr_t attr)
 {
-    TRY(dnnl_primitive_attr_create(attr));
-    TRY(dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user));
+    TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
     if (!add) return dnnl_success;
     dnnl_post_ops_t po;
     TRY(dnnl_post_ops_create(&po));
-    TRY(dnnl_post_ops_append_sum(po, 1.0f));
-    TRY(dnnl_primitive_attr_set_post_ops(*attr, po));
-    return dnnl_post_ops_destroy(po);
+    dnnl_status_t st = dnnl_post_ops_append_sum(po, 1.0f);
+    if (st == dnnl_success) st = dnnl_primitive_attr_set_post_ops(attr, po);
+    dnnl_post_ops_destroy(po);
+    return st;
+}
+
+static dnnl_status_t attr_of(bool add, dnnl_primitive_attr_t *attr)
+{
+    TRY(dnnl_primitive_attr_create(attr));
+    dnnl_status_t st = post_ops_of(add, *attr);
+    if (st != dnnl_success) dnnl_primitive_attr_destroy(*attr);
+    return st;
 }
 
 static size_t scratchpad_bytes(const_dnnl_primitive_desc_t pd)
@@ -260,6 +268,38 @@ static dnnl_status_t conv_pd(const conv_geom *g, direction dir, const_dnnl_primi
     return st;
 }
 
+static void destroy_primitive(dnnl_primitive_t *p)
+{
+    if (*p) dnnl_primitive_destroy(*p);
+    *p = NULL;
+}
+
+static void destroy_memory(dnnl_memory_t *m)
+{
+    if (*m) dnnl_memory_destroy(*m);
+    *m = NULL;
+}
+
+/* Destroys what e holds of oneDNN's objects, whether made fully or in part (a geometry refused
+ * half-way), and keeps its key and lock. */
+static void clear_entry(entry *e)
+{
+    for (int i = 0; i < (int)(sizeof e->a / sizeof *e->a); i++) {
+        conv_arg *a = &e->a[i];
+        destroy_memory(&a->user), destroy_memory(&a->prim);
+        destroy_primitive(&a->to_prim), destroy_primitive(&a->to_user);
+        destroy_primitive(&a->add_to_user);
+        *a = (conv_arg){0};
+    }
+    destroy_primitive(&e->prim);
+    if (e->stream) dnnl_stream_destroy(e->stream);
+    e->stream = NULL;
+    destroy_memory(&e->scratch);
+    e->n_args = 0;
+    e->scratch_bytes = 0;
+    e->ok = false;
+}
+
 /* The primitive of e, its arguments (inputs first, the output last) and their reorders. */
 static dnnl_status_t make_entry(entry *e)
 {
@@ -338,6 +378,7 @@ static entry *entry_for(const conv_geom *g, direction dir)
         pthread_mutex_init(&e->mu, NULL);
         int before = threads_begin(threads);
         e->ok = engine_status == dnnl_success && make_entry(e) == dnnl_success;
+        if (!e->ok) clear_entry(e);
         threads_end(before);
     }
     pthread_mutex_unlock(&table_mu);
