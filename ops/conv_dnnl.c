@@ -2,8 +2,9 @@
  * enough that its JIT kernels beat im2col + BLIS (docs/conv.md, "oneDNN").
  *
  * - A primitive is made once per geometry, direction and thread count (making one takes
- *   milliseconds and allocates) and kept for the life of the process in a fixed table; past its
- *   capacity, or for a geometry oneDNN refuses, the layer runs im2col.
+ *   milliseconds and allocates) and kept in a fixed table; when it is full, the least recently
+ *   used entry that no call is using is destroyed for the new one. A geometry oneDNN refuses
+ *   runs im2col (its entry remembers the refusal).
  * - The primitive picks its own (blocked) layouts, tapegrad's tensors are plain NCHW: the inputs
  *   are reordered into, and the result out of, buffers of the step's arena. The result is added
  *   into tapegrad's buffer (a reorder with a sum post-op), as im2col's kernels accumulate.
@@ -117,10 +118,13 @@ typedef struct {
     size_t scratch_bytes;
     dnnl_memory_t scratch;
     pthread_mutex_t mu;
+    int users;         /* calls between entry_for and release: an entry in use is not evicted */
+    uint64_t last_use; /* the table's clock at its last lookup, for evicting the oldest */
 } entry;
 
 static entry table[MAX_ENTRIES];
 static int n_entries;
+static uint64_t table_clock;
 static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
 static dnnl_engine_t engine;
 
@@ -360,29 +364,58 @@ static int threads_begin(int n)
 
 static void threads_end(int before) { omp_set_num_threads(before); }
 
-/* The entry for (g, dir) at the current thread count, made on first use; NULL when oneDNN does
- * not take it (or the table is full). */
+static entry *lookup(const conv_geom *g, direction dir, int threads)
+{
+    for (int i = 0; i < n_entries; i++)
+        if (table[i].dir == dir && table[i].threads == threads &&
+            memcmp(&table[i].g, g, sizeof *g) == 0)
+            return &table[i];
+    return NULL;
+}
+
+/* A slot for a new entry: an unused one, else the least recently used entry that no call is
+ * using, its primitives destroyed; NULL when every entry is in use. */
+static entry *free_slot(void)
+{
+    if (n_entries < MAX_ENTRIES) {
+        entry *e = &table[n_entries++];
+        pthread_mutex_init(&e->mu, NULL);
+        return e;
+    }
+    entry *oldest = NULL;
+    for (int i = 0; i < n_entries; i++)
+        if (!table[i].users && (!oldest || table[i].last_use < oldest->last_use))
+            oldest = &table[i];
+    if (oldest) clear_entry(oldest);
+    return oldest;
+}
+
+/* The entry for (g, dir) at the current thread count, made on first use and held for the call
+ * until release(); NULL when oneDNN does not take it (or every entry is in use). */
 static entry *entry_for(const conv_geom *g, direction dir)
 {
     int threads = tg__conv_dnnl_threads();
     pthread_mutex_lock(&table_mu);
-    entry *e = NULL;
-    for (int i = 0; i < n_entries && !e; i++)
-        if (table[i].dir == dir && table[i].threads == threads &&
-            memcmp(&table[i].g, g, sizeof *g) == 0)
-            e = &table[i];
-    if (!e && n_entries < MAX_ENTRIES) {
+    entry *e = lookup(g, dir, threads);
+    if (!e && (e = free_slot())) {
         pthread_once(&engine_once, make_engine);
-        e = &table[n_entries++];
-        *e = (entry){.g = *g, .dir = dir, .threads = threads};
-        pthread_mutex_init(&e->mu, NULL);
+        e->g = *g, e->dir = dir, e->threads = threads;
         int before = threads_begin(threads);
         e->ok = engine_status == dnnl_success && make_entry(e) == dnnl_success;
         if (!e->ok) clear_entry(e);
         threads_end(before);
     }
+    if (e) e->last_use = ++table_clock;
+    if (e && e->ok) e->users++;
     pthread_mutex_unlock(&table_mu);
     return e && e->ok ? e : NULL;
+}
+
+static void release(entry *e)
+{
+    pthread_mutex_lock(&table_mu);
+    e->users--;
+    pthread_mutex_unlock(&table_mu);
 }
 
 static atomic_bool fail_next;
@@ -405,7 +438,7 @@ static dnnl_status_t reorder(const entry *e, dnnl_primitive_t r, dnnl_memory_t f
 
 /* The arena buffers of one call, taken before the entry is locked: tg_op_scratch fails (a
  * longjmp when the error handler does one) when memory is short, and the lock must not be held
- * then. */
+ * then. (The entry then stays marked in use: it costs a slot, never evicted, not a hang.) */
 typedef struct {
     void *scratch;
     void *prim[4]; /* the argument's buffer in the primitive's layout (NULL: tapegrad's own) */
@@ -456,6 +489,7 @@ static bool call(const conv_geom *g, direction dir, const void *const *ptr, bool
     dnnl_status_t st = run(e, ptr, &b, fresh);
     threads_end(before);
     pthread_mutex_unlock(&e->mu);
+    release(e);
     if (st != dnnl_success)
         tg_fail("tg_conv2d: oneDNN's %s failed (%s) on input [%lld, %lld, %lld, %lld], weight "
                 "[%lld, %lld, %lld, %lld]; TG_CONV_DNNL=0 runs im2col instead",

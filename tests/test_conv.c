@@ -405,6 +405,35 @@ static void test_conv_dnnl_env_switch(void **state)
     assert_int_equal(mode_under_env("1"), TG_DNNL_AUTO);
 }
 
+/* More geometries than the table of primitives holds (128 entries): each still runs on oneDNN
+ * (the least recently used entry makes way), with im2col's results, the first one again too
+ * after it was evicted. Under make test-asan, a write past the table would show. */
+static void test_conv_dnnl_cache_evicts(void **state)
+{
+    (void)state;
+    tg_rng rng;
+    tg_rng_seed(&rng, 3);
+    enum { GEOMETRIES = 150 };
+    tg_tensor *w = tg_rand_normal(TG_F32, TG_SHAPE(2, 1, 3, 3), 0, 1, &rng);
+    for (int k = 0; k <= GEOMETRIES; k++) {
+        int64_t h = 3 + k % GEOMETRIES;
+        tg_tensor *x = tg_rand_normal(TG_F32, TG_SHAPE(1, 1, h, 4), 0, 1, &rng);
+        tg__conv_dnnl_set_mode(TG_DNNL_OFF);
+        tg_tensor *want = tg_conv2d(x, w, NULL, NULL);
+        tg__conv_dnnl_set_mode(TG_DNNL_ALL);
+        int64_t before = tg__conv_dnnl_calls();
+        tg_tensor *got = tg_conv2d(x, w, NULL, NULL);
+        tg__conv_dnnl_set_mode(TG_DNNL_AUTO);
+        if (tg__conv_dnnl_calls() - before != 1)
+            fail_msg("input [1, 1, %lld, 4], geometry %d: ran on im2col, not oneDNN",
+                     (long long)h, k);
+        expect_close_f32(got, want, "output", "cache eviction");
+        tg_tape_reset();
+        tg_free(x);
+    }
+    tg_free(w);
+}
+
 /* A call on the geometry of g from another thread: done once it returned. */
 typedef struct {
     conv_geom g;
@@ -944,6 +973,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_conv_dnnl_threshold),
         cmocka_unit_test(test_conv_dnnl_env_switch),
         cmocka_unit_test(test_conv_dnnl_error_releases),
+        cmocka_unit_test(test_conv_dnnl_cache_evicts),
         cmocka_unit_test(test_conv_dnnl_no_read_past_buffers),
 #endif
         cmocka_unit_test(test_pool_vs_torch),
