@@ -23,8 +23,9 @@ bool tg__conv_dnnl_dx(const conv_geom *g, const float *w, const float *gy, float
 /* dw += the weight gradient of conv for input x and output gradient gy */
 bool tg__conv_dnnl_dw(const conv_geom *g, const float *x, const float *gy, float *dw);
 
-/* Which layers go to oneDNN: none, those above the threshold (the default; TG_CONV_DNNL=0 in
- * the environment means none), or every one it takes (for the tests on small geometries). */
+/* Which layers go to oneDNN: none, those above the threshold (the default; TG_CONV_DNNL=0, off,
+ * false or no in the environment means none), or every one it takes (for the tests on small
+ * geometries). */
 typedef enum { TG_DNNL_OFF, TG_DNNL_AUTO, TG_DNNL_ALL } tg__dnnl_mode;
 void tg__conv_dnnl_set_mode(tg__dnnl_mode mode);
 tg__dnnl_mode tg__conv_dnnl_mode(void);

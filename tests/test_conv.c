@@ -379,30 +379,54 @@ static void test_conv_dnnl_threshold(void **state)
 }
 
 /* The mode a fresh process of this test reads from TG_CONV_DNNL (NULL: unset), as its exit
- * status (main's --dnnl-mode). */
-static int mode_under_env(const char *value)
+ * status (main's --dnnl-mode); what it wrote on stderr goes to err (size n). */
+static int mode_under_env_err(const char *value, char *err, size_t n)
 {
     fflush(NULL);
+    int fd[2];
+    assert_int_equal(pipe(fd), 0);
     pid_t pid = fork();
     if (pid == 0) {
+        dup2(fd[1], 2), close(fd[0]), close(fd[1]);
         if (value) setenv("TG_CONV_DNNL", value, 1);
         else unsetenv("TG_CONV_DNNL");
         execl("/proc/self/exe", "test_conv", "--dnnl-mode", (char *)NULL);
         _exit(127);
     }
+    close(fd[1]);
+    size_t got = 0;
+    ssize_t r;
+    while (got + 1 < n && (r = read(fd[0], err + got, n - 1 - got)) > 0) got += (size_t)r;
+    err[got] = 0;
+    close(fd[0]);
     int status = 0;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status));
     return WEXITSTATUS(status);
 }
 
-/* TG_CONV_DNNL=0 turns the path off for the whole process; anything else leaves the default. */
+static int mode_under_env(const char *value)
+{
+    char err[512];
+    int m = mode_under_env_err(value, err, sizeof err);
+    if (*err)
+        fail_msg("TG_CONV_DNNL=%s: unexpected warning \"%s\"", value ? value : "(unset)", err);
+    return m;
+}
+
+/* 0/off/false/no (any case) turn the path off for the whole process; 1/on/true/yes or unset
+ * leave the default; another value leaves it too, with a warning naming the variable. */
 static void test_conv_dnnl_env_switch(void **state)
 {
     (void)state;
-    assert_int_equal(mode_under_env("0"), TG_DNNL_OFF);
+    const char *off[] = {"0", "off", "OFF", "false", "False", "no", "NO"};
+    const char *on[] = {"1", "on", "true", "YES", ""};
+    for (int i = 0; i < LEN(off); i++) assert_int_equal(mode_under_env(off[i]), TG_DNNL_OFF);
+    for (int i = 0; i < LEN(on); i++) assert_int_equal(mode_under_env(on[i]), TG_DNNL_AUTO);
     assert_int_equal(mode_under_env(NULL), TG_DNNL_AUTO);
-    assert_int_equal(mode_under_env("1"), TG_DNNL_AUTO);
+    char err[512];
+    assert_int_equal(mode_under_env_err("of", err, sizeof err), TG_DNNL_AUTO);
+    if (!strstr(err, "TG_CONV_DNNL=of")) fail_msg("no warning for TG_CONV_DNNL=of: \"%s\"", err);
 }
 
 /* More geometries than the table of primitives holds (128 entries): each still runs on oneDNN
