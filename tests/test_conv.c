@@ -378,9 +378,10 @@ static void test_conv_dnnl_threshold(void **state)
     tg_free(bx), tg_free(bw);
 }
 
-/* The mode a fresh process of this test reads from TG_CONV_DNNL (NULL: unset), as its exit
- * status (main's --dnnl-mode); what it wrote on stderr goes to err (size n). */
-static int mode_under_env_err(const char *value, char *err, size_t n)
+/* The exit status of a fresh process of this test run with the flag (main: --dnnl-mode,
+ * --dnnl-threads), with env's changes ("NAME=value" sets, "NAME" unsets, NULL ends); what it
+ * wrote on stderr goes to err (size n). */
+static int child_status(const char *flag, const char *const *env, char *err, size_t n)
 {
     fflush(NULL);
     int fd[2];
@@ -388,9 +389,14 @@ static int mode_under_env_err(const char *value, char *err, size_t n)
     pid_t pid = fork();
     if (pid == 0) {
         dup2(fd[1], 2), close(fd[0]), close(fd[1]);
-        if (value) setenv("TG_CONV_DNNL", value, 1);
-        else unsetenv("TG_CONV_DNNL");
-        execl("/proc/self/exe", "test_conv", "--dnnl-mode", (char *)NULL);
+        for (; *env; env++) {
+            char name[64];
+            const char *eq = strchr(*env, '=');
+            snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - *env) : 63, *env);
+            if (eq) setenv(name, eq + 1, 1);
+            else unsetenv(name);
+        }
+        execl("/proc/self/exe", "test_conv", flag, (char *)NULL);
         _exit(127);
     }
     close(fd[1]);
@@ -403,6 +409,15 @@ static int mode_under_env_err(const char *value, char *err, size_t n)
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status));
     return WEXITSTATUS(status);
+}
+
+/* The mode a fresh process reads from TG_CONV_DNNL=value (NULL: unset). */
+static int mode_under_env_err(const char *value, char *err, size_t n)
+{
+    char set[128];
+    snprintf(set, sizeof set, "TG_CONV_DNNL=%s", value ? value : "");
+    return child_status("--dnnl-mode", (const char *[]){value ? set : "TG_CONV_DNNL", NULL}, err,
+                        n);
 }
 
 static int mode_under_env(const char *value)
@@ -456,6 +471,89 @@ static void test_conv_dnnl_cache_evicts(void **state)
         tg_free(x);
     }
     tg_free(w);
+}
+
+/* oneDNN's thread count in a fresh process with TG_NUM_THREADS=2: 2 when OpenMP's idle threads
+ * sleep (OMP_WAIT_POLICY=passive, any case, or GOMP_SPINCOUNT=0), else 1. */
+static void test_conv_dnnl_threads(void **state)
+{
+    (void)state;
+    char err[256];
+    const char *plain[] = {"TG_NUM_THREADS=2", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", NULL};
+    const char *passive[] = {"TG_NUM_THREADS=2", "OMP_WAIT_POLICY=PASSIVE", "GOMP_SPINCOUNT",
+                             NULL};
+    const char *active[] = {"TG_NUM_THREADS=2", "OMP_WAIT_POLICY=active", "GOMP_SPINCOUNT",
+                            NULL};
+    const char *nospin[] = {"TG_NUM_THREADS=2", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT=0", NULL};
+    assert_int_equal(child_status("--dnnl-threads", plain, err, sizeof err), 1);
+    assert_int_equal(child_status("--dnnl-threads", passive, err, sizeof err), 2);
+    assert_int_equal(child_status("--dnnl-threads", active, err, sizeof err), 1);
+    assert_int_equal(child_status("--dnnl-threads", nospin, err, sizeof err), 2);
+}
+
+/* The cache's key is the whole geometry: two layers with the same sizes in and out (input
+ * [2, 8, 8, 8], weight [8, 8, 3, 3], 8x8 output) but padding 1, then padding 2 and dilation 2,
+ * get a primitive each; so do strides and groups. Each must match im2col. */
+static void test_conv_dnnl_cache_key(void **state)
+{
+    (void)state;
+    tg_rng rng;
+    tg_rng_seed(&rng, 17);
+    static const conv_case same_sizes[] = {
+        {.label = "padding 1", .x = {2, 8, 8, 8}, .w = {8, 8, 3, 3},
+         .opts = {.padding = {1, 1}}},
+        {.label = "padding 2 dilation 2", .x = {2, 8, 8, 8}, .w = {8, 8, 3, 3},
+         .opts = {.padding = {2, 2}, .dilation = {2, 2}}},
+        {.label = "padding 1 groups 2", .x = {2, 8, 8, 8}, .w = {8, 4, 3, 3},
+         .opts = {.padding = {1, 1}, .groups = 2}},
+        {.label = "padding 1 stride 2", .x = {2, 8, 16, 16}, .w = {8, 8, 3, 3},
+         .opts = {.stride = {2, 2}, .padding = {1, 1}}},
+        {.label = "padding 0 stride 1", .x = {2, 8, 10, 10}, .w = {8, 8, 3, 3}},
+        {.label = "padding 2 stride 3", .x = {2, 8, 22, 22}, .w = {8, 8, 3, 3},
+         .opts = {.stride = {3, 3}, .padding = {2, 2}}},
+    };
+    for (int k = 0; k < LEN(same_sizes); k++) check_dnnl_case(&same_sizes[k], &rng);
+}
+
+/* The routing rule on either side of each threshold (ops/conv_dnnl.c, pays): 2^26 multiply-adds
+ * (a 1x1 layer of 64 -> 64 channels on 128x128 pixels has exactly that many, on 128x127 fewer);
+ * a strided forward on fewer than 8 input channels stays on im2col (AlexNet's first layer), on 8
+ * or unstrided it does not; the weight gradient needs 512 output pixels (22² no, 23² yes). */
+static void test_conv_dnnl_threshold_edges(void **state)
+{
+    (void)state;
+    typedef struct {
+        const char *label;
+        int64_t x[4], w[4];
+        tg_conv2d_opts opts;
+        bool backward;
+        int64_t calls; /* oneDNN calls expected: forward, then input and weight gradients */
+    } edge;
+    static const edge edges[] = {
+        {"2^26 multiply-adds", {1, 64, 128, 128}, {64, 64, 1, 1}, {.stride = {1, 1}}, false, 1},
+        {"2^26 - 8192 multiply-adds", {1, 64, 128, 127}, {64, 64, 1, 1}, {.stride = {1, 1}}, false, 0},
+        {"3 channels stride 4", {8, 3, 128, 128}, {64, 3, 11, 11},
+         {.stride = {4, 4}, .padding = {2, 2}}, false, 0},
+        {"8 channels stride 4", {8, 8, 128, 128}, {64, 8, 11, 11},
+         {.stride = {4, 4}, .padding = {2, 2}}, false, 1},
+        {"3 channels stride 1", {1, 3, 64, 64}, {64, 3, 11, 11}, {.stride = {1, 1}}, false, 1},
+        {"22x22 output", {4, 64, 22, 22}, {64, 64, 3, 3}, {.padding = {1, 1}}, true, 2},
+        {"23x23 output", {4, 64, 23, 23}, {64, 64, 3, 3}, {.padding = {1, 1}}, true, 3},
+    };
+    tg__conv_dnnl_set_mode(TG_DNNL_AUTO);
+    for (int k = 0; k < LEN(edges); k++) {
+        const edge *c = &edges[k];
+        tg_tensor *x = tg_set_requires_grad(tg_zeros(TG_F32, 4, c->x), c->backward);
+        tg_tensor *w = tg_set_requires_grad(tg_zeros(TG_F32, 4, c->w), c->backward);
+        int64_t before = tg__conv_dnnl_calls();
+        tg_tensor *y = tg_conv2d(x, w, NULL, &c->opts);
+        if (c->backward) tg_backward(tg_sum(y));
+        if (tg__conv_dnnl_calls() - before != c->calls)
+            fail_msg("%s: %lld oneDNN calls, expected %lld", c->label,
+                     (long long)(tg__conv_dnnl_calls() - before), (long long)c->calls);
+        tg_tape_reset();
+        tg_free(x), tg_free(w);
+    }
 }
 
 /* A call on the geometry of g from another thread: done once it returned. */
@@ -985,6 +1083,7 @@ int main(int argc, char **argv)
 {
 #ifdef TG_HAVE_DNNL
     if (argc > 1 && strcmp(argv[1], "--dnnl-mode") == 0) return (int)tg__conv_dnnl_mode();
+    if (argc > 1 && strcmp(argv[1], "--dnnl-threads") == 0) return tg__conv_dnnl_threads();
 #else
     (void)argc, (void)argv;
 #endif
@@ -998,6 +1097,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_conv_dnnl_env_switch),
         cmocka_unit_test(test_conv_dnnl_error_releases),
         cmocka_unit_test(test_conv_dnnl_cache_evicts),
+        cmocka_unit_test(test_conv_dnnl_cache_key),
+        cmocka_unit_test(test_conv_dnnl_threshold_edges),
+        cmocka_unit_test(test_conv_dnnl_threads),
         cmocka_unit_test(test_conv_dnnl_no_read_past_buffers),
 #endif
         cmocka_unit_test(test_pool_vs_torch),
