@@ -90,12 +90,12 @@ static bool pays(const conv_geom *g, direction dir)
 {
     if (tg__conv_dnnl_mode() == TG_DNNL_ALL) return true;
     int64_t Cg = g->C / g->groups;
-    if (g->N * g->O * g->OH * g->OW * Cg * g->kh * g->kw < MIN_MACS) return false;
+    if (g->N * g->O * conv_out_pixels(g) * conv_group_rows(g) < MIN_MACS) return false;
     switch (dir) {
     case FWD:
     case FWD_BIAS: return Cg >= FEW_CHANNELS || (g->sh == 1 && g->sw == 1);
     case BWD_DATA: return true;
-    case BWD_WEIGHTS: return g->OH * g->OW >= MIN_DW_PIXELS;
+    case BWD_WEIGHTS: return conv_out_pixels(g) >= MIN_DW_PIXELS;
     }
     return false;
 }
@@ -115,9 +115,14 @@ int tg__conv_dnnl_threads(void)
     return omp_sleeps ? tg_get_num_threads() : 1;
 }
 
+/* tapegrad's buffers of one call by their role in the forward convolution: SRC is x (or dx),
+ * WEIGHTS w (or dw), DST y (or gy). */
+typedef enum { SRC, WEIGHTS, BIAS, DST, N_TENSORS } tensor;
+
 /* One argument of a primitive: tapegrad's plain buffer and the primitive's layout. */
 typedef struct {
     int kind;   /* DNNL_ARG_SRC, ... */
+    tensor t;   /* which of the call's buffers */
     bool out;
     bool same;  /* the primitive takes the plain layout as it is */
     size_t bytes; /* in the primitive's layout */
@@ -235,11 +240,13 @@ static dnnl_status_t reorder_of(const dnnl_memory_desc_t *from, const dnnl_memor
     return primitive_of(pd, scratch, p);
 }
 
-/* Argument kind of the primitive pd, on tapegrad's plain layout user. */
-static dnnl_status_t arg_of(entry *e, const_dnnl_primitive_desc_t pd, int kind, bool out,
-                            const dnnl_memory_desc_t *user)
+/* Argument kind of the primitive pd, on the call's buffer t in its plain layout md[t]. */
+static dnnl_status_t arg_of(entry *e, const_dnnl_primitive_desc_t pd, int kind, tensor t,
+                            bool out, const dnnl_memory_desc_t *md)
 {
+    const dnnl_memory_desc_t *user = &md[t];
     conv_arg *a = &e->a[e->n_args++];
+    a->t = t;
     const dnnl_memory_desc_t *prim = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md,
                                                                   kind);
     if (!prim) return dnnl_invalid_arguments;
@@ -327,11 +334,11 @@ static void clear_entry(entry *e)
 static dnnl_status_t make_entry(entry *e)
 {
     const conv_geom *g = &e->g;
-    dnnl_memory_desc_t s, w, b, d;
-    TRY(src_md(g, false, &s));
-    TRY(weights_md(g, false, &w));
-    TRY(dst_md(g, false, &d));
-    TRY(bias_md(g, &b));
+    dnnl_memory_desc_t md[N_TENSORS];
+    TRY(src_md(g, false, &md[SRC]));
+    TRY(weights_md(g, false, &md[WEIGHTS]));
+    TRY(dst_md(g, false, &md[DST]));
+    TRY(bias_md(g, &md[BIAS]));
     dnnl_primitive_attr_t attr;
     TRY(attr_of(false, &attr));
     dnnl_primitive_desc_t pd;
@@ -341,20 +348,20 @@ static dnnl_status_t make_entry(entry *e)
     switch (e->dir) {
     case FWD:
     case FWD_BIAS:
-        st = arg_of(e, pd, DNNL_ARG_SRC, false, &s);
-        if (!st) st = arg_of(e, pd, DNNL_ARG_WEIGHTS, false, &w);
-        if (!st && e->dir == FWD_BIAS) st = arg_of(e, pd, DNNL_ARG_BIAS, false, &b);
-        if (!st) st = arg_of(e, pd, DNNL_ARG_DST, true, &d);
+        st = arg_of(e, pd, DNNL_ARG_SRC, SRC, false, md);
+        if (!st) st = arg_of(e, pd, DNNL_ARG_WEIGHTS, WEIGHTS, false, md);
+        if (!st && e->dir == FWD_BIAS) st = arg_of(e, pd, DNNL_ARG_BIAS, BIAS, false, md);
+        if (!st) st = arg_of(e, pd, DNNL_ARG_DST, DST, true, md);
         break;
     case BWD_DATA:
-        st = arg_of(e, pd, DNNL_ARG_WEIGHTS, false, &w);
-        if (!st) st = arg_of(e, pd, DNNL_ARG_DIFF_DST, false, &d);
-        if (!st) st = arg_of(e, pd, DNNL_ARG_DIFF_SRC, true, &s);
+        st = arg_of(e, pd, DNNL_ARG_WEIGHTS, WEIGHTS, false, md);
+        if (!st) st = arg_of(e, pd, DNNL_ARG_DIFF_DST, DST, false, md);
+        if (!st) st = arg_of(e, pd, DNNL_ARG_DIFF_SRC, SRC, true, md);
         break;
     case BWD_WEIGHTS:
-        st = arg_of(e, pd, DNNL_ARG_SRC, false, &s);
-        if (!st) st = arg_of(e, pd, DNNL_ARG_DIFF_DST, false, &d);
-        if (!st) st = arg_of(e, pd, DNNL_ARG_DIFF_WEIGHTS, true, &w);
+        st = arg_of(e, pd, DNNL_ARG_SRC, SRC, false, md);
+        if (!st) st = arg_of(e, pd, DNNL_ARG_DIFF_DST, DST, false, md);
+        if (!st) st = arg_of(e, pd, DNNL_ARG_DIFF_WEIGHTS, WEIGHTS, true, md);
         break;
     }
     if (st) {
@@ -474,16 +481,17 @@ static call_buffers buffers_for(const entry *e, bool fresh)
     return b;
 }
 
-/* One call: tapegrad's buffers ptr[i] for the arguments in e's order; the output is written
- * (fresh) or added to. */
+/* One call on tapegrad's buffers ptr[SRC], ... (by role); the output is written (fresh) or
+ * added to. */
 static dnnl_status_t run(entry *e, const void *const *ptr, const call_buffers *b, bool fresh)
 {
     if (e->scratch_bytes) TRY(dnnl_memory_set_data_handle(e->scratch, b->scratch));
     dnnl_exec_arg_t args[5];
     for (int i = 0; i < e->n_args; i++) {
         conv_arg *a = &e->a[i];
-        TRY(dnnl_memory_set_data_handle(a->user, (void *)ptr[i]));
-        TRY(dnnl_memory_set_data_handle(a->prim, b->prim[i] ? b->prim[i] : (void *)ptr[i]));
+        void *p = (void *)ptr[a->t];
+        TRY(dnnl_memory_set_data_handle(a->user, p));
+        TRY(dnnl_memory_set_data_handle(a->prim, b->prim[i] ? b->prim[i] : p));
         if (a->to_prim) TRY(reorder(e, a->to_prim, a->user, a->prim));
         args[i] = (dnnl_exec_arg_t){a->kind, a->prim};
     }
@@ -523,18 +531,20 @@ bool tg__conv_dnnl_fwd(const conv_geom *g, const float *x, const float *w, const
                        bool fresh, float *y)
 {
     if (b && !fresh) return false;
-    return call(g, b ? FWD_BIAS : FWD, b ? (const void *[]){x, w, b, y} : (const void *[]){x, w, y},
-                fresh);
+    return call(g, b ? FWD_BIAS : FWD,
+                (const void *[N_TENSORS]){[SRC] = x, [WEIGHTS] = w, [BIAS] = b, [DST] = y}, fresh);
 }
 
 bool tg__conv_dnnl_dx(const conv_geom *g, const float *w, const float *gy, float *dx)
 {
-    return call(g, BWD_DATA, (const void *[]){w, gy, dx}, false);
+    return call(g, BWD_DATA, (const void *[N_TENSORS]){[SRC] = dx, [WEIGHTS] = w, [DST] = gy},
+                false);
 }
 
 bool tg__conv_dnnl_dw(const conv_geom *g, const float *x, const float *gy, float *dw)
 {
-    return call(g, BWD_WEIGHTS, (const void *[]){x, gy, dw}, false);
+    return call(g, BWD_WEIGHTS, (const void *[N_TENSORS]){[SRC] = x, [WEIGHTS] = dw, [DST] = gy},
+                false);
 }
 
 #else

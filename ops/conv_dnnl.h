@@ -15,6 +15,14 @@ typedef struct {
     int64_t sh, sw, ph, pw, dh, dw, groups;
 } conv_geom;
 
+/* The rows of one group's im2col matrix (C/groups·kh·kw), and the output pixels of one sample:
+ * one group's multiply-adds per sample and output channel are their product. */
+static inline int64_t conv_group_rows(const conv_geom *g)
+{
+    return g->C / g->groups * g->kh * g->kw;
+}
+static inline int64_t conv_out_pixels(const conv_geom *g) { return g->OH * g->OW; }
+
 /* y = conv(x, w) (+ b when not NULL) when fresh, else y += conv(x, w) (b must be NULL) */
 bool tg__conv_dnnl_fwd(const conv_geom *g, const float *x, const float *w, const float *b,
                        bool fresh, float *y);

@@ -531,7 +531,8 @@ static void test_conv_dnnl_threshold_edges(void **state)
     } edge;
     static const edge edges[] = {
         {"2^26 multiply-adds", {1, 64, 128, 128}, {64, 64, 1, 1}, {.stride = {1, 1}}, false, 1},
-        {"2^26 - 8192 multiply-adds", {1, 64, 128, 127}, {64, 64, 1, 1}, {.stride = {1, 1}}, false, 0},
+        {"2^26 - 8192 multiply-adds", {1, 64, 128, 127}, {64, 64, 1, 1}, {.stride = {1, 1}}, false,
+         0},
         {"3 channels stride 4", {8, 3, 128, 128}, {64, 3, 11, 11},
          {.stride = {4, 4}, .padding = {2, 2}}, false, 0},
         {"8 channels stride 4", {8, 8, 128, 128}, {64, 8, 11, 11},
