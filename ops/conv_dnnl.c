@@ -464,7 +464,7 @@ static dnnl_status_t reorder(const entry *e, dnnl_primitive_t r, dnnl_memory_t f
 
 /* The arena buffers of one call, taken before the entry is locked: tg_op_scratch fails (a
  * longjmp when the error handler does one) when memory is short, and the lock must not be held
- * then. (The entry then stays marked in use: it costs a slot, never evicted, not a hang.) */
+ * then. (The entry then stays marked in use, so it is never evicted: a slot lost, not a hang.) */
 typedef struct {
     void *scratch;
     void *prim[4]; /* the argument's buffer in the primitive's layout (NULL: tapegrad's own) */
