@@ -97,6 +97,17 @@ endif
 TOOL_BIN := $(patsubst tools/%.c,$(BUILD)/tools/%,$(sort $(wildcard tools/*.c)))
 # Objects depend on the library's headers; tests and examples also on their folder's own.
 HEADERS  := $(wildcard include/*.h include/tg/*.h $(LIB_DIRS:%=%/*.h))
+# The settings objects are built with, in $(BUILD)/config.mk, rewritten only when they change;
+# every object and program depends on it (as on a header), so switching DNNL, XSMM or the flags
+# rebuilds them instead of linking stale objects or reporting stale programs up to date.
+CONFIG   := $(BUILD)/config.mk
+CONFIG_TEXT = CC=$(CC) DNNL=$(DNNL) XSMM=$(XSMM) CFLAGS=$(ALL_CFLAGS) LDFLAGS=$(ALL_LDFLAGS) \
+              LIBS=$(LDLIBS)
+ifneq ($(file <$(CONFIG)),$(CONFIG_TEXT))
+$(shell mkdir -p $(BUILD))
+$(file >$(CONFIG),$(CONFIG_TEXT))
+endif
+HEADERS  += $(CONFIG)
 TEST_HDR := $(wildcard tests/*.h)
 EX_HDR   := $(wildcard examples/*.h)
 include mk/dist.mk

@@ -24,9 +24,6 @@
 #include "ops/window.h"
 #include "tg/conv.h"
 
-static int64_t group_rows(const conv_geom *g) { return g->C / g->groups * g->kh * g->kw; }
-static int64_t out_pixels(const conv_geom *g) { return g->OH * g->OW; }
-
 /* Samples per weight-gradient GEMM. Its inner dimension is the number of output pixels, which is
  * short for small images (64 at 8x8): the [Og, K] result is then read and written once per 64
  * multiply-adds. Samples side by side in col make that dimension about CHUNK_COLUMNS long
@@ -36,7 +33,7 @@ static int64_t out_pixels(const conv_geom *g) { return g->OH * g->OW; }
 
 static int64_t chunk_samples(const conv_geom *g)
 {
-    int64_t nb = (CHUNK_COLUMNS + out_pixels(g) - 1) / out_pixels(g);
+    int64_t nb = (CHUNK_COLUMNS + conv_out_pixels(g) - 1) / conv_out_pixels(g);
     return nb < g->N ? nb : g->N;
 }
 
@@ -173,7 +170,7 @@ TG_STAMP(IM2COL_KERNELS)
 #define CHUNK_KERNELS(T, S)                                                                    \
     static void chunk_gather_##S(const conv_geom *g, int64_t m, const T *t, T *buf)           \
     {                                                                                          \
-        int64_t P = out_pixels(g), Og = g->O / g->groups;                                      \
+        int64_t P = conv_out_pixels(g), Og = g->O / g->groups;                                     \
         for (int64_t o = 0; o < Og; o++)                                                      \
             for (int64_t s = 0; s < m; s++, buf += P)                                         \
                 memcpy(buf, t + (s * g->O + o) * P, (size_t)P * sizeof *buf);                 \
@@ -191,7 +188,7 @@ TG_STAMP(CHUNK_KERNELS)
     static void conv_fwd_##S(const conv_geom *g, const T *x, const T *w, const T *b, bool fresh, \
                              T *y, T *col)                                                     \
     {                                                                                          \
-        int64_t K = group_rows(g), P = out_pixels(g), Og = g->O / g->groups;                   \
+        int64_t K = conv_group_rows(g), P = conv_out_pixels(g), Og = g->O / g->groups;             \
         int64_t Cg = g->C / g->groups;                                                         \
         for (int64_t n = 0; n < g->N; n++)                                                    \
             for (int64_t gr = 0; gr < g->groups; gr++) {                                      \
@@ -206,7 +203,7 @@ TG_STAMP(CHUNK_KERNELS)
     }                                                                                          \
     static void conv_dx_##S(const conv_geom *g, const T *w, const T *gy, T *dx, T *col)        \
     {                                                                                          \
-        int64_t K = group_rows(g), P = out_pixels(g), Og = g->O / g->groups;                   \
+        int64_t K = conv_group_rows(g), P = conv_out_pixels(g), Og = g->O / g->groups;             \
         int64_t Cg = g->C / g->groups;                                                         \
         for (int64_t n = 0; n < g->N; n++)                                                    \
             for (int64_t gr = 0; gr < g->groups; gr++) {                                      \
@@ -218,7 +215,7 @@ TG_STAMP(CHUNK_KERNELS)
     static void conv_dw_##S(const conv_geom *g, int64_t nb, const T *x, const T *gy, T *dw,    \
                             T *col, T *buf)                                                    \
     {                                                                                          \
-        int64_t K = group_rows(g), P = out_pixels(g), Og = g->O / g->groups;                   \
+        int64_t K = conv_group_rows(g), P = conv_out_pixels(g), Og = g->O / g->groups;             \
         int64_t Cg = g->C / g->groups;                                                         \
         for (int64_t n0 = 0; n0 < g->N; n0 += nb)                                             \
             for (int64_t gr = 0; gr < g->groups; gr++) {                                      \
@@ -245,7 +242,7 @@ static void conv_fwd_to(const conv_geom *g, tg_dtype dt, const void *x, const vo
 {
     if (!y || !g->N) return;
     if (dt == TG_F32 && tg__conv_dnnl_fwd(g, x, w, b, fresh, y)) return;
-    void *col = scratch_of(group_rows(g) * out_pixels(g), dt);
+    void *col = scratch_of(conv_group_rows(g) * conv_out_pixels(g), dt);
     if (dt == TG_F64) conv_fwd_f64(g, x, w, b, fresh, y, col);
     else conv_fwd_f32(g, x, w, b, fresh, y, col);
 }
@@ -259,7 +256,7 @@ static void conv_dx(const conv_geom *g, tg_dtype dt, const void *w, const void *
 {
     if (!dx || !g->N) return;
     if (dt == TG_F32 && tg__conv_dnnl_dx(g, w, gy, dx)) return;
-    void *col = scratch_of(group_rows(g) * out_pixels(g), dt);
+    void *col = scratch_of(conv_group_rows(g) * conv_out_pixels(g), dt);
     if (dt == TG_F64) conv_dx_f64(g, w, gy, dx, col);
     else conv_dx_f32(g, w, gy, dx, col);
 }
@@ -268,8 +265,8 @@ static void conv_dw(const conv_geom *g, tg_dtype dt, const void *x, const void *
 {
     if (!dw || !g->N) return;
     if (dt == TG_F32 && tg__conv_dnnl_dw(g, x, gy, dw)) return;
-    int64_t nb = chunk_samples(g), cols = nb * out_pixels(g);
-    void *col = scratch_of(group_rows(g) * cols, dt);
+    int64_t nb = chunk_samples(g), cols = nb * conv_out_pixels(g);
+    void *col = scratch_of(conv_group_rows(g) * cols, dt);
     void *buf = scratch_of(g->O / g->groups * cols, dt);
     if (dt == TG_F64) conv_dw_f64(g, nb, x, gy, dw, col, buf);
     else conv_dw_f32(g, nb, x, gy, dw, col, buf);
@@ -282,7 +279,7 @@ static void conv_dw(const conv_geom *g, tg_dtype dt, const void *x, const void *
     {                                                                                          \
         const T *gy = pgy;                                                                     \
         T *gb = pgb;                                                                           \
-        int64_t P = out_pixels(g);                                                             \
+        int64_t P = conv_out_pixels(g);                                                            \
         for (int64_t n = 0; n < g->N; n++)                                                    \
             for (int64_t o = 0; o < g->O; o++, gy += P) {                                     \
                 T part[8] = {0}, s = 0;                                                        \

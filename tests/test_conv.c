@@ -211,6 +211,9 @@ static void test_conv_errors(void **state)
  * (~1e-7 relative per term), over at most a few hundred terms here. */
 
 #ifdef TG_HAVE_DNNL
+#include <omp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -375,31 +378,230 @@ static void test_conv_dnnl_threshold(void **state)
     tg_free(bx), tg_free(bw);
 }
 
-/* The mode a fresh process of this test reads from TG_CONV_DNNL (NULL: unset), as its exit
- * status (main's --dnnl-mode). */
-static int mode_under_env(const char *value)
+/* The exit status of a fresh process of this test run with the flag (main: --dnnl-mode,
+ * --dnnl-threads), with env's changes ("NAME=value" sets, "NAME" unsets, NULL ends); what it
+ * wrote on stderr goes to err (size n). */
+static int child_status(const char *flag, const char *const *env, char *err, size_t n)
 {
     fflush(NULL);
+    int fd[2];
+    assert_int_equal(pipe(fd), 0);
     pid_t pid = fork();
     if (pid == 0) {
-        if (value) setenv("TG_CONV_DNNL", value, 1);
-        else unsetenv("TG_CONV_DNNL");
-        execl("/proc/self/exe", "test_conv", "--dnnl-mode", (char *)NULL);
+        dup2(fd[1], 2), close(fd[0]), close(fd[1]);
+        for (; *env; env++) {
+            char name[64];
+            const char *eq = strchr(*env, '=');
+            snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - *env) : 63, *env);
+            if (eq) setenv(name, eq + 1, 1);
+            else unsetenv(name);
+        }
+        execl("/proc/self/exe", "test_conv", flag, (char *)NULL);
         _exit(127);
     }
+    close(fd[1]);
+    size_t got = 0;
+    ssize_t r;
+    while (got + 1 < n && (r = read(fd[0], err + got, n - 1 - got)) > 0) got += (size_t)r;
+    err[got] = 0;
+    close(fd[0]);
     int status = 0;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status));
     return WEXITSTATUS(status);
 }
 
-/* TG_CONV_DNNL=0 turns the path off for the whole process; anything else leaves the default. */
+/* The mode a fresh process reads from TG_CONV_DNNL=value (NULL: unset). */
+static int mode_under_env_err(const char *value, char *err, size_t n)
+{
+    char set[128];
+    snprintf(set, sizeof set, "TG_CONV_DNNL=%s", value ? value : "");
+    return child_status("--dnnl-mode", (const char *[]){value ? set : "TG_CONV_DNNL", NULL}, err,
+                        n);
+}
+
+static int mode_under_env(const char *value)
+{
+    char err[512];
+    int m = mode_under_env_err(value, err, sizeof err);
+    if (*err)
+        fail_msg("TG_CONV_DNNL=%s: unexpected warning \"%s\"", value ? value : "(unset)", err);
+    return m;
+}
+
+/* 0/off/false/no (any case) turn the path off for the whole process; 1/on/true/yes or unset
+ * leave the default; another value leaves it too, with a warning naming the variable. */
 static void test_conv_dnnl_env_switch(void **state)
 {
     (void)state;
-    assert_int_equal(mode_under_env("0"), TG_DNNL_OFF);
+    const char *off[] = {"0", "off", "OFF", "false", "False", "no", "NO"};
+    const char *on[] = {"1", "on", "true", "YES", ""};
+    for (int i = 0; i < LEN(off); i++) assert_int_equal(mode_under_env(off[i]), TG_DNNL_OFF);
+    for (int i = 0; i < LEN(on); i++) assert_int_equal(mode_under_env(on[i]), TG_DNNL_AUTO);
     assert_int_equal(mode_under_env(NULL), TG_DNNL_AUTO);
-    assert_int_equal(mode_under_env("1"), TG_DNNL_AUTO);
+    char err[512];
+    assert_int_equal(mode_under_env_err("of", err, sizeof err), TG_DNNL_AUTO);
+    if (!strstr(err, "TG_CONV_DNNL=of")) fail_msg("no warning for TG_CONV_DNNL=of: \"%s\"", err);
+}
+
+/* More geometries than the table of primitives holds (128 entries): each still runs on oneDNN
+ * (the least recently used entry makes way), with im2col's results, the first one again too
+ * after it was evicted. Under make test-asan, a write past the table would show. */
+static void test_conv_dnnl_cache_evicts(void **state)
+{
+    (void)state;
+    tg_rng rng;
+    tg_rng_seed(&rng, 3);
+    enum { GEOMETRIES = 150 };
+    tg_tensor *w = tg_rand_normal(TG_F32, TG_SHAPE(2, 1, 3, 3), 0, 1, &rng);
+    for (int k = 0; k <= GEOMETRIES; k++) {
+        int64_t h = 3 + k % GEOMETRIES;
+        tg_tensor *x = tg_rand_normal(TG_F32, TG_SHAPE(1, 1, h, 4), 0, 1, &rng);
+        tg__conv_dnnl_set_mode(TG_DNNL_OFF);
+        tg_tensor *want = tg_conv2d(x, w, NULL, NULL);
+        tg__conv_dnnl_set_mode(TG_DNNL_ALL);
+        int64_t before = tg__conv_dnnl_calls();
+        tg_tensor *got = tg_conv2d(x, w, NULL, NULL);
+        tg__conv_dnnl_set_mode(TG_DNNL_AUTO);
+        if (tg__conv_dnnl_calls() - before != 1)
+            fail_msg("input [1, 1, %lld, 4], geometry %d: ran on im2col, not oneDNN",
+                     (long long)h, k);
+        expect_close_f32(got, want, "output", "cache eviction");
+        tg_tape_reset();
+        tg_free(x);
+    }
+    tg_free(w);
+}
+
+/* oneDNN's thread count in a fresh process with TG_NUM_THREADS=2: 2 when OpenMP's idle threads
+ * sleep (OMP_WAIT_POLICY=passive, any case, or GOMP_SPINCOUNT=0), else 1. */
+static void test_conv_dnnl_threads(void **state)
+{
+    (void)state;
+    char err[256];
+    const char *plain[] = {"TG_NUM_THREADS=2", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", NULL};
+    const char *passive[] = {"TG_NUM_THREADS=2", "OMP_WAIT_POLICY=PASSIVE", "GOMP_SPINCOUNT",
+                             NULL};
+    const char *active[] = {"TG_NUM_THREADS=2", "OMP_WAIT_POLICY=active", "GOMP_SPINCOUNT",
+                            NULL};
+    const char *nospin[] = {"TG_NUM_THREADS=2", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT=0", NULL};
+    assert_int_equal(child_status("--dnnl-threads", plain, err, sizeof err), 1);
+    assert_int_equal(child_status("--dnnl-threads", passive, err, sizeof err), 2);
+    assert_int_equal(child_status("--dnnl-threads", active, err, sizeof err), 1);
+    assert_int_equal(child_status("--dnnl-threads", nospin, err, sizeof err), 2);
+}
+
+/* The cache's key is the whole geometry: two layers with the same sizes in and out (input
+ * [2, 8, 8, 8], weight [8, 8, 3, 3], 8x8 output) but padding 1, then padding 2 and dilation 2,
+ * get a primitive each; so do strides and groups. Each must match im2col. */
+static void test_conv_dnnl_cache_key(void **state)
+{
+    (void)state;
+    tg_rng rng;
+    tg_rng_seed(&rng, 17);
+    static const conv_case same_sizes[] = {
+        {.label = "padding 1", .x = {2, 8, 8, 8}, .w = {8, 8, 3, 3},
+         .opts = {.padding = {1, 1}}},
+        {.label = "padding 2 dilation 2", .x = {2, 8, 8, 8}, .w = {8, 8, 3, 3},
+         .opts = {.padding = {2, 2}, .dilation = {2, 2}}},
+        {.label = "padding 1 groups 2", .x = {2, 8, 8, 8}, .w = {8, 4, 3, 3},
+         .opts = {.padding = {1, 1}, .groups = 2}},
+        {.label = "padding 1 stride 2", .x = {2, 8, 16, 16}, .w = {8, 8, 3, 3},
+         .opts = {.stride = {2, 2}, .padding = {1, 1}}},
+        {.label = "padding 0 stride 1", .x = {2, 8, 10, 10}, .w = {8, 8, 3, 3}},
+        {.label = "padding 2 stride 3", .x = {2, 8, 22, 22}, .w = {8, 8, 3, 3},
+         .opts = {.stride = {3, 3}, .padding = {2, 2}}},
+    };
+    for (int k = 0; k < LEN(same_sizes); k++) check_dnnl_case(&same_sizes[k], &rng);
+}
+
+/* The routing rule on either side of each threshold (ops/conv_dnnl.c, pays): 2^26 multiply-adds
+ * (a 1x1 layer of 64 -> 64 channels on 128x128 pixels has exactly that many, on 128x127 fewer);
+ * a strided forward on fewer than 8 input channels stays on im2col (AlexNet's first layer), on 8
+ * or unstrided it does not; the weight gradient needs 512 output pixels (22² no, 23² yes). */
+static void test_conv_dnnl_threshold_edges(void **state)
+{
+    (void)state;
+    typedef struct {
+        const char *label;
+        int64_t x[4], w[4];
+        tg_conv2d_opts opts;
+        bool backward;
+        int64_t calls; /* oneDNN calls expected: forward, then input and weight gradients */
+    } edge;
+    static const edge edges[] = {
+        {"2^26 multiply-adds", {1, 64, 128, 128}, {64, 64, 1, 1}, {.stride = {1, 1}}, false, 1},
+        {"2^26 - 8192 multiply-adds", {1, 64, 128, 127}, {64, 64, 1, 1}, {.stride = {1, 1}}, false,
+         0},
+        {"3 channels stride 4", {8, 3, 128, 128}, {64, 3, 11, 11},
+         {.stride = {4, 4}, .padding = {2, 2}}, false, 0},
+        {"8 channels stride 4", {8, 8, 128, 128}, {64, 8, 11, 11},
+         {.stride = {4, 4}, .padding = {2, 2}}, false, 1},
+        {"3 channels stride 1", {1, 3, 64, 64}, {64, 3, 11, 11}, {.stride = {1, 1}}, false, 1},
+        {"22x22 output", {4, 64, 22, 22}, {64, 64, 3, 3}, {.padding = {1, 1}}, true, 2},
+        {"23x23 output", {4, 64, 23, 23}, {64, 64, 3, 3}, {.padding = {1, 1}}, true, 3},
+    };
+    tg__conv_dnnl_set_mode(TG_DNNL_AUTO);
+    for (int k = 0; k < LEN(edges); k++) {
+        const edge *c = &edges[k];
+        tg_tensor *x = tg_set_requires_grad(tg_zeros(TG_F32, 4, c->x), c->backward);
+        tg_tensor *w = tg_set_requires_grad(tg_zeros(TG_F32, 4, c->w), c->backward);
+        int64_t before = tg__conv_dnnl_calls();
+        tg_tensor *y = tg_conv2d(x, w, NULL, &c->opts);
+        if (c->backward) tg_backward(tg_sum(y));
+        if (tg__conv_dnnl_calls() - before != c->calls)
+            fail_msg("%s: %lld oneDNN calls, expected %lld", c->label,
+                     (long long)(tg__conv_dnnl_calls() - before), (long long)c->calls);
+        tg_tape_reset();
+        tg_free(x), tg_free(w);
+    }
+}
+
+/* A call on the geometry of g from another thread: done once it returned. */
+typedef struct {
+    conv_geom g;
+    const float *x, *w;
+    float *y;
+    atomic_bool done;
+} other_call;
+
+static void *call_from_other_thread(void *p)
+{
+    other_call *c = p;
+    tg__conv_dnnl_fwd(&c->g, c->x, c->w, NULL, true, c->y);
+    tg_tape_free();
+    atomic_store(&c->done, true);
+    return NULL;
+}
+
+/* A failing oneDNN call raises an error naming the op and the workaround, and leaves nothing
+ * behind when the error handler longjmps: OpenMP's thread count is restored and the next call
+ * on the same geometry (from another thread, so that a lock still held shows as a timeout rather
+ * than a hang) runs. */
+static void test_conv_dnnl_error_releases(void **state)
+{
+    (void)state;
+    tg_tensor *x = tg_ones(TG_F32, TG_SHAPE(1, 2, 5, 5));
+    tg_tensor *w = tg_ones(TG_F32, TG_SHAPE(3, 2, 3, 3));
+    float y[3 * 3 * 3];
+    int threads = omp_get_max_threads();
+    tg__conv_dnnl_set_mode(TG_DNNL_ALL);
+    tg_conv2d(x, w, NULL, NULL); /* makes the entry */
+    tg__conv_dnnl_fail_next_call();
+    EXPECT_ERROR("TG_CONV_DNNL=0", tg_conv2d(x, w, NULL, NULL));
+    assert_int_equal(omp_get_max_threads(), threads);
+    other_call c = {.g = {.N = 1, .C = 2, .H = 5, .W = 5, .O = 3, .kh = 3, .kw = 3, .OH = 3,
+                          .OW = 3, .sh = 1, .sw = 1, .dh = 1, .dw = 1, .groups = 1},
+                    .x = x->data, .w = w->data, .y = y};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, call_from_other_thread, &c), 0);
+    for (int ms = 0; ms < 10000 && !atomic_load(&c.done); ms++) usleep(1000);
+    if (!atomic_load(&c.done)) fail_msg("the next call on the geometry still waits after 10 s");
+    pthread_join(t, NULL);
+    for (int i = 0; i < 27; i++) assert_float_equal(y[i], 18, 1e-5);
+    tg__conv_dnnl_set_mode(TG_DNNL_AUTO);
+    tg_tape_reset();
+    tg_free(x), tg_free(w);
 }
 
 /* n floats ending where an inaccessible page begins, zeroed. */
@@ -882,6 +1084,7 @@ int main(int argc, char **argv)
 {
 #ifdef TG_HAVE_DNNL
     if (argc > 1 && strcmp(argv[1], "--dnnl-mode") == 0) return (int)tg__conv_dnnl_mode();
+    if (argc > 1 && strcmp(argv[1], "--dnnl-threads") == 0) return tg__conv_dnnl_threads();
 #else
     (void)argc, (void)argv;
 #endif
@@ -893,6 +1096,11 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_conv_dnnl_matches_im2col),
         cmocka_unit_test(test_conv_dnnl_threshold),
         cmocka_unit_test(test_conv_dnnl_env_switch),
+        cmocka_unit_test(test_conv_dnnl_error_releases),
+        cmocka_unit_test(test_conv_dnnl_cache_evicts),
+        cmocka_unit_test(test_conv_dnnl_cache_key),
+        cmocka_unit_test(test_conv_dnnl_threshold_edges),
+        cmocka_unit_test(test_conv_dnnl_threads),
         cmocka_unit_test(test_conv_dnnl_no_read_past_buffers),
 #endif
         cmocka_unit_test(test_pool_vs_torch),
