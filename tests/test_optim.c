@@ -790,6 +790,49 @@ static void test_non_elementwise_kind_sees_whole_tensors(void **state)
     tg_set_num_threads(1);
 }
 
+/* An elementwise kind is handed a large parameter in slices on two threads, which together
+ * cover it once. */
+static _Atomic int64_t slices_seen, elements_seen;
+static void count_slices(const tg_optim_update *u)
+{
+    if (u->param->numel >= BIG || u->grad->numel != u->param->numel)
+        fail_msg("a slice of %lld elements (gradient %lld) of a %d-element parameter",
+                 (long long)u->param->numel, (long long)u->grad->numel, BIG);
+    slices_seen++;
+    elements_seen += u->param->numel;
+}
+
+static void test_elementwise_kind_gets_slices(void **state)
+{
+    (void)state;
+    typedef struct { double lr, weight_decay; } slice_opts;
+    static const tg_optimizer_kind slice_kind = {
+        .name = "slices",
+        .settings_size = sizeof(slice_opts),
+        .lr_offset = offsetof(slice_opts, lr),
+        .weight_decay_offset = offsetof(slice_opts, weight_decay),
+        .state_names = no_state,
+        .describe = describe_nothing,
+        .update = count_slices,
+        .elementwise = true,
+    };
+    tg_set_num_threads(2);
+    tg_tensor *p = big_param(TG_F32, 1);
+    tg_param_list ps = {0};
+    tg_param_list_add(&ps, "p", p);
+    tg_optimizer *o = tg_optimizer_new(&slice_kind, &ps, &(slice_opts){0.1, 0});
+    tg_backward(tg_sum(p));
+    tg_tape_reset();
+    slices_seen = elements_seen = 0;
+    tg_optimizer_step(o);
+    assert_true(slices_seen > 1);
+    assert_int_equal(elements_seen, BIG);
+    tg_optimizer_free(o);
+    tg_param_list_free(&ps);
+    tg_free(p);
+    tg_set_num_threads(1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -814,6 +857,7 @@ int main(void)
         cmocka_unit_test(test_gradient_written_by_hand_after_zero_grad),
         cmocka_unit_test(test_large_update_split_matches_one_thread),
         cmocka_unit_test(test_non_elementwise_kind_sees_whole_tensors),
+        cmocka_unit_test(test_elementwise_kind_gets_slices),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
