@@ -39,5 +39,8 @@ bool tg__xsmm_gemm(bool f64, int64_t m, int64_t n, int64_t k, double alpha, cons
  * in a build without libxsmm. Tests and benchmarks switch it to compare the two paths. */
 void tg__xsmm_enable(bool on);
 bool tg__xsmm_enabled(void);
+/* The transposed-x path alone (x·Wᵀ of a short float32 batch: autograd/xsmm.c), on unless
+ * TG_BLAS_XSMM_XT=0 or tg__xsmm_xt_enable(false); it also needs the libxsmm path on. */
+void tg__xsmm_xt_enable(bool on);
 
 #endif

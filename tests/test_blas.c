@@ -239,13 +239,26 @@ static void test_xsmm_takes_small_products(void **state) {
         assert_true(xsmm_takes(f64, false, false, 16, 100, 10, 1)); /* dX = G·W2 */
         assert_true(xsmm_takes(f64, true, false, 10, 100, 16, 1));  /* dW2 = Gᵀ·H */
         assert_true(xsmm_takes(f64, true, false, 100, 784, 16, 0)); /* dW1 = Gᵀ·X */
-        /* What it does not take: op(B) transposed (no such kernel), long K, alpha/beta. */
-        assert_false(xsmm_takes(f64, false, true, 16, 100, 784, 1));
+        /* The forward x·Wᵀ of a batch of 16-64 (float32: through a transposed copy of x). */
+        assert_int_equal(xsmm_takes(f64, false, true, 16, 100, 784, 1), !f64); /* x·W1ᵀ */
+        assert_int_equal(xsmm_takes(f64, false, true, 16, 10, 100, 0), !f64);  /* h·W2ᵀ */
+        assert_int_equal(xsmm_takes(f64, false, true, 64, 1024, 1024, 1), !f64);
+        /* What it does not take: op(B) transposed at other batches (slower there; no kernel
+         * without the copy), long K, alpha/beta. */
+        assert_false(xsmm_takes(f64, false, true, 8, 100, 784, 1));
+        assert_false(xsmm_takes(f64, false, true, 256, 1024, 784, 1));
+        assert_false(xsmm_takes(f64, false, true, 16, 10, 784, 1)); /* narrow output, long K */
+        assert_false(xsmm_takes(f64, true, true, 16, 100, 784, 1));
         assert_false(xsmm_takes(f64, true, false, 1024, 784, 256, 1));
         assert_false(xsmm_takes(f64, false, false, 16, 100, 10, 0.5));
     }
+    tg__xsmm_xt_enable(false); /* the transposed-x path alone off */
+    assert_false(xsmm_takes(false, false, true, 16, 100, 784, 1));
+    assert_true(xsmm_takes(false, false, false, 16, 100, 10, 1));
+    tg__xsmm_xt_enable(true);
     tg__xsmm_enable(false);
     assert_false(xsmm_takes(false, false, false, 16, 100, 10, 1));
+    assert_false(xsmm_takes(false, false, true, 16, 100, 784, 1));
     tg__xsmm_enable(true);
 #endif
 }
@@ -255,7 +268,7 @@ static void test_xsmm_takes_small_products(void **state) {
  * other (float: within 1e-5 relative to the largest |C|; the sums run in different orders). */
 static void test_xsmm_matches_blis(void **state) {
     (void)state;
-    static const int64_t mn[] = {2, 3, 7, 16, 17, 33}, ks[] = {2, 5, 10, 16, 17, 64};
+    static const int64_t mn[] = {2, 3, 7, 16, 17, 32, 33}, ks[] = {2, 5, 10, 16, 17, 64, 100};
     static const double ab[][2] = {{1, 0}, {1, 1}, {0.7, 1}};
     const size_t nmn = sizeof mn / sizeof mn[0], nk = sizeof ks / sizeof ks[0];
     for (int f64 = 0; f64 <= 1; f64++)
@@ -375,12 +388,14 @@ static int guard_sweep(bool xsmm) {
     sigaction(SIGBUS, &sa, NULL);
     tg__xsmm_enable(xsmm);
     static const int64_t ks[] = {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17, 31, 32, 33, 63, 65, 70};
-    static const int64_t xsmm_mn[] = {1, 2, 3, 4, 5, 7, 8, 9, 10, 15, 16, 17, 23, 24, 25, 31, 33, 47};
+    static const int64_t xsmm_mn[] = {1,  2,  3,  4,  5,  7,  8,  9,  10, 15, 16,
+                                      17, 23, 24, 25, 31, 32, 33, 47, 48, 64};
     static const int64_t big[][3] = {{16, 100, 784}, {16, 784, 100}, {100, 784, 16},
                                      {16, 100, 10}, {10, 100, 16}, {256, 1024, 10},
                                      {201, 201, 201}, {202, 210, 203}, {1000, 10, 785},
                                      {10, 1000, 785}, {300, 17, 1001}, {256, 300, 259},
-                                     {520, 520, 241}};
+                                     {520, 520, 241}, {16, 10, 784}, {32, 1000, 785},
+                                     {64, 7, 100}, {48, 33, 999}};
     int64_t mn[70];
     size_t nmn = 0;
     if (xsmm)
