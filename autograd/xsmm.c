@@ -83,7 +83,23 @@ void tg__xsmm_xt_enable(bool on) { atomic_store(&xt_enabled, on); }
 bool tg__xsmm_enabled(void) { return is_enabled(); }
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-static void init(void) { libxsmm_init(); }
+static bool have_avx;
+static void init(void) {
+    libxsmm_init();
+    __builtin_cpu_init();
+    have_avx = __builtin_cpu_supports("avx");
+}
+
+/* libxsmm's JIT kernels return with the upper halves of the ymm registers in use (they end in
+ * pops and ret, no vzeroupper, unlike compiled AVX code and BLIS's kernels). Until something
+ * clears them, every legacy-SSE instruction of the code that follows (most of tapegrad is built
+ * for baseline x86-64) pays for the merge: the Table-1 step ran 4-15% slower in every phase, the
+ * loader and SGD included, with the forward products on libxsmm (docs/speed.md, Lever 7). No
+ * vzeroupper on CPUs without AVX, whose kernels libxsmm writes in SSE. */
+__attribute__((target("avx"))) static void clear_upper_avx(void) { __builtin_ia32_vzeroupper(); }
+static void after_kernel(void) {
+    if (have_avx) clear_upper_avx();
+}
 
 /* A kernel as libxsmm names it; found: the registry was asked (kernel may be NULL: none). */
 typedef struct {
@@ -215,6 +231,7 @@ static bool transposed_x_gemm(int64_t m, int64_t n, int64_t k, const float *a, i
     float *ct = at + m * k;
     transpose_f32(m, k, a, lda, at, m);
     f.smm(at, b, ct);
+    after_kernel();
     add_transposed(m, n, ct, beta, c, ldc);
     return true;
 }
@@ -244,6 +261,7 @@ bool tg__xsmm_gemm(bool f64, int64_t m, int64_t n, int64_t k, double alpha, cons
         if (!f.smm) return false;
         f.smm(b, a, c);
     }
+    after_kernel();
     return true;
 }
 

@@ -9,7 +9,14 @@
  *   bench_xsmm [-quick] [-f64]
  *   bench_xsmm -only NAME xsmm|blis|tg   1000 calls of one path on one shape (callgrind counts;
  *                                        tg: tg__gemm as built)
+ *   bench_xsmm -fwd                      the forward x·Wᵀ products, every way tried to run them
+ *                                        (BLIS orientations, sup off, packing; libxsmm on a
+ *                                        transposed copy of W or of x): docs/speed.md, Lever 7
+ *   bench_xsmm -step [blocks]            the Table-1 step (784-100-10, dropout, batch 16, SGD) by
+ *                                        phase, with the transposed-x path off and on in
+ *                                        alternating blocks of 500 steps in one process
  * Built only when libxsmm is present (make XSMM=1, the default when its header exists). */
+#include <blis.h>
 #include <libxsmm.h>
 #include <math.h>
 #include <stdbool.h>
@@ -220,15 +227,170 @@ static void sweep(bool f64, int reps)
         }
 }
 
+/* ---- -fwd: the forward x·Wᵀ, row-major Y [M,N] += X [M,K] · W [N,K]ᵀ ------------------------ */
+
+typedef struct {
+    int m, n, k;
+    float *x, *w, *y, *wt, *xt, *yt;
+    rntm_t nosup, pack_a, pack_b;
+    libxsmm_smmfunction nn_wt, nn_xt;
+} fwd_case;
+
+static fwd_case fc;
+static float f_one = 1;
+
+static void fwd_tg(void) { tg__gemm_f32(false, true, fc.m, fc.n, fc.k, 1, fc.x, fc.k, fc.w, fc.k, 1, fc.y, fc.n); }
+static void fwd_blis_off(void) { tg__xsmm_xt_enable(false), fwd_tg(), tg__xsmm_xt_enable(true); }
+static void blis_ex(bool swapped, rntm_t *r) {
+    if (swapped) /* Yᵀ = W·Xᵀ: C stored by columns (rs_c = 1, cs_c = N) */
+        bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, fc.n, fc.m, fc.k, &f_one, fc.w, fc.k, 1,
+                     fc.x, 1, fc.k, &f_one, fc.y, 1, fc.n, NULL, r);
+    else
+        bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, fc.m, fc.n, fc.k, &f_one, fc.x, fc.k, 1,
+                     fc.w, 1, fc.k, &f_one, fc.y, fc.n, 1, NULL, r);
+}
+static void fwd_blis(void) { blis_ex(false, NULL); }
+static void fwd_blis_swapped(void) { blis_ex(true, NULL); }
+static void fwd_blis_nosup(void) { blis_ex(false, &fc.nosup); }
+static void fwd_blis_swapped_nosup(void) { blis_ex(true, &fc.nosup); }
+static void fwd_blis_pack_a(void) { blis_ex(false, &fc.pack_a); }
+static void fwd_blis_pack_b(void) { blis_ex(false, &fc.pack_b); }
+/* Wᵀ [K,N] copied each call, then libxsmm NN (column-major Yᵀ... i.e. Y (N x M, ld N) = Wᵀ·X). */
+static void fwd_wt_copy(void) { libxsmm_otrans(fc.wt, fc.w, 4, fc.k, fc.n, fc.k, fc.n); }
+static void fwd_wt_kernel(void) { fc.nn_wt(fc.wt, fc.x, fc.y); }
+static void fwd_wt_both(void) { fwd_wt_copy(), fwd_wt_kernel(); }
+/* The kernel of the transposed-x path alone, on a ready xᵀ [K,M]: Yᵀ [N,M] = (xᵀ)ᵀ·Wᵀ, beta 0. */
+static void fwd_xt_kernel(void) { fc.nn_xt(fc.xt, fc.w, fc.yt); }
+
+static const struct {
+    const char *name;
+    void (*run)(void);
+} fwd_ways[] = {
+    {"tg__gemm, xt path off (BLIS)", fwd_blis_off},
+    {"tg__gemm as built", fwd_tg},
+    {"BLIS Y = X.Wt", fwd_blis},
+    {"BLIS Yt = W.Xt (C by columns)", fwd_blis_swapped},
+    {"BLIS, sup off (packed path)", fwd_blis_nosup},
+    {"BLIS Yt = W.Xt, sup off", fwd_blis_swapped_nosup},
+    {"BLIS sup, pack A", fwd_blis_pack_a},
+    {"BLIS sup, pack B", fwd_blis_pack_b},
+    {"Wt copy (libxsmm_otrans)", fwd_wt_copy},
+    {"libxsmm NN on Wt", fwd_wt_kernel},
+    {"Wt copy + libxsmm NN", fwd_wt_both},
+    {"libxsmm NN on xt (kernel only)", fwd_xt_kernel},
+};
+enum { NWAYS = sizeof fwd_ways / sizeof fwd_ways[0] };
+
+static void forward_ways(int reps, double peak)
+{
+    static const int sizes[][3] = {{16, 100, 784}, {16, 10, 100}, {32, 100, 784}, {16, 1024, 784}};
+    for (size_t c = 0; c < sizeof sizes / sizeof sizes[0]; c++) {
+        fc.m = sizes[c][0], fc.n = sizes[c][1], fc.k = sizes[c][2];
+        fc.x = filled((size_t)fc.m * fc.k, false), fc.w = filled((size_t)fc.n * fc.k, false);
+        fc.y = filled((size_t)fc.m * fc.n, false), fc.wt = filled((size_t)fc.n * fc.k, false);
+        fc.xt = filled((size_t)fc.m * fc.k, false), fc.yt = filled((size_t)fc.m * fc.n, false);
+        bli_rntm_init(&fc.nosup), bli_rntm_disable_l3_sup(&fc.nosup);
+        bli_rntm_init(&fc.pack_a), bli_rntm_set_pack_a(true, &fc.pack_a);
+        bli_rntm_init(&fc.pack_b), bli_rntm_set_pack_b(true, &fc.pack_b);
+        float a1 = 1, b1 = 1, b0 = 0;
+        int none = 0, beta0 = LIBXSMM_GEMM_FLAG_BETA_0, pf = LIBXSMM_GEMM_PREFETCH_NONE;
+        libxsmm_blasint lda = fc.n, ldb = fc.k, ldc = fc.n, lda2 = fc.m, ldb2 = fc.k, ldc2 = fc.m;
+        fc.nn_wt = libxsmm_smmdispatch(fc.n, fc.m, fc.k, &lda, &ldb, &ldc, &a1, &b1, &none, &pf);
+        fc.nn_xt = libxsmm_smmdispatch(fc.m, fc.n, fc.k, &lda2, &ldb2, &ldc2, &a1, &b0, &beta0, &pf);
+        double flop = 2.0 * fc.m * fc.n * fc.k, t[NWAYS][64];
+        int calls = (int)(4e6 / flop) + 1;
+        for (int r = -1; r < reps; r++) /* r = -1: warm-up (JIT, BLIS's pools) */
+            for (int w = 0; w < NWAYS; w++) {
+                double t0 = bench_cpu();
+                for (int i = 0; i < calls; i++) fwd_ways[w].run();
+                if (r >= 0) t[w][r] = (bench_cpu() - t0) / calls;
+            }
+        printf("\nforward x.Wt %dx%dx%d (beta 1; the kernel-only rows beta 0), medians of %d "
+               "interleaved batches of %d calls\n", fc.m, fc.n, fc.k, reps, calls);
+        double base = bench_median(t[0], reps);
+        for (int w = 0; w < NWAYS; w++) {
+            double us = bench_median(t[w], reps) * 1e6, g = flop / us * 1e-3;
+            printf("  %-32s %9.2f us %7.1f GFLOP/s %5.0f%% peak  %5.2f x BLIS\n", fwd_ways[w].name,
+                   us, g, 100 * g / peak, us * 1e-6 / base);
+        }
+        free(fc.x), free(fc.w), free(fc.y), free(fc.wt), free(fc.xt), free(fc.yt);
+    }
+}
+
+/* ---- -step: the Table-1 step with the transposed-x path off and on, alternating ------------- */
+
+static void step_phases(int blocks)
+{
+    enum { STEPS = 500, PHASES = 5, MAX_BLOCKS = 64 };
+    if (blocks > MAX_BLOCKS) blocks = MAX_BLOCKS;
+    tg_rng rng;
+    tg_rng_seed(&rng, 1);
+    int64_t n = 50000;
+    tg_tensor *x = tg_rand_uniform(TG_F32, TG_SHAPE(n, 784), 0, 1, &rng);
+    tg_tensor *y = tg_zeros(TG_I32, TG_SHAPE(n));
+    for (int64_t i = 0; i < n; i++) ((int32_t *)y->data)[i] = (int32_t)(tg_rng_next(&rng) % 10);
+    tg_module *m = tg_feedforward_new(784, 10, 100, 1, "relu", 0.3, tg_init_pytorch(), &rng);
+    tg_param_list ps = {0};
+    tg_module_parameters(m, &ps);
+    tg_optimizer *opt = tg_sgd_new(&ps, (tg_sgd_opts){.lr = 0.01});
+    tg_param_list_free(&ps);
+    tg_loader *L = tg_loader_new(x, y, 16, true, false, &rng);
+    static double t[2][PHASES][MAX_BLOCKS];
+    static const char *names[PHASES] = {"loader", "zero_grad", "forward + loss", "backward",
+                                        "SGD + tape reset"};
+    for (int b = -2; b < 2 * blocks; b++) { /* b < 0: warm-up of both paths */
+        int on = b & 1;
+        tg__xsmm_xt_enable(on);
+        double acc[PHASES] = {0}, c[PHASES + 1];
+        for (int s = 0; s < STEPS; s++) {
+            tg_tensor *xb, *yb;
+            c[0] = bench_cpu();
+            if (!tg_loader_next(L, &xb, &yb)) tg_loader_next(L, &xb, &yb);
+            c[1] = bench_cpu();
+            tg_optimizer_zero_grad(opt);
+            c[2] = bench_cpu();
+            tg_tensor *l = tg_cross_entropy(tg_module_forward(m, xb), yb, TG_REDUCE_MEAN);
+            c[3] = bench_cpu();
+            tg_backward(l);
+            c[4] = bench_cpu();
+            tg_optimizer_step(opt);
+            tg_tape_reset();
+            c[5] = bench_cpu();
+            for (int p = 0; p < PHASES; p++) acc[p] += c[p + 1] - c[p];
+        }
+        for (int p = 0; b >= 0 && p < PHASES; p++) t[on][p][b / 2] = acc[p] / STEPS * 1e6;
+    }
+    tg__xsmm_xt_enable(true);
+    printf("\nTable-1 step by phase, us (medians of %d blocks of %d steps each, off and on "
+           "alternating; thread CPU time, the clock calls included)\n%-18s %10s %10s\n",
+           blocks, STEPS, "phase", "xt off", "xt on");
+    double sum[2] = {0};
+    for (int p = 0; p < PHASES; p++) {
+        double off = bench_median(t[0][p], blocks), on = bench_median(t[1][p], blocks);
+        sum[0] += off, sum[1] += on;
+        printf("%-18s %10.2f %10.2f\n", names[p], off, on);
+    }
+    printf("%-18s %10.2f %10.2f   (on / off %.3f)\n", "step", sum[0], sum[1], sum[1] / sum[0]);
+    tg_loader_free(L);
+    tg_optimizer_free(opt);
+    tg_module_free(m);
+    tg_free(x), tg_free(y);
+}
+
 int main(int argc, char **argv)
 {
     int reps = 41;
-    bool f64 = false, do_sweep = false;
+    bool f64 = false, do_sweep = false, fwd = false;
     const char *only = NULL, *path = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-quick")) reps = 11;
         else if (!strcmp(argv[i], "-f64")) f64 = true;
         else if (!strcmp(argv[i], "-sweep")) do_sweep = true;
+        else if (!strcmp(argv[i], "-fwd")) fwd = true;
+        else if (!strcmp(argv[i], "-step")) {
+            step_phases(i + 1 < argc ? atoi(argv[i + 1]) : 10);
+            return 0;
+        }
         else if (!strcmp(argv[i], "-only") && i + 2 < argc) only = argv[++i], path = argv[++i];
     }
     libxsmm_init();
@@ -249,6 +411,11 @@ int main(int argc, char **argv)
     double peak = bench_peak_gflops(1, 20000000L) / (f64 ? 2 : 1);
     printf("peak %.1f GFLOP/s (FMA loop, 1 core%s); medians of %d interleaved batches, thread CPU "
            "time\n\n", peak, f64 ? ", halved for float64" : "", reps);
+    if (fwd) {
+        forward_ways(reps, peak);
+        libxsmm_finalize();
+        return 0;
+    }
     printf("%-16s %-3s %-15s %4s %9s %8s %6s %9s %8s %6s %7s %9s %9s %9s\n", "product", "op",
            "M x N x K", "beta", "BLIS us", "GFLOP/s", "%peak", "xsmm us", "GFLOP/s", "%peak",
            "x/BLIS", "lookup us", "rel diff", "tg/BLIS");
