@@ -44,6 +44,8 @@ static const shape shapes[] = {
     {"t1 dW1 gt.x", true, false, 100, 784, 16, 1},
     {"t1 fwd1 beta0", false, true, 16, 100, 784, 0},
     {"t1 dW1 beta0", true, false, 100, 784, 16, 0},
+    {"lr fwd x.Wt", false, true, 1, 10, 784, 1}, /* logistic regression, batch 1: gemv */
+    {"lr dW gt.x", true, false, 10, 784, 1, 1},  /* and ger (K = 1) */
     {"g fwd1 x.W1t", false, true, 256, 1024, 784, 1},
     {"g fwd2 h.W2t", false, true, 256, 1024, 1024, 1},
     {"g fwd3 h.W3t", false, true, 256, 10, 1024, 1},
