@@ -3,8 +3,8 @@
  *
  * - Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: libxsmm gets m = N, n = M, its
  *   A is our B and its B our A. libxsmm 1.17 has no kernels with its A transposed, so products
- *   with op(B) = Bᵀ (the forward x·Wᵀ) stay on BLIS; ours with op(A) = Aᵀ (the weight gradient
- *   Gᵀ·X) are its B transposed, which it has.
+ *   with op(B) = Bᵀ (the forward x·Wᵀ) have no kernel as they stand; ours with op(A) = Aᵀ (the
+ *   weight gradient Gᵀ·X) are its B transposed, which it has.
  * - It takes alpha = 1 and beta in {0, 1}: every product of tg_linear and tg_matmul.
  * - The forward x·Wᵀ of a short batch (M = 16, 32, 48 or 64, float32) still goes to libxsmm: its
  *   kernels vectorise along the batch there (the 16 rows of x are two AVX2 vectors) once x is
@@ -93,9 +93,8 @@ static void init(void) {
 /* libxsmm's JIT kernels return with the upper halves of the ymm registers in use (they end in
  * pops and ret, no vzeroupper, unlike compiled AVX code and BLIS's kernels). Until something
  * clears them, every legacy-SSE instruction of the code that follows (most of tapegrad is built
- * for baseline x86-64) pays for the merge: the Table-1 step ran 4-15% slower in every phase, the
- * loader and SGD included, with the forward products on libxsmm (docs/speed.md, Lever 7). No
- * vzeroupper on CPUs without AVX, whose kernels libxsmm writes in SSE. */
+ * for baseline x86-64) pays for the merge, all through the training step (docs/speed.md,
+ * Lever 7). No vzeroupper on CPUs without AVX, whose kernels libxsmm writes in SSE. */
 __attribute__((target("avx"))) static void clear_upper_avx(void) { __builtin_ia32_vzeroupper(); }
 static void after_kernel(void) {
     if (have_avx) clear_upper_avx();
@@ -170,8 +169,8 @@ typedef float v8_unaligned __attribute__((vector_size(32), aligned(4), may_alias
 /* out[j][i] = in[i][j] for i < rows, j < cols (row strides ldi, ldo). Whole 8x8 tiles are
  * transposed in eight vector registers, in the three rounds of the textbook AVX transpose:
  * interleave row pairs, then pairs of pairs, then swap 128-bit halves; edges go element by
- * element. Vector loads of the tile straight from memory matter: through a local array gcc
- * spilled them and paid a store-forwarding stall per row (3.3 µs instead of 1.6 for 16x784). */
+ * element. The tile's rows are loaded as vectors straight from memory: copied through a local
+ * array, gcc spills them and every reload stalls on store forwarding (docs/speed.md, Lever 7). */
 static TG_CPU_CLONES void transpose_f32(int64_t rows, int64_t cols, const float *in, int64_t ldi,
                                         float *out, int64_t ldo) {
     int64_t i0 = 0;
