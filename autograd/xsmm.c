@@ -58,8 +58,7 @@ static atomic_int enabled = -1; /* -1: not read from TG_BLAS_XSMM yet */
 static bool is_enabled(void) {
     int e = atomic_load_explicit(&enabled, memory_order_relaxed);
     if (e < 0) {
-        const char *env = getenv("TG_BLAS_XSMM");
-        e = !(env && strcmp(env, "0") == 0);
+        e = tg__env_switch_on("TG_BLAS_XSMM");
         atomic_store(&enabled, e);
     }
     return e;
@@ -71,8 +70,7 @@ static atomic_int xt_enabled = -1;
 static bool is_xt_enabled(void) {
     int e = atomic_load_explicit(&xt_enabled, memory_order_relaxed);
     if (e < 0) {
-        const char *env = getenv("TG_BLAS_XSMM_XT");
-        e = !(env && strcmp(env, "0") == 0);
+        e = tg__env_switch_on("TG_BLAS_XSMM_XT");
         atomic_store(&xt_enabled, e);
     }
     return e;

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "autograd/internal.h"
 #include "tg/core.h"
 #include "tg/op.h"
 
@@ -33,30 +34,11 @@ static atomic_llong calls;
 
 void tg__conv_dnnl_set_mode(tg__dnnl_mode m) { atomic_store(&mode, (int)m); }
 
-/* An on/off switch from the environment: 0/off/false/no turn it off, 1/on/true/yes (or unset, or
- * empty) leave it on, as any other value does after a warning on stderr (once per process). */
-static bool env_switch_on(const char *name)
-{
-    static const char *const off[] = {"0", "off", "false", "no"};
-    static const char *const on[] = {"1", "on", "true", "yes"};
-    static atomic_bool warned;
-    const char *v = getenv(name);
-    if (!v || !*v) return true;
-    for (int i = 0; i < 4; i++) {
-        if (strcasecmp(v, off[i]) == 0) return false;
-        if (strcasecmp(v, on[i]) == 0) return true;
-    }
-    if (!atomic_exchange(&warned, true))
-        fprintf(stderr, "tapegrad: %s=%s is not 0/off/false/no or 1/on/true/yes; taken as on\n",
-                name, v);
-    return true;
-}
-
 tg__dnnl_mode tg__conv_dnnl_mode(void)
 {
     int m = atomic_load_explicit(&mode, memory_order_relaxed);
     if (m < 0) {
-        m = env_switch_on("TG_CONV_DNNL") ? TG_DNNL_AUTO : TG_DNNL_OFF;
+        m = tg__env_switch_on("TG_CONV_DNNL") ? TG_DNNL_AUTO : TG_DNNL_OFF;
         atomic_store(&mode, m);
     }
     return (tg__dnnl_mode)m;

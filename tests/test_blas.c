@@ -471,6 +471,35 @@ static void test_xsmm_no_read_past_operands(void **state) {
     guard_child(-1, "auto", "--guard-sweep-xsmm");
 }
 
+/* TG_BLAS_XSMM=value in a fresh process: exit status 0 when libxsmm ends up on, 1 when off. */
+static int xsmm_switch_child(const char *value) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        setenv("TG_BLAS_XSMM", value, 1);
+        execl("/proc/self/exe", "test_blas", "--xsmm-enabled", (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+/* The environment switches share one spelling (autograd/env.c): 0/off/false/no turn libxsmm off
+ * in any case, as they do TG_CONV_DNNL. */
+static void test_xsmm_switch_values(void **state) {
+    (void)state;
+#ifndef TG_WITH_XSMM
+    skip();
+#endif
+    const char *off[] = {"0", "off", "OFF", "false", "No"}, *on[] = {"1", "on", "yes", ""};
+    for (size_t i = 0; i < sizeof off / sizeof *off; i++)
+        if (xsmm_switch_child(off[i]) != 1) fail_msg("TG_BLAS_XSMM=%s left libxsmm on", off[i]);
+    for (size_t i = 0; i < sizeof on / sizeof *on; i++)
+        if (xsmm_switch_child(on[i]) != 0) fail_msg("TG_BLAS_XSMM=%s turned libxsmm off", on[i]);
+}
+
 /* Every allocation keeps its margin for BLIS (sizes around the 64-byte rounding). */
 static void test_allocation_tail(void **state) {
     (void)state;
@@ -486,6 +515,7 @@ static void test_allocation_tail(void **state) {
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--xsmm-enabled") == 0) return tg__xsmm_enabled() ? 0 : 1;
     if (argc > 1 && strcmp(argv[1], "--guard-sweep") == 0) return guard_sweep(false) ? 1 : 0;
     if (argc > 1 && strcmp(argv[1], "--guard-sweep-xsmm") == 0) return guard_sweep(true) ? 1 : 0;
     const struct CMUnitTest tests[] = {
@@ -495,6 +525,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_pool_alternating_part_counts),
         cmocka_unit_test(test_no_read_past_operands), cmocka_unit_test(test_allocation_tail),
         cmocka_unit_test(test_xsmm_no_read_past_operands),
+        cmocka_unit_test(test_xsmm_switch_values),
         cmocka_unit_test(test_xsmm_takes_small_products),
         cmocka_unit_test(test_xsmm_matches_blis),
     };
