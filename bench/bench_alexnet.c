@@ -20,14 +20,6 @@
 #include "bench/bench_util.h"
 #include "examples/alexnet/alexnet.h"
 
-/* CPU seconds of the whole process (the step's threads, if any, included) */
-static double process_cpu(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 typedef struct {
     const char *net;
     int blocks, steps, warmup, breakdown;
@@ -126,7 +118,7 @@ typedef struct {
 static void time_record(const tg_node *node, void *user)
 {
     family_times *t = user;
-    double now = process_cpu();
+    double now = bench_process_cpu();
     t->bwd[family_of(node->op->name)] += now - t->last;
     t->last = now;
 }
@@ -137,24 +129,24 @@ static void timed_step(tg_module *net, tg_optimizer *opt, tg_tensor *x, tg_tenso
                        family_times *t)
 {
     memset(t, 0, sizeof *t);
-    double c = process_cpu();
+    double c = bench_process_cpu();
     tg_optimizer_zero_grad(opt);
-    t->fwd[ZERO_GRAD] += process_cpu() - c;
+    t->fwd[ZERO_GRAD] += bench_process_cpu() - c;
     for (int i = 0; i < net->n_children; i++) {
-        c = process_cpu();
+        c = bench_process_cpu();
         x = tg_module_forward(net->children[i], x);
-        t->fwd[family_of(net->children[i]->kind)] += process_cpu() - c;
+        t->fwd[family_of(net->children[i]->kind)] += bench_process_cpu() - c;
     }
-    c = process_cpu();
+    c = bench_process_cpu();
     tg_tensor *loss = tg_cross_entropy(x, y, TG_REDUCE_MEAN);
-    t->fwd[LOSS] += process_cpu() - c;
+    t->fwd[LOSS] += bench_process_cpu() - c;
     tg_set_backward_hook(time_record, t);
-    t->last = process_cpu();
+    t->last = bench_process_cpu();
     tg_backward(loss);
     tg_set_backward_hook(NULL, NULL);
-    c = process_cpu();
+    c = bench_process_cpu();
     tg_optimizer_step(opt);
-    t->bwd[OPTIMIZER] += process_cpu() - c;
+    t->bwd[OPTIMIZER] += bench_process_cpu() - c;
     tg_tape_reset();
 }
 
@@ -199,23 +191,8 @@ int main(int argc, char **argv)
         ((int32_t *)y->data)[i] = (int32_t)tg_rng_below(&rng, (uint64_t)classes);
 
     double *ms = malloc(2 * (size_t)f.blocks * sizeof *ms), *cpu_ms = ms + f.blocks;
-    uint64_t allocs = 0;
-    for (int b = -1; b < f.blocks; b++) {   /* block -1: warm-up (arena and gradients grow) */
-        int steps = b < 0 ? f.warmup : f.steps;
-        uint64_t a0 = tg_alloc_count();
-        double t0 = bench_wall(), c0 = process_cpu();
-        for (int s = 0; s < steps; s++) {
-            tg_optimizer_zero_grad(opt);
-            tg_tensor *loss = tg_cross_entropy(tg_module_forward(net, x), y, TG_REDUCE_MEAN);
-            tg_backward(loss);
-            tg_optimizer_step(opt);
-            tg_tape_reset();
-        }
-        if (b < 0) continue;
-        ms[b] = (bench_wall() - t0) / steps * 1e3;
-        cpu_ms[b] = (process_cpu() - c0) / steps * 1e3;
-        allocs += tg_alloc_count() - a0;
-    }
+    uint64_t allocs =
+        bench_time_train_steps(net, opt, x, y, f.warmup, f.steps, f.blocks, ms, cpu_ms);
     printf("%s\n", tg_blas_info());
     printf("tapegrad step ms: %.2f (AlexNet %s, batch %lld, %lld parameters, median of %d "
            "blocks of %d steps)\n", bench_median(ms, f.blocks), f.net, (long long)batch,

@@ -10,14 +10,6 @@
 #include <tapegrad.h>
 #include "bench/bench_util.h"
 
-/* CPU seconds of the whole process (the step's threads, if any, included) */
-static double process_cpu(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 int main(int argc, char **argv)
 {
     int blocks = argc > 1 ? atoi(argv[1]) : 10, steps = argc > 2 ? atoi(argv[2]) : 20, batch = 64;
@@ -49,22 +41,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < batch; i++) ((int32_t *)y->data)[i] = (int32_t)tg_rng_below(&rng, 10);
 
     double *ms = malloc(2 * (size_t)blocks * sizeof *ms), *cpu_ms = ms + blocks;
-    uint64_t allocs = 0;
-    for (int b = -1; b < blocks; b++) {   /* block -1: warm-up (arena and gradients grow) */
-        uint64_t a0 = tg_alloc_count();
-        double t0 = bench_wall(), c0 = process_cpu();
-        for (int s = 0; s < steps; s++) {
-            tg_optimizer_zero_grad(opt);
-            tg_tensor *loss = tg_cross_entropy(tg_module_forward(net, x), y, TG_REDUCE_MEAN);
-            tg_backward(loss);
-            tg_optimizer_step(opt);
-            tg_tape_reset();
-        }
-        if (b < 0) continue;
-        ms[b] = (bench_wall() - t0) / steps * 1e3;
-        cpu_ms[b] = (process_cpu() - c0) / steps * 1e3;
-        allocs += tg_alloc_count() - a0;
-    }
+    uint64_t allocs = bench_time_train_steps(net, opt, x, y, steps, steps, blocks, ms, cpu_ms);
     qsort(ms, (size_t)blocks, sizeof *ms, bench_cmp_double);
     qsort(cpu_ms, (size_t)blocks, sizeof *cpu_ms, bench_cmp_double);
     printf("%s\n", tg_blas_info());
