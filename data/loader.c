@@ -113,14 +113,19 @@ static void fill_batch(tg_tensor *b, void *buf, const tg_tensor *src, size_t row
 }
 
 /* Asks for the next batch's rows while this batch is being used: shuffled rows are scattered
- * over the whole data set, so gathering them waits on memory (the gather was ~8% of a batch-16
- * MLP step on Fashion-MNIST; prefetching made the epoch ~2% faster) unless the loads start a
- * step earlier. Into L2/L3 only (locality 1): the step's own working set keeps L1. */
+ * over the whole data set, so gathering them waits on memory unless the loads start a step
+ * earlier. Only the first lines of each row: the CPU's stream prefetcher follows a row once its
+ * start is fetched, while asking for every line fills the miss buffers and the loop stalls until
+ * they drain (docs/speed.md, lever 4). Into L2/L3 only (locality 1): the step's own working set
+ * keeps L1. */
+enum { PREFETCH_ROW_BYTES = 256 };
+
 static void prefetch_rows(const void *src, size_t row, const int64_t *idx, int64_t n)
 {
     const char *s = src;
+    size_t head = row < PREFETCH_ROW_BYTES ? row : PREFETCH_ROW_BYTES;
     for (int64_t i = 0; i < n; i++)
-        for (size_t b = 0; b < row; b += 64) __builtin_prefetch(s + (size_t)idx[i] * row + b, 0, 1);
+        for (size_t b = 0; b < head; b += 64) __builtin_prefetch(s + (size_t)idx[i] * row + b, 0, 1);
 }
 
 bool tg_loader_next(tg_loader *L, tg_tensor **xb, tg_tensor **yb)
