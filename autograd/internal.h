@@ -72,7 +72,26 @@ static inline void tg__fill_header(tg_tensor *t, tg_dtype dtype, int ndim, const
     t->requires_grad = t->persistent = t->owns_data = t->zero_pending = false;
     t->node = NULL;
     t->name = NULL;
+    t->in_backward = NULL;
 }
+
+/* A parameter whose optimizer may update it during tg_backward (tg_optimizer_set_in_backward):
+ * owned by the optimizer, pointed at by the parameter's in_backward. The tape counts the records
+ * that read the parameter, since an update written by one op's backward is safe only when no
+ * other record reads the parameter's value. */
+struct tg_in_backward {
+    struct tg_optimizer *opt;
+    tg_tensor *param;         /* NULL once tg_free released it */
+    int index;                /* the parameter's index in opt */
+    uint32_t generation;      /* the tape generation that `uses` counts */
+    uint32_t uses;            /* records of that generation with the parameter as an input */
+    bool updated;             /* written by a backward since the last step(), which skips it */
+};
+
+/* The optimizer's rule for ib's parameter, p = beta·p + alpha·g, with its group's current
+ * learning rate and weight decay; false when the kind has none for its settings
+ * (optim/optimizer.c). */
+bool tg__in_backward_rule(const struct tg_in_backward *ib, double *alpha, double *beta);
 
 /* Bytes per element of a dtype tg__header_numel accepted. */
 static inline size_t tg__elem_size(tg_dtype dtype)

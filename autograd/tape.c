@@ -19,6 +19,9 @@ static _Thread_local tg_backward_hook backward_hook;
 static _Thread_local void *backward_hook_data;
 /* The step an intermediate belongs to; a tensor of an earlier step is released. */
 static _Thread_local uint32_t generation = 1;
+/* A backward of this tape updated parameters in place (tg_op_update_in_backward): a second
+ * backward would read the updated values, so it is refused until tg_tape_reset. */
+static _Thread_local bool updated_in_backward;
 #ifdef NDEBUG
 static _Thread_local bool debug_checks = false;
 #else
@@ -124,6 +127,15 @@ tg_tensor *tg_op_output(tg_dtype dtype, int ndim, const int64_t *shape)
 enum { SAVED_ALIGN = _Alignof(max_align_t) };
 enum { SAVED_OFFSET = (sizeof(tg_node) + SAVED_ALIGN - 1) & ~(SAVED_ALIGN - 1) };
 
+static void count_use(struct tg_in_backward *ib)
+{
+    if (ib->generation != generation) {
+        ib->generation = generation;
+        ib->uses = 0;
+    }
+    ib->uses++;
+}
+
 /* The saved state sits right after the record: one allocation, one cache line or two. The
  * caller made room on the tape for one more record. */
 static tg_node *record_in(tg_node *node, const tg_op *op, tg_tensor *out, int n_in,
@@ -133,6 +145,8 @@ static tg_node *record_in(tg_node *node, const tg_op *op, tg_tensor *out, int n_
     node->out = out;
     node->n_in = n_in;
     for (int i = 0; i < TG_MAX_INPUTS; i++) node->in[i] = i < n_in ? in[i] : NULL;
+    for (int i = 0; i < n_in; i++)
+        if (in[i]->in_backward) count_use(in[i]->in_backward);
     node->saved = saved_bytes ? (char *)node + SAVED_OFFSET : NULL;
     node->index = n_records;
     records[n_records++] = node;
@@ -210,6 +224,7 @@ static inline tg_tensor *intermediate_like(const tg_tensor *t)
     g->requires_grad = g->persistent = g->owns_data = g->zero_pending = false;
     g->node = NULL;
     g->name = NULL;
+    g->in_backward = NULL;
     return g;
 }
 
@@ -273,6 +288,21 @@ void *tg_op_grad_beta(tg_tensor *t, double *beta)
     return (*slot)->data;
 }
 
+/* Only in tg_backward (not tg_grad, whose gradients are returned, not applied), without a hook
+ * or anomaly mode (both read the gradients), for a parameter this tape reads exactly once and
+ * whose gradient holds nothing yet (so the update loses nothing accumulated before). */
+bool tg_op_update_in_backward(tg_tensor *t, double *alpha, double *beta)
+{
+    struct tg_in_backward *ib = t->in_backward;
+    if (!ib || active_pass || backward_hook || tg__anomaly_on() || !t->requires_grad) return false;
+    if (ib->generation != generation || ib->uses != 1) return false;
+    if (t->grad && !t->grad->zero_pending) return false;
+    if (!tg__in_backward_rule(ib, alpha, beta)) return false;
+    ib->updated = true;
+    updated_in_backward = true;
+    return true;
+}
+
 const void *tg_op_grad_out(const tg_node *node)
 {
     return active_pass ? active_pass->node_grads[node->index]->data : node->out->grad->data;
@@ -316,6 +346,10 @@ void tg_backward_with(tg_tensor *out, const tg_tensor *grad_output)
 {
     check_backward_root(out, grad_output, "tg_backward");
     if (active_pass) tg_fail("tg_backward: called from inside a backward");
+    if (updated_in_backward)
+        tg_fail("tg_backward: a backward of this tape already updated parameters in place "
+                "(tg_optimizer_set_in_backward), so its records would read the new values; "
+                "call tg_tape_reset and run the forward again");
     /* Intermediate gradients start from zero on every backward; leaves keep accumulating. */
     for (size_t k = 0; k < n_records; k++)
         records[k]->out->grad = NULL;
@@ -376,6 +410,10 @@ void tg_grad(tg_tensor *output, tg_tensor *grad_output, int n, tg_tensor *const 
 {
     check_backward_root(output, grad_output, "tg_grad");
     if (active_pass) tg_fail("tg_grad: called from inside a backward");
+    if (updated_in_backward)
+        tg_fail("tg_grad: a backward of this tape already updated parameters in place "
+                "(tg_optimizer_set_in_backward), so its records would read the new values; "
+                "call tg_tape_reset and run the forward again");
     if (n < 0 || (n > 0 && (!inputs || !grads)))
         tg_fail("tg_grad: need n >= 0 inputs and room for n gradients (got n = %d)", n);
     for (int i = 0; i < n; i++) {
@@ -421,6 +459,7 @@ void tg_tape_reset(void)
     }
     n_records = 0;
     generation++;
+    updated_in_backward = false;
     tg__arena_reset();
 }
 

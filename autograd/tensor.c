@@ -202,6 +202,7 @@ void tg_free(tg_tensor *t)
         tg_fail("tg_free: '%s' is an intermediate owned by the tape; tg_tape_reset() releases it",
                  t->name ? t->name : "tensor");
     if (t->grad) tg_free(t->grad);
+    if (t->in_backward) t->in_backward->param = NULL; /* its optimizer must not reach it */
     if (t->owns_data) tg__free(t->data);
     t->magic = 0;
     tg__free(t);

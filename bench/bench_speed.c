@@ -14,8 +14,12 @@
  *   bench_speed -table1        only the Table-1 epoch (old/new comparisons of a lever)
  *   bench_speed -gemm          only the GEMM-bound MLP on one thread
  *   bench_speed -threads       only the GEMM-bound MLP on 1 and 2 threads, wall time
+ *   bench_speed -logreg        only the logistic-regression step
  *   bench_speed -profile N     only N Table-1 steps on 4,000 examples, for
  *                              valgrind --tool=callgrind (instruction counts per lever)
+ *   ... -in_backward           (after any of the above) SGD updates in backward
+ * The full run prints the Table-1, logistic-regression and GEMM figures both ways: the usual
+ * gradient-then-step, and with SGD's update written in the backward (tg_optimizer_set_in_backward). 
  * bench/compare_speed.sh runs this next to bench/speed_torch.py. */
 #include <stdbool.h>
 #include <stdio.h>
@@ -25,6 +29,21 @@
 #include "bench/bench_util.h"
 
 static int reps = 5;
+/* SGD updates during backward (tg_optimizer_set_in_backward): lever 8 of docs/speed.md. */
+static bool in_backward;
+
+static tg_optimizer *sgd(tg_module *m, double lr)
+{
+    tg_param_list ps = {0};
+    tg_module_parameters(m, &ps);
+    tg_optimizer *opt = tg_sgd_new(&ps, (tg_sgd_opts){.lr = lr});
+    tg_param_list_free(&ps);
+    if (in_backward && !tg_optimizer_set_in_backward(opt, true)) {
+        fprintf(stderr, "bench_speed: SGD refused updates in backward\n");
+        exit(1);
+    }
+    return opt;
+}
 
 /* ---- Table-1 MLP ---------------------------------------------------------------------------- */
 
@@ -72,10 +91,7 @@ static t1_result table1_epochs(int profile_steps)
     for (int64_t i = 0; i < n; i++) ((int32_t *)y->data)[i] = (int32_t)(tg_rng_next(&rng) % 10);
     tg_module *m = tg_feedforward_new(T1_IN, T1_CLASSES, T1_HIDDEN, 1, "relu", 0.3,
                                       tg_init_pytorch(), &rng);
-    tg_param_list ps = {0};
-    tg_module_parameters(m, &ps);
-    tg_optimizer *opt = tg_sgd_new(&ps, (tg_sgd_opts){.lr = 0.01});
-    tg_param_list_free(&ps);
+    tg_optimizer *opt = sgd(m, 0.01);
     tg_loader *L = tg_loader_new(x, y, T1_BATCH, true, false, &rng);
     tg_train_opts topts = {.progress = TG_PROGRESS_OFF};
     double t[16];
@@ -112,10 +128,7 @@ static double logreg_step_us(void)
     tg_rng rng;
     tg_rng_seed(&rng, 2);
     tg_module *m = tg_linear_new(784, 10, true, tg_init_pytorch(), &rng);
-    tg_param_list ps = {0};
-    tg_module_parameters(m, &ps);
-    tg_optimizer *opt = tg_sgd_new(&ps, (tg_sgd_opts){.lr = 0.001});
-    tg_param_list_free(&ps);
+    tg_optimizer *opt = sgd(m, 0.001);
     tg_tensor *x = tg_rand_uniform(TG_F32, TG_SHAPE(1, 784), 0, 1, &rng);
     tg_tensor *y = tg_from_data(TG_I32, TG_SHAPE(1), (int32_t[]){3});
     const int steps = 20000;
@@ -158,10 +171,7 @@ static double gemm_mlp_step(int threads, double (*clock)(void))
     tg_rng_seed(&rng, 3);
     tg_module *m = tg_feedforward_new(G_IN, G_CLASSES, G_HIDDEN, 2, "relu", 0, tg_init_pytorch(),
                                       &rng);
-    tg_param_list ps = {0};
-    tg_module_parameters(m, &ps);
-    tg_optimizer *opt = tg_sgd_new(&ps, (tg_sgd_opts){.lr = 0.01});
-    tg_param_list_free(&ps);
+    tg_optimizer *opt = sgd(m, 0.01);
     tg_tensor *x = tg_rand_uniform(TG_F32, TG_SHAPE(G_BATCH, G_IN), 0, 1, &rng);
     tg_tensor *y = tg_zeros(TG_I32, TG_SHAPE(G_BATCH));
     for (int i = 0; i < G_BATCH; i++) ((int32_t *)y->data)[i] = i % G_CLASSES;
@@ -219,7 +229,14 @@ static void line(const char *what, double value, const char *unit, const char *r
 
 int main(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "-in_backward") == 0) in_backward = true;
     if (argc > 1 && strcmp(argv[1], "-quick") == 0) reps = 3;
+    if (argc > 1 && strcmp(argv[1], "-logreg") == 0) {
+        printf("logistic regression step %.3f us (median of %d, thread CPU time)\n",
+               logreg_step_us(), reps);
+        return 0;
+    }
     tg_set_debug_checks(false);
     tg_manual_seed(1);
     if (argc > 2 && strcmp(argv[1], "-profile") == 0) {
@@ -252,33 +269,47 @@ int main(int argc, char **argv)
            "time)\n\n", reps);
     char ratio[64];
 
-    t1_result t1 = table1_epochs(0);
-    double floor_s = t1_step_flops() * ((T1_EXAMPLES + T1_BATCH - 1) / T1_BATCH) / (peak1 * 1e9);
-    snprintf(ratio, sizeof ratio, "%.2fx floor (%.3f s)", t1.epoch_seconds / floor_s, floor_s);
-    line("Table-1 MLP epoch (50k, batch 16, 1 thread)", t1.epoch_seconds, "s", ratio,
-         "<= 1.5x floor", t1.epoch_seconds <= 1.5 * floor_s);
-    printf("  (step %.2f us, %.2f MFLOP/step, last epoch's loss %.4f)\n",
-           t1.epoch_seconds / ((T1_EXAMPLES + T1_BATCH - 1) / T1_BATCH) * 1e6,
-           t1_step_flops() * 1e-6, t1.loss);
-    line("heap allocations per step (Table-1 MLP)", t1.allocs_per_step, "", "", "0",
-         t1.allocs_per_step == 0);
+    double w1 = 0, w2 = 0, lr = 0, s1 = 0;
+    t1_result t1 = {0};
+    for (int pass = 0; pass < 2; pass++) {
+        in_backward = pass == 1;
+        printf(in_backward ? "\nSGD updates in backward (tg_optimizer_set_in_backward):\n"
+                           : "gradient, then tg_optimizer_step:\n");
+        t1 = table1_epochs(0);
+        double floor_s = t1_step_flops() * ((T1_EXAMPLES + T1_BATCH - 1) / T1_BATCH) / (peak1 * 1e9);
+        snprintf(ratio, sizeof ratio, "%.2fx floor (%.3f s)", t1.epoch_seconds / floor_s, floor_s);
+        line("Table-1 MLP epoch (50k, batch 16, 1 thread)", t1.epoch_seconds, "s", ratio,
+             "<= 1.5x floor", t1.epoch_seconds <= 1.5 * floor_s);
+        printf("  (step %.2f us, %.2f MFLOP/step, last epoch's loss %.4f)\n",
+               t1.epoch_seconds / ((T1_EXAMPLES + T1_BATCH - 1) / T1_BATCH) * 1e6,
+               t1_step_flops() * 1e-6, t1.loss);
+        line("heap allocations per step (Table-1 MLP)", t1.allocs_per_step, "", "", "0",
+             t1.allocs_per_step == 0);
 
-    double lr = logreg_step_us();
-    line("logistic regression, batch 1", lr, "us/step", "", "<= 2 us", lr <= 2);
+        lr = logreg_step_us();
+        line("logistic regression, batch 1", lr, "us/step", "", "<= 2 us", lr <= 2);
 
-    double f = gemm_mlp_flops(), s1 = gemm_mlp_step(1, bench_cpu);
-    double pct = 100 * f / s1 / (peak1 * 1e9);
-    snprintf(ratio, sizeof ratio, "%.1f%% of 1-core peak", pct);
-    line("GEMM MLP 784-1024-1024-10 b256, 1 thread", s1 * 1e3, "ms/step", ratio, ">= 85%",
-         pct >= 85);
-    double w1 = gemm_mlp_step(1, bench_wall), w2 = gemm_mlp_step(2, bench_wall);
-    snprintf(ratio, sizeof ratio, "%.2fx 1 thread (%.2f ms)", w1 / w2, w1 * 1e3);
-    line("GEMM MLP, 2 threads (wall)", w2 * 1e3, "ms/step", ratio, ">= 1.8x", w1 / w2 >= 1.8);
+        double f = gemm_mlp_flops();
+        s1 = gemm_mlp_step(1, bench_cpu);
+        double pct = 100 * f / s1 / (peak1 * 1e9);
+        snprintf(ratio, sizeof ratio, "%.1f%% of 1-core peak", pct);
+        line("GEMM MLP 784-1024-1024-10 b256, 1 thread", s1 * 1e3, "ms/step", ratio, ">= 85%",
+             pct >= 85);
+        w1 = gemm_mlp_step(1, bench_wall);
+        w2 = gemm_mlp_step(2, bench_wall);
+        snprintf(ratio, sizeof ratio, "%.2fx 1 thread (%.2f ms)", w1 / w2, w1 * 1e3);
+        line("GEMM MLP, 2 threads (wall)", w2 * 1e3, "ms/step", ratio, ">= 1.8x", w1 / w2 >= 1.8);
+        if (pass == 0)
+            printf("\nRESULT table1_epoch_s=%.4f\nRESULT logreg_us=%.3f\nRESULT gemm_1t_ms=%.3f\n"
+                   "RESULT gemm_2t_ms=%.3f\n", t1.epoch_seconds, lr, s1 * 1e3, w2 * 1e3);
+    }
+    printf("\n");
 
     double ns = small_op_ns();
     line("recorded small op (10 elements, fwd+bwd)", ns, "ns/op", "", "<= 60 ns", ns <= 60);
-    /* for bench/compare_speed.sh, the keys of bench/speed_torch.py */
-    printf("\nRESULT table1_epoch_s=%.4f\nRESULT logreg_us=%.3f\nRESULT gemm_1t_ms=%.3f\n"
-           "RESULT gemm_2t_ms=%.3f\n", t1.epoch_seconds, lr, s1 * 1e3, w2 * 1e3);
+    /* for bench/compare_speed.sh, the keys of bench/speed_torch.py: the last pass's */
+    printf("\nRESULT table1_in_backward_s=%.4f\nRESULT logreg_in_backward_us=%.3f\n"
+           "RESULT gemm_1t_in_backward_ms=%.3f\nRESULT gemm_2t_in_backward_ms=%.3f\n",
+           t1.epoch_seconds, lr, s1 * 1e3, w2 * 1e3);
     return 0;
 }

@@ -114,8 +114,32 @@ tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b) { return tg_matmul_t(a, false, 
     }
 TG_STAMP(BIAS_GRAD_KERNEL)
 
+/* s = alpha·g over n elements. */
+#define SCALED_COPY_KERNEL(T, S)                                                                \
+    static TG_CPU_CLONES void scaled_copy_##S(int64_t n, double alpha, const void *pg, void *ps) \
+    {                                                                                          \
+        const T *restrict g = pg;                                                              \
+        T *restrict s = ps;                                                                    \
+        const T a = (T)alpha;                                                                  \
+        for (int64_t i = 0; i < n; i++) s[i] = a * g[i];                                       \
+    }
+TG_STAMP(SCALED_COPY_KERNEL)
+
+/* The optimizer's update written in place of dW (tg_op_update_in_backward): W = beta·W +
+ * alpha·Gᵀ·X. The product takes alpha·G (a copy of N·out elements, small next to W's out·in)
+ * with alpha 1, since the fastest kernels for this short-K product take alpha 1 only
+ * (autograd/xsmm.c). */
+static void update_weight(const tg_tensor *y, int64_t N, int64_t in, int64_t out, const void *g,
+                          const void *x, double alpha, double beta, void *w)
+{
+    void *scaled = tg_op_scratch((size_t)(N * out) * tg_dtype_size(y->dtype));
+    TG_KERNEL_FOR(scaled_copy, y)(N * out, alpha, g, scaled);
+    gemm(y->dtype, true, false, out, in, N, scaled, out, x, in, beta, w, in);
+}
+
 /* Y = X·Wᵀ + b.  dX = G·W,  dW = Gᵀ·X,  db = Σ_rows G: each one product over its whole gradient,
- * so each asks tg_op_grad_beta whether to add or to overwrite. */
+ * so each asks tg_op_grad_beta whether to add or to overwrite. When W's optimizer updates it in
+ * this backward, the dW product writes the update instead, after dX has read W. */
 static void linear_backward(const tg_node *node)
 {
     tg_tensor *x = node->in[0], *w = node->in[1], *y = node->out;
@@ -123,9 +147,13 @@ static void linear_backward(const tg_node *node)
     int64_t N = x->shape[0], in = x->shape[1], out = w->shape[0];
     const void *g = tg_op_grad_out(node);
     double beta_x, beta_w, beta_b = 1; /* x and w may be one tensor: see matmul_backward */
-    void *gx = tg_op_grad_beta(x, &beta_x), *gw = tg_op_grad_beta(w, &beta_w);
+    double alpha_u, beta_u;
+    bool update_w = tg_op_update_in_backward(w, &alpha_u, &beta_u);
+    void *gx = tg_op_grad_beta(x, &beta_x);
+    void *gw = update_w ? NULL : tg_op_grad_beta(w, &beta_w);
     void *gb = bias ? tg_op_grad_beta(bias, &beta_b) : NULL;
     if (gx) gemm(y->dtype, false, false, N, in, out, g, out, w->data, in, beta_x, gx, in);
+    if (update_w) update_weight(y, N, in, out, g, x->data, alpha_u, beta_u, w->data);
     if (gw) gemm(y->dtype, true, false, out, in, N, g, out, x->data, in, beta_w, gw, in);
     if (gb) TG_KERNEL_FOR(bias_grad, y)(N, out, g, beta_b, gb);
 }

@@ -29,6 +29,9 @@ struct tg_optimizer {
     int n_groups;
     tg__optim_group *groups;
     int64_t steps;                    /* step() calls */
+    /* Per parameter, when tg_optimizer_set_in_backward is on (else NULL): pointed at by the
+     * parameter's in_backward (autograd/internal.h). */
+    struct tg_in_backward *in_backward;
 };
 
 /* Fills parameter i's state tensors with the kind's initial values. */

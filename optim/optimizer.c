@@ -52,12 +52,39 @@ static void check_new_params(const char *kind, const tg_optimizer *opt,
     }
 }
 
+static void check_not_in_backward(const tg_tensor *p, const char *name, const char *fn)
+{
+    if (p->in_backward)
+        tg_fail("%s: parameter '%s' is already updated in backward by another optimizer "
+                "(tg_optimizer_set_in_backward); a parameter has one", fn, name);
+}
+
 void tg__optimizer_init_state(tg_optimizer *opt, int i)
 {
     for (int k = 0; k < opt->n_state; k++) {
         double v = opt->kind->state_init ? opt->kind->state_init(opt->settings, k) : 0.0;
         tg_fill_(opt->state[i * opt->n_state + k], v);
     }
+}
+
+/* (Re)allocates the per-parameter bookkeeping of updates in backward for parameters from
+ * `first` on and points every parameter at its entry (a realloc may have moved the earlier). */
+static void point_at_in_backward(tg_optimizer *opt, int first)
+{
+    opt->in_backward = tg__xrealloc(opt->in_backward, (size_t)opt->n * sizeof *opt->in_backward);
+    for (int i = first; i < opt->n; i++)
+        opt->in_backward[i] = (struct tg_in_backward){.opt = opt, .param = opt->params[i],
+                                                      .index = i};
+    for (int i = 0; i < opt->n; i++)
+        if (opt->in_backward[i].param) opt->in_backward[i].param->in_backward = &opt->in_backward[i];
+}
+
+static void release_in_backward(tg_optimizer *opt)
+{
+    for (int i = 0; opt->in_backward && i < opt->n; i++)
+        if (opt->in_backward[i].param) opt->in_backward[i].param->in_backward = NULL;
+    tg__free(opt->in_backward);
+    opt->in_backward = NULL;
 }
 
 static int append_group(tg_optimizer *opt, const tg_param_list *params, double lr, double wd)
@@ -82,6 +109,7 @@ static int append_group(tg_optimizer *opt, const tg_param_list *params, double l
         tg__optimizer_init_state(opt, i);
     }
     opt->n = n;
+    if (opt->in_backward) point_at_in_backward(opt, n0);
     return g;
 }
 
@@ -129,6 +157,8 @@ int tg_optimizer_add_group(tg_optimizer *opt, const tg_param_list *params, doubl
     check_rate(fn, opt->kind->name, "the learning rate", lr);
     check_rate(fn, opt->kind->name, "weight_decay", weight_decay);
     check_new_params(opt->kind->name, opt, params, fn);
+    for (int i = 0; opt->in_backward && i < params->n; i++)
+        check_not_in_backward(params->tensors[i], params->names[i], fn);
     return append_group(opt, params, lr, weight_decay);
 }
 
@@ -150,6 +180,7 @@ static tg_tensor slice_of(const tg_tensor *t, int64_t lo, int64_t hi)
     v.grad = NULL;
     v.node = NULL;
     v.owns_data = false;
+    v.in_backward = NULL;
     return v;
 }
 
@@ -186,13 +217,50 @@ static void run_update(const tg_optimizer *opt, const tg_optim_update *u)
     tg__parallel_ranges(u->param->numel, TG_OPTIM_SPLIT_MIN, update_slice, &s);
 }
 
+bool tg__in_backward_rule(const struct tg_in_backward *ib, double *alpha, double *beta)
+{
+    const tg_optimizer *opt = ib->opt;
+    const tg__optim_group *g = &opt->groups[opt->group_of[ib->index]];
+    return opt->kind->in_backward_rule(opt->settings, g->lr, g->weight_decay, alpha, beta);
+}
+
+bool tg_optimizer_set_in_backward(tg_optimizer *opt, bool on)
+{
+    const char *fn = "tg_optimizer_set_in_backward";
+    check(opt, fn);
+    if (!on) {
+        release_in_backward(opt);
+        return true;
+    }
+    double alpha, beta;
+    const tg__optim_group *g0 = &opt->groups[0];
+    if (!opt->kind->in_backward_rule ||
+        !opt->kind->in_backward_rule(opt->settings, g0->lr, g0->weight_decay, &alpha, &beta))
+        return false;
+    if (opt->in_backward) return true;
+    for (int i = 0; i < opt->n; i++) check_not_in_backward(opt->params[i], opt->names[i], fn);
+    point_at_in_backward(opt, 0);
+    return true;
+}
+
+/* The gradient a backward accumulated, or NULL when it holds none (never reached, or zero_grad
+ * left it pending). */
+static const tg_tensor *accumulated_grad(const tg_tensor *p)
+{
+    return p->grad && !p->grad->zero_pending ? p->grad : NULL;
+}
+
 void tg_optimizer_step(tg_optimizer *opt)
 {
     check(opt, "tg_optimizer_step");
     for (int i = 0; i < opt->n; i++) {
         tg_tensor *p = opt->params[i];
-        /* zeros written where zero_grad left them pending, so that no kind reads stale values */
-        const tg_tensor *grad = tg_get_grad(p);
+        bool updated = opt->in_backward && opt->in_backward[i].updated;
+        if (updated) opt->in_backward[i].updated = false;
+        /* zeros written where zero_grad left them pending, so that no kind reads stale values;
+         * a parameter updated in backward takes only what a later backward accumulated */
+        const tg_tensor *grad = updated ? accumulated_grad(p) : tg_get_grad(p);
+        if (!grad && updated) opt->param_steps[i]++;
         if (!grad) continue; /* never reached by a backward: no update, no state */
         const tg__optim_group *g = &opt->groups[opt->group_of[i]];
         tg_optim_update u = {
@@ -268,6 +336,7 @@ const char *tg_optimizer_name(const tg_optimizer *opt)
 void tg_optimizer_free(tg_optimizer *opt)
 {
     if (!opt) return;
+    release_in_backward(opt);
     for (int i = 0; i < opt->n_state * opt->n; i++) tg_free(opt->state[i]);
     for (int i = 0; i < opt->n; i++) tg__free(opt->names[i]);
     tg__free(opt->state);

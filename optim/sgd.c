@@ -95,6 +95,17 @@ static void sgd_describe(const void *settings, char *buf, size_t len)
              s->momentum, s->dampening, (int)s->nesterov, s->weight_decay);
 }
 
+/* Plain SGD is linear in the gradient: p - lr·(g + wd·p) = (1 - lr·wd)·p - lr·g. */
+static bool sgd_in_backward_rule(const void *settings, double lr, double weight_decay,
+                                 double *alpha, double *beta)
+{
+    const tg_sgd_opts *s = settings;
+    if (s->momentum != 0) return false;
+    *alpha = -lr;
+    *beta = 1 - lr * weight_decay;
+    return true;
+}
+
 static const tg_optimizer_kind sgd_kind = {
     .name = "sgd",
     .settings_size = sizeof(tg_sgd_opts),
@@ -105,6 +116,7 @@ static const tg_optimizer_kind sgd_kind = {
     .describe = sgd_describe,
     .update = sgd_update,
     .elementwise = true,
+    .in_backward_rule = sgd_in_backward_rule,
 };
 
 tg_optimizer *tg_sgd_new(const tg_param_list *params, tg_sgd_opts opts)

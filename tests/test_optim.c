@@ -833,10 +833,253 @@ static void test_elementwise_kind_gets_slices(void **state)
     tg_set_num_threads(1);
 }
 
+/* ---- updates in backward (tg_optimizer_set_in_backward) ------------------------------------ */
+
+typedef struct {
+    tg_module *net;
+    tg_optimizer *opt;
+    tg_param_list weights, biases;
+} ib_model;
+
+/* A feedforward net (no dropout) whose weights (group 0: lr, weight decay wd) and biases (group
+ * 1: lr/2, no decay) are trained by plain SGD; in_backward turned on before the biases' group is
+ * added, so that adding a group to an optimizer already updating in backward is covered. */
+static ib_model ib_make(tg_dtype dt, int64_t in, int64_t hidden, int64_t classes, double lr,
+                        double wd, bool in_backward)
+{
+    tg_rng rng;
+    tg_rng_seed(&rng, 11);
+    tg_init init = tg_init_pytorch();
+    init.dtype = dt;
+    ib_model m = {.net = tg_feedforward_new(in, classes, hidden, 2, "relu", 0.0, init, &rng)};
+    tg_param_list ps = {0};
+    tg_module_parameters(m.net, &ps);
+    for (int i = 0; i < ps.n; i++)
+        tg_param_list_add(ps.tensors[i]->ndim == 2 ? &m.weights : &m.biases, ps.names[i],
+                          ps.tensors[i]);
+    tg_param_list_free(&ps);
+    m.opt = tg_sgd_new(&m.weights, (tg_sgd_opts){.lr = lr, .weight_decay = wd});
+    if (in_backward) assert_true(tg_optimizer_set_in_backward(m.opt, true));
+    tg_optimizer_add_group(m.opt, &m.biases, lr / 2, 0.0);
+    return m;
+}
+
+static void ib_drop(ib_model *m)
+{
+    tg_optimizer_free(m->opt);
+    tg_module_free(m->net);
+    tg_param_list_free(&m->weights);
+    tg_param_list_free(&m->biases);
+}
+
+static tg_tensor *ib_loss(ib_model *m, tg_tensor *x, tg_tensor *y)
+{
+    return tg_cross_entropy(tg_module_forward(m->net, x), y, TG_REDUCE_MEAN);
+}
+
+static void expect_same_params(const tg_param_list *a, const tg_param_list *b, double tol)
+{
+    for (int i = 0; i < a->n; i++)
+        for (int64_t k = 0; k < a->tensors[i]->numel; k++)
+            assert_close(tg_get_flat(a->tensors[i], k), tg_get_flat(b->tensors[i], k), tol);
+}
+
+/* Steps of the usual gradient-then-step and of updates in backward from the same start agree up
+ * to rounding, with weight decay, two groups and a learning-rate change; and the weights were
+ * really updated inside tg_backward (changed before step(), their gradients left at zero) while
+ * the biases (a row sum, not a product) took the usual path. Turning it off and on again, and
+ * adding a group while it is on, are on the way. */
+static void run_in_backward_matches(tg_dtype dt, int64_t batch, int64_t in, int64_t hidden,
+                                    double wd, double tol)
+{
+    const int64_t classes = 5;
+    ib_model ref = ib_make(dt, in, hidden, classes, 0.1, wd, false);
+    ib_model ib = ib_make(dt, in, hidden, classes, 0.1, wd, true);
+    tg_rng rng;
+    tg_rng_seed(&rng, 5);
+    tg_tensor *x = tg_rand_normal(dt, TG_SHAPE(batch, in), 0, 1, &rng);
+    tg_tensor *y = tg_zeros(TG_I32, TG_SHAPE(batch));
+    for (int64_t i = 0; i < batch; i++) ((int32_t *)y->data)[i] = (int32_t)((i * 7 + 3) % classes);
+    tg_tensor *w0 = tg_clone(ib.weights.tensors[0]);
+    uint64_t allocs = 0;
+    for (int s = 0; s < 6; s++) {
+        if (s == 3) {
+            tg_optimizer_set_lr(ref.opt, 0.05);
+            tg_optimizer_set_lr(ib.opt, 0.05);
+        }
+        if (s == 2) allocs = tg_alloc_count();
+        tg_optimizer_zero_grad(ref.opt);
+        tg_backward(ib_loss(&ref, x, y));
+        tg_optimizer_step(ref.opt);
+        tg_tape_reset();
+
+        /* step 0 takes the usual path, so the weights have gradient buffers (left pending by
+         * zero_grad) when updates in backward start: step() must not update them again */
+        if (s <= 1) assert_true(tg_optimizer_set_in_backward(ib.opt, s == 1));
+        if (s == 1) tg_copy_(w0, ib.weights.tensors[0]);
+        tg_optimizer_zero_grad(ib.opt);
+        tg_backward(ib_loss(&ib, x, y));
+        if (s == 1) {
+            const tg_tensor *w = ib.weights.tensors[0];
+            double moved = 0, grad = 0;
+            for (int64_t k = 0; k < w->numel; k++) {
+                moved += fabs(tg_get_flat(w, k) - tg_get_flat(w0, k));
+                grad += fabs(tg_get_flat(w->grad, k));
+            }
+            assert_true(moved > 0);
+            assert_true(grad == 0);
+            const tg_tensor *bias_grad = tg_get_grad(ib.biases.tensors[0]);
+            assert_non_null(bias_grad);
+        }
+        tg_optimizer_step(ib.opt);
+        tg_tape_reset();
+    }
+    assert_int_equal(tg_alloc_count(), allocs); /* steps 2-5 of both: no allocation */
+    assert_int_equal(tg_optimizer_steps(ib.opt), tg_optimizer_steps(ref.opt));
+    expect_same_params(&ref.weights, &ib.weights, tol);
+    expect_same_params(&ref.biases, &ib.biases, tol);
+    tg_free(w0), tg_free(x), tg_free(y);
+    ib_drop(&ref);
+    ib_drop(&ib);
+}
+
+static void test_in_backward_matches_step(void **state)
+{
+    (void)state;
+    run_in_backward_matches(TG_F64, 16, 20, 12, 0.0, 1e-12);
+    run_in_backward_matches(TG_F64, 16, 20, 12, 0.01, 1e-12);
+    run_in_backward_matches(TG_F64, 1, 20, 12, 0.01, 1e-12); /* the K = 1 outer product */
+    run_in_backward_matches(TG_F32, 16, 784, 100, 0.0, 2e-5); /* the Table-1 shapes (libxsmm) */
+    run_in_backward_matches(TG_F32, 1, 784, 10, 0.01, 2e-5);
+}
+
+/* Only plain SGD has a rule; the others keep the usual path, and nothing is changed. */
+static void test_in_backward_kinds(void **state)
+{
+    (void)state;
+    fixture f = make();
+    tg_optimizer *o = tg_sgd_new(&f.ps, (tg_sgd_opts){.lr = 0.1, .momentum = 0.9});
+    assert_false(tg_optimizer_set_in_backward(o, true));
+    assert_null(f.w->in_backward);
+    tg_optimizer_free(o);
+    o = tg_adam_new(&f.ps, tg_adam_defaults());
+    assert_false(tg_optimizer_set_in_backward(o, true));
+    tg_optimizer_free(o);
+    o = tg_rmsprop_new(&f.ps, tg_rmsprop_defaults());
+    assert_false(tg_optimizer_set_in_backward(o, true));
+    tg_optimizer_free(o);
+    o = tg_sgd_new(&f.ps, (tg_sgd_opts){.lr = 0.1});
+    assert_true(tg_optimizer_set_in_backward(o, true));
+    assert_non_null(f.w->in_backward);
+    tg_optimizer *other = tg_sgd_new(&f.ps, (tg_sgd_opts){.lr = 0.1});
+    EXPECT_ERROR("already updated in backward by another optimizer",
+                 tg_optimizer_set_in_backward(other, true));
+    tg_optimizer_free(other);
+    assert_true(tg_optimizer_set_in_backward(o, false));
+    assert_null(f.w->in_backward);
+    tg_optimizer_free(o);
+    drop(&f);
+}
+
+static void count_hook(const tg_node *node, void *data)
+{
+    (void)node;
+    (*(int *)data)++;
+}
+
+/* y = x·Wᵀ + b; returns whether tg_backward (run by `how`) changed W. */
+enum { IB_ONCE, IB_TWICE, IB_HOOK, IB_ANOMALY, IB_ACCUMULATED, IB_OFF };
+static bool weight_moved_in_backward(int how)
+{
+    tg_tensor *w = tg_set_requires_grad(
+        tg_from_data(TG_F64, TG_SHAPE(2, 2), (double[]){0.5, -1, 2, 0.25}), true);
+    tg_tensor *b = tg_set_requires_grad(tg_zeros(TG_F64, TG_SHAPE(2)), true);
+    tg_tensor *x = tg_from_data(TG_F64, TG_SHAPE(1, 2), (double[]){1, 2});
+    tg_param_list ps = {0};
+    tg_param_list_add(&ps, "w", w);
+    tg_param_list_add(&ps, "b", b);
+    tg_optimizer *o = tg_sgd_new(&ps, (tg_sgd_opts){.lr = 0.1});
+    if (how == IB_ACCUMULATED) { /* a gradient accumulated before updates in backward start */
+        tg_backward(tg_sum(tg_linear(x, w, b)));
+        tg_tape_reset();
+    }
+    assert_true(tg_optimizer_set_in_backward(o, how != IB_OFF));
+    if (how != IB_ACCUMULATED) tg_optimizer_zero_grad(o);
+    double before = tg_get_flat(w, 0);
+    tg_tensor *h = tg_linear(x, w, b);
+    if (how == IB_TWICE) h = tg_linear(h, w, b);
+    int calls = 0;
+    if (how == IB_HOOK) tg_set_backward_hook(count_hook, &calls);
+    if (how == IB_ANOMALY) tg_set_anomaly_mode(true);
+    tg_backward(tg_sum(h));
+    tg_set_backward_hook(NULL, NULL);
+    tg_set_anomaly_mode(false);
+    bool moved = tg_get_flat(w, 0) != before;
+    if (how == IB_HOOK) assert_true(calls > 0);
+    tg_tape_reset();
+    tg_optimizer_free(o);
+    tg_param_list_free(&ps);
+    tg_free(w), tg_free(b), tg_free(x);
+    return moved;
+}
+
+/* Only where nothing else could read the weight or its gradient: read twice on the tape, a hook
+ * that sees the gradients (tg_ddp's), anomaly mode, or a gradient already accumulated keep the
+ * usual path. */
+static void test_in_backward_only_when_safe(void **state)
+{
+    (void)state;
+    assert_true(weight_moved_in_backward(IB_ONCE));
+    assert_false(weight_moved_in_backward(IB_OFF));
+    assert_false(weight_moved_in_backward(IB_TWICE));
+    assert_false(weight_moved_in_backward(IB_HOOK));
+    assert_false(weight_moved_in_backward(IB_ANOMALY));
+    assert_false(weight_moved_in_backward(IB_ACCUMULATED));
+}
+
+/* tg_grad returns gradients and updates nothing; a second backward over a tape whose backward
+ * updated parameters is refused, and the next step works again. Freeing the parameters before
+ * the optimizer is safe too. */
+static void test_in_backward_tg_grad_and_second_backward(void **state)
+{
+    (void)state;
+    ib_model m = ib_make(TG_F64, 3, 4, 2, 0.1, 0.0, true);
+    tg_tensor *x = tg_rand_normal(TG_F64, TG_SHAPE(2, 3), 0, 1, NULL);
+    tg_tensor *y = tg_from_data(TG_I32, TG_SHAPE(2), (int32_t[]){0, 1});
+    tg_tensor *w = m.weights.tensors[0], *w0 = tg_clone(w), *g = NULL;
+    tg_grad(ib_loss(&m, x, y), NULL, 1, &w, &g, false);
+    for (int64_t k = 0; k < w->numel; k++) assert_true(tg_get_flat(w, k) == tg_get_flat(w0, k));
+    double norm = 0;
+    for (int64_t k = 0; k < g->numel; k++) norm += fabs(tg_get_flat(g, k));
+    assert_true(norm > 0);
+    tg_tape_reset();
+
+    tg_optimizer_zero_grad(m.opt);
+    tg_tensor *loss = ib_loss(&m, x, y);
+    tg_backward(loss);
+    EXPECT_ERROR("already updated parameters in place", tg_backward(loss));
+    tg_tape_reset();
+    tg_optimizer_zero_grad(m.opt);
+    tg_backward(ib_loss(&m, x, y));
+    tg_optimizer_step(m.opt);
+    tg_tape_reset();
+
+    tg_module_free(m.net); /* parameters first, then the optimizer: nothing reaches freed memory */
+    m.net = NULL;
+    tg_optimizer_free(m.opt);
+    m.opt = NULL;
+    ib_drop(&m);
+    tg_free(w0), tg_free(x), tg_free(y);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sgd_plain),
+        cmocka_unit_test(test_in_backward_matches_step),
+        cmocka_unit_test(test_in_backward_kinds),
+        cmocka_unit_test(test_in_backward_only_when_safe),
+        cmocka_unit_test(test_in_backward_tg_grad_and_second_backward),
         cmocka_unit_test(test_sgd_momentum_first_and_second_step),
         cmocka_unit_test(test_sgd_dampening),
         cmocka_unit_test(test_sgd_nesterov),

@@ -20,6 +20,7 @@ static tg_tensor row_view(const tg_tensor *t, int64_t first, int64_t n)
     v.requires_grad = false;
     v.owns_data = false;
     v.node = NULL;
+    v.in_backward = NULL;
     return v;
 }
 

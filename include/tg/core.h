@@ -45,6 +45,9 @@ struct tg_tensor {
     bool zero_pending;
     tg_node *node;           /* the tape record that produced it, or NULL */
     const char *name;        /* optional, for printing, DOT output and error messages */
+    /* Set on a parameter by tg_optimizer_set_in_backward (include/tg/optim.h): its optimizer's
+     * bookkeeping for updates made during tg_backward. NULL otherwise; never set it by hand. */
+    struct tg_in_backward *in_backward;
 };
 
 #define TG_MAGIC_LIVE 0x7467746eu /* "tgtn" */

@@ -121,6 +121,13 @@ void *tg_op_grad(tg_tensor *t);
  * writes every element without reading any, as a product with beta 0 does. NULL (and *beta = 1)
  * when t needs no gradient. */
 void *tg_op_grad_beta(tg_tensor *t, double *beta);
+/* In a backward, for a kernel that computes the whole gradient g of a parameter t in one go:
+ * true when t's optimizer updates it in this backward (tg_optimizer_set_in_backward, optim.h).
+ * The kernel then writes t = beta·t + alpha·g into t->data itself, after everything in this
+ * backward that reads t's values, and asks for no gradient of t. Each call that returns true
+ * counts as t's update, so call it once, only when about to write it. false: take the
+ * gradient from tg_op_grad_beta or tg_op_grad as usual. */
+bool tg_op_update_in_backward(tg_tensor *t, double *alpha, double *beta);
 
 /* ---- matrix products for kernels ---------------------------------------------------------
  * C = alpha·op(A)·op(B) + beta·C on row-major float (dtype TG_F32) or double (TG_F64) data, with

@@ -83,6 +83,12 @@ typedef struct tg_optimizer_kind {
      * only its slice, record no op and not fail (no tg_fail, no error handler). false: every
      * update sees whole tensors, on the caller's thread. */
     bool elementwise;
+    /* Optional: true when, for these settings, the update is p = beta·p + alpha·g and needs
+     * nothing else (plain SGD: alpha = -lr, beta = 1 - lr·weight_decay), with alpha and beta
+     * set from the group's lr and weight_decay. Lets tg_backward write the update itself
+     * (tg_optimizer_set_in_backward). NULL: never. */
+    bool (*in_backward_rule)(const void *settings, double lr, double weight_decay, double *alpha,
+                             double *beta);
 } tg_optimizer_kind;
 
 /* An optimizer of this kind over params (group 0), with settings (a struct of settings_size
@@ -133,6 +139,20 @@ void tg_optimizer_zero_grad(tg_optimizer *opt);
 void tg_optimizer_set_lr(tg_optimizer *opt, double lr);  /* every group */
 double tg_optimizer_lr(const tg_optimizer *opt);         /* group 0's */
 int64_t tg_optimizer_steps(const tg_optimizer *opt);     /* step() calls so far */
+/* Updates during tg_backward, where it saves a pass over the weights (PyTorch's optimizer step
+ * in backward; docs/speed.md, lever 8). With it on, an op that computes a parameter's whole
+ * gradient in one product writes the update straight into the parameter instead of into its
+ * gradient: tg_linear's weight, dW = Gᵀ·X, becomes W = beta·W + alpha·Gᵀ·X. That happens only
+ * in tg_backward (not tg_grad), with no backward hook (tg_ddp) and anomaly mode off, for a
+ * parameter the tape reads exactly once and whose gradient holds nothing yet (zero_grad since
+ * the last step, or never reached); every other parameter, and every case that does not
+ * qualify, takes the usual path of gradient then step(). step() skips a parameter already
+ * updated (counting its update). The result equals the usual step up to rounding. What changes:
+ * the updated parameters' gradients stay zero (read nothing from them: no clipping or gradient
+ * logging), a second backward of the same tape is refused (its records would read the updated
+ * values), and the learning rate is read at backward time. Returns false and changes nothing
+ * when the kind has no in_backward_rule (of the library's: SGD without momentum has one). */
+bool tg_optimizer_set_in_backward(tg_optimizer *opt, bool on);
 const char *tg_optimizer_name(const tg_optimizer *opt);  /* its kind's name: "sgd", "adam"... */
 void tg_optimizer_free(tg_optimizer *opt);               /* NULL is fine */
 
