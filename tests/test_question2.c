@@ -138,7 +138,7 @@ static void test_help_lists_every_flag(void **state)
                            "-log_loss", "-keep_going", "replot", "interrupted", "rmsprop",
                            "adagrad", "-beta1", "-beta2", "-eps", "-alpha", "-centered",
                            "-dampening", "-lr_decay", "-initial_accumulator_value", "lenet",
-                           "alexnet", "-batch_norm", "-width"};
+                           "alexnet", "-batch_norm", "-width", "-no_in_backward"};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         if (!strstr(r->out, flags[i])) fail_msg("-h does not mention %s:\n%s", flags[i], r->out);
     assert_non_null(strstr(r->out, "default: 20"));     /* epochs */
@@ -183,6 +183,7 @@ static void test_bad_values_are_rejected(void **state)
         {"mlp -momentum -0.5", "-momentum"},
         {"mlp -nesterov", "-nesterov needs -momentum"},
         {"mlp -optimizer adam -momentum 0.9", "-momentum is a setting of -optimizer sgd|rmsprop"},
+        {"mlp -optimizer adam -no_in_backward", "-no_in_backward is a setting of -optimizer sgd"},
         {"mlp -batch_size 0", "-batch_size"},
         {"mlp -hidden_size x", "-hidden_size"},
         {"mlp -layers 0", "-layers"},
@@ -279,6 +280,14 @@ static void test_mlp_fast_is_deterministic(void **state)
     assert_true(strlen(a) > 20);
     assert_string_equal(a, b);
     assert_string_not_equal(a, c);
+    /* SGD's update written in the backward (the default) or after it: the same rule, so the
+     * same run up to rounding */
+    r = run("mlp -limit 1500 -eval_limit 500 -epochs 2 -seed 7 -no_in_backward -out %s/mlp4",
+            check_tmpdir);
+    assert_int_equal(r->status, 0);
+    double valid_after = result_field(r->out, "valid_acc");
+    if (!(fabs(valid_after - valid) <= 0.02))
+        fail_msg("valid %.4f in backward, %.4f after it", valid, valid_after);
 }
 
 /* The running children of pid, from /proc (at most max); 0 when none or unreadable. */

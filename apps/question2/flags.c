@@ -79,6 +79,10 @@ const flag_spec q2_flags[N_FLAGS] = {
     [F_QUIET] = {"quiet", NULL, "off", "no per-epoch lines", true},
     [F_DEBUG_CHECKS] = {"debug_checks", NULL, "off",
                         "detect use of released intermediates (tg_set_debug_checks; slower)", true},
+    [F_NO_IN_BACKWARD] = {"no_in_backward", NULL, "off",
+                          "sgd without momentum: write gradients, then step (else the backward "
+                          "writes the weights' update itself, tg_optimizer_set_in_backward: the "
+                          "same rule up to rounding, one pass less)", true},
 };
 
 /* "  -flag X   help text..." wrapped at word boundaries to 100 columns, continuation lines under
@@ -292,6 +296,7 @@ static tg_status check_optimizer_flags(const raw_flags *raw, const char *opt)
 {
     static const struct { int flag; const char *owners; } owned[] = {
         {F_MOMENTUM, "sgd|rmsprop"}, {F_NESTEROV, "sgd"}, {F_DAMPENING, "sgd"},
+        {F_NO_IN_BACKWARD, "sgd"},
         {F_BETA1, "adam|adamw"}, {F_BETA2, "adam|adamw"}, {F_EPS, "adam|adamw|rmsprop|adagrad"},
         {F_ALPHA, "rmsprop"}, {F_CENTERED, "rmsprop"}, {F_LR_DECAY, "adagrad"},
         {F_INIT_ACC, "adagrad"}};
@@ -439,6 +444,7 @@ tg_status q2_make_config(const raw_flags *raw, q2_model model, q2_config *c)
         snprintf(c->out, sizeof c->out, "out/%s", name);
     }
     c->debug_checks = v[F_DEBUG_CHECKS] != NULL;
+    c->no_in_backward = v[F_NO_IN_BACKWARD] != NULL;
 #undef TRY
     return TG_OK;
 }

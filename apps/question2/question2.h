@@ -60,7 +60,8 @@ enum {
     F_BATCH_NORM, F_WIDTH,
     F_TRAIN_ACC, F_TEST_CURVE, F_CHECKPOINT_EVERY, F_RESUME, F_TRAIN_SUBSET,
     F_TEST_SUBSET, F_TRAIN_LOSS, F_OUT, F_OVERWRITE, F_LOG_LOSS, F_KEEP_GOING,
-    F_THREADS, F_LIMIT, F_EVAL_LIMIT, F_JOBS, F_FAST, F_QUIET, F_DEBUG_CHECKS, N_FLAGS
+    F_THREADS, F_LIMIT, F_EVAL_LIMIT, F_JOBS, F_FAST, F_QUIET, F_DEBUG_CHECKS,
+    F_NO_IN_BACKWARD, N_FLAGS
 };
 
 typedef struct {
@@ -106,6 +107,7 @@ typedef struct {
     int threads, jobs;
     int64_t limit, eval_limit;  /* 0: all */
     int64_t train_subset, test_subset;   /* seeded random subsets; 0: all */
+    bool no_in_backward;    /* sgd without momentum: gradient then step, not the update in backward */
     bool quiet, debug_checks, overwrite, log_loss, keep_going, train_acc, test_curve;
     int checkpoint_every;   /* epochs between checkpoints (0: none) */
     bool resume;            /* continue the run in out from its checkpoint */
