@@ -5,6 +5,7 @@
 #   logistic regression, batch 1        PyTorch >= 80x slower
 #   GEMM-bound MLP, 2 threads           PyTorch >= 1.2x slower
 #   GEMM-bound MLP, 1 thread            (shown, no goal)
+# each twice for tapegrad: gradient then step, and SGD's update written in the backward.
 #
 #   bench/compare_speed.sh [-quick]       TG_BUILD=build-foo bench/compare_speed.sh
 #
@@ -45,9 +46,9 @@ env ${blis_arch:+BLIS_ARCH_TYPE=$blis_arch} BLIS_NUM_THREADS=${BLIS_NUM_THREADS:
 
 field() { sed -n "s/^RESULT $2=\(.*\)/\1/p" "$1"; }
 printf '\n%-32s %12s %12s %14s %10s %s\n' "figure" "tapegrad" "pytorch" "torch/tapegrad" "goal" ""
-row() { # key label unit goal
+row() { # key label unit goal [tapegrad's key, when not the same]
   local tg torch ratio verdict
-  tg=$(field "$out/tg.log" "$1"); torch=$(field "$out/torch.log" "$1")
+  tg=$(field "$out/tg.log" "${5:-$1}"); torch=$(field "$out/torch.log" "$1")
   ratio=$(awk -v a="$torch" -v b="$tg" 'BEGIN { printf "%.2f", a / b }')
   verdict=
   if [ -n "$4" ]; then
@@ -60,3 +61,8 @@ row table1_epoch_s "Table-1 MLP epoch, 1 thread" s 6
 row logreg_us "logistic regression, batch 1" us 80
 row gemm_1t_ms "GEMM MLP step, 1 thread" ms ""
 row gemm_2t_ms "GEMM MLP step, 2 threads" ms 1.2
+# tapegrad with SGD's update in backward (tg_optimizer_set_in_backward), PyTorch as above
+row table1_epoch_s "Table-1, update in backward" s 6 table1_in_backward_s
+row logreg_us "logreg, update in backward" us 80 logreg_in_backward_us
+row gemm_1t_ms "GEMM 1 thread, in backward" ms "" gemm_1t_in_backward_ms
+row gemm_2t_ms "GEMM 2 threads, in backward" ms 1.2 gemm_2t_in_backward_ms
