@@ -24,7 +24,7 @@ quick=
 for a in "$@"; do
   case $a in
     -quick) quick=-quick ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare_speed: unknown argument '$a' (expected -quick)" >&2; exit 2 ;;
   esac
 done
