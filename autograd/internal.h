@@ -92,6 +92,8 @@ struct tg_in_backward {
  * learning rate and weight decay; false when the kind has none for its settings
  * (optim/optimizer.c). */
 bool tg__in_backward_rule(const struct tg_in_backward *ib, double *alpha, double *beta);
+/* The name ib's parameter has in its optimizer, for messages. */
+const char *tg__in_backward_name(const struct tg_in_backward *ib);
 
 /* Bytes per element of a dtype tg__header_numel accepted. */
 static inline size_t tg__elem_size(tg_dtype dtype)

@@ -127,8 +127,17 @@ tg_tensor *tg_op_output(tg_dtype dtype, int ndim, const int64_t *shape)
 enum { SAVED_ALIGN = _Alignof(max_align_t) };
 enum { SAVED_OFFSET = (sizeof(tg_node) + SAVED_ALIGN - 1) & ~(SAVED_ALIGN - 1) };
 
-static void count_use(struct tg_in_backward *ib)
+/* A parameter a backward updated stays unread until step(): a record reading it now (a second
+ * forward to accumulate gradients, or one after a skipped step) would see the new values where
+ * the usual path reads the old ones, and its backward would update the parameter again. */
+static void count_use(struct tg_in_backward *ib, const char *op)
 {
+    if (ib->updated)
+        tg_fail("%s: parameter '%s' was updated in place by a tg_backward "
+                "(tg_optimizer_set_in_backward) and tg_optimizer_step has not run since, so this "
+                "op would read its new values; call tg_optimizer_step after each backward, or turn "
+                "updates in backward off to accumulate gradients over several backwards", op,
+                tg__in_backward_name(ib));
     if (ib->generation != generation) {
         ib->generation = generation;
         ib->uses = 0;
@@ -146,7 +155,7 @@ static tg_node *record_in(tg_node *node, const tg_op *op, tg_tensor *out, int n_
     node->n_in = n_in;
     for (int i = 0; i < TG_MAX_INPUTS; i++) node->in[i] = i < n_in ? in[i] : NULL;
     for (int i = 0; i < n_in; i++)
-        if (in[i]->in_backward) count_use(in[i]->in_backward);
+        if (in[i]->in_backward) count_use(in[i]->in_backward, op->name);
     node->saved = saved_bytes ? (char *)node + SAVED_OFFSET : NULL;
     node->index = n_records;
     records[n_records++] = node;
@@ -349,7 +358,7 @@ void tg_backward_with(tg_tensor *out, const tg_tensor *grad_output)
     if (updated_in_backward)
         tg_fail("tg_backward: a backward of this tape already updated parameters in place "
                 "(tg_optimizer_set_in_backward), so its records would read the new values; "
-                "call tg_tape_reset and run the forward again");
+                "call tg_optimizer_step and tg_tape_reset, then run the forward again");
     /* Intermediate gradients start from zero on every backward; leaves keep accumulating. */
     for (size_t k = 0; k < n_records; k++)
         records[k]->out->grad = NULL;
@@ -413,7 +422,7 @@ void tg_grad(tg_tensor *output, tg_tensor *grad_output, int n, tg_tensor *const 
     if (updated_in_backward)
         tg_fail("tg_grad: a backward of this tape already updated parameters in place "
                 "(tg_optimizer_set_in_backward), so its records would read the new values; "
-                "call tg_tape_reset and run the forward again");
+                "call tg_optimizer_step and tg_tape_reset, then run the forward again");
     if (n < 0 || (n > 0 && (!inputs || !grads)))
         tg_fail("tg_grad: need n >= 0 inputs and room for n gradients (got n = %d)", n);
     for (int i = 0; i < n; i++) {

@@ -224,11 +224,21 @@ bool tg__in_backward_rule(const struct tg_in_backward *ib, double *alpha, double
     return opt->kind->in_backward_rule(opt->settings, g->lr, g->weight_decay, alpha, beta);
 }
 
+const char *tg__in_backward_name(const struct tg_in_backward *ib)
+{
+    return ib->opt->names[ib->index];
+}
+
 bool tg_optimizer_set_in_backward(tg_optimizer *opt, bool on)
 {
     const char *fn = "tg_optimizer_set_in_backward";
     check(opt, fn);
     if (!on) {
+        /* step() would forget the update and apply the rule to the zero gradient again */
+        for (int i = 0; opt->in_backward && i < opt->n; i++)
+            if (opt->in_backward[i].updated)
+                tg_fail("%s: parameter '%s' was updated by the last tg_backward and step() has "
+                        "not counted it yet; call tg_optimizer_step first", fn, opt->names[i]);
         release_in_backward(opt);
         return true;
     }

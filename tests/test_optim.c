@@ -1058,6 +1058,7 @@ static void test_in_backward_tg_grad_and_second_backward(void **state)
     tg_tensor *loss = ib_loss(&m, x, y);
     tg_backward(loss);
     EXPECT_ERROR("already updated parameters in place", tg_backward(loss));
+    tg_optimizer_step(m.opt);
     tg_tape_reset();
     tg_optimizer_zero_grad(m.opt);
     tg_backward(ib_loss(&m, x, y));
@@ -1072,6 +1073,78 @@ static void test_in_backward_tg_grad_and_second_backward(void **state)
     tg_free(w0), tg_free(x), tg_free(y);
 }
 
+/* A 2x2 weight w (its gradient buffer made and zeroed, so zero_grad leaves it pending) trained
+ * by plain SGD with weight decay, updates in backward on. */
+typedef struct {
+    tg_tensor *w, *x;
+    tg_param_list ps;
+    tg_optimizer *opt;
+} ib_tiny;
+
+static ib_tiny ib_tiny_make(bool in_backward)
+{
+    ib_tiny t = {0};
+    t.w = tg_set_requires_grad(
+        tg_from_data(TG_F64, TG_SHAPE(2, 2), (double[]){0.5, -1, 2, 0.25}), true);
+    t.x = tg_from_data(TG_F64, TG_SHAPE(1, 2), (double[]){1, 2});
+    tg_param_list_add(&t.ps, "w", t.w);
+    t.opt = tg_sgd_new(&t.ps, (tg_sgd_opts){.lr = 0.1, .weight_decay = 0.5});
+    tg_backward(tg_sum(tg_linear(t.x, t.w, NULL)));
+    tg_tape_reset();
+    tg_optimizer_zero_grad(t.opt);
+    if (in_backward) assert_true(tg_optimizer_set_in_backward(t.opt, true));
+    return t;
+}
+
+static tg_tensor *ib_tiny_loss(ib_tiny *t) { return tg_sum(tg_square(tg_linear(t->x, t->w, NULL))); }
+
+static void ib_tiny_drop(ib_tiny *t)
+{
+    tg_optimizer_free(t->opt);
+    tg_param_list_free(&t->ps);
+    tg_free(t->w), tg_free(t->x);
+}
+
+/* Gradients accumulated over two backwards before one step: the second forward would read the
+ * weight the first backward already updated, and the second backward update it again (a
+ * different result from the usual path, not rounding), so recording an op that reads it before
+ * step() is refused; after step() the next forward works. */
+static void test_in_backward_accumulation_refused(void **state)
+{
+    (void)state;
+    ib_tiny t = ib_tiny_make(true);
+    tg_backward(ib_tiny_loss(&t));
+    tg_tape_reset();
+    EXPECT_ERROR("tg_optimizer_step has not run", ib_tiny_loss(&t));
+    tg_tape_reset();
+    tg_optimizer_step(t.opt);
+    tg_optimizer_zero_grad(t.opt);
+    tg_backward(ib_tiny_loss(&t));
+    tg_optimizer_step(t.opt);
+    tg_tape_reset();
+    ib_tiny_drop(&t);
+}
+
+/* Turning updates in backward off between a backward that used them and step() would make step()
+ * update the weight again (weight decay applied twice): refused until step() has run. */
+static void test_in_backward_off_before_step(void **state)
+{
+    (void)state;
+    ib_tiny ref = ib_tiny_make(false), t = ib_tiny_make(true);
+    tg_backward(ib_tiny_loss(&ref));
+    tg_optimizer_step(ref.opt);
+    tg_tape_reset();
+    tg_backward(ib_tiny_loss(&t));
+    EXPECT_ERROR("call tg_optimizer_step first", tg_optimizer_set_in_backward(t.opt, false));
+    tg_optimizer_step(t.opt);
+    tg_tape_reset();
+    assert_true(tg_optimizer_set_in_backward(t.opt, false));
+    for (int64_t k = 0; k < t.w->numel; k++)
+        assert_close(tg_get_flat(t.w, k), tg_get_flat(ref.w, k), 1e-14);
+    ib_tiny_drop(&ref);
+    ib_tiny_drop(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1080,6 +1153,8 @@ int main(void)
         cmocka_unit_test(test_in_backward_kinds),
         cmocka_unit_test(test_in_backward_only_when_safe),
         cmocka_unit_test(test_in_backward_tg_grad_and_second_backward),
+        cmocka_unit_test(test_in_backward_accumulation_refused),
+        cmocka_unit_test(test_in_backward_off_before_step),
         cmocka_unit_test(test_sgd_momentum_first_and_second_step),
         cmocka_unit_test(test_sgd_dampening),
         cmocka_unit_test(test_sgd_nesterov),
