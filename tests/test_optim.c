@@ -1145,6 +1145,111 @@ static void test_in_backward_off_before_step(void **state)
     ib_tiny_drop(&t);
 }
 
+/* A weight the user froze (requires_grad off) after turning updates in backward on is read by
+ * tg_linear but not trained: the backward leaves it alone (step() then treats it as usual). */
+static void test_in_backward_frozen_weight(void **state)
+{
+    (void)state;
+    ib_tiny t = ib_tiny_make(true);
+    tg_tensor *w0 = tg_clone(t.w);
+    tg_set_requires_grad(t.w, false);
+    tg_tensor *x = tg_set_requires_grad(tg_clone(t.x), true);
+    tg_backward(tg_sum(tg_square(tg_linear(x, t.w, NULL))));
+    for (int64_t k = 0; k < t.w->numel; k++) assert_true(tg_get_flat(t.w, k) == tg_get_flat(w0, k));
+    tg_optimizer_step(t.opt);
+    tg_tape_reset();
+    tg_set_requires_grad(t.w, true);
+    tg_free(w0), tg_free(x);
+    ib_tiny_drop(&t);
+}
+
+/* The optimizer's switches: on twice is on once; a group added while on cannot take a
+ * parameter another optimizer updates in backward; tg_grad after a backward that updated is
+ * refused like a second tg_backward. */
+static void test_in_backward_switches(void **state)
+{
+    (void)state;
+    ib_tiny a = ib_tiny_make(true), b = ib_tiny_make(true);
+    assert_true(tg_optimizer_set_in_backward(a.opt, true));
+    assert_true(a.w->in_backward != NULL);
+    EXPECT_ERROR("already updated in backward by another optimizer",
+                 tg_optimizer_add_group(b.opt, &a.ps, 0.1, 0.0));
+    tg_tensor *loss = ib_tiny_loss(&a);
+    tg_backward(loss);
+    tg_tensor *g = NULL;
+    EXPECT_ERROR("already updated parameters in place", tg_grad(loss, NULL, 1, &a.w, &g, false));
+    tg_optimizer_step(a.opt);
+    tg_tape_reset();
+    ib_tiny_drop(&a);
+    ib_tiny_drop(&b);
+}
+
+/* A kind whose rule holds for some groups only (here: without weight decay), and whose update
+ * sees the parameter's step count. */
+typedef struct { double lr, weight_decay; } rule_opts;
+static const tg_tensor *rule_watched; /* the parameter whose step rule_last_step keeps */
+static int64_t rule_last_step;
+static bool rule_without_decay(const void *settings, double lr, double weight_decay,
+                               double *alpha, double *beta)
+{
+    (void)settings;
+    *alpha = -lr;
+    *beta = 1;
+    return weight_decay == 0;
+}
+static void rule_update(const tg_optim_update *u)
+{
+    if (u->param->data == rule_watched->data) rule_last_step = u->step;
+    for (int64_t i = 0; i < u->param->numel; i++)
+        tg_set_flat(u->param, i, tg_get_flat(u->param, i) - u->lr * tg_get_flat(u->grad, i));
+}
+
+/* Group 1's settings have no rule, so its weight takes the usual path while group 0's is updated
+ * in backward; a step that skips a weight updated in backward still counts as one of its steps. */
+static void test_in_backward_rule_per_group(void **state)
+{
+    (void)state;
+    static const tg_optimizer_kind rule_kind = {
+        .name = "rule",
+        .settings_size = sizeof(rule_opts),
+        .lr_offset = offsetof(rule_opts, lr),
+        .weight_decay_offset = offsetof(rule_opts, weight_decay),
+        .state_names = no_state,
+        .describe = describe_nothing,
+        .update = rule_update,
+        .in_backward_rule = rule_without_decay,
+    };
+    tg_tensor *w1 = tg_set_requires_grad(tg_full(TG_F64, TG_SHAPE(2, 2), 0.5), true);
+    tg_tensor *w2 = tg_set_requires_grad(tg_full(TG_F64, TG_SHAPE(2, 2), -0.25), true);
+    tg_tensor *x = tg_from_data(TG_F64, TG_SHAPE(1, 2), (double[]){1, 2});
+    tg_param_list p1 = {0}, p2 = {0};
+    tg_param_list_add(&p1, "w1", w1);
+    tg_param_list_add(&p2, "w2", w2);
+    tg_optimizer *o = tg_optimizer_new(&rule_kind, &p1, &(rule_opts){0.1, 0});
+    assert_true(tg_optimizer_set_in_backward(o, true));
+    tg_optimizer_add_group(o, &p2, 0.1, 0.5);
+    tg_tensor *w1_0 = tg_clone(w1), *w2_0 = tg_clone(w2);
+    tg_backward(tg_sum(tg_square(tg_linear(tg_linear(x, w1, NULL), w2, NULL))));
+    assert_true(tg_get_flat(w1, 0) != tg_get_flat(w1_0, 0));
+    assert_true(tg_get_flat(w2, 0) == tg_get_flat(w2_0, 0));
+    rule_watched = w2, rule_last_step = 0;
+    tg_optimizer_step(o);
+    tg_tape_reset();
+    assert_int_equal(rule_last_step, 1); /* w2's first update, through step() */
+    assert_true(tg_get_flat(w2, 0) != tg_get_flat(w2_0, 0));
+    /* w1 read twice: the usual path, its second step */
+    tg_optimizer_zero_grad(o);
+    tg_tensor *h = tg_linear(tg_linear(x, w1, NULL), w1, NULL);
+    tg_backward(tg_sum(tg_square(h)));
+    rule_watched = w1, rule_last_step = 0;
+    tg_optimizer_step(o);
+    tg_tape_reset();
+    assert_int_equal(rule_last_step, 2);
+    tg_optimizer_free(o);
+    tg_param_list_free(&p1), tg_param_list_free(&p2);
+    tg_free(w1), tg_free(w2), tg_free(x), tg_free(w1_0), tg_free(w2_0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1155,6 +1260,9 @@ int main(void)
         cmocka_unit_test(test_in_backward_tg_grad_and_second_backward),
         cmocka_unit_test(test_in_backward_accumulation_refused),
         cmocka_unit_test(test_in_backward_off_before_step),
+        cmocka_unit_test(test_in_backward_frozen_weight),
+        cmocka_unit_test(test_in_backward_switches),
+        cmocka_unit_test(test_in_backward_rule_per_group),
         cmocka_unit_test(test_sgd_momentum_first_and_second_step),
         cmocka_unit_test(test_sgd_dampening),
         cmocka_unit_test(test_sgd_nesterov),
