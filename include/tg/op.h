@@ -121,11 +121,12 @@ void *tg_op_grad(tg_tensor *t);
  * writes every element without reading any, as a product with beta 0 does. NULL (and *beta = 1)
  * when t needs no gradient. */
 void *tg_op_grad_beta(tg_tensor *t, double *beta);
-/* In a backward, for a kernel that computes the whole gradient g of a parameter t in one go:
- * true when t's optimizer updates it in this backward (tg_optimizer_set_in_backward, optim.h).
- * The kernel then writes t = beta·t + alpha·g into t->data itself, after everything in this
- * backward that reads t's values, and asks for no gradient of t. Each call that returns true
- * counts as t's update, so call it once, only when about to write it. false: take the
+/* For a kernel whose one product computes the whole gradient g of its input t (as tg_linear's
+ * dW = Gᵀ·X): true when t's optimizer updates t in this backward instead
+ * (tg_optimizer_set_in_backward, optim.h; the tape has checked that no other record reads t).
+ * The kernel then writes t = beta·t + alpha·g into t->data itself, after its own last read of
+ * t->data, and takes no gradient of t (no tg_op_grad or tg_op_grad_beta for t). A true marks t
+ * updated, so call it once per t, only where the kernel will write the update. false: take the
  * gradient from tg_op_grad_beta or tg_op_grad as usual. */
 bool tg_op_update_in_backward(tg_tensor *t, double *alpha, double *beta);
 

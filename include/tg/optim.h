@@ -83,10 +83,11 @@ typedef struct tg_optimizer_kind {
      * only its slice, record no op and not fail (no tg_fail, no error handler). false: every
      * update sees whole tensors, on the caller's thread. */
     bool elementwise;
-    /* Optional: true when, for these settings, the update is p = beta·p + alpha·g and needs
-     * nothing else (plain SGD: alpha = -lr, beta = 1 - lr·weight_decay), with alpha and beta
-     * set from the group's lr and weight_decay. Lets tg_backward write the update itself
-     * (tg_optimizer_set_in_backward). NULL: never. */
+    /* Optional, for tg_optimizer_set_in_backward: true when, for these settings and a group's
+     * lr and weight_decay, the update is p = beta·p + alpha·g with no state and no step count
+     * (plain SGD: alpha = -lr, beta = 1 - lr·weight_decay), with alpha and beta set. Asked in
+     * every backward for each parameter's group (false: that parameter takes the usual path)
+     * and by tg_optimizer_set_in_backward for group 0. NULL: never. */
     bool (*in_backward_rule)(const void *settings, double lr, double weight_decay, double *alpha,
                              double *beta);
 } tg_optimizer_kind;
@@ -139,19 +140,26 @@ void tg_optimizer_zero_grad(tg_optimizer *opt);
 void tg_optimizer_set_lr(tg_optimizer *opt, double lr);  /* every group */
 double tg_optimizer_lr(const tg_optimizer *opt);         /* group 0's */
 int64_t tg_optimizer_steps(const tg_optimizer *opt);     /* step() calls so far */
-/* Updates during tg_backward, where it saves a pass over the weights (PyTorch's optimizer step
- * in backward; docs/speed.md, lever 8). With it on, an op that computes a parameter's whole
- * gradient in one product writes the update straight into the parameter instead of into its
- * gradient: tg_linear's weight, dW = Gᵀ·X, becomes W = beta·W + alpha·Gᵀ·X. That happens only
- * in tg_backward (not tg_grad), with no backward hook (tg_ddp) and anomaly mode off, for a
- * parameter the tape reads exactly once and whose gradient holds nothing yet (zero_grad since
- * the last step, or never reached); every other parameter, and every case that does not
- * qualify, takes the usual path of gradient then step(). step() skips a parameter already
- * updated (counting its update). The result equals the usual step up to rounding. What changes:
- * the updated parameters' gradients stay zero (read nothing from them: no clipping or gradient
- * logging), a second backward of the same tape is refused (its records would read the updated
- * values), and the learning rate is read at backward time. Returns false and changes nothing
- * when the kind has no in_backward_rule (of the library's: SGD without momentum has one). */
+/* Plain SGD's update written during tg_backward, which saves step()'s pass over the weights
+ * (PyTorch's optimizer step in backward). With it on, tg_linear's backward writes the update
+ * W = (1 - lr·weight_decay)·W - lr·Gᵀ·X straight into its weight instead of dW = Gᵀ·X into W's
+ * gradient, when all of these hold: the pass is tg_backward (tg_grad never updates), with no
+ * backward hook (so not under tg_ddp) and anomaly mode off; W requires grad and is read by
+ * exactly one op recorded on this tape (a weight shared by two layers takes the usual path);
+ * and W's gradient holds nothing (zero_grad since the last step, or never written). Every other
+ * parameter takes the usual path, gradient then step(); step() skips the weights already
+ * updated and counts their step. The result equals the usual loop up to rounding. What changes:
+ * - from the end of tg_backward an updated weight holds its new value and its gradient reads
+ *   zero, so nothing between backward and step() may use either (gradient clipping or norms, a
+ *   no-grad evaluation, logging);
+ * - one backward per step: a second backward of the same tape, recording an op that reads an
+ *   updated weight before step() (accumulating gradients over micro-batches, or skipping a
+ *   step), and turning this off before step() are refused;
+ * - the learning rate and weight decay are read at backward time: set them before tg_backward;
+ * - the tape does not see a weight read through another tensor sharing its data (tg_wrap of
+ *   W->data): such a read after the update gets the new values. Do not combine the two.
+ * Returns false and changes nothing when the kind has no in_backward_rule for group 0's
+ * settings (of the library's optimizers only SGD without momentum has one); true otherwise. */
 bool tg_optimizer_set_in_backward(tg_optimizer *opt, bool on);
 const char *tg_optimizer_name(const tg_optimizer *opt);  /* its kind's name: "sgd", "adam"... */
 void tg_optimizer_free(tg_optimizer *opt);               /* NULL is fine */
