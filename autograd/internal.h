@@ -92,6 +92,8 @@ struct tg_in_backward {
  * learning rate and weight decay; false when the kind has none for its settings
  * (optim/optimizer.c). */
 bool tg__in_backward_rule(const struct tg_in_backward *ib, double *alpha, double *beta);
+/* The current tape's generation (autograd/tape.c), which struct tg_in_backward's counts follow. */
+uint32_t tg__tape_generation(void);
 /* The name ib's parameter has in its optimizer, for messages. */
 const char *tg__in_backward_name(const struct tg_in_backward *ib);
 

@@ -58,6 +58,7 @@ bool tg_set_grad_enabled(bool enabled)
 void tg_set_debug_checks(bool on) { debug_checks = on; }
 bool tg__debug_checks_on(void) { return debug_checks; }
 size_t tg_tape_length(void) { return n_records; }
+uint32_t tg__tape_generation(void) { return generation; }
 size_t tg_tape_arena_bytes(void) { return tg__arena_reserved(); }
 
 /* ---- checks every op makes ---------------------------------------------------------------- */

@@ -68,13 +68,17 @@ void tg__optimizer_init_state(tg_optimizer *opt, int i)
 }
 
 /* (Re)allocates the per-parameter bookkeeping of updates in backward for parameters from
- * `first` on and points every parameter at its entry (a realloc may have moved the earlier). */
+ * `first` on and points every parameter at its entry (a realloc may have moved the earlier).
+ * Records already on the tape were not counted and may read these parameters: they count as
+ * read twice until tg_tape_reset, so this tape's backward takes the usual path. */
 static void point_at_in_backward(tg_optimizer *opt, int first)
 {
     opt->in_backward = tg__xrealloc(opt->in_backward, (size_t)opt->n * sizeof *opt->in_backward);
+    uint32_t uses = tg_tape_length() ? 2 : 0;
     for (int i = first; i < opt->n; i++)
-        opt->in_backward[i] = (struct tg_in_backward){.opt = opt, .param = opt->params[i],
-                                                      .index = i};
+        opt->in_backward[i] = (struct tg_in_backward){
+            .opt = opt, .param = opt->params[i], .index = i,
+            .generation = tg__tape_generation(), .uses = uses};
     for (int i = 0; i < opt->n; i++)
         if (opt->in_backward[i].param) opt->in_backward[i].param->in_backward = &opt->in_backward[i];
 }

@@ -1250,6 +1250,29 @@ static void test_in_backward_rule_per_group(void **state)
     tg_free(w1), tg_free(w2), tg_free(x), tg_free(w1_0), tg_free(w2_0);
 }
 
+/* Turned on between two ops reading the same weight: the first was recorded uncounted, so the
+ * tape cannot tell the weight is read twice; this tape keeps the usual path (the first op's
+ * backward reads the weight after the second's), and x's gradient is the usual one. */
+static void test_in_backward_on_mid_forward(void **state)
+{
+    (void)state;
+    double gx[2][2];
+    for (int ib = 0; ib < 2; ib++) {
+        ib_tiny t = ib_tiny_make(false);
+        tg_tensor *x = tg_set_requires_grad(tg_clone(t.x), true);
+        tg_tensor *h1 = tg_linear(x, t.w, NULL);
+        if (ib) assert_true(tg_optimizer_set_in_backward(t.opt, true));
+        tg_tensor *h2 = tg_linear(x, t.w, NULL);
+        tg_backward(tg_add(tg_sum(tg_square(h1)), tg_sum(tg_square(h2))));
+        for (int k = 0; k < 2; k++) gx[ib][k] = tg_get_flat(x->grad, k);
+        tg_optimizer_step(t.opt);
+        tg_tape_reset();
+        tg_free(x);
+        ib_tiny_drop(&t);
+    }
+    for (int k = 0; k < 2; k++) assert_close(gx[1][k], gx[0][k], 1e-14);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1263,6 +1286,7 @@ int main(void)
         cmocka_unit_test(test_in_backward_frozen_weight),
         cmocka_unit_test(test_in_backward_switches),
         cmocka_unit_test(test_in_backward_rule_per_group),
+        cmocka_unit_test(test_in_backward_on_mid_forward),
         cmocka_unit_test(test_sgd_momentum_first_and_second_step),
         cmocka_unit_test(test_sgd_dampening),
         cmocka_unit_test(test_sgd_nesterov),
