@@ -84,7 +84,8 @@ struct tg_in_backward {
     tg_tensor *param;         /* NULL once tg_free released it */
     int index;                /* the parameter's index in opt */
     uint32_t generation;      /* the tape generation that `uses` counts */
-    uint32_t uses;            /* records of that generation with the parameter as an input */
+    uint32_t uses;            /* records of that generation with the parameter as an input
+                                 (2 when turned on mid-tape: the earlier records are unknown) */
     bool updated;             /* written by a backward since the last step(), which skips it */
 };
 
