@@ -256,6 +256,11 @@ static void test_runner_two_processes_match_one(void **state)
     expect_same_metrics("micro2", "mpi2", 0);
     expect_same_checkpoint("micro2", "mpi2");
     expect_same_checkpoint("mpi2", "mpi2_allreduce");
+    /* The same with plain SGD, which question2 updates in backward by default: micro-batches
+     * accumulate over two backwards, which needs the usual path */
+    run_q2(MPIRUN " -np 1", q2_mpi_bin, "-deterministic -micro_batches 2 -momentum 0", "micro2_sgd");
+    run_q2(MPIRUN " -np 2", q2_mpi_bin, "-deterministic -momentum 0", "mpi2_sgd");
+    expect_same_checkpoint("micro2_sgd", "mpi2_sgd");
     /* Against the unsharded batch: a product over 30 rows added as 15 + 15 rounds differently
      * in the last bits (docs/distributed.md). */
     expect_same_metrics("one", "mpi2", 1e-5);

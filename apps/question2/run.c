@@ -108,8 +108,10 @@ static tg_optimizer *build_optimizer(const q2_config *c, tg_module *model)
         opt = tg_sgd_new(&ps, (tg_sgd_opts){.lr = c->lr, .weight_decay = c->l2,
                                             .momentum = c->momentum, .dampening = c->dampening,
                                             .nesterov = c->nesterov});
-        /* refused (false) with momentum; the training loop reads no gradient itself */
-        if (!c->no_in_backward) tg_optimizer_set_in_backward(opt, true);
+        /* refused (false) with momentum; the training loop reads no gradient itself. Not in
+         * question2-mpi: its micro-batches accumulate gradients over several backwards (refused
+         * with updates in backward), and tg_ddp's hook keeps the usual path anyway. */
+        if (!c->no_in_backward && !q2_dist) tg_optimizer_set_in_backward(opt, true);
     }
     tg_param_list_free(&ps);
     return opt;
