@@ -19,7 +19,7 @@
  *                              valgrind --tool=callgrind (instruction counts per lever)
  *   ... -in_backward           (after any of the above) SGD updates in backward
  * The full run prints the Table-1, logistic-regression and GEMM figures both ways: the usual
- * gradient-then-step, and with SGD's update written in the backward (tg_optimizer_set_in_backward). 
+ * gradient-then-step, and with SGD's update written in the backward (tg_optimizer_set_in_backward).
  * bench/compare_speed.sh runs this next to bench/speed_torch.py. */
 #include <stdbool.h>
 #include <stdio.h>

@@ -125,13 +125,20 @@ TG_STAMP(BIAS_GRAD_KERNEL)
     }
 TG_STAMP(SCALED_COPY_KERNEL)
 
+/* Batches up to this size make the short-K products that libxsmm's kernels take
+ * (autograd/xsmm.c), which take alpha = 1 only; BLIS takes any alpha. */
+enum { SHORT_K_BATCH = 64 };
+
 /* The optimizer's update written in place of dW (tg_op_update_in_backward): W = beta·W +
- * alpha·Gᵀ·X. The product takes alpha·G (a copy of N·out elements, small next to W's out·in)
- * with alpha 1, since the fastest kernels for this short-K product take alpha 1 only
- * (autograd/xsmm.c). */
+ * alpha·Gᵀ·X. A small batch's product takes alpha·G (a copy of N·out elements, small next to
+ * W's out·in) with alpha 1, so that it keeps the short-K kernels. */
 static void update_weight(const tg_tensor *y, int64_t N, int64_t in, int64_t out, const void *g,
                           const void *x, double alpha, double beta, void *w)
 {
+    if (N > SHORT_K_BATCH) {
+        tg_op_gemm(y->dtype, true, false, out, in, N, alpha, g, out, x, in, beta, w, in);
+        return;
+    }
     void *scaled = tg_op_scratch((size_t)(N * out) * tg_dtype_size(y->dtype));
     TG_KERNEL_FOR(scaled_copy, y)(N * out, alpha, g, scaled);
     gemm(y->dtype, true, false, out, in, N, scaled, out, x, in, beta, w, in);

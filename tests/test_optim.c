@@ -951,6 +951,8 @@ static void test_in_backward_matches_step(void **state)
     run_in_backward_matches(TG_F64, 1, 20, 12, 0.01, 1e-12); /* the K = 1 outer product */
     run_in_backward_matches(TG_F32, 16, 784, 100, 0.0, 2e-5); /* the Table-1 shapes (libxsmm) */
     run_in_backward_matches(TG_F32, 1, 784, 10, 0.01, 2e-5);
+    run_in_backward_matches(TG_F64, 80, 20, 12, 0.01, 1e-12); /* alpha passed to the product */
+    run_in_backward_matches(TG_F32, 80, 64, 32, 0.0, 2e-5);
 }
 
 /* Only plain SGD has a rule; the others keep the usual path, and nothing is changed. */
