@@ -503,7 +503,8 @@ static void test_xsmm_switch_values(void **state) {
 /* Every allocation keeps its margin for BLIS (sizes around the 64-byte rounding). */
 static void test_allocation_tail(void **state) {
     (void)state;
-    static const size_t sizes[] = {1, 8, 63, 64, 65, 4096, 100000, 1 << 20};
+    static const size_t sizes[] = {1, 8, 63, 64, 65, 4096, 100000, 1 << 20, 4 << 20,
+                                   (5 << 20) + 3};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         void *p = tg__aligned_bytes(sizes[i]);
         assert_non_null(p);
@@ -514,7 +515,40 @@ static void test_allocation_tail(void **state) {
     }
 }
 
+/* Exit status 0 when a 5 MB allocation starts on a 2 MB boundary (run with TG_HUGEPAGES set). */
+static int huge_aligned(void) {
+    void *p = tg__aligned_bytes(5 << 20);
+    int aligned = p && (uintptr_t)p % (2 << 20) == 0;
+    tg__free(p);
+    return aligned ? 0 : 1;
+}
+
+static int huge_child(const char *value) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (value) setenv("TG_HUGEPAGES", value, 1);
+        else unsetenv("TG_HUGEPAGES");
+        execl("/proc/self/exe", "test_blas", "--huge-aligned", (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+/* Allocations from 4 MB start on a 2 MB boundary, where transparent huge pages can back them
+ * (autograd/alloc.c); TG_HUGEPAGES=0 keeps them on the 64-byte alignment alone. */
+static void test_large_allocations_on_huge_pages(void **state) {
+    (void)state;
+    if (huge_child(NULL) != 0) fail_msg("a 5 MB allocation is not on a 2 MB boundary");
+    if (huge_child("1") != 0) fail_msg("TG_HUGEPAGES=1: not on a 2 MB boundary");
+    if (huge_child("0") != 1) fail_msg("TG_HUGEPAGES=0: still on a 2 MB boundary");
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--huge-aligned") == 0) return huge_aligned();
     if (argc > 1 && strcmp(argv[1], "--xsmm-enabled") == 0) return tg__xsmm_enabled() ? 0 : 1;
     if (argc > 1 && strcmp(argv[1], "--guard-sweep") == 0) return guard_sweep(false) ? 1 : 0;
     if (argc > 1 && strcmp(argv[1], "--guard-sweep-xsmm") == 0) return guard_sweep(true) ? 1 : 0;
@@ -524,6 +558,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_threaded_split), cmocka_unit_test(test_info),
         cmocka_unit_test(test_pool_alternating_part_counts),
         cmocka_unit_test(test_no_read_past_operands), cmocka_unit_test(test_allocation_tail),
+        cmocka_unit_test(test_large_allocations_on_huge_pages),
         cmocka_unit_test(test_xsmm_no_read_past_operands),
         cmocka_unit_test(test_xsmm_switch_values),
         cmocka_unit_test(test_xsmm_takes_small_products),
