@@ -70,47 +70,51 @@ static void check_classes(const tg_tensor *x, const tg_tensor *labels, const cha
 
 /* ---- cross-entropy: loss_i = lse_i - x_iy with lse_i = log Σ_j exp(x_ij) ---- */
 
-/* With m the row's first maximum and r = Σ_{j ≠ that one} exp(x_ij - m):
+/* With m the row's first maximum, e_ij = exp(x_ij - m) (1 at that maximum) and
+ * r = Σ_{j ≠ that one} e_ij:
  *   loss_i = (m - x_iy) + log1p(r),
  * exact in its first term and accurate to the last digit for a confident row (r tiny), where
- * lse_i - x_iy would lose everything below lse_i's last digit. ml[2i], ml[2i+1] keep m and
- * log1p(r) for the backward: softmax_ij = exp((x_ij - m) - log1p(r)). */
+ * lse_i - x_iy would lose everything below lse_i's last digit. The row's exponentials are kept
+ * for the backward, softmax_ij = e_ij / (1 + r), so that it computes none (they were most of
+ * a small classifier's loss): sm, of n rows of c + 1 doubles, holds 1 / (1 + r) and then
+ * e_i0 .. e_i(c-1). */
 #define CE_KERNELS(T, S)                                                                       \
     static double ce_fwd_##S(int64_t n, int64_t c, const void *px, const int32_t *y,           \
-                             double *ml)                                                       \
+                             double *sm)                                                       \
     {                                                                                          \
         double total = 0;                                                                      \
         for (int64_t i = 0; i < n; i++) {                                                     \
             const T *x = (const T *)px + i * c;                                                \
+            double *e = sm + i * (c + 1) + 1;                                                  \
             double m = -INFINITY, r = 0;                                                       \
             int64_t top = 0;                                                                   \
             for (int64_t j = 0; j < c; j++)                                                   \
                 if (x[j] > m) m = x[j], top = j; /* a NaN reaches r below */                  \
-            for (int64_t j = 0; j < c; j++)                                                   \
-                if (j != top) r += exp((double)x[j] - m);                                      \
-            ml[2 * i] = m;                                                                     \
-            ml[2 * i + 1] = log1p(r);                                                          \
-            total += (m - (double)x[y[i]]) + ml[2 * i + 1];                                    \
+            for (int64_t j = 0; j < c; j++) {                                                 \
+                e[j] = j == top ? 1 : exp((double)x[j] - m);                                   \
+                if (j != top) r += e[j];                                                       \
+            }                                                                                  \
+            e[-1] = 1 / (1 + r);                                                               \
+            total += (m - (double)x[y[i]]) + log1p(r);                                         \
         }                                                                                      \
         return total;                                                                          \
     }                                                                                          \
-    static void ce_bwd_##S(int64_t n, int64_t c, const int32_t *y, const double *ml,           \
-                           double gs, const void *px, void *pgx)                               \
+    static void ce_bwd_##S(int64_t n, int64_t c, const int32_t *y, const double *sm,           \
+                           double gs, void *pgx)                                               \
     {                                                                                          \
-        const T *x = px;                                                                       \
         T *gx = pgx;                                                                           \
-        for (int64_t i = 0; i < n; i++)                                                       \
-            for (int64_t j = 0; j < c; j++) {                                                 \
-                double p = exp(((double)x[i * c + j] - ml[2 * i]) - ml[2 * i + 1]);            \
-                gx[i * c + j] += (T)(gs * (p - (j == y[i])));                                  \
-            }                                                                                  \
+        for (int64_t i = 0; i < n; i++) {                                                     \
+            const double *e = sm + i * (c + 1) + 1, inv = e[-1];                               \
+            for (int64_t j = 0; j < c; j++)                                                   \
+                gx[i * c + j] += (T)(gs * (e[j] * inv - (j == y[i])));                         \
+        }                                                                                      \
     }
 TG_STAMP(CE_KERNELS)
 
 typedef struct {
     int32_t *y;
-    void *row;    /* per row: m and log1p(r) (double) for cross-entropy, the argmax (int32) for
-                     hinge */
+    void *row;    /* per row: 1 / (1 + r) and the exponentials (double) for cross-entropy, the
+                     argmax (int32) for hinge */
     double scale; /* the reduction's factor */
 } class_saved;
 
@@ -126,7 +130,7 @@ static void ce_backward(const tg_node *node)
     const class_saved *s = node->saved;
     tg_tensor *x = node->in[0];
     TG_KERNEL_FOR(ce_bwd, x)(x->shape[0], x->shape[1], s->y, s->row, grad_scale(node, s->scale),
-                             x->data, tg_op_grad(x));
+                             tg_op_grad(x));
 }
 
 static void ce_backward_ops(const tg_node *node, tg_tensor *g, tg_tensor **grad_in)
@@ -144,12 +148,13 @@ tg_tensor *tg_cross_entropy(tg_tensor *logits, const tg_tensor *labels, tg_reduc
     const char *op = "tg_cross_entropy";
     check_classes(logits, labels, op);
     double scale = reduction_scale(r, logits->shape[0], op);
-    double *ml = tg_op_scratch(2 * (size_t)logits->shape[0] * sizeof *ml);
+    size_t rows = (size_t)logits->shape[0], per_row = (size_t)logits->shape[1] + 1;
+    double *sm = tg_op_scratch(rows * per_row * sizeof *sm);
     double total = TG_KERNEL_FOR(ce_fwd, logits)(logits->shape[0], logits->shape[1], logits->data,
-                                                 labels->data, ml);
+                                                 labels->data, sm);
     tg_tensor *out = scalar_out(logits->dtype, total * scale);
     tg_node *node = tg_op_record(&ce_op, out, 1, &logits, sizeof(class_saved));
-    if (node) save_classes(node, labels, ml, scale);
+    if (node) save_classes(node, labels, sm, scale);
     return out;
 }
 
