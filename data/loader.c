@@ -116,7 +116,7 @@ static void fill_batch(tg_tensor *b, void *buf, const tg_tensor *src, size_t row
  * over the whole data set, so gathering them waits on memory unless the loads start a step
  * earlier. Only the first lines of each row: the CPU's stream prefetcher follows a row once its
  * start is fetched, while asking for every line fills the miss buffers and the loop stalls until
- * they drain (docs/speed.md, lever 4). Into L2/L3 only (locality 1): the step's own working set
+ * they drain (docs/speed.md, lever 4b). Into L2/L3 only (locality 1): the step's own working set
  * keeps L1. */
 enum { PREFETCH_ROW_BYTES = 256 };
 
