@@ -15,6 +15,7 @@
  *   bench_xsmm -step [blocks]            the Table-1 step (784-100-10, dropout, batch 16, SGD) by
  *                                        phase, with the transposed-x path off and on in
  *                                        alternating blocks of 500 steps in one process
+ *   bench_xsmm -step [blocks] -in_backward  the same with SGD's update in backward
  * Built only when libxsmm is present (make XSMM=1, the default when its header exists). */
 #include <blis.h>
 #include <libxsmm.h>
@@ -321,7 +322,8 @@ static void forward_ways(int reps, double peak)
 
 /* ---- -step: the Table-1 step with the transposed-x path off and on, alternating ------------- */
 
-static void step_phases(int blocks)
+/* in_backward: SGD's update written in the backward (tg_optimizer_set_in_backward). */
+static void step_phases(int blocks, bool in_backward)
 {
     enum { STEPS = 500, PHASES = 5, MAX_BLOCKS = 64 };
     if (blocks > MAX_BLOCKS) blocks = MAX_BLOCKS;
@@ -336,6 +338,7 @@ static void step_phases(int blocks)
     tg_module_parameters(m, &ps);
     tg_optimizer *opt = tg_sgd_new(&ps, (tg_sgd_opts){.lr = 0.01});
     tg_param_list_free(&ps);
+    if (in_backward) tg_optimizer_set_in_backward(opt, true);
     tg_loader *L = tg_loader_new(x, y, 16, true, false, &rng);
     static double t[2][PHASES][MAX_BLOCKS];
     static const char *names[PHASES] = {"loader", "zero_grad", "forward + loss", "backward",
@@ -390,7 +393,9 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "-sweep")) do_sweep = true;
         else if (!strcmp(argv[i], "-fwd")) fwd = true;
         else if (!strcmp(argv[i], "-step")) {
-            step_phases(i + 1 < argc ? atoi(argv[i + 1]) : 10);
+            bool ib = false;
+            for (int j = i + 1; j < argc; j++) ib |= !strcmp(argv[j], "-in_backward");
+            step_phases(i + 1 < argc ? atoi(argv[i + 1]) : 10, ib);
             return 0;
         }
         else if (!strcmp(argv[i], "-only") && i + 2 < argc) only = argv[++i], path = argv[++i];
