@@ -472,18 +472,25 @@ static void test_xsmm_no_read_past_operands(void **state) {
 }
 
 /* TG_BLAS_XSMM=value in a fresh process: exit status 0 when libxsmm ends up on, 1 when off. */
-static int xsmm_switch_child(const char *value) {
+/* The exit status of this program run with `flag` and the environment variable `env` set to
+ * value (unset when value is NULL): switches read once per process are tested in children. */
+static int child_status(const char *env, const char *value, const char *flag) {
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
-        setenv("TG_BLAS_XSMM", value, 1);
-        execl("/proc/self/exe", "test_blas", "--xsmm-enabled", (char *)NULL);
+        if (value) setenv(env, value, 1);
+        else unsetenv(env);
+        execl("/proc/self/exe", "test_blas", flag, (char *)NULL);
         _exit(127);
     }
     int status = 0;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status));
     return WEXITSTATUS(status);
+}
+
+static int xsmm_switch_child(const char *value) {
+    return child_status("TG_BLAS_XSMM", value, "--xsmm-enabled");
 }
 
 /* The environment switches share one spelling (autograd/env.c): 0/off/false/no turn libxsmm off
@@ -524,18 +531,7 @@ static int huge_aligned(void) {
 }
 
 static int huge_child(const char *value) {
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (value) setenv("TG_HUGEPAGES", value, 1);
-        else unsetenv("TG_HUGEPAGES");
-        execl("/proc/self/exe", "test_blas", "--huge-aligned", (char *)NULL);
-        _exit(127);
-    }
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    return WEXITSTATUS(status);
+    return child_status("TG_HUGEPAGES", value, "--huge-aligned");
 }
 
 /* Allocations from 4 MB start on a 2 MB boundary, where transparent huge pages can back them
