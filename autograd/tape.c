@@ -146,17 +146,23 @@ static void count_use(struct tg_in_backward *ib, const char *op)
     ib->uses++;
 }
 
+/* Out of line, so that the common record (no input with that bookkeeping) stays short. */
+static __attribute__((noinline)) void count_uses(tg_tensor *const *in, int n_in, const char *op)
+{
+    for (int i = 0; i < n_in; i++)
+        if (in[i]->in_backward) count_use(in[i]->in_backward, op);
+}
+
 /* The saved state sits right after the record: one allocation, one cache line or two. The
  * caller made room on the tape for one more record. */
 static tg_node *record_in(tg_node *node, const tg_op *op, tg_tensor *out, int n_in,
-                          tg_tensor *const *in, size_t saved_bytes)
+                          tg_tensor *const *in, size_t saved_bytes, bool counted)
 {
     node->op = op;
     node->out = out;
     node->n_in = n_in;
     for (int i = 0; i < TG_MAX_INPUTS; i++) node->in[i] = i < n_in ? in[i] : NULL;
-    for (int i = 0; i < n_in; i++)
-        if (in[i]->in_backward) count_use(in[i]->in_backward, op->name);
+    if (counted) count_uses(in, n_in, op->name);
     node->saved = saved_bytes ? (char *)node + SAVED_OFFSET : NULL;
     node->index = n_records;
     records[n_records++] = node;
@@ -168,7 +174,7 @@ static tg_node *record_in(tg_node *node, const tg_op *op, tg_tensor *out, int n_
 /* What tg_op_record does out of its common case: the anomaly check, a new arena chunk, a longer
  * record array. */
 static tg_node *record_slow(const tg_op *op, tg_tensor *out, int n_in, tg_tensor *const *in,
-                            size_t saved_bytes, bool needed)
+                            size_t saved_bytes, bool needed, bool counted)
 {
     if (tg__anomaly_on())
         tg__anomaly_check_forward(NULL, op->name, out, n_in, in);
@@ -178,7 +184,8 @@ static tg_node *record_slow(const tg_op *op, tg_tensor *out, int n_in, tg_tensor
         records = tg__xrealloc(records, cap * sizeof *records);
         cap_records = cap;
     }
-    return record_in(tg__arena_alloc(SAVED_OFFSET + saved_bytes), op, out, n_in, in, saved_bytes);
+    return record_in(tg__arena_alloc(SAVED_OFFSET + saved_bytes), op, out, n_in, in, saved_bytes,
+                     counted);
 }
 
 tg_node *tg_op_record(const tg_op *op, tg_tensor *out, int n_in, tg_tensor *const *in,
@@ -191,18 +198,19 @@ tg_node *tg_op_record(const tg_op *op, tg_tensor *out, int n_in, tg_tensor *cons
                 "tg_concat does)", op->name, TG_MAX_INPUTS, n_in);
     if (!out || out->persistent || out->node)
         tg_fail("%s: the output to record must be a fresh tg_op_output() tensor", op->name);
-    bool needed = false;
+    bool needed = false, counted = false; /* counted: an input has updates in backward */
     for (int i = 0; i < n_in; i++) {
         if (!in[i]) tg_fail("%s: input %d is NULL", op->name, i);
         needed |= in[i]->requires_grad;
+        counted |= in[i]->in_backward != NULL;
     }
     needed &= !grad_disabled;
-    if (tg__anomaly_on()) return record_slow(op, out, n_in, in, saved_bytes, needed);
+    if (tg__anomaly_on()) return record_slow(op, out, n_in, in, saved_bytes, needed, counted);
     if (!needed) return NULL;
     tg_node *node = n_records < cap_records ? tg__arena_try_alloc(SAVED_OFFSET + saved_bytes)
                                             : NULL;
-    if (!node) return record_slow(op, out, n_in, in, saved_bytes, needed);
-    return record_in(node, op, out, n_in, in, saved_bytes);
+    if (!node) return record_slow(op, out, n_in, in, saved_bytes, needed, counted);
+    return record_in(node, op, out, n_in, in, saved_bytes, counted);
 }
 
 /* ---- gradient slots ------------------------------------------------------------------------ */
