@@ -70,7 +70,8 @@ static void check_classes(const tg_tensor *x, const tg_tensor *labels, const cha
 
 /* ---- cross-entropy: loss_i = lse_i - x_iy with lse_i = log Σ_j exp(x_ij) ---- */
 
-/* With m the row's first maximum, e_ij = exp(x_ij - m) (1 at that maximum) and
+/* With m the row's first maximum, e_ij = exp(x_ij - m) (1 at that maximum, NaN for m = +inf, so
+ * that a diverged row's gradient is NaN as in PyTorch) and
  * r = Σ_{j ≠ that one} e_ij:
  *   loss_i = (m - x_iy) + log1p(r),
  * exact in its first term and accurate to the last digit for a confident row (r tiny), where
@@ -91,7 +92,7 @@ static void check_classes(const tg_tensor *x, const tg_tensor *labels, const cha
             for (int64_t j = 0; j < c; j++)                                                   \
                 if (x[j] > m) m = x[j], top = j; /* a NaN reaches r below */                  \
             for (int64_t j = 0; j < c; j++) {                                                 \
-                e[j] = j == top ? 1 : exp((double)x[j] - m);                                   \
+                e[j] = exp((double)x[j] - m); /* 1 at top, NaN there for m = +inf */         \
                 if (j != top) r += e[j];                                                       \
             }                                                                                  \
             e[-1] = 1 / (1 + r);                                                               \

@@ -179,6 +179,27 @@ static void test_losses_propagate_nan(void **state)
     tg_free(x), tg_free(y);
 }
 
+/* A +inf logit (a diverged run) gives a NaN in the cross-entropy's gradient, as in PyTorch (whose
+ * whole row is NaN), not a finite gradient that trains on: softmax's inf - inf at that maximum. */
+static void test_cross_entropy_inf_logit_gives_nan_gradient(void **state)
+{
+    (void)state;
+    for (int d = 0; d < 2; d++) {
+        for (int32_t label = 0; label < 2; label++) {
+            tg_tensor *x = leaf(d ? TG_F64 : TG_F32, TG_SHAPE(1, 2), (double[]){INFINITY, 0});
+            tg_tensor *y = tg_from_data(TG_I32, TG_SHAPE(1), &label);
+            tg_tensor *loss = tg_cross_entropy(x, y, TG_REDUCE_MEAN);
+            assert_false(isfinite(tg_item(loss)));
+            tg_backward(loss);
+            if (!isnan(tg_get_flat(x->grad, 0)))
+                fail_msg("%s, label %d: gradient %g at the +inf logit, not NaN",
+                         d ? "f64" : "f32", (int)label, tg_get_flat(x->grad, 0));
+            tg_tape_reset();
+            tg_free(x), tg_free(y);
+        }
+    }
+}
+
 static void test_mse_values(void **state)
 {
     (void)state;
@@ -390,6 +411,7 @@ int main(void)
         cmocka_unit_test(test_logistic_extreme),
         cmocka_unit_test(test_logistic_gradcheck),
         cmocka_unit_test(test_cross_entropy_confident_rows),
+        cmocka_unit_test(test_cross_entropy_inf_logit_gives_nan_gradient),
         cmocka_unit_test(test_losses_propagate_nan),
         cmocka_unit_test(test_errors),
     };
