@@ -700,6 +700,39 @@ static void test_resume_is_bit_identical(void **state)
     assert_non_null(strstr(r->out, "no checkpoint"));
 }
 
+/* Plain SGD, whose update is written in the backward by default: a resumed run is bit-identical
+ * to one never stopped, and a checkpoint of -no_in_backward (the other rounding of the same rule)
+ * does not resume without it, nor share its default folder name. */
+static void test_resume_in_backward(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    const char *flags = "mlp -limit 1000 -eval_limit 300 -quiet";
+    char a[128], b[128], c[128];
+    snprintf(a, sizeof a, "%s/ib_straight", check_tmpdir);
+    snprintf(b, sizeof b, "%s/ib_resumed", check_tmpdir);
+    snprintf(c, sizeof c, "%s/ib_usual", check_tmpdir);
+    assert_int_equal(run("%s -epochs 2 -out %s", flags, a)->status, 0);
+    assert_int_equal(run("%s -epochs 1 -checkpoint_every 1 -out %s", flags, b)->status, 0);
+    run_result *r = run("%s -epochs 2 -resume %s", flags, b);
+    if (r->status != 0) fail_msg("exit %d:\n%s", r->status, r->out);
+    char ea[4096], eb[4096];
+    timing_free(slurp(a, "metrics.csv"), ea, sizeof ea);
+    timing_free(slurp(b, "metrics.csv"), eb, sizeof eb);
+    assert_string_equal(ea, eb);
+    assert_near(summary_number(slurp(a, "summary.json"), "test_loss"),
+                summary_number(slurp(b, "summary.json"), "test_loss"), 0);
+    assert_int_equal(run("%s -epochs 1 -checkpoint_every 1 -no_in_backward -out %s", flags,
+                         c)->status, 0);
+    r = run("%s -epochs 2 -resume %s", flags, c);
+    if (r->status != 1 || !strstr(r->out, "the checkpoint is of"))
+        fail_msg("a -no_in_backward checkpoint resumed without it: exit %d:\n%s", r->status,
+                 r->out);
+    r = run("%s -epochs 2 -no_in_backward -resume %s", flags, b);
+    assert_int_equal(r->status, 1);
+    assert_non_null(strstr(r->out, "the checkpoint is of"));
+}
+
 /* A recipe's report.md: its table has a row per run, names the charts, and they exist. */
 static void check_recipe(const char *dir, const char *const *runs, const char *const *charts)
 {
@@ -1148,6 +1181,7 @@ int main(void)
         cmocka_unit_test(test_outputs_are_never_overwritten),
         cmocka_unit_test(test_interrupted_run_keeps_its_outputs),
         cmocka_unit_test(test_resume_is_bit_identical),
+        cmocka_unit_test(test_resume_in_backward),
         cmocka_unit_test(test_recipe_hw4_fast),
         cmocka_unit_test(test_recipe_cmu_fast),
         cmocka_unit_test(test_recipe_medical_fast),

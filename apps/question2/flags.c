@@ -438,13 +438,13 @@ tg_status q2_make_config(const raw_flags *raw, q2_model model, q2_config *c)
         snprintf(c->out, sizeof c->out, "%s", v[F_RESUME]);
         c->out_given = c->resume = true;
     }
+    c->no_in_backward = v[F_NO_IN_BACKWARD] != NULL;
     if (!c->out_given) {   /* out/<the configuration's name> */
         char name[200];
         q2_config_name(c, name, sizeof name);
         snprintf(c->out, sizeof c->out, "out/%s", name);
     }
     c->debug_checks = v[F_DEBUG_CHECKS] != NULL;
-    c->no_in_backward = v[F_NO_IN_BACKWARD] != NULL;
 #undef TRY
     return TG_OK;
 }
@@ -526,6 +526,9 @@ void q2_config_name(const q2_config *c, char *buf, size_t len)
     append(buf, len, &u, "-%s-lr%g", c->optimizer, c->lr);
     if (c->momentum > 0) append(buf, len, &u, "-m%g%s", c->momentum, c->nesterov ? "n" : "");
     optimizer_settings(c, buf, len, &u, true);
+    /* the other rounding of the same rule: a checkpoint of one path must not resume on the other */
+    if (c->no_in_backward && !strcmp(c->optimizer, "sgd") && !(c->momentum > 0))
+        append(buf, len, &u, "-no_in_backward");
     if (c->l2 > 0) append(buf, len, &u, "-l2_%g", c->l2);
     append(buf, len, &u, "-b%lld-e%d-seed%llu", (long long)c->batch_size, c->epochs,
            (unsigned long long)c->seed);
