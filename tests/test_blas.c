@@ -522,12 +522,63 @@ static void test_allocation_tail(void **state) {
     }
 }
 
-/* Exit status 0 when a 5 MB allocation starts on a 2 MB boundary (run with TG_HUGEPAGES set). */
+/* Sizes whose rounding overflows, up to the 64 bytes or up to the 2 MB of a large allocation
+ * (which would ask aligned_alloc for 0 bytes and hand them out as ~SIZE_MAX): NULL, for the
+ * caller's message. */
+static void test_allocation_sizes_near_size_max(void **state) {
+    (void)state;
+    static const size_t back[] = {0, 1, 63, 64 + TG__BLAS_TAIL_BYTES, 1 << 20, (2 << 20) - 1};
+    for (size_t i = 0; i < sizeof back / sizeof *back; i++) {
+        void *p = tg__aligned_bytes(SIZE_MAX - back[i]);
+        if (p) fail_msg("tg__aligned_bytes(SIZE_MAX - %zu) gave %p, not NULL", back[i], p);
+    }
+}
+
+/* The end of the mapping holding p when it is advised for transparent huge pages ("hg" in its
+ * VmFlags), else 0. */
+static uintptr_t advised_huge_until(const void *p) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return 0;
+    char line[512];
+    unsigned long lo = 0, hi = 0;
+    bool inside = false;
+    uintptr_t end = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) /* a mapping's first line */
+            inside = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        else if (inside && !strncmp(line, "VmFlags:", 8)) {
+            end = strstr(line, " hg") ? hi : 0;
+            break;
+        }
+    }
+    fclose(f);
+    return end;
+}
+
+/* Exit status 0 when allocations of 5 MB and of exactly 4 MB (the margin included) start on a
+ * 2 MB boundary and, where the kernel has transparent huge pages, their whole 2 MB pages are
+ * advised for them, while one of 64 bytes less is not advised; 1 when not aligned, 2 when not
+ * advised as said (run with TG_HUGEPAGES set). */
 static int huge_aligned(void) {
-    void *p = tg__aligned_bytes(5 << 20);
-    int aligned = p && (uintptr_t)p % (2 << 20) == 0;
-    tg__free(p);
-    return aligned ? 0 : 1;
+    bool thp = access("/sys/kernel/mm/transparent_hugepage/enabled", R_OK) == 0;
+    void *small = tg__aligned_bytes((4 << 20) - TG__BLAS_TAIL_BYTES - 64);
+    int status = thp && advised_huge_until(small) ? 2 : 0;
+    static const size_t sizes[] = {5 << 20, (4 << 20) - TG__BLAS_TAIL_BYTES};
+    for (int i = 0; i < 2; i++) {
+        void *p = tg__aligned_bytes(sizes[i]);
+        if (!p || (uintptr_t)p % (2 << 20)) status = 1;
+        else if (thp && advised_huge_until(p) < (uintptr_t)p + (4 << 20) && !status) status = 2;
+        tg__free(p);
+    }
+    tg__free(small);
+    return status;
+}
+
+/* Exit status 0 when an allocation aligned_alloc cannot give is NULL (the sanitizer told to
+ * return NULL too, as the C library does). */
+static int huge_null(void) {
+    return tg__aligned_bytes((size_t)1 << 62) == NULL && tg__aligned_bytes((size_t)1 << 50) == NULL
+               ? 0 : 1;
 }
 
 static int huge_child(const char *value) {
@@ -538,13 +589,20 @@ static int huge_child(const char *value) {
  * (autograd/alloc.c); TG_HUGEPAGES=0 keeps them on the 64-byte alignment alone. */
 static void test_large_allocations_on_huge_pages(void **state) {
     (void)state;
-    if (huge_child(NULL) != 0) fail_msg("a 5 MB allocation is not on a 2 MB boundary");
-    if (huge_child("1") != 0) fail_msg("TG_HUGEPAGES=1: not on a 2 MB boundary");
+    static const char *const status[] = {"aligned and advised", "not on a 2 MB boundary",
+                                         "not advised MADV_HUGEPAGE as it should"};
+    int st = huge_child(NULL);
+    if (st != 0) fail_msg("allocations of 4 and 5 MB (or one just under 4 MB): %s", st < 3 ? status[st] : "the child failed");
+    if ((st = huge_child("1")) != 0)
+        fail_msg("TG_HUGEPAGES=1: %s", st < 3 ? status[st] : "the child failed");
     if (huge_child("0") != 1) fail_msg("TG_HUGEPAGES=0: still on a 2 MB boundary");
+    if (child_status("ASAN_OPTIONS", "allocator_may_return_null=1", "--huge-null") != 0)
+        fail_msg("an allocation of 2^62 or 2^50 bytes is not NULL");
 }
 
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--huge-aligned") == 0) return huge_aligned();
+    if (argc > 1 && strcmp(argv[1], "--huge-null") == 0) return huge_null();
     if (argc > 1 && strcmp(argv[1], "--xsmm-enabled") == 0) return tg__xsmm_enabled() ? 0 : 1;
     if (argc > 1 && strcmp(argv[1], "--guard-sweep") == 0) return guard_sweep(false) ? 1 : 0;
     if (argc > 1 && strcmp(argv[1], "--guard-sweep-xsmm") == 0) return guard_sweep(true) ? 1 : 0;
@@ -555,6 +613,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_pool_alternating_part_counts),
         cmocka_unit_test(test_no_read_past_operands), cmocka_unit_test(test_allocation_tail),
         cmocka_unit_test(test_large_allocations_on_huge_pages),
+        cmocka_unit_test(test_allocation_sizes_near_size_max),
         cmocka_unit_test(test_xsmm_no_read_past_operands),
         cmocka_unit_test(test_xsmm_switch_values),
         cmocka_unit_test(test_xsmm_takes_small_products),
