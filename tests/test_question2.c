@@ -254,6 +254,9 @@ static void test_logistic_regression_fast(void **state)
     assert_true(file_size(out, "accuracy.png") > 1000);
 }
 
+static char *slurp(const char *dir, const char *name);
+static double summary_number(const char *json, const char *key);
+
 /* The mlp with the --flag=value spelling, twice with one seed: identical curves (the first run with
  * the library's use-after-release checks on, so a step that kept an intermediate would fail
  * there); another seed gives other curves. */
@@ -288,6 +291,14 @@ static void test_mlp_fast_is_deterministic(void **state)
     double valid_after = result_field(r->out, "valid_acc");
     if (!(fabs(valid_after - valid) <= 0.02))
         fail_msg("valid %.4f in backward, %.4f after it", valid, valid_after);
+    /* ... and only up to rounding: the same last digits would mean both took one path */
+    char d2[128], d4[128];
+    snprintf(d2, sizeof d2, "%s/mlp2", check_tmpdir);
+    snprintf(d4, sizeof d4, "%s/mlp4", check_tmpdir);
+    double l2 = summary_number(slurp(d2, "summary.json"), "test_loss"),
+           l4 = summary_number(slurp(d4, "summary.json"), "test_loss");
+    if (!(l2 != l4 && fabs(l2 - l4) <= 1e-3 * l2))
+        fail_msg("test loss %.8g in backward, %.8g after it: not the two paths", l2, l4);
 }
 
 /* The running children of pid, from /proc (at most max); 0 when none or unreadable. */
