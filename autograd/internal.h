@@ -139,8 +139,8 @@ extern __attribute__((visibility("hidden"))) _Thread_local bool tg__anomaly;
 static inline bool tg__anomaly_on(void) { return tg__anomaly; }
 bool tg__debug_checks_on(void);
 /* An on/off switch from the environment: 0/off/false/no (any case) turn it off; 1/on/true/yes,
- * unset or empty leave it on, as any other value does after a warning on stderr (once per
- * process). autograd/env.c. */
+ * unset or empty leave it on, as any other value does after a warning on stderr (at each
+ * call: callers read their switch once). autograd/env.c. */
 bool tg__env_switch_on(const char *name);
 
 /* The records currently on the tape, in execution order. */

@@ -507,6 +507,34 @@ static void test_xsmm_switch_values(void **state) {
         if (xsmm_switch_child(on[i]) != 0) fail_msg("TG_BLAS_XSMM=%s turned libxsmm off", on[i]);
 }
 
+/* Two switches with values of neither spelling (TG_HUGEPAGES=2, TG_BLAS_XSMM=nope): each gets
+ * its warning, the second is not silently taken as on. */
+static void test_env_switch_warns_for_each_switch(void **state) {
+    (void)state;
+    char path[] = "/tmp/tg_switch_warnings_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    setenv("TG_TEST_SWITCH_A", "2", 1);
+    setenv("TG_TEST_SWITCH_B", "nope", 1);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fd, 2);
+    bool a = tg__env_switch_on("TG_TEST_SWITCH_A"), b = tg__env_switch_on("TG_TEST_SWITCH_B");
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    unsetenv("TG_TEST_SWITCH_A");
+    unsetenv("TG_TEST_SWITCH_B");
+    assert_true(a && b);
+    char text[1024];
+    ssize_t n = pread(fd, text, sizeof text - 1, 0);
+    close(fd);
+    text[n > 0 ? n : 0] = '\0';
+    if (!strstr(text, "TG_TEST_SWITCH_A=2") || !strstr(text, "TG_TEST_SWITCH_B=nope"))
+        fail_msg("not a warning for each switch: \"%s\"", text);
+}
+
 /* Every allocation keeps its margin for BLIS (sizes around the 64-byte rounding). */
 static void test_allocation_tail(void **state) {
     (void)state;
@@ -614,6 +642,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_no_read_past_operands), cmocka_unit_test(test_allocation_tail),
         cmocka_unit_test(test_large_allocations_on_huge_pages),
         cmocka_unit_test(test_allocation_sizes_near_size_max),
+        cmocka_unit_test(test_env_switch_warns_for_each_switch),
         cmocka_unit_test(test_xsmm_no_read_past_operands),
         cmocka_unit_test(test_xsmm_switch_values),
         cmocka_unit_test(test_xsmm_takes_small_products),
