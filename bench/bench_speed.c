@@ -276,7 +276,8 @@ int main(int argc, char **argv)
         printf(in_backward ? "\nSGD updates in backward (tg_optimizer_set_in_backward):\n"
                            : "gradient, then tg_optimizer_step:\n");
         t1 = table1_epochs(0);
-        double floor_s = t1_step_flops() * ((T1_EXAMPLES + T1_BATCH - 1) / T1_BATCH) / (peak1 * 1e9);
+        double steps = (T1_EXAMPLES + T1_BATCH - 1) / T1_BATCH;
+        double floor_s = t1_step_flops() * steps / (peak1 * 1e9);
         snprintf(ratio, sizeof ratio, "%.2fx floor (%.3f s)", t1.epoch_seconds / floor_s, floor_s);
         line("Table-1 MLP epoch (50k, batch 16, 1 thread)", t1.epoch_seconds, "s", ratio,
              "<= 1.5x floor", t1.epoch_seconds <= 1.5 * floor_s);

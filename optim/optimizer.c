@@ -257,6 +257,12 @@ bool tg_optimizer_set_in_backward(tg_optimizer *opt, bool on)
     return true;
 }
 
+bool tg_optimizer_in_backward(const tg_optimizer *opt)
+{
+    check(opt, "tg_optimizer_in_backward");
+    return opt->in_backward != NULL;
+}
+
 /* The gradient a backward accumulated, or NULL when it holds none (never reached, or zero_grad
  * left it pending). */
 static const tg_tensor *accumulated_grad(const tg_tensor *p)

@@ -622,7 +622,9 @@ static void test_large_allocations_on_huge_pages(void **state) {
     static const char *const status[] = {"aligned and advised", "not on a 2 MB boundary",
                                          "not advised MADV_HUGEPAGE as it should"};
     int st = huge_child(NULL);
-    if (st != 0) fail_msg("allocations of 4 and 5 MB (or one just under 4 MB): %s", st < 3 ? status[st] : "the child failed");
+    if (st != 0)
+        fail_msg("allocations of 4 and 5 MB (or one just under 4 MB): %s",
+                 st < 3 ? status[st] : "the child failed");
     if ((st = huge_child("1")) != 0)
         fail_msg("TG_HUGEPAGES=1: %s", st < 3 ? status[st] : "the child failed");
     if (huge_child("0") != 1) fail_msg("TG_HUGEPAGES=0: still on a 2 MB boundary");

@@ -971,7 +971,9 @@ static void test_in_backward_kinds(void **state)
     assert_false(tg_optimizer_set_in_backward(o, true));
     tg_optimizer_free(o);
     o = tg_sgd_new(&f.ps, (tg_sgd_opts){.lr = 0.1});
+    assert_false(tg_optimizer_in_backward(o));
     assert_true(tg_optimizer_set_in_backward(o, true));
+    assert_true(tg_optimizer_in_backward(o));
     assert_non_null(f.w->in_backward);
     tg_optimizer *other = tg_sgd_new(&f.ps, (tg_sgd_opts){.lr = 0.1});
     EXPECT_ERROR("already updated in backward by another optimizer",

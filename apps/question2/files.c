@@ -147,6 +147,7 @@ static tg_status write_summary(const q2_config *c, const q2_result *r, const cha
             q2_model_names[c->model], c->epochs, r->epochs,
             (long long)c->batch_size, c->lr, c->l2, c->optimizer, c->momentum,
             c->nesterov ? "true" : "false");
+    fprintf(f, "  \"update_in_backward\": %s,\n", r->in_backward ? "true" : "false");
     if (c->model == Q2_MLP)
         fprintf(f, "  \"hidden_size\": %lld,\n  \"layers\": %d,\n",
                 (long long)c->hidden_size, c->layers);

@@ -107,7 +107,7 @@ typedef struct {
     int threads, jobs;
     int64_t limit, eval_limit;  /* 0: all */
     int64_t train_subset, test_subset;   /* seeded random subsets; 0: all */
-    bool no_in_backward;    /* sgd without momentum: gradient then step, not the update in backward */
+    bool no_in_backward;    /* plain sgd: gradient then step, not the update in backward */
     bool quiet, debug_checks, overwrite, log_loss, keep_going, train_acc, test_curve;
     int checkpoint_every;   /* epochs between checkpoints (0: none) */
     bool resume;            /* continue the run in out from its checkpoint */
@@ -168,6 +168,7 @@ typedef struct {
     double chance;               /* accuracy of always answering the validation set's
                                     commonest class */
     bool at_chance;              /* final validation accuracy within 2 points of chance */
+    bool in_backward;            /* SGD's update written in the backward (-no_in_backward off) */
     double sec_per_epoch;        /* mean training seconds per epoch */
     double total_sec;            /* the whole run, evaluation included */
     int64_t steps_measured;      /* training steps of epochs 2.. (steady state) */

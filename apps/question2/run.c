@@ -268,6 +268,7 @@ tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_re
 
     tg_module *model = build_model(c, d->x[0], n_classes, &rng);
     tg_optimizer *opt = build_optimizer(c, model);
+    r->in_backward = tg_optimizer_in_backward(opt);
     if (q2_dist) q2_dist->start(c, d, model, &rng);
     tg_loader *train = tg_loader_new(d->x[0], d->y[0], c->batch_size, true, false, &rng);
     /* Two draws where the seeded stream has always had them (dropout masks come after): without

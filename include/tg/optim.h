@@ -161,6 +161,7 @@ int64_t tg_optimizer_steps(const tg_optimizer *opt);     /* step() calls so far 
  * Returns false and changes nothing when the kind has no in_backward_rule for group 0's
  * settings (of the library's optimizers only SGD without momentum has one); true otherwise. */
 bool tg_optimizer_set_in_backward(tg_optimizer *opt, bool on);
+bool tg_optimizer_in_backward(const tg_optimizer *opt);  /* set_in_backward is on */
 const char *tg_optimizer_name(const tg_optimizer *opt);  /* its kind's name: "sgd", "adam"... */
 void tg_optimizer_free(tg_optimizer *opt);               /* NULL is fine */
 
