@@ -328,6 +328,15 @@ const void *tg_op_grad_out(const tg_node *node)
 
 /* ---- tg_backward ----------------------------------------------------------------------------- */
 
+/* A second pass over a tape whose backward updated parameters would read the new values. */
+static void refuse_after_update_in_backward(const char *fn)
+{
+    if (updated_in_backward)
+        tg_fail("%s: a backward of this tape already updated parameters in place "
+                "(tg_optimizer_set_in_backward), so its records would read the new values; "
+                "call tg_optimizer_step and tg_tape_reset, then run the forward again", fn);
+}
+
 static void check_backward_root(const tg_tensor *out, const tg_tensor *grad_output,
                                 const char *op)
 {
@@ -364,10 +373,7 @@ void tg_backward_with(tg_tensor *out, const tg_tensor *grad_output)
 {
     check_backward_root(out, grad_output, "tg_backward");
     if (active_pass) tg_fail("tg_backward: called from inside a backward");
-    if (updated_in_backward)
-        tg_fail("tg_backward: a backward of this tape already updated parameters in place "
-                "(tg_optimizer_set_in_backward), so its records would read the new values; "
-                "call tg_optimizer_step and tg_tape_reset, then run the forward again");
+    refuse_after_update_in_backward("tg_backward");
     /* Intermediate gradients start from zero on every backward; leaves keep accumulating. */
     for (size_t k = 0; k < n_records; k++)
         records[k]->out->grad = NULL;
@@ -428,10 +434,7 @@ void tg_grad(tg_tensor *output, tg_tensor *grad_output, int n, tg_tensor *const 
 {
     check_backward_root(output, grad_output, "tg_grad");
     if (active_pass) tg_fail("tg_grad: called from inside a backward");
-    if (updated_in_backward)
-        tg_fail("tg_grad: a backward of this tape already updated parameters in place "
-                "(tg_optimizer_set_in_backward), so its records would read the new values; "
-                "call tg_optimizer_step and tg_tape_reset, then run the forward again");
+    refuse_after_update_in_backward("tg_grad");
     if (n < 0 || (n > 0 && (!inputs || !grads)))
         tg_fail("tg_grad: need n >= 0 inputs and room for n gradients (got n = %d)", n);
     for (int i = 0; i < n; i++) {

@@ -278,7 +278,8 @@ void tg_optimizer_step(tg_optimizer *opt)
         bool updated = opt->in_backward && opt->in_backward[i].updated;
         if (updated) opt->in_backward[i].updated = false;
         /* zeros written where zero_grad left them pending, so that no kind reads stale values;
-         * a parameter updated in backward takes only what a later backward accumulated */
+         * a parameter updated in backward takes only a gradient written since (by hand: the
+         * tape refuses another backward that reads it before this step) */
         const tg_tensor *grad = updated ? accumulated_grad(p) : tg_get_grad(p);
         if (!grad && updated) opt->param_steps[i]++;
         if (!grad) continue; /* never reached by a backward: no update, no state */

@@ -425,6 +425,17 @@ static void timing_free(char *csv, char *out, size_t len)
     }
 }
 
+/* The runs in folders a and b logged the same epochs (timings aside) and the same test loss. */
+static void expect_same_run(const char *a, const char *b)
+{
+    char ea[4096], eb[4096];
+    timing_free(slurp(a, "metrics.csv"), ea, sizeof ea);
+    timing_free(slurp(b, "metrics.csv"), eb, sizeof eb);
+    assert_string_equal(ea, eb);
+    assert_near(summary_number(slurp(a, "summary.json"), "test_loss"),
+                summary_number(slurp(b, "summary.json"), "test_loss"), 0);
+}
+
 /* ---- a JSON syntax check (RFC 8259's grammar, no semantics): true when text is one value ---- */
 static const char *json_value(const char *p);
 
@@ -725,12 +736,7 @@ static void test_resume_in_backward(void **state)
     assert_int_equal(run("%s -epochs 1 -checkpoint_every 1 -out %s", flags, b)->status, 0);
     run_result *r = run("%s -epochs 2 -resume %s", flags, b);
     if (r->status != 0) fail_msg("exit %d:\n%s", r->status, r->out);
-    char ea[4096], eb[4096];
-    timing_free(slurp(a, "metrics.csv"), ea, sizeof ea);
-    timing_free(slurp(b, "metrics.csv"), eb, sizeof eb);
-    assert_string_equal(ea, eb);
-    assert_near(summary_number(slurp(a, "summary.json"), "test_loss"),
-                summary_number(slurp(b, "summary.json"), "test_loss"), 0);
+    expect_same_run(a, b);
     assert_int_equal(run("%s -epochs 1 -checkpoint_every 1 -no_in_backward -out %s", flags,
                          c)->status, 0);
     r = run("%s -epochs 2 -resume %s", flags, c);
@@ -1013,12 +1019,7 @@ static void test_conv_models(void **state)
                              b)->status, 0);
         r = run("%s -epochs 2 -quiet -resume %s", models[m].flags, b);
         if (r->status != 0) fail_msg("resume: exit %d:\n%s", r->status, r->out);
-        char ea[4096], eb[4096];
-        timing_free(slurp(a, "metrics.csv"), ea, sizeof ea);
-        timing_free(slurp(b, "metrics.csv"), eb, sizeof eb);
-        assert_string_equal(ea, eb);
-        assert_near(summary_number(slurp(a, "summary.json"), "test_loss"),
-                    summary_number(slurp(b, "summary.json"), "test_loss"), 0);
+        expect_same_run(a, b);
     }
 }
 
