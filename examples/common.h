@@ -118,12 +118,12 @@ static inline int ex_count(int argc, char **argv, const char *name, int fallback
     return ex_count_max(argc, argv, name, fallback, EX_MAX_COUNT);
 }
 
-/* "--seed N" (default 42): a whole number in [0, 2^53], so every seed is exact. */
-static inline uint64_t ex_seed(int argc, char **argv)
+/* The seed flag NAME ("--seed N", default 42): a whole number in [0, 2^53], every seed exact. */
+static inline uint64_t ex_seed(int argc, char **argv, const char *name)
 {
-    double v = ex_num(argc, argv, "--seed", 42);
+    double v = ex_num(argc, argv, name, 42);
     if (!(v >= 0 && v <= 9007199254740992.0) || v != floor(v)) {
-        fprintf(stderr, "%s: --seed must be a whole number >= 0, got %g\n", argv[0], v);
+        fprintf(stderr, "%s: %s must be a whole number >= 0, got %g\n", argv[0], name, v);
         exit(2);
     }
     return (uint64_t)v;

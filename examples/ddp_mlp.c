@@ -80,7 +80,7 @@ int main(int argc, char **argv)
     int epochs = ex_count(argc, argv, "--epochs", 1);
     int max_steps = (int)ex_num(argc, argv, "--steps", 0);
     double lr = ex_positive(argc, argv, "--lr", gemm ? 0.05 : 0.01);
-    uint64_t seed = ex_seed(argc, argv);
+    uint64_t seed = ex_seed(argc, argv, "--seed");
     tg_blas_prefer(gemm ? TG_BLAS_LARGE_PRODUCTS : TG_BLAS_SMALL_PRODUCTS);
 
     bool fast = ex_flag(argc, argv, "--fast");

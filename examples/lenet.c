@@ -60,7 +60,7 @@ int main(int argc, char **argv)
     int batch = ex_count_max(argc, argv, "--batch", 64, 60000);
     double lr = ex_positive(argc, argv, "--lr", 0.001);
     tg_rng rng;
-    tg_rng_seed(&rng, ex_seed(argc, argv));
+    tg_rng_seed(&rng, ex_seed(argc, argv, "--seed"));
     tg_mnist data = ex_load_mnist(argc, argv, fast, 4096, 1000);
     if (fast) epochs = 1;
     tg_dataset_as_images(&data.train, 1, 28, 28);

@@ -16,7 +16,7 @@ int main(int argc, char **argv)
     int epochs = ex_count(argc, argv, "--epochs", fast ? 1 : 20);
     double lr = ex_positive(argc, argv, "--lr", 0.001);
     tg_rng rng;
-    tg_rng_seed(&rng, ex_seed(argc, argv));
+    tg_rng_seed(&rng, ex_seed(argc, argv, "--seed"));
     tg_mnist data = ex_load_mnist(argc, argv, fast, 10000, 1000);
 
     tg_module *model = tg_linear_new(784, 10, true, tg_init_zeros(), &rng);

@@ -17,7 +17,7 @@ int main(int argc, char **argv)
     int hidden = ex_count_max(argc, argv, "--hidden", 200, EX_MAX_WIDTH);
     double lr = ex_positive(argc, argv, "--lr", 0.001);
     tg_rng rng;
-    tg_rng_seed(&rng, ex_seed(argc, argv));
+    tg_rng_seed(&rng, ex_seed(argc, argv, "--seed"));
     tg_mnist data = ex_load_mnist(argc, argv, fast, 10000, 1000);
 
     /* One statement per layer: the layers draw their weights in this order on every compiler (the

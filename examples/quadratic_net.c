@@ -53,7 +53,7 @@ int main(int argc, char **argv)
     int steps = ex_count(argc, argv, "--steps", fast ? 1000 : 3000);
     int ks[2] = {ex_count_max(argc, argv, "--k", 2 * d, MAX_K), d / 2 > 0 ? d / 2 : 1};
     tg_rng rng;
-    tg_rng_seed(&rng, ex_seed(argc, argv));
+    tg_rng_seed(&rng, ex_seed(argc, argv, "--seed"));
 
     tg_tensor *a = tg_rand_normal(TG_F64, TG_SHAPE(d, d), 0, 1, &rng);
     tg_tensor *x = tg_rand_normal(TG_F64, TG_SHAPE(N, d), 0, 1, &rng);

@@ -64,7 +64,7 @@ int main(int argc, char **argv)
     int rows = ex_count(argc, argv, "--rows", 500);
     const char *csv = ex_str(argc, argv, "--csv", "examples/data/regression.csv");
     tg_rng rng;
-    tg_rng_seed(&rng, ex_seed(argc, argv));
+    tg_rng_seed(&rng, ex_seed(argc, argv, "--seed"));
     if (ex_str(argc, argv, "--make-csv", NULL))
         return make_csv(ex_str(argc, argv, "--make-csv", NULL), rows, &rng);
     tg_tensor *x, *y;

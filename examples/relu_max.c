@@ -41,7 +41,7 @@ int main(int argc, char **argv)
     bool fast = ex_flag(argc, argv, "--fast");
     int epochs = ex_count(argc, argv, "--epochs", fast ? 30 : 200);
     tg_rng rng;
-    tg_rng_seed(&rng, ex_seed(argc, argv));
+    tg_rng_seed(&rng, ex_seed(argc, argv, "--seed"));
 
     static const double w1[] = {1, 1, -1, -1, 1, -1, -1, 1}, w2[] = {0.5, -0.5, 0.5, 0.5};
     tg_module *hand = relu_net(tg_init_f64(tg_init_zeros()), &rng);

@@ -75,7 +75,7 @@ int main(int argc, char **argv)
     int epochs = ex_count(argc, argv, "--epochs", fast ? 300 : 500);
     int d = ex_count_max(argc, argv, "--dim", 8, 16);
     tg_rng rng;
-    tg_rng_seed(&rng, ex_seed(argc, argv));
+    tg_rng_seed(&rng, ex_seed(argc, argv, "--seed"));
 
     /* Hand-set XOR: hidden [relu(x1 + x2), relu(-x1 - x2)], output 1 - h1 - h2. */
     tg_module *hand = two_layer(2, 2, tg_init_f64(tg_init_zeros()), &rng);

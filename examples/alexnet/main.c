@@ -23,7 +23,7 @@ static ax_flags read_flags(int argc, char **argv)
     f.hidden = ex_count_max(argc, argv, "-hidden", f.fast ? 64 : 4096, 16384);
     f.dropout = ex_num(argc, argv, "-dropout", 0.5);
     f.momentum = ex_num(argc, argv, "-momentum", 0.9);
-    f.seed = ex_seed(argc, argv);
+    f.seed = ex_seed(argc, argv, "-seed");
     f.threads = ex_count_max(argc, argv, "-threads", 1, 64);
     f.augment = !ex_flag(argc, argv, "-no_augment");
     if (f.fraction > 1 || f.width > 4 || !(f.dropout >= 0 && f.dropout < 1) ||
