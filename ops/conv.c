@@ -18,7 +18,6 @@
  *     conv_input_grad(G, W) = dX  backward: dG = conv2d(H, W),          dW = conv_weight_grad(H, G)
  *     conv_weight_grad(X, G)= dW  backward: dX = conv_input_grad(G, K), dG = conv2d(X, K)       */
 #include <string.h>
-#include "autograd/blas.h"
 #include "ops/conv_dnnl.h"
 #include "ops/kernel.h"
 #include "ops/window.h"
@@ -184,6 +183,8 @@ TG_STAMP(CHUNK_KERNELS)
  *   conv_dw:   dw += g · im2col(x)ᵀ
  * col: scratch of K·P elements (K·nb·P for conv_dw, whose buf holds Og·nb·P). A one-sample
  * chunk reads g in place; a larger one gathers it into buf. */
+#define CONV_DTYPE(T) (sizeof(T) == sizeof(double) ? TG_F64 : TG_F32)
+
 #define CONV_KERNELS(T, S)                                                                     \
     static void conv_fwd_##S(const conv_geom *g, const T *x, const T *w, const T *b, bool fresh, \
                              T *y, T *col)                                                     \
@@ -197,8 +198,8 @@ TG_STAMP(CHUNK_KERNELS)
                     for (int64_t o = 0; o < Og; o++)                                          \
                         for (int64_t p = 0; p < P; p++) yn[o * P + p] = b[gr * Og + o];       \
                 im2col_##S(g, x + (n * g->C + gr * Cg) * g->H * g->W, col, P);                 \
-                tg__gemm_##S(false, false, Og, P, K, 1, w + gr * Og * K, K, col, P,            \
-                             fresh && !b ? 0 : 1, yn, P);                                      \
+                tg_op_gemm(CONV_DTYPE(T), false, false, Og, P, K, 1, w + gr * Og * K, K, col, P, \
+                           fresh && !b ? 0 : 1, yn, P);                                        \
             }                                                                                  \
     }                                                                                          \
     static void conv_dx_##S(const conv_geom *g, const T *w, const T *gy, T *dx, T *col)        \
@@ -207,8 +208,8 @@ TG_STAMP(CHUNK_KERNELS)
         int64_t Cg = g->C / g->groups;                                                         \
         for (int64_t n = 0; n < g->N; n++)                                                    \
             for (int64_t gr = 0; gr < g->groups; gr++) {                                      \
-                tg__gemm_##S(true, false, K, P, Og, 1, w + gr * Og * K, K,                     \
-                             gy + (n * g->O + gr * Og) * P, P, 0, col, P);                     \
+                tg_op_gemm(CONV_DTYPE(T), true, false, K, P, Og, 1, w + gr * Og * K, K,        \
+                           gy + (n * g->O + gr * Og) * P, P, 0, col, P);                       \
                 col2im_##S(g, col, P, dx + (n * g->C + gr * Cg) * g->H * g->W);                \
             }                                                                                  \
     }                                                                                          \
@@ -225,8 +226,8 @@ TG_STAMP(CHUNK_KERNELS)
                 for (int64_t s = 0; s < m; s++)                                               \
                     im2col_##S(g, x + ((n0 + s) * g->C + gr * Cg) * g->H * g->W, col + s * P, \
                                ld);                                                            \
-                tg__gemm_##S(false, true, Og, K, ld, 1, gg, ld, col, ld, 1, dw + gr * Og * K,  \
-                             K);                                                               \
+                tg_op_gemm(CONV_DTYPE(T), false, true, Og, K, ld, 1, gg, ld, col, ld, 1,       \
+                           dw + gr * Og * K, K);                                               \
             }                                                                                  \
     }
 TG_STAMP(CONV_KERNELS)
