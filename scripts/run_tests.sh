@@ -50,13 +50,15 @@ for ex in hello_grad shortest_mlp mlp_modules data_summary perceptron logistic_r
     echo "[  FAILED  ] $ex (${secs} s, exit $rc)"; echo "$out" | tail -n 5 | sed 's/^/    /'
   fi
 done
-# A program's seed flag reaches its generator: the report of a run with another seed says so.
+# A program's seed flag reaches its generator: the report of a run with another seed says so
+# (one epoch is too short for the fast mode's learning check, so its exit status is not read).
+rm -f "$ex_out/alexnet_seed7/report.md"
 out=$(timeout 300 "$build/examples/alexnet" -fast -epochs 1 -seed 7 -out "$ex_out/alexnet_seed7" 2>&1)
-if [ $? -eq 0 ] && grep -q "seed 7\." "$ex_out/alexnet_seed7/report.md"; then
+if grep -q "seed 7\." "$ex_out/alexnet_seed7/report.md" 2>/dev/null; then
   passed=$((passed + 1)); echo "[       OK ] alexnet -seed 7: the report's seed is 7"
 else
   failed=$((failed + 1)); bad_bins+=("examples/alexnet -seed 7")
-  echo "[  FAILED  ] alexnet -seed 7: $(grep -o 'seed [0-9]*' "$ex_out/alexnet_seed7/report.md")"
+  echo "[  FAILED  ] alexnet -seed 7: $(grep -o 'seed [0-9]*' "$ex_out/alexnet_seed7/report.md" 2>/dev/null)"
   echo "$out" | tail -n 3 | sed 's/^/    /'
 fi
 # Sizes and counts beyond sane limits are refused before anything is allocated: exit status 2 and
