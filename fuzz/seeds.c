@@ -98,6 +98,34 @@ static void npy_seeds(void) {
     }
 }
 
+/* CIFAR-10: records of a label byte and 3072 pixel bytes, after the harness's mode byte. */
+enum { CIFAR_RECORD = 3073 };
+static size_t cifar_records(uint8_t *b, int n) {
+    for (int r = 0; r < n; r++) {
+        b[r * CIFAR_RECORD] = (uint8_t)(3 + 6 * r); /* labels 3, 9 */
+        for (int k = 1; k < CIFAR_RECORD; k++) b[r * CIFAR_RECORD + k] = (uint8_t)(k * 7 + r);
+    }
+    return (size_t)n * CIFAR_RECORD;
+}
+
+static void cifar10_seeds(void) {
+    static uint8_t b[1 + 2 * CIFAR_RECORD], g[1 + 2 * CIFAR_RECORD + 256];
+    b[0] = 0; /* one file, as it is */
+    put("cifar10", "one_record", b, 1 + cifar_records(b + 1, 1));
+    b[0] = 1; /* the harness compresses the rest */
+    put("cifar10", "two_records_to_compress", b, 1 + cifar_records(b + 1, 2));
+    b[0] = 2; /* a folder of six batches, each this file */
+    put("cifar10", "folder", b, 1 + cifar_records(b + 1, 1));
+    size_t n = cifar_records(b + 1, 2);
+    g[0] = 0; /* a .gz file as it is */
+    z_stream z = {0};
+    deflateInit2(&z, 9, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
+    z.next_in = b + 1, z.avail_in = (uInt)n, z.next_out = g + 1, z.avail_out = sizeof g - 1;
+    deflate(&z, Z_FINISH);
+    put("cifar10", "two_records.gz", g, z.total_out + 1);
+    deflateEnd(&z);
+}
+
 static void csv_seeds(void) {
     /* first byte: the harness's options (delimiter, target, dtypes) */
     static const char a[] = "\x00y,a,b\n1,2,3\n0,4.5,-6e2\n\n";
@@ -150,6 +178,7 @@ int main(void) {
     idx_seeds();
     npy_seeds();
     csv_seeds();
+    cifar10_seeds();
     tapegrad_writer_seeds();
     return 0;
 }
