@@ -160,6 +160,15 @@ static void tapegrad_writer_seeds(void) {
     if (st == TG_OK) st = tg_checkpoint_save(seed_path("checkpoint", "sgd_rng"), model, opt, &rng);
     if (st == TG_OK)
         st = tg_checkpoint_save(seed_path("checkpoint", "model_only"), model, NULL, NULL);
+    /* the harness's loader (10 rows, batches of 4, shuffled), one batch into its epoch */
+    tg_tensor *lx = tg_zeros(TG_F32, TG_SHAPE(10, 3)), *ly = tg_zeros(TG_I32, TG_SHAPE(10));
+    tg_loader *loader = tg_loader_new(lx, ly, 4, true, false, &rng);
+    tg_tensor *xb, *yb;
+    tg_loader_next(loader, &xb, &yb);
+    tg_checkpoint_parts parts = {.model = model, .optimizer = opt, .rng = &rng, .loader = loader};
+    if (st == TG_OK)
+        st = tg_checkpoint_save_parts(seed_path("checkpoint", "sgd_rng_loader"), &parts);
+    tg_loader_free(loader), tg_free(lx), tg_free(ly);
 
     static const char *const columns[] = {"epoch", "train_loss", "valid_loss", "valid_acc"};
     tg_metrics_log *log = NULL;
