@@ -185,9 +185,11 @@ int main(int argc, char **argv)
     tg_rng_seed(&rng, (uint64_t)seed);
     tg_tensor *x, *y;
     make_moons(512, &rng, &x, &y);
-    tg_module *net = tg_sequential_new(3, tg_linear_new(2, 32, true, tg_init_pytorch(), &rng),
-                                       tg_tanh_new(),
-                                       tg_linear_new(32, 2, true, tg_init_pytorch(), &rng));
+    /* One statement per layer: the layers draw their weights in this order on every compiler (the
+     * order in which a call's arguments are evaluated is unspecified in C). */
+    tg_module *fc1 = tg_linear_new(2, 32, true, tg_init_pytorch(), &rng);
+    tg_module *fc2 = tg_linear_new(32, 2, true, tg_init_pytorch(), &rng);
+    tg_module *net = tg_sequential_new(3, fc1, tg_tanh_new(), fc2);
     /* Weights decay, biases do not: two parameter groups. */
     tg_param_list weights = {0}, biases = {0}, all = {0};
     tg_module_parameters(net, &all);

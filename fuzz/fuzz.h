@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "tapegrad.h"
 
@@ -24,6 +25,19 @@ static inline const char *fuzz_file(const uint8_t *data, size_t size, const char
         abort();
     }
     return path;
+}
+
+/* in[0..n) as a gzip stream into out (cap bytes); its length. For the harnesses of loaders that
+ * read .gz files too: the fuzzer then explores the contents behind a valid stream. */
+static inline size_t fuzz_gzip(const uint8_t *in, size_t n, uint8_t *out, size_t cap) {
+    z_stream z = {0};
+    if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) abort();
+    z.next_in = (Bytef *)in, z.avail_in = (uInt)n;
+    z.next_out = out, z.avail_out = (uInt)cap;
+    if (deflate(&z, Z_FINISH) != Z_STREAM_END) abort();
+    size_t len = z.total_out;
+    deflateEnd(&z);
+    return len;
 }
 
 #endif

@@ -1,19 +1,7 @@
 /* IDX through gzip: the first byte chooses whether the rest is gzip-compressed here (so the
  * fuzzer explores IDX contents behind a valid gzip stream) or written as it is (a damaged or
  * truncated .gz file). */
-#include <zlib.h>
 #include "fuzz/fuzz.h"
-
-static size_t gzip(const uint8_t *in, size_t n, uint8_t *out, size_t cap) {
-    z_stream z = {0};
-    if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) abort();
-    z.next_in = (Bytef *)in, z.avail_in = (uInt)n;
-    z.next_out = out, z.avail_out = (uInt)cap;
-    if (deflate(&z, Z_FINISH) != Z_STREAM_END) abort();
-    size_t len = z.total_out;
-    deflateEnd(&z);
-    return len;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size == 0) return 0;
@@ -22,7 +10,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t n = size - 1;
     if (data[0] & 1) {
         if (n > (1 << 20)) return 0;
-        n = gzip(data + 1, n, packed, sizeof packed);
+        n = fuzz_gzip(data + 1, n, packed, sizeof packed);
         bytes = packed;
     }
     const char *path = fuzz_file(bytes, n, ".idx.gz");

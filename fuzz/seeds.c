@@ -98,6 +98,34 @@ static void npy_seeds(void) {
     }
 }
 
+/* CIFAR-10: records of a label byte and 3072 pixel bytes, after the harness's mode byte. */
+enum { CIFAR_RECORD = 3073 };
+static size_t cifar_records(uint8_t *b, int n) {
+    for (int r = 0; r < n; r++) {
+        b[r * CIFAR_RECORD] = (uint8_t)(3 + 6 * r); /* labels 3, 9 */
+        for (int k = 1; k < CIFAR_RECORD; k++) b[r * CIFAR_RECORD + k] = (uint8_t)(k * 7 + r);
+    }
+    return (size_t)n * CIFAR_RECORD;
+}
+
+static void cifar10_seeds(void) {
+    static uint8_t b[1 + 2 * CIFAR_RECORD], g[1 + 2 * CIFAR_RECORD + 256];
+    b[0] = 0; /* one file, as it is */
+    put("cifar10", "one_record", b, 1 + cifar_records(b + 1, 1));
+    b[0] = 1; /* the harness compresses the rest */
+    put("cifar10", "two_records_to_compress", b, 1 + cifar_records(b + 1, 2));
+    b[0] = 2; /* a folder of six batches, each this file */
+    put("cifar10", "folder", b, 1 + cifar_records(b + 1, 1));
+    size_t n = cifar_records(b + 1, 2);
+    g[0] = 0; /* a .gz file as it is */
+    z_stream z = {0};
+    deflateInit2(&z, 9, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
+    z.next_in = b + 1, z.avail_in = (uInt)n, z.next_out = g + 1, z.avail_out = sizeof g - 1;
+    deflate(&z, Z_FINISH);
+    put("cifar10", "two_records.gz", g, z.total_out + 1);
+    deflateEnd(&z);
+}
+
 static void csv_seeds(void) {
     /* first byte: the harness's options (delimiter, target, dtypes) */
     static const char a[] = "\x00y,a,b\n1,2,3\n0,4.5,-6e2\n\n";
@@ -132,6 +160,15 @@ static void tapegrad_writer_seeds(void) {
     if (st == TG_OK) st = tg_checkpoint_save(seed_path("checkpoint", "sgd_rng"), model, opt, &rng);
     if (st == TG_OK)
         st = tg_checkpoint_save(seed_path("checkpoint", "model_only"), model, NULL, NULL);
+    /* the harness's loader (10 rows, batches of 4, shuffled), one batch into its epoch */
+    tg_tensor *lx = tg_zeros(TG_F32, TG_SHAPE(10, 3)), *ly = tg_zeros(TG_I32, TG_SHAPE(10));
+    tg_loader *loader = tg_loader_new(lx, ly, 4, true, false, &rng);
+    tg_tensor *xb, *yb;
+    tg_loader_next(loader, &xb, &yb);
+    tg_checkpoint_parts parts = {.model = model, .optimizer = opt, .rng = &rng, .loader = loader};
+    if (st == TG_OK)
+        st = tg_checkpoint_save_parts(seed_path("checkpoint", "sgd_rng_loader"), &parts);
+    tg_loader_free(loader), tg_free(lx), tg_free(ly);
 
     static const char *const columns[] = {"epoch", "train_loss", "valid_loss", "valid_acc"};
     tg_metrics_log *log = NULL;
@@ -150,6 +187,7 @@ int main(void) {
     idx_seeds();
     npy_seeds();
     csv_seeds();
+    cifar10_seeds();
     tapegrad_writer_seeds();
     return 0;
 }

@@ -8,13 +8,14 @@
 # stops the run and leaves its input in build-fuzz/crashes/<target>-crash-<sha1>: replay it with
 # build-fuzz/fuzz_<target> FILE, then turn it into a test of the loader's area.
 #
-# Adding a format (e.g. a CIFAR-10 binary reader) is one file and a seed, no list to edit (every
-# fuzz/*.c but seeds.c is a harness):
-#   1. fuzz/cifar10.c: copy fuzz/npy.c; call the new loader on fuzz_file(data, size, ".bin");
-#      free whatever it returns on TG_OK.
-#   2. a seed: a small valid file in fuzz/corpus/cifar10/ (write it in fuzz/seeds.c, then
+# Adding a format is one file and a seed, no list to edit (every fuzz/*.c but seeds.c is a
+# harness, found by the wildcard below):
+#   1. fuzz/<format>.c: copy the nearest harness (fuzz/npy.c: one plain file; fuzz/cifar10.c: plain
+#      and .gz files); call the new loader on fuzz_file(data, size, ".<ext>"); free whatever it
+#      returns on TG_OK.
+#   2. a seed: a small valid file in fuzz/corpus/<format>/ (write it in fuzz/seeds.c, then
 #      make fuzz-seeds).
-#   3. make fuzz-cifar10 FUZZ_TIME=300; CI picks it up through `make fuzz`.
+#   3. make fuzz-<format> FUZZ_TIME=300; CI picks it up through `make fuzz`.
 
 FUZZ_BUILD   := build-fuzz
 FUZZ_TIME    ?= 60

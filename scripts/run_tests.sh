@@ -90,7 +90,7 @@ lib_libs=(${LIB_LIBS:--lblis -lzip -lz -lstb -lpthread -lm})
 if command -v clang >/dev/null && ! nm "$build/libtapegrad.a" 2>/dev/null | grep -q __asan; then
   multi=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
   blis=/usr/lib/$multi/blis-serial
-  for ex in mlp xor_interval relu_max regression custom_op; do
+  for ex in mlp xor_interval relu_max regression custom_op custom_optimizer; do
     args=(--fast --out "$ex_out")
     [ $ex = regression ] && args+=(--csv "$ex_root/examples/data/regression.csv")
     if ! clang -std=c11 -D_DEFAULT_SOURCE -O2 -w -I"$ex_root/include" -I"$ex_root" \

@@ -748,6 +748,31 @@ static void test_resume_in_backward(void **state)
     assert_non_null(strstr(r->out, "the checkpoint is of"));
 }
 
+/* A checkpoint note without its "holds" line is what question2 wrote before checkpoints held the
+ * training loader's state: refused by name (a resumed run could not see the batches of one never
+ * stopped) rather than resumed on other batches. */
+static void test_resume_refuses_a_checkpoint_without_the_loader(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    const char *flags = "mlp -limit 1000 -eval_limit 300 -quiet";
+    char dir[128], note[1024];
+    snprintf(dir, sizeof dir, "%s/no_loader", check_tmpdir);
+    assert_int_equal(run("%s -epochs 1 -checkpoint_every 1 -out %s", flags, dir)->status, 0);
+    char *text = slurp(dir, "checkpoint.txt");
+    char *holds = strstr(text, "holds ");
+    if (!holds) fail_msg("the checkpoint note does not say what it holds:\n%s", text);
+    *holds = '\0';
+    snprintf(note, sizeof note, "%s/checkpoint.txt", dir);
+    FILE *f = fopen(note, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+    run_result *r = run("%s -epochs 2 -resume %s", flags, dir);
+    if (r->status != 1 || !strstr(r->out, "no state of the training loader"))
+        fail_msg("a checkpoint without the loader resumed: exit %d:\n%s", r->status, r->out);
+}
+
 /* A recipe's report.md: its table has a row per run, names the charts, and they exist. */
 static void check_recipe(const char *dir, const char *const *runs, const char *const *charts)
 {
@@ -1192,6 +1217,7 @@ int main(void)
         cmocka_unit_test(test_interrupted_run_keeps_its_outputs),
         cmocka_unit_test(test_resume_is_bit_identical),
         cmocka_unit_test(test_resume_in_backward),
+        cmocka_unit_test(test_resume_refuses_a_checkpoint_without_the_loader),
         cmocka_unit_test(test_recipe_hw4_fast),
         cmocka_unit_test(test_recipe_cmu_fast),
         cmocka_unit_test(test_recipe_medical_fast),

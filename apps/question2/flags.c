@@ -46,7 +46,7 @@ const flag_spec q2_flags[N_FLAGS] = {
                      "log each epoch's training accuracy (train mode, before each step)", true},
     [F_TEST_CURVE] = {"test_curve", NULL, "off", "evaluate the test set every epoch too", true},
     [F_CHECKPOINT_EVERY] = {"checkpoint_every", "N", "0 (never)",
-                            "every N epochs, save model, optimizer and generator to "
+                            "every N epochs, save model, optimizer, generator and loader to "
                             "-out/checkpoint.safetensors"},
     [F_TRAIN_SUBSET] = {"train_subset", "N", "all",
                          "train on N training examples drawn at random (seeded by -seed)"},

@@ -159,9 +159,12 @@ static tg_status log_epoch(tg_metrics_log *log, const q2_config *c, const q2_res
     return tg_metrics_log_write(log, row);
 }
 
-/* checkpoint.safetensors (model, optimizer, generator) and checkpoint.txt (the epoch it ends and
- * the configuration, -epochs aside), written at the end of an epoch: the loader is then between
- * epochs, and a resumed run replays its shuffles instead of saving it. */
+/* checkpoint.safetensors (model, optimizer, generator and the training loader's place) and
+ * checkpoint.txt: the epoch it ends, the configuration (-epochs aside) and the parts the
+ * checkpoint holds, so that one written without the loader is refused by name rather than
+ * resumed on other batches. */
+static const char CHECKPOINT_PARTS[] = "model,optimizer,rng,loader";
+
 static void config_key(const q2_config *c, char *buf, size_t len)
 {
     q2_config k = *c;
@@ -169,43 +172,60 @@ static void config_key(const q2_config *c, char *buf, size_t len)
     q2_config_name(&k, buf, len);
 }
 
-static tg_status save_checkpoint(const q2_config *c, tg_module *model, tg_optimizer *opt,
-                                 const tg_rng *rng, int epoch)
+static tg_status save_checkpoint(const q2_config *c, const tg_checkpoint_parts *parts, int epoch)
 {
     char path[PATH_MAX + 32], key[256];
     q2_join(path, sizeof path, c->out, "checkpoint.safetensors");
-    tg_status st = tg_checkpoint_save(path, model, opt, rng);
+    tg_status st = tg_checkpoint_save_parts(path, parts);
     if (st != TG_OK) return st;
     q2_join(path, sizeof path, c->out, "checkpoint.txt");
     FILE *f = fopen(path, "w");
     if (!f) return tg_status_set(TG_ERR_IO, "%s: cannot write", path);
     config_key(c, key, sizeof key);
-    fprintf(f, "epoch %d\nconfig %s\n", epoch, key);
+    fprintf(f, "epoch %d\nconfig %s\nholds %s\n", epoch, key, CHECKPOINT_PARTS);
     int err = ferror(f) ? (errno ? errno : EIO) : 0;
     if (fclose(f) != 0 && !err) err = errno ? errno : EIO;
     if (err) return tg_status_set(TG_ERR_IO, "%s: write failed: %s", path, strerror(err));
     return TG_OK;
 }
 
-/* The epoch c->out's checkpoint ended, after checking it was written by this configuration. */
+/* The epoch c->out's checkpoint ended, after checking it was written by this configuration,
+ * with every part a resumed run restores. */
 static tg_status checkpoint_epoch(const q2_config *c, int *epoch)
 {
-    char path[PATH_MAX + 32], key[256], saved[256] = "";
+    char path[PATH_MAX + 32], key[256], saved[256] = "", parts[64] = "";
     q2_join(path, sizeof path, c->out, "checkpoint.txt");
     FILE *f = fopen(path, "r");
     if (!f) return tg_status_set(TG_ERR_IO, "-resume: %s: no checkpoint (was the run given "
                                  "-checkpoint_every?)", path);
-    int ok = fscanf(f, "epoch %d config %255s", epoch, saved);
+    int ok = fscanf(f, "epoch %d config %255s holds %63s", epoch, saved, parts);
     fclose(f);
-    if (ok != 2) return tg_status_set(TG_ERR_FORMAT, "-resume: %s: not a checkpoint note", path);
+    if (ok < 2) return tg_status_set(TG_ERR_FORMAT, "-resume: %s: not a checkpoint note", path);
     config_key(c, key, sizeof key);
     if (strcmp(key, saved))
         return tg_status_set(TG_ERR_VALUE, "-resume %s: the checkpoint is of %s, these flags say "
                              "%s (give the run's own flags)", c->out, saved, key);
+    if (strcmp(parts, CHECKPOINT_PARTS))
+        return tg_status_set(TG_ERR_FORMAT, "-resume %s: the checkpoint has no state of the "
+                             "training loader (an earlier question2 wrote it): a resumed run would "
+                             "not see the batches of one never stopped; run it again from the "
+                             "start", c->out);
     if (*epoch >= c->epochs)
         return tg_status_set(TG_ERR_VALUE, "-resume %s: the checkpoint ends epoch %d already; "
                              "give -epochs above it", c->out, *epoch);
     return TG_OK;
+}
+
+/* question2-mpi trains from its shard loader, which draws the orders this process's loader would
+ * (distributed.c). That loader, idle there, still draws each epoch's order (without gathering a
+ * row), so that the checkpoint holds the state question2's would and either program resumes it. */
+static void skip_epoch(tg_loader *L)
+{
+    tg_loader_reset(L);
+    tg_loader_state s = tg_loader_get_state(L);
+    s.started = false;
+    s.pos = 0;
+    tg_loader_set_state(L, &s);
 }
 
 /* A resumed run's first epochs, read back from its metrics.csv (before the log reopens it). */
@@ -275,16 +295,11 @@ tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_re
      * them every seeded figure in results/question2 would change. */
     tg_rng_next(&rng);
     tg_rng_next(&rng);
+    tg_checkpoint_parts parts = {.model = model, .optimizer = opt, .rng = &rng, .loader = train};
     if (first) {
         char path[PATH_MAX + 32];
         q2_join(path, sizeof path, c->out, "checkpoint.safetensors");
-        st = tg_checkpoint_load(path, model, opt, &rng);
-        /* The loader's shuffles of the epochs done, replayed: its next epoch is the one the
-         * uninterrupted run would have drawn. */
-        for (int e = 0; e < first && st == TG_OK; e++) {
-            tg_tensor *xb, *yb;
-            while (tg_loader_next(train, &xb, &yb)) {}
-        }
+        st = tg_checkpoint_load_parts(path, &parts);
         if (q2_dist && st == TG_OK) q2_dist->seek(first, &rng);
         for (int e = 0; e < first && st == TG_OK; e++) {
             r->epochs = e + 1;
@@ -336,6 +351,7 @@ tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_re
         topts.epoch = e + 1;
         tg_epoch_stats ts = q2_dist ? q2_dist->train_epoch(model, opt, &topts)
                                     : tg_train_epoch(model, opt, train, &topts);
+        if (q2_dist) skip_epoch(train);
         if (e > first) {
             r->allocs_measured += tg_alloc_count() - allocs0;
             r->steps_measured += ts.steps;
@@ -385,7 +401,7 @@ tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_re
         }
         if (c->checkpoint_every && (e + 1) % c->checkpoint_every == 0 && !ts.stopped && st == TG_OK &&
             q2_is_main())
-            st = save_checkpoint(c, model, opt, &rng, e + 1);
+            st = save_checkpoint(c, &parts, e + 1);
         if (ts.stopped) {
             r->status = RUN_INTERRUPTED;
             fprintf(stderr, "%s" PROG ": interrupted at epoch %d after step %lld: writing the "
