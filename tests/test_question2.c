@@ -32,6 +32,20 @@
 #include <tapegrad.h>
 #include "tests/check.h"
 
+/* Question 1's models (test_question1_updates_equal_autodiff calls their static steps), with the
+ * runner's globals they need outside the program. */
+#include "apps/question2/question1.c"
+volatile sig_atomic_t q2_stop;
+const char *const q2_status_names[3] = {"completed", "diverged", "interrupted"};
+tg_status q2_make_dirs(const char *path)
+{
+    return mkdir(path, 0777) == 0 || errno == EEXIST ? TG_OK : TG_ERR_IO;
+}
+void q2_join(char *out, size_t len, const char *dir, const char *file)
+{
+    snprintf(out, len, "%s/%s", dir, file);
+}
+
 #define DATA_DIR TG_FASHION_MNIST_DIR
 
 static char binary[1024];
@@ -852,24 +866,75 @@ static void test_recipe_medical_fast(void **state)
     check_recipe(out, runs, charts);
 }
 
+/* The value of the cell after the first `skip` cells of report.md's row that starts with
+ * prefix ("| 1.1(a) | `1.1a-perceptron` |"). */
+static double row_cell(const char *md, const char *prefix, int skip)
+{
+    const char *p = strstr(md, prefix);
+    if (!p) fail_msg("report.md has no row %s:\n%s", prefix, md);
+    p += strlen(prefix);
+    for (int k = 0; k < skip; k++) {
+        p = strchr(p, '|');
+        assert_non_null(p);
+        p++;
+    }
+    return atof(p);
+}
+
+/* IST HW1: Question 1 by hand (three rows, accuracies, their charts), then Question 2's sweep
+ * (its 11 configurations and combined charts) in the same report. */
 static void test_recipe_ist_fast(void **state)
 {
     (void)state;
     NEED_DATA();
     char out[128];
     snprintf(out, sizeof out, "%s/ist", check_tmpdir);
-    run_result *r = run("recipe ist-hw1 -limit 200 -eval_limit 100 -epochs 1 -jobs 2 -quiet "
-                        "-out %s", out);
+    run_result *r = run("recipe ist-hw1 -fast -jobs 2 -quiet -out %s", out);
     if (r->status != 0) fail_msg("exit %d:\n%s", r->status, r->out);
     const char *md = slurp(out, "report.md");
-    assert_non_null(strstr(md, "## Question 2.1"));
-    assert_non_null(strstr(md, "## Question 2.2"));
-    assert_non_null(strstr(md, "## Question 2.3"));
-    assert_non_null(strstr(md, "learning_rate 0.001"));
-    assert_non_null(strstr(md, "learning_rate 0.1"));
-    assert_non_null(strstr(md, "Best by final validation accuracy"));
-    assert_non_null(strstr(md, "![2.1_lr_valid_acc.png]"));
+    assert_non_null(strstr(md, "# IST 2022-23 HW1: Question 1 and Question 2 (fast mode)"));
+    assert_non_null(strstr(md, "Fast mode"));
+    assert_non_null(strstr(md, "train 1000, validation 300, test 300 examples"));
+    static const char *const q1_rows[] = {"| 1.1(a) | `1.1a-perceptron` |",
+                                          "| 1.1(b) | `1.1b-logistic_regression` |",
+                                          "| 1.2(b) | `1.2b-mlp` |"};
+    static const char *const q1_dirs[] = {"1.1a-perceptron", "1.1b-logistic_regression",
+                                          "1.2b-mlp"};
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal((int)row_cell(md, q1_rows[k], 1), 2);   /* epochs */
+        for (int c = 2; c <= 4; c++) {                            /* train, valid, test acc */
+            double acc = row_cell(md, q1_rows[k], c);
+            if (!(acc > 0 && acc <= 1))
+                fail_msg("%s: accuracy column %d is %g:\n%s", q1_rows[k], c, acc, md);
+        }
+        char sub[256];
+        snprintf(sub, sizeof sub, "%s/%s", out, q1_dirs[k]);
+        assert_int_equal(count_lines(sub, "metrics.csv"), 3);   /* header and 2 epochs */
+    }
+    /* The linear models learn on 1,000 examples in 2 epochs (logistic regression ~0.67, the
+     * perceptron ~0.5 in validation); chance is 0.1. */
+    assert_true(row_cell(md, q1_rows[1], 3) > 0.4);
+    assert_true(row_cell(md, q1_rows[0], 3) > 0.3);
+    const char *q1_charts[] = {"q1.1a_perceptron_acc.png", "q1.1b_logistic_acc.png",
+                               "q1.2b_mlp_loss.png", "q1.2b_mlp_acc.png"};
+    for (int i = 0; i < 4; i++) {
+        char link[128];
+        snprintf(link, sizeof link, "](%s)", q1_charts[i]);
+        if (!strstr(md, link)) fail_msg("report.md does not show %s", q1_charts[i]);
+        assert_true(file_size(out, q1_charts[i]) > 1000);
+    }
+    /* Question 2 after Question 1, its sections one level down */
+    const char *q2 = strstr(md, "## Question 2 (`question2 sweep all`)");
+    assert_non_null(q2);
+    assert_true(q2 > strstr(md, "## Question 1"));
+    assert_non_null(strstr(q2, "### Question 2.1"));
+    assert_non_null(strstr(q2, "### Question 2.2"));
+    assert_non_null(strstr(q2, "### Question 2.3"));
+    assert_non_null(strstr(q2, "learning_rate 0.001"));
+    assert_non_null(strstr(q2, "Best by final validation accuracy"));
+    assert_non_null(strstr(q2, "![2.1_lr_valid_acc.png]"));
     assert_null(strstr(md, "failed"));
+    assert_non_null(strstr(slurp(out, "sweep.txt"), "recipe ist-hw1"));
     /* one folder per configuration, 11 in all, and the combined charts */
     const char *dirs[] = {"2.1-lr0.001", "2.1-lr0.01", "2.1-lr0.1", "2.2-default", "2.2-lr0.001",
                           "2.2-lr0.1", "2.2-hidden200", "2.2-dropout0.5", "2.2-tanh",
@@ -877,16 +942,90 @@ static void test_recipe_ist_fast(void **state)
     for (int i = 0; i < 11; i++) {
         char sub[256];
         snprintf(sub, sizeof sub, "%s/%s", out, dirs[i]);
-        assert_int_equal(count_lines(sub, "metrics.csv"), 2);
+        assert_int_equal(count_lines(sub, "metrics.csv"), 3);
         assert_true(file_size(sub, "accuracy.png") > 1000);
     }
     const char *charts[] = {"2.1_lr_valid_acc.png", "2.1_lr_loss.png", "2.2_lr_loss.png",
                             "2.2_hidden_valid_acc.png", "2.2_dropout_loss.png",
                             "2.2_activation_valid_acc.png", "2.3_layers_valid_acc.png"};
     for (int i = 0; i < 7; i++) assert_true(file_size(out, charts[i]) > 1000);
+
+    /* One question alone: q1 writes Question 1 and says Question 2 was not run; a part that is
+     * neither is a usage error. */
+    char q1_only[160];
+    snprintf(q1_only, sizeof q1_only, "%s/ist_q1", check_tmpdir);
+    r = run("recipe ist-hw1 q1 -fast -epochs 1 -quiet -out %s", q1_only);
+    if (r->status != 0) fail_msg("exit %d:\n%s", r->status, r->out);
+    md = slurp(q1_only, "report.md");
+    assert_int_equal((int)row_cell(md, q1_rows[2], 1), 1);
+    assert_non_null(strstr(md, "## Question 2\n\nNot run here"));
+    assert_int_equal(file_size(q1_only, "2.1_lr_valid_acc.png"), -1);
+    r = run("recipe ist-hw1 q3 -fast");
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->out, "unknown part 'q3'"));
     r = run("recipe no-such-homework");
     assert_int_equal(r->status, 2);
     assert_non_null(strstr(r->out, "unknown recipe 'no-such-homework'"));
+}
+
+/* Question 1's updates, written by hand in apps/question2/question1.c (compiled in here), equal
+ * one SGD step through tg_backward on the loss they descend: the perceptron's is the margin-0
+ * hinge loss at lr 1 (no move when it is right), logistic regression's and the MLP's the
+ * cross-entropy at their lr. Every label in turn from the same start, so the perceptron is both
+ * right and wrong. */
+static void test_question1_updates_equal_autodiff(void **state)
+{
+    (void)state;
+    tg_rng rng;
+    tg_rng_seed(&rng, 7);
+    q1_config c = {.epochs = 1, .learning_rate = 0.05, .hidden_size = 6};
+    for (int kind = 0; kind < Q1_N_MODELS; kind++) {
+        hand_model m;
+        hand_model_init(&m, kind, 5, 4, &c, &rng);
+        if (kind != Q1_MLP) tg_init_linear_(m.w1, m.b1, tg_init_normal(0, 0.5), &rng);
+        tg_tensor *x = tg_rand_normal(TG_F32, TG_SHAPE(1, 5), 0, 1, &rng);
+        tg_param_list ps = {0};
+        tg_module_parameters(m.net, &ps);
+        tg_tensor *start[4], *want[4];
+        for (int i = 0; i < ps.n; i++) start[i] = tg_clone(ps.tensors[i]);
+        int right_seen = 0;
+        for (int32_t label = 0; label < 4; label++) {
+            for (int i = 0; i < ps.n; i++) tg_copy_(ps.tensors[i], start[i]);
+            tg_tensor *y = tg_from_data(TG_I32, TG_SHAPE(1), &label);
+            tg_tensor *s = tg_module_forward(m.net, x);
+            tg_tensor *loss = kind == Q1_PERCEPTRON ? tg_multiclass_hinge(s, y, 0, TG_REDUCE_SUM)
+                                                    : tg_cross_entropy(s, y, TG_REDUCE_SUM);
+            double auto_loss = tg_item(loss);
+            tg_backward(loss);
+            double lr = kind == Q1_PERCEPTRON ? 1 : c.learning_rate;
+            for (int i = 0; i < ps.n; i++) {
+                want[i] = tg_clone(start[i]);
+                tg_copy_(want[i], tg_sub(start[i], tg_mul_scalar(tg_get_grad(ps.tensors[i]), lr)));
+                tg_zero_grad(ps.tensors[i]);
+            }
+            tg_tape_reset();
+            bool right, was = tg_set_grad_enabled(false);
+            double (*step)(hand_model *, tg_tensor *, int, bool *) =
+                kind == Q1_PERCEPTRON ? perceptron_step
+                                      : kind == Q1_LOGISTIC ? logistic_step : mlp_step;
+            double hand_loss = step(&m, x, label, &right);
+            tg_set_grad_enabled(was);
+            tg_tape_reset();
+            right_seen += right;
+            assert_near(hand_loss, auto_loss, 1e-5 * (1 + fabs(auto_loss)));
+            for (int i = 0; i < ps.n; i++) {
+                for (int64_t j = 0; j < want[i]->numel; j++)
+                    assert_near(tg_get_flat(ps.tensors[i], j), tg_get_flat(want[i], j), 1e-5);
+                tg_free(want[i]);
+            }
+            tg_free(y);
+        }
+        if (kind == Q1_PERCEPTRON) assert_int_equal(right_seen, 1);
+        for (int i = 0; i < ps.n; i++) tg_free(start[i]);
+        tg_param_list_free(&ps);
+        tg_free(x);
+        hand_model_free(&m);
+    }
 }
 
 /* replot redraws a run's charts from its metrics.csv (here after they were deleted), each run's of
@@ -1083,10 +1222,10 @@ static void test_interrupted_sweep_writes_its_report(void **state)
     char out[128], first[256];
     snprintf(out, sizeof out, "%s/sweep_interrupted", check_tmpdir);
     snprintf(first, sizeof first, "%s/grid-001", out);
-    char *sweep[] = {binary, "sweep", "grid", "mlp", "-learning_rate", "0.01,0.02,0.05", "-limit",
-                     "2000", "-eval_limit", "200", "-epochs", "100000", "-jobs", "2", "-quiet",
-                     "-out", out, NULL};
-    assert_int_equal(interrupt_after_first_epoch(first, sweep), 130);
+    char *grid[] = {binary, "sweep", "grid", "mlp", "-learning_rate", "0.01,0.02,0.05", "-limit",
+                    "2000", "-eval_limit", "200", "-epochs", "100000", "-jobs", "2", "-quiet",
+                    "-out", out, NULL};
+    assert_int_equal(interrupt_after_first_epoch(first, grid), 130);
     for (int i = 1; i <= 2; i++) {
         char sub[256];
         snprintf(sub, sizeof sub, "%s/grid-%03d", out, i);
@@ -1222,6 +1361,7 @@ int main(void)
         cmocka_unit_test(test_recipe_cmu_fast),
         cmocka_unit_test(test_recipe_medical_fast),
         cmocka_unit_test(test_recipe_ist_fast),
+        cmocka_unit_test(test_question1_updates_equal_autodiff),
         cmocka_unit_test(test_interrupted_sweep_writes_its_report),
         cmocka_unit_test(test_replot_redraws_charts),   /* after the sweeps and recipes */
         cmocka_unit_test(test_optimizer_flags_reach_the_optimizer),

@@ -24,8 +24,9 @@
  * The program, one idea per file: main.c (the modes, and the single run), flags.c (command
  * line), data.c (the data set, loaded once), models.c (the conv nets), run.c (one training run),
  * files.c (a run's output files), sweep.c (grids and parallel runs), report.c (the sweep's
- * report.md and charts), recipe.c (the homeworks as one command each), replot.c (charts drawn
- * again from metrics.csv). This header holds what they share. */
+ * report.md and charts), question1.c (Question 1's models, trained by hand), recipe.c (the
+ * homeworks as one command each), replot.c (charts drawn again from metrics.csv). This header
+ * holds what they share. */
 #ifndef QUESTION2_H
 #define QUESTION2_H
 
@@ -190,6 +191,37 @@ void q2_result_free(q2_result *r);
  * is the log's: a log that cannot be created stops the run before training, a failed write is
  * returned at the end. Free *r with q2_result_free in either case. */
 tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_result *r);
+
+/* ---- Question 1, by hand (question1.c) --------------------------------------------------------
+ * The perceptron, logistic regression and the MLP of the homework's Question 1, trained one
+ * example at a time with their updates written out in tensor ops (no tg_backward), on q2_data's
+ * train view; evaluated with tg_evaluate_classifier. */
+typedef enum { Q1_PERCEPTRON, Q1_LOGISTIC, Q1_MLP, Q1_N_MODELS } q1_model;
+
+extern const char *const q1_model_names[Q1_N_MODELS];   /* "perceptron", ... */
+
+typedef struct {
+    int epochs;
+    uint64_t seed;               /* the MLP's initial weights, then each epoch's order */
+    double learning_rate;        /* logistic regression and the MLP (the perceptron's is 1) */
+    int64_t hidden_size;
+    bool quiet;
+} q1_config;
+
+typedef struct {
+    int epochs;                  /* logged (a stopped run's last one may be partial) */
+    double train_acc, valid_acc, test_acc;   /* after the last epoch */
+    run_status status;
+    int nonfinite_epoch;
+    int64_t nonfinite_step;
+    double sec_per_epoch, total_sec;
+} q1_result;
+
+/* Trains one model, logging each epoch into dir/metrics.csv and metrics.jsonl (columns epoch,
+ * train_loss, valid_loss, valid_acc, train_acc, mistakes, sec_train, sec_eval; dir is created).
+ * q2_stop ends it after the current step. The status is the log's. */
+tg_status q1_run(q1_model kind, const q1_config *c, const q2_data *d, const char *dir,
+                 q1_result *r);
 
 /* ---- a run's files (files.c) ----------------------------------------------------------------- */
 tg_status q2_make_dirs(const char *path);                       /* mkdir -p */

@@ -152,7 +152,9 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: " PROG " recipe NAME [-fast] [flags]   a homework's experiments, "
                "report.md and charts\n\nNAME:\n");
-    fprintf(f, "  %-16s %s\n", "ist-hw1", "IST 2022-23 HW1 Q2.1-2.3 (= '" PROG " sweep all')");
+    fprintf(f, "  %-16s %s\n", "ist-hw1 [q1|q2]",
+            "IST 2022-23 HW1: Q1 by hand (perceptron, logistic regression, MLP),");
+    fprintf(f, "  %-16s %s\n", "", "then Q2.1-2.3 (= '" PROG " sweep all'); q1 or q2: one alone");
     for (int i = 0; i < N_RECIPES; i++)
         fprintf(f, "  %-16s %s\n", recipes[i].name, recipes[i].title);
     fprintf(f, "\nflags: as for a run (-data, -jobs, -threads, -seed, -out, ...), over the "
@@ -197,8 +199,8 @@ static int quantity_index(const char *columns, const char *col)
 }
 
 /* One chart of a recipe, from the runs' metrics.csv. */
-static tg_status recipe_chart_write(const recipe *rc, const recipe_chart *ch, const sweep *s,
-                                    const char *dir, const char *prefix)
+static tg_status recipe_chart_write(const recipe_chart *ch, const sweep *s, const char *dir,
+                                    const char *prefix)
 {
     tg_chart c = {.xlabel = "epoch", .ylabel = ch->ylabel, .log_y = ch->log_y};
     char title[256];
@@ -327,7 +329,7 @@ static tg_status recipe_report(const recipe *rc, const sweep *s, const q2_config
     char prefix[96];
     snprintf(prefix, sizeof prefix, "%s: ", rc->name);
     for (int k = 0; k < MAX_CHARTS && rc->charts[k].file; k++) {
-        if (recipe_chart_write(rc, &rc->charts[k], s, base->out, prefix) != TG_OK) {
+        if (recipe_chart_write(&rc->charts[k], s, base->out, prefix) != TG_OK) {
             fprintf(stderr, PROG ": %s\n", tg_status_message());
             continue;
         }
@@ -340,6 +342,14 @@ static tg_status recipe_report(const recipe *rc, const sweep *s, const q2_config
     if (fclose(md) != 0 && !err) err = errno ? errno : EIO;
     if (err) return tg_status_set(TG_ERR_IO, "%s: write failed: %s", path, strerror(err));
     return TG_OK;
+}
+
+/* "question2 recipe NAME ...": the command as the report quotes it. */
+static void command_line(int argc, char **argv, char *buf, size_t len)
+{
+    size_t u = (size_t)snprintf(buf, len, PROG);
+    for (int i = 1; i < argc && u < len; i++)
+        u += (size_t)snprintf(buf + u, len - u, " %s", argv[i]);
 }
 
 static int run_recipe(const recipe *rc, int argc, char **argv)
@@ -432,9 +442,7 @@ static int run_recipe(const recipe *rc, int argc, char **argv)
         for (int i = 0; i < part[k].n; i++) s.rows[s.n++] = part[k].rows[i];
     double wall = q2_now() - t0;
     char cmdline[1024];
-    size_t u = (size_t)snprintf(cmdline, sizeof cmdline, PROG);
-    for (int i = 1; i < argc && u < sizeof cmdline; i++)
-        u += (size_t)snprintf(cmdline + u, sizeof cmdline - u, " %s", argv[i]);
+    command_line(argc, argv, cmdline, sizeof cmdline);
     int failed = 0;
     for (int i = 0; i < s.n; i++) failed += !s.rows[i].ok;
     if (recipe_report(rc, &s, &base, &d, fast, wall, cmdline) != TG_OK) {
@@ -462,8 +470,341 @@ static int run_recipe(const recipe *rc, int argc, char **argv)
     return q2_stop ? EXIT_INTERRUPTED : failed ? 1 : 0;
 }
 
+/* ---- IST 2022-23 HW1: Question 1 by hand (question1.c), then Question 2 as `sweep all` ------
+ * One process runs Question 1's three models one after the other (a few minutes on the whole
+ * set); the sweep then runs Question 2's grid with -jobs processes and writes its report.md, into
+ * which Question 1's section is put first. Question 1 takes -epochs, -seed, -data, -limit,
+ * -eval_limit, -quiet and -threads from the command line; its learning rate (0.001), width (200)
+ * and initial values are the homework's, whatever the flags that Question 2's base takes. */
+
+static const char ist_fast[] = "-epochs 2 -limit 1000 -eval_limit 300";
+
+typedef struct {
+    const char *id, *question, *varied;
+    q1_model kind;
+} ist_q1_run;
+
+static const ist_q1_run ist_q1[Q1_N_MODELS] = {
+    {"1.1a-perceptron", "1.1(a)", "perceptron, mistake-driven, zeros", Q1_PERCEPTRON},
+    {"1.1b-logistic_regression", "1.1(b)", "logistic regression, SGD lr 0.001, zeros",
+     Q1_LOGISTIC},
+    {"1.2b-mlp", "1.2(b)", "MLP 200 ReLU, SGD lr 0.001, N(0.1, 0.1²)", Q1_MLP},
+};
+
+static const recipe_chart ist_q1_charts[] = {
+    {"q1.1a_perceptron_acc.png", "Q1.1(a) perceptron: accuracy", "accuracy", "1.1a-perceptron",
+     "train_acc,valid_acc", false},
+    {"q1.1b_logistic_acc.png", "Q1.1(b) logistic regression: accuracy", "accuracy",
+     "1.1b-logistic_regression", "train_acc,valid_acc", false},
+    {"q1.2b_mlp_loss.png", "Q1.2(b) MLP: training loss", "training cross-entropy", "1.2b-mlp",
+     "train_loss", false},
+    {"q1.2b_mlp_acc.png", "Q1.2(b) MLP: accuracy", "accuracy", "1.2b-mlp", "train_acc,valid_acc",
+     false},
+};
+enum { N_IST_CHARTS = sizeof ist_q1_charts / sizeof ist_q1_charts[0] };
+
+static const char ist_q1_notes[] =
+    "Each model sees the training set one example at a time in a fresh order every epoch, and "
+    "its update is written out in tensor ops, without tg_backward (`apps/question2/question1.c`): "
+    "the perceptron adds (e_y − e_ŷ)ᵀ·x to W on a mistake and nothing otherwise; logistic "
+    "regression steps by −0.001 · (softmax(s) − e_y)ᵀ·x; the MLP back-propagates the same error "
+    "through its output layer and the ReLU's derivative by hand. Biases: the homework appends a "
+    "constant feature 1 to x for the two linear models; here b is that column kept apart and "
+    "updated by the same rule (the same numbers). Initial values: zeros for the linear models, "
+    "N(0.1, 0.1²) weights and zero biases for the MLP. Training accuracy is measured on the "
+    "whole training set after each epoch, as the homework's `evaluate` does; the MLP's training "
+    "loss is the mean of the examples' losses during the epoch, each before its update. Final "
+    "test accuracy: after the last epoch. The homework publishes no reference accuracies.";
+
+/* The Question 1 rows as recipe_chart_write reads them: id, legend and folder. */
+static void ist_q1_rows(sweep *s, const char *dir, const bool *ok)
+{
+    s->n = 0;
+    for (int k = 0; k < Q1_N_MODELS; k++) {
+        sweep_row *row = &s->rows[s->n++];
+        memset(row, 0, sizeof *row);
+        snprintf(row->cfg.id, sizeof row->cfg.id, "%s", ist_q1[k].id);
+        snprintf(row->cfg.varied, sizeof row->cfg.varied, "%s", ist_q1[k].varied);
+        snprintf(row->cfg.out, sizeof row->cfg.out, "%.*s/%s", PATH_MAX - 256, dir, ist_q1[k].id);
+        row->ok = ok[k];
+    }
+}
+
+static tg_status ist_q1_charts_write(const char *dir, const bool *ok, FILE *md)
+{
+    static sweep s;
+    ist_q1_rows(&s, dir, ok);
+    tg_status st = TG_OK;
+    for (int k = 0; k < N_IST_CHARTS; k++) {
+        tg_status one = recipe_chart_write(&ist_q1_charts[k], &s, dir, "ist-hw1: ");
+        if (one != TG_OK) {
+            fprintf(stderr, PROG ": %s\n", tg_status_message());
+            st = one;
+            continue;
+        }
+        if (md)
+            fprintf(md, "**%s**\n\n![%s](%s)\n\n", ist_q1_charts[k].title, ist_q1_charts[k].file,
+                    ist_q1_charts[k].file);
+    }
+    return st;
+}
+
+static void ist_q1_section(FILE *md, const char *dir, const q1_result *r, const int *status)
+{
+    fprintf(md, "\n## Question 1: the perceptron, logistic regression and an MLP, by hand\n\n"
+                "| question | run | settings | epochs | final train acc | final valid acc | "
+                "final test acc | s/epoch | note |\n|---|---|---|---:|---:|---:|---:|---:|---|\n");
+    bool ok[Q1_N_MODELS];
+    for (int k = 0; k < Q1_N_MODELS; k++) {
+        ok[k] = status[k] == 0;
+        fprintf(md, "| %s | `%s` | %s |", ist_q1[k].question, ist_q1[k].id, ist_q1[k].varied);
+        if (!ok[k]) {
+            fprintf(md, " %s | | | | | | |\n", status[k] == Q2_NOT_RUN ? "not run (interrupted)"
+                                                                       : "failed");
+            continue;
+        }
+        fprintf(md, " %d |", r[k].epochs);
+        cell(md, r[k].train_acc);
+        cell(md, r[k].valid_acc);
+        cell(md, r[k].test_acc);
+        cell(md, r[k].sec_per_epoch);
+        if (r[k].status == RUN_DIVERGED)
+            fprintf(md, " **diverged** (NaN/Inf loss at epoch %d, step %lld)", r[k].nonfinite_epoch,
+                    (long long)r[k].nonfinite_step);
+        if (r[k].status == RUN_INTERRUPTED) fprintf(md, " **interrupted**");
+        fprintf(md, " |\n");
+    }
+    fprintf(md, "\n%s\n\n", ist_q1_notes);
+    ist_q1_charts_write(dir, ok, md);
+}
+
+/* The sweep's report.md under Question 1's section: its title becomes a "## Question 2" heading
+ * and its sections go one level down. */
+static void ist_append_sweep_report(FILE *md, const char *text)
+{
+    fprintf(md, "\n");
+    for (const char *p = text; *p;) {
+        const char *nl = strchr(p, '\n');
+        int n = nl ? (int)(nl - p) : (int)strlen(p);
+        int k = n > 2 ? (int)strcspn(p + 2, "(\n") : 0;   /* "(interrupted)" stays */
+        if (!strncmp(p, "# ", 2))
+            fprintf(md, "## Question 2 (`" PROG " sweep all`)%s%.*s\n", k < n - 2 ? " " : "",
+                    n - 2 - k, p + 2 + k);
+        else fprintf(md, "%s%.*s\n", !strncmp(p, "## ", 3) ? "#" : "", n, p);
+        p += n + (nl != NULL);
+    }
+}
+
+/* A small file into the caller's buffer (cut at len - 1 bytes); false when it cannot be read. */
+static bool read_text(const char *path, char *buf, size_t len)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    buf[fread(buf, 1, len - 1, f)] = '\0';
+    fclose(f);
+    return true;
+}
+
+typedef struct {
+    const char *cmdline, *data;
+    int64_t n[3];
+    bool fast, q2;
+    int sweep_status;           /* q2_sweep_main's exit status */
+    double q1_wall;
+    uint64_t seed;
+} ist_run_info;
+
+static tg_status ist_report(const char *dir, const ist_run_info *info, const q1_result *r,
+                            const int *status)
+{
+    static char sweep_md[1 << 17];
+    char path[PATH_MAX + 32];
+    q2_join(path, sizeof path, dir, "report.md");
+    bool have_sweep = info->q2 && read_text(path, sweep_md, sizeof sweep_md);
+    FILE *md = fopen(path, "w");
+    if (!md) return tg_status_set(TG_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    time_t now = time(NULL);
+    char date[64];
+    strftime(date, sizeof date, "%Y-%m-%d %H:%M %Z", localtime(&now));
+    fprintf(md, "# IST 2022-23 HW1: Question 1%s%s%s\n\n", info->q2 ? " and Question 2" : "",
+            info->fast ? " (fast mode)" : "", q2_stop ? " (interrupted)" : "");
+    fprintf(md, "The experiments of IST 2022-23 homework 1, from one command:\n\n    %s\n\n",
+            info->cmdline);
+    fprintf(md, "Written by `apps/question2/` on %s. Data: `%s` (train %lld, validation %lld, "
+                "test %lld examples). %s. Question 1: %.0f s of wall time in one process. Seed "
+                "%llu.\n", date, info->data, (long long)info->n[0], (long long)info->n[1],
+            (long long)info->n[2], tg_blas_info(), info->q1_wall,
+            (unsigned long long)info->seed);
+    if (q2_stop)
+        fprintf(md, "\n**Interrupted** (SIGINT/SIGTERM): the run that was going stopped after its "
+                    "current step (marked interrupted); those not started are marked not run.\n");
+    if (info->fast)
+        fprintf(md, "\n**Fast mode**: a subset for a few epochs, to check the recipe runs; the "
+                    "figures are not the homework's.\n");
+    ist_q1_section(md, dir, r, status);
+    if (have_sweep) ist_append_sweep_report(md, sweep_md);
+    else if (info->q2)
+        fprintf(md, "\n## Question 2 (`" PROG " sweep all`)\n\n%s (exit %d): see its messages.\n",
+                q2_stop ? "Not run (interrupted)" : "The sweep wrote no report",
+                info->sweep_status);
+    else
+        fprintf(md, "\n## Question 2\n\nNot run here: `" PROG " recipe ist-hw1` runs both "
+                    "questions, `" PROG " recipe ist-hw1 q2` (= `" PROG " sweep all`) Question 2 "
+                    "alone.\n");
+    int err = ferror(md) ? (errno ? errno : EIO) : 0;
+    if (fclose(md) != 0 && !err) err = errno ? errno : EIO;
+    if (err) return tg_status_set(TG_ERR_IO, "%s: write failed: %s", path, strerror(err));
+    return TG_OK;
+}
+
+/* Question 2: `sweep all` with the recipe's flags (the fast ones under the user's) into dir. */
+static int ist_sweep(const raw_flags *raw, const char *dir)
+{
+    static char names[N_FLAGS][40];
+    char *args[2 * N_FLAGS + 8] = {PROG, "sweep", "all"};
+    int n = 3;
+    for (int f = 0; f < N_FLAGS; f++) {
+        if (!raw->v[f] || f == F_OUT) continue;
+        snprintf(names[f], sizeof names[f], "-%s", q2_flags[f].name);
+        args[n++] = names[f];
+        if (!q2_flags[f].boolean) args[n++] = (char *)raw->v[f];
+    }
+    args[n++] = "-out";
+    args[n++] = (char *)dir;
+    return q2_sweep_main(n, args);
+}
+
+/* The first SIGINT/SIGTERM during Question 1 stops it after the current step; a second one
+ * kills. */
+static void ist_stop(int sig)
+{
+    q2_stop = 1;
+    signal(sig, SIG_DFL);
+}
+
+/* Question 1's three runs, one after the other; status[k]: 0, 1 (failed) or Q2_NOT_RUN. */
+static void ist_question1(const q2_config *base, const q2_data *d, q1_result *r, int *status)
+{
+    q1_config c = {.epochs = base->epochs, .seed = base->seed, .learning_rate = 0.001,
+                   .hidden_size = 200, .quiet = base->quiet};
+    signal(SIGINT, ist_stop);
+    signal(SIGTERM, ist_stop);
+    for (int k = 0; k < Q1_N_MODELS; k++) {
+        status[k] = Q2_NOT_RUN;
+        if (q2_stop) continue;
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%.*s/%s", PATH_MAX - 256, base->out, ist_q1[k].id);
+        status[k] = q1_run(ist_q1[k].kind, &c, d, dir, &r[k]) == TG_OK ? 0 : 1;
+        if (status[k]) fprintf(stderr, PROG ": %s\n", tg_status_message());
+    }
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+}
+
+static int run_ist_hw1(int argc, char **argv)
+{
+    raw_flags raw = {0}, user = {0};
+    const char *pos[1];
+    int n_pos;
+    bool help = false;
+    if (q2_parse_flags(argc, argv, 3, &user, pos, 1, &n_pos, &help) != TG_OK)
+        return q2_usage_error();
+    if (help) { usage(stdout); return 0; }
+    bool q1 = !n_pos || !strcmp(pos[0], "q1"), q2 = !n_pos || !strcmp(pos[0], "q2");
+    if (!q1 && !q2) {
+        q2_bad("recipe ist-hw1: unknown part '%s': give q1 (Question 1 alone), q2 (Question 2 "
+               "alone) or neither (both)", pos[0]);
+        return q2_usage_error();
+    }
+    bool fast = user.v[F_FAST] != NULL;
+    user.v[F_FAST] = NULL;   /* the recipe's own fast flags, not -fast's */
+    if (fast && parse_flag_string(ist_fast, &raw, NULL) != TG_OK) return q2_usage_error();
+    for (int f = 0; f < N_FLAGS; f++)
+        if (user.v[f]) raw.v[f] = user.v[f];
+    if (raw.v[F_RESUME]) {
+        q2_bad("-resume continues one run, not a recipe");
+        return q2_usage_error();
+    }
+    q2_config base;
+    if (q2_make_config(&raw, Q2_MLP, &base) != TG_OK) return q2_usage_error();
+    if (!base.out_given)
+        snprintf(base.out, sizeof base.out, "out/recipe-ist-hw1%s", fast ? "-fast" : "");
+    if (!q1) return ist_sweep(&raw, base.out);
+    if (q2_check_out(base.out, base.overwrite) != TG_OK) {
+        fprintf(stderr, PROG ": %s\n", tg_status_message());
+        return 1;
+    }
+    /* Question 2's products are as small as Question 1's (batch x width <= 4096): one choice. */
+    q2_blas_setup(&base);
+    printf("%s\n", tg_blas_info());
+    double t0 = q2_now();
+    q2_data d;
+    if (q2_load_data(&base, &d) != TG_OK) {
+        fprintf(stderr, PROG ": -data %s: %s\n", base.data, tg_status_message());
+        return 1;
+    }
+    char cmdline[1024];
+    command_line(argc, argv, cmdline, sizeof cmdline);
+    ist_run_info info = {.cmdline = cmdline, .data = base.data, .fast = fast, .q2 = q2,
+                         .seed = base.seed};
+    for (int i = 0; i < 3; i++) info.n[i] = d.x[i]->shape[0];
+    printf("recipe ist-hw1: Question 1 (3 runs, one at a time)%s, output in %s/\n",
+           q2 ? ", then Question 2 (sweep all)" : "", base.out);
+    static q1_result r[Q1_N_MODELS];
+    int status[Q1_N_MODELS];
+    ist_question1(&base, &d, r, status);
+    q2_free_data(&d);   /* the sweep loads its own */
+    info.q1_wall = q2_now() - t0;
+    if (q2 && !q2_stop) info.sweep_status = ist_sweep(&raw, base.out);
+    tg_status st = ist_report(base.out, &info, r, status);
+    if (st == TG_OK) st = q2_write_sweep_note(base.out, "recipe", "ist-hw1");
+    if (st != TG_OK) fprintf(stderr, PROG ": %s\n", tg_status_message());
+    int failed = st != TG_OK;
+    printf("\n%-26s %9s %9s %9s\n", "Question 1", "train", "valid", "test");
+    for (int k = 0; k < Q1_N_MODELS; k++) {
+        failed += status[k] == 1;
+        if (status[k]) printf("%-26s   %s\n", ist_q1[k].id, status[k] == 1 ? "failed" : "not run");
+        else printf("%-26s %9.4f %9.4f %9.4f%s\n", ist_q1[k].id, r[k].train_acc, r[k].valid_acc,
+                    r[k].test_acc, r[k].status == RUN_COMPLETED ? ""
+                                   : r[k].status == RUN_DIVERGED ? "  diverged" : "  interrupted");
+    }
+    printf("wrote %s/report.md (Question 1: %.0f s)%s\n", base.out, info.q1_wall,
+           q2_stop ? ", interrupted" : "");
+    if (q2_stop) return EXIT_INTERRUPTED;
+    if (info.sweep_status) return info.sweep_status;
+    return failed ? 1 : 0;
+}
+
+/* replot of an ist-hw1 folder: Question 1's charts, then Question 2's (when its runs are there). */
+static int ist_replot(const char *dir, bool log_loss)
+{
+    bool ok[Q1_N_MODELS];
+    int found = 0;
+    for (int k = 0; k < Q1_N_MODELS; k++) {
+        char csv[PATH_MAX + 64];
+        snprintf(csv, sizeof csv, "%.*s/%s/metrics.csv", PATH_MAX - 256, dir, ist_q1[k].id);
+        found += ok[k] = access(csv, R_OK) == 0;
+    }
+    int rc = found && ist_q1_charts_write(dir, ok, NULL) != TG_OK;
+    if (found) printf("redrew the Question 1 charts of %s (%d of 3 runs)\n", dir, found);
+    char csv[PATH_MAX + 64];
+    bool q2 = false;
+    static const char *const probes[] = {"2.1-lr0.001", "2.1-lr0.01", "2.1-lr0.1", "2.2-default"};
+    for (int i = 0; i < 4 && !q2; i++) {
+        snprintf(csv, sizeof csv, "%.*s/%s/metrics.csv", PATH_MAX - 256, dir, probes[i]);
+        q2 = access(csv, R_OK) == 0;
+    }
+    if (q2) rc |= q2_sweep_replot("all", dir, log_loss);
+    if (!found && !q2) {
+        fprintf(stderr, PROG " replot: %s: no run of recipe ist-hw1 with a metrics.csv\n", dir);
+        return 1;
+    }
+    return rc;
+}
+
 int q2_recipe_replot(const char *name, const char *dir, bool log_loss)
 {
+    if (!strcmp(name, "ist-hw1")) return ist_replot(dir, log_loss);
     const recipe *rc = NULL;
     for (int i = 0; i < N_RECIPES; i++)
         if (!strcmp(recipes[i].name, name)) rc = &recipes[i];
@@ -494,7 +835,7 @@ int q2_recipe_replot(const char *name, const char *dir, bool log_loss)
     snprintf(prefix, sizeof prefix, "%s: ", rc->name);
     int rc_status = 0;
     for (int k = 0; k < MAX_CHARTS && rc->charts[k].file; k++)
-        if (recipe_chart_write(rc, &rc->charts[k], &s, dir, prefix) != TG_OK) {
+        if (recipe_chart_write(&rc->charts[k], &s, dir, prefix) != TG_OK) {
             fprintf(stderr, PROG " replot: %s\n", tg_status_message());
             rc_status = 1;
         }
@@ -526,18 +867,7 @@ int q2_recipe_main(int argc, char **argv)
         usage(argc < 3 ? stderr : stdout);
         return argc < 3 ? EXIT_USAGE : 0;
     }
-    if (!strcmp(argv[2], "ist-hw1")) {   /* the Question 2 sweeps are that homework's */
-        char *args[64] = {argv[0], "sweep", "all"};
-        int n = 3;
-        bool out = false;
-        for (int i = 3; i < argc && n < 62; i++) {
-            out |= !strcmp(argv[i], "-out") || !strncmp(argv[i], "-out=", 5) ||
-                   !strcmp(argv[i], "--out") || !strncmp(argv[i], "--out=", 6);
-            args[n++] = argv[i];
-        }
-        if (!out) args[n++] = "-out", args[n++] = "out/recipe-ist-hw1";
-        return q2_sweep_main(n, args);
-    }
+    if (!strcmp(argv[2], "ist-hw1")) return run_ist_hw1(argc, argv);
     for (int i = 0; i < N_RECIPES; i++)
         if (!strcmp(argv[2], recipes[i].name)) return run_recipe(&recipes[i], argc, argv);
     q2_bad("recipe: unknown recipe '%s' (" PROG " recipe -h lists them)", argv[2]);
