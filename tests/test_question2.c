@@ -992,6 +992,7 @@ static void test_question1_updates_equal_autodiff(void **state)
         for (int32_t label = 0; label < 4; label++) {
             for (int i = 0; i < ps.n; i++) tg_copy_(ps.tensors[i], start[i]);
             tg_tensor *y = tg_from_data(TG_I32, TG_SHAPE(1), &label);
+            for (int i = 0; i < ps.n; i++) tg_zero_grad(ps.tensors[i]);
             tg_tensor *s = tg_module_forward(m.net, x);
             tg_tensor *loss = kind == Q1_PERCEPTRON ? tg_multiclass_hinge(s, y, 0, TG_REDUCE_SUM)
                                                     : tg_cross_entropy(s, y, TG_REDUCE_SUM);
@@ -1001,7 +1002,6 @@ static void test_question1_updates_equal_autodiff(void **state)
             for (int i = 0; i < ps.n; i++) {
                 want[i] = tg_clone(start[i]);
                 tg_copy_(want[i], tg_sub(start[i], tg_mul_scalar(tg_get_grad(ps.tensors[i]), lr)));
-                tg_zero_grad(ps.tensors[i]);
             }
             tg_tape_reset();
             bool right, was = tg_set_grad_enabled(false);
@@ -1052,15 +1052,16 @@ static void test_replot_redraws_charts(void **state)
     assert_int_equal(r->status, 0);
     assert_non_null(strstr(r->out, "redrew"));
     assert_non_null(strstr(r->out, "only its runs' charts"));   /* not a sweep's folder */
-    /* A sweep's and a recipe's folders (test_interrupted_sweep_writes_its_report's grid, of which
-     * 2 runs of 3 ran, and test_recipe_hw4_fast's): the combined charts again, byte for byte (the
-     * sweep drew them from the same metrics.csv files); the recipe's without its sweep.txt too (a
-     * folder from before it: the run names tell). */
-    static const struct { const char *dir, *chart, *note; } sweeps[] = {
-        {"sweep_interrupted", "grid_valid_acc.png", NULL},
-        {"hw4", "hw4_lr_train_acc.png", "sweep.txt"},
+    /* A sweep's and recipes' folders (test_interrupted_sweep_writes_its_report's grid, of which
+     * 2 runs of 3 ran, test_recipe_hw4_fast's and test_recipe_ist_fast's): the combined charts
+     * again, byte for byte (the sweep drew them from the same metrics.csv files); hw4's without
+     * its sweep.txt too (a folder from before it: the run names tell). */
+    static const struct { const char *dir, *chart, *note, *said; } sweeps[] = {
+        {"sweep_interrupted", "grid_valid_acc.png", NULL, "(sweep grid, 2 of 2 runs)"},
+        {"hw4", "hw4_lr_train_acc.png", "sweep.txt", "(recipe hw4-backprop, 7 of 7 runs)"},
+        {"ist", "q1.1b_logistic_acc.png", NULL, "(sweep all, 11 of 11 runs)"},
     };
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         char dir[256];
         snprintf(dir, sizeof dir, "%s/%s", check_tmpdir, sweeps[i].dir);
         long size = file_size(dir, sweeps[i].chart);
@@ -1079,8 +1080,7 @@ static void test_replot_redraws_charts(void **state)
         }
         r = run("replot %s", dir);
         if (r->status != 0) fail_msg("replot %s: exit %d:\n%s", dir, r->status, r->out);
-        assert_non_null(strstr(r->out, i ? "(recipe hw4-backprop, 7 of 7 runs)"
-                                         : "(sweep grid, 2 of 2 runs)"));
+        if (!strstr(r->out, sweeps[i].said)) fail_msg("replot %s said:\n%s", dir, r->out);
         assert_int_equal(file_size(dir, sweeps[i].chart), size);
         f = fopen(path, "rb");
         assert_non_null(f);
@@ -1088,6 +1088,9 @@ static void test_replot_redraws_charts(void **state)
         fclose(f);
         assert_memory_equal(before, after, (size_t)size);
     }
+    /* the last folder, ist-hw1's: Question 1's charts too */
+    assert_non_null(strstr(r->out, "redrew the Question 1 charts"));
+    assert_non_null(strstr(r->out, "(3 of 3 runs)"));
     r = run("replot");
     assert_int_equal(r->status, 2);
     assert_non_null(strstr(r->out, "replot: give the folder"));

@@ -1,18 +1,21 @@
 /* Question 1 of IST 2022-23 homework 1, by hand: the multi-class perceptron, multinomial logistic
- * regression and a one-hidden-layer MLP, each trained one example at a time with its update
- * written out in tensor ops. No tg_backward: the gradients are the ones derived on paper, for
- * x a row [1, D], scores s = x·Wᵀ + b [1, C], e_y the one-hot row of the label:
+ * regression and a one-hidden-layer MLP, each trained one example at a time. No tg_backward: each
+ * model's gradient is the one derived on paper, written out in tensor ops into its parameters'
+ * grad buffers, and tg_sgd takes the step p −= η·grad. For x a row [1, D], scores
+ * s = x·Wᵀ + b [1, C], e_y the one-hot row of the label:
  *
- *   perceptron   ŷ = argmax s; on a mistake W += (e_y − e_ŷ)ᵀ·x, b += e_y − e_ŷ (else nothing)
- *   logistic     p = softmax(s), loss −log p_y; g = p − e_y;  W −= η gᵀ·x, b −= η g
+ *   perceptron   ŷ = argmax s; on a mistake grad W = (e_ŷ − e_y)ᵀ·x, grad b = e_ŷ − e_y, η = 1:
+ *                W += (e_y − e_ŷ)ᵀ·x (else no step)
+ *   logistic     p = softmax(s), loss −log p_y; g = p − e_y: grad W = gᵀ·x, grad b = g
  *   mlp          z = x·W1ᵀ + b1 [1, 200], h = relu(z), s = h·W2ᵀ + b2, p = softmax(s);
- *                g2 = p − e_y, g1 = (g2·W2) ⊙ [z > 0] (with W2 before its step);
- *                W2 −= η g2ᵀ·h, b2 −= η g2, W1 −= η g1ᵀ·x, b1 −= η g1
+ *                g2 = p − e_y: grad W2 = g2ᵀ·h, grad b2 = g2;
+ *                g1 = (g2·W2) ⊙ [z > 0]: grad W1 = g1ᵀ·x, grad b1 = g1  (W2 before the step)
  *
- * The homework appends a constant feature 1 to x for the two linear models (W is [C, D + 1]) and
- * gives the MLP biases of its own. Here every model keeps b apart from W: b is that last column,
- * updated by the same rule with x_{D+1} = 1, so the numbers are the homework's. Initial values:
- * zeros for the linear models; the MLP's weights N(0.1, 0.1²), its biases 0. η = 0.001. */
+ * η = 0.001 for the last two. The homework appends a constant feature 1 to x for the two linear
+ * models (W is [C, D + 1]) and gives the MLP biases of its own. Here every model keeps b apart
+ * from W: b is that last column, updated by the same rule with x_{D+1} = 1, so the numbers are
+ * the homework's. Initial values: zeros for the linear models; the MLP's weights N(0.1, 0.1²),
+ * its biases 0. */
 #include "question2.h"
 
 #include <errno.h>
@@ -27,7 +30,8 @@ typedef struct {
     tg_tensor *w1, *b1, *w2, *b2; /* the net's parameters (w2, b2: the mlp's output layer) */
     tg_tensor *onehot;           /* [1, C]: e_y, or e_y − e_ŷ */
     tg_tensor *relu_grad;        /* [1, H]: [z > 0] */
-    double lr;
+    tg_param_list params;
+    tg_optimizer *sgd;           /* p −= η·grad, over the hand-written grads */
 } hand_model;
 
 static void hand_model_init(hand_model *m, q1_model kind, int64_t d, int64_t c,
@@ -35,35 +39,44 @@ static void hand_model_init(hand_model *m, q1_model kind, int64_t d, int64_t c,
 {
     memset(m, 0, sizeof *m);
     m->kind = kind;
-    m->lr = cfg->learning_rate;
     m->onehot = tg_zeros(TG_F32, TG_SHAPE(1, c));
     if (kind != Q1_MLP) {
         m->net = tg_linear_new(d, c, true, tg_init_zeros(), rng);
         m->w1 = tg_linear_weight(m->net), m->b1 = tg_linear_bias(m->net);
-        return;
+    } else {
+        /* One statement per layer: the weights are drawn in this order on every compiler. */
+        tg_module *fc1 = tg_linear_new(d, cfg->hidden_size, true, tg_init_normal(0.1, 0.1), rng);
+        tg_module *fc2 = tg_linear_new(cfg->hidden_size, c, true, tg_init_normal(0.1, 0.1), rng);
+        m->w1 = tg_linear_weight(fc1), m->b1 = tg_linear_bias(fc1);
+        m->w2 = tg_linear_weight(fc2), m->b2 = tg_linear_bias(fc2);
+        m->net = tg_sequential_new(3, fc1, tg_relu_new(), fc2);
+        m->relu_grad = tg_zeros(TG_F32, TG_SHAPE(1, cfg->hidden_size));
     }
-    /* One statement per layer: the weights are drawn in this order on every compiler. */
-    tg_module *fc1 = tg_linear_new(d, cfg->hidden_size, true, tg_init_normal(0.1, 0.1), rng);
-    tg_module *fc2 = tg_linear_new(cfg->hidden_size, c, true, tg_init_normal(0.1, 0.1), rng);
-    m->w1 = tg_linear_weight(fc1), m->b1 = tg_linear_bias(fc1);
-    m->w2 = tg_linear_weight(fc2), m->b2 = tg_linear_bias(fc2);
-    m->net = tg_sequential_new(3, fc1, tg_relu_new(), fc2);
-    m->relu_grad = tg_zeros(TG_F32, TG_SHAPE(1, cfg->hidden_size));
+    tg_module_parameters(m->net, &m->params);
+    /* The grad buffers the steps write into (a parameter owns its grad, so they go with the
+     * net); the optimizer reads them as they are. */
+    for (int i = 0; i < m->params.n; i++) {
+        tg_tensor *p = m->params.tensors[i];
+        p->grad = tg_zeros(p->dtype, p->ndim, p->shape);
+    }
+    double lr = kind == Q1_PERCEPTRON ? 1 : cfg->learning_rate;
+    m->sgd = tg_sgd_new(&m->params, (tg_sgd_opts){.lr = lr});
 }
 
 static void hand_model_free(hand_model *m)
 {
+    tg_optimizer_free(m->sgd);
+    tg_param_list_free(&m->params);
     tg_module_free(m->net);
     tg_free(m->onehot), tg_free(m->relu_grad);
 }
 
-/* w += scale · gᵀ·x and b += scale · g, for a row g [1, out] and a row x [1, in]: the outer
- * product is the whole gradient of a linear layer for one example. */
-static void add_outer(tg_tensor *w, tg_tensor *b, tg_tensor *g, tg_tensor *x, double scale)
+/* A linear layer's gradient for one example, from g = ∂loss/∂(its output) [1, out] and its input
+ * x [1, in]: grad W = gᵀ·x (an outer product), grad b = g. */
+static void set_linear_grad(tg_tensor *w, tg_tensor *b, tg_tensor *g, tg_tensor *x)
 {
-    tg_tensor *sg = tg_mul_scalar(g, scale);
-    tg_copy_(w, tg_add(w, tg_matmul_t(sg, true, x, false)));
-    tg_copy_(b, tg_add(b, tg_reshape(sg, TG_SHAPE(b->numel))));
+    tg_copy_(w->grad, tg_matmul_t(g, true, x, false));
+    tg_copy_(b->grad, tg_reshape(g, TG_SHAPE(b->numel)));
 }
 
 static void set_onehot(tg_tensor *e, int y)
@@ -82,9 +95,11 @@ static double perceptron_step(hand_model *m, tg_tensor *x, int y, bool *right)
     *right = yhat == y;
     if (*right) return 0;
     double criterion = tg_get_flat(s, yhat) - tg_get_flat(s, y);
-    set_onehot(m->onehot, y);
-    tg_set_flat(m->onehot, yhat, -1);
-    add_outer(m->w1, m->b1, m->onehot, x, 1);
+    tg_fill_(m->onehot, 0);   /* e_ŷ − e_y */
+    tg_set_flat(m->onehot, yhat, 1);
+    tg_set_flat(m->onehot, y, -1);
+    set_linear_grad(m->w1, m->b1, m->onehot, x);
+    tg_optimizer_step(m->sgd);
     return criterion;
 }
 
@@ -94,7 +109,8 @@ static double logistic_step(hand_model *m, tg_tensor *x, int y, bool *right)
     tg_tensor *log_p = tg_log_softmax(s, 1);   /* −log p_y without overflow in exp */
     *right = (int)tg_get_flat(tg_argmax(s, 1), 0) == y;
     set_onehot(m->onehot, y);
-    add_outer(m->w1, m->b1, tg_sub(tg_exp(log_p), m->onehot), x, -m->lr);
+    set_linear_grad(m->w1, m->b1, tg_sub(tg_exp(log_p), m->onehot), x);
+    tg_optimizer_step(m->sgd);
     return -tg_get_flat(log_p, y);
 }
 
@@ -111,8 +127,9 @@ static double mlp_step(hand_model *m, tg_tensor *x, int y, bool *right)
     for (int64_t i = 0; i < z->numel; i++)
         tg_set_flat(m->relu_grad, i, tg_get_flat(z, i) > 0);
     tg_tensor *g1 = tg_mul(tg_matmul(g2, m->w2), m->relu_grad);
-    add_outer(m->w2, m->b2, g2, h, -m->lr);
-    add_outer(m->w1, m->b1, g1, x, -m->lr);
+    set_linear_grad(m->w2, m->b2, g2, h);
+    set_linear_grad(m->w1, m->b1, g1, x);
+    tg_optimizer_step(m->sgd);
     return -tg_get_flat(log_p, y);
 }
 
