@@ -608,7 +608,7 @@ static bool read_text(const char *path, char *buf, size_t len)
 typedef struct {
     const char *cmdline, *data;
     int64_t n[3];
-    bool fast, q2;
+    bool fast, q2, sweep_ran;
     int sweep_status;           /* q2_sweep_main's exit status */
     double q1_wall;
     uint64_t seed;
@@ -643,10 +643,12 @@ static tg_status ist_report(const char *dir, const ist_run_info *info, const q1_
                     "figures are not the homework's.\n");
     ist_q1_section(md, dir, r, status);
     if (have_sweep) ist_append_sweep_report(md, sweep_md);
+    else if (info->q2 && !info->sweep_ran)
+        fprintf(md, "\n## Question 2 (`" PROG " sweep all`)\n\nNot run: interrupted during "
+                    "Question 1.\n");
     else if (info->q2)
-        fprintf(md, "\n## Question 2 (`" PROG " sweep all`)\n\n%s (exit %d): see its messages.\n",
-                q2_stop ? "Not run (interrupted)" : "The sweep wrote no report",
-                info->sweep_status);
+        fprintf(md, "\n## Question 2 (`" PROG " sweep all`)\n\nThe sweep wrote no report (exit "
+                    "%d): see its messages.\n", info->sweep_status);
     else
         fprintf(md, "\n## Question 2\n\nNot run here: `" PROG " recipe ist-hw1` runs both "
                     "questions, `" PROG " recipe ist-hw1 q2` (= `" PROG " sweep all`) Question 2 "
@@ -755,7 +757,15 @@ static int run_ist_hw1(int argc, char **argv)
     ist_question1(&base, &d, r, status);
     q2_free_data(&d);   /* the sweep loads its own */
     info.q1_wall = q2_now() - t0;
-    if (q2 && !q2_stop) info.sweep_status = ist_sweep(&raw, base.out);
+    info.sweep_ran = q2 && !q2_stop;
+    char old_report[PATH_MAX + 32];   /* a previous run's (-overwrite) is not the sweep's */
+    q2_join(old_report, sizeof old_report, base.out, "report.md");
+    if (info.sweep_ran && (remove(old_report) == 0 || errno == ENOENT))
+        info.sweep_status = ist_sweep(&raw, base.out);
+    else if (info.sweep_ran) {
+        fprintf(stderr, PROG ": %s: cannot remove: %s\n", old_report, strerror(errno));
+        info.sweep_status = 1;
+    }
     tg_status st = ist_report(base.out, &info, r, status);
     if (st == TG_OK) st = q2_write_sweep_note(base.out, "recipe", "ist-hw1");
     if (st != TG_OK) fprintf(stderr, PROG ": %s\n", tg_status_message());
