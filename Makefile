@@ -147,6 +147,8 @@ $(SHLIB): $(LIB_OBJ) mk/tapegrad.map
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libtapegrad.a $(HEADERS) $(TEST_HDR) | setup-test
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libtapegrad.a -lcmocka $(LDLIBS)
+# test_question2 includes the hand-written Question 1 of the runner to test its updates.
+$(BUILD)/tests/test_question2: apps/question2/question1.c apps/question2/question2.h
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libtapegrad.a $(HEADERS) $(EX_HDR) | setup-examples
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libtapegrad.a $(LDLIBS)
