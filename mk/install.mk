@@ -69,9 +69,11 @@ install: lib $(INST_LIB) $(INST_BIN) $(INST_PC)
 
 # The MPI files are removed whether or not MPI is installed now (make uninstall does not ask).
 uninstall:
-	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/,tapegrad.h $(subst include/,,$(INSTALLED_TG_HEADERS)) tg/dist.h)
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/,tapegrad.h \
+	  $(subst include/,,$(INSTALLED_TG_HEADERS)) tg/dist.h)
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/tg
-	rm -f $(addprefix $(DESTDIR)$(LIBDIR)/,libtapegrad.a libtapegrad_dist.a $(notdir $(SHLIB)) $(SONAME) libtapegrad.so)
+	rm -f $(addprefix $(DESTDIR)$(LIBDIR)/,libtapegrad.a libtapegrad_dist.a $(notdir $(SHLIB)) \
+	  $(SONAME) libtapegrad.so)
 	rm -f $(addprefix $(DESTDIR)$(PKGCONFIGDIR)/,tapegrad.pc tapegrad-dist.pc)
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(INST_BIN)) tapegrad-question2-mpi)
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MAN1)) tapegrad-question2-mpi.1)

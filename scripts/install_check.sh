@@ -53,7 +53,7 @@ int main(void)
 C
 cp "$stage/prog.c" "$private/prog.c"
 
-# ---- 1. staged: make install DESTDIR=<stage> PREFIX=/usr ------------------------------------------
+# ---- 1. staged: make install DESTDIR=<stage> PREFIX=/usr ------------------------------------
 prefix=/usr
 libdir=$prefix/lib/$multi
 make -s -C "$root" BUILD="$build" PREFIX=$prefix DESTDIR="$stage/root" install >/dev/null
@@ -99,7 +99,7 @@ for ex in custom_op custom_optimizer second_order; do
     fail "examples/$ex.c does not build against the installed headers"
   out=$(LD_LIBRARY_PATH=$stage/root$libdir "$stage/$ex" --fast --out "$stage/out" 2>&1) ||
     { echo "$out" | tail -n 5 >&2; fail "$ex --fast (built against the install) failed"; }
-  echo "install-check: examples/$ex.c built with pkg-config against the install: $(echo "$out" | tail -n 1)"
+  echo "install-check: examples/$ex.c against the install: $(echo "$out" | tail -n 1)"
 done
 
 run() { LD_LIBRARY_PATH=$stage/root$libdir "$@"; }
@@ -107,7 +107,8 @@ run "$stage/root$prefix/bin/tapegrad-ls" -h >/dev/null
 run "$stage/root$prefix/bin/tapegrad-question2" -h >/dev/null
 programs=(tapegrad-ls tapegrad-question2)
 if command -v mpicc >/dev/null; then
-  [ -x "$stage/root$prefix/bin/tapegrad-question2-mpi" ] || fail "mpicc is here, tapegrad-question2-mpi is not installed"
+  [ -x "$stage/root$prefix/bin/tapegrad-question2-mpi" ] ||
+    fail "mpicc is here, tapegrad-question2-mpi is not installed"
   run "$stage/root$prefix/bin/tapegrad-question2-mpi" -h >/dev/null
   programs+=(tapegrad-question2-mpi)
 fi
@@ -131,7 +132,7 @@ left=$(files_under "$stage/root")
 [ -z "$left" ] || fail "uninstall left: $left"
 echo "install-check: uninstall removes every installed file"
 
-# ---- 2. a private prefix: make install PREFIX=<dir>, no DESTDIR --------------------------------
+# ---- 2. a private prefix: make install PREFIX=<dir>, no DESTDIR ------------------------------
 unset PKG_CONFIG_SYSROOT_DIR
 prefix=$private/opt/tapegrad
 libdir=$prefix/lib/$multi
@@ -144,7 +145,7 @@ LD_LIBRARY_PATH=$libdir "$private/prog" >/dev/null || fail "prog against $prefix
 echo "install-check: a pkg-config program builds and runs against $prefix"
 
 if command -v mpicc >/dev/null; then
-  [ -f "$libdir/libtapegrad_dist.a" ] && [ -f "$prefix/include/tg/dist.h" ] ||
+  { [ -f "$libdir/libtapegrad_dist.a" ] && [ -f "$prefix/include/tg/dist.h" ]; } ||
     fail "mpicc is here, libtapegrad_dist.a or <tg/dist.h> is not installed"
   check_pc "$libdir/pkgconfig/tapegrad-dist.pc" "$prefix" "$libdir" "$prefix/include"
   cat > "$private/ddp.c" <<'C'
@@ -168,7 +169,8 @@ int main(int argc, char **argv)
     tg_ddp_free(ddp);
     tg_param_list_free(&params);
     tg_free(w);
-    if (tg_dist_is_main()) printf("tapegrad-dist: %d processes, w %g, averaged gradient %g\n", n, v, g);
+    if (tg_dist_is_main())
+        printf("tapegrad-dist: %d processes, w %g, averaged gradient %g\n", n, v, g);
     tg_dist_finalize();
     return v == 1.0 && g == (n + 1) / 2.0 ? 0 : 1;
 }
