@@ -53,6 +53,16 @@ int main(void)
 C
 cp "$stage/prog.c" "$private/prog.c"
 
+# ---- 0. tapegrad.pc follows the build's optional libraries (a scratch build folder, no compile)
+pcb=$stage/pc-build
+for x in 1 0; do
+  make -s -C "$root" BUILD="$pcb" NO_SETUP=1 XSMM=$x DNNL=$x "$pcb/tapegrad.pc"
+  n=$(grep -c -- '^Libs.private:.*-lxsmm.*-ldnnl' "$pcb/tapegrad.pc" || true)
+  [ "$n" -eq $x ] || fail "XSMM=$x DNNL=$x: $(grep Libs.private "$pcb/tapegrad.pc")"
+done
+rm -rf "$pcb"
+echo "install-check: tapegrad.pc's Libs.private follows XSMM and DNNL"
+
 # ---- 1. staged: make install DESTDIR=<stage> PREFIX=/usr ------------------------------------
 prefix=/usr
 libdir=$prefix/lib/$multi
