@@ -1,8 +1,8 @@
 /* Every matrix product of tapegrad: serial BLIS underneath, tapegrad's own threads on top.
  *
  * - Transposes are expressed as BLIS row/column strides, so nothing is ever copied.
- * - BLIS 0.9.0 does not recognise Zen 5 and would run its portable C kernels (~15% of peak), so on
- *   first use we choose the kernel set ourselves unless the user set BLIS_ARCH_TYPE.
+ * - BLIS 0.9.0 does not recognise Zen 5 and would run its portable C kernels (far below peak), so
+ *   on first use we choose the kernel set ourselves unless the user set BLIS_ARCH_TYPE.
  * - Large products are split into column (or row) blocks of C, one per thread; each thread calls
  *   serial BLIS on its block. The worker pool is created lazily and then only woken, never
  *   re-created, and a call allocates nothing. docs/blas.md has the measurements behind the
@@ -21,11 +21,10 @@
 
 #define MAX_THREADS 64
 /* Products with fewer multiply-adds (M*N*K) than this stay on the calling thread. On a quiet
- * machine splitting pays from ~2^20 (batch-16 784x100 products: 1.5-1.9x on 2 threads), but when
- * another process holds the second core every split product waits ~250 us for the scheduler:
- * end to end, the batch-16 MLP ran 5-6x slower on 2 threads with 2^20 (0.32 s vs 0.058 s per
- * 10k examples) and as fast as 1 thread with 2^24. At ~100 GFLOP/s a 2^24 product takes ~300 us,
- * about that wait, so smaller ones are never split. docs/blas.md has the figures. */
+ * machine splitting pays for smaller products too, but when another process holds the second
+ * core every split product waits for the scheduler, and a 2^24 product takes about as long as
+ * that wait: smaller ones split make a training step slower, not faster, so they are never
+ * split. The figures: docs/blas.md, Threads (the caveat). */
 #ifndef TG_BLAS_SPLIT_MIN_MNK
 #define TG_BLAS_SPLIT_MIN_MNK (1LL << 24)
 #endif
@@ -75,11 +74,11 @@ static void init_threads(void) {
 }
 
 /* Which kernels to ask for when the user did not say; reason names what decided.
- * skx (AVX-512) reaches 84-87% of peak on large products, twice haswell's; haswell (AVX2 + the
- * small-matrix "sup" path) is about 1.4x faster on a whole batch-16 MLP step. BLIS cannot mix
+ * skx (AVX-512) is the faster set on large products; haswell (AVX2 + the small-matrix "sup"
+ * path) is the faster one on the small products of a batch-16 MLP step. BLIS cannot mix
  * kernel sets per call through Debian's library, so by default we take the one that keeps large
  * products at full speed (the GEMM-bound experiments); tg_blas_prefer(TG_BLAS_SMALL_PRODUCTS)
- * or BLIS_ARCH_TYPE=3 picks haswell. Measurements: docs/blas.md. */
+ * or BLIS_ARCH_TYPE=3 picks haswell. Measurements: docs/blas.md, Kernel choice. */
 static int auto_arch(tg_blas_workload w, const char **reason) {
     __builtin_cpu_init();
     bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -256,7 +255,8 @@ static void run_last_row_apart(const gemm_job *j) {
     }
 TG_STAMP(OUTER_WRITE_KERNEL)
 
-/* M = 1 and N = 1 go to gemv, K = 1 to ger: BLIS's gemm costs 0.3-12 us more on them. */
+/* M = 1 and N = 1 go to gemv, K = 1 to ger: BLIS's gemm is slower on them (docs/blas.md,
+ * gemv / ger instead of gemm). */
 static void run_serial(const gemm_job *j) {
     if (j->m == 0 || j->n == 0) return;
     if (j->m == 1) { /* C row = op(B)^T · op(A) row: gemv on the N x K view of op(B) */
@@ -268,7 +268,7 @@ static void run_serial(const gemm_job *j) {
     } else if (j->k == 1 && is_zero(j, j->beta)) { /* beta = 0 overwrites, even NaN */
         if (j->f64) outer_write_f64(j);
         else outer_write_f32(j);
-    } else if (j->k == 1) { /* outer product: C = beta C, then ger (4-10x cheaper than gemm) */
+    } else if (j->k == 1) { /* outer product: C = beta C, then ger (cheaper than gemm) */
         if (!is_one(j, j->beta))
             BLIS(j, scalm, BLIS_NO_CONJUGATE, 0, BLIS_NONUNIT_DIAG, BLIS_DENSE, j->m, j->n,
                  P(j->beta), j->c, j->rsc, j->csc);
@@ -297,9 +297,9 @@ static void run_serial(const gemm_job *j) {
  * counter holds the generation in its high 32 bits, so a worker late for one generation cannot
  * take a block of the next. One product uses the pool at a time (call_mu); a concurrent caller
  * that finds it busy runs serially instead. Waking a thread through a condition variable costs
- * 15-35 us on these VMs (docs/blas.md), more than a batch-16 product takes, so both sides first
- * spin for SPIN_SECONDS (back-to-back products of a training step then cost ~1 us to hand over)
- * and only then sleep. */
+ * more than a batch-16 product takes, so both sides first spin for SPIN_SECONDS (back-to-back
+ * products of a training step are then handed over without a wake-up) and only then sleep. The
+ * hand-over costs: docs/blas.md, Threads. */
 
 #ifndef TG_BLAS_BLOCKS_PER_THREAD
 #define TG_BLAS_BLOCKS_PER_THREAD 1

@@ -1,5 +1,4 @@
 /* Seeing what a model built: the tape as text, or as a Graphviz DOT file. */
-#include <stdlib.h>
 #include "autograd/internal.h"
 
 static const char *label(const tg_tensor *t) { return t->name ? t->name : ""; }
@@ -28,8 +27,7 @@ void tg_tape_print(FILE *out)
  * because the tape is in execution order (every input's record comes before its consumer). */
 static bool *reaching(tg_node *const *recs, size_t n, const tg_tensor *root)
 {
-    bool *keep = calloc(n ? n : 1, sizeof *keep);
-    if (!keep) return NULL;
+    bool *keep = tg__calloc((n ? n : 1) * sizeof *keep);
     if (!root || !root->node) { /* no root on the tape: the whole tape */
         for (size_t k = 0; k < n; k++) keep[k] = true;
         return keep;
@@ -50,10 +48,9 @@ int tg_tape_write_dot(const char *path, const tg_tensor *root)
     size_t n;
     tg_node *const *recs = tg__tape_records(&n);
     bool *keep = reaching(recs, n, root);
-    if (!keep) return tg_status_set(TG_ERR_NOMEM, "%s: out of memory", path);
     FILE *f = fopen(path, "w");
     if (!f) {
-        free(keep);
+        tg__free(keep);
         return tg_status_set(TG_ERR_IO, "%s: cannot open for writing", path);
     }
     fprintf(f, "digraph tape {\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n");
@@ -75,6 +72,6 @@ int tg_tape_write_dot(const char *path, const tg_tensor *root)
         }
     }
     fprintf(f, "}\n");
-    free(keep);
+    tg__free(keep);
     return fclose(f) == 0 ? TG_OK : tg_status_set(TG_ERR_IO, "%s: write failed", path);
 }

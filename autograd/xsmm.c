@@ -10,8 +10,8 @@
  *   kernels vectorise along the batch there (the 16 rows of x are two AVX2 vectors) once x is
  *   copied transposed into per-thread scratch (M·K floats, a sixth of W₁ for the Table-1
  *   forward); the kernel writes Cᵀ into scratch too, added onto C (the bias) row by row.
- * - Asking libxsmm's registry for a kernel costs ~0.16 us, a third of a 16x100x10 product, so
- *   each thread keeps the last few kernels it used (a lookup is a scan of a few keys); the
+ * - Asking libxsmm's registry for a kernel costs a sizeable part of a small product's time
+ *   (docs/blas.md, libxsmm: Kernels), so each thread keeps the last few kernels it used (a lookup is a scan of a few keys); the
  *   registry, and its JIT the first time a shape is seen, run only on a miss. No allocation in
  *   steady state: the cache is static per thread, and libxsmm allocates only on JIT.
  * Built without libxsmm (make XSMM=0), tg__xsmm_gemm takes nothing and every product is BLIS's. */
@@ -28,9 +28,9 @@
 #include <libxsmm.h>
 #include <pthread.h>
 
-/* Which products libxsmm takes, from the sweep in docs/blas.md: its kernels do not block K, so
- * they win where K is short (K <= 16: 0.2-0.87 of BLIS's time at every M x N measured; up to 64
- * on small outputs) and lose from K ~128 (up to 2-2.6x slower on the GEMM MLP's products). */
+/* Which products libxsmm takes: its kernels do not block K, so they win where K is short (up to
+ * 16 at every M x N measured, up to 64 on small outputs) and lose on long K (the GEMM MLP's
+ * products). The sweep: docs/blas.md, libxsmm, and docs/speed.md, Lever 5. */
 #define XSMM_MAX_K 16
 #define XSMM_SMALL_MN 2048 /* M·N of an output small enough for K up to XSMM_SMALL_MN_MAX_K */
 #define XSMM_SMALL_MN_MAX_K 64
@@ -41,9 +41,9 @@ static bool pays(int64_t m, int64_t n, int64_t k) {
     return k <= XSMM_MAX_K || (k <= XSMM_SMALL_MN_MAX_K && m * n <= XSMM_SMALL_MN);
 }
 
-/* The transposed-x path for op(B) = Bᵀ (docs/speed.md, Lever 7): from the sweep there, it wins
- * where the batch M is a multiple of 16 up to 64 (0.4-0.9 of BLIS's time), loses at M = 4 and 8
- * (up to 2.2x slower) and on outputs of fewer than 16 columns with long K. The caps bound the
+/* The transposed-x path for op(B) = Bᵀ (docs/speed.md, Lever 7, has the sweep): it wins where
+ * the batch M is a multiple of 16 up to 64, loses at M = 4 and 8 and on outputs of fewer than 16
+ * columns with long K. The caps bound the
  * per-thread scratch (M·K + N·M floats). */
 #define XT_MAX_M 64
 #define XT_MAX_KN 4096

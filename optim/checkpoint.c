@@ -63,7 +63,8 @@ static char *state_name(const char *param, const char *what)
     return s;
 }
 
-/* Group 0's lr is "optim.lr" (files with one group read as before); others "optim.group.G.lr". */
+/* Group 0's lr is "optim.lr", so a one-group optimizer's file holds one plain key (and any file
+ * of one group loads into any one-group optimizer); others "optim.group.G.lr". */
 static void group_lr_key(int g, char *buf, size_t n)
 {
     if (g == 0) snprintf(buf, n, "optim.lr");

@@ -167,8 +167,9 @@ int tg_optimizer_add_group(tg_optimizer *opt, const tg_param_list *params, doubl
 }
 
 /* Parameters from this many elements are updated in slices on the product threads (an
- * elementwise kind only): the update is a memory-bound pass, 2^18 floats take ~100 us, which
- * covers handing slices to the pool's workers. docs/speed.md has the figures. */
+ * elementwise kind only): the update is a memory-bound pass, and from this size it takes long
+ * enough to cover handing slices to the pool's workers. The figures: docs/speed.md, Optimizer
+ * updates on the product threads. */
 #ifndef TG_OPTIM_SPLIT_MIN
 #define TG_OPTIM_SPLIT_MIN (1 << 18)
 #endif

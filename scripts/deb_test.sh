@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the packages make deb built (with their dependencies, through apt), compiles and runs
-# a program with `pkg-config --cflags --libs tapegrad`, runs the installed programs, then removes
-# the packages again (unless they were installed before).
+# a program with `pkg-config --cflags --libs tapegrad` (and the examples of a user's op and
+# optimizer, from copies of their sources), runs the installed programs, checks that no MPI part
+# is packaged, then removes the packages again (unless they were installed before).
 #   scripts/deb_test.sh DEBDIR       (make deb-test; needs root)
 set -euo pipefail
 dir=$(cd "$1" && pwd)
+root=$(cd "$(dirname "$0")/.." && pwd)
 [ "$(id -u)" -eq 0 ] || { echo "deb_test: needs root to install packages" >&2; exit 1; }
 pkgs=(libtapegrad0 libtapegrad-dev tapegrad-tools)
 had=$(dpkg-query -W -f='${Status}\n' "${pkgs[@]}" 2>/dev/null | grep -c "install ok installed" || true)
@@ -33,12 +35,24 @@ int main(void)
 }
 C
 echo "deb_test: cc prog.c \$(pkg-config --cflags --libs tapegrad) = $(pkg-config --cflags --libs tapegrad)"
+# shellcheck disable=SC2046 # pkg-config's flags are words
 cc -std=c11 -o "$work/prog" "$work/prog.c" $(pkg-config --cflags --libs tapegrad)
 "$work/prog"
+# shellcheck disable=SC2046
 cc -std=c11 -o "$work/prog_static" "$work/prog.c" -Wl,-Bstatic -ltapegrad -Wl,-Bdynamic \
   $(pkg-config --libs --static tapegrad | sed 's/-ltapegrad//')
 "$work/prog_static" >/dev/null
+for ex in custom_op custom_optimizer; do   # each asserts its result in --fast mode
+  cp "$root/examples/$ex.c" "$work/"
+  # shellcheck disable=SC2046
+  cc -std=c11 -Wall -Wextra -Werror $(pkg-config --cflags tapegrad) -o "$work/$ex" "$work/$ex.c" \
+    $(pkg-config --libs tapegrad) -lm
+  "$work/$ex" --fast --out "$work" >/dev/null
+done
+mpi_part=$(dpkg -L "${pkgs[@]}" | grep -E 'tg/dist\.h|_dist\.a|tapegrad-dist\.pc|question2-mpi' || true)
+[ -z "$mpi_part" ] || { echo "deb_test: the packages hold an MPI part: $mpi_part" >&2; exit 1; }
 tapegrad-ls -h >/dev/null
 tapegrad-question2 -h >/dev/null
 man -w tapegrad-question2 tapegrad-ls >/dev/null
-echo "deb_test: packages install, a pkg-config program builds (shared and static) and runs; ok"
+echo "deb_test: packages install, a pkg-config program (shared and static) and the custom op and"
+echo "deb_test: optimizer examples build and run, no MPI part; ok"

@@ -282,7 +282,9 @@ static void test_tape_print_and_dot(void **state)
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     close(fd);
+    uint64_t allocs = tg_alloc_count();
     assert_int_equal(tg_tape_write_dot(path, loss), 0);
+    assert_true(tg_alloc_count() > allocs); /* its record marks come from the counted allocator */
     FILE *f = fopen(path, "r");
     char text[4096] = {0};
     assert_true(fread(text, 1, sizeof text - 1, f) > 0);

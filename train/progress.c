@@ -117,8 +117,8 @@ void tg_progress_step(tg_progress *p, int64_t n, double loss)
     if (stride < 1) stride = 1;
     if (stride > 4 * p->stride) stride = 4 * p->stride;
     /* The speed so far says nothing of a sudden slowdown, which only the clock shows: reading
-     * it (vDSO, ~25 ns) at least every MAX_STRIDE batches costs under 2 ns a batch and notices
-     * one within MAX_STRIDE batches. */
+     * it (a vDSO call, docs/toolkit.md has its cost) at least every MAX_STRIDE batches costs a
+     * small fraction of a batch and notices one within MAX_STRIDE batches. */
     if (stride > MAX_STRIDE) stride = MAX_STRIDE;
     p->stride = stride;
     p->next_check = p->done + stride;

@@ -206,7 +206,7 @@ tg_module *tg_sequential_new(int n, ...);                       /* n tg_module* 
 tg_module *tg_sequential_from(int n, tg_module *const *modules);
 tg_module *tg_sequential_append(tg_module *seq, tg_module *m);  /* returns m */
 
-/* The homework's FeedforwardNetwork: child "layers" = Sequential of
+/* A feed-forward classifier (an MLP with dropout): child "layers" = Sequential of
  * [Linear(in, hidden), act, Dropout(p)] × layers, then Linear(hidden, n_classes); with layers
  * == 0 just Linear(n_features, n_classes). Parameters: layers.0.weight, layers.0.bias, layers.3...
  * activation is "relu" or "tanh" (any name of tg_activation_new); an unknown name returns NULL
