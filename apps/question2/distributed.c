@@ -11,6 +11,8 @@
  * summed over the ranks every step (that sum also makes every rank stop at the same step on a
  * NaN loss or an interrupt), and evaluation splits the validation and test sets by batches of
  * EVAL_BATCH rows, whose sums are added in batch order: the figures one process would compute.
+ * Buffers (batch norm's running statistics) are rank 0's on every rank before each step and
+ * each evaluation, as in PyTorch DDP.
  * An input error on any rank ends every rank (MPI_Abort) with that rank's message. */
 #include "question2.h"
 
@@ -24,7 +26,8 @@ static struct {
     int micro;                      /* micro-batches per step on every rank (-micro_batches) */
     tg_shard_loader *loader;
     tg_ddp *ddp;
-    tg_param_list params;
+    tg_param_list params, buffers;
+    tg_param_list kept;             /* the buffers' values over micro-batches 2..M (batch norm) */
     uint64_t seed;
     int64_t batch;                  /* the global batch */
     /* Headers over the loader's rows of each micro-batch, of full and of short last batches. */
@@ -53,6 +56,11 @@ static void start(const q2_config *c, const q2_data *d, tg_module *model, tg_rng
 {
     tg_dist_broadcast_module(model);
     tg_module_parameters(model, &S.params);
+    tg_module_buffers(model, &S.buffers);
+    for (int i = 0; i < S.buffers.n; i++) {
+        const tg_tensor *b = S.buffers.tensors[i];
+        tg_param_list_add(&S.kept, S.buffers.names[i], tg_zeros(b->dtype, b->ndim, b->shape));
+    }
     S.ddp = tg_ddp_new(&S.params, &S.opts);
     /* A copy of the generator as run.c's own loader will see it: the same global shuffles. */
     tg_rng copy = *rng;
@@ -73,6 +81,9 @@ static void finish(void)
     tg_shard_loader_free(S.loader);
     tg_ddp_free(S.ddp);
     tg_param_list_free(&S.params);
+    for (int i = 0; i < S.kept.n; i++) tg_free(S.kept.tensors[i]);
+    tg_param_list_free(&S.kept);
+    tg_param_list_free(&S.buffers);
     for (int t = 0; t < 2; t++)
         for (int m = 0; m < S.micro; m++) {
             tg_free(S.micro_x[t][m]), tg_free(S.micro_y[t][m]);
@@ -96,6 +107,29 @@ static tg_tensor *rows_of(tg_tensor **cache, const tg_tensor *t, int64_t lo, int
     return *cache;
 }
 
+/* Saves the buffers' values (restore false) or puts the saved ones back. */
+static void keep_buffers(bool restore)
+{
+    for (int i = 0; i < S.buffers.n; i++) {
+        tg_tensor *b = S.buffers.tensors[i];
+        void *saved = S.kept.tensors[i]->data;
+        memcpy(restore ? b->data : saved, restore ? saved : b->data, tg_nbytes(b));
+    }
+}
+
+/* The forward of micro-batch k. The running statistics (batch norm) are rank 0's (broadcast
+ * before each step and each evaluation, as DDP does) and move with the first micro-batch only:
+ * an M-process run keeps the statistics of rank 0's slice, so one process with M micro-batches
+ * keeps those of the first, and the two give the same checkpoint and evaluations. */
+static tg_tensor *micro_forward(tg_module *model, tg_tensor *x, int k)
+{
+    if (k == 0) return tg_module_forward(model, x);
+    keep_buffers(false);
+    tg_tensor *out = tg_module_forward(model, x);
+    keep_buffers(true);
+    return out;
+}
+
 /* One step on this rank's slice, in micro-batches: the weighted gradients of all but the last
  * are accumulated locally, the last one's backward reduces them all. Adds Σ weight·loss and the
  * rows scored right to m[0], m[1]. */
@@ -104,6 +138,7 @@ static void step(tg_module *model, tg_optimizer *opt, tg_tensor *xb, tg_tensor *
 {
     int64_t rows = xb ? xb->shape[0] : 0, global = tg_shard_loader_global_rows(S.loader);
     int t = global != S.batch;   /* the short last batch has headers of its own */
+    tg_dist_broadcast_buffers(&S.buffers);
     for (int k = 0; k < S.micro; k++) {
         int64_t lo = k * rows / S.micro, hi = (k + 1) * rows / S.micro;
         double w = (double)(hi - lo) / (double)global;
@@ -112,7 +147,7 @@ static void step(tg_module *model, tg_optimizer *opt, tg_tensor *xb, tg_tensor *
         tg_tensor *loss = NULL;
         if (hi > lo) {
             tg_tensor *y = rows_of(&S.micro_y[t][k], yb, lo, hi);
-            tg_tensor *out = tg_module_forward(model, rows_of(&S.micro_x[t][k], xb, lo, hi));
+            tg_tensor *out = micro_forward(model, rows_of(&S.micro_x[t][k], xb, lo, hi), k);
             loss = tg_cross_entropy(out, y, TG_REDUCE_MEAN);
             if (accuracy) m[1] += (double)tg_count_correct(out, y);
             m[0] += w * tg_item(loss);
@@ -168,13 +203,15 @@ static tg_epoch_stats train_epoch(tg_module *model, tg_optimizer *opt, const tg_
     return s;
 }
 
-/* tg_evaluate_classifier's figures: batch i of EVAL_BATCH rows on rank i mod N; each batch's
- * loss sum and hits are summed over ranks (one rank's value plus zeros: exact) and then added in
- * batch order, as one process adds them. */
+/* tg_evaluate_classifier's figures for rank 0's model (its running statistics on every rank):
+ * batch i of EVAL_BATCH rows on rank i mod N; each batch's loss sum and hits are summed over
+ * ranks (one rank's value plus zeros: exact) and then added in batch order, as one process adds
+ * them. */
 static tg_eval evaluate(tg_module *model, const tg_tensor *x, const tg_tensor *y)
 {
     int64_t n = x->shape[0], batches = (n + EVAL_BATCH - 1) / EVAL_BATCH;
     int world = tg_dist_world_size(), rank = tg_dist_rank();
+    tg_dist_broadcast_buffers(&S.buffers);
     tg_tensor *sums = tg_zeros(TG_F64, TG_SHAPE(2 * (batches ? batches : 1)));
     double *v = sums->data;
     bool grad = tg_set_grad_enabled(false);
