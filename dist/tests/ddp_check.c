@@ -250,8 +250,8 @@ static int curve(int steps, const char *out, int save_at, const char *ckpt)
                        "every parameter must be identical)", s + 1, loss, ref_loss);
         double rel = fabs(loss - full_loss) / fabs(full_loss);
         if (rel > worst_rel) worst_rel = rel;
-        if (rel > 1e-4)
-            bad = fail("step %d: loss %.17g, unsharded one-process loss %.17g (tolerance 1e-4)",
+        if (rel > 1e-5)
+            bad = fail("step %d: loss %.17g, unsharded one-process loss %.17g (tolerance 1e-5)",
                        s + 1, loss, full_loss);
         if (ckpt && s + 1 == save_at && tg_dist_is_main())
             tg_dist_check(tg_checkpoint_save(ckpt, n.model, n.opt, NULL), ckpt);
@@ -380,8 +380,8 @@ static int resume(int steps, const char *ckpt, const char *curve_path)
                        "want %.17g)", (long long)s + 1, batch_sum, want_sum);
         double rel = fabs(loss - want_loss) / fabs(want_loss);
         if (rel > worst) worst = rel;
-        if (rel > 1e-4)
-            bad = fail("step %lld: loss %.17g, uninterrupted run %.17g (tolerance 1e-4)",
+        if (rel > 1e-5)
+            bad = fail("step %lld: loss %.17g, uninterrupted run %.17g (tolerance 1e-5)",
                        (long long)s + 1, loss, want_loss);
         compared++;
     }
