@@ -163,50 +163,39 @@ static void step(tg_module *model, tg_optimizer *opt, tg_tensor *xb, tg_tensor *
     tg_optimizer_step(opt);
 }
 
-/* tg_train_epoch's loop and statistics, over the global batches. */
+/* tg_train_epoch's step over the global batches: this rank's slice, then the global batch's
+ * figures, summed over the ranks. data: the run's stop request, read here because every rank
+ * must stop at the same step (any rank asked to stop: all stop). */
+static bool ddp_step(void *data, tg_module *model, tg_optimizer *opt, bool accuracy,
+                     tg_step_figures *f)
+{
+    const volatile sig_atomic_t *stop = data;
+    tg_tensor *xb, *yb;
+    if (!tg_shard_loader_next(S.loader, &xb, &yb)) return false;
+    double m[3] = {0, 0, stop && *stop};
+    step(model, opt, xb, yb, accuracy, m);
+    tg_tape_reset();
+    tg_dist_sum(m, 3);
+    *f = (tg_step_figures){.loss = m[0], .examples = tg_shard_loader_global_rows(S.loader),
+                           .correct = (int64_t)m[1], .stop = m[2] > 0};
+    return true;
+}
+
 static tg_epoch_stats train_epoch(tg_module *model, tg_optimizer *opt, const tg_train_opts *o)
 {
-    tg_epoch_stats s = {.loss = NAN, .loss_per_example = NAN, .accuracy = NAN};
-    double t0 = q2_now(), sum = 0, weighted = 0, hits = 0;
-    tg_progress bar;
-    tg_progress_begin(&bar, o->progress_out, tg_dist_is_main() ? o->progress : TG_PROGRESS_OFF,
-                      o->label, o->epoch, o->epochs, tg_shard_loader_num_batches(S.loader));
-    tg_tensor *xb, *yb;
-    while (tg_shard_loader_next(S.loader, &xb, &yb)) {
-        double m[3] = {0, 0, o->stop && *o->stop};
-        step(model, opt, xb, yb, o->accuracy, m);
-        tg_tape_reset();
-        tg_dist_sum(m, 3);    /* the global batch's loss; any rank asked to stop: all stop */
-        int64_t global = tg_shard_loader_global_rows(S.loader);
-        s.steps++;
-        s.examples += global;
-        sum += m[0];
-        weighted += m[0] * (double)global;
-        hits += m[1];
-        tg_progress_step(&bar, global, m[0]);
-        if (!isfinite(m[0]) && !s.nonfinite_step) {
-            s.nonfinite_step = s.steps;
-            if (!o->keep_nonfinite) break;
-        }
-        if (m[2] > 0) {
-            s.stopped = true;
-            break;
-        }
-    }
-    tg_progress_end(&bar);
-    if (s.steps) {
-        s.loss = sum / (double)s.steps;
-        s.loss_per_example = weighted / (double)s.examples;
-    }
-    if (o->accuracy && s.examples) s.accuracy = hits / (double)s.examples;
-    s.seconds = q2_now() - t0;
-    return s;
+    tg_train_opts ddp = *o;
+    ddp.stop = NULL;   /* read in ddp_step, where the ranks agree on it */
+    ddp.step = ddp_step;
+    ddp.step_data = (void *)o->stop;
+    ddp.steps = tg_shard_loader_num_batches(S.loader);
+    if (!tg_dist_is_main()) ddp.progress = TG_PROGRESS_OFF;
+    return tg_train_epoch(model, opt, NULL, &ddp);
 }
 
 /* tg_evaluate_classifier's figures for rank 0's model (its running statistics on every rank):
- * batch i of EVAL_BATCH rows on rank i mod N; each batch's loss sum and hits are summed over
- * ranks (one rank's value plus zeros: exact) and then added in batch order, as one process adds
- * them. */
+ * batch i of EVAL_BATCH rows evaluated on rank i mod N; each batch's loss sum and hits are
+ * summed over ranks (one rank's value plus zeros: exact) and then added in batch order, as one
+ * process adds them. */
 static tg_eval evaluate(tg_module *model, const tg_tensor *x, const tg_tensor *y)
 {
     int64_t n = x->shape[0], batches = (n + EVAL_BATCH - 1) / EVAL_BATCH;
@@ -214,26 +203,21 @@ static tg_eval evaluate(tg_module *model, const tg_tensor *x, const tg_tensor *y
     tg_dist_broadcast_buffers(&S.buffers);
     tg_tensor *sums = tg_zeros(TG_F64, TG_SHAPE(2 * (batches ? batches : 1)));
     double *v = sums->data;
-    bool grad = tg_set_grad_enabled(false);
-    tg_module_eval(model);
     for (int64_t i = rank; i < batches; i += world) {
         int64_t lo = i * EVAL_BATCH, hi = lo + EVAL_BATCH < n ? lo + EVAL_BATCH : n;
         tg_tensor *xs = NULL, *ys = NULL;
-        tg_tensor *out = tg_module_forward(model, rows_of(&xs, x, lo, hi));
-        rows_of(&ys, y, lo, hi);
-        v[2 * i] = tg_item(tg_cross_entropy(out, ys, TG_REDUCE_SUM));
-        v[2 * i + 1] = (double)tg_count_correct(out, ys);
-        tg_tape_reset();
+        tg_eval e = tg_evaluate_classifier(model, rows_of(&xs, x, lo, hi), rows_of(&ys, y, lo, hi),
+                                           EVAL_BATCH);
+        v[2 * i] = e.loss_sum;
+        v[2 * i + 1] = (double)e.correct;
         tg_free(xs);
         tg_free(ys);
     }
-    tg_module_train(model, true);
-    tg_set_grad_enabled(grad);
     tg_dist_sum(v, (int)(2 * batches));
     double sum = 0, hits = 0;
     for (int64_t i = 0; i < batches; i++) sum += v[2 * i], hits += v[2 * i + 1];
     tg_free(sums);
-    tg_eval e = {.loss = NAN, .accuracy = NAN, .n = n};
+    tg_eval e = {.loss = NAN, .accuracy = NAN, .n = n, .loss_sum = sum, .correct = (int64_t)hits};
     if (n) e.loss = sum / (double)n, e.accuracy = hits / (double)n;
     return e;
 }
