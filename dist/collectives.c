@@ -1,4 +1,4 @@
-/* Broadcasts of tensors and module parameters; rank-ordered sums of metrics. */
+/* Broadcasts of tensors, of a module's state and of its buffers; rank-ordered sums of metrics. */
 #include <string.h>
 #include "dist/internal.h"
 
@@ -32,10 +32,30 @@ void tg_dist_broadcast(tg_tensor *const *tensors, int n, int root)
 
 void tg_dist_broadcast_module(tg_module *m)
 {
-    tg_param_list ps = {0};
-    tg_module_parameters(m, &ps);
-    tg_dist_broadcast(ps.tensors, ps.n, 0);
-    tg_param_list_free(&ps);
+    tg_param_list state = {0};
+    tg_module_state(m, &state);
+    tg_dist_broadcast(state.tensors, state.n, 0);
+    tg_param_list_free(&state);
+}
+
+/* Data only: the shapes were checked once by tg_dist_broadcast_module, and a step should not pay
+ * two round trips per buffer. Broadcasts on one communicator complete in the order they were
+ * posted, so a few are in flight at once and waited for together. */
+void tg_dist_broadcast_buffers(const tg_param_list *buffers)
+{
+    tg__dist_require_init("tg_dist_broadcast_buffers");
+    enum { IN_FLIGHT = 32 };
+    MPI_Request r[IN_FLIGHT];
+    for (int i = 0; i < buffers->n; i += IN_FLIGHT) {
+        int n = buffers->n - i < IN_FLIGHT ? buffers->n - i : IN_FLIGHT;
+        for (int k = 0; k < n; k++) {
+            tg_tensor *t = buffers->tensors[i + k];
+            tg_check_live(t, "tg_dist_broadcast_buffers");
+            MPI_Ibcast(t->data, (int)t->numel, tg__dist_mpi_type(t->dtype), 0, MPI_COMM_WORLD,
+                       &r[k]);
+        }
+        tg__dist_wait(r, n, "tg_dist_broadcast_buffers");
+    }
 }
 
 /* Gathered to rank 0 and added there in rank order, then broadcast: MPI_Allreduce does not

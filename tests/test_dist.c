@@ -125,6 +125,14 @@ static void test_two_processes_match_one(void **state)
 
 /* Lazy zero_grad: a parameter the backward does not reach is reduced as zeros, not as what its
  * pending buffer holds. */
+static void test_batch_norm_buffers_are_rank_0s(void **state)
+{
+    (void)state;
+    require_mpi();
+    expect_ok(2, "batchnorm 12", "ok: batch norm, 2 ranks");
+    expect_ok(3, "batchnorm 12", "ok: batch norm, 3 ranks");
+}
+
 static void test_unreached_parameter_reduced_as_zeros(void **state)
 {
     (void)state;
@@ -174,20 +182,43 @@ static void test_a_failing_rank_ends_the_job(void **state)
 #define Q2_RUN "mlp -fast -limit 2000 -eval_limit 1000 -batch_size 30 -dropout 0 -momentum 0.9 " \
                "-checkpoint_every 2 -test_curve -train_acc"
 
-static void run_q2(const char *launch, const char *bin, const char *flags, const char *out_dir)
+/* A small alexnet with batch norm: 20 steps an epoch, 1100 validation and test rows, which
+ * evaluation splits into a batch of 1000 for rank 0 and one of 100 for rank 1. */
+#define Q2_BN_RUN "alexnet -batch_norm -width 0.125 -hidden_size 32 -fast -limit 600 " \
+                  "-eval_limit 1100 -batch_size 30 -dropout 0 -momentum 0.9 -checkpoint_every 2 " \
+                  "-test_curve -train_acc"
+
+/* Runs `launch bin base flags`, which must succeed with rank 0 alone printing; returns its
+ * output. */
+static const char *run_q2_cmd(const char *launch, const char *bin, const char *base,
+                              const char *flags)
 {
     static char out[1 << 16];
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s %s " Q2_RUN " %s -out %s", launch, bin, flags, out_dir);
+    snprintf(cmd, sizeof cmd, "%s %s %s %s", launch, bin, base, flags);
     int rc = run_cmd(cmd, out, sizeof out, NULL);
     if (rc != 0) fail_msg("%s: exit %d:\n%s", cmd, rc, out);
     /* Rank 0 alone prints: one result line, one line saying what was written. */
     const char *first = strstr(out, "RESULT "), *wrote = strstr(out, "wrote ");
     if (!first || strstr(first + 1, "RESULT ") || !wrote || strstr(wrote + 1, "wrote "))
         fail_msg("%s: want one RESULT line and one 'wrote' line:\n%s", cmd, out);
+    return out;
+}
+
+static void run_q2_base(const char *launch, const char *bin, const char *base, const char *flags,
+                        const char *out_dir)
+{
+    char more[1024];
+    snprintf(more, sizeof more, "%s -out %s", flags, out_dir);
+    const char *out = run_q2_cmd(launch, bin, base, more);
     /* The second epoch's steps allocate nothing, its first (short) batch included. */
     if (!strstr(out, "steady-state training steps (epochs 2..2): 0\n"))
-        fail_msg("%s: want no heap allocation in epoch 2's steps:\n%s", cmd, out);
+        fail_msg("%s %s: want no heap allocation in epoch 2's steps:\n%s", bin, more, out);
+}
+
+static void run_q2(const char *launch, const char *bin, const char *flags, const char *out_dir)
+{
+    run_q2_base(launch, bin, Q2_RUN, flags, out_dir);
 }
 
 static tg_metrics_table read_metrics(const char *dir)
@@ -266,6 +297,48 @@ static void test_runner_two_processes_match_one(void **state)
     expect_same_metrics("one", "mpi2", 1e-5);
 }
 
+/* `mpirun -np NP question2-mpi` resuming a copy of the folder from (to two epochs). */
+static void resume_q2(int np, const char *from, const char *dir)
+{
+    char launch[512], flags[256];
+    snprintf(launch, sizeof launch, "rm -rf %s && cp -r %s %s && " MPIRUN " -np %d", dir, from,
+             dir, np);
+    snprintf(flags, sizeof flags, "-checkpoint_every 1 -epochs 2 -resume %s", dir);
+    run_q2_cmd(launch, q2_mpi_bin, Q2_RUN, flags);
+}
+
+/* A checkpoint written by 2 processes after epoch 1, resumed with 2, 1 and 3: the second epoch
+ * is the straight 2-process run's, to the bit with 2 (metrics and checkpoint), within the
+ * tolerance of another split of each batch with 1 and 3 (docs/distributed.md). */
+static void test_runner_resumes_with_another_number_of_processes(void **state)
+{
+    (void)state;
+    require_runner();
+    run_q2(MPIRUN " -np 2", q2_mpi_bin, "-checkpoint_every 1", "straight2");
+    run_q2_cmd(MPIRUN " -np 2", q2_mpi_bin, Q2_RUN, "-checkpoint_every 1 -epochs 1 -out half2");
+    resume_q2(2, "half2", "resumed2");
+    resume_q2(1, "half2", "resumed1");
+    resume_q2(3, "half2", "resumed3");
+    expect_same_metrics("straight2", "resumed2", 0);
+    expect_same_checkpoint("straight2", "resumed2");
+    expect_same_metrics("straight2", "resumed1", 1e-5);
+    expect_same_metrics("straight2", "resumed3", 1e-5);
+}
+
+/* Batch norm: every rank's forward moves its own running statistics; the evaluation, split
+ * across the ranks, must use rank 0's (those its checkpoint saves). One process with two
+ * micro-batches keeps those of the first, so it gives the 2-process run's figures and
+ * checkpoint bit for bit. */
+static void test_runner_batch_norm_evaluates_rank_0s_statistics(void **state)
+{
+    (void)state;
+    require_runner();
+    run_q2_base(MPIRUN " -np 2", q2_mpi_bin, Q2_BN_RUN, "-deterministic", "bn2");
+    run_q2_base(MPIRUN " -np 1", q2_mpi_bin, Q2_BN_RUN, "-deterministic -micro_batches 2", "bn1");
+    expect_same_metrics("bn1", "bn2", 0);
+    expect_same_checkpoint("bn1", "bn2");
+}
+
 static void expect_runner_fails(const char *cmd, int want_rc, const char *needle, bool once)
 {
     static char out[1 << 16];
@@ -329,10 +402,13 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backward_hook_sees_every_record_in_reverse),
         cmocka_unit_test(test_two_processes_match_one),
+        cmocka_unit_test(test_batch_norm_buffers_are_rank_0s),
         cmocka_unit_test(test_unreached_parameter_reduced_as_zeros),
         cmocka_unit_test(test_checkpoint_of_two_ranks_resumes_on_one_and_three),
         cmocka_unit_test(test_a_failing_rank_ends_the_job),
         cmocka_unit_test(test_runner_two_processes_match_one),
+        cmocka_unit_test(test_runner_resumes_with_another_number_of_processes),
+        cmocka_unit_test(test_runner_batch_norm_evaluates_rank_0s_statistics),
         cmocka_unit_test(test_runner_input_errors_end_every_rank),
     };
     return cmocka_run_group_tests(tests, group_setup, check_tmpdir_teardown);

@@ -298,6 +298,25 @@ static void test_evaluate_classifier(void **state)
         assert_near(e.loss, loss, 1e-12);
         assert_near(e.accuracy, acc, 0);
     }
+    /* The sums behind the figures: a set evaluated in parts, one part per batch, gives the
+     * whole set's loss_sum to the bit when the parts' sums are added in order. */
+    tg_eval whole = tg_evaluate_classifier(model, x, y, 4);
+    assert_near(whole.loss_sum, loss * 10, 1e-12);
+    assert_int_equal(whole.correct, (int64_t)(acc * 10 + 0.5));
+    double parts = 0;
+    int64_t part_hits = 0;
+    for (int64_t lo = 0; lo < 10; lo += 4) {
+        int64_t k = lo + 4 < 10 ? 4 : 10 - lo;
+        tg_tensor *xs = tg_wrap(x->dtype, TG_SHAPE(k, x->shape[1]),
+                                (double *)x->data + lo * x->shape[1]);
+        tg_tensor *ys = tg_wrap(TG_I32, TG_SHAPE(k), (int32_t *)y->data + lo);
+        tg_eval e = tg_evaluate_classifier(model, xs, ys, 4);
+        parts = lo == 0 ? e.loss_sum : parts + e.loss_sum;
+        part_hits += e.correct;
+        tg_free(xs), tg_free(ys);
+    }
+    assert_memory_equal(&parts, &whole.loss_sum, sizeof parts);
+    assert_int_equal(part_hits, whole.correct);
     /* The modes come back as they were: grad on/off, the model in train or eval mode. */
     for (int k = 0; k < 4; k++) {
         bool grad = k & 1, training = k & 2;
@@ -447,6 +466,55 @@ static void test_train_epoch_stops(void **state)
                         &(tg_train_opts){.keep_nonfinite = true, .progress = TG_PROGRESS_OFF});
     assert_int_equal(st.steps, 5);
     assert_int_equal(st.nonfinite_step, 1);
+    free_setup(&a);
+}
+
+/* A step of one's own: the figures of a script, one per call. */
+typedef struct {
+    int calls, n;
+    const tg_step_figures *figures;
+} scripted;
+
+static bool scripted_step(void *data, tg_module *model, tg_optimizer *opt, bool accuracy,
+                          tg_step_figures *out)
+{
+    scripted *s = data;
+    if (s->calls == s->n) return false;
+    *out = s->figures[s->calls++];
+    return true;
+}
+
+static void test_train_epoch_with_a_step_of_ones_own(void **state)
+{
+    (void)state;
+    setup a = make_setup(10);
+    const tg_step_figures f[4] = {{.loss = 2, .examples = 4, .correct = 1},
+                                  {.loss = 1, .examples = 4, .correct = 3},
+                                  {.loss = 0.5, .examples = 2, .correct = 2},
+                                  {.loss = NAN, .examples = 1}};
+    scripted sc = {.n = 3, .figures = f};
+    tg_train_opts o = {.accuracy = true, .progress = TG_PROGRESS_OFF, .step = scripted_step,
+                       .step_data = &sc, .steps = 3};
+    tg_epoch_stats st = tg_train_epoch(a.model, a.opt, NULL, &o);
+    assert_int_equal(sc.calls, 3);
+    assert_int_equal(st.steps, 3);
+    assert_int_equal(st.examples, 10);
+    assert_near(st.loss, 3.5 / 3, 1e-15);
+    assert_near(st.loss_per_example, (8 + 4 + 1) / 10.0, 1e-15);
+    assert_near(st.accuracy, 0.6, 1e-15);
+    assert_false(st.stopped);
+    /* The step's stop ends the epoch after that step; a NaN loss ends it as usual. */
+    tg_step_figures stop[2] = {{.loss = 1, .examples = 1, .stop = true}, {.loss = 1}};
+    sc = (scripted){.n = 2, .figures = stop};
+    st = tg_train_epoch(a.model, a.opt, NULL, &o);
+    assert_int_equal(st.steps, 1);
+    assert_true(st.stopped);
+    sc = (scripted){.n = 4, .figures = f};
+    st = tg_train_epoch(a.model, a.opt, NULL, &o);
+    assert_int_equal(st.steps, 4);
+    assert_int_equal(st.nonfinite_step, 4);
+    EXPECT_ERROR("either loader or opts->step", tg_train_epoch(a.model, a.opt, a.loader, &o));
+    EXPECT_ERROR("either loader or opts->step", tg_train_epoch(a.model, a.opt, NULL, NULL));
     free_setup(&a);
 }
 
@@ -644,6 +712,7 @@ int main(void)
         cmocka_unit_test(test_evaluate_regressor),
         cmocka_unit_test(test_train_epoch_is_the_plain_loop),
         cmocka_unit_test(test_train_epoch_stops),
+        cmocka_unit_test(test_train_epoch_with_a_step_of_ones_own),
         cmocka_unit_test(test_progress_line),
         cmocka_unit_test(test_progress_fits_the_width),
         cmocka_unit_test(test_progress_redraw_rate),

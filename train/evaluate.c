@@ -84,7 +84,7 @@ static tg_eval evaluate(const char *op, tg_module *model, const tg_tensor *x, co
     }
     tg_module_train(model, training);
     tg_set_grad_enabled(grad);
-    tg_eval e = {.loss = NAN, .accuracy = NAN, .n = n};
+    tg_eval e = {.loss = NAN, .accuracy = NAN, .n = n, .loss_sum = sum, .correct = hits};
     if (n == 0) return e;
     e.loss = sum / (double)(classifier ? n : y->numel);
     if (classifier) e.accuracy = (double)hits / (double)n;

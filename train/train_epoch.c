@@ -19,11 +19,32 @@ static tg_tensor *batch_loss(tg_loss_kind kind, tg_tensor *out, tg_tensor *y)
     return tg_cross_entropy(out, y, TG_REDUCE_MEAN);
 }
 
+/* The plain step over the loader. */
+static bool plain_step(tg_module *model, tg_optimizer *opt, tg_loader *loader, tg_loss_kind kind,
+                       bool accuracy, tg_step_figures *f)
+{
+    tg_tensor *x, *y;
+    if (!tg_loader_next(loader, &x, &y)) return false;
+    tg_optimizer_zero_grad(opt);
+    tg_tensor *out = tg_module_forward(model, x);
+    tg_tensor *loss = batch_loss(kind, out, y);
+    f->correct = accuracy ? tg_count_correct(out, y) : 0;
+    tg_backward(loss);
+    tg_optimizer_step(opt);
+    f->loss = tg_item(loss);
+    f->examples = y->shape[0];
+    f->stop = false;
+    tg_tape_reset();
+    return true;
+}
+
 tg_epoch_stats tg_train_epoch(tg_module *model, tg_optimizer *opt, tg_loader *loader,
                               const tg_train_opts *opts)
 {
-    if (!model || !opt || !loader) tg_fail("tg_train_epoch: model, opt and loader must be given");
     tg_train_opts o = opts ? *opts : (tg_train_opts){0};
+    if (!model || !opt || !loader == !o.step)
+        tg_fail("tg_train_epoch: model, opt and either loader or opts->step must be given "
+                "(loader %s, step %s)", loader ? "given" : "NULL", o.step ? "given" : "NULL");
     if (o.accuracy && o.loss != TG_LOSS_CROSS_ENTROPY)
         tg_fail("tg_train_epoch: accuracy is for classifiers (TG_LOSS_CROSS_ENTROPY)");
     tg_epoch_stats s = {.loss = NAN, .loss_per_example = NAN, .accuracy = NAN};
@@ -31,30 +52,29 @@ tg_epoch_stats tg_train_epoch(tg_module *model, tg_optimizer *opt, tg_loader *lo
     int64_t hits = 0;
     tg_progress bar;   /* on a terminal only: batches, running loss, speed, time left */
     tg_progress_begin(&bar, o.progress_out, o.progress, o.label, o.epoch, o.epochs,
-                      tg_loader_num_batches(loader));
-    tg_tensor *x, *y;
+                      loader ? tg_loader_num_batches(loader) : o.steps);
+    tg_step_figures f;
     /* The hot loop: everything per step lives in the tape's arena or the loader's buffers. */
-    while (!(o.stop && *o.stop) && tg_loader_next(loader, &x, &y)) {
-        tg_optimizer_zero_grad(opt);
-        tg_tensor *out = tg_module_forward(model, x);
-        tg_tensor *loss = batch_loss(o.loss, out, y);
-        if (o.accuracy) hits += tg_count_correct(out, y);
-        tg_backward(loss);
-        tg_optimizer_step(opt);
-        double l = tg_item(loss);
+    while (!(o.stop && *o.stop) &&
+           (o.step ? o.step(o.step_data, model, opt, o.accuracy, &f)
+                   : plain_step(model, opt, loader, o.loss, o.accuracy, &f))) {
         s.steps++;
-        s.examples += y->shape[0];
-        sum += l;
-        weighted += l * (double)y->shape[0];
-        tg_progress_step(&bar, y->shape[0], l);
-        tg_tape_reset();
-        if (!isfinite(l) && !s.nonfinite_step) {
+        s.examples += f.examples;
+        sum += f.loss;
+        weighted += f.loss * (double)f.examples;
+        hits += f.correct;
+        tg_progress_step(&bar, f.examples, f.loss);
+        if (!isfinite(f.loss) && !s.nonfinite_step) {
             s.nonfinite_step = s.steps;
             if (!o.keep_nonfinite) break;
         }
+        if (f.stop) {
+            s.stopped = true;
+            break;
+        }
     }
     tg_progress_end(&bar);
-    s.stopped = o.stop && *o.stop;
+    s.stopped = s.stopped || (o.stop && *o.stop);
     if (s.steps) {
         s.loss = sum / (double)s.steps;
         s.loss_per_example = weighted / (double)s.examples;

@@ -11,6 +11,8 @@
  * summed over the ranks every step (that sum also makes every rank stop at the same step on a
  * NaN loss or an interrupt), and evaluation splits the validation and test sets by batches of
  * EVAL_BATCH rows, whose sums are added in batch order: the figures one process would compute.
+ * Buffers (batch norm's running statistics) are rank 0's on every rank before each step and
+ * each evaluation, as in PyTorch DDP.
  * An input error on any rank ends every rank (MPI_Abort) with that rank's message. */
 #include "question2.h"
 
@@ -24,7 +26,8 @@ static struct {
     int micro;                      /* micro-batches per step on every rank (-micro_batches) */
     tg_shard_loader *loader;
     tg_ddp *ddp;
-    tg_param_list params;
+    tg_param_list params, buffers;
+    tg_param_list kept;             /* the buffers' values over micro-batches 2..M (batch norm) */
     uint64_t seed;
     int64_t batch;                  /* the global batch */
     /* Headers over the loader's rows of each micro-batch, of full and of short last batches. */
@@ -53,6 +56,11 @@ static void start(const q2_config *c, const q2_data *d, tg_module *model, tg_rng
 {
     tg_dist_broadcast_module(model);
     tg_module_parameters(model, &S.params);
+    tg_module_buffers(model, &S.buffers);
+    for (int i = 0; i < S.buffers.n; i++) {
+        const tg_tensor *b = S.buffers.tensors[i];
+        tg_param_list_add(&S.kept, S.buffers.names[i], tg_zeros(b->dtype, b->ndim, b->shape));
+    }
     S.ddp = tg_ddp_new(&S.params, &S.opts);
     /* A copy of the generator as run.c's own loader will see it: the same global shuffles. */
     tg_rng copy = *rng;
@@ -73,6 +81,9 @@ static void finish(void)
     tg_shard_loader_free(S.loader);
     tg_ddp_free(S.ddp);
     tg_param_list_free(&S.params);
+    for (int i = 0; i < S.kept.n; i++) tg_free(S.kept.tensors[i]);
+    tg_param_list_free(&S.kept);
+    tg_param_list_free(&S.buffers);
     for (int t = 0; t < 2; t++)
         for (int m = 0; m < S.micro; m++) {
             tg_free(S.micro_x[t][m]), tg_free(S.micro_y[t][m]);
@@ -96,6 +107,29 @@ static tg_tensor *rows_of(tg_tensor **cache, const tg_tensor *t, int64_t lo, int
     return *cache;
 }
 
+/* Saves the buffers' values (restore false) or puts the saved ones back. */
+static void keep_buffers(bool restore)
+{
+    for (int i = 0; i < S.buffers.n; i++) {
+        tg_tensor *b = S.buffers.tensors[i];
+        void *saved = S.kept.tensors[i]->data;
+        memcpy(restore ? b->data : saved, restore ? saved : b->data, tg_nbytes(b));
+    }
+}
+
+/* The forward of micro-batch k. The running statistics (batch norm) are rank 0's (broadcast
+ * before each step and each evaluation, as DDP does) and move with the first micro-batch only:
+ * an M-process run keeps the statistics of rank 0's slice, so one process with M micro-batches
+ * keeps those of the first, and the two give the same checkpoint and evaluations. */
+static tg_tensor *micro_forward(tg_module *model, tg_tensor *x, int k)
+{
+    if (k == 0) return tg_module_forward(model, x);
+    keep_buffers(false);
+    tg_tensor *out = tg_module_forward(model, x);
+    keep_buffers(true);
+    return out;
+}
+
 /* One step on this rank's slice, in micro-batches: the weighted gradients of all but the last
  * are accumulated locally, the last one's backward reduces them all. Adds Σ weight·loss and the
  * rows scored right to m[0], m[1]. */
@@ -104,6 +138,7 @@ static void step(tg_module *model, tg_optimizer *opt, tg_tensor *xb, tg_tensor *
 {
     int64_t rows = xb ? xb->shape[0] : 0, global = tg_shard_loader_global_rows(S.loader);
     int t = global != S.batch;   /* the short last batch has headers of its own */
+    tg_dist_broadcast_buffers(&S.buffers);
     for (int k = 0; k < S.micro; k++) {
         int64_t lo = k * rows / S.micro, hi = (k + 1) * rows / S.micro;
         double w = (double)(hi - lo) / (double)global;
@@ -112,7 +147,7 @@ static void step(tg_module *model, tg_optimizer *opt, tg_tensor *xb, tg_tensor *
         tg_tensor *loss = NULL;
         if (hi > lo) {
             tg_tensor *y = rows_of(&S.micro_y[t][k], yb, lo, hi);
-            tg_tensor *out = tg_module_forward(model, rows_of(&S.micro_x[t][k], xb, lo, hi));
+            tg_tensor *out = micro_forward(model, rows_of(&S.micro_x[t][k], xb, lo, hi), k);
             loss = tg_cross_entropy(out, y, TG_REDUCE_MEAN);
             if (accuracy) m[1] += (double)tg_count_correct(out, y);
             m[0] += w * tg_item(loss);
@@ -128,75 +163,61 @@ static void step(tg_module *model, tg_optimizer *opt, tg_tensor *xb, tg_tensor *
     tg_optimizer_step(opt);
 }
 
-/* tg_train_epoch's loop and statistics, over the global batches. */
-static tg_epoch_stats train_epoch(tg_module *model, tg_optimizer *opt, const tg_train_opts *o)
+/* tg_train_epoch's step over the global batches: this rank's slice, then the global batch's
+ * figures, summed over the ranks. data: the run's stop request, read here because every rank
+ * must stop at the same step (any rank asked to stop: all stop). */
+static bool ddp_step(void *data, tg_module *model, tg_optimizer *opt, bool accuracy,
+                     tg_step_figures *f)
 {
-    tg_epoch_stats s = {.loss = NAN, .loss_per_example = NAN, .accuracy = NAN};
-    double t0 = q2_now(), sum = 0, weighted = 0, hits = 0;
-    tg_progress bar;
-    tg_progress_begin(&bar, o->progress_out, tg_dist_is_main() ? o->progress : TG_PROGRESS_OFF,
-                      o->label, o->epoch, o->epochs, tg_shard_loader_num_batches(S.loader));
+    const volatile sig_atomic_t *stop = data;
     tg_tensor *xb, *yb;
-    while (tg_shard_loader_next(S.loader, &xb, &yb)) {
-        double m[3] = {0, 0, o->stop && *o->stop};
-        step(model, opt, xb, yb, o->accuracy, m);
-        tg_tape_reset();
-        tg_dist_sum(m, 3);    /* the global batch's loss; any rank asked to stop: all stop */
-        int64_t global = tg_shard_loader_global_rows(S.loader);
-        s.steps++;
-        s.examples += global;
-        sum += m[0];
-        weighted += m[0] * (double)global;
-        hits += m[1];
-        tg_progress_step(&bar, global, m[0]);
-        if (!isfinite(m[0]) && !s.nonfinite_step) {
-            s.nonfinite_step = s.steps;
-            if (!o->keep_nonfinite) break;
-        }
-        if (m[2] > 0) {
-            s.stopped = true;
-            break;
-        }
-    }
-    tg_progress_end(&bar);
-    if (s.steps) {
-        s.loss = sum / (double)s.steps;
-        s.loss_per_example = weighted / (double)s.examples;
-    }
-    if (o->accuracy && s.examples) s.accuracy = hits / (double)s.examples;
-    s.seconds = q2_now() - t0;
-    return s;
+    if (!tg_shard_loader_next(S.loader, &xb, &yb)) return false;
+    double m[3] = {0, 0, stop && *stop};
+    step(model, opt, xb, yb, accuracy, m);
+    tg_tape_reset();
+    tg_dist_sum(m, 3);
+    *f = (tg_step_figures){.loss = m[0], .examples = tg_shard_loader_global_rows(S.loader),
+                           .correct = (int64_t)m[1], .stop = m[2] > 0};
+    return true;
 }
 
-/* tg_evaluate_classifier's figures: batch i of EVAL_BATCH rows on rank i mod N; each batch's
- * loss sum and hits are summed over ranks (one rank's value plus zeros: exact) and then added in
- * batch order, as one process adds them. */
+static tg_epoch_stats train_epoch(tg_module *model, tg_optimizer *opt, const tg_train_opts *o)
+{
+    tg_train_opts ddp = *o;
+    ddp.stop = NULL;   /* read in ddp_step, where the ranks agree on it */
+    ddp.step = ddp_step;
+    ddp.step_data = (void *)o->stop;
+    ddp.steps = tg_shard_loader_num_batches(S.loader);
+    if (!tg_dist_is_main()) ddp.progress = TG_PROGRESS_OFF;
+    return tg_train_epoch(model, opt, NULL, &ddp);
+}
+
+/* tg_evaluate_classifier's figures for rank 0's model (its running statistics on every rank):
+ * batch i of EVAL_BATCH rows evaluated on rank i mod N; each batch's loss sum and hits are
+ * summed over ranks (one rank's value plus zeros: exact) and then added in batch order, as one
+ * process adds them. */
 static tg_eval evaluate(tg_module *model, const tg_tensor *x, const tg_tensor *y)
 {
     int64_t n = x->shape[0], batches = (n + EVAL_BATCH - 1) / EVAL_BATCH;
     int world = tg_dist_world_size(), rank = tg_dist_rank();
+    tg_dist_broadcast_buffers(&S.buffers);
     tg_tensor *sums = tg_zeros(TG_F64, TG_SHAPE(2 * (batches ? batches : 1)));
     double *v = sums->data;
-    bool grad = tg_set_grad_enabled(false);
-    tg_module_eval(model);
     for (int64_t i = rank; i < batches; i += world) {
         int64_t lo = i * EVAL_BATCH, hi = lo + EVAL_BATCH < n ? lo + EVAL_BATCH : n;
         tg_tensor *xs = NULL, *ys = NULL;
-        tg_tensor *out = tg_module_forward(model, rows_of(&xs, x, lo, hi));
-        rows_of(&ys, y, lo, hi);
-        v[2 * i] = tg_item(tg_cross_entropy(out, ys, TG_REDUCE_SUM));
-        v[2 * i + 1] = (double)tg_count_correct(out, ys);
-        tg_tape_reset();
+        tg_eval e = tg_evaluate_classifier(model, rows_of(&xs, x, lo, hi), rows_of(&ys, y, lo, hi),
+                                           EVAL_BATCH);
+        v[2 * i] = e.loss_sum;
+        v[2 * i + 1] = (double)e.correct;
         tg_free(xs);
         tg_free(ys);
     }
-    tg_module_train(model, true);
-    tg_set_grad_enabled(grad);
     tg_dist_sum(v, (int)(2 * batches));
     double sum = 0, hits = 0;
     for (int64_t i = 0; i < batches; i++) sum += v[2 * i], hits += v[2 * i + 1];
     tg_free(sums);
-    tg_eval e = {.loss = NAN, .accuracy = NAN, .n = n};
+    tg_eval e = {.loss = NAN, .accuracy = NAN, .n = n, .loss_sum = sum, .correct = (int64_t)hits};
     if (n) e.loss = sum / (double)n, e.accuracy = hits / (double)n;
     return e;
 }

@@ -6,6 +6,8 @@
  *       rank 0 saves a checkpoint after SAVE_AT steps
  *   ddp_check resume STEPS CKPT CURVE          resumes CKPT with this run's world size and
  *       compares every later step with the curve of the uninterrupted run
+ *   ddp_check batchnorm STEPS                  a model with batch norm: every rank's buffers are
+ *       rank 0's after the broadcasts, and rank 0's are those of one process with the same shards
  *   ddp_check unreached                        a parameter whose gradient buffer tg_zero_grad left
  *       pending (over NaN) and that the backward does not reach is reduced as zeros
  *   ddp_check fault-input | fault-hang | fault-hang-late | fault-die   rank 1 fails in one of four
@@ -53,25 +55,35 @@ static tg_dataset make_data(void)
     return d;
 }
 
-static tg_module *make_model(uint64_t seed)
+/* 20-32-10 with ReLU; batch_norm: a BatchNorm1d before the ReLU (buffers to keep in step). */
+static tg_module *make_model(uint64_t seed, bool batch_norm)
 {
     tg_rng rng;
     tg_rng_seed(&rng, seed);
-    return tg_sequential_new(3, tg_linear_new(N_IN, N_HIDDEN, true, tg_init_pytorch(), &rng),
-                             tg_relu_new(),
-                             tg_linear_new(N_HIDDEN, N_OUT, true, tg_init_pytorch(), &rng));
+    tg_module *m = tg_sequential_new(1, tg_linear_new(N_IN, N_HIDDEN, true, tg_init_pytorch(),
+                                                      &rng));
+    if (batch_norm) tg_sequential_append(m, tg_batch_norm1d_new(N_HIDDEN, NULL));
+    tg_sequential_append(m, tg_relu_new());
+    tg_sequential_append(m, tg_linear_new(N_HIDDEN, N_OUT, true, tg_init_pytorch(), &rng));
+    return m;
 }
 
 typedef struct {
     tg_module *model;
-    tg_param_list ps;
+    tg_param_list ps, buffers;
+    tg_tensor *kept[8];      /* the buffers' values, saved over a shard that must not move them */
     tg_optimizer *opt;
 } net;
 
-static net make_net(uint64_t seed)
+static net make_net(uint64_t seed, bool batch_norm)
 {
-    net n = {.model = make_model(seed)};
+    net n = {.model = make_model(seed, batch_norm)};
     tg_module_parameters(n.model, &n.ps);
+    tg_module_buffers(n.model, &n.buffers);
+    for (int i = 0; i < n.buffers.n; i++) {
+        const tg_tensor *b = n.buffers.tensors[i];
+        n.kept[i] = tg_zeros(b->dtype, b->ndim, b->shape);
+    }
     n.opt = tg_sgd_new(&n.ps, (tg_sgd_opts){.lr = 0.1, .momentum = 0.9});
     return n;
 }
@@ -79,6 +91,8 @@ static net make_net(uint64_t seed)
 static void free_net(net *n)
 {
     tg_optimizer_free(n->opt);
+    for (int i = 0; i < n->buffers.n; i++) tg_free(n->kept[i]);
+    tg_param_list_free(&n->buffers);
     tg_param_list_free(&n->ps);
     tg_module_free(n->model);
 }
@@ -105,6 +119,7 @@ static double ddp_step(net *n, tg_ddp *ddp, tg_shard_loader *L, double *batch_su
         tg_shard_loader_next(L, &xb, &yb);
     }
     double w = tg_shard_loader_weight(L);
+    tg_dist_broadcast_buffers(&n->buffers);
     tg_optimizer_zero_grad(n->opt);
     tg_tensor *loss = xb ? tg_cross_entropy(tg_module_forward(n->model, xb), yb, TG_REDUCE_MEAN)
                          : NULL;
@@ -117,8 +132,28 @@ static double ddp_step(net *n, tg_ddp *ddp, tg_shard_loader *L, double *batch_su
     return m[0];
 }
 
+static void keep_buffers(net *n, bool restore)
+{
+    for (int i = 0; i < n->buffers.n; i++) {
+        tg_tensor *b = n->buffers.tensors[i];
+        memcpy(restore ? b->data : n->kept[i]->data, restore ? n->kept[i]->data : b->data,
+               tg_nbytes(b));
+    }
+}
+
+/* Bit for bit. */
+static bool same_buffers(const net *a, const net *b)
+{
+    for (int i = 0; i < a->buffers.n; i++)
+        if (memcmp(a->buffers.tensors[i]->data, b->buffers.tensors[i]->data,
+                   tg_nbytes(a->buffers.tensors[i])))
+            return false;
+    return true;
+}
+
 /* The same step in one process: shards of the global batch in rank order, each gradient scaled
- * by its weight, added in rank order (what the deterministic reduction promises to match). */
+ * by its weight, added in rank order (what the deterministic reduction promises to match). The
+ * running statistics are rank 0's: those of shard 0, the other shards' forwards undone. */
 static double sharded_step(net *n, tg_tensor *xb, tg_tensor *yb, int world, float **acc)
 {
     int64_t b = xb->shape[0];
@@ -129,7 +164,9 @@ static double sharded_step(net *n, tg_tensor *xb, tg_tensor *yb, int world, floa
         tg_optimizer_zero_grad(n->opt);
         tg_tensor *xs = tg_from_data(TG_F32, TG_SHAPE(hi - lo, N_IN), (float *)xb->data + lo * N_IN);
         tg_tensor *ys = tg_from_data(TG_I32, TG_SHAPE(hi - lo), (int32_t *)yb->data + lo);
+        if (r > 0) keep_buffers(n, false);
         tg_tensor *loss = tg_cross_entropy(tg_module_forward(n->model, xs), ys, TG_REDUCE_MEAN);
+        if (r > 0) keep_buffers(n, true);
         double lw = ((double)(hi - lo) / (double)b) * tg_item(loss);
         loss_sum = r == 0 ? lw : loss_sum + lw;
         tg_backward(loss);
@@ -173,7 +210,7 @@ static int curve(int steps, const char *out, int save_at, const char *ckpt)
     tg_dataset d = make_data();
     int world = tg_dist_world_size();
     /* Different initial weights on every rank: the broadcast must make them rank 0's. */
-    net n = make_net(7 + (uint64_t)tg_dist_rank());
+    net n = make_net(7 + (uint64_t)tg_dist_rank(), false);
     tg_dist_broadcast_module(n.model);
     tg_ddp *ddp = tg_ddp_new(&n.ps, &(tg_ddp_opts){.deterministic = true, .bucket_bytes = 1024});
     tg_ddp *plain = tg_ddp_new(&n.ps, &(tg_ddp_opts){.bucket_bytes = 1024});
@@ -181,7 +218,7 @@ static int curve(int steps, const char *out, int save_at, const char *ckpt)
     tg_rng_seed(&rng, 3);
     tg_shard_loader *L = tg_shard_loader_new(d.x, d.y, BATCH, true, false, &rng);
 
-    net ref = make_net(7), full = make_net(7);
+    net ref = make_net(7, false), full = make_net(7, false);
     tg_rng_seed(&rng, 3);
     tg_loader *ref_loader = tg_loader_new(d.x, d.y, BATCH, true, false, &rng);
     tg_tensor *acc_t[8];
@@ -213,8 +250,8 @@ static int curve(int steps, const char *out, int save_at, const char *ckpt)
                        "every parameter must be identical)", s + 1, loss, ref_loss);
         double rel = fabs(loss - full_loss) / fabs(full_loss);
         if (rel > worst_rel) worst_rel = rel;
-        if (rel > 1e-4)
-            bad = fail("step %d: loss %.17g, unsharded one-process loss %.17g (tolerance 1e-4)",
+        if (rel > 1e-5)
+            bad = fail("step %d: loss %.17g, unsharded one-process loss %.17g (tolerance 1e-5)",
                        s + 1, loss, full_loss);
         if (ckpt && s + 1 == save_at && tg_dist_is_main())
             tg_dist_check(tg_checkpoint_save(ckpt, n.model, n.opt, NULL), ckpt);
@@ -240,10 +277,83 @@ static int curve(int steps, const char *out, int save_at, const char *ckpt)
     return bad;
 }
 
+/* Batch norm: the ranks start from different weights and running statistics, which the start-up
+ * broadcast must make rank 0's; each step's forward updates every rank's statistics from its own
+ * slice, and the broadcast before the next forward makes them rank 0's again. Against one
+ * process running the same shards with shard 0's statistics: loss and parameters bit for bit,
+ * rank 0's buffers bit for bit after its own update, every rank's after the broadcast. */
+static int batchnorm(int steps)
+{
+    tg_dataset d = make_data();
+    int world = tg_dist_world_size(), rank = tg_dist_rank();
+    net n = make_net(7 + (uint64_t)rank, true), ref = make_net(7, true);
+    for (int i = 0; i < n.buffers.n && rank > 0; i++) {
+        tg_tensor *b = n.buffers.tensors[i];
+        tg_fill_(b, b->dtype == TG_I64 ? 5.0 * rank : 0.25 * rank);
+    }
+    tg_dist_broadcast_module(n.model);
+    tg_ddp *ddp = tg_ddp_new(&n.ps, &(tg_ddp_opts){.deterministic = true, .bucket_bytes = 1024});
+    tg_rng rng;
+    tg_rng_seed(&rng, 3);
+    tg_shard_loader *L = tg_shard_loader_new(d.x, d.y, BATCH, true, false, &rng);
+    tg_rng_seed(&rng, 3);
+    tg_loader *ref_loader = tg_loader_new(d.x, d.y, BATCH, true, false, &rng);
+    tg_tensor *acc_t[8];
+    float *acc[8];
+    for (int i = 0; i < ref.ps.n; i++) {
+        tg_tensor *p = ref.ps.tensors[i];
+        acc_t[i] = tg_zeros(p->dtype, p->ndim, p->shape);
+        acc[i] = acc_t[i]->data;
+    }
+    int bad = same_buffers(&n, &ref) ? 0 : fail("the start-up broadcast left this rank's buffers");
+    int own_statistics = 0;
+    for (int s = 0; s < steps && !bad; s++) {
+        double batch_sum;
+        double loss = ddp_step(&n, ddp, L, &batch_sum);
+        tg_tensor *xb, *yb;
+        if (!tg_loader_next(ref_loader, &xb, &yb)) {
+            tg_loader_reset(ref_loader);
+            tg_loader_next(ref_loader, &xb, &yb);
+        }
+        double ref_loss = sharded_step(&ref, xb, yb, world, acc);
+        tg_tape_reset();
+        if (loss != ref_loss || !same_params(&n, &ref))
+            bad = fail("step %d: loss %.17g, one process with the same shards %.17g (the loss and "
+                       "every parameter must be identical)", s + 1, loss, ref_loss);
+        bool same = same_buffers(&n, &ref);
+        own_statistics += !same;
+        if (rank == 0 && !same)
+            bad = fail("step %d: rank 0's running statistics differ from those of shard 0", s + 1);
+        tg_dist_broadcast_buffers(&n.buffers);
+        if (!same_buffers(&n, &ref))
+            bad = fail("step %d: after tg_dist_broadcast_buffers this rank's buffers are not rank "
+                       "0's", s + 1);
+    }
+    int64_t tracked = *(const int64_t *)tg_module_buffer(n.model, "1.num_batches_tracked")->data;
+    if (!bad && tracked != steps)
+        bad = fail("num_batches_tracked is %lld after %d steps", (long long)tracked, steps);
+    /* Rank 1's own forwards moved its statistics away from rank 0's: the check above saw it. */
+    if (!bad && rank > 0 && own_statistics != steps)
+        bad = fail("rank %d's own statistics equalled rank 0's in %d of %d steps: this test "
+                   "shows nothing", rank, steps - own_statistics, steps);
+    if (!bad && tg_dist_is_main())
+        printf("ok: batch norm, %d ranks, %d steps: parameters and rank 0's running statistics "
+               "bit-identical to one process with the same shards, every rank's buffers rank 0's "
+               "after the broadcast\n", world, steps);
+    for (int i = 0; i < ref.ps.n; i++) tg_free(acc_t[i]);
+    tg_loader_free(ref_loader);
+    tg_shard_loader_free(L);
+    tg_ddp_free(ddp);
+    free_net(&ref);
+    free_net(&n);
+    tg_dataset_free(&d);
+    return bad;
+}
+
 static int resume(int steps, const char *ckpt, const char *curve_path)
 {
     tg_dataset d = make_data();
-    net n = make_net(99);
+    net n = make_net(99, false);
     tg_dist_check(tg_checkpoint_load(ckpt, n.model, n.opt, NULL), ckpt);
     tg_dist_broadcast_module(n.model);
     tg_ddp *ddp = tg_ddp_new(&n.ps, &(tg_ddp_opts){.deterministic = true});
@@ -270,8 +380,8 @@ static int resume(int steps, const char *ckpt, const char *curve_path)
                        "want %.17g)", (long long)s + 1, batch_sum, want_sum);
         double rel = fabs(loss - want_loss) / fabs(want_loss);
         if (rel > worst) worst = rel;
-        if (rel > 1e-4)
-            bad = fail("step %lld: loss %.17g, uninterrupted run %.17g (tolerance 1e-4)",
+        if (rel > 1e-5)
+            bad = fail("step %lld: loss %.17g, uninterrupted run %.17g (tolerance 1e-5)",
                        (long long)s + 1, loss, want_loss);
         compared++;
     }
@@ -291,7 +401,7 @@ static int resume(int steps, const char *ckpt, const char *curve_path)
 static int fault(const char *kind)
 {
     tg_dataset d = make_data();
-    net n = make_net(7);
+    net n = make_net(7, false);
     tg_dist_broadcast_module(n.model);
     tg_ddp *ddp = tg_ddp_new(&n.ps, NULL);
     tg_shard_loader *L = tg_shard_loader_new(d.x, d.y, BATCH, true, false, NULL);
@@ -321,7 +431,7 @@ static int fault(const char *kind)
 static int unreached(void)
 {
     tg_dataset d = make_data();
-    net n = make_net(7);
+    net n = make_net(7, false);
     tg_tensor *u = tg_set_requires_grad(tg_zeros(TG_F32, TG_SHAPE(5)), true);
     tg_backward(tg_sum(u)); /* gives u its buffer */
     tg_tape_reset();
@@ -366,6 +476,8 @@ int main(int argc, char **argv)
         rc = curve(atoi(argv[2]), argv[3], argc >= 6 ? atoi(argv[4]) : 0, argc >= 6 ? argv[5] : NULL);
     else if (argc == 5 && !strcmp(argv[1], "resume"))
         rc = resume(atoi(argv[2]), argv[3], argv[4]);
+    else if (argc == 3 && !strcmp(argv[1], "batchnorm"))
+        rc = batchnorm(atoi(argv[2]));
     else if (argc == 2 && !strcmp(argv[1], "unreached"))
         rc = unreached();
     else if (argc == 2 && !strncmp(argv[1], "fault-", 6))

@@ -9,10 +9,11 @@
  * update. One step:
  *
  *     tg_dist_init(&argc, &argv);
- *     tg_dist_broadcast_module(model);                       // rank 0's initial weights
+ *     tg_dist_broadcast_module(model);           // rank 0's initial weights and buffers
  *     tg_ddp *ddp = tg_ddp_new(&params, NULL);
  *     tg_shard_loader *L = tg_shard_loader_new(x, y, 256, true, false, &rng);  // 256 global
  *     while (tg_shard_loader_next(L, &xb, &yb)) {
+ *         tg_dist_broadcast_buffers(&buffers);   // rank 0's running statistics (batch norm)
  *         tg_optimizer_zero_grad(opt);
  *         tg_tensor *loss = tg_cross_entropy(tg_module_forward(model, xb), yb, TG_REDUCE_MEAN);
  *         tg_ddp_backward(ddp, loss, tg_shard_loader_weight(L));  // backward + averaging
@@ -56,8 +57,15 @@ void tg_dist_barrier(void);          /* with the deadline */
 /* ---- collectives ------------------------------------------------------------------------ */
 /* Copies root's values of the tensors into every rank's (same shapes and dtypes everywhere). */
 void tg_dist_broadcast(tg_tensor *const *tensors, int n, int root);
-/* Every parameter of the module from rank 0 (the module's state is its parameters). */
+/* The module's whole state from rank 0: its parameters and its buffers (batch norm's running
+ * statistics, num_batches_tracked), in tg_module_state order, shapes and dtypes checked. */
 void tg_dist_broadcast_module(tg_module *m);
+/* Rank 0's values of buffers (a tg_module_buffers list, kept from one step to the next) to
+ * every rank, data only: PyTorch DDP's broadcast_buffers. Every rank's forward updates its own
+ * running statistics from its own slice; calling this before each training forward and before
+ * evaluating makes every rank use rank 0's, the ones rank 0's checkpoint saves. Nothing to do
+ * (an empty list) for a model without buffers. */
+void tg_dist_broadcast_buffers(const tg_param_list *buffers);
 /* values[i] = the sum over ranks of values[i], added in rank order (the same bits on every rank
  * and in every run): loss sums, correct counts, example counts. */
 void tg_dist_sum(double *values, int n);

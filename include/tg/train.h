@@ -85,6 +85,12 @@ void tg_progress_end(tg_progress *p);    /* erases the bar (if any was drawn) */
 typedef struct {
     double loss, accuracy;
     int64_t n;                   /* examples evaluated */
+    /* The sums the figures divide: the per-example losses (regressor: squared errors) added
+     * batch by batch in order, and the rows scored right (classifier). A set split into parts
+     * evaluated apart (data-parallel evaluation) adds its parts' loss_sum in the same order to
+     * get these bits again. */
+    double loss_sum;
+    int64_t correct;
 } tg_eval;
 
 #define TG_EVAL_BATCH 1000
@@ -102,8 +108,23 @@ tg_eval tg_evaluate_regressor(tg_module *model, const tg_tensor *x, const tg_ten
  * step, tape reset: the plain loop, for programs (runners) that do not write their own. opts may be
  * NULL: cross-entropy, a progress bar on a terminal, stop at the first non-finite loss.
  * Stopping early (opts->stop set, or a NaN/Inf loss) leaves the loader in the middle of its epoch;
- * its next call of tg_loader_next continues there (tg_loader_reset starts afresh). */
+ * its next call of tg_loader_next continues there (tg_loader_reset starts afresh).
+ *
+ * A step of one's own (opts->step, loader NULL) keeps the rest, the statistics, the bar and the
+ * stopping rules, for loops that differ only in where a batch comes from and how it becomes an
+ * update (data-parallel training: question2-mpi). The step draws its batch, updates the model,
+ * resets the tape, and gives the figures the epoch adds up; false when the epoch is over. */
 typedef enum { TG_LOSS_CROSS_ENTROPY = 0, TG_LOSS_MSE } tg_loss_kind;
+
+typedef struct {
+    double loss;                /* the batch's mean loss */
+    int64_t examples;           /* rows of the batch */
+    int64_t correct;            /* rows scored right (read with opts->accuracy) */
+    bool stop;                  /* end the epoch after this step (it counts as stopped) */
+} tg_step_figures;
+
+typedef bool (*tg_train_step_fn)(void *data, tg_module *model, tg_optimizer *opt, bool accuracy,
+                                 tg_step_figures *out);
 
 typedef struct {
     tg_loss_kind loss;
@@ -115,6 +136,9 @@ typedef struct {
     FILE *progress_out;         /* NULL: stderr */
     const char *label;          /* the bar's "label epoch/epochs"; NULL: "epoch" */
     int epoch, epochs;          /* 1-based; epochs 0: no index shown */
+    tg_train_step_fn step;      /* NULL: the plain step over the loader */
+    void *step_data;            /* step's first argument */
+    int64_t steps;              /* with step: the epoch's steps, for the bar */
 } tg_train_opts;
 
 typedef struct {
