@@ -1,8 +1,8 @@
 /* tapegrad dist: data-parallel training over MPI (like PyTorch's DistributedDataParallel).
  *
  * Optional: include/tapegrad.h does not include this header, and its code lives in a separate
- * library, libtapegrad_dist.a, built only where MPI is installed (link it before libtapegrad.a,
- * with `mpicc` or `pkg-config --libs ompi`). The header itself needs no <mpi.h>.
+ * library, libtapegrad_dist.a, built only where MPI is installed; installed, a program links it
+ * with `pkg-config --cflags --libs tapegrad-dist` (docs/install.md). The header needs no <mpi.h>.
  *
  * Every process holds the whole model and trains on its slice of each global batch; gradients
  * are averaged across processes before the optimizer step, so every process applies the same
