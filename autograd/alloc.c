@@ -18,8 +18,8 @@ static void count(void) { atomic_fetch_add_explicit(&alloc_count, 1, memory_orde
 
 /* From this size, allocations start on a 2 MB boundary and ask the kernel for transparent huge
  * pages (PyTorch's THP_MEM_ALLOC_ENABLE does the same): a data set's shuffled rows, each on its
- * own 4 KB pages, cost a page walk per row, which slows the batch-16 loader's gather (docs/speed.md,
- * Lever 4b, has the figures). Only the whole 2 MB pages inside the request are advised, so the
+ * own 4 KB pages, cost a page walk per row, which slows the batch-16 loader's gather
+ * (docs/speed.md, Lever 4b, has the figures). Only the whole 2 MB pages inside the request are advised, so the
  * rounding up of the size (aligned_alloc wants a multiple of the alignment) stays virtual: the
  * tail is never touched. TG_HUGEPAGES=0 turns it off. */
 enum { HUGE_FROM = 1 << 22, HUGE_PAGE = 1 << 21 };

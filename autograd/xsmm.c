@@ -11,8 +11,9 @@
  *   copied transposed into per-thread scratch (M·K floats, a sixth of W₁ for the Table-1
  *   forward); the kernel writes Cᵀ into scratch too, added onto C (the bias) row by row.
  * - Asking libxsmm's registry for a kernel costs a sizeable part of a small product's time
- *   (docs/blas.md, libxsmm: Kernels), so each thread keeps the last few kernels it used (a lookup is a scan of a few keys); the
- *   registry, and its JIT the first time a shape is seen, run only on a miss. No allocation in
+ *   (docs/blas.md, libxsmm: Kernels), so each thread keeps the last few kernels it used (a
+ *   lookup is a scan of a few keys); the registry, and its JIT the first time a shape is seen,
+ *   run only on a miss. No allocation in
  *   steady state: the cache is static per thread, and libxsmm allocates only on JIT.
  * Built without libxsmm (make XSMM=0), tg__xsmm_gemm takes nothing and every product is BLIS's. */
 #include "autograd/blas.h"

@@ -123,8 +123,8 @@ static void test_two_processes_match_one(void **state)
     expect_ok(3, "curve 12 curve3.txt", "ok: 3 ranks");
 }
 
-/* Lazy zero_grad: a parameter the backward does not reach is reduced as zeros, not as what its
- * pending buffer holds. */
+/* Batch norm's running statistics: every rank holds rank 0's after the start-up broadcast and
+ * after each step's, and training matches one process running the same shards. */
 static void test_batch_norm_buffers_are_rank_0s(void **state)
 {
     (void)state;
@@ -133,6 +133,8 @@ static void test_batch_norm_buffers_are_rank_0s(void **state)
     expect_ok(3, "batchnorm 12", "ok: batch norm, 3 ranks");
 }
 
+/* Lazy zero_grad: a parameter the backward does not reach is reduced as zeros, not as what its
+ * pending buffer holds. */
 static void test_unreached_parameter_reduced_as_zeros(void **state)
 {
     (void)state;
@@ -297,19 +299,20 @@ static void test_runner_two_processes_match_one(void **state)
     expect_same_metrics("one", "mpi2", 1e-5);
 }
 
-/* `mpirun -np NP question2-mpi` resuming a copy of the folder from (to two epochs). */
+/* `mpirun -np NP question2-mpi` (np 0: plain question2) resuming a copy of the folder from (to
+ * two epochs). */
 static void resume_q2(int np, const char *from, const char *dir)
 {
     char launch[512], flags[256];
-    snprintf(launch, sizeof launch, "rm -rf %s && cp -r %s %s && " MPIRUN " -np %d", dir, from,
-             dir, np);
+    int n = snprintf(launch, sizeof launch, "rm -rf %s && cp -r %s %s &&", dir, from, dir);
+    if (np) snprintf(launch + n, sizeof launch - (size_t)n, " " MPIRUN " -np %d", np);
     snprintf(flags, sizeof flags, "-checkpoint_every 1 -epochs 2 -resume %s", dir);
-    run_q2_cmd(launch, q2_mpi_bin, Q2_RUN, flags);
+    run_q2_cmd(launch, np ? q2_mpi_bin : q2_bin, Q2_RUN, flags);
 }
 
-/* A checkpoint written by 2 processes after epoch 1, resumed with 2, 1 and 3: the second epoch
- * is the straight 2-process run's, to the bit with 2 (metrics and checkpoint), within the
- * tolerance of another split of each batch with 1 and 3 (docs/distributed.md). */
+/* A checkpoint written by 2 processes after epoch 1, resumed with 2, 1, 3 and by question2: the
+ * second epoch is the straight 2-process run's, to the bit with 2 (metrics and checkpoint),
+ * within the tolerance of another split of each batch otherwise (docs/distributed.md). */
 static void test_runner_resumes_with_another_number_of_processes(void **state)
 {
     (void)state;
@@ -319,10 +322,14 @@ static void test_runner_resumes_with_another_number_of_processes(void **state)
     resume_q2(2, "half2", "resumed2");
     resume_q2(1, "half2", "resumed1");
     resume_q2(3, "half2", "resumed3");
+    resume_q2(0, "half2", "resumed_plain");
     expect_same_metrics("straight2", "resumed2", 0);
     expect_same_checkpoint("straight2", "resumed2");
     expect_same_metrics("straight2", "resumed1", 1e-5);
     expect_same_metrics("straight2", "resumed3", 1e-5);
+    /* Plain question2 resumes it too: question2-mpi's checkpoint holds the training loader's
+     * state question2's own loader would have (run.c's skip_epoch). */
+    expect_same_metrics("straight2", "resumed_plain", 1e-5);
 }
 
 /* Batch norm: every rank's forward moves its own running statistics; the evaluation, split

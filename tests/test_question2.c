@@ -762,9 +762,9 @@ static void test_resume_in_backward(void **state)
     assert_non_null(strstr(r->out, "the checkpoint is of"));
 }
 
-/* A checkpoint note without its "holds" line is what question2 wrote before checkpoints held the
- * training loader's state: refused by name (a resumed run could not see the batches of one never
- * stopped) rather than resumed on other batches. */
+/* A checkpoint note without its "holds" line (a checkpoint without the training loader's state)
+ * is refused by name, since a resumed run could not see the batches of one never stopped,
+ * rather than resumed on other batches. */
 static void test_resume_refuses_a_checkpoint_without_the_loader(void **state)
 {
     (void)state;
@@ -785,6 +785,69 @@ static void test_resume_refuses_a_checkpoint_without_the_loader(void **state)
     run_result *r = run("%s -epochs 2 -resume %s", flags, dir);
     if (r->status != 1 || !strstr(r->out, "no state of the training loader"))
         fail_msg("a checkpoint without the loader resumed: exit %d:\n%s", r->status, r->out);
+}
+
+/* A resume that fails to load its checkpoint leaves the run's metrics as they were: once the
+ * checkpoint is whole again, the run resumes. */
+static void test_failed_resume_keeps_the_metrics(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    const char *flags = "mlp -limit 1000 -eval_limit 300 -quiet";
+    char dir[128], ck[256], saved[300];
+    snprintf(dir, sizeof dir, "%s/failed_resume", check_tmpdir);
+    assert_int_equal(run("%s -epochs 1 -checkpoint_every 1 -out %s", flags, dir)->status, 0);
+    char *before = slurp(dir, "metrics.csv");
+    snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", dir);
+    snprintf(saved, sizeof saved, "%s.whole", ck);
+    assert_int_equal(rename(ck, saved), 0);
+    FILE *f = fopen(ck, "w");
+    assert_non_null(f);
+    fputs("not a checkpoint", f);
+    assert_int_equal(fclose(f), 0);
+    run_result *r = run("%s -epochs 2 -resume %s", flags, dir);
+    if (r->status != 1) fail_msg("a broken checkpoint resumed: exit %d:\n%s", r->status, r->out);
+    char *after = slurp(dir, "metrics.csv");
+    if (strcmp(before, after))
+        fail_msg("a failed resume rewrote metrics.csv:\n%s\nnow:\n%s", before, after);
+    assert_int_equal(rename(saved, ck), 0);
+    r = run("%s -epochs 2 -resume %s", flags, dir);
+    if (r->status != 0) fail_msg("the mended checkpoint did not resume: exit %d:\n%s", r->status,
+                                 r->out);
+    assert_int_equal(count_lines(dir, "metrics.csv"), 3);
+}
+
+/* The runner checkpoints between epochs: a checkpoint whose loader is inside an epoch (here
+ * patched in place, same length) is refused, not resumed half-way through that epoch. */
+static void test_resume_refuses_a_loader_inside_an_epoch(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    const char *flags = "mlp -limit 1000 -eval_limit 300 -quiet";
+    char dir[128], ck[256];
+    snprintf(dir, sizeof dir, "%s/mid_epoch", check_tmpdir);
+    assert_int_equal(run("%s -epochs 1 -checkpoint_every 1 -out %s", flags, dir)->status, 0);
+    snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", dir);
+    static char bytes[1 << 20];
+    FILE *f = fopen(ck, "rb");
+    assert_non_null(f);
+    size_t n = fread(bytes, 1, sizeof bytes, f);
+    fclose(f);
+    const char *from[2] = {"\"loader.started\":\"0\"", "\"loader.pos\":\"0\""};
+    const char *to[2] = {"\"loader.started\":\"1\"", "\"loader.pos\":\"7\""};
+    for (int i = 0; i < 2; i++) {
+        size_t len = strlen(from[i]), at = 0;
+        while (at + len <= n && memcmp(bytes + at, from[i], len)) at++;
+        if (at + len > n) fail_msg("%s holds no %s", ck, from[i]);
+        memcpy(bytes + at, to[i], len);
+    }
+    f = fopen(ck, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+    run_result *r = run("%s -epochs 2 -resume %s", flags, dir);
+    if (r->status != 1 || !strstr(r->out, "inside an epoch"))
+        fail_msg("a mid-epoch loader resumed: exit %d:\n%s", r->status, r->out);
 }
 
 /* A recipe's report.md: its table has a row per run, names the charts, and they exist. */
@@ -1360,6 +1423,8 @@ int main(void)
         cmocka_unit_test(test_resume_is_bit_identical),
         cmocka_unit_test(test_resume_in_backward),
         cmocka_unit_test(test_resume_refuses_a_checkpoint_without_the_loader),
+        cmocka_unit_test(test_failed_resume_keeps_the_metrics),
+        cmocka_unit_test(test_resume_refuses_a_loader_inside_an_epoch),
         cmocka_unit_test(test_recipe_hw4_fast),
         cmocka_unit_test(test_recipe_cmu_fast),
         cmocka_unit_test(test_recipe_medical_fast),

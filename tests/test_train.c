@@ -368,6 +368,8 @@ static void test_evaluate_regressor(void **state)
     assert_int_equal(e.n, 7);
     assert_near(e.loss, want, 1e-12);
     assert_true(isnan(e.accuracy));
+    assert_near(e.loss_sum, want * 7, 1e-12);   /* the squared errors' sum, not their mean */
+    assert_int_equal(e.correct, 0);
     tg_module_free(model), tg_free(x), tg_free(y);
 }
 
@@ -452,16 +454,16 @@ static void test_train_epoch_stops(void **state)
     assert_int_equal(st.steps, 4);
     assert_false(st.stopped);
 
-    /* A NaN in the data: the epoch ends at that step and names it; keep_nonfinite goes on. */
+    /* A NaN in the first batch of five: the epoch ends at that step and names it;
+     * keep_nonfinite goes on. */
     tg_set_flat(a.x, 0, NAN);
     tg_loader_free(a.loader);
-    a.loader = tg_loader_new(a.x, a.y, 10, false, false, NULL);
+    a.loader = tg_loader_new(a.x, a.y, 2, false, false, NULL);
     st = tg_train_epoch(a.model, a.opt, a.loader, &(tg_train_opts){.progress = TG_PROGRESS_OFF});
     assert_int_equal(st.nonfinite_step, 1);
     assert_int_equal(st.steps, 1);
     assert_true(isnan(st.loss));
-    tg_loader_free(a.loader);
-    a.loader = tg_loader_new(a.x, a.y, 2, false, false, NULL);
+    tg_loader_reset(a.loader);
     st = tg_train_epoch(a.model, a.opt, a.loader,
                         &(tg_train_opts){.keep_nonfinite = true, .progress = TG_PROGRESS_OFF});
     assert_int_equal(st.steps, 5);
@@ -481,6 +483,18 @@ static bool scripted_step(void *data, tg_module *model, tg_optimizer *opt, bool 
     scripted *s = data;
     if (s->calls == s->n) return false;
     *out = s->figures[s->calls++];
+    return true;
+}
+
+/* Two steps: the first sets every figure, the second its loss only. */
+static bool loss_only_after_first(void *data, tg_module *model, tg_optimizer *opt, bool accuracy,
+                                  tg_step_figures *out)
+{
+    int *calls = data;
+    if (*calls == 0) *out = (tg_step_figures){.loss = 1, .examples = 2, .correct = 2};
+    else if (*calls == 1) out->loss = 1;
+    else return false;
+    ++*calls;
     return true;
 }
 
@@ -509,10 +523,20 @@ static void test_train_epoch_with_a_step_of_ones_own(void **state)
     st = tg_train_epoch(a.model, a.opt, NULL, &o);
     assert_int_equal(st.steps, 1);
     assert_true(st.stopped);
-    sc = (scripted){.n = 4, .figures = f};
+    tg_step_figures nan_first[3] = {{.loss = NAN, .examples = 1}, {.loss = 1, .examples = 1},
+                                    {.loss = 1, .examples = 1}};
+    sc = (scripted){.n = 3, .figures = nan_first};
     st = tg_train_epoch(a.model, a.opt, NULL, &o);
-    assert_int_equal(st.steps, 4);
-    assert_int_equal(st.nonfinite_step, 4);
+    assert_int_equal(st.steps, 1);
+    assert_int_equal(st.nonfinite_step, 1);
+    /* A step that sets only its loss: the other figures read 0, not the last step's. */
+    int calls = 0;
+    o.step = loss_only_after_first, o.step_data = &calls;
+    st = tg_train_epoch(a.model, a.opt, NULL, &o);
+    assert_int_equal(st.steps, 2);
+    assert_int_equal(st.examples, 2);
+    assert_near(st.accuracy, 1.0, 1e-15);
+    o.step = scripted_step, o.step_data = &sc;
     EXPECT_ERROR("either loader or opts->step", tg_train_epoch(a.model, a.opt, a.loader, &o));
     EXPECT_ERROR("either loader or opts->step", tg_train_epoch(a.model, a.opt, NULL, NULL));
     free_setup(&a);

@@ -55,9 +55,11 @@ tg_epoch_stats tg_train_epoch(tg_module *model, tg_optimizer *opt, tg_loader *lo
                       loader ? tg_loader_num_batches(loader) : o.steps);
     tg_step_figures f;
     /* The hot loop: everything per step lives in the tape's arena or the loader's buffers. */
-    while (!(o.stop && *o.stop) &&
-           (o.step ? o.step(o.step_data, model, opt, o.accuracy, &f)
-                   : plain_step(model, opt, loader, o.loss, o.accuracy, &f))) {
+    while (!(o.stop && *o.stop)) {
+        f = (tg_step_figures){0};
+        if (!(o.step ? o.step(o.step_data, model, opt, o.accuracy, &f)
+                     : plain_step(model, opt, loader, o.loss, o.accuracy, &f)))
+            break;
         s.steps++;
         s.examples += f.examples;
         sum += f.loss;

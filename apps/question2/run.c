@@ -205,11 +205,14 @@ static tg_status checkpoint_epoch(const q2_config *c, int *epoch)
     if (strcmp(key, saved))
         return tg_status_set(TG_ERR_VALUE, "-resume %s: the checkpoint is of %s, these flags say "
                              "%s (give the run's own flags)", c->out, saved, key);
-    if (strcmp(parts, CHECKPOINT_PARTS))
+    if (!*parts)
         return tg_status_set(TG_ERR_FORMAT, "-resume %s: the checkpoint has no state of the "
                              "training loader (an earlier question2 wrote it): a resumed run would "
                              "not see the batches of one never stopped; run it again from the "
                              "start", c->out);
+    if (strcmp(parts, CHECKPOINT_PARTS))
+        return tg_status_set(TG_ERR_FORMAT, "-resume: %s says the checkpoint holds %s; question2 "
+                             "resumes one that holds %s", path, parts, CHECKPOINT_PARTS);
     if (*epoch >= c->epochs)
         return tg_status_set(TG_ERR_VALUE, "-resume %s: the checkpoint ends epoch %d already; "
                              "give -epochs above it", c->out, *epoch);
@@ -226,6 +229,22 @@ static void skip_epoch(tg_loader *L)
     s.started = false;
     s.pos = 0;
     tg_loader_set_state(L, &s);
+}
+
+/* The checkpoint of a resumed run into its parts. The runner writes checkpoints between epochs
+ * only, so a loader state inside an epoch is a file that was not the runner's own. */
+static tg_status load_checkpoint(const q2_config *c, const tg_checkpoint_parts *parts, int first,
+                                 tg_rng *rng)
+{
+    char path[PATH_MAX + 32];
+    q2_join(path, sizeof path, c->out, "checkpoint.safetensors");
+    tg_status st = tg_checkpoint_load_parts(path, parts);
+    if (st != TG_OK) return st;
+    if (tg_loader_get_state(parts->loader).started)
+        return tg_status_set(TG_ERR_FORMAT, "-resume: %s: the training loader's state is inside "
+                             "an epoch; question2 checkpoints between epochs only", path);
+    if (q2_dist) q2_dist->seek(first, rng);
+    return TG_OK;
 }
 
 /* A resumed run's first epochs, read back from its metrics.csv (before the log reopens it). */
@@ -263,9 +282,6 @@ tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_re
     if (c->resume && ((st = checkpoint_epoch(c, &first)) != TG_OK ||
                       (q2_is_main() && (st = read_first_epochs(c, r, first)) != TG_OK)))
         return st;
-    tg_metrics_log *log;
-    st = open_log(c, &log);
-    if (st != TG_OK) return st;
     /* The arena's use-after-reset poisoning (on by default without NDEBUG) memsets every
      * intermediate at each tape_reset: ~4% of a 1024-wide step. This loop is known not to keep
      * intermediates across steps, so it runs without, unless asked. */
@@ -296,25 +312,24 @@ tg_status q2_run(const q2_config *c, const q2_data *d, const char *prefix, q2_re
     tg_rng_next(&rng);
     tg_rng_next(&rng);
     tg_checkpoint_parts parts = {.model = model, .optimizer = opt, .rng = &rng, .loader = train};
-    if (first) {
-        char path[PATH_MAX + 32];
-        q2_join(path, sizeof path, c->out, "checkpoint.safetensors");
-        st = tg_checkpoint_load_parts(path, &parts);
-        if (q2_dist && st == TG_OK) q2_dist->seek(first, &rng);
-        for (int e = 0; e < first && st == TG_OK; e++) {
-            r->epochs = e + 1;
-            st = log_epoch(log, c, r, e);
-        }
-        if (st != TG_OK) {
-            if (q2_dist) q2_dist->finish();
-            tg_loader_free(train);
-            tg_optimizer_free(opt);
-            tg_module_free(model);
-            tg_metrics_log_close(log);
-            return st;
-        }
-        if (!c->quiet) printf("%sresumed %s at epoch %d\n", prefix, c->out, first + 1);
+    if (first) st = load_checkpoint(c, &parts, first, &rng);
+    /* The log is reopened (its file rewritten) only once the checkpoint has loaded: a resume
+     * that fails leaves the run's metrics as they were, so it can be resumed again. */
+    tg_metrics_log *log = NULL;
+    if (st == TG_OK) st = open_log(c, &log);
+    for (int e = 0; e < first && st == TG_OK; e++) {
+        r->epochs = e + 1;
+        st = log_epoch(log, c, r, e);
     }
+    if (st != TG_OK) {
+        if (q2_dist) q2_dist->finish();
+        tg_loader_free(train);
+        tg_optimizer_free(opt);
+        tg_module_free(model);
+        tg_metrics_log_close(log);
+        return st;
+    }
+    if (first && !c->quiet) printf("%sresumed %s at epoch %d\n", prefix, c->out, first + 1);
 
     if (!c->quiet) {
         char desc[256];

@@ -102,9 +102,9 @@ const char *tg_blas_info(void);
  * not initialise it). TG_BLAS_AUTO (the default) and TG_BLAS_LARGE_PRODUCTS: skx on AVX-512 CPUs
  * (faster on large products), haswell on AVX2 ones. TG_BLAS_SMALL_PRODUCTS: haswell wherever
  * AVX2+FMA exist (faster on small products such as a batch-16 MLP's, slower on large ones; a
- * program picks it when its products are small, e.g. batch × layer width <= 4096). Returns false and changes nothing
- * once BLIS is initialised, or when BLIS_ARCH_TYPE is set (the user's choice wins). The
- * measurements behind these choices: docs/blas.md. */
+ * program picks it when its products are small, e.g. batch × layer width <= 4096). Returns
+ * false and changes nothing once BLIS is initialised, or when BLIS_ARCH_TYPE is set (the
+ * user's choice wins). The measurements behind these choices: docs/blas.md. */
 typedef enum { TG_BLAS_AUTO = 0, TG_BLAS_SMALL_PRODUCTS, TG_BLAS_LARGE_PRODUCTS } tg_blas_workload;
 bool tg_blas_prefer(tg_blas_workload workload);
 void tg_set_num_threads(int n);    /* threads for large matrix products (default 1) */

@@ -10,6 +10,8 @@
  *
  *     tg_dist_init(&argc, &argv);
  *     tg_dist_broadcast_module(model);           // rank 0's initial weights and buffers
+ *     tg_param_list buffers;
+ *     tg_module_buffers(model, &buffers);        // batch norm's running statistics, if any
  *     tg_ddp *ddp = tg_ddp_new(&params, NULL);
  *     tg_shard_loader *L = tg_shard_loader_new(x, y, 256, true, false, &rng);  // 256 global
  *     while (tg_shard_loader_next(L, &xb, &yb)) {

@@ -113,7 +113,8 @@ tg_eval tg_evaluate_regressor(tg_module *model, const tg_tensor *x, const tg_ten
  * A step of one's own (opts->step, loader NULL) keeps the rest, the statistics, the bar and the
  * stopping rules, for loops that differ only in where a batch comes from and how it becomes an
  * update (data-parallel training: question2-mpi). The step draws its batch, updates the model,
- * resets the tape, and gives the figures the epoch adds up; false when the epoch is over. */
+ * resets the tape, and gives the figures the epoch adds up (a field it leaves unset reads as 0);
+ * false when the epoch is over. */
 typedef enum { TG_LOSS_CROSS_ENTROPY = 0, TG_LOSS_MSE } tg_loss_kind;
 
 typedef struct {
