@@ -40,4 +40,17 @@ static inline size_t fuzz_gzip(const uint8_t *in, size_t n, uint8_t *out, size_t
     return len;
 }
 
+/* The bytes after the input's first byte, gzip-compressed here when its lowest bit is set (the
+ * contents behind a valid stream) or as they are (a damaged or truncated .gz file); NULL for an
+ * input too short or too long to compress. */
+static inline const uint8_t *fuzz_maybe_gzip(const uint8_t *data, size_t size, size_t *n) {
+    static uint8_t packed[1 << 21];
+    if (size == 0) return NULL;
+    *n = size - 1;
+    if (!(data[0] & 1)) return data + 1;
+    if (*n > (1 << 20)) return NULL;
+    *n = fuzz_gzip(data + 1, *n, packed, sizeof packed);
+    return packed;
+}
+
 #endif

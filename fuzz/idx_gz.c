@@ -4,15 +4,9 @@
 #include "fuzz/fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (size == 0) return 0;
-    static uint8_t packed[1 << 21];
-    const uint8_t *bytes = data + 1;
-    size_t n = size - 1;
-    if (data[0] & 1) {
-        if (n > (1 << 20)) return 0;
-        n = fuzz_gzip(data + 1, n, packed, sizeof packed);
-        bytes = packed;
-    }
+    size_t n;
+    const uint8_t *bytes = fuzz_maybe_gzip(data, size, &n);
+    if (!bytes) return 0;
     const char *path = fuzz_file(bytes, n, ".idx.gz");
     tg_tensor *t = NULL;
     if (tg_idx_load_images(path, &t, NULL, NULL) == TG_OK) tg_free(t);
