@@ -32,7 +32,7 @@ for ex in hello_grad shortest_mlp mlp_modules data_summary perceptron logistic_r
           quadratic_net relu_max xor_interval regression custom_op second_order lenet alexnet \
           custom_optimizer; do
   case $ex in
-    hello_grad) args=() ;;               # no flags: it is the README's 20-line program
+    hello_grad) args=() ;;               # no flags: it is the README's first program
     shortest_mlp) args=() ;;             # no flags: the README's shortest Fashion-MNIST program
     mlp_modules) args=(--fast) ;;        # self-contained: writes nothing
     lenet) args=(--fast) ;;              # prints its losses and accuracies, writes nothing
