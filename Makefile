@@ -113,7 +113,7 @@ EX_HDR   := $(wildcard examples/*.h)
 include mk/dist.mk
 
 .PHONY: all lib tools test test-asan run bench clean install uninstall install-check \
-        deb deb-test docs
+        deb deb-test docs print-lib-libs
 all: lib $(EX_BIN) $(TEST_BIN) $(BENCH_BIN) $(TOOL_BIN)
 lib: $(BUILD)/libtapegrad.a $(SHLIB)
 tools: $(TOOL_BIN)
@@ -193,6 +193,11 @@ run: $(EX_BIN) | setup-data
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
+
+# The library's own link flags, for scripts that link programs against a build folder's
+# libtapegrad.a (bench/portability/run.sh).
+print-lib-libs:
+	@echo $(LIB_LIBS)
 
 include mk/install.mk
 

@@ -6,6 +6,7 @@
  * from that one definition. Backward: ga[ia[i]] += g[i]·dz/dx, gb[ib[i]] += g[i]·dz/dy; the
  * scatter through the broadcast index sums over broadcast axes (tg_sum_to in the ops form). */
 #include <math.h>
+#include "autograd/cpu_clones.h"
 #include "ops/broadcast.h"
 
 typedef struct {
@@ -21,8 +22,8 @@ static void binary_backward(const tg_node *node);
 static void binary_backward_ops(const tg_node *node, tg_tensor *g, tg_tensor **grad_in);
 
 #define BINARY_KERNELS(NAME, T, SUFFIX, FWD, DX, DY)                                          \
-    static void NAME##_fwd_##SUFFIX(const tg_bcast *bc, const void *pa, const void *pb,       \
-                                    void *pz)                                                  \
+    static TG_CPU_CLONES void NAME##_fwd_##SUFFIX(const tg_bcast *bc, const void *pa,         \
+                                                  const void *pb, void *pz)                    \
     {                                                                                          \
         const T *a = pa, *b = pb;                                                              \
         T *out = pz;                                                                           \
@@ -31,8 +32,9 @@ static void binary_backward_ops(const tg_node *node, tg_tensor *g, tg_tensor **g
             out[i] = (FWD);                                                                    \
         }                                                                                      \
     }                                                                                          \
-    static void NAME##_bwd_##SUFFIX(const tg_bcast *bc, const void *pa, const void *pb,       \
-                                    const void *pz, const void *pg, void *pga, void *pgb)      \
+    static TG_CPU_CLONES void NAME##_bwd_##SUFFIX(const tg_bcast *bc, const void *pa,         \
+                                                  const void *pb, const void *pz,              \
+                                                  const void *pg, void *pga, void *pgb)        \
     {                                                                                          \
         const T *a = pa, *b = pb, *zs = pz, *g = pg;                                           \
         T *ga = pga, *gb = pgb;                                                                \

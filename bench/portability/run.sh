@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 rounds=${1:-6}
 out=${TMPDIR:-/tmp}/tg_portability
 blis=/usr/lib/$(gcc -print-multiarch)/blis-serial
-libs="-L$blis -Wl,-rpath,$blis -lblis -lzip -lz -lstb -lpthread -lm"
+libs="-L$blis -Wl,-rpath,$blis $(make -s print-lib-libs)"
 make -s -j2 BUILD="$out/native" NATIVE=1 "$out/native/libtapegrad.a"
 make -s -j2 BUILD="$out/portable" EXTRA_CFLAGS=-DTG_NO_CPU_CLONES "$out/portable/libtapegrad.a"
 make -s -j2 BUILD="$out/clones" "$out/clones/libtapegrad.a"
