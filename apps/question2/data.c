@@ -67,3 +67,12 @@ void q2_free_data(q2_data *d)
     for (int i = 0; i < 3; i++) tg_free(d->x[i]), tg_free(d->y[i]), tg_dataset_free(&d->sub[i]);
     tg_mnist_free(&d->m);
 }
+
+int q2_load_base(const q2_config *base, q2_data *d)
+{
+    q2_blas_setup(base);
+    printf("%s\n", tg_blas_info());
+    if (q2_load_data(base, d) == TG_OK) return 0;
+    fprintf(stderr, PROG ": -data %s: %s\n", base->data, tg_status_message());
+    return 1;
+}

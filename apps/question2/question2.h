@@ -145,6 +145,9 @@ typedef struct {
 
 /* c's data set: c->data, its random subsets, its first -limit / -eval_limit rows. */
 tg_status q2_load_data(const q2_config *c, q2_data *d);
+/* A sweep's or recipe's start: the product kernels for its base configuration (said on
+ * stdout), then the base's data set; 0, or 1 with the message on stderr when it cannot be read. */
+int q2_load_base(const q2_config *base, q2_data *d);
 void q2_free_data(q2_data *d);
 
 /* ---- the convolutional models (models.c) ------------------------------------------------------ */

@@ -400,16 +400,11 @@ static int run_recipe(const recipe *rc, int argc, char **argv)
         c->jobs = base.jobs;
     }
     /* The data set once, with the base's subsets; a run of the whole set loads its own. */
-    q2_blas_setup(&base);
-    printf("%s\n", tg_blas_info());
     double t0 = q2_now();
     q2_data d, whole_d;
+    if (q2_load_base(&base, &d)) return 1;
     bool any_whole = false;
     for (int i = 0; i < s.n; i++) any_whole |= s.rows[i].cfg.train_subset != base.train_subset;
-    if (q2_load_data(&base, &d) != TG_OK) {
-        fprintf(stderr, PROG ": -data %s: %s\n", base.data, tg_status_message());
-        return 1;
-    }
     if (q2_make_dirs(base.out) != TG_OK ||
         q2_write_sweep_note(base.out, "recipe", rc->name) != TG_OK) {
         fprintf(stderr, PROG ": %s\n", tg_status_message());
@@ -739,15 +734,11 @@ static int run_ist_hw1(int argc, char **argv)
         fprintf(stderr, PROG ": %s\n", tg_status_message());
         return 1;
     }
-    /* Question 2's products are as small as Question 1's (batch x width <= 4096): one choice. */
-    q2_blas_setup(&base);
-    printf("%s\n", tg_blas_info());
     double t0 = q2_now();
     q2_data d;
-    if (q2_load_data(&base, &d) != TG_OK) {
-        fprintf(stderr, PROG ": -data %s: %s\n", base.data, tg_status_message());
-        return 1;
-    }
+    /* The kernels chosen once for both questions: Question 2's products are as small as
+     * Question 1's (batch x width <= 4096). */
+    if (q2_load_base(&base, &d)) return 1;
     char cmdline[1024];
     command_line(argc, argv, cmdline, sizeof cmdline);
     ist_run_info info = {.cmdline = cmdline, .data = base.data, .fast = fast, .q2 = q2,

@@ -466,14 +466,9 @@ int q2_sweep_main(int argc, char **argv)
         c->jobs = base.jobs;
     }
 
-    q2_blas_setup(&base);
-    printf("%s\n", tg_blas_info());
     double t0 = q2_now();
     q2_data d;
-    if (q2_load_data(&base, &d) != TG_OK) {
-        fprintf(stderr, PROG ": -data %s: %s\n", base.data, tg_status_message());
-        return 1;
-    }
+    if (q2_load_base(&base, &d)) return 1;
     if (q2_make_dirs(base.out) != TG_OK || /* after the data: a failed run leaves no folder */
         q2_write_sweep_note(base.out, "sweep", grid ? "grid" : which) != TG_OK) {
         fprintf(stderr, PROG ": %s\n", tg_status_message());

@@ -205,6 +205,16 @@ static bool same_params(const net *a, const net *b)
     return true;
 }
 
+/* One zeroed accumulator per parameter of n, and its data as floats. */
+static void make_accumulators(const net *n, tg_tensor **acc_t, float **acc)
+{
+    for (int i = 0; i < n->ps.n; i++) {
+        tg_tensor *p = n->ps.tensors[i];
+        acc_t[i] = tg_zeros(p->dtype, p->ndim, p->shape);
+        acc[i] = acc_t[i]->data;
+    }
+}
+
 static int curve(int steps, const char *out, int save_at, const char *ckpt)
 {
     tg_dataset d = make_data();
@@ -223,11 +233,7 @@ static int curve(int steps, const char *out, int save_at, const char *ckpt)
     tg_loader *ref_loader = tg_loader_new(d.x, d.y, BATCH, true, false, &rng);
     tg_tensor *acc_t[8];
     float *acc[8];
-    for (int i = 0; i < ref.ps.n; i++) {
-        tg_tensor *p = ref.ps.tensors[i];
-        acc_t[i] = tg_zeros(p->dtype, p->ndim, p->shape);
-        acc[i] = acc_t[i]->data;
-    }
+    make_accumulators(&ref, acc_t, acc);
 
     FILE *f = tg_dist_is_main() ? fopen(out, "w") : NULL;
     int bad = 0, overlapped_steps = 0;
@@ -300,11 +306,7 @@ static int batchnorm(int steps)
     tg_loader *ref_loader = tg_loader_new(d.x, d.y, BATCH, true, false, &rng);
     tg_tensor *acc_t[8];
     float *acc[8];
-    for (int i = 0; i < ref.ps.n; i++) {
-        tg_tensor *p = ref.ps.tensors[i];
-        acc_t[i] = tg_zeros(p->dtype, p->ndim, p->shape);
-        acc[i] = acc_t[i]->data;
-    }
+    make_accumulators(&ref, acc_t, acc);
     int bad = same_buffers(&n, &ref) ? 0 : fail("the start-up broadcast left this rank's buffers");
     int own_statistics = 0;
     for (int s = 0; s < steps && !bad; s++) {
